@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Gateway overhead benchmark: direct-to-upstream vs through Keel, in one run.
+#
+# Starts the mock upstream (`keel mock-provider`) and a release build of Keel with
+# tracing ON (SQLite store, full capture), then for each fixed rate drives the same
+# request with `hey` (Debian package) directly at the mock and through Keel, computes
+# p50/p99 latency and achieved throughput from hey's per-request CSV, checks that the
+# store holds exactly one trace per request sent through Keel, and appends the results
+# to bench/RESULTS.md with the date, machine and commit.
+#
+# Usage: bash bench/run.sh [SECONDS_PER_RATE] [RATES...]   (defaults: 10 s; 500 1000 2000 5000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SECS=${1:-10}
+shift || true
+RATES=${*:-"500 1000 2000 5000"}
+
+command -v hey >/dev/null || { echo "installing hey (Debian package)"; apt-get install -y hey >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y hey >/dev/null; }; }
+cargo build --release -p keel-cli
+KEEL=$ROOT/target/release/keel
+
+WORK=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+MOCK_PORT=$(free_port)
+KEEL_PORT=$(free_port)
+cat > "$WORK/keel.toml" <<TOML
+[gateway]
+listen = "127.0.0.1:$KEEL_PORT"
+store = "$WORK/bench.db"
+capture = "full"
+
+[providers.up]
+kind = "openai"
+base_url = "http://127.0.0.1:$MOCK_PORT/v1"
+
+[models.bench-model]
+provider = "up"
+upstream_model = "bench-model"
+input_price_per_mtok = 0.15
+output_price_per_mtok = 0.60
+TOML
+
+cleanup() { kill "${KEEL_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true; }
+trap cleanup EXIT
+"$KEEL" mock-provider --listen "127.0.0.1:$MOCK_PORT" --output-tokens 16 > "$WORK/mock.log" 2>&1 &
+MOCK_PID=$!
+KEEL_LOG=warn "$KEEL" serve --config "$WORK/keel.toml" > "$WORK/keel.log" 2>&1 &
+KEEL_PID=$!
+for url in "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/health"; do
+  for _ in $(seq 100); do curl -sf "$url" >/dev/null && break; sleep 0.1; done
+  curl -sf "$url" >/dev/null || { echo "server at $url did not start"; cat "$WORK"/*.log; exit 1; }
+done
+
+BODY='{"model":"bench-model","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":64}'
+echo "$BODY" > "$WORK/body.json"
+: > "$WORK/runs.tsv"
+for rate in $RATES; do
+  workers=$(( rate / 20 )); [ "$workers" -lt 10 ] && workers=10
+  per_worker=$(( rate / workers ))
+  n=$(( rate * SECS ))
+  for target in direct keel; do
+    if [ "$target" = direct ]; then port=$MOCK_PORT; else port=$KEEL_PORT; fi
+    echo "rate $rate rps ($workers workers x $per_worker qps), $n requests -> $target"
+    start=$(date +%s.%N)
+    hey -n "$n" -c "$workers" -q "$per_worker" -m POST -T application/json -D "$WORK/body.json" \
+        -o csv "http://127.0.0.1:$port/v1/chat/completions" > "$WORK/$target-$rate.csv"
+    end=$(date +%s.%N)
+    printf '%s\t%s\t%s\t%s\t%s\n' "$rate" "$target" "$n" "$start" "$end" >> "$WORK/runs.tsv"
+  done
+done
+
+# Stop Keel cleanly (drains the trace queue), then count traces.
+kill -TERM "$KEEL_PID"; wait "$KEEL_PID" || true; KEEL_PID=
+python3 "$ROOT/bench/analyze.py" "$WORK" "$ROOT/bench/RESULTS.md" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"

@@ -1,0 +1,28 @@
+//! One module per subcommand.
+
+pub mod check;
+pub mod mock;
+pub mod report;
+pub mod serve;
+pub mod traces;
+
+use anyhow::{Context, Result};
+use keel_core::config::Config;
+
+use crate::ConfigArg;
+
+/// Load and validate the config, printing every problem.
+pub fn load_config(arg: &ConfigArg) -> Result<Config> {
+    Config::load(&arg.config).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Open the store named by the config, for reading.
+pub fn open_store(config: &Config) -> Result<(keel_store::Store, keel_store::Connection)> {
+    if config.gateway.store == ":memory:" {
+        anyhow::bail!("{}: [gateway] store is \":memory:\", so traces live only inside a running `keel serve`; set store = \"keel.db\" to keep them", config.source.display());
+    }
+    let store = keel_store::Store::open(&config.gateway.store)
+        .with_context(|| format!("opening the trace store of {}", config.source.display()))?;
+    let conn = store.reader()?;
+    Ok((store, conn))
+}

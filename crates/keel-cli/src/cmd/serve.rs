@@ -1,0 +1,83 @@
+//! `keel serve`: run the gateway until SIGTERM or Ctrl-C, then drain the trace queue.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use keel_core::config::PriceSource;
+use keel_gateway::Gateway;
+
+use crate::ConfigArg;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Listen on this address instead of [gateway] listen.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    init_logging();
+    let mut config = super::load_config(&args.config)?;
+    if let Some(l) = args.listen {
+        config.gateway.listen = l;
+    }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    // Once per model, at startup: calls to these models will be recorded as unpriced.
+    for m in config.models.values() {
+        if m.price_source == PriceSource::Unpriced {
+            tracing::warn!(model = %m.name, upstream = %m.upstream_model, "model has no known price; its calls will be recorded as unpriced, not $0");
+        }
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listen = config.gateway.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (is another process using it? change [gateway] listen or pass --listen)"))?;
+        let store = config.gateway.store.clone();
+        let gateway = Gateway::start(config, listener).await?;
+        tracing::info!(addr = %gateway.addr, store = %store, "keel gateway listening");
+        println!("keel gateway listening on http://{}", gateway.addr);
+        let report = gateway.run_until(shutdown_signal()).await?;
+        tracing::info!(written = report.traces_written, dropped = report.traces_dropped, "stopped; trace queue drained");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests and draining the trace queue");
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KEEL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

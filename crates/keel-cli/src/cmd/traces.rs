@@ -1,0 +1,225 @@
+//! `keel traces list | show`: find and read recorded calls.
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use keel_core::trace::{TraceRecord, TraceStatus};
+use keel_store::TraceFilter;
+
+use crate::since::{format_ms, parse_since};
+use crate::ConfigArg;
+
+#[derive(Subcommand)]
+pub enum TracesCommand {
+    /// List traces, newest first.
+    List(ListArgs),
+    /// Show one trace in full.
+    Show(ShowArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Only traces newer than this (e.g. 30m, 24h, 7d, or an RFC 3339 time).
+    #[arg(long)]
+    since: Option<String>,
+    /// Model requested, sent upstream, or served.
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long)]
+    feature: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+    #[arg(long)]
+    session: Option<String>,
+    /// ok, error or client_disconnected.
+    #[arg(long)]
+    status: Option<String>,
+    /// Error class, e.g. upstream_rate_limit, invalid_request.
+    #[arg(long)]
+    error: Option<String>,
+    /// Most traces to show (0 = all).
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Print JSON (one array of traces).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The request id (x-keel-request-id).
+    id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: TracesCommand) -> Result<ExitCode> {
+    match cmd {
+        TracesCommand::List(a) => list(a),
+        TracesCommand::Show(a) => show(a),
+    }
+}
+
+fn list(a: ListArgs) -> Result<ExitCode> {
+    let config = super::load_config(&a.config)?;
+    let status = match a.status.as_deref() {
+        None => None,
+        Some(s) => match TraceStatus::parse(s) {
+            Some(st) => Some(st),
+            None => bail!("--status `{s}` is not a status; use ok, error or client_disconnected"),
+        },
+    };
+    let filter = TraceFilter {
+        since_ms: a.since.as_deref().map(parse_since).transpose()?,
+        model: a.model,
+        tenant: a.tenant,
+        feature: a.feature,
+        user: a.user,
+        session: a.session,
+        status,
+        error_class: a.error,
+        limit: a.limit,
+        ..TraceFilter::default()
+    };
+    let (_store, conn) = super::open_store(&config)?;
+    let traces = keel_store::list_traces(&conn, &filter)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&traces)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if traces.is_empty() {
+        println!("No traces match.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header([
+        "time",
+        "id",
+        "model",
+        "status",
+        "tokens in/out",
+        "cost",
+        "latency",
+        "tenant",
+        "feature",
+        "user",
+    ]);
+    for tr in &traces {
+        t.add_row([
+            format_ms(tr.started_at_ms),
+            tr.id.clone(),
+            tr.model_requested.clone().unwrap_or_else(|| "-".into()),
+            status_text(tr),
+            match (tr.input_tokens, tr.output_tokens) {
+                (Some(i), Some(o)) => format!("{i}/{o}"),
+                _ => "-".into(),
+            },
+            cost_text(tr),
+            format!("{} ms", tr.latency_ms),
+            tr.tenant.clone().unwrap_or_else(|| "-".into()),
+            tr.feature.clone().unwrap_or_else(|| "-".into()),
+            tr.user.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "{} trace{}",
+        traces.len(),
+        if traces.len() == 1 { "" } else { "s" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_text(t: &TraceRecord) -> String {
+    match (&t.status, &t.error_class) {
+        (TraceStatus::Ok, _) => "ok".into(),
+        (s, Some(c)) => format!("{} ({c})", s.as_str()),
+        (s, None) => s.as_str().into(),
+    }
+}
+
+fn cost_text(t: &TraceRecord) -> String {
+    match (t.cost, t.unpriced) {
+        (Some(c), _) => c.to_string(),
+        (None, true) => "unpriced".into(),
+        (None, false) => "-".into(),
+    }
+}
+
+fn show(a: ShowArgs) -> Result<ExitCode> {
+    let config = super::load_config(&a.config)?;
+    let (_store, conn) = super::open_store(&config)?;
+    let Some(t) = keel_store::get_trace(&conn, &a.id)? else {
+        eprintln!("no trace with id `{}` in {}", a.id, config.gateway.store);
+        return Ok(ExitCode::from(1));
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let num = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+    let rows: Vec<(&str, String)> = vec![
+        ("id", t.id.clone()),
+        ("time", format_ms(t.started_at_ms)),
+        ("api", format!("{} {}", t.api, t.endpoint)),
+        (
+            "status",
+            format!("{} (HTTP {})", status_text(&t), t.http_status),
+        ),
+        ("error", opt(&t.error_message)),
+        ("model requested", opt(&t.model_requested)),
+        ("provider", opt(&t.provider)),
+        ("upstream model", opt(&t.upstream_model)),
+        ("served model", opt(&t.served_model)),
+        ("fingerprint", opt(&t.system_fingerprint)),
+        ("stream", t.stream.to_string()),
+        ("tokens in", num(t.input_tokens)),
+        ("tokens out", num(t.output_tokens)),
+        ("cached tokens", num(t.cached_tokens)),
+        ("reasoning tokens", num(t.reasoning_tokens)),
+        ("cost", cost_text(&t)),
+        ("latency", format!("{} ms", t.latency_ms)),
+        (
+            "time to first token",
+            t.ttft_ms
+                .map(|v| format!("{v} ms"))
+                .unwrap_or_else(|| "-".into()),
+        ),
+        ("finish reason", opt(&t.finish_reason)),
+        ("tenant", opt(&t.tenant)),
+        ("feature", opt(&t.feature)),
+        ("user", opt(&t.user)),
+        ("session", opt(&t.session)),
+        ("key", opt(&t.key_id)),
+        (
+            "tags",
+            if t.tags.is_empty() {
+                "-".into()
+            } else {
+                t.tags.join(", ")
+            },
+        ),
+    ];
+    for (k, v) in rows {
+        println!("{k:>20}  {v}");
+    }
+    println!(
+        "\n--- input ---\n{}",
+        t.input.as_deref().unwrap_or("(not captured)")
+    );
+    println!(
+        "\n--- output ---\n{}",
+        t.output.as_deref().unwrap_or("(not captured)")
+    );
+    Ok(ExitCode::SUCCESS)
+}

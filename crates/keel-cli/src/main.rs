@@ -1,0 +1,67 @@
+//! `keel`: the one binary. Each subcommand is a thin layer over a library crate.
+//!
+//! Exit codes: 0 success; 1 the command ran and found a problem (`keel check` found
+//! config errors, `keel traces show` found no such trace); 2 usage or runtime error
+//! (bad flags, unreadable store, port in use).
+
+mod cmd;
+mod since;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "keel",
+    version,
+    about = "Keel: an LLM gateway that traces, prices and reports every model call"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (OpenAI- and Anthropic-compatible) with the given config.
+    Serve(cmd::serve::ServeArgs),
+    /// Validate the config without serving; exit 0 when valid, 1 when not.
+    Check(cmd::check::CheckArgs),
+    /// Run the built-in mock LLM provider as an HTTP server (OpenAI and Anthropic wire formats).
+    MockProvider(cmd::mock::MockArgs),
+    /// List and show recorded traces.
+    Traces {
+        #[command(subcommand)]
+        command: cmd::traces::TracesCommand,
+    },
+    /// The usage, cost and latency report (by model, feature, tenant; top callers; unpriced calls).
+    Report(cmd::report::ReportArgs),
+}
+
+/// `--config`, shared by every command that reads keel.toml.
+#[derive(clap::Args, Clone)]
+pub struct ConfigArg {
+    /// Path to keel.toml.
+    #[arg(long, short = 'c', default_value = "keel.toml", env = "KEEL_CONFIG")]
+    pub config: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(a) => cmd::serve::run(a),
+        Command::Check(a) => cmd::check::run(a),
+        Command::MockProvider(a) => cmd::mock::run(a),
+        Command::Traces { command } => cmd::traces::run(command),
+        Command::Report(a) => cmd::report::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

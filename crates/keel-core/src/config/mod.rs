@@ -1,0 +1,97 @@
+//! `keel.toml`: loading, validation and the runtime configuration.
+//!
+//! Loading is two steps, as the style guide asks: deserialise the raw file with every
+//! table rejecting unknown keys (errors carry the key path and a "did you mean"), then
+//! validate into `model::Config`, collecting every problem. `keel check` and
+//! `keel serve` call the same `Config::load`.
+
+pub mod error;
+pub mod mock;
+pub mod model;
+pub mod raw;
+mod validate;
+
+use std::path::Path;
+
+pub use error::{ConfigError, ConfigIssue};
+pub use model::*;
+pub use validate::{DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_STORE};
+
+use crate::prices::PriceTable;
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::single(
+                path.to_path_buf(),
+                "",
+                format!("cannot read config: {e}"),
+                Some("pass --config PATH, or run from a folder with a keel.toml (see examples/quickstart/keel.toml)".into()),
+            )
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parse and validate config text; `path` is used in messages and to resolve
+    /// relative paths (the store) against its folder.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file = path.to_path_buf();
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            ConfigError::single(
+                file.clone(),
+                "",
+                format!("not valid TOML: {}", e.message().trim()),
+                e.span().map(|s| format!("at {}", line_col(text, s.start))),
+            )
+        })?;
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path_s = e.path().to_string();
+            let inner = e.into_inner();
+            let message = inner.message().trim().to_string();
+            let hint = error::did_you_mean(&message).or_else(|| {
+                inner
+                    .span()
+                    .map(|s| format!("at {}", line_col(text, s.start)))
+            });
+            ConfigError::single(
+                file.clone(),
+                if path_s == "." { "" } else { &path_s },
+                message,
+                hint,
+            )
+        })?;
+        let prices = PriceTable::builtin()
+            .map_err(|e| ConfigError::single(file.clone(), "", e.to_string(), None))?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let v = validate::validate(raw, dir, &prices).map_err(|issues| ConfigError {
+            file: file.clone(),
+            issues,
+        })?;
+        Ok(Config {
+            source: file,
+            gateway: v.gateway,
+            providers: v.providers,
+            models: v.models,
+            warnings: v.warnings,
+        })
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    format!("line {line}, column {col}")
+}
+
+#[cfg(test)]
+mod tests;

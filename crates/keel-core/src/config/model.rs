@@ -1,0 +1,117 @@
+//! The validated, runtime configuration. Code past `Config::load` never re-checks it:
+//! references are resolved, durations parsed, ranges checked.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::mock::MockSettings;
+use crate::prices::ModelPrice;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was loaded from.
+    pub source: PathBuf,
+    pub gateway: GatewaySettings,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub models: BTreeMap<String, ModelConfig>,
+    /// Non-fatal findings (an unset key env var, unpriced models) for `keel check` and startup.
+    pub warnings: Vec<String>,
+}
+
+/// What Keel stores of request and response bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capture {
+    /// The request JSON and the output text.
+    Full,
+    /// Metadata only: no message or output text.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub listen: SocketAddr,
+    /// SQLite path (resolved against the config file's folder) or `:memory:`.
+    pub store: String,
+    pub capture: Capture,
+    /// Request bodies above this are refused with 413.
+    pub max_body_bytes: NonZeroUsize,
+    /// Default total time for one upstream call.
+    pub request_timeout: Duration,
+    /// Default time to the first streamed chunk.
+    pub first_token_timeout: Duration,
+    /// A client must finish sending its body within this (slow clients get 408).
+    pub body_read_timeout: Duration,
+    pub trace_queue_capacity: NonZeroUsize,
+    pub trace_batch_max: NonZeroUsize,
+    /// When the trace queue is full, how long a trace may wait for room before it is dropped.
+    pub trace_full_wait: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ProviderKind {
+    OpenAi {
+        base_url: String,
+        api_key_env: Option<String>,
+    },
+    Anthropic {
+        base_url: String,
+        api_key_env: Option<String>,
+    },
+    Mock(MockSettings),
+}
+
+impl ProviderKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi { .. } => "openai",
+            ProviderKind::Anthropic { .. } => "anthropic",
+            ProviderKind::Mock(_) => "mock",
+        }
+    }
+
+    /// The upstream key, read from its environment variable now (never stored in config).
+    pub fn api_key(&self) -> Option<String> {
+        match self {
+            ProviderKind::OpenAi { api_key_env, .. }
+            | ProviderKind::Anthropic { api_key_env, .. } => api_key_env
+                .as_ref()
+                .and_then(|v| std::env::var(v).ok())
+                .filter(|k| !k.is_empty()),
+            ProviderKind::Mock(_) => None,
+        }
+    }
+}
+
+/// Where a model's price came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriceSource {
+    Config,
+    /// The built-in table, dated.
+    Builtin {
+        as_of: String,
+    },
+    /// No price known: calls are recorded as unpriced.
+    Unpriced,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// The name clients use (`model` in the request).
+    pub name: String,
+    pub provider: String,
+    /// The pinned id sent upstream.
+    pub upstream_model: String,
+    pub price: Option<ModelPrice>,
+    pub price_source: PriceSource,
+    pub timeout: Duration,
+    pub first_token_timeout: Duration,
+}

@@ -1,0 +1,60 @@
+//! The configuration exactly as written in `keel.toml`.
+//!
+//! Every table rejects unknown keys; nothing here is trusted until `validate` turns it
+//! into the runtime types of `config::model`. Keep field names in sync with the README's
+//! config reference.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::mock::MockSettings;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub gateway: RawGateway,
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    pub models: BTreeMap<String, RawModel>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub listen: Option<String>,
+    pub store: Option<String>,
+    /// `"full"` (default) or `"none"`.
+    pub capture: Option<String>,
+    pub max_body_bytes: Option<u64>,
+    pub request_timeout: Option<String>,
+    pub first_token_timeout: Option<String>,
+    pub body_read_timeout: Option<String>,
+    pub trace_queue_capacity: Option<u64>,
+    pub trace_batch_max: Option<u64>,
+    pub trace_full_wait: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub kind: String,
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    /// Behaviour of a `kind = "mock"` provider.
+    pub mock: Option<MockSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub provider: String,
+    pub upstream_model: Option<String>,
+    pub input_price_per_mtok: Option<f64>,
+    pub output_price_per_mtok: Option<f64>,
+    pub cached_input_price_per_mtok: Option<f64>,
+    pub timeout: Option<String>,
+    pub first_token_timeout: Option<String>,
+}

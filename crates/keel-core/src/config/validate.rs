@@ -1,0 +1,377 @@
+//! Raw config → runtime config: resolve references, parse durations, check ranges,
+//! price every model, and collect every problem (not just the first).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::time::Duration;
+
+use super::error::ConfigIssue;
+use super::model::*;
+use super::raw::*;
+use crate::money::Nanos;
+use crate::prices::{ModelPrice, PriceTable};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8100";
+pub const DEFAULT_STORE: &str = "keel.db";
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The validated parts of a config, assembled into `Config` by the caller.
+pub(crate) struct Validated {
+    pub gateway: GatewaySettings,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub models: BTreeMap<String, ModelConfig>,
+    pub warnings: Vec<String>,
+}
+
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>, hint: Option<&str>) {
+        self.0.push(ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+            hint: hint.map(str::to_string),
+        });
+    }
+
+    fn duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
+        let Some(v) = value else { return default };
+        match humantime::parse_duration(v) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.add(path, "must be greater than zero", Some("e.g. \"30s\""));
+                default
+            }
+            Err(e) => {
+                self.add(
+                    path,
+                    format!("`{v}` is not a duration: {e}"),
+                    Some("write e.g. \"500ms\", \"30s\" or \"2m\""),
+                );
+                default
+            }
+        }
+    }
+
+    fn nonzero(&mut self, path: &str, value: Option<u64>, default: usize) -> NonZeroUsize {
+        let fallback = NonZeroUsize::new(default).unwrap_or(NonZeroUsize::MIN);
+        match value {
+            None => fallback,
+            Some(v) => match usize::try_from(v).ok().and_then(NonZeroUsize::new) {
+                Some(n) => n,
+                None => {
+                    self.add(
+                        path,
+                        format!("{v} is out of range"),
+                        Some("use a positive integer"),
+                    );
+                    fallback
+                }
+            },
+        }
+    }
+}
+
+pub(crate) fn validate(
+    raw: RawConfig,
+    config_dir: &Path,
+    prices: &PriceTable,
+) -> Result<Validated, Vec<ConfigIssue>> {
+    let mut issues = Issues(Vec::new());
+    let mut warnings = Vec::new();
+    let gateway = validate_gateway(&raw.gateway, config_dir, &mut issues);
+
+    let mut providers = BTreeMap::new();
+    for (name, p) in &raw.providers {
+        let path = format!("providers.{name}");
+        let base_url = |default: &str, issues: &mut Issues| {
+            let url = p.base_url.clone().unwrap_or_else(|| default.to_string());
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                issues.add(
+                    format!("{path}.base_url"),
+                    format!("`{url}` is not an http(s) URL"),
+                    Some("e.g. \"http://127.0.0.1:18080/v1\""),
+                );
+            }
+            url.trim_end_matches('/').to_string()
+        };
+        let kind = match p.kind.as_str() {
+            "openai" => ProviderKind::OpenAi {
+                base_url: base_url("https://api.openai.com/v1", &mut issues),
+                api_key_env: p.api_key_env.clone(),
+            },
+            "anthropic" => ProviderKind::Anthropic {
+                base_url: base_url("https://api.anthropic.com/v1", &mut issues),
+                api_key_env: p.api_key_env.clone(),
+            },
+            "mock" => {
+                if p.base_url.is_some() || p.api_key_env.is_some() {
+                    issues.add(
+                        &path,
+                        "a mock provider takes no base_url or api_key_env",
+                        Some(
+                            "remove them, or use kind = \"openai\" to call a mock server over HTTP",
+                        ),
+                    );
+                }
+                let mut settings = p.mock.clone().unwrap_or_default();
+                // A rules file is relative to the config file, like the store.
+                if let Some(rules) = settings.rules.as_mut() {
+                    if Path::new(rules.as_str()).is_relative() {
+                        *rules = config_dir
+                            .join(rules.as_str())
+                            .to_string_lossy()
+                            .into_owned();
+                    }
+                }
+                for (field, rate) in [
+                    ("rate_429", settings.rate_429),
+                    ("rate_500", settings.rate_500),
+                    ("rate_timeout", settings.rate_timeout),
+                    ("rate_cut", settings.rate_cut),
+                ] {
+                    if !(0.0..=1.0).contains(&rate) {
+                        issues.add(
+                            format!("{path}.mock.{field}"),
+                            format!("{rate} is not a share between 0 and 1"),
+                            Some("e.g. 0.05 for 5%"),
+                        );
+                    }
+                }
+                ProviderKind::Mock(settings)
+            }
+            other => {
+                issues.add(
+                    format!("{path}.kind"),
+                    format!("unknown provider kind `{other}`"),
+                    Some("use \"openai\", \"anthropic\" or \"mock\""),
+                );
+                continue;
+            }
+        };
+        if p.mock.is_some() && !matches!(kind, ProviderKind::Mock(_)) {
+            issues.add(
+                format!("{path}.mock"),
+                "mock settings on a provider that is not kind = \"mock\"",
+                Some("remove the [mock] table"),
+            );
+        }
+        if let Some(env) = p.api_key_env.as_deref() {
+            if std::env::var(env).map(|v| v.is_empty()).unwrap_or(true) {
+                warnings.push(format!("{path}.api_key_env: environment variable {env} is not set; calls will be sent without a key"));
+            }
+        }
+        providers.insert(
+            name.clone(),
+            ProviderConfig {
+                name: name.clone(),
+                kind,
+            },
+        );
+    }
+
+    let mut models = BTreeMap::new();
+    for (name, m) in &raw.models {
+        let path = format!("models.{name}");
+        if !raw.providers.contains_key(&m.provider) {
+            let known: Vec<&str> = raw.providers.keys().map(String::as_str).collect();
+            let hint = if known.is_empty() {
+                "add a [providers.NAME] table".to_string()
+            } else {
+                format!("configured providers: {}", known.join(", "))
+            };
+            issues.0.push(ConfigIssue {
+                path: format!("{path}.provider"),
+                message: format!("provider `{}` is not defined", m.provider),
+                hint: Some(hint),
+            });
+        }
+        let upstream_model = m.upstream_model.clone().unwrap_or_else(|| name.clone());
+        if upstream_model.trim().is_empty() {
+            issues.add(format!("{path}.upstream_model"), "must not be empty", None);
+        }
+        let price_of = |v: Option<f64>, key: &str, issues: &mut Issues| -> Option<Nanos> {
+            let v = v?;
+            let n = Nanos::from_dollars(v);
+            if n.is_none() {
+                issues.add(
+                    format!("{path}.{key}"),
+                    format!("{v} is not a price"),
+                    Some("USD per million tokens, zero or more"),
+                );
+            }
+            n
+        };
+        let input = price_of(m.input_price_per_mtok, "input_price_per_mtok", &mut issues);
+        let output = price_of(
+            m.output_price_per_mtok,
+            "output_price_per_mtok",
+            &mut issues,
+        );
+        let cached = price_of(
+            m.cached_input_price_per_mtok,
+            "cached_input_price_per_mtok",
+            &mut issues,
+        );
+        let (price, price_source) = match (input, output) {
+            (Some(i), Some(o)) => (
+                Some(ModelPrice {
+                    input_per_mtok: i,
+                    output_per_mtok: o,
+                    cached_input_per_mtok: cached,
+                }),
+                PriceSource::Config,
+            ),
+            (None, None)
+                if m.input_price_per_mtok.is_none() && m.output_price_per_mtok.is_none() =>
+            {
+                match prices.lookup(&upstream_model) {
+                    Some(mut p) => {
+                        if cached.is_some() {
+                            p.cached_input_per_mtok = cached;
+                        }
+                        (
+                            Some(p),
+                            PriceSource::Builtin {
+                                as_of: prices.as_of.clone(),
+                            },
+                        )
+                    }
+                    None => {
+                        warnings.push(format!("{path}: no price known for upstream model `{upstream_model}`; its calls will be recorded as unpriced (set input_price_per_mtok and output_price_per_mtok)"));
+                        (None, PriceSource::Unpriced)
+                    }
+                }
+            }
+            _ => {
+                if m.input_price_per_mtok.is_some() != m.output_price_per_mtok.is_some() {
+                    issues.add(
+                        &path,
+                        "input_price_per_mtok and output_price_per_mtok must be set together",
+                        Some("set both, or neither to use the built-in price table"),
+                    );
+                }
+                (None, PriceSource::Unpriced)
+            }
+        };
+        let timeout = issues.duration(
+            &format!("{path}.timeout"),
+            m.timeout.as_deref(),
+            gateway.request_timeout,
+        );
+        let first_token_timeout = issues.duration(
+            &format!("{path}.first_token_timeout"),
+            m.first_token_timeout.as_deref(),
+            gateway.first_token_timeout,
+        );
+        models.insert(
+            name.clone(),
+            ModelConfig {
+                name: name.clone(),
+                provider: m.provider.clone(),
+                upstream_model,
+                price,
+                price_source,
+                timeout,
+                first_token_timeout,
+            },
+        );
+    }
+    if raw.models.is_empty() {
+        warnings.push("no [models.*] are configured: every chat request will get 404".to_string());
+    }
+
+    if issues.0.is_empty() {
+        Ok(Validated {
+            gateway,
+            providers,
+            models,
+            warnings,
+        })
+    } else {
+        Err(issues.0)
+    }
+}
+
+fn validate_gateway(g: &RawGateway, config_dir: &Path, issues: &mut Issues) -> GatewaySettings {
+    let listen_s = g.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = match listen_s.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            issues.add(
+                "gateway.listen",
+                format!("`{listen_s}` is not an address:port"),
+                Some("e.g. \"127.0.0.1:8100\" or \"0.0.0.0:8100\""),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 8100))
+        }
+    };
+    let store_s = g.store.as_deref().unwrap_or(DEFAULT_STORE);
+    let store = if store_s == ":memory:" || Path::new(store_s).is_absolute() {
+        store_s.to_string()
+    } else {
+        config_dir.join(store_s).to_string_lossy().into_owned()
+    };
+    if store_s.trim().is_empty() {
+        issues.add(
+            "gateway.store",
+            "must not be empty",
+            Some("a SQLite file path such as \"keel.db\", or \":memory:\""),
+        );
+    }
+    let capture = match g.capture.as_deref().unwrap_or("full") {
+        "full" => Capture::Full,
+        "none" => Capture::None,
+        other => {
+            issues.add(
+                "gateway.capture",
+                format!("unknown capture mode `{other}`"),
+                Some("use \"full\" or \"none\""),
+            );
+            Capture::Full
+        }
+    };
+    let max_body_bytes = issues.nonzero(
+        "gateway.max_body_bytes",
+        g.max_body_bytes,
+        DEFAULT_MAX_BODY_BYTES as usize,
+    );
+    GatewaySettings {
+        listen,
+        store,
+        capture,
+        max_body_bytes,
+        request_timeout: issues.duration(
+            "gateway.request_timeout",
+            g.request_timeout.as_deref(),
+            Duration::from_secs(120),
+        ),
+        first_token_timeout: issues.duration(
+            "gateway.first_token_timeout",
+            g.first_token_timeout.as_deref(),
+            Duration::from_secs(60),
+        ),
+        body_read_timeout: issues.duration(
+            "gateway.body_read_timeout",
+            g.body_read_timeout.as_deref(),
+            Duration::from_secs(30),
+        ),
+        trace_queue_capacity: issues.nonzero(
+            "gateway.trace_queue_capacity",
+            g.trace_queue_capacity,
+            65_536,
+        ),
+        trace_batch_max: issues.nonzero("gateway.trace_batch_max", g.trace_batch_max, 1024),
+        trace_full_wait: match g.trace_full_wait.as_deref() {
+            None => Duration::from_millis(50),
+            Some("0") | Some("0s") | Some("0ms") => Duration::ZERO,
+            Some(v) => issues.duration(
+                "gateway.trace_full_wait",
+                Some(v),
+                Duration::from_millis(50),
+            ),
+        },
+    }
+}

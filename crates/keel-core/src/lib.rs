@@ -1,0 +1,8 @@
+//! Keel's shared vocabulary: the canonical chat types, money, the price table, the
+//! configuration model and its validation, and the trace record every layer fills in.
+
+pub mod chat;
+pub mod config;
+pub mod money;
+pub mod prices;
+pub mod trace;

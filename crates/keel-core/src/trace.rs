@@ -1,0 +1,128 @@
+//! The trace record: one per request, success or failure, streamed or not.
+//!
+//! The gateway fills it in as the request moves through the pipeline and hands it to
+//! the trace writer when the response is complete (or the client went away); the store
+//! persists it; `keel traces` and `keel report` read it back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Nanos;
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceStatus {
+    /// The whole response reached the client.
+    Ok,
+    /// Keel or the upstream answered with an error.
+    Error,
+    /// The client disconnected before the response was complete.
+    ClientDisconnected,
+}
+
+impl TraceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TraceStatus::Ok => "ok",
+            TraceStatus::Error => "error",
+            TraceStatus::ClientDisconnected => "client_disconnected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TraceStatus> {
+        match s {
+            "ok" => Some(TraceStatus::Ok),
+            "error" => Some(TraceStatus::Error),
+            "client_disconnected" => Some(TraceStatus::ClientDisconnected),
+            _ => None,
+        }
+    }
+}
+
+/// Everything Keel knows about one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TraceRecord {
+    /// `x-keel-request-id` (the caller's, or generated).
+    pub id: String,
+    /// Unix milliseconds when the request arrived.
+    pub started_at_ms: i64,
+    /// Which API the client spoke: `openai` or `anthropic`.
+    pub api: String,
+    pub endpoint: String,
+    pub key_id: Option<String>,
+    pub tenant: Option<String>,
+    pub feature: Option<String>,
+    pub user: Option<String>,
+    pub session: Option<String>,
+    pub tags: Vec<String>,
+    /// The `model` the client asked for (a configured model name).
+    pub model_requested: Option<String>,
+    /// The configured provider that served it.
+    pub provider: Option<String>,
+    /// The pinned id Keel sent upstream.
+    pub upstream_model: Option<String>,
+    /// The model the provider says answered (often a dated snapshot).
+    pub served_model: Option<String>,
+    pub system_fingerprint: Option<String>,
+    pub stream: bool,
+    /// The request as received (JSON), unless capture is off.
+    pub input: Option<String>,
+    /// The output text (or the tool calls as JSON), unless capture is off.
+    pub output: Option<String>,
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub cached_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+    /// `None` when the call is unpriced (no known price) or no usage was obtained.
+    pub cost: Option<Nanos>,
+    /// True when tokens are known but the model has no price: never recorded as $0.
+    pub unpriced: bool,
+    pub latency_ms: u64,
+    /// Time to the first streamed byte of content (streams only).
+    pub ttft_ms: Option<u64>,
+    pub status: TraceStatus,
+    /// HTTP status Keel answered with.
+    pub http_status: u16,
+    pub error_class: Option<String>,
+    pub error_message: Option<String>,
+    pub finish_reason: Option<String>,
+}
+
+impl TraceRecord {
+    /// A blank record for a request that just arrived.
+    pub fn new(id: String, started_at_ms: i64, api: &str, endpoint: &str) -> Self {
+        TraceRecord {
+            id,
+            started_at_ms,
+            api: api.to_string(),
+            endpoint: endpoint.to_string(),
+            key_id: None,
+            tenant: None,
+            feature: None,
+            user: None,
+            session: None,
+            tags: Vec::new(),
+            model_requested: None,
+            provider: None,
+            upstream_model: None,
+            served_model: None,
+            system_fingerprint: None,
+            stream: false,
+            input: None,
+            output: None,
+            input_tokens: None,
+            output_tokens: None,
+            cached_tokens: None,
+            reasoning_tokens: None,
+            cost: None,
+            unpriced: false,
+            latency_ms: 0,
+            ttft_ms: None,
+            status: TraceStatus::Ok,
+            http_status: 200,
+            error_class: None,
+            error_message: None,
+            finish_reason: None,
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The gateway's one error type, and the one place it becomes an HTTP response.
+//!
+//! Every failure on the request path ends up here, so the status code, the OpenAI error
+//! shape (`{"error":{"message","type","code"}}`) and the Anthropic error shape for
+//! `/v1/messages` are decided once. Upstream messages pass through; upstream keys and
+//! auth headers never appear (the adapters never put them in errors).
+
+use axum::http::StatusCode;
+use keel_providers::ProviderError;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("request body is larger than the limit of {limit} bytes; send a smaller request or raise [gateway] max_body_bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("the client did not send the request body within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    #[error("The model `{model}` does not exist. Configured models: {known}")]
+    ModelNotFound { model: String, known: String },
+    #[error("{0}")]
+    Upstream(#[from] ProviderError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// How an error is shown to a client.
+pub struct ErrorView {
+    pub status: StatusCode,
+    /// OpenAI `type`.
+    pub kind: &'static str,
+    /// OpenAI `code`.
+    pub code: String,
+    pub message: String,
+}
+
+impl GatewayError {
+    /// A short, stable class for traces, metrics and reports.
+    pub fn class(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidRequest(_) => "invalid_request",
+            GatewayError::BodyTooLarge { .. } => "body_too_large",
+            GatewayError::BodyTimeout(_) => "client_timeout",
+            GatewayError::ModelNotFound { .. } => "model_not_found",
+            GatewayError::Upstream(e) => e.class(),
+            GatewayError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn view(&self) -> ErrorView {
+        let (status, kind, code) = match self {
+            GatewayError::InvalidRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request".to_string(),
+            ),
+            GatewayError::BodyTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "body_too_large".to_string(),
+            ),
+            GatewayError::BodyTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "invalid_request_error",
+                "client_timeout".to_string(),
+            ),
+            GatewayError::ModelNotFound { .. } => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "model_not_found".to_string(),
+            ),
+            GatewayError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal".to_string(),
+            ),
+            GatewayError::Upstream(e) => match e {
+                // Upstream 4xx pass through with the provider's own status and message.
+                ProviderError::Status { status, code, .. } if (400..500).contains(status) => (
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+                    if *status == 429 {
+                        "rate_limit_error"
+                    } else {
+                        "invalid_request_error"
+                    },
+                    code.clone().unwrap_or_else(|| e.class().to_string()),
+                ),
+                ProviderError::Status { code, .. } => (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    code.clone().unwrap_or_else(|| e.class().to_string()),
+                ),
+                ProviderError::Timeout(_) => (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_error",
+                    e.class().to_string(),
+                ),
+                ProviderError::Unsupported(_) => (
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    e.class().to_string(),
+                ),
+                _ => (
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    e.class().to_string(),
+                ),
+            },
+        };
+        let message = match self {
+            GatewayError::Upstream(ProviderError::Status {
+                status, message, ..
+            }) => {
+                if (400..500).contains(status) {
+                    message.clone()
+                } else {
+                    format!("upstream returned {status}: {message}")
+                }
+            }
+            other => other.to_string(),
+        };
+        ErrorView {
+            status,
+            kind,
+            code,
+            message,
+        }
+    }
+
+    /// `Retry-After` to pass on to the client, if the upstream sent one.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            GatewayError::Upstream(ProviderError::Status {
+                retry_after: Some(d),
+                ..
+            }) => Some(d.as_secs_f64().ceil() as u64),
+            _ => None,
+        }
+    }
+
+    /// The OpenAI error body.
+    pub fn openai_body(&self) -> serde_json::Value {
+        let v = self.view();
+        json!({"error": {"message": v.message, "type": v.kind, "code": v.code, "param": null}})
+    }
+
+    /// The Anthropic error body, for `/v1/messages`.
+    pub fn anthropic_body(&self) -> serde_json::Value {
+        let v = self.view();
+        let kind = match v.status.as_u16() {
+            400 | 413 | 408 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            _ => "api_error",
+        };
+        json!({"type": "error", "error": {"type": kind, "message": v.message}})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn statuses_follow_the_contract() {
+        let cases: Vec<(GatewayError, u16)> = vec![
+            (GatewayError::InvalidRequest("x".into()), 400),
+            (GatewayError::BodyTooLarge { limit: 1 }, 413),
+            (
+                GatewayError::ModelNotFound {
+                    model: "m".into(),
+                    known: "a".into(),
+                },
+                404,
+            ),
+            (
+                ProviderError::Status {
+                    status: 429,
+                    message: "slow down".into(),
+                    code: None,
+                    body: None,
+                    retry_after: Some(Duration::from_millis(1500)),
+                }
+                .into(),
+                429,
+            ),
+            (
+                ProviderError::Status {
+                    status: 401,
+                    message: "bad key".into(),
+                    code: None,
+                    body: None,
+                    retry_after: None,
+                }
+                .into(),
+                401,
+            ),
+            (
+                ProviderError::Status {
+                    status: 503,
+                    message: "down".into(),
+                    code: None,
+                    body: None,
+                    retry_after: None,
+                }
+                .into(),
+                502,
+            ),
+            (ProviderError::Timeout(Duration::from_secs(1)).into(), 504),
+            (ProviderError::InvalidResponse("garbage".into()).into(), 502),
+            (ProviderError::StreamCut("cut".into()).into(), 502),
+        ];
+        for (e, status) in cases {
+            assert_eq!(e.view().status.as_u16(), status, "{e:?}");
+        }
+    }
+
+    #[test]
+    fn upstream_messages_pass_through_and_retry_after_rounds_up() {
+        let e: GatewayError = ProviderError::Status {
+            status: 429,
+            message: "Rate limit reached".into(),
+            code: Some("rate_limit_exceeded".into()),
+            body: None,
+            retry_after: Some(Duration::from_millis(1500)),
+        }
+        .into();
+        let body = e.openai_body();
+        assert_eq!(body["error"]["message"], "Rate limit reached");
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+        assert_eq!(body["error"]["type"], "rate_limit_error");
+        assert_eq!(e.retry_after_secs(), Some(2));
+        assert_eq!(e.anthropic_body()["error"]["type"], "rate_limit_error");
+    }
+}

@@ -1,0 +1,114 @@
+//! `POST /v1/chat/completions` — the OpenAI-compatible entry point.
+//!
+//! Reads top to bottom in pipeline order: attribution, body, parse, run (resolve →
+//! call), respond whole or streamed; every path ends in a trace.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use keel_core::chat::{ChatChunk, ChatRequest};
+use keel_core::trace::TraceRecord;
+
+use super::common::{self, ClientApi, Served};
+use crate::error::GatewayError;
+use crate::pipeline::relay::StreamFormat;
+use crate::pipeline::{attribution, body, parse};
+use crate::state::AppState;
+
+pub async fn chat_completions(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut trace = TraceRecord::new(
+        attribution::request_id(&headers),
+        common::now_ms(),
+        "openai",
+        "/v1/chat/completions",
+    );
+    attribution::attribute(&mut trace, &headers);
+
+    let bytes = match body::read_body(body, app.max_body_bytes, app.body_read_timeout).await {
+        Ok(b) => b,
+        Err(e) => return common::reject(&app, trace, started, e, ClientApi::OpenAi),
+    };
+    common::capture_input(&app, &mut trace, &bytes);
+    let req: ChatRequest =
+        match parse::parse_json(&bytes).and_then(|r| parse::validate_chat(&r).map(|_| r)) {
+            Ok(r) => r,
+            Err(e) => return common::reject(&app, trace, started, e, ClientApi::OpenAi),
+        };
+    let include_usage = req.wants_stream_usage();
+
+    match common::run(&app, req, &mut trace).await {
+        Ok(Served::Whole { resp, cost }) => {
+            let body = match serde_json::to_vec(&resp) {
+                Ok(b) => b,
+                Err(e) => {
+                    return common::reject(
+                        &app,
+                        trace,
+                        started,
+                        GatewayError::Internal(e.to_string()),
+                        ClientApi::OpenAi,
+                    )
+                }
+            };
+            let id = trace.id.clone();
+            crate::pipeline::account::finish(&app, trace, started);
+            common::json_response(StatusCode::OK, body, &id, cost)
+        }
+        Ok(Served::Stream(opened)) => common::stream_response(
+            app.clone(),
+            trace,
+            started,
+            opened,
+            OpenAiSse { include_usage },
+        ),
+        Err(e) => common::reject(&app, trace, started, e, ClientApi::OpenAi),
+    }
+}
+
+/// OpenAI's SSE framing: `data: {chunk}` lines, `data: [DONE]` at the end. Usage is
+/// always obtained from the upstream, but only forwarded when the client asked.
+pub struct OpenAiSse {
+    pub include_usage: bool,
+}
+
+fn sse_data(json: &[u8]) -> Bytes {
+    let mut buf = Vec::with_capacity(json.len() + 8);
+    buf.extend_from_slice(b"data: ");
+    buf.extend_from_slice(json);
+    buf.extend_from_slice(b"\n\n");
+    Bytes::from(buf)
+}
+
+impl StreamFormat for OpenAiSse {
+    fn chunk(&mut self, chunk: &ChatChunk) -> Option<Bytes> {
+        let json = if chunk.usage.is_some() && !self.include_usage {
+            if chunk.choices.is_empty() {
+                return None;
+            }
+            let mut c = chunk.clone();
+            c.usage = None;
+            serde_json::to_vec(&c)
+        } else {
+            serde_json::to_vec(chunk)
+        };
+        json.ok().map(|j| sse_data(&j))
+    }
+
+    fn done(&mut self) -> Bytes {
+        Bytes::from_static(b"data: [DONE]\n\n")
+    }
+
+    fn error(&mut self, err: &GatewayError) -> Bytes {
+        sse_data(err.openai_body().to_string().as_bytes())
+    }
+}

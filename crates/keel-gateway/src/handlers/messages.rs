@@ -1,0 +1,121 @@
+//! `POST /v1/messages` — the Anthropic-compatible entry point.
+//!
+//! The Anthropic request is translated to the canonical one, routed like any chat call
+//! (to any configured model, whatever its provider), and the reply translated back:
+//! a Messages object, or Anthropic's streaming event sequence. Errors use Anthropic's
+//! error shape so the official SDK raises the right exception.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use keel_core::chat::ChatChunk;
+use keel_core::trace::TraceRecord;
+use keel_providers::anthropic::{
+    chat_response_to_messages, messages_request_to_chat, AnthropicSseEvent, ChunksToEvents,
+    MessagesRequest,
+};
+
+use super::common::{self, ClientApi, Served};
+use crate::error::GatewayError;
+use crate::pipeline::relay::StreamFormat;
+use crate::pipeline::{account, attribution, body, parse};
+use crate::state::AppState;
+
+pub async fn messages(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut trace = TraceRecord::new(
+        attribution::request_id(&headers),
+        common::now_ms(),
+        "anthropic",
+        "/v1/messages",
+    );
+    attribution::attribute(&mut trace, &headers);
+    let reject =
+        |app: &AppState, trace, e| common::reject(app, trace, started, e, ClientApi::Anthropic);
+
+    let bytes = match body::read_body(body, app.max_body_bytes, app.body_read_timeout).await {
+        Ok(b) => b,
+        Err(e) => return reject(&app, trace, e),
+    };
+    common::capture_input(&app, &mut trace, &bytes);
+    let req = match parse::parse_json::<MessagesRequest>(&bytes)
+        .and_then(|r| {
+            messages_request_to_chat(r).map_err(|e| {
+                GatewayError::InvalidRequest(format!(
+                    "invalid request body: `{}`: {}",
+                    e.path, e.message
+                ))
+            })
+        })
+        .and_then(|r| parse::validate_chat(&r).map(|_| r))
+    {
+        Ok(r) => r,
+        Err(e) => return reject(&app, trace, e),
+    };
+    let model = req.model.clone();
+
+    match common::run(&app, req, &mut trace).await {
+        Ok(Served::Whole { resp, cost }) => {
+            let out = chat_response_to_messages(&resp, &model);
+            let body = match serde_json::to_vec(&out) {
+                Ok(b) => b,
+                Err(e) => return reject(&app, trace, GatewayError::Internal(e.to_string())),
+            };
+            let id = trace.id.clone();
+            account::finish(&app, trace, started);
+            common::json_response(StatusCode::OK, body, &id, cost)
+        }
+        Ok(Served::Stream(opened)) => {
+            let msg_id = format!("msg_{}", trace.id.replace('-', ""));
+            let format = AnthropicEvents {
+                inner: ChunksToEvents::new(&model, &msg_id),
+            };
+            common::stream_response(app.clone(), trace, started, opened, format)
+        }
+        Err(e) => reject(&app, trace, e),
+    }
+}
+
+/// Anthropic's event stream, produced by the translation state machine.
+struct AnthropicEvents {
+    inner: ChunksToEvents,
+}
+
+fn join(events: Vec<AnthropicSseEvent>) -> Option<Bytes> {
+    if events.is_empty() {
+        return None;
+    }
+    let mut s = String::new();
+    for e in events {
+        s.push_str(&e.to_sse());
+    }
+    Some(Bytes::from(s))
+}
+
+impl StreamFormat for AnthropicEvents {
+    fn chunk(&mut self, chunk: &ChatChunk) -> Option<Bytes> {
+        join(self.inner.push(chunk))
+    }
+
+    fn done(&mut self) -> Bytes {
+        join(self.inner.finish()).unwrap_or_default()
+    }
+
+    fn error(&mut self, err: &GatewayError) -> Bytes {
+        let body = err.anthropic_body();
+        let kind = body["error"]["type"]
+            .as_str()
+            .unwrap_or("api_error")
+            .to_string();
+        Bytes::from(AnthropicSseEvent::error(&kind, err.view().message).to_sse())
+    }
+}

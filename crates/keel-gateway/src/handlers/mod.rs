@@ -1,0 +1,6 @@
+//! HTTP handlers, one file per API surface.
+
+pub mod chat;
+pub mod common;
+pub mod messages;
+pub mod misc;

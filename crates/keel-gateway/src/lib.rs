@@ -1,0 +1,19 @@
+//! Keel's gateway: the HTTP server and its request pipeline.
+//!
+//! Where to look:
+//! - `handlers/chat.rs` — `POST /v1/chat/completions`, read top to bottom in pipeline order;
+//! - `handlers/messages.rs` — `POST /v1/messages` (Anthropic wire format);
+//! - `pipeline/` — one module per step (attribution, body, parse, call, relay, account);
+//! - `error.rs` — the one error type and its HTTP mapping;
+//! - `server.rs` — start, serve, drain the trace queue on shutdown.
+//!
+//! The trace writer itself lives in `keel-store` (`writer.rs`).
+
+pub mod error;
+pub mod handlers;
+pub mod metrics;
+pub mod pipeline;
+pub mod server;
+pub mod state;
+
+pub use server::{router, Gateway, StopReport};

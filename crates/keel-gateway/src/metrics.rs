@@ -1,0 +1,209 @@
+//! Prometheus metrics for `/metrics`.
+//!
+//! One registry per gateway (not a process-global recorder), so in-process tests can run
+//! several gateways side by side. Trace-writer figures are read from the writer's
+//! atomics at scrape time rather than pushed on every request.
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub model: String,
+    pub api: &'static str,
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub model: String,
+    pub class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub model: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: String,
+}
+
+/// Latency buckets in seconds: fine-grained below 100 ms (gateway overhead, mock
+/// upstreams), coarse up to minutes (long generations).
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub cost_usd: Family<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    pub unpriced: Family<ModelLabels, Counter>,
+    pub latency: Family<ModelLabels, Histogram, fn() -> Histogram>,
+    pub ttft: Family<ModelLabels, Histogram, fn() -> Histogram>,
+    pub in_flight: Gauge,
+    trace_queue: Gauge,
+    traces_written: Counter,
+    traces_dropped: Counter,
+    trace_flushes: Counter,
+    trace_flush_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+}
+
+/// A snapshot of the trace writer's figures, taken at scrape time.
+pub struct WriterFigures {
+    pub queue_len: u64,
+    pub written: u64,
+    pub dropped: u64,
+    pub flushes: u64,
+    pub flush_seconds: f64,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("keel");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let cost_usd = Family::<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        let unpriced = Family::<ModelLabels, Counter>::default();
+        let latency = Family::<ModelLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let ttft = Family::<ModelLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let in_flight = Gauge::default();
+        let trace_queue = Gauge::default();
+        let traces_written = Counter::default();
+        let traces_dropped = Counter::default();
+        let trace_flushes = Counter::default();
+        let trace_flush_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by model, API and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "errors",
+            "Failed requests by model and error class",
+            errors.clone(),
+        );
+        registry.register(
+            "tokens",
+            "Tokens by model and kind (input, output, cached, reasoning)",
+            tokens.clone(),
+        );
+        registry.register(
+            "cost_usd",
+            "Spend in USD of priced calls, by model",
+            cost_usd.clone(),
+        );
+        registry.register(
+            "unpriced_requests",
+            "Calls with usage but no known price (not counted as $0)",
+            unpriced.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Total request latency by model",
+            latency.clone(),
+        );
+        registry.register(
+            "time_to_first_token_seconds",
+            "Time to the first streamed token by model",
+            ttft.clone(),
+        );
+        registry.register(
+            "requests_in_flight",
+            "Requests being served now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "trace_queue_length",
+            "Traces waiting in the writer queue",
+            trace_queue.clone(),
+        );
+        registry.register(
+            "traces_written",
+            "Traces written to the store",
+            traces_written.clone(),
+        );
+        registry.register(
+            "traces_dropped",
+            "Traces dropped (queue full past the wait, or a failed write)",
+            traces_dropped.clone(),
+        );
+        registry.register(
+            "trace_flushes",
+            "Batches written by the trace writer",
+            trace_flushes.clone(),
+        );
+        registry.register(
+            "trace_flush_seconds",
+            "Time spent writing trace batches",
+            trace_flush_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            errors,
+            tokens,
+            cost_usd,
+            unpriced,
+            latency,
+            ttft,
+            in_flight,
+            trace_queue,
+            traces_written,
+            traces_dropped,
+            trace_flushes,
+            trace_flush_seconds,
+        }
+    }
+
+    /// Render the text exposition format, with the writer's current figures.
+    pub fn render(&self, writer: WriterFigures) -> String {
+        self.trace_queue.set(writer.queue_len as i64);
+        // Counters only go up: add the difference since the last scrape.
+        fn catch_up(c: &Counter, now: u64) {
+            let seen = c.get();
+            if now > seen {
+                c.inc_by(now - seen);
+            }
+        }
+        catch_up(&self.traces_written, writer.written);
+        catch_up(&self.traces_dropped, writer.dropped);
+        catch_up(&self.trace_flushes, writer.flushes);
+        let seen = self.trace_flush_seconds.get();
+        if writer.flush_seconds > seen {
+            self.trace_flush_seconds.inc_by(writer.flush_seconds - seen);
+        }
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            let _ = writeln!(out, "# metrics encoding failed");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,76 @@
+//! Resolve the requested model and call its provider under the model's deadlines.
+//!
+//! A whole call gets the model's total timeout. A stream gets the first-token timeout
+//! until its first chunk arrives — and that first chunk is awaited *before* the client
+//! is answered, so an upstream that fails early still yields a proper HTTP status
+//! (and a later retry/fallback layer can act before any byte reached the client).
+
+use std::time::Instant;
+
+use futures::StreamExt;
+use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse};
+use keel_providers::{ChunkStream, ProviderError};
+
+use crate::error::GatewayError;
+use crate::state::{AppState, ModelRoute};
+
+pub fn resolve<'a>(app: &'a AppState, model: &str) -> Result<&'a ModelRoute, GatewayError> {
+    app.models
+        .get(model)
+        .ok_or_else(|| GatewayError::ModelNotFound {
+            model: model.to_string(),
+            known: if app.model_list.is_empty() {
+                "(none)".to_string()
+            } else {
+                app.model_list.clone()
+            },
+        })
+}
+
+/// The request as it goes upstream: the pinned upstream model id in `model`.
+pub fn upstream_request(route: &ModelRoute, mut req: ChatRequest) -> ChatRequest {
+    req.model.clone_from(&route.config.upstream_model);
+    req
+}
+
+pub async fn complete(route: &ModelRoute, req: ChatRequest) -> Result<ChatResponse, GatewayError> {
+    let timeout = route.config.timeout;
+    match tokio::time::timeout(timeout, route.provider.complete(req)).await {
+        Ok(result) => result.map_err(GatewayError::from),
+        Err(_) => Err(ProviderError::Timeout(timeout).into()),
+    }
+}
+
+/// An opened stream with its first chunk already received.
+pub struct OpenedStream {
+    pub first: ChatChunk,
+    pub rest: ChunkStream,
+    /// When the first chunk arrived.
+    pub first_at: Instant,
+}
+
+pub async fn open_stream(
+    route: &ModelRoute,
+    req: ChatRequest,
+) -> Result<OpenedStream, GatewayError> {
+    let limit = route.config.first_token_timeout;
+    let first = async {
+        let mut rest = route.provider.stream(req).await?;
+        match rest.next().await {
+            Some(Ok(first)) => Ok((first, rest)),
+            Some(Err(e)) => Err(e),
+            None => Err(ProviderError::StreamCut(
+                "stream ended before its first chunk".into(),
+            )),
+        }
+    };
+    match tokio::time::timeout(limit, first).await {
+        Ok(Ok((first, rest))) => Ok(OpenedStream {
+            first,
+            rest,
+            first_at: Instant::now(),
+        }),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(ProviderError::Timeout(limit).into()),
+    }
+}

@@ -1,0 +1,220 @@
+//! Relaying a stream to the client while accounting for it.
+//!
+//! The relay owns the upstream stream and the unfinished trace. It forwards each
+//! chunk in the client's wire format (`StreamFormat`), records time to first token,
+//! the output and the usage, and enforces the total deadline. Its `Drop` closes the
+//! trace: when the client disconnects, the response body — and with it the relay and
+//! the upstream connection — is dropped, and the trace says `client_disconnected`.
+//! Nothing leaks and no request goes untraced.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use keel_core::chat::{ChatChunk, Usage};
+use keel_core::config::Capture;
+use keel_core::trace::{TraceRecord, TraceStatus};
+use keel_providers::{ChunkStream, ProviderError};
+
+use super::account;
+use super::call::OpenedStream;
+use crate::error::GatewayError;
+use crate::state::AppState;
+
+/// How chunks are written for one client API (OpenAI SSE, Anthropic events).
+pub trait StreamFormat: Send + 'static {
+    /// Bytes for one chunk, or `None` to forward nothing.
+    fn chunk(&mut self, chunk: &ChatChunk) -> Option<Bytes>;
+    /// Bytes that end a successful stream.
+    fn done(&mut self) -> Bytes;
+    /// Bytes that report an error after the stream started.
+    fn error(&mut self, err: &GatewayError) -> Bytes;
+}
+
+struct ToolCallCapture {
+    name: String,
+    arguments: String,
+}
+
+pub struct Relay<F: StreamFormat> {
+    app: Arc<AppState>,
+    model: String,
+    trace: Option<TraceRecord>,
+    started: Instant,
+    deadline: tokio::time::Instant,
+    format: F,
+    pending_first: Option<ChatChunk>,
+    upstream: Option<ChunkStream>,
+    output: String,
+    tool_calls: Vec<ToolCallCapture>,
+    usage: Option<Usage>,
+    outcome: Option<Result<(), GatewayError>>,
+}
+
+impl<F: StreamFormat> Relay<F> {
+    pub fn new(
+        app: Arc<AppState>,
+        model: String,
+        mut trace: TraceRecord,
+        started: Instant,
+        opened: OpenedStream,
+        format: F,
+    ) -> Self {
+        let deadline = match app.models.get(&model) {
+            Some(route) => tokio::time::Instant::from_std(started + route.config.timeout),
+            None => tokio::time::Instant::from_std(started + app.config.gateway.request_timeout),
+        };
+        trace.ttft_ms = Some(opened.first_at.duration_since(started).as_millis() as u64);
+        Relay {
+            app,
+            model,
+            trace: Some(trace),
+            started,
+            deadline,
+            format,
+            pending_first: Some(opened.first),
+            upstream: Some(opened.rest),
+            output: String::new(),
+            tool_calls: Vec::new(),
+            usage: None,
+            outcome: None,
+        }
+    }
+
+    /// The SSE body: relay chunks until the upstream ends, fails or the deadline passes.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+        futures::stream::unfold(self, |mut relay| async move {
+            let bytes = relay.step().await?;
+            Some((Ok(bytes), relay))
+        })
+    }
+
+    async fn step(&mut self) -> Option<Bytes> {
+        loop {
+            let item = if let Some(first) = self.pending_first.take() {
+                Some(Ok(first))
+            } else {
+                let upstream = self.upstream.as_mut()?;
+                match tokio::time::timeout_at(self.deadline, upstream.next()).await {
+                    Ok(item) => item,
+                    Err(_) => {
+                        let limit = self
+                            .deadline
+                            .duration_since(tokio::time::Instant::from_std(self.started));
+                        Some(Err(ProviderError::Timeout(limit)))
+                    }
+                }
+            };
+            match item {
+                Some(Ok(chunk)) => {
+                    self.observe(&chunk);
+                    if let Some(bytes) = self.format.chunk(&chunk) {
+                        return Some(bytes);
+                    }
+                }
+                None => {
+                    self.upstream = None;
+                    self.outcome = Some(Ok(()));
+                    return Some(self.format.done());
+                }
+                Some(Err(e)) => {
+                    self.upstream = None;
+                    let err = GatewayError::from(e);
+                    let bytes = self.format.error(&err);
+                    self.outcome = Some(Err(err));
+                    return Some(bytes);
+                }
+            }
+        }
+    }
+
+    fn observe(&mut self, chunk: &ChatChunk) {
+        if let Some(trace) = self.trace.as_mut() {
+            if !chunk.model.is_empty() && trace.served_model.is_none() {
+                trace.served_model = Some(chunk.model.clone());
+            }
+            if chunk.system_fingerprint.is_some() && trace.system_fingerprint.is_none() {
+                trace
+                    .system_fingerprint
+                    .clone_from(&chunk.system_fingerprint);
+            }
+            for choice in &chunk.choices {
+                if let Some(reason) = &choice.finish_reason {
+                    trace.finish_reason = Some(reason.clone());
+                }
+            }
+        }
+        if let Some(u) = chunk.usage {
+            self.usage = Some(u);
+        }
+        if self.app.capture == Capture::None {
+            return;
+        }
+        for choice in &chunk.choices {
+            if let Some(text) = &choice.delta.content {
+                self.output.push_str(text);
+            }
+            for tc in choice.delta.tool_calls.iter().flatten() {
+                let i = tc.index as usize;
+                while self.tool_calls.len() <= i {
+                    self.tool_calls.push(ToolCallCapture {
+                        name: String::new(),
+                        arguments: String::new(),
+                    });
+                }
+                if let Some(f) = &tc.function {
+                    if let Some(n) = &f.name {
+                        self.tool_calls[i].name.push_str(n);
+                    }
+                    if let Some(a) = &f.arguments {
+                        self.tool_calls[i].arguments.push_str(a);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<F: StreamFormat> Drop for Relay<F> {
+    fn drop(&mut self) {
+        let Some(mut trace) = self.trace.take() else {
+            return;
+        };
+        if let Some(usage) = self.usage {
+            if let Some(route) = self.app.models.get(&self.model) {
+                account::settle(&self.app, route, &mut trace, &usage);
+            }
+        }
+        if self.app.capture == Capture::Full {
+            let mut out = std::mem::take(&mut self.output);
+            if !self.tool_calls.is_empty() {
+                let calls: Vec<serde_json::Value> = self
+                    .tool_calls
+                    .iter()
+                    .map(|c| serde_json::json!({"name": c.name, "arguments": c.arguments}))
+                    .collect();
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(&serde_json::Value::Array(calls).to_string());
+            }
+            trace.output = Some(out);
+        }
+        match self.outcome.take() {
+            Some(Ok(())) => trace.status = TraceStatus::Ok,
+            Some(Err(err)) => {
+                account::fail(&mut trace, &err);
+                // The client already got 200 and the stream; record what the failure was.
+                trace.http_status = 200;
+            }
+            None => {
+                trace.status = TraceStatus::ClientDisconnected;
+                trace.error_class = Some("client_disconnected".to_string());
+                trace.error_message =
+                    Some("the client closed the connection before the stream ended".to_string());
+            }
+        }
+        account::finish(&self.app, trace, self.started);
+    }
+}

@@ -1,0 +1,95 @@
+//! Starting and stopping a gateway: open the store, start the trace writer, build the
+//! router, serve until told to stop, then drain the trace queue before returning.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use keel_core::config::Config;
+use keel_store::{Store, WriterOptions};
+use tokio::net::TcpListener;
+
+use crate::handlers::{chat, messages, misc};
+use crate::state::AppState;
+
+/// The gateway's routes.
+pub fn router(app: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/chat/completions", post(chat::chat_completions))
+        .route("/v1/messages", post(messages::messages))
+        .route("/v1/models", get(misc::list_models))
+        .route("/health", get(misc::health))
+        .route("/metrics", get(misc::metrics))
+        .with_state(app)
+}
+
+/// What a stopped gateway reports.
+#[derive(Debug)]
+pub struct StopReport {
+    pub traces_written: u64,
+    pub traces_dropped: u64,
+}
+
+/// A gateway serving on a listener.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<anyhow::Result<StopReport>>,
+}
+
+impl Gateway {
+    /// Open the store, start the writer and serve on `listener` in a background task.
+    pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Gateway> {
+        let config = Arc::new(config);
+        let store = Store::open(&config.gateway.store)?;
+        let opts = WriterOptions {
+            capacity: config.gateway.trace_queue_capacity.get(),
+            max_batch: config.gateway.trace_batch_max.get(),
+            full_wait: config.gateway.trace_full_wait,
+        };
+        let (writer, writer_handle) = keel_store::spawn(&store, opts)?;
+        let state = Arc::new(AppState::new(config.clone(), writer)?);
+        let addr = listener.local_addr()?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(state.clone());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .await?;
+            // Every connection is closed, so every trace has been handed to the writer:
+            // drain the queue and stop the writer thread.
+            let stats = tokio::task::spawn_blocking(move || writer_handle.shutdown()).await?;
+            drop(store);
+            Ok(StopReport {
+                traces_written: stats.written_total,
+                traces_dropped: stats.dropped_total,
+            })
+        });
+        Ok(Gateway {
+            addr,
+            state,
+            stop: Some(stop_tx),
+            task,
+        })
+    }
+
+    /// Stop accepting, finish in-flight requests, drain the trace queue.
+    pub async fn shutdown(mut self) -> anyhow::Result<StopReport> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.await?
+    }
+
+    /// Serve until `signal` resolves, then shut down cleanly.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<StopReport> {
+        signal.await;
+        self.shutdown().await
+    }
+}

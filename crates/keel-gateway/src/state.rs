@@ -1,0 +1,110 @@
+//! What every request handler can see: the validated config, the model routes with
+//! their ready-made provider clients, the trace writer and the metrics.
+//!
+//! Built once at startup from `Config`; handlers share it through an `Arc` and never
+//! lock it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_core::config::{Capture, Config, ModelConfig, ProviderKind};
+use keel_providers::{anthropic, mock, openai, Provider};
+use keel_store::TraceWriter;
+
+use crate::metrics::Metrics;
+
+/// A configured model, ready to call.
+pub struct ModelRoute {
+    pub config: ModelConfig,
+    pub provider_name: String,
+    pub provider: Arc<Provider>,
+}
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub models: HashMap<String, ModelRoute>,
+    /// Comma-separated model names, for "model not found" messages.
+    pub model_list: String,
+    pub writer: TraceWriter,
+    pub metrics: Metrics,
+    pub capture: Capture,
+    pub max_body_bytes: usize,
+    pub body_read_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    #[error("provider `{name}`: {message}")]
+    Provider { name: String, message: String },
+}
+
+/// One HTTP client for all upstreams: a shared connection pool, rustls, and
+/// keep-alive, so the hot path reuses connections.
+pub fn http_client() -> Result<reqwest::Client, StateError> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| StateError::Client(e.to_string()))
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, writer: TraceWriter) -> Result<AppState, StateError> {
+        let client = http_client()?;
+        let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
+        for (name, p) in &config.providers {
+            let api_key = p.kind.api_key();
+            let provider = match &p.kind {
+                ProviderKind::OpenAi { base_url, .. } => Provider::OpenAi(
+                    openai::OpenAiProvider::new(client.clone(), base_url, api_key),
+                ),
+                ProviderKind::Anthropic { base_url, .. } => Provider::Anthropic(
+                    anthropic::AnthropicProvider::new(client.clone(), base_url.clone(), api_key),
+                ),
+                ProviderKind::Mock(settings) => {
+                    Provider::Mock(mock::MockProvider::new(settings.clone()).map_err(|e| {
+                        StateError::Provider {
+                            name: name.clone(),
+                            message: e.to_string(),
+                        }
+                    })?)
+                }
+            };
+            providers.insert(name.clone(), Arc::new(provider));
+        }
+        let mut models = HashMap::new();
+        for (name, m) in &config.models {
+            let Some(provider) = providers.get(&m.provider) else {
+                // Unreachable after validation; refuse rather than panic.
+                return Err(StateError::Provider {
+                    name: m.provider.clone(),
+                    message: "not configured".into(),
+                });
+            };
+            models.insert(
+                name.clone(),
+                ModelRoute {
+                    config: m.clone(),
+                    provider_name: m.provider.clone(),
+                    provider: provider.clone(),
+                },
+            );
+        }
+        let model_list = config.models.keys().cloned().collect::<Vec<_>>().join(", ");
+        Ok(AppState {
+            capture: config.gateway.capture,
+            max_body_bytes: config.gateway.max_body_bytes.get(),
+            body_read_timeout: config.gateway.body_read_timeout,
+            config,
+            models,
+            model_list,
+            writer,
+            metrics: Metrics::new(),
+        })
+    }
+}

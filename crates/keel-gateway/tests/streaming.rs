@@ -1,0 +1,209 @@
+//! Streamed chat completions: SSE framing, the usage chunk, time to first token, cost of
+//! streams, and a client that hangs up half-way.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use keel_core::config::mock::MockSettings;
+use keel_core::money::Nanos;
+use keel_core::trace::TraceStatus;
+use serde_json::Value;
+
+#[tokio::test]
+async fn stream_with_include_usage_ends_with_usage_chunk_then_done() {
+    let h = Harness::start().await;
+    let resp = h
+        .chat(&stream_body(
+            "mock-1",
+            "Tell me a short story about a boat",
+            true,
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let id = request_id(&resp);
+    let text = resp.text().await.unwrap();
+
+    assert_eq!(last_line(&text), "data: [DONE]", "{text}");
+    assert_eq!(sse_data(&text).iter().filter(|d| *d == "[DONE]").count(), 1);
+    let chunks = sse_chunks(&text);
+    assert!(chunks.len() >= 4, "role, content..., finish, usage: {text}");
+    for c in &chunks {
+        assert_eq!(c["object"], "chat.completion.chunk");
+        assert_eq!(c["model"], "mock-1");
+        assert!(c["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    }
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(
+        streamed_text(&chunks),
+        "Mock reply to: Tell me a short story about a boat"
+    );
+
+    // Exactly one usage chunk, the last one, with empty choices.
+    let with_usage: Vec<&Value> = chunks.iter().filter(|c| c["usage"].is_object()).collect();
+    assert_eq!(with_usage.len(), 1, "{text}");
+    let last = chunks.last().unwrap();
+    assert!(
+        last["usage"].is_object(),
+        "the usage chunk comes last: {last}"
+    );
+    assert_eq!(last["choices"], serde_json::json!([]));
+    let finish: Vec<&str> = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0)?["finish_reason"].as_str())
+        .collect();
+    assert_eq!(finish, vec!["stop"]);
+    let usage = last["usage"].clone();
+
+    let (_, traces) = h.finish().await;
+    let t = trace(&traces, &id);
+    assert_eq!(t.status, TraceStatus::Ok);
+    assert!(t.stream);
+    assert!(
+        t.ttft_ms.is_some(),
+        "a stream records its time to first token"
+    );
+    assert!(t.ttft_ms.unwrap() <= t.latency_ms);
+    assert_eq!(t.input_tokens, usage["prompt_tokens"].as_u64());
+    assert_eq!(t.output_tokens, usage["completion_tokens"].as_u64());
+    assert_eq!(t.cost, Some(Nanos(expected_cost_nanos(&usage))));
+    assert_eq!(t.served_model.as_deref(), Some("mock-1"));
+    assert_eq!(t.system_fingerprint.as_deref(), Some("fp_mock"));
+    assert_eq!(t.finish_reason.as_deref(), Some("stop"));
+    assert_eq!(
+        t.output.as_deref(),
+        Some("Mock reply to: Tell me a short story about a boat")
+    );
+}
+
+#[tokio::test]
+async fn stream_without_include_usage_hides_usage_but_still_prices_the_call() {
+    let h = Harness::start().await;
+    let prompt = "Count the waves";
+    // The same request with usage, to know what the tokens are.
+    let text = h
+        .chat(&stream_body("mock-1", prompt, true))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let usage = sse_chunks(&text).last().unwrap()["usage"].clone();
+    assert!(usage.is_object());
+
+    let resp = h.chat(&stream_body("mock-1", prompt, false)).await;
+    assert_eq!(resp.status(), 200);
+    let id = request_id(&resp);
+    let text = resp.text().await.unwrap();
+    assert_eq!(last_line(&text), "data: [DONE]");
+    let chunks = sse_chunks(&text);
+    assert_eq!(streamed_text(&chunks), "Mock reply to: Count the waves");
+    for c in &chunks {
+        assert!(
+            c.get("usage").is_none() || c["usage"].is_null(),
+            "usage reached a client that did not ask: {c}"
+        );
+        assert!(
+            !c["choices"].as_array().unwrap().is_empty(),
+            "no empty-choices chunk without include_usage: {c}"
+        );
+    }
+
+    let (_, traces) = h.finish().await;
+    let t = trace(&traces, &id);
+    assert_eq!(t.status, TraceStatus::Ok);
+    assert_eq!(t.input_tokens, usage["prompt_tokens"].as_u64());
+    assert_eq!(t.output_tokens, usage["completion_tokens"].as_u64());
+    assert_eq!(t.cost, Some(Nanos(expected_cost_nanos(&usage))));
+    assert!(t.ttft_ms.is_some());
+}
+
+#[tokio::test]
+async fn in_process_mock_model_streams_and_answers_whole() {
+    let h = Harness::start().await;
+    let resp = h.chat(&chat_body("local", "hello in process")).await;
+    assert_eq!(resp.status(), 200);
+    let cost_header = resp.headers()["x-keel-cost-usd"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["model"], "mock-local");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Mock reply to: hello in process"
+    );
+    assert_eq!(
+        dollars_to_nanos(&cost_header),
+        expected_cost_nanos(&v["usage"])
+    );
+
+    let resp = h
+        .chat(&stream_body("local", "hello in process", true))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let id = request_id(&resp);
+    let text = resp.text().await.unwrap();
+    assert_eq!(last_line(&text), "data: [DONE]");
+    let chunks = sse_chunks(&text);
+    assert_eq!(streamed_text(&chunks), "Mock reply to: hello in process");
+    assert_eq!(
+        chunks.last().unwrap()["usage"],
+        v["usage"],
+        "streamed and whole usage agree"
+    );
+
+    let (_, traces) = h.finish().await;
+    let t = trace(&traces, &id);
+    assert_eq!(t.provider.as_deref(), Some("inproc"));
+    assert_eq!(t.cost, Some(Nanos(expected_cost_nanos(&v["usage"]))));
+}
+
+#[tokio::test]
+async fn client_disconnect_mid_stream_is_traced_as_client_disconnected() {
+    let h = Harness::with(Options {
+        mock: MockSettings {
+            chunk_delay_ms: 200,
+            ..MockSettings::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let mut resp = h
+        .chat(&stream_body(
+            "mock-1",
+            "[mock:tokens=200] a long story",
+            true,
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let id = request_id(&resp);
+    let first = resp.chunk().await.unwrap().expect("a first chunk");
+    assert!(
+        String::from_utf8_lossy(&first).starts_with("data: "),
+        "{first:?}"
+    );
+    drop(resp);
+
+    // The full stream would take ~10 s (50 chunks, 200 ms apart); the gateway must notice
+    // the hang-up, stop relaying and close the trace.
+    let started = Instant::now();
+    let (report, traces) = tokio::time::timeout(Duration::from_secs(8), h.finish())
+        .await
+        .expect("shutdown must not wait for an abandoned stream to finish upstream");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.traces_dropped, 0);
+    let t = trace(&traces, &id);
+    assert_eq!(t.status, TraceStatus::ClientDisconnected);
+    assert_eq!(t.error_class.as_deref(), Some("client_disconnected"));
+    assert!(t.stream);
+    assert!(t.ttft_ms.is_some());
+}

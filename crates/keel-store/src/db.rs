@@ -1,0 +1,290 @@
+//! Opening the SQLite trace store: where it lives, how connections are configured, and
+//! the migrations run before anything else touches it.
+//!
+//! A file store runs in WAL mode with `synchronous=NORMAL` (readers never block the
+//! writer; a crash loses at most the last transactions, never the file) and a busy
+//! timeout. `":memory:"` becomes a uniquely named shared-cache in-memory database, so the
+//! writer thread and readers of one process see the same data; the `Store` keeps one
+//! connection open for its lifetime so that database is not freed.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::StoreError;
+use crate::migrations;
+
+/// How long a connection waits for another one's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Location {
+    File(String),
+    /// A `file:keel-mem-<uuid>?mode=memory&cache=shared` URI.
+    Memory(String),
+}
+
+/// An opened, migrated trace store. Hand out connections with [`Store::reader`]; the
+/// trace writer opens its own with [`crate::writer::spawn`].
+#[derive(Debug)]
+pub struct Store {
+    path: String,
+    location: Location,
+    schema_version: u32,
+    /// Held, never used after opening: keeps a `:memory:` store alive.
+    _keeper: Mutex<Connection>,
+}
+
+impl Store {
+    /// Open (creating if missing) the store at `path`, or a fresh in-memory store for
+    /// `":memory:"`, and apply pending migrations.
+    pub fn open(path: &str) -> Result<Store, StoreError> {
+        let location = if path == ":memory:" {
+            Location::Memory(format!(
+                "file:keel-mem-{}?mode=memory&cache=shared",
+                uuid::Uuid::new_v4().simple()
+            ))
+        } else {
+            check_parent_dir(path)?;
+            Location::File(path.to_string())
+        };
+        let mut conn = open_connection(path, &location)?;
+        if let Location::File(_) = location {
+            let mode: String = conn
+                .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+                .map_err(|source| StoreError::Open {
+                    path: path.to_string(),
+                    source,
+                })?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(path, journal_mode = %mode, "trace store could not switch to WAL mode; readers may block the writer");
+            }
+        }
+        let applied = migrations::migrate(&mut conn, path, migrations::MIGRATIONS)?;
+        if !applied.is_empty() {
+            tracing::info!(path, ?applied, "trace store migrated");
+        }
+        Ok(Store {
+            path: path.to_string(),
+            location,
+            schema_version: migrations::latest_version(),
+            _keeper: Mutex::new(conn),
+        })
+    }
+
+    /// The path the store was opened with (`":memory:"` for an in-memory store).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    pub fn is_memory(&self) -> bool {
+        matches!(self.location, Location::Memory(_))
+    }
+
+    /// The schema version of the store (the latest this binary knows, once opened).
+    pub fn schema_version(&self) -> u32 {
+        self.schema_version
+    }
+
+    /// A new read-only connection (`query_only`) for `query` and `report` functions.
+    /// Cheap enough to open per command or per request; not shared across threads.
+    pub fn reader(&self) -> Result<Connection, StoreError> {
+        let conn = open_connection(&self.path, &self.location)?;
+        let configure = || -> rusqlite::Result<()> {
+            conn.pragma_update(None, "query_only", true)?;
+            if self.is_memory() {
+                // Shared-cache tables are locked per table, and busy_timeout does not
+                // apply: without this a read during a write batch fails with
+                // SQLITE_LOCKED. A reader may then see a batch being written.
+                conn.pragma_update(None, "read_uncommitted", true)?;
+            }
+            Ok(())
+        };
+        configure().map_err(|source| StoreError::Open {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(conn)
+    }
+
+    /// A read-write connection (for the trace writer thread and tests).
+    pub(crate) fn writer_connection(&self) -> Result<Connection, StoreError> {
+        open_connection(&self.path, &self.location)
+    }
+}
+
+fn check_parent_dir(path: &str) -> Result<(), StoreError> {
+    if path.starts_with("file:") {
+        return Ok(()); // a URI: SQLite reports problems itself
+    }
+    let parent = match Path::new(path).parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => return Ok(()), // relative to the current directory
+    };
+    if parent.is_dir() {
+        Ok(())
+    } else {
+        Err(StoreError::DirectoryMissing {
+            path: path.to_string(),
+            dir: parent.display().to_string(),
+        })
+    }
+}
+
+fn open_connection(path: &str, location: &Location) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_string(),
+        source,
+    };
+    let target = match location {
+        Location::File(p) | Location::Memory(p) => p.as_str(),
+    };
+    let conn = Connection::open_with_flags(target, OpenFlags::default()).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    if let Location::File(_) = location {
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+    }
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table_count(conn: &Connection) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM traces", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn file_store_is_created_in_wal_mode_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keel.db");
+        let path = path.to_str().unwrap();
+        let store = Store::open(path).unwrap();
+        assert!(!store.is_memory());
+        assert_eq!(store.schema_version(), migrations::latest_version());
+        let reader = store.reader().unwrap();
+        let mode: String = reader
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = reader
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 1, "synchronous=NORMAL");
+        assert_eq!(table_count(&reader), 0);
+        drop(reader);
+        drop(store);
+
+        // Reopening an up-to-date store applies nothing and keeps the data.
+        let w = Store::open(path).unwrap().writer_connection().unwrap();
+        w.execute(
+            "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms, status, http_status)
+             VALUES ('a', 1, 'openai', '/v1/chat/completions', 0, 0, 5, 'ok', 200)",
+            [],
+        )
+        .unwrap();
+        let store = Store::open(path).unwrap();
+        assert_eq!(table_count(&store.reader().unwrap()), 1);
+    }
+
+    #[test]
+    fn store_from_the_previous_version_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let path = path.to_str().unwrap();
+        {
+            let mut conn = Connection::open(path).unwrap();
+            migrations::migrate(&mut conn, path, &migrations::MIGRATIONS[..1]).unwrap();
+            conn.execute(
+                "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms, status, http_status)
+                 VALUES ('old', 1, 'openai', '/v1/chat/completions', 0, 0, 5, 'ok', 200)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(path).unwrap();
+        let reader = store.reader().unwrap();
+        assert_eq!(
+            migrations::current_version(&reader).unwrap(),
+            migrations::latest_version()
+        );
+        assert_eq!(table_count(&reader), 1);
+    }
+
+    #[test]
+    fn missing_directory_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nope").join("keel.db");
+        let err = Store::open(path.to_str().unwrap()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::DirectoryMissing { .. }), "{msg}");
+        assert!(msg.contains("nope/keel.db"), "{msg}");
+        assert!(msg.contains("does not exist"), "{msg}");
+        assert!(msg.contains("[gateway] store"), "{msg}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notes.txt");
+        std::fs::write(
+            &path,
+            "this is not sqlite, just some text that is long enough to be a header ..........",
+        )
+        .unwrap();
+        let err = Store::open(path.to_str().unwrap()).unwrap_err();
+        assert!(matches!(err, StoreError::Open { .. }), "{err}");
+        assert!(err.to_string().contains("notes.txt"), "{err}");
+    }
+
+    #[test]
+    fn newer_schema_is_refused_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("future.db");
+        let path = path.to_str().unwrap();
+        let store = Store::open(path).unwrap();
+        store
+            .writer_connection()
+            .unwrap()
+            .execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (1000, '1000_future', 'x')",
+                [],
+            )
+            .unwrap();
+        drop(store);
+        let err = Store::open(path).unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 1000, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn memory_stores_are_shared_within_a_store_and_separate_between_stores() {
+        let a = Store::open(":memory:").unwrap();
+        let b = Store::open(":memory:").unwrap();
+        assert!(a.is_memory());
+        a.writer_connection()
+            .unwrap()
+            .execute(
+                "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms, status, http_status)
+                 VALUES ('m', 1, 'openai', '/v1/chat/completions', 0, 0, 5, 'ok', 200)",
+                [],
+            )
+            .unwrap();
+        assert_eq!(table_count(&a.reader().unwrap()), 1);
+        assert_eq!(table_count(&b.reader().unwrap()), 0);
+    }
+
+    #[test]
+    fn readers_cannot_write() {
+        let store = Store::open(":memory:").unwrap();
+        let r = store.reader().unwrap();
+        assert!(r.execute("DELETE FROM traces", []).is_err());
+    }
+}

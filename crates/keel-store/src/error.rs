@@ -1,0 +1,53 @@
+//! The one error type of the trace store.
+//!
+//! Every variant names what failed (the store path, the migration, the window) and says
+//! what the operator can do about it, because these messages reach `keel serve` startup
+//! logs and `keel report` output as they are.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error(
+        "cannot open trace store at '{path}': directory '{dir}' does not exist — create it or change [gateway] store"
+    )]
+    DirectoryMissing { path: String, dir: String },
+
+    #[error(
+        "cannot open trace store at '{path}': {source} — check that the path is a Keel SQLite file (or a new file) you can read and write, or change [gateway] store"
+    )]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error(
+        "trace store '{path}' has schema version {found}, but this keel binary knows versions up to {supported} — it was written by a newer keel: upgrade keel, or point [gateway] store at another file"
+    )]
+    SchemaTooNew {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
+
+    #[error(
+        "cannot apply migration {version} ({name}) to trace store '{path}': {source} — the store was left at the previous version; fix the cause (disk full? file read-only?) and start keel again"
+    )]
+    Migration {
+        path: String,
+        version: u32,
+        name: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("cannot start the trace writer thread: {0} — the system is out of threads or memory")]
+    SpawnWriter(#[source] std::io::Error),
+
+    #[error("empty report window: since ({since_ms} ms) must be before until ({until_ms} ms)")]
+    InvalidWindow { since_ms: i64, until_ms: i64 },
+
+    #[error("trace store query failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}

@@ -1,0 +1,27 @@
+//! Where traces live, how they are written, and the report a team reads.
+//!
+//! A SQLite [`Store`] (WAL, numbered migrations), the [`TraceWriter`] that is the only
+//! part of storage on the request path (bounded queue, batched writer thread, counted
+//! drops, draining shutdown), the read side for `keel traces` ([`list_traces`],
+//! [`get_trace`]) and the weekly report for `keel report` ([`build_report`],
+//! [`render_table`], [`render_markdown`]).
+
+mod db;
+mod error;
+mod migrations;
+pub mod query;
+pub mod report;
+mod report_render;
+mod trace_row;
+pub mod writer;
+
+pub use db::Store;
+pub use error::StoreError;
+pub use query::{count_traces, get_trace, list_traces, TraceFilter};
+pub use report::{
+    build_report, CallerKind, CallerRow, Cost, GroupRow, GroupStats, Percentiles, Report,
+    ReportWindow, UnpricedModel,
+};
+pub use report_render::{render_markdown, render_table};
+pub use rusqlite::Connection;
+pub use writer::{spawn, TraceWriter, WriterHandle, WriterOptions, WriterStats};

@@ -1,0 +1,230 @@
+//! Numbered schema migrations, the only way the store's schema changes.
+//!
+//! Each migration is a SQL file under `migrations/`, compiled into the binary, applied
+//! once, in order, each in its own transaction, and recorded in `schema_migrations`.
+//! Opening a store written by a newer keel (a version this binary does not know) is
+//! refused rather than guessed at.
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::error::StoreError;
+
+/// One schema step.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every migration this binary knows, in order. Append only: never edit a released one.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_traces",
+        sql: include_str!("../migrations/0001_traces.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_trace_filter_indexes",
+        sql: include_str!("../migrations/0002_trace_filter_indexes.sql"),
+    },
+];
+
+/// The schema version this binary writes.
+pub(crate) fn latest_version() -> u32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// The highest version recorded in the store (0 for an empty database).
+pub(crate) fn current_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |row| row.get(0),
+    )
+}
+
+/// Bring the store at `path` up to the last of `migrations`; returns the versions applied
+/// now (empty when it was already up to date).
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    path: &str,
+    migrations: &[Migration],
+) -> Result<Vec<u32>, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_string(),
+        source,
+    };
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version    INTEGER PRIMARY KEY NOT NULL,
+            name       TEXT    NOT NULL,
+            applied_at TEXT    NOT NULL
+        )",
+    )
+    .map_err(open_err)?;
+
+    let found = current_version(conn).map_err(open_err)?;
+    let supported = latest_version();
+    if found > supported {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_string(),
+            found,
+            supported,
+        });
+    }
+
+    let mut applied = Vec::new();
+    for m in migrations.iter().filter(|m| m.version > found) {
+        let mig_err = |source| StoreError::Migration {
+            path: path.to_string(),
+            version: m.version,
+            name: m.name,
+            source,
+        };
+        // IMMEDIATE: two processes opening the same new store must not both apply it.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(mig_err)?;
+        let already: Option<u32> = tx
+            .query_row(
+                "SELECT version FROM schema_migrations WHERE version = ?1",
+                [m.version],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(mig_err)?;
+        if already.is_some() {
+            continue;
+        }
+        tx.execute_batch(m.sql).map_err(mig_err)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at)
+             VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+            (m.version, m.name),
+        )
+        .map_err(mig_err)?;
+        tx.commit().map_err(mig_err)?;
+        applied.push(m.version);
+    }
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions(conn: &Connection) -> Vec<u32> {
+        let mut stmt = conn
+            .prepare("SELECT version FROM schema_migrations ORDER BY version")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn index_names(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'traces' ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn migrations_are_numbered_in_order_and_named_after_their_files() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version as usize, i + 1);
+            assert!(
+                m.name.starts_with(&format!("{:04}_", m.version)),
+                "{}",
+                m.name
+            );
+        }
+        assert_eq!(latest_version() as usize, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn empty_database_gets_every_migration_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
+        assert_eq!(applied, vec![1, 2]);
+        assert_eq!(versions(&conn), vec![1, 2]);
+        let idx = index_names(&conn);
+        for name in [
+            "traces_started_at",
+            "traces_model_requested",
+            "traces_tenant",
+            "traces_feature",
+            "traces_user",
+            "traces_status",
+            "traces_error_class",
+        ] {
+            assert!(
+                idx.iter().any(|i| i == name),
+                "missing index {name}: {idx:?}"
+            );
+        }
+
+        // Running again is a no-op.
+        let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
+        assert!(applied.is_empty());
+        assert_eq!(versions(&conn), vec![1, 2]);
+    }
+
+    #[test]
+    fn previous_version_gets_only_the_new_migrations() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..1]).unwrap(),
+            vec![1]
+        );
+        assert!(!index_names(&conn).iter().any(|i| i == "traces_tenant"));
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![2]);
+        assert!(index_names(&conn).iter().any(|i| i == "traces_tenant"));
+    }
+
+    #[test]
+    fn a_failing_migration_is_rolled_back_and_named() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let broken = [Migration {
+            version: 1,
+            name: "0001_broken",
+            sql: "CREATE TABLE t (x INTEGER); THIS IS NOT SQL;",
+        }];
+        let err = migrate(&mut conn, "x.db", &broken).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("migration 1 (0001_broken)"), "{msg}");
+        assert!(msg.contains("'x.db'"), "{msg}");
+        assert_eq!(current_version(&conn).unwrap(), 0);
+        let t: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 't'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(t, 0, "the half-applied migration must be rolled back");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, "mem", MIGRATIONS).unwrap();
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, '0099_future', 'x')",
+            [],
+        )
+        .unwrap();
+        let err = migrate(&mut conn, "keel.db", MIGRATIONS).unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("upgrade keel"), "{err}");
+    }
+}

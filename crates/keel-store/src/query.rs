@@ -1,0 +1,358 @@
+//! Reading traces back: the filters of `keel traces` and the dashboard, one trace by id,
+//! and the row count. Every value reaches SQL as a bound parameter, never as text.
+
+use keel_core::trace::{TraceRecord, TraceStatus};
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
+
+use crate::error::StoreError;
+use crate::trace_row::{self, COLUMNS};
+
+/// Which traces to list. Every `Some` narrows the result; the default lists the
+/// [`TraceFilter::DEFAULT_LIMIT`] newest traces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceFilter {
+    /// Unix ms, inclusive.
+    pub since_ms: Option<i64>,
+    /// Unix ms, exclusive.
+    pub until_ms: Option<i64>,
+    /// Matches the model requested, the upstream model or the served model.
+    pub model: Option<String>,
+    pub tenant: Option<String>,
+    pub feature: Option<String>,
+    pub user: Option<String>,
+    pub session: Option<String>,
+    pub status: Option<TraceStatus>,
+    pub error_class: Option<String>,
+    /// Most traces returned; 0 means no limit.
+    pub limit: usize,
+}
+
+impl TraceFilter {
+    pub const DEFAULT_LIMIT: usize = 50;
+}
+
+impl Default for TraceFilter {
+    fn default() -> Self {
+        TraceFilter {
+            since_ms: None,
+            until_ms: None,
+            model: None,
+            tenant: None,
+            feature: None,
+            user: None,
+            session: None,
+            status: None,
+            error_class: None,
+            limit: TraceFilter::DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// Traces matching `filter`, newest first.
+pub fn list_traces(
+    conn: &Connection,
+    filter: &TraceFilter,
+) -> Result<Vec<TraceRecord>, StoreError> {
+    let mut sql = format!("SELECT {COLUMNS} FROM traces");
+    let mut values: Vec<Value> = Vec::new();
+    // `test` is a fixed condition with `{p}` where the bound value goes (maybe more than once).
+    let mut push = |test: &str, value: Value| {
+        values.push(value);
+        sql.push_str(if values.len() == 1 {
+            " WHERE "
+        } else {
+            " AND "
+        });
+        sql.push_str(&test.replace("{p}", &format!("?{}", values.len())));
+    };
+    if let Some(since) = filter.since_ms {
+        push("started_at_ms >= {p}", Value::Integer(since));
+    }
+    if let Some(until) = filter.until_ms {
+        push("started_at_ms < {p}", Value::Integer(until));
+    }
+    if let Some(model) = &filter.model {
+        push(
+            "(model_requested = {p} OR upstream_model = {p} OR served_model = {p})",
+            Value::Text(model.clone()),
+        );
+    }
+    let text_filters = [
+        ("tenant = {p}", &filter.tenant),
+        ("feature = {p}", &filter.feature),
+        ("user = {p}", &filter.user),
+        ("session = {p}", &filter.session),
+        ("error_class = {p}", &filter.error_class),
+    ];
+    for (test, value) in text_filters {
+        if let Some(v) = value {
+            push(test, Value::Text(v.clone()));
+        }
+    }
+    if let Some(status) = filter.status {
+        push("status = {p}", Value::Text(status.as_str().to_string()));
+    }
+    sql.push_str(" ORDER BY started_at_ms DESC, rowid DESC");
+    if filter.limit > 0 {
+        values.push(Value::Integer(
+            i64::try_from(filter.limit).unwrap_or(i64::MAX),
+        ));
+        sql.push_str(&format!(" LIMIT ?{}", values.len()));
+    }
+
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(values), trace_row::from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The trace with request id `id` (the newest, if a caller reused the id).
+pub fn get_trace(conn: &Connection, id: &str) -> Result<Option<TraceRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM traces WHERE id = ?1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1");
+    Ok(conn.query_row(&sql, [id], trace_row::from_row).optional()?)
+}
+
+/// How many traces the store holds.
+pub fn count_traces(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM traces", [], |row| row.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Store;
+    use keel_core::money::Nanos;
+
+    fn full_trace() -> TraceRecord {
+        TraceRecord {
+            id: "req-full".into(),
+            started_at_ms: 1_715_000_000_123,
+            api: "anthropic".into(),
+            endpoint: "/v1/messages".into(),
+            key_id: Some("key_ops".into()),
+            tenant: Some("acme".into()),
+            feature: Some("support-answer".into()),
+            user: Some("u-42".into()),
+            session: Some("s-7".into()),
+            tags: vec!["beta".into(), "eu, west".into(), "quote\"d".into()],
+            model_requested: Some("claude".into()),
+            provider: Some("anthropic".into()),
+            upstream_model: Some("claude-3-5-haiku-latest".into()),
+            served_model: Some("claude-3-5-haiku-20241022".into()),
+            system_fingerprint: Some("fp_abc".into()),
+            stream: true,
+            input: Some(r#"{"messages":[{"role":"user","content":"héllo ✓"}]}"#.into()),
+            output: Some("Bonjour\nworld".into()),
+            input_tokens: Some(1234),
+            output_tokens: Some(56),
+            cached_tokens: Some(1000),
+            reasoning_tokens: Some(7),
+            cost: Some(Nanos(123_456)),
+            unpriced: false,
+            latency_ms: 987,
+            ttft_ms: Some(123),
+            status: TraceStatus::ClientDisconnected,
+            http_status: 499,
+            error_class: Some("client_disconnected".into()),
+            error_message: Some("the client went away".into()),
+            finish_reason: Some("length".into()),
+        }
+    }
+
+    fn seeded(traces: &[TraceRecord]) -> (Store, Connection) {
+        let store = Store::open(":memory:").unwrap();
+        let mut w = store.writer_connection().unwrap();
+        trace_row::insert_batch(&mut w, traces).unwrap();
+        let r = store.reader().unwrap();
+        (store, r)
+    }
+
+    #[test]
+    fn every_field_round_trips() {
+        let full = full_trace();
+        let blank = TraceRecord::new("req-blank".into(), 5, "openai", "/v1/chat/completions");
+        let mut unpriced =
+            TraceRecord::new("req-unpriced".into(), 6, "openai", "/v1/chat/completions");
+        unpriced.unpriced = true;
+        unpriced.input_tokens = Some(u64::try_from(i64::MAX).unwrap());
+        let (_store, r) = seeded(&[full.clone(), blank.clone(), unpriced.clone()]);
+        assert_eq!(get_trace(&r, "req-full").unwrap(), Some(full));
+        assert_eq!(get_trace(&r, "req-blank").unwrap(), Some(blank));
+        assert_eq!(get_trace(&r, "req-unpriced").unwrap(), Some(unpriced));
+        assert_eq!(get_trace(&r, "nope").unwrap(), None);
+        assert_eq!(count_traces(&r).unwrap(), 3);
+    }
+
+    fn t(id: &str, at: i64) -> TraceRecord {
+        TraceRecord::new(id.into(), at, "openai", "/v1/chat/completions")
+    }
+
+    fn ids(traces: &[TraceRecord]) -> Vec<&str> {
+        traces.iter().map(|t| t.id.as_str()).collect()
+    }
+
+    #[test]
+    fn filters_narrow_and_results_are_newest_first() {
+        let mut a = t("a", 100);
+        a.model_requested = Some("fast".into());
+        a.upstream_model = Some("gpt-4o-mini".into());
+        a.tenant = Some("acme".into());
+        let mut b = t("b", 200);
+        b.model_requested = Some("smart".into());
+        b.served_model = Some("gpt-4o-2024-08-06".into());
+        b.tenant = Some("acme".into());
+        b.feature = Some("search".into());
+        b.status = TraceStatus::Error;
+        b.error_class = Some("upstream_timeout".into());
+        let mut c = t("c", 300);
+        c.user = Some("u1".into());
+        c.session = Some("s1".into());
+        c.tenant = Some("globex".into());
+        let (_s, r) = seeded(&[a, b, c]);
+
+        let list = |f: TraceFilter| ids(&list_traces(&r, &f).unwrap()).join(",");
+        assert_eq!(list(TraceFilter::default()), "c,b,a");
+        assert_eq!(
+            list(TraceFilter {
+                since_ms: Some(200),
+                ..Default::default()
+            }),
+            "c,b"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                until_ms: Some(200),
+                ..Default::default()
+            }),
+            "a"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                model: Some("fast".into()),
+                ..Default::default()
+            }),
+            "a"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                model: Some("gpt-4o-mini".into()),
+                ..Default::default()
+            }),
+            "a"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                model: Some("gpt-4o-2024-08-06".into()),
+                ..Default::default()
+            }),
+            "b"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                tenant: Some("acme".into()),
+                ..Default::default()
+            }),
+            "b,a"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                feature: Some("search".into()),
+                ..Default::default()
+            }),
+            "b"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                user: Some("u1".into()),
+                ..Default::default()
+            }),
+            "c"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                session: Some("s1".into()),
+                ..Default::default()
+            }),
+            "c"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                status: Some(TraceStatus::Error),
+                ..Default::default()
+            }),
+            "b"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                status: Some(TraceStatus::Ok),
+                ..Default::default()
+            }),
+            "c,a"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                error_class: Some("upstream_timeout".into()),
+                ..Default::default()
+            }),
+            "b"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                limit: 2,
+                ..Default::default()
+            }),
+            "c,b"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                limit: 0,
+                ..Default::default()
+            }),
+            "c,b,a"
+        );
+        // Several filters at once, the model clause among them.
+        assert_eq!(
+            list(TraceFilter {
+                since_ms: Some(50),
+                tenant: Some("acme".into()),
+                model: Some("smart".into()),
+                status: Some(TraceStatus::Error),
+                limit: 10,
+                ..Default::default()
+            }),
+            "b"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                tenant: Some("acme".into()),
+                user: Some("u1".into()),
+                ..Default::default()
+            }),
+            ""
+        );
+    }
+
+    #[test]
+    fn filter_values_are_data_not_sql() {
+        let mut a = t("a", 1);
+        a.tenant = Some("x' OR '1'='1".into());
+        let (_s, r) = seeded(&[a, t("b", 2)]);
+        let f = TraceFilter {
+            tenant: Some("x' OR '1'='1".into()),
+            ..Default::default()
+        };
+        assert_eq!(ids(&list_traces(&r, &f).unwrap()), vec!["a"]);
+    }
+
+    #[test]
+    fn a_reused_request_id_keeps_both_and_get_returns_the_newest() {
+        let mut old = t("dup", 1);
+        old.latency_ms = 1;
+        let mut new = t("dup", 2);
+        new.latency_ms = 2;
+        let (_s, r) = seeded(&[old, new]);
+        assert_eq!(count_traces(&r).unwrap(), 2);
+        assert_eq!(get_trace(&r, "dup").unwrap().map(|t| t.latency_ms), Some(2));
+    }
+}

@@ -1,0 +1,439 @@
+//! The weekly report, computed: totals and breakdowns by model, feature and tenant, the
+//! top callers by spend, and the unpriced calls, over a time window.
+//!
+//! Counts and sums are done by SQLite (exact integers: costs are nano-dollars); latency
+//! and time-to-first-token percentiles are nearest-rank over each group's values,
+//! computed here because SQLite has no percentile function. Unpriced calls are listed
+//! on their own and never counted as $0. Rendering lives in `report_render`.
+
+use std::collections::HashMap;
+
+use keel_core::money::Nanos;
+use rusqlite::{Connection, Row};
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+use crate::error::StoreError;
+
+/// Everything `keel report` shows; serializes as the `--json` output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub window: ReportWindow,
+    pub totals: GroupStats,
+    pub by_model: Vec<GroupRow>,
+    pub by_feature: Vec<GroupRow>,
+    pub by_tenant: Vec<GroupRow>,
+    pub top_callers: Vec<CallerRow>,
+    /// Per model, the calls with tokens but no known price.
+    pub unpriced: Vec<UnpricedModel>,
+}
+
+impl Report {
+    /// True when no trace started in the window.
+    pub fn is_empty(&self) -> bool {
+        self.totals.requests == 0
+    }
+}
+
+/// The half-open window `[since, until)`, as Unix ms and as RFC 3339 UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportWindow {
+    pub since_ms: i64,
+    pub until_ms: i64,
+    pub since: String,
+    pub until: String,
+}
+
+/// A sum of priced costs. Serializes as two fields, `cost_nanos` (exact integer) and
+/// `cost_usd` (exact decimal string such as `"0.00015"`), never as a float.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cost(pub Nanos);
+
+impl Cost {
+    pub fn nanos(self) -> Nanos {
+        self.0
+    }
+
+    /// Dollars without the sign, e.g. `0.00015`.
+    pub fn usd(self) -> String {
+        self.0.to_dollar_string()
+    }
+}
+
+impl Serialize for Cost {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Cost", 2)?;
+        s.serialize_field("cost_nanos", &self.0 .0)?;
+        s.serialize_field("cost_usd", &self.usd())?;
+        s.end()
+    }
+}
+
+/// Nearest-rank percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `values` (sorted here); `None` when empty.
+    pub fn nearest_rank(mut values: Vec<u64>) -> Option<Percentiles> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_unstable();
+        let at = |p: usize| {
+            // rank = ceil(p/100 * n), 1-based.
+            let rank = (p * values.len()).div_ceil(100).max(1);
+            values.get(rank - 1).copied().unwrap_or_default()
+        };
+        Some(Percentiles {
+            p50: at(50),
+            p95: at(95),
+            p99: at(99),
+        })
+    }
+}
+
+/// The numbers of one group of requests (all of them, one model, one feature...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupStats {
+    pub requests: u64,
+    /// Requests whose status is `error` (client disconnects are not errors).
+    pub errors: u64,
+    /// `errors / requests`, from 0 to 1.
+    pub error_rate: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Average input + output tokens over the calls that reported usage; `None` if none did.
+    pub tokens_per_call: Option<f64>,
+    /// Priced calls only: see `unpriced_calls`.
+    #[serde(flatten)]
+    pub cost: Cost,
+    /// Calls with tokens but no known price: their cost is unknown, not $0.
+    pub unpriced_calls: u64,
+    /// Over every request of the group (zeros when the group is empty).
+    pub latency_ms: Percentiles,
+    /// Over streamed calls that recorded a time to first token; `None` when there are none.
+    pub ttft_ms: Option<Percentiles>,
+}
+
+/// One line of a breakdown: the model, feature or tenant, and its numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupRow {
+    pub name: String,
+    #[serde(flatten)]
+    pub stats: GroupStats,
+}
+
+/// What identifies a caller: the API key when there is one, else the user, else the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallerKind {
+    Key,
+    User,
+    Tenant,
+    Anonymous,
+}
+
+impl CallerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallerKind::Key => "key",
+            CallerKind::User => "user",
+            CallerKind::Tenant => "tenant",
+            CallerKind::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// One of the top callers by spend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallerRow {
+    /// The key id, user or tenant; `(anonymous)` when none is known.
+    pub caller: String,
+    pub kind: CallerKind,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub tokens_per_call: Option<f64>,
+    #[serde(flatten)]
+    pub cost: Cost,
+    pub unpriced_calls: u64,
+}
+
+/// Unpriced calls of one model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnpricedModel {
+    pub model: String,
+    pub calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// Build the report over traces that started in `[since_ms, until_ms)`, listing the
+/// `top_n` biggest callers.
+pub fn build_report(
+    conn: &Connection,
+    since_ms: i64,
+    until_ms: i64,
+    top_n: usize,
+) -> Result<Report, StoreError> {
+    if since_ms >= until_ms {
+        return Err(StoreError::InvalidWindow { since_ms, until_ms });
+    }
+    let window = Window { since_ms, until_ms };
+    let totals = breakdown(conn, window, Dimension::All)?
+        .pop()
+        .map(|row| row.stats)
+        .unwrap_or_else(|| finish(Sums::default(), Vec::new(), Vec::new()));
+    Ok(Report {
+        window: ReportWindow {
+            since_ms,
+            until_ms,
+            since: rfc3339(since_ms),
+            until: rfc3339(until_ms),
+        },
+        totals,
+        by_model: breakdown(conn, window, Dimension::Model)?,
+        by_feature: breakdown(conn, window, Dimension::Feature)?,
+        by_tenant: breakdown(conn, window, Dimension::Tenant)?,
+        top_callers: top_callers(conn, window, top_n)?,
+        unpriced: unpriced(conn, window)?,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    since_ms: i64,
+    until_ms: i64,
+}
+
+const IN_WINDOW: &str = "started_at_ms >= ?1 AND started_at_ms < ?2";
+
+/// What a breakdown groups by; each maps to a fixed SQL expression (never user input).
+#[derive(Debug, Clone, Copy)]
+enum Dimension {
+    All,
+    Model,
+    Feature,
+    Tenant,
+}
+
+impl Dimension {
+    fn key_sql(self) -> &'static str {
+        match self {
+            Dimension::All => "'(all)'",
+            Dimension::Model => "COALESCE(NULLIF(model_requested, ''), '(none)')",
+            Dimension::Feature => "COALESCE(NULLIF(feature, ''), '(none)')",
+            Dimension::Tenant => "COALESCE(NULLIF(tenant, ''), '(none)')",
+        }
+    }
+}
+
+/// The sums every group needs, in the order `Sums::from_row` reads them.
+const SUMS_SQL: &str = "COUNT(*), \
+     SUM(status = 'error'), \
+     SUM(COALESCE(input_tokens, 0)), \
+     SUM(COALESCE(output_tokens, 0)), \
+     SUM(input_tokens IS NOT NULL OR output_tokens IS NOT NULL), \
+     SUM(CASE WHEN unpriced = 0 THEN COALESCE(cost_nanos, 0) ELSE 0 END), \
+     SUM(unpriced)";
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    requests: u64,
+    errors: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    calls_with_usage: u64,
+    cost_nanos: i64,
+    unpriced_calls: u64,
+}
+
+fn count(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let v: Option<i64> = row.get(idx)?;
+    Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+}
+
+impl Sums {
+    fn from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Sums> {
+        Ok(Sums {
+            requests: count(row, first)?,
+            errors: count(row, first + 1)?,
+            input_tokens: count(row, first + 2)?,
+            output_tokens: count(row, first + 3)?,
+            calls_with_usage: count(row, first + 4)?,
+            cost_nanos: row.get::<_, Option<i64>>(first + 5)?.unwrap_or(0),
+            unpriced_calls: count(row, first + 6)?,
+        })
+    }
+
+    fn tokens_per_call(&self) -> Option<f64> {
+        (self.calls_with_usage > 0)
+            .then(|| (self.input_tokens + self.output_tokens) as f64 / self.calls_with_usage as f64)
+    }
+}
+
+fn finish(sums: Sums, latencies: Vec<u64>, ttfts: Vec<u64>) -> GroupStats {
+    GroupStats {
+        requests: sums.requests,
+        errors: sums.errors,
+        error_rate: if sums.requests == 0 {
+            0.0
+        } else {
+            sums.errors as f64 / sums.requests as f64
+        },
+        input_tokens: sums.input_tokens,
+        output_tokens: sums.output_tokens,
+        tokens_per_call: sums.tokens_per_call(),
+        cost: Cost(Nanos(sums.cost_nanos)),
+        unpriced_calls: sums.unpriced_calls,
+        latency_ms: Percentiles::nearest_rank(latencies).unwrap_or_default(),
+        ttft_ms: Percentiles::nearest_rank(ttfts),
+    }
+}
+
+/// One row per group, sorted by cost, then requests (descending), then name.
+fn breakdown(conn: &Connection, w: Window, dim: Dimension) -> Result<Vec<GroupRow>, StoreError> {
+    let key = dim.key_sql();
+    let sql =
+        format!("SELECT {key} AS name, {SUMS_SQL} FROM traces WHERE {IN_WINDOW} GROUP BY name");
+    let mut stmt = conn.prepare(&sql)?;
+    let sums = stmt
+        .query_map((w.since_ms, w.until_ms), |row| {
+            Ok((row.get::<_, String>(0)?, Sums::from_row(row, 1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+
+    // Latency of every request, time to first token of streamed ones, per group.
+    let sql = format!(
+        "SELECT {key} AS name, latency_ms, CASE WHEN stream = 1 THEN ttft_ms END \
+         FROM traces WHERE {IN_WINDOW}"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query((w.since_ms, w.until_ms))?;
+    let mut values: HashMap<String, (Vec<u64>, Vec<u64>)> = HashMap::new();
+    while let Some(row) = rows.next()? {
+        let entry = values.entry(row.get(0)?).or_default();
+        entry.0.push(count(row, 1)?);
+        if let Some(ttft) = row.get::<_, Option<i64>>(2)? {
+            entry.1.push(u64::try_from(ttft).unwrap_or(0));
+        }
+    }
+
+    let mut out: Vec<GroupRow> = sums
+        .into_iter()
+        .map(|(name, sums)| {
+            let (latencies, ttfts) = values.remove(&name).unwrap_or_default();
+            GroupRow {
+                name,
+                stats: finish(sums, latencies, ttfts),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.stats
+            .cost
+            .cmp(&a.stats.cost)
+            .then(b.stats.requests.cmp(&a.stats.requests))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    Ok(out)
+}
+
+fn top_callers(conn: &Connection, w: Window, top_n: usize) -> Result<Vec<CallerRow>, StoreError> {
+    let sql = format!(
+        "SELECT CASE WHEN NULLIF(key_id, '') IS NOT NULL THEN 'key' \
+                     WHEN NULLIF(user, '') IS NOT NULL THEN 'user' \
+                     WHEN NULLIF(tenant, '') IS NOT NULL THEN 'tenant' \
+                     ELSE 'anonymous' END AS kind, \
+                COALESCE(NULLIF(key_id, ''), NULLIF(user, ''), NULLIF(tenant, ''), '(anonymous)') AS caller, \
+                {SUMS_SQL} \
+         FROM traces WHERE {IN_WINDOW} \
+         GROUP BY kind, caller \
+         ORDER BY 8 DESC, 3 DESC, caller ASC \
+         LIMIT ?3"
+    );
+    let limit = i64::try_from(top_n).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map((w.since_ms, w.until_ms, limit), |row| {
+        let kind = match row.get_ref(0)?.as_str()? {
+            "key" => CallerKind::Key,
+            "user" => CallerKind::User,
+            "tenant" => CallerKind::Tenant,
+            _ => CallerKind::Anonymous,
+        };
+        let sums = Sums::from_row(row, 2)?;
+        Ok(CallerRow {
+            caller: row.get(1)?,
+            kind,
+            requests: sums.requests,
+            input_tokens: sums.input_tokens,
+            output_tokens: sums.output_tokens,
+            tokens_per_call: sums.tokens_per_call(),
+            cost: Cost(Nanos(sums.cost_nanos)),
+            unpriced_calls: sums.unpriced_calls,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn unpriced(conn: &Connection, w: Window) -> Result<Vec<UnpricedModel>, StoreError> {
+    let sql = format!(
+        "SELECT {model} AS model, COUNT(*), SUM(COALESCE(input_tokens, 0)), SUM(COALESCE(output_tokens, 0)) \
+         FROM traces WHERE {IN_WINDOW} AND unpriced = 1 \
+         GROUP BY model ORDER BY 2 DESC, model ASC",
+        model = Dimension::Model.key_sql()
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map((w.since_ms, w.until_ms), |row| {
+        Ok(UnpricedModel {
+            model: row.get(0)?,
+            calls: count(row, 1)?,
+            input_tokens: count(row, 2)?,
+            output_tokens: count(row, 3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        assert_eq!(Percentiles::nearest_rank(Vec::new()), None);
+        let one = Percentiles::nearest_rank(vec![7]).unwrap();
+        assert_eq!((one.p50, one.p95, one.p99), (7, 7, 7));
+        // 1..=100 shuffled: the p-th percentile is p itself.
+        let values: Vec<u64> = (1..=100).rev().collect();
+        let p = Percentiles::nearest_rank(values).unwrap();
+        assert_eq!((p.p50, p.p95, p.p99), (50, 95, 99));
+        // 1..=20: ranks ceil(10)=10, ceil(19)=19, ceil(19.8)=20.
+        let p = Percentiles::nearest_rank((1..=20).collect()).unwrap();
+        assert_eq!((p.p50, p.p95, p.p99), (10, 19, 20));
+    }
+
+    #[test]
+    fn cost_serializes_as_nanos_and_exact_dollars() {
+        let json = serde_json::to_value(Cost(Nanos(150_000))).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"cost_nanos": 150000, "cost_usd": "0.00015"})
+        );
+    }
+}

@@ -1,0 +1,328 @@
+//! The weekly report, rendered for people: a terminal table (`keel report`) and GitHub
+//! markdown (a PR comment or a wiki page).
+//!
+//! Both renderers draw the same sections from one description (`sections`), so they
+//! cannot disagree; only the drawing differs. Money is shown as exact dollars, rates as
+//! percents, durations in ms. A cost that leaves out unpriced calls reads `≥ $X` (or
+//! `unpriced`), and unpriced calls get their own section saying they are not counted
+//! as $0.
+
+use std::fmt::Write as _;
+
+use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+use keel_core::money::Nanos;
+
+use crate::report::{GroupRow, GroupStats, Percentiles, Report};
+
+const GROUP_HEADER: [&str; 9] = [
+    "requests",
+    "errors",
+    "tokens in",
+    "tokens out",
+    "tokens/call",
+    "cost",
+    "unpriced",
+    "latency p50 / p95 / p99",
+    "TTFT p50 / p95 / p99",
+];
+
+/// One titled table of the report.
+struct Section {
+    title: &'static str,
+    header: Vec<&'static str>,
+    /// Columns before this index are text (left-aligned); the rest are numbers.
+    text_columns: usize,
+    rows: Vec<Vec<String>>,
+    /// What to print when there are no rows.
+    empty: &'static str,
+    /// A paragraph under the title.
+    note: Option<String>,
+}
+
+/// The report for a terminal.
+pub fn render_table(report: &Report) -> String {
+    let mut out = format!("Keel report: {}\n", window_line(report));
+    if report.is_empty() {
+        out.push_str("\nNo traces in this window.\n");
+        return out;
+    }
+    let _ = writeln!(out, "{}", summary_line(report));
+    for section in sections(report) {
+        let _ = writeln!(out, "\n{}", section.title);
+        if let Some(note) = &section.note {
+            let _ = writeln!(out, "{note}");
+        }
+        if section.rows.is_empty() {
+            let _ = writeln!(out, "{}", section.empty);
+            continue;
+        }
+        let mut table = Table::new();
+        table.load_preset(presets::UTF8_FULL_CONDENSED);
+        // Fits a terminal's width when printed to one; unconstrained otherwise.
+        table.set_content_arrangement(ContentArrangement::Dynamic);
+        table.set_header(section.header.clone());
+        for row in &section.rows {
+            table.add_row(row.clone());
+        }
+        for i in section.text_columns..section.header.len() {
+            if let Some(column) = table.column_mut(i) {
+                column.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        let _ = writeln!(out, "{table}");
+    }
+    out
+}
+
+/// The report as GitHub-flavoured markdown.
+pub fn render_markdown(report: &Report) -> String {
+    let mut out = format!("## Keel report: {}\n\n", window_line(report));
+    if report.is_empty() {
+        out.push_str("No traces in this window.\n");
+        return out;
+    }
+    let _ = writeln!(out, "{}", summary_line(report));
+    for section in sections(report) {
+        let _ = writeln!(out, "\n### {}\n", section.title);
+        if let Some(note) = &section.note {
+            let _ = writeln!(out, "> ⚠️ {note}\n");
+        }
+        if section.rows.is_empty() {
+            let _ = writeln!(out, "{}", section.empty);
+            continue;
+        }
+        let cells: Vec<String> = section.header.iter().map(|h| md_cell(h)).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+        let rule: Vec<&str> = (0..section.header.len())
+            .map(|i| {
+                if i < section.text_columns {
+                    "---"
+                } else {
+                    "---:"
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "| {} |", rule.join(" | "));
+        for row in &section.rows {
+            let cells: Vec<String> = row.iter().map(|c| md_cell(c)).collect();
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
+    }
+    out
+}
+
+fn sections(report: &Report) -> Vec<Section> {
+    let breakdown = |title, name_header, rows: &[GroupRow]| Section {
+        title,
+        header: std::iter::once(name_header).chain(GROUP_HEADER).collect(),
+        text_columns: 1,
+        rows: rows
+            .iter()
+            .map(|r| {
+                std::iter::once(one_line(&r.name))
+                    .chain(group_cells(&r.stats))
+                    .collect()
+            })
+            .collect(),
+        empty: "(none)",
+        note: None,
+    };
+    vec![
+        Section {
+            title: "Totals",
+            header: GROUP_HEADER.to_vec(),
+            text_columns: 0,
+            rows: vec![group_cells(&report.totals)],
+            empty: "",
+            note: None,
+        },
+        breakdown("By model", "model", &report.by_model),
+        breakdown("By feature", "feature", &report.by_feature),
+        breakdown("By tenant", "tenant", &report.by_tenant),
+        Section {
+            title: "Top callers by spend",
+            header: vec![
+                "#",
+                "caller",
+                "kind",
+                "requests",
+                "cost",
+                "tokens/call",
+                "unpriced",
+            ],
+            text_columns: 3,
+            rows: report
+                .top_callers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    vec![
+                        (i + 1).to_string(),
+                        one_line(&c.caller),
+                        c.kind.as_str().to_string(),
+                        thousands(c.requests),
+                        cost(c.cost.nanos(), c.unpriced_calls),
+                        per_call(c.tokens_per_call),
+                        thousands(c.unpriced_calls),
+                    ]
+                })
+                .collect(),
+            empty: "(none)",
+            note: None,
+        },
+        Section {
+            title: "Unpriced calls",
+            header: vec!["model", "calls", "tokens in", "tokens out"],
+            text_columns: 1,
+            rows: report
+                .unpriced
+                .iter()
+                .map(|u| {
+                    vec![
+                        one_line(&u.model),
+                        thousands(u.calls),
+                        thousands(u.input_tokens),
+                        thousands(u.output_tokens),
+                    ]
+                })
+                .collect(),
+            empty: "None: every call with usage had a known price.",
+            note: unpriced_note(report),
+        },
+    ]
+}
+
+fn group_cells(s: &GroupStats) -> Vec<String> {
+    vec![
+        thousands(s.requests),
+        format!("{} ({})", thousands(s.errors), percent(s.error_rate)),
+        thousands(s.input_tokens),
+        thousands(s.output_tokens),
+        per_call(s.tokens_per_call),
+        cost(s.cost.nanos(), s.unpriced_calls),
+        thousands(s.unpriced_calls),
+        percentiles(Some(s.latency_ms)),
+        percentiles(s.ttft_ms),
+    ]
+}
+
+fn window_line(report: &Report) -> String {
+    format!(
+        "{} → {}",
+        human_time(report.window.since_ms),
+        human_time(report.window.until_ms)
+    )
+}
+
+fn summary_line(report: &Report) -> String {
+    let t = &report.totals;
+    let mut line = format!(
+        "{} requests · {} errors ({}) · cost {}",
+        thousands(t.requests),
+        thousands(t.errors),
+        percent(t.error_rate),
+        cost(t.cost.nanos(), t.unpriced_calls)
+    );
+    if t.unpriced_calls > 0 {
+        let _ = write!(
+            line,
+            " + {} unpriced calls (not counted, see below)",
+            thousands(t.unpriced_calls)
+        );
+    }
+    line
+}
+
+fn unpriced_note(report: &Report) -> Option<String> {
+    if report.unpriced.is_empty() {
+        return None;
+    }
+    let models: Vec<String> = report.unpriced.iter().map(|u| one_line(&u.model)).collect();
+    Some(format!(
+        "{} calls had no known price. They are NOT counted as $0: every cost above leaves \
+         them out, so real spend is higher. Models: {}. Set input_price_per_mtok and \
+         output_price_per_mtok under [models.<name>] in keel.toml to price them.",
+        thousands(report.totals.unpriced_calls),
+        models.join(", ")
+    ))
+}
+
+fn dollars(n: Nanos) -> String {
+    format!("${}", n.to_dollar_string())
+}
+
+/// The priced cost of a group. With unpriced calls in it, the real cost is higher:
+/// `≥ $X`, or `unpriced` when nothing in it had a price. Never a bare `$0.00` for them.
+fn cost(priced: Nanos, unpriced_calls: u64) -> String {
+    match (unpriced_calls, priced) {
+        (0, n) => dollars(n),
+        (_, Nanos(0)) => "unpriced".to_string(),
+        (_, n) => format!("≥ {}", dollars(n)),
+    }
+}
+
+fn percent(rate: f64) -> String {
+    format!("{:.1}%", rate * 100.0)
+}
+
+fn per_call(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".to_string(), |v| thousands(v.round() as u64))
+}
+
+fn percentiles(p: Option<Percentiles>) -> String {
+    p.map_or_else(
+        || "—".to_string(),
+        |p| format!("{} / {} / {} ms", p.p50, p.p95, p.p99),
+    )
+}
+
+/// `1234567` → `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn human_time(ms: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(format).ok())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+/// Names come from request headers: keep each on one line.
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+fn md_cell(s: &str) -> String {
+    one_line(s).replace('|', "\\|")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped_and_money_is_exact() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(dollars(Nanos(150_000)), "$0.00015");
+        assert_eq!(cost(Nanos(150_000), 0), "$0.00015");
+        assert_eq!(cost(Nanos(150_000), 3), "≥ $0.00015");
+        assert_eq!(cost(Nanos(0), 3), "unpriced");
+        assert_eq!(cost(Nanos(0), 0), "$0.00");
+        assert_eq!(percent(2.0 / 17.0), "11.8%");
+        assert_eq!(human_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(md_cell("a|b\nc"), "a\\|b c");
+    }
+}

@@ -1,0 +1,182 @@
+//! How a `TraceRecord` maps to a row of `traces` and back: the column list, the insert
+//! statement, and the conversions (tags as JSON text, cost as integer nanos, booleans
+//! as 0/1, status as text).
+//!
+//! Both directions destructure `TraceRecord` exhaustively, so a field added to it does
+//! not compile until it has a column here (and a migration).
+
+use keel_core::money::Nanos;
+use keel_core::trace::{TraceRecord, TraceStatus};
+use rusqlite::types::Type;
+use rusqlite::{params, Connection, Row, Statement};
+
+/// Every column, in the order `from_row` reads them.
+pub(crate) const COLUMNS: &str = "id, started_at_ms, api, endpoint, key_id, tenant, feature, user, session, tags, \
+     model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
+     input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
+     status, http_status, error_class, error_message, finish_reason";
+
+const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, key_id, tenant, feature, user, session, tags, \
+     model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
+     input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
+     status, http_status, error_class, error_message, finish_reason) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
+     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)";
+
+/// Insert `traces` in one transaction. The statement is prepared once per connection
+/// and cached.
+pub(crate) fn insert_batch(conn: &mut Connection, traces: &[TraceRecord]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(INSERT_SQL)?;
+        for t in traces {
+            insert_one(&mut stmt, t)?;
+        }
+    }
+    tx.commit()
+}
+
+/// Token counts and durations are u64 in Rust, i64 in SQLite; anything past i64::MAX
+/// is not a real count, so it is clamped rather than failing the batch.
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()> {
+    let TraceRecord {
+        id,
+        started_at_ms,
+        api,
+        endpoint,
+        key_id,
+        tenant,
+        feature,
+        user,
+        session,
+        tags,
+        model_requested,
+        provider,
+        upstream_model,
+        served_model,
+        system_fingerprint,
+        stream,
+        input,
+        output,
+        input_tokens,
+        output_tokens,
+        cached_tokens,
+        reasoning_tokens,
+        cost,
+        unpriced,
+        latency_ms,
+        ttft_ms,
+        status,
+        http_status,
+        error_class,
+        error_message,
+        finish_reason,
+    } = t;
+    let tags = serde_json::to_string(tags)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    stmt.execute(params![
+        id,
+        started_at_ms,
+        api,
+        endpoint,
+        key_id,
+        tenant,
+        feature,
+        user,
+        session,
+        tags,
+        model_requested,
+        provider,
+        upstream_model,
+        served_model,
+        system_fingerprint,
+        stream,
+        input,
+        output,
+        input_tokens.map(int),
+        output_tokens.map(int),
+        cached_tokens.map(int),
+        reasoning_tokens.map(int),
+        cost.map(|c| c.0),
+        unpriced,
+        int(*latency_ms),
+        ttft_ms.map(int),
+        status.as_str(),
+        http_status,
+        error_class,
+        error_message,
+        finish_reason,
+    ])?;
+    Ok(())
+}
+
+fn get_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+    let v: i64 = row.get(idx)?;
+    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
+}
+
+fn get_opt_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
+    let v: Option<i64> = row.get(idx)?;
+    v.map(|v| u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v)))
+        .transpose()
+}
+
+fn conversion<E>(idx: usize, e: E) -> rusqlite::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown trace status '{0}'")]
+struct UnknownStatus(String);
+
+/// Read a row selected with [`COLUMNS`].
+pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<TraceRecord> {
+    let tags: String = row.get(9)?;
+    let tags: Vec<String> = serde_json::from_str(&tags).map_err(|e| conversion(9, e))?;
+    let status: String = row.get(26)?;
+    let status =
+        TraceStatus::parse(&status).ok_or_else(|| conversion(26, UnknownStatus(status)))?;
+    let http_status: i64 = row.get(27)?;
+    let http_status = u16::try_from(http_status)
+        .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(27, http_status))?;
+    Ok(TraceRecord {
+        id: row.get(0)?,
+        started_at_ms: row.get(1)?,
+        api: row.get(2)?,
+        endpoint: row.get(3)?,
+        key_id: row.get(4)?,
+        tenant: row.get(5)?,
+        feature: row.get(6)?,
+        user: row.get(7)?,
+        session: row.get(8)?,
+        tags,
+        model_requested: row.get(10)?,
+        provider: row.get(11)?,
+        upstream_model: row.get(12)?,
+        served_model: row.get(13)?,
+        system_fingerprint: row.get(14)?,
+        stream: row.get(15)?,
+        input: row.get(16)?,
+        output: row.get(17)?,
+        input_tokens: get_opt_u64(row, 18)?,
+        output_tokens: get_opt_u64(row, 19)?,
+        cached_tokens: get_opt_u64(row, 20)?,
+        reasoning_tokens: get_opt_u64(row, 21)?,
+        cost: row.get::<_, Option<i64>>(22)?.map(Nanos),
+        unpriced: row.get(23)?,
+        latency_ms: get_u64(row, 24)?,
+        ttft_ms: get_opt_u64(row, 25)?,
+        status,
+        http_status,
+        error_class: row.get(28)?,
+        error_message: row.get(29)?,
+        finish_reason: row.get(30)?,
+    })
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it and CI runs it:
+#   formatting, lints, unit + in-process integration tests, then end-to-end tests that
+#   drive the built `keel` binary with the official openai and anthropic Python SDKs
+#   (installed into a venv by tests/e2e/run.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (unit + integration)"
+cargo test --workspace
+
+step "end-to-end (official SDKs against the built binary)"
+cargo build -p keel-cli
+KEEL_BIN="$PWD/target/debug/keel" bash tests/e2e/run.sh
