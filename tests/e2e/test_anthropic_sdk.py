@@ -120,3 +120,52 @@ def test_anthropic_sdk_to_anthropic_provider(client):
     )
     assert msg.content[0].text == "Mock reply to: Anthropic all the way"
     assert msg.usage.output_tokens == mock_tokens("Mock reply to: Anthropic all the way")
+
+
+def test_anthropic_sdk_stream_to_anthropic_provider(client):
+    with client.messages.stream(
+        model=ANTHROPIC_BACKED, max_tokens=200, messages=[{"role": "user", "content": "Both ends Anthropic"}]
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text == "Mock reply to: Both ends Anthropic"
+    assert final.usage.output_tokens == mock_tokens(text)
+    assert final.usage.input_tokens == mock_prompt_tokens("Both ends Anthropic")
+
+
+def test_stream_cut_raises_from_the_error_event(client):
+    received = []
+    with pytest.raises(anthropic.APIStatusError) as ei:
+        with client.messages.stream(
+            model=PRICED, max_tokens=200, messages=[{"role": "user", "content": "story [mock:tokens=24] [mock:cut]"}]
+        ) as stream:
+            for t in stream.text_stream:
+                received.append(t)
+    # Keel sent `event: error` after some text; the SDK raises it.
+    assert ei.value.body["type"] == "error"
+    assert ei.value.body["error"]["type"] == "api_error"
+    assert "cut" in ei.value.body["error"]["message"]
+    partial = "".join(received)
+    assert partial.startswith("Mock reply to: story")
+    assert mock_tokens(partial) < 24
+
+
+def test_missing_max_tokens_is_bad_request(client):
+    """Anthropic requires `max_tokens`; anthropic/wire.rs keeps it optional "so Keel can
+    report its absence itself", so Keel must answer 400 naming it, as Anthropic does."""
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.post(
+            "/v1/messages",
+            cast_to=object,
+            body={"model": PRICED, "messages": [{"role": "user", "content": "no max_tokens"}]},
+        )
+    assert ei.value.status_code == 400
+    assert "max_tokens" in ei.value.message
+    assert ei.value.body["error"]["type"] == "invalid_request_error"
+
+
+def test_empty_messages_is_bad_request(client):
+    with pytest.raises(anthropic.BadRequestError) as ei:
+        client.messages.create(model=PRICED, max_tokens=10, messages=[])
+    assert ei.value.status_code == 400
+    assert "messages" in ei.value.message

@@ -47,7 +47,6 @@ class Traffic:
     first_id: str
     first_reply: str
     first_prompt: str
-    started_s: float
 
 
 def _ok(sent: dict, s: Sent) -> None:
@@ -58,7 +57,6 @@ def _ok(sent: dict, s: Sent) -> None:
 @pytest.fixture(scope="module")
 def traffic(tmp_path_factory, mock_port) -> Traffic:
     gw = start_gateway(tmp_path_factory.mktemp("cli-gateway"), mock_port)
-    started = time.time()
     sent: dict[str, Sent] = {}
     attribution = {"x-keel-tenant": "acme", "x-keel-feature": "e2e-cli", "x-keel-user": "alice"}
     try:
@@ -155,7 +153,7 @@ def traffic(tmp_path_factory, mock_port) -> Traffic:
         time.sleep(1.0)  # let the gateway's next write fail on the closed socket
     finally:
         stop_gateway_and_check(gw)
-    return Traffic(str(gw.config), sent, first_id, first_reply, prompt1, started)
+    return Traffic(str(gw.config), sent, first_id, first_reply, prompt1)
 
 
 def keel_json(*args: str):

@@ -331,6 +331,26 @@ def test_stream_cut_midway_ends_with_an_error_event(client):
     assert all(c.usage is None for c in received)
 
 
+def test_stream_cut_on_the_wire(live_gateway):
+    """The same cut, as bytes: 200, content events, one error event last, no [DONE]."""
+    body = {
+        "model": PRICED,
+        "stream": True,
+        "messages": [user("Tell me a long story [mock:tokens=24] [mock:cut]")],
+    }
+    r = httpx.post(f"{live_gateway.openai_base}/chat/completions", json=body, timeout=30.0)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = [e for e in r.text.split("\n\n") if e.strip()]
+    assert all(e.startswith("data: ") for e in events), events
+    assert "data: [DONE]" not in events
+    last = json.loads(events[-1][len("data: "):])
+    assert set(last) == {"error"}
+    assert last["error"]["type"] == "upstream_error"
+    assert last["error"]["code"] == "upstream_stream_cut"
+    assert all("error" not in json.loads(e[len("data: "):]) for e in events[:-1])
+
+
 def test_gateway_still_serves_after_errors(client, live_gateway):
     completion = client.chat.completions.create(model=PRICED, messages=[user("still alive?")])
     assert completion.choices[0].message.content == "Mock reply to: still alive?"
@@ -365,3 +385,50 @@ def test_openai_sdk_stream_to_anthropic_provider(client):
     usage = [c.usage for c in chunks if c.usage is not None]
     assert len(usage) == 1
     assert usage[0].completion_tokens == mock_tokens("Mock reply to: Stream through Anthropic")
+
+
+def test_upstream_429_through_anthropic_provider(client):
+    with pytest.raises(openai.RateLimitError) as ei:
+        client.chat.completions.create(model=ANTHROPIC_BACKED, messages=[user("[mock:status=429] slow")])
+    assert ei.value.status_code == 429
+    assert "injected 429" in ei.value.message
+
+
+# --- /metrics --------------------------------------------------------------------------
+
+
+def _metrics(gw) -> dict[tuple[str, frozenset], float]:
+    r = httpx.get(f"{gw.url}/metrics", timeout=5)
+    assert r.status_code == 200
+    out = {}
+    for line in r.text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)", line)
+        assert m, line
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def _metric(snapshot, name: str, **labels) -> float:
+    return snapshot.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_metrics_move_with_requests(client, live_gateway):
+    before = _metrics(live_gateway)
+    client.chat.completions.create(model=UNPRICED, messages=[user("metered")])
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model=PRICED, messages=[user("[mock:status=429]")])
+    after = _metrics(live_gateway)
+
+    unpriced = "keel_unpriced_requests_total"
+    assert _metric(after, unpriced, model=UNPRICED) == _metric(before, unpriced, model=UNPRICED) + 1
+    errors = "keel_errors_total"
+    labels = {"model": PRICED, "class": "upstream_rate_limit"}
+    assert _metric(after, errors, **labels) == _metric(before, errors, **labels) + 1
+    out_tokens = "keel_tokens_total"
+    tok = {"model": UNPRICED, "kind": "output"}
+    assert _metric(after, out_tokens, **tok) == _metric(before, out_tokens, **tok) + mock_tokens("Mock reply to: metered")
+    # Every request so far has finished (errors, cuts and disconnects included).
+    assert after[("keel_requests_in_flight", frozenset())] == 0

@@ -23,7 +23,38 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/v1/models", get(misc::list_models))
         .route("/health", get(misc::health))
         .route("/metrics", get(misc::metrics))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(app)
+}
+
+async fn unknown_route(uri: axum::http::Uri) -> axum::response::Response {
+    route_error(
+        axum::http::StatusCode::NOT_FOUND,
+        "unknown_route",
+        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health and GET /metrics", uri.path()),
+    )
+}
+
+async fn wrong_method(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    route_error(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+fn route_error(
+    status: axum::http::StatusCode,
+    code: &str,
+    message: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let body = serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "code": code, "param": null}});
+    (status, axum::Json(body)).into_response()
 }
 
 /// What a stopped gateway reports.

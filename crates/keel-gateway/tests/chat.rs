@@ -420,3 +420,19 @@ async fn unpriced_model_has_no_cost_header_and_is_never_zero_dollars() {
         assert!(t.input_tokens.unwrap() > 0 && t.output_tokens.unwrap() > 0);
     }
 }
+
+#[tokio::test]
+async fn chat_completions_without_v1_prefix_is_served_too() {
+    let h = Harness::start().await;
+    let resp = h
+        .post_json("/chat/completions", &chat_body("mock-1", "no prefix"), &[])
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Mock reply to: no prefix"
+    );
+    let (_, traces) = h.finish().await;
+    assert_eq!(traces.len(), 1);
+}

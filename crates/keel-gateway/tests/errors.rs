@@ -211,6 +211,16 @@ async fn upstream_garbage_is_502() {
     let resp = h.chat(&chat_body("mock-1", "[mock:garbage] hi")).await;
     let (id, msg) = expect_error(resp, 502, "upstream_invalid_response").await;
     assert!(msg.contains("invalid response"), "{msg}");
+    still_serving(&h).await;
+    let (_, traces) = h.finish().await;
+    assert_error_trace(trace(&traces, &id), 502, "upstream_invalid_response");
+}
+
+#[tokio::test]
+async fn streamed_upstream_garbage_is_502_invalid_response() {
+    // A 200 `text/html` body where an SSE stream was expected is an invalid response,
+    // not a stream that was cut.
+    let h = Harness::start().await;
     let resp = h
         .chat(&stream_body("mock-1", "[mock:garbage] hi", true))
         .await;
@@ -220,9 +230,10 @@ async fn upstream_garbage_is_502() {
         "a non-SSE 200 before the first chunk is a 502"
     );
     let stream_id = request_id(&resp);
+    let v: Value = resp.json().await.unwrap();
+    openai_error(&v, "upstream_invalid_response");
     still_serving(&h).await;
     let (_, traces) = h.finish().await;
-    assert_error_trace(trace(&traces, &id), 502, "upstream_invalid_response");
     assert_error_trace(trace(&traces, &stream_id), 502, "upstream_invalid_response");
 }
 
@@ -362,4 +373,64 @@ async fn slow_client_body_is_408() {
     still_serving(&h).await;
     let (_, traces) = h.finish().await;
     assert_error_trace(trace(&traces, "slow-client-1"), 408, "client_timeout");
+}
+
+#[tokio::test]
+async fn configured_body_limit_is_exact() {
+    let h = Harness::with(Options {
+        gateway: "max_body_bytes = 2048".into(),
+        ..Options::default()
+    })
+    .await;
+    // A valid request padded with spaces to exactly the limit is accepted...
+    let body = serde_json::to_string(&chat_body("mock-1", "limit")).unwrap();
+    let exact = format!("{body}{}", " ".repeat(2048 - body.len()));
+    assert_eq!(exact.len(), 2048);
+    let resp = h.post_raw("/v1/chat/completions", exact.clone()).await;
+    assert_eq!(resp.status(), 200);
+    // ...one byte more is refused.
+    let resp = h
+        .post_raw("/v1/chat/completions", format!("{exact} "))
+        .await;
+    let (id, msg) = expect_error(resp, 413, "body_too_large").await;
+    assert!(msg.contains("2048"), "{msg}");
+    // The same limit applies to the Anthropic entry point.
+    let resp = h.post_raw("/v1/messages", format!("{exact} ")).await;
+    assert_eq!(resp.status(), 413);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+
+    let (_, traces) = h.finish().await;
+    assert_error_trace(trace(&traces, &id), 413, "body_too_large");
+}
+
+#[tokio::test]
+async fn unknown_routes_answer_in_the_openai_error_shape() {
+    // An SDK calling an endpoint Keel does not serve (embeddings, a typo) gets an error
+    // it can parse, as from OpenAI: a JSON body naming the route.
+    let h = Harness::start().await;
+    let resp = h
+        .post_json(
+            "/v1/embeddings",
+            &json!({"model": "mock-1", "input": "x"}),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), 404);
+    let body = resp.text().await.unwrap();
+    let v: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("404 body is not JSON ({e}): {body:?}"));
+    let msg = v["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error.message: {v}"));
+    assert!(msg.contains("/v1/embeddings"), "{msg}");
+
+    let resp = h.get("/v1/chat/completions").await;
+    assert_eq!(resp.status(), 405);
+    let body = resp.text().await.unwrap();
+    let v: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("405 body is not JSON ({e}): {body:?}"));
+    assert!(v["error"]["message"].is_string(), "{v}");
+    h.finish().await;
 }

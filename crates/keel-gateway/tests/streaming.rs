@@ -207,3 +207,79 @@ async fn client_disconnect_mid_stream_is_traced_as_client_disconnected() {
     assert!(t.stream);
     assert!(t.ttft_ms.is_some());
 }
+
+#[tokio::test]
+async fn stream_past_the_model_deadline_ends_with_a_timeout_error() {
+    // `slow` has timeout = 300ms; 200 tokens at 100 ms per 4-token chunk take ~5 s.
+    let h = Harness::start().await;
+    let started = Instant::now();
+    let resp = h
+        .chat(&stream_body(
+            "slow",
+            "[mock:tokens=200] [mock:chunk_delay=100] a long one",
+            true,
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let id = request_id(&resp);
+    let text = tokio::time::timeout(Duration::from_secs(5), resp.text())
+        .await
+        .expect("the stream is ended at the model's deadline")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let data = sse_data(&text);
+    assert!(!data.iter().any(|d| d == "[DONE]"), "{text}");
+    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_timeout", "{text}");
+
+    let (_, traces) = h.finish().await;
+    let t = trace(&traces, &id);
+    assert_eq!(t.status, TraceStatus::Error);
+    assert_eq!(t.error_class.as_deref(), Some("upstream_timeout"));
+}
+
+#[tokio::test]
+async fn client_that_gives_up_before_the_reply_is_traced_and_not_left_in_flight() {
+    let h = Harness::start().await;
+    let impatient = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let err = impatient
+        .post(h.url("/v1/chat/completions"))
+        .header("x-keel-request-id", "gave-up-1")
+        .json(&chat_body("mock-1", "[mock:latency=1000] slow answer"))
+        .send()
+        .await
+        .expect_err("the client times out first");
+    assert!(err.is_timeout(), "{err}");
+
+    // Whatever the gateway does with the abandoned request, it must end: the in-flight
+    // gauge comes back to 0.
+    let mut in_flight = None;
+    for _ in 0..20 {
+        in_flight = metric(&h.metrics().await, "keel_requests_in_flight", &[]);
+        if in_flight == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, traces) = h.finish().await;
+    let found: Vec<_> = traces.iter().filter(|t| t.id == "gave-up-1").collect();
+    assert!(
+        in_flight == Some(0.0) && found.len() == 1,
+        "an abandoned request must end: keel_requests_in_flight = {in_flight:?} (want 0), traces with its id = {} (want 1)",
+        found.len()
+    );
+    assert_eq!(
+        found[0].status,
+        TraceStatus::ClientDisconnected,
+        "the client never got the reply: {:#?}",
+        found[0]
+    );
+}

@@ -83,6 +83,21 @@ impl ChatProvider for OpenAiProvider {
         opts.include_usage = Some(true);
         req.stream_options = Some(StreamOptions { ..opts });
         let resp = self.send(&req).await?;
+        // A 2xx that is not an event stream (an HTML error page from a proxy, a JSON
+        // body from a server that ignored `stream`) is an invalid response, not a cut.
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("text/event-stream")
+            .to_ascii_lowercase();
+        if !content_type.contains("text/event-stream") {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(ProviderError::InvalidResponse(format!(
+                "expected an event stream, got `{content_type}`: {}",
+                sse::truncate(&text, 200)
+            )));
+        }
         let events = Box::pin(sse::events(resp));
         // State: the event source, or None once a terminal item was yielded.
         let stream = futures::stream::unfold(Some(events), |state| async move {

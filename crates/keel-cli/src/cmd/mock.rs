@@ -78,7 +78,7 @@ pub fn run(a: MockArgs) -> Result<ExitCode> {
             "keel mock provider listening on http://{}/v1",
             listener.local_addr()?
         );
-        keel_mock::serve(listener, settings).await?;
+        keel_mock::serve_with_shutdown(listener, settings, super::serve::shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

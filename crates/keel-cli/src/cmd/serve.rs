@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use keel_core::config::PriceSource;
 use keel_gateway::Gateway;
 
 use crate::ConfigArg;
@@ -27,12 +26,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    // Once per model, at startup: calls to these models will be recorded as unpriced.
-    for m in config.models.values() {
-        if m.price_source == PriceSource::Unpriced {
-            tracing::warn!(model = %m.name, upstream = %m.upstream_model, "model has no known price; its calls will be recorded as unpriced, not $0");
-        }
-    }
+    // Unpriced models are among the warnings: once per model, at startup.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -51,7 +45,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     })
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -79,5 +74,6 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use keel_core::chat::{ChatChunk, ChatRequest};
@@ -16,6 +16,7 @@ use keel_core::trace::TraceRecord;
 
 use super::common::{self, ClientApi, Served};
 use crate::error::GatewayError;
+use crate::pipeline::pending::PendingTrace;
 use crate::pipeline::relay::StreamFormat;
 use crate::pipeline::{attribution, body, parse};
 use crate::state::AppState;
@@ -25,7 +26,7 @@ pub async fn chat_completions(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let started = Instant::now();
+    const API: ClientApi = ClientApi::OpenAi;
     let mut trace = TraceRecord::new(
         attribution::request_id(&headers),
         common::now_ms(),
@@ -33,45 +34,29 @@ pub async fn chat_completions(
         "/v1/chat/completions",
     );
     attribution::attribute(&mut trace, &headers);
+    let mut pending = PendingTrace::start(app.clone(), trace, Instant::now());
 
     let bytes = match body::read_body(body, app.max_body_bytes, app.body_read_timeout).await {
         Ok(b) => b,
-        Err(e) => return common::reject(&app, trace, started, e, ClientApi::OpenAi),
+        Err(e) => return common::reject(pending, e, API),
     };
-    common::capture_input(&app, &mut trace, &bytes);
+    common::capture_input(&app, pending.trace(), &bytes);
     let req: ChatRequest =
         match parse::parse_json(&bytes).and_then(|r| parse::validate_chat(&r).map(|_| r)) {
             Ok(r) => r,
-            Err(e) => return common::reject(&app, trace, started, e, ClientApi::OpenAi),
+            Err(e) => return common::reject(pending, e, API),
         };
     let include_usage = req.wants_stream_usage();
 
-    match common::run(&app, req, &mut trace).await {
-        Ok(Served::Whole { resp, cost }) => {
-            let body = match serde_json::to_vec(&resp) {
-                Ok(b) => b,
-                Err(e) => {
-                    return common::reject(
-                        &app,
-                        trace,
-                        started,
-                        GatewayError::Internal(e.to_string()),
-                        ClientApi::OpenAi,
-                    )
-                }
-            };
-            let id = trace.id.clone();
-            crate::pipeline::account::finish(&app, trace, started);
-            common::json_response(StatusCode::OK, body, &id, cost)
+    match common::run(&app, req, pending.trace()).await {
+        Ok(Served::Whole { resp, cost }) => match serde_json::to_vec(&resp) {
+            Ok(body) => common::respond_whole(pending, body, cost),
+            Err(e) => common::reject(pending, GatewayError::Internal(e.to_string()), API),
+        },
+        Ok(Served::Stream(opened)) => {
+            common::stream_response(app.clone(), pending, opened, OpenAiSse { include_usage })
         }
-        Ok(Served::Stream(opened)) => common::stream_response(
-            app.clone(),
-            trace,
-            started,
-            opened,
-            OpenAiSse { include_usage },
-        ),
-        Err(e) => common::reject(&app, trace, started, e, ClientApi::OpenAi),
+        Err(e) => common::reject(pending, e, API),
     }
 }
 

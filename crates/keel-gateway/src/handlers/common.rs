@@ -3,7 +3,6 @@
 //! failures into traced error responses.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +14,7 @@ use keel_core::trace::TraceRecord;
 use crate::error::GatewayError;
 use crate::pipeline::attribution::REQUEST_ID;
 use crate::pipeline::call::{self, OpenedStream};
+use crate::pipeline::pending::PendingTrace;
 use crate::pipeline::{account, relay::Relay, relay::StreamFormat};
 use crate::state::AppState;
 
@@ -92,14 +92,15 @@ fn captured_output(resp: &ChatResponse) -> String {
     out
 }
 
-/// Record the trace and build the streamed response.
+/// Hand the trace to the relay and build the streamed response.
 pub fn stream_response<F: StreamFormat>(
     app: Arc<AppState>,
-    trace: TraceRecord,
-    started: Instant,
+    pending: PendingTrace,
     opened: OpenedStream,
     format: F,
 ) -> Response {
+    let started = pending.started();
+    let trace = pending.into_trace();
     let id = trace.id.clone();
     let model = trace.model_requested.clone().unwrap_or_default();
     let relay = Relay::new(app, model, trace, started, opened, format);
@@ -118,17 +119,17 @@ pub fn stream_response<F: StreamFormat>(
     resp
 }
 
+/// Write the trace of a successful whole reply and answer with its JSON body.
+pub fn respond_whole(pending: PendingTrace, body: Vec<u8>, cost: Option<Nanos>) -> Response {
+    let id = pending.id().to_string();
+    pending.finish();
+    json_response(StatusCode::OK, body, &id, cost)
+}
+
 /// Trace a failed request and answer with the error in the client's format.
-pub fn reject(
-    app: &AppState,
-    mut trace: TraceRecord,
-    started: Instant,
-    err: GatewayError,
-    api: ClientApi,
-) -> Response {
-    account::fail(&mut trace, &err);
-    let id = trace.id.clone();
-    account::finish(app, trace, started);
+pub fn reject(pending: PendingTrace, err: GatewayError, api: ClientApi) -> Response {
+    let id = pending.id().to_string();
+    pending.fail(&err);
     error_response(&err, api, &id)
 }
 

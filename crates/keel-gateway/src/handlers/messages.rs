@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use keel_core::chat::ChatChunk;
@@ -22,8 +22,9 @@ use keel_providers::anthropic::{
 
 use super::common::{self, ClientApi, Served};
 use crate::error::GatewayError;
+use crate::pipeline::pending::PendingTrace;
 use crate::pipeline::relay::StreamFormat;
-use crate::pipeline::{account, attribution, body, parse};
+use crate::pipeline::{attribution, body, parse};
 use crate::state::AppState;
 
 pub async fn messages(
@@ -31,7 +32,7 @@ pub async fn messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let started = Instant::now();
+    const API: ClientApi = ClientApi::Anthropic;
     let mut trace = TraceRecord::new(
         attribution::request_id(&headers),
         common::now_ms(),
@@ -39,15 +40,15 @@ pub async fn messages(
         "/v1/messages",
     );
     attribution::attribute(&mut trace, &headers);
-    let reject =
-        |app: &AppState, trace, e| common::reject(app, trace, started, e, ClientApi::Anthropic);
+    let mut pending = PendingTrace::start(app.clone(), trace, Instant::now());
 
     let bytes = match body::read_body(body, app.max_body_bytes, app.body_read_timeout).await {
         Ok(b) => b,
-        Err(e) => return reject(&app, trace, e),
+        Err(e) => return common::reject(pending, e, API),
     };
-    common::capture_input(&app, &mut trace, &bytes);
+    common::capture_input(&app, pending.trace(), &bytes);
     let req = match parse::parse_json::<MessagesRequest>(&bytes)
+        .and_then(require_max_tokens)
         .and_then(|r| {
             messages_request_to_chat(r).map_err(|e| {
                 GatewayError::InvalidRequest(format!(
@@ -59,30 +60,37 @@ pub async fn messages(
         .and_then(|r| parse::validate_chat(&r).map(|_| r))
     {
         Ok(r) => r,
-        Err(e) => return reject(&app, trace, e),
+        Err(e) => return common::reject(pending, e, API),
     };
     let model = req.model.clone();
 
-    match common::run(&app, req, &mut trace).await {
+    match common::run(&app, req, pending.trace()).await {
         Ok(Served::Whole { resp, cost }) => {
-            let out = chat_response_to_messages(&resp, &model);
-            let body = match serde_json::to_vec(&out) {
-                Ok(b) => b,
-                Err(e) => return reject(&app, trace, GatewayError::Internal(e.to_string())),
-            };
-            let id = trace.id.clone();
-            account::finish(&app, trace, started);
-            common::json_response(StatusCode::OK, body, &id, cost)
+            match serde_json::to_vec(&chat_response_to_messages(&resp, &model)) {
+                Ok(body) => common::respond_whole(pending, body, cost),
+                Err(e) => common::reject(pending, GatewayError::Internal(e.to_string()), API),
+            }
         }
         Ok(Served::Stream(opened)) => {
-            let msg_id = format!("msg_{}", trace.id.replace('-', ""));
+            let msg_id = format!("msg_{}", pending.id().replace('-', ""));
             let format = AnthropicEvents {
                 inner: ChunksToEvents::new(&model, &msg_id),
             };
-            common::stream_response(app.clone(), trace, started, opened, format)
+            common::stream_response(app.clone(), pending, opened, format)
         }
-        Err(e) => reject(&app, trace, e),
+        Err(e) => common::reject(pending, e, API),
     }
+}
+
+/// Anthropic's API requires `max_tokens`; so does Keel's Anthropic surface, so a client
+/// written against Keel works against Anthropic too.
+fn require_max_tokens(req: MessagesRequest) -> Result<MessagesRequest, GatewayError> {
+    if req.max_tokens.is_none() {
+        return Err(GatewayError::InvalidRequest(
+            "invalid request body: `max_tokens`: field required; set the most output tokens the reply may use".into(),
+        ));
+    }
+    Ok(req)
 }
 
 /// Anthropic's event stream, produced by the translation state machine.

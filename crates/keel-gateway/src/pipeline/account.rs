@@ -66,6 +66,8 @@ pub fn fail(trace: &mut TraceRecord, err: &GatewayError) {
 
 /// Close the trace: latency, request metrics, and the non-blocking hand-off to the writer.
 pub fn finish(app: &AppState, mut trace: TraceRecord, started: Instant) {
+    // Every request that entered a handler ends here exactly once (streams via the relay's Drop).
+    app.metrics.in_flight.dec();
     trace.latency_ms = started.elapsed().as_millis() as u64;
     let model = trace
         .model_requested

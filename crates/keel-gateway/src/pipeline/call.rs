@@ -53,7 +53,9 @@ pub async fn open_stream(
     route: &ModelRoute,
     req: ChatRequest,
 ) -> Result<OpenedStream, GatewayError> {
-    let limit = route.config.first_token_timeout;
+    // The first chunk must come within the first-token limit, and never later than
+    // the model's total deadline.
+    let limit = route.config.first_token_timeout.min(route.config.timeout);
     let first = async {
         let mut rest = route.provider.stream(req).await?;
         match rest.next().await {

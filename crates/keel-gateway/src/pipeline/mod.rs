@@ -9,4 +9,5 @@ pub mod attribution;
 pub mod body;
 pub mod call;
 pub mod parse;
+pub mod pending;
 pub mod relay;
