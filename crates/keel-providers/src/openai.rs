@@ -14,7 +14,8 @@ use crate::{ChatProvider, ChunkStream, ProviderError};
 
 pub struct OpenAiProvider {
     client: reqwest::Client,
-    url: String,
+    /// Parsed once: parsing (with IDNA) per request showed up in profiles.
+    url: Result<reqwest::Url, String>,
     api_key: Option<String>,
 }
 
@@ -23,13 +24,18 @@ impl OpenAiProvider {
     pub fn new(client: reqwest::Client, base_url: &str, api_key: Option<String>) -> Self {
         OpenAiProvider {
             client,
-            url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
+            url: reqwest::Url::parse(&format!(
+                "{}/chat/completions",
+                base_url.trim_end_matches('/')
+            ))
+            .map_err(|e| format!("invalid base_url: {e}")),
             api_key,
         }
     }
 
     async fn send(&self, req: &ChatRequest) -> Result<reqwest::Response, ProviderError> {
-        let mut builder = self.client.post(&self.url).json(req);
+        let url = self.url.clone().map_err(ProviderError::Unsupported)?;
+        let mut builder = self.client.post(url).json(req);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
         }

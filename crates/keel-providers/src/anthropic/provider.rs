@@ -28,7 +28,8 @@ const ERROR_TEXT_LIMIT: usize = 500;
 #[derive(Clone)]
 pub struct AnthropicProvider {
     client: reqwest::Client,
-    messages_url: String,
+    /// Parsed once, not per request.
+    messages_url: Result<reqwest::Url, String>,
     api_key: Option<String>,
 }
 
@@ -47,7 +48,8 @@ impl AnthropicProvider {
         let base = base_url.trim_end_matches('/');
         AnthropicProvider {
             client,
-            messages_url: format!("{base}/messages"),
+            messages_url: reqwest::Url::parse(&format!("{base}/messages"))
+                .map_err(|e| format!("invalid base_url: {e}")),
             api_key,
         }
     }
@@ -57,9 +59,13 @@ impl AnthropicProvider {
         let json = serde_json::to_vec(body).map_err(|e| {
             ProviderError::Unsupported(format!("could not encode the request: {e}"))
         })?;
+        let url = self
+            .messages_url
+            .clone()
+            .map_err(ProviderError::Unsupported)?;
         let mut request = self
             .client
-            .post(&self.messages_url)
+            .post(url)
             .header("anthropic-version", ANTHROPIC_VERSION)
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(json);
