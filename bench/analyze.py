@@ -1,10 +1,9 @@
 """Summarise a bench/run.sh run and append it to bench/RESULTS.md.
 
-Reads hey's per-request CSV for each (rate, target), computes p50/p99 latency and
-achieved throughput, compares Keel with the direct upstream as added latency and
+Reads oha's JSON for each (rate, target): p50/p99 latency and achieved throughput; compares Keel with the direct upstream as added latency and
 ratio, and checks the trace store holds exactly one trace per request sent via Keel.
 """
-import csv
+import json
 import datetime
 import os
 import platform
@@ -12,23 +11,15 @@ import sqlite3
 import sys
 
 
-def percentile(sorted_vals, p):
-    if not sorted_vals:
-        return float("nan")
-    k = max(0, min(len(sorted_vals) - 1, int(round(p / 100.0 * len(sorted_vals) + 0.5)) - 1))
-    return sorted_vals[k]
-
-
 def load(path):
-    times, errors = [], 0
     with open(path) as f:
-        for row in csv.DictReader(f):
-            if row.get("status-code") != "200":
-                errors += 1
-                continue
-            times.append(float(row["response-time"]) * 1000.0)
-    times.sort()
-    return times, errors
+        d = json.load(f)
+    codes = d.get("statusCodeDistribution") or {}
+    ok = int(codes.get("200", 0))
+    errors = sum(int(v) for k, v in codes.items() if k != "200") + sum(int(v) for v in (d.get("errorDistribution") or {}).values())
+    lat = d["latencyPercentiles"]
+    return dict(ok=ok, errors=errors, rps=d["summary"]["requestsPerSec"],
+                p50=(lat.get("p50") or 0) * 1000.0, p99=(lat.get("p99") or 0) * 1000.0)
 
 
 def cpu_model():
@@ -54,9 +45,8 @@ def main():
         stats = {}
         for target in ("direct", "keel"):
             n, secs = runs[(rate, target)]
-            times, errors = load(os.path.join(work, f"{target}-{rate}.csv"))
-            stats[target] = dict(n=n, ok=len(times), errors=errors, rps=n / secs,
-                                 p50=percentile(times, 50), p99=percentile(times, 99))
+            r = load(os.path.join(work, f"{target}-{rate}.json"))
+            stats[target] = dict(n=n, **r)
             if target == "keel":
                 sent_via_keel += n
         d, k = stats["direct"], stats["keel"]
@@ -69,7 +59,7 @@ def main():
     lines = [
         f"\n## {now} — commit {commit}\n",
         f"Machine: {os.cpu_count()} cores, {cpu_model()}, {platform.system()} {platform.release()}. "
-        "Load tool: hey (per-request CSV). Keel: release build, tracing ON (SQLite WAL, full capture). "
+        "Load tool: oha (global fixed rate, latency correction). Keel: release build, tracing ON (SQLite WAL, full capture). "
         "Upstream: `keel mock-provider` (16-token replies, no added latency). Client, Keel and mock share the machine.\n",
         "| target rps | direct achieved rps | Keel achieved rps | direct p50 ms | Keel p50 ms | direct p99 ms | Keel p99 ms | added p50 ms | added p99 ms | p99 ratio | errors direct/Keel |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

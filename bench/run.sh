@@ -3,8 +3,9 @@
 #
 # Starts the mock upstream (`keel mock-provider`) and a release build of Keel with
 # tracing ON (SQLite store, full capture), then for each fixed rate drives the same
-# request with `hey` (Debian package) directly at the mock and through Keel, computes
-# p50/p99 latency and achieved throughput from hey's per-request CSV, checks that the
+# request with `oha` (from crates.io; evenly paced at a global rate, with latency
+# correction against coordinated omission) directly at the mock and through Keel,
+# reads p50/p99 latency and achieved throughput from oha's JSON, checks that the
 # store holds exactly one trace per request sent through Keel, and appends the results
 # to bench/RESULTS.md with the date, machine and commit.
 #
@@ -16,7 +17,9 @@ SECS=${1:-10}
 shift || true
 RATES=${*:-"500 1000 2000 5000"}
 
-command -v hey >/dev/null || { echo "installing hey (Debian package)"; apt-get install -y hey >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y hey >/dev/null; }; }
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v oha >/dev/null || { echo "installing oha (cargo install oha --locked; a few minutes)"; cargo install oha --locked; }
+CONNS=${BENCH_CONNECTIONS:-64}
 cargo build --release -p keel-cli
 KEEL=$ROOT/target/release/keel
 
@@ -56,15 +59,14 @@ BODY='{"model":"bench-model","messages":[{"role":"system","content":"You are ter
 echo "$BODY" > "$WORK/body.json"
 : > "$WORK/runs.tsv"
 for rate in $RATES; do
-  workers=$(( rate / 20 )); [ "$workers" -lt 10 ] && workers=10
-  per_worker=$(( rate / workers ))
   n=$(( rate * SECS ))
   for target in direct keel; do
     if [ "$target" = direct ]; then port=$MOCK_PORT; else port=$KEEL_PORT; fi
-    echo "rate $rate rps ($workers workers x $per_worker qps), $n requests -> $target"
+    echo "rate $rate rps, $CONNS connections, $n requests -> $target"
     start=$(date +%s.%N)
-    hey -n "$n" -c "$workers" -q "$per_worker" -m POST -T application/json -D "$WORK/body.json" \
-        -o csv "http://127.0.0.1:$port/v1/chat/completions" > "$WORK/$target-$rate.csv"
+    oha -n "$n" -c "$CONNS" -q "$rate" --latency-correction --no-tui -m POST \
+        -H 'content-type: application/json' -D "$WORK/body.json" --output-format json \
+        "http://127.0.0.1:$port/v1/chat/completions" > "$WORK/$target-$rate.json"
     end=$(date +%s.%N)
     printf '%s\t%s\t%s\t%s\t%s\n' "$rate" "$target" "$n" "$start" "$end" >> "$WORK/runs.tsv"
   done

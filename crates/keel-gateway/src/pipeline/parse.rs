@@ -117,3 +117,28 @@ mod tests {
         assert!(e.contains("UTF-8"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use keel_providers::anthropic::MessagesRequest;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any bytes at all: a parsed request or a 400 naming the problem — never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Err(e) = parse_json::<ChatRequest>(&bytes).and_then(|r| validate_chat(&r).map(|_| r)) {
+                prop_assert!(matches!(e, GatewayError::InvalidRequest(_)));
+            }
+            let _ = parse_json::<MessagesRequest>(&bytes);
+        }
+
+        /// JSON-looking text with random structure: same guarantee.
+        #[test]
+        fn arbitrary_json_shapes_never_panic(s in r#"\{("(model|messages|role|content|tools|n|stream)":(\[|\{|"x"|1|null|true|-1\.5)[,\]\}]{0,3}){0,6}"#) {
+            let _ = parse_json::<ChatRequest>(s.as_bytes()).and_then(|r| validate_chat(&r).map(|_| r));
+            let _ = parse_json::<MessagesRequest>(s.as_bytes());
+        }
+    }
+}
