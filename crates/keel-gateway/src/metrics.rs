@@ -65,6 +65,31 @@ pub struct Metrics {
     trace_flush_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
 }
 
+/// One model's metric handles, created once at startup so the request path only bumps
+/// atomics: no label hashing, no allocation. (Metric handles share their storage with
+/// the registry's families.)
+pub struct ModelMetrics {
+    /// Indexed by [`api_index`] then [`status_index`].
+    requests: [[Counter; 3]; 2],
+    pub latency: Histogram,
+    pub ttft: Histogram,
+    /// input, output, cached, reasoning.
+    pub tokens: [Counter; 4],
+    /// Only for priced models: an unpriced model has no cost series at all, never $0.
+    pub cost_usd: Option<Counter<f64, std::sync::atomic::AtomicU64>>,
+    pub unpriced: Counter,
+}
+
+pub const APIS: [&str; 2] = ["openai", "anthropic"];
+pub const STATUSES: [&str; 3] = ["ok", "error", "client_disconnected"];
+pub const TOKEN_KINDS: [&str; 4] = ["input", "output", "cached", "reasoning"];
+
+impl ModelMetrics {
+    pub fn request(&self, api: usize, status: usize) -> &Counter {
+        &self.requests[api.min(1)][status.min(2)]
+    }
+}
+
 /// A snapshot of the trace writer's figures, taken at scrape time.
 pub struct WriterFigures {
     pub queue_len: u64,
@@ -174,6 +199,38 @@ impl Metrics {
             traces_dropped,
             trace_flushes,
             trace_flush_seconds,
+        }
+    }
+
+    /// Handles for one model label (a configured model, `(unknown)` or `(none)`).
+    pub fn for_model(&self, model: &str, priced: bool) -> ModelMetrics {
+        let m = ModelLabels {
+            model: model.to_string(),
+        };
+        let request = |api: &'static str, status: &'static str| {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    model: model.to_string(),
+                    api,
+                    status,
+                })
+                .clone()
+        };
+        let token = |kind: &'static str| {
+            self.tokens
+                .get_or_create(&TokenLabels {
+                    model: model.to_string(),
+                    kind,
+                })
+                .clone()
+        };
+        ModelMetrics {
+            requests: APIS.map(|api| STATUSES.map(|status| request(api, status))),
+            latency: self.latency.get_or_create(&m).clone(),
+            ttft: self.ttft.get_or_create(&m).clone(),
+            tokens: TOKEN_KINDS.map(token),
+            cost_usd: priced.then(|| self.cost_usd.get_or_create(&m).clone()),
+            unpriced: self.unpriced.get_or_create(&m).clone(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use keel_core::config::Config;
 use keel_store::{Store, WriterOptions};
@@ -88,6 +89,11 @@ impl Gateway {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
         let task = tokio::spawn(async move {
+            // TCP_NODELAY: streamed chunks are small writes; without it Nagle's algorithm
+            // holds them back waiting for ACKs (up to a delayed-ACK timeout per chunk).
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stop_rx.await;

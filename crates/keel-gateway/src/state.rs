@@ -12,7 +12,12 @@ use keel_core::config::{Capture, Config, ModelConfig, ProviderKind};
 use keel_providers::{anthropic, mock, openai, Provider};
 use keel_store::TraceWriter;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ModelMetrics};
+
+/// Metric label for requests naming a model that is not configured.
+pub const UNKNOWN_MODEL: &str = "(unknown)";
+/// Metric label for requests that failed before a model was read.
+pub const NO_MODEL: &str = "(none)";
 
 /// A configured model, ready to call.
 pub struct ModelRoute {
@@ -28,6 +33,10 @@ pub struct AppState {
     pub model_list: String,
     pub writer: TraceWriter,
     pub metrics: Metrics,
+    /// Per-model metric handles; keys are the configured model names plus
+    /// `UNKNOWN_MODEL` and `NO_MODEL`, so a client's made-up model names never
+    /// become metric labels (no unbounded series).
+    pub model_metrics: HashMap<String, ModelMetrics>,
     pub capture: Capture,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
@@ -96,6 +105,17 @@ impl AppState {
             );
         }
         let model_list = config.models.keys().cloned().collect::<Vec<_>>().join(", ");
+        let metrics = Metrics::new();
+        let mut model_metrics = HashMap::new();
+        for m in config.models.values() {
+            model_metrics.insert(
+                m.name.clone(),
+                metrics.for_model(&m.name, m.price.is_some()),
+            );
+        }
+        for name in [UNKNOWN_MODEL, NO_MODEL] {
+            model_metrics.insert(name.to_string(), metrics.for_model(name, false));
+        }
         Ok(AppState {
             capture: config.gateway.capture,
             max_body_bytes: config.gateway.max_body_bytes.get(),
@@ -104,7 +124,8 @@ impl AppState {
             models,
             model_list,
             writer,
-            metrics: Metrics::new(),
+            metrics,
+            model_metrics,
         })
     }
 }

@@ -46,9 +46,11 @@ async fn metrics_move_with_traffic() {
     let h = Harness::start().await;
 
     let before = h.metrics().await;
+    // Series for configured models exist from the start (at zero), so dashboards and
+    // rate() see them before the first request.
     assert_eq!(
         metric(&before, "keel_requests_total", &[("model", "mock-1")]),
-        None,
+        Some(0.0),
         "{before}"
     );
 
@@ -86,11 +88,13 @@ async fn metrics_move_with_traffic() {
         metric(
             &m,
             "keel_requests_total",
-            &[("model", "no-such-model"), ("status", "error")]
+            &[("model", "(unknown)"), ("status", "error")]
         ),
         Some(1.0),
         "{m}"
     );
+    // A client-chosen model name never becomes a label (no unbounded series).
+    assert!(!m.contains("no-such-model"), "{m}");
     assert_eq!(
         metric(&m, "keel_errors_total", &[("class", "model_not_found")]),
         Some(1.0),

@@ -7,8 +7,19 @@ use keel_core::chat::Usage;
 use keel_core::trace::{TraceRecord, TraceStatus};
 
 use crate::error::GatewayError;
-use crate::metrics::{ErrorLabels, ModelLabels, RequestLabels, TokenLabels};
-use crate::state::{AppState, ModelRoute};
+use crate::metrics::{ErrorLabels, ModelMetrics};
+use crate::state::{AppState, ModelRoute, NO_MODEL, UNKNOWN_MODEL};
+
+/// The metric handles for a trace's model: its own when configured, else a shared
+/// `(unknown)` / `(none)` set, so client-chosen names never become labels.
+fn model_metrics<'a>(app: &'a AppState, model: Option<&str>) -> Option<&'a ModelMetrics> {
+    let key = match model {
+        Some(m) if app.model_metrics.contains_key(m) => m,
+        Some(_) => UNKNOWN_MODEL,
+        None => NO_MODEL,
+    };
+    app.model_metrics.get(key)
+}
 
 /// Record usage and its exact cost. A model without a price is marked unpriced —
 /// its cost stays `None`, never $0.
@@ -17,21 +28,18 @@ pub fn settle(app: &AppState, route: &ModelRoute, trace: &mut TraceRecord, usage
     trace.output_tokens = Some(usage.completion_tokens);
     trace.cached_tokens = Some(usage.cached_tokens());
     trace.reasoning_tokens = Some(usage.reasoning_tokens());
-    let model = route.config.name.clone();
-    for (kind, n) in [
-        ("input", usage.prompt_tokens),
-        ("output", usage.completion_tokens),
-        ("cached", usage.cached_tokens()),
-        ("reasoning", usage.reasoning_tokens()),
-    ] {
-        if n > 0 {
-            app.metrics
-                .tokens
-                .get_or_create(&TokenLabels {
-                    model: model.clone(),
-                    kind,
-                })
-                .inc_by(n);
+    let metrics = model_metrics(app, Some(&route.config.name));
+    if let Some(m) = metrics {
+        let counts = [
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens(),
+            usage.reasoning_tokens(),
+        ];
+        for (counter, n) in m.tokens.iter().zip(counts) {
+            if n > 0 {
+                counter.inc_by(n);
+            }
         }
     }
     match route.config.price {
@@ -39,18 +47,16 @@ pub fn settle(app: &AppState, route: &ModelRoute, trace: &mut TraceRecord, usage
             let cost = price.cost(usage);
             trace.cost = Some(cost);
             trace.unpriced = false;
-            app.metrics
-                .cost_usd
-                .get_or_create(&ModelLabels { model })
-                .inc_by(cost.as_dollars());
+            if let Some(c) = metrics.and_then(|m| m.cost_usd.as_ref()) {
+                c.inc_by(cost.as_dollars());
+            }
         }
         None => {
             trace.cost = None;
             trace.unpriced = true;
-            app.metrics
-                .unpriced
-                .get_or_create(&ModelLabels { model })
-                .inc();
+            if let Some(m) = metrics {
+                m.unpriced.inc();
+            }
         }
     }
 }
@@ -68,44 +74,32 @@ pub fn fail(trace: &mut TraceRecord, err: &GatewayError) {
 pub fn finish(app: &AppState, mut trace: TraceRecord, started: Instant) {
     // Every request that entered a handler ends here exactly once (streams via the relay's Drop).
     app.metrics.in_flight.dec();
-    trace.latency_ms = started.elapsed().as_millis() as u64;
-    let model = trace
-        .model_requested
-        .clone()
-        .unwrap_or_else(|| "(none)".to_string());
-    let api = if trace.api == "anthropic" {
-        "anthropic"
-    } else {
-        "openai"
+    let elapsed = started.elapsed();
+    trace.latency_ms = elapsed.as_millis() as u64;
+    let api = usize::from(trace.api == "anthropic");
+    let status = match trace.status {
+        TraceStatus::Ok => 0,
+        TraceStatus::Error => 1,
+        TraceStatus::ClientDisconnected => 2,
     };
-    app.metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            model: model.clone(),
-            api,
-            status: trace.status.as_str(),
-        })
-        .inc();
+    if let Some(m) = model_metrics(app, trace.model_requested.as_deref()) {
+        m.request(api, status).inc();
+        m.latency.observe(elapsed.as_secs_f64());
+        if let Some(ttft) = trace.ttft_ms {
+            m.ttft.observe(ttft as f64 / 1000.0);
+        }
+    }
     if trace.status == TraceStatus::Error {
+        let model = match trace.model_requested.as_deref() {
+            Some(m) if app.model_metrics.contains_key(m) => m.to_string(),
+            Some(_) => UNKNOWN_MODEL.to_string(),
+            None => NO_MODEL.to_string(),
+        };
         let class = error_class_static(trace.error_class.as_deref());
         app.metrics
             .errors
-            .get_or_create(&ErrorLabels {
-                model: model.clone(),
-                class,
-            })
+            .get_or_create(&ErrorLabels { model, class })
             .inc();
-    }
-    let labels = ModelLabels { model };
-    app.metrics
-        .latency
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    if let Some(ttft) = trace.ttft_ms {
-        app.metrics
-            .ttft
-            .get_or_create(&labels)
-            .observe(ttft as f64 / 1000.0);
     }
     app.writer.record(trace);
 }
