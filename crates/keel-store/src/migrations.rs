@@ -29,6 +29,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0002_trace_filter_indexes",
         sql: include_str!("../migrations/0002_trace_filter_indexes.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_partial_filter_indexes",
+        sql: include_str!("../migrations/0003_partial_filter_indexes.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -152,17 +157,17 @@ mod tests {
     fn empty_database_gets_every_migration_once() {
         let mut conn = Connection::open_in_memory().unwrap();
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
-        assert_eq!(applied, vec![1, 2]);
-        assert_eq!(versions(&conn), vec![1, 2]);
+        assert_eq!(applied, vec![1, 2, 3]);
+        assert_eq!(versions(&conn), vec![1, 2, 3]);
         let idx = index_names(&conn);
         for name in [
             "traces_started_at",
-            "traces_model_requested",
-            "traces_tenant",
-            "traces_feature",
-            "traces_user",
-            "traces_status",
-            "traces_error_class",
+            "traces_model_time",
+            "traces_tenant_time",
+            "traces_feature_time",
+            "traces_user_time",
+            "traces_session_time",
+            "traces_error_time",
         ] {
             assert!(
                 idx.iter().any(|i| i == name),
@@ -170,10 +175,15 @@ mod tests {
             );
         }
 
+        // 0003 replaced 0002's full indexes with partial ones.
+        assert!(!idx
+            .iter()
+            .any(|i| i == "traces_status" || i == "traces_tenant"));
+
         // Running again is a no-op.
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
         assert!(applied.is_empty());
-        assert_eq!(versions(&conn), vec![1, 2]);
+        assert_eq!(versions(&conn), vec![1, 2, 3]);
     }
 
     #[test]
@@ -184,8 +194,16 @@ mod tests {
             vec![1]
         );
         assert!(!index_names(&conn).iter().any(|i| i == "traces_tenant"));
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![2]);
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..2]).unwrap(),
+            vec![2]
+        );
         assert!(index_names(&conn).iter().any(|i| i == "traces_tenant"));
+        // And from version 2, only 0003.
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![3]);
+        let idx = index_names(&conn);
+        assert!(idx.iter().any(|i| i == "traces_tenant_time"));
+        assert!(!idx.iter().any(|i| i == "traces_tenant"));
     }
 
     #[test]
