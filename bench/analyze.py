@@ -8,6 +8,7 @@ import datetime
 import os
 import platform
 import sqlite3
+import statistics
 import sys
 
 
@@ -38,19 +39,24 @@ def main():
     runs = {}
     with open(os.path.join(work, "runs.tsv")) as f:
         for line in f:
-            rate, target, n, start, end = line.split("\t")
-            runs[(int(rate), target)] = (int(n), float(end) - float(start))
-    rows, sent_via_keel = [], 0
+            rate, target, rnd, n, start, end = line.rstrip("\n").split("\t")
+            runs.setdefault((int(rate), target), []).append((int(rnd), int(n)))
+    rows, sent_via_keel, rounds = [], 0, 0
     for rate in sorted({r for r, _ in runs}):
         stats = {}
         for target in ("direct", "keel"):
-            n, secs = runs[(rate, target)]
-            r = load(os.path.join(work, f"{target}-{rate}.json"))
-            stats[target] = dict(n=n, **r)
-            if target == "keel":
-                sent_via_keel += n
-        d, k = stats["direct"], stats["keel"]
-        rows.append((rate, d, k))
+            results = []
+            for rnd, n in runs[(rate, target)]:
+                results.append(load(os.path.join(work, f"{target}-{rate}-{rnd}.json")))
+                if target == "keel":
+                    sent_via_keel += n
+            rounds = len(results)
+            stats[target] = {
+                key: statistics.median(r[key] for r in results) for key in ("rps", "p50", "p99")
+            }
+            stats[target]["errors"] = sum(r["errors"] for r in results)
+            stats[target]["p99_all"] = [r["p99"] for r in results]
+        rows.append((rate, stats["direct"], stats["keel"]))
     db = sqlite3.connect(os.path.join(work, "bench.db"))
     traces = db.execute("select count(*) from traces").fetchone()[0]
     db.close()
@@ -60,7 +66,8 @@ def main():
         f"\n## {now} — commit {commit}\n",
         f"Machine: {os.cpu_count()} cores, {cpu_model()}, {platform.system()} {platform.release()}. "
         "Load tool: oha (global fixed rate, latency correction). Keel: release build, tracing ON (SQLite WAL, full capture). "
-        "Upstream: `keel mock-provider` (16-token replies, no added latency). Client, Keel and mock share the machine.\n",
+        "Upstream: `keel mock-provider` (16-token replies, no added latency). Client, Keel and mock share the machine. "
+        f"Each figure is the median of {rounds} interleaved rounds per rate.\n",
         "| target rps | direct achieved rps | Keel achieved rps | direct p50 ms | Keel p50 ms | direct p99 ms | Keel p99 ms | added p50 ms | added p99 ms | p99 ratio | errors direct/Keel |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -69,6 +76,9 @@ def main():
             f"| {rate} | {d['rps']:.0f} | {k['rps']:.0f} | {d['p50']:.2f} | {k['p50']:.2f} | {d['p99']:.2f} | {k['p99']:.2f} "
             f"| {k['p50'] - d['p50']:+.2f} | {k['p99'] - d['p99']:+.2f} | {k['p99'] / d['p99']:.2f} | {d['errors']}/{k['errors']} |"
         )
+    lines.append("\nPer-round p99 (ms), direct | Keel: " + "; ".join(
+        f"{rate} rps: {', '.join(f'{v:.2f}' for v in d['p99_all'])} | {', '.join(f'{v:.2f}' for v in k['p99_all'])}"
+        for rate, d, k in rows))
     verdict = "OK" if traces == sent_via_keel else "MISMATCH"
     lines.append(f"\nTraces: {sent_via_keel} requests sent through Keel, {traces} traces stored — {verdict} "
                  f"({sent_via_keel - traces} lost).\n")

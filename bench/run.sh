@@ -9,7 +9,12 @@
 # store holds exactly one trace per request sent through Keel, and appends the results
 # to bench/RESULTS.md with the date, machine and commit.
 #
-# Usage: bash bench/run.sh [SECONDS_PER_RATE] [RATES...]   (defaults: 10 s; 500 1000 2000 5000)
+# Each rate runs ROUNDS times (default 3), alternating direct and Keel, and the report
+# takes the median of each figure over the rounds: this machine is a shared VM, and
+# interleaving is what keeps a noisy minute from landing on one side only.
+#
+# Usage: bash bench/run.sh [SECONDS_PER_RUN] [RATES...]   (defaults: 10 s; 500 1000 2000 5000)
+#        ROUNDS=3 BENCH_CONNECTIONS=64 bash bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -20,6 +25,7 @@ RATES=${*:-"500 1000 2000 5000"}
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v oha >/dev/null || { echo "installing oha (cargo install oha --locked; a few minutes)"; cargo install oha --locked; }
 CONNS=${BENCH_CONNECTIONS:-64}
+ROUNDS=${ROUNDS:-3}
 cargo build --release -p keel-cli
 KEEL=$ROOT/target/release/keel
 
@@ -59,17 +65,19 @@ BODY='{"model":"bench-model","messages":[{"role":"system","content":"You are ter
 echo "$BODY" > "$WORK/body.json"
 : > "$WORK/runs.tsv"
 for rate in $RATES; do
-  n=$(( rate * SECS ))
+ n=$(( rate * SECS ))
+ for round in $(seq "$ROUNDS"); do
   for target in direct keel; do
     if [ "$target" = direct ]; then port=$MOCK_PORT; else port=$KEEL_PORT; fi
-    echo "rate $rate rps, $CONNS connections, $n requests -> $target"
+    echo "rate $rate rps, round $round/$ROUNDS, $CONNS connections, $n requests -> $target"
     start=$(date +%s.%N)
     oha -n "$n" -c "$CONNS" -q "$rate" --latency-correction --no-tui -m POST \
         -H 'content-type: application/json' -D "$WORK/body.json" --output-format json \
-        "http://127.0.0.1:$port/v1/chat/completions" > "$WORK/$target-$rate.json"
+        "http://127.0.0.1:$port/v1/chat/completions" > "$WORK/$target-$rate-$round.json"
     end=$(date +%s.%N)
-    printf '%s\t%s\t%s\t%s\t%s\n' "$rate" "$target" "$n" "$start" "$end" >> "$WORK/runs.tsv"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$rate" "$target" "$round" "$n" "$start" "$end" >> "$WORK/runs.tsv"
   done
+ done
 done
 
 # Stop Keel cleanly (drains the trace queue), then count traces.

@@ -21,6 +21,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> 
             "request body is empty; send a JSON object".into(),
         ));
     }
+    // Fast path: plain serde. Only a failing body pays for the path-tracking parse
+    // that names the offending field.
+    if let Ok(parsed) = serde_json::from_slice::<T>(bytes) {
+        return Ok(parsed);
+    }
     if std::str::from_utf8(bytes).is_err() {
         return Err(GatewayError::InvalidRequest(
             "request body is not valid UTF-8; send UTF-8 encoded JSON".into(),
