@@ -67,12 +67,14 @@ impl Config {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
+        let prompts_dir = raw.prompts.as_deref().map(|p| dir.join(p));
         let v = validate::validate(raw, dir, &prices).map_err(|issues| ConfigError {
             file: file.clone(),
             issues,
         })?;
         Ok(Config {
             source: file,
+            prompts_dir,
             gateway: v.gateway,
             providers: v.providers,
             models: v.models,

@@ -14,6 +14,8 @@ use crate::prices::ModelPrice;
 pub struct Config {
     /// The file this was loaded from.
     pub source: PathBuf,
+    /// The prompts folder, resolved against the config file's folder (`prompts = "..."`).
+    pub prompts_dir: Option<PathBuf>,
     pub gateway: GatewaySettings,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,

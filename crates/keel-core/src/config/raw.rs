@@ -13,6 +13,8 @@ use super::mock::MockSettings;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// The prompts folder (prompts as code), relative to this file.
+    pub prompts: Option<String>,
     #[serde(default)]
     pub gateway: RawGateway,
     #[serde(default)]
