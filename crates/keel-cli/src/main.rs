@@ -43,6 +43,13 @@ enum Command {
     },
     /// The usage, cost and latency report (by model, feature, tenant; top callers; unpriced calls).
     Report(cmd::report::ReportArgs),
+    /// Prompts as code: push versions, move and roll back labels, show history and diffs.
+    Prompt {
+        #[command(subcommand)]
+        command: cmd::prompt::PromptCommand,
+    },
+    /// The audit log: every prompt push and label move, with who and why.
+    Audit(cmd::audit::AuditArgs),
 }
 
 /// `--config`, shared by every command that reads keel.toml.
@@ -61,6 +68,8 @@ fn main() -> ExitCode {
         Command::MockProvider(a) => cmd::mock::run(a),
         Command::Traces { command } => cmd::traces::run(command),
         Command::Report(a) => cmd::report::run(a),
+        Command::Prompt { command } => cmd::prompt::run(command),
+        Command::Audit(a) => cmd::audit::run(a),
     };
     match result {
         Ok(code) => code,

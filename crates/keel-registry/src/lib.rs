@@ -1,1 +1,24 @@
-//! Prompts as code (being written).
+//! Prompts as code: the prompt file format, loading and validating a prompts folder,
+//! rendering a prompt with variables, its content hash and the diff between two versions.
+//!
+//! A prompt is one TOML file under the prompts folder; its name is its path there without
+//! `.toml`. [`load_prompts`] (or [`check_prompts`], which also returns warnings) is the
+//! path `keel check` and `keel prompt push` share; [`Prompt::render`] is what the gateway
+//! calls; [`Prompt::content_hash`] and [`Prompt::to_json`] are what the store keeps per
+//! version. Versions and labels themselves live in `keel-store`.
+
+mod diff;
+mod format;
+mod load;
+mod prompt;
+mod render;
+mod validate;
+
+pub use diff::{diff, PromptDiff, SectionDiff};
+pub use format::parse_prompt;
+pub use load::{check_prompts, load_prompts, PromptCheck, PromptIssue, PromptSet};
+pub use prompt::{MessageTemplate, Prompt, PromptBody, Role, SnapshotError, VarType, VariableDecl};
+pub use render::RenderError;
+
+#[cfg(test)]
+mod tests;

@@ -4,19 +4,28 @@
 //! part of storage on the request path (bounded queue, batched writer thread, counted
 //! drops, draining shutdown), the read side for `keel traces` ([`list_traces`],
 //! [`get_trace`]) and the weekly report for `keel report` ([`build_report`],
-//! [`render_table`], [`render_markdown`]).
+//! [`render_table`], [`render_markdown`]), and prompt versions, labels and the audit log
+//! ([`prompts`], [`audit`]).
 
+pub mod audit;
 mod db;
 mod error;
 mod migrations;
+pub mod prompts;
 pub mod query;
 pub mod report;
 mod report_render;
 mod trace_row;
 pub mod writer;
 
+pub use audit::{list_audit, AuditEvent};
 pub use db::Store;
 pub use error::StoreError;
+pub use prompts::{
+    all_labels, get_version, label_moves, label_version, latest_version, list_prompts,
+    push_version, rollback_label, set_label, versions, LabelMove, LabelOutcome, LabelPosition,
+    PromptStoreError, PromptSummary, PromptVersion, PushOutcome,
+};
 pub use query::{count_traces, get_trace, list_traces, TraceFilter};
 pub use report::{
     build_report, CallerKind, CallerRow, Cost, GroupRow, GroupStats, Percentiles, Report,

@@ -34,6 +34,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0003_partial_filter_indexes",
         sql: include_str!("../migrations/0003_partial_filter_indexes.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_prompts",
+        sql: include_str!("../migrations/0004_prompts.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -157,8 +162,8 @@ mod tests {
     fn empty_database_gets_every_migration_once() {
         let mut conn = Connection::open_in_memory().unwrap();
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
-        assert_eq!(applied, vec![1, 2, 3]);
-        assert_eq!(versions(&conn), vec![1, 2, 3]);
+        assert_eq!(applied, vec![1, 2, 3, 4]);
+        assert_eq!(versions(&conn), vec![1, 2, 3, 4]);
         let idx = index_names(&conn);
         for name in [
             "traces_started_at",
@@ -183,7 +188,7 @@ mod tests {
         // Running again is a no-op.
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
         assert!(applied.is_empty());
-        assert_eq!(versions(&conn), vec![1, 2, 3]);
+        assert_eq!(versions(&conn), vec![1, 2, 3, 4]);
     }
 
     #[test]
@@ -200,10 +205,24 @@ mod tests {
         );
         assert!(index_names(&conn).iter().any(|i| i == "traces_tenant"));
         // And from version 2, only 0003.
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![3]);
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..3]).unwrap(),
+            vec![3]
+        );
         let idx = index_names(&conn);
         assert!(idx.iter().any(|i| i == "traces_tenant_time"));
         assert!(!idx.iter().any(|i| i == "traces_tenant"));
+        // And from version 3, only 0004 (the prompt tables).
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![4]);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN
+                 ('prompt_versions', 'prompt_labels', 'prompt_label_moves', 'audit_events')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 4);
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! `keel check`: the same load-and-validate path as `keel serve`, without serving.
+//! `keel check`: the same load-and-validate path as `keel serve`, without serving, plus
+//! the prompts folder when `prompts` is configured (errors fail the check, unused
+//! variables are warnings).
 
 use std::process::ExitCode;
 
@@ -20,6 +22,10 @@ pub struct CheckArgs {
 pub fn run(args: CheckArgs) -> Result<ExitCode> {
     match Config::load(&args.config.config) {
         Ok(c) => {
+            let prompts = c.prompts_dir.as_deref().map(keel_registry::check_prompts);
+            let prompt_errors = prompts.as_ref().map_or(&[][..], |p| &p.errors[..]);
+            let prompt_warnings = prompts.as_ref().map_or(&[][..], |p| &p.set.warnings[..]);
+            let ok = prompt_errors.is_empty();
             if args.json {
                 let models: Vec<_> = c
                     .models
@@ -40,14 +46,37 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
                     .collect();
                 println!(
                     "{}",
-                    json!({"ok": true, "file": c.source, "providers": c.providers.keys().collect::<Vec<_>>(), "models": models, "warnings": c.warnings})
+                    json!({"ok": ok, "file": c.source, "providers": c.providers.keys().collect::<Vec<_>>(), "models": models, "warnings": c.warnings,
+                    "prompts": prompts.as_ref().map(|p| json!({
+                        "dir": c.prompts_dir,
+                        "names": p.set.prompts.keys().collect::<Vec<_>>(),
+                        "errors": super::prompt::issues_json(prompt_errors),
+                        "warnings": super::prompt::issues_json(prompt_warnings),
+                    }))})
                 );
             } else {
                 for w in &c.warnings {
                     println!("warning: {w}");
                 }
+                for w in prompt_warnings {
+                    println!("warning: {w}");
+                }
+                if !ok {
+                    super::prompt::print_issues(prompt_errors, false);
+                    return Ok(ExitCode::from(1));
+                }
+                let prompt_count = prompts
+                    .as_ref()
+                    .map(|p| {
+                        format!(
+                            ", {} prompt{}",
+                            p.set.prompts.len(),
+                            if p.set.prompts.len() == 1 { "" } else { "s" }
+                        )
+                    })
+                    .unwrap_or_default();
                 println!(
-                    "{}: ok ({} provider{}, {} model{})",
+                    "{}: ok ({} provider{}, {} model{}{prompt_count})",
                     c.source.display(),
                     c.providers.len(),
                     if c.providers.len() == 1 { "" } else { "s" },
@@ -55,7 +84,11 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
                     if c.models.len() == 1 { "" } else { "s" }
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Err(e) => {
             if args.json {

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod check;
 pub mod mock;
+pub mod prompt;
 pub mod report;
 pub mod serve;
 pub mod traces;

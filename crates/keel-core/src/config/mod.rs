@@ -6,6 +6,7 @@
 //! `keel serve` call the same `Config::load`.
 
 pub mod error;
+pub mod function;
 pub mod mock;
 pub mod model;
 pub mod raw;
@@ -14,6 +15,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigIssue};
+pub use function::{FunctionConfig, PromptRef, Sticky, VariantConfig};
 pub use model::*;
 pub use validate::{DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_STORE};
 
@@ -78,6 +80,7 @@ impl Config {
             gateway: v.gateway,
             providers: v.providers,
             models: v.models,
+            functions: v.functions,
             warnings: v.warnings,
         })
     }

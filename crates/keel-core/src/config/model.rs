@@ -7,6 +7,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::function::FunctionConfig;
 use super::mock::MockSettings;
 use crate::prices::ModelPrice;
 
@@ -19,6 +20,8 @@ pub struct Config {
     pub gateway: GatewaySettings,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
+    /// Functions by name (`model = "NAME"` in a request), each with its variants.
+    pub functions: BTreeMap<String, FunctionConfig>,
     /// Non-fatal findings (an unset key env var, unpriced models) for `keel check` and startup.
     pub warnings: Vec<String>,
 }

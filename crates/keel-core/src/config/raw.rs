@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::function::RawFunction;
 use super::mock::MockSettings;
 
 #[derive(Debug, Default, Deserialize)]
@@ -21,6 +22,9 @@ pub struct RawConfig {
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub models: BTreeMap<String, RawModel>,
+    /// `[functions.NAME]`: stable names with variants and a traffic split.
+    #[serde(default)]
+    pub functions: BTreeMap<String, RawFunction>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -135,3 +135,266 @@ fn memory_store_and_durations() {
     assert_eq!(c.gateway.store, ":memory:");
     assert_eq!(c.gateway.request_timeout.as_secs(), 2);
 }
+
+// ---- functions ----
+
+const FUNCTIONS: &str = r#"
+[providers.up]
+kind = "mock"
+[models.mock-1]
+provider = "up"
+[models.gpt-4o-mini]
+provider = "up"
+
+[functions.support-answer]
+description = "Answers support questions"
+sticky = "user"
+[[functions.support-answer.variants]]
+name = "control"
+prompt = "support/answer"
+prompt_label = "production"
+model = "mock-1"
+weight = 90
+params = { temperature = 0.2 }
+[[functions.support-answer.variants]]
+name = "candidate"
+prompt = "support/answer"
+prompt_version = 4
+model = "gpt-4o-mini"
+weight = 10
+"#;
+
+/// The issue reported at `path` when `text` fails to load (panics if it loads or has none).
+fn issue_at(text: &str, path: &str) -> ConfigIssue {
+    let e = load(text).unwrap_err();
+    e.issues
+        .iter()
+        .find(|i| i.path == path)
+        .cloned()
+        .unwrap_or_else(|| panic!("no issue at {path}: {e}"))
+}
+
+#[test]
+fn the_documented_function_loads() {
+    let c = load(FUNCTIONS).unwrap();
+    let f = &c.functions["support-answer"];
+    assert_eq!(f.name, "support-answer");
+    assert_eq!(f.description.as_deref(), Some("Answers support questions"));
+    assert_eq!(f.sticky, Sticky::User);
+    assert_eq!(f.total_weight(), 100);
+    let names: Vec<&str> = f.variants.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["control", "candidate"]);
+    let control = &f.variants[0];
+    assert_eq!(control.prompt, "support/answer");
+    assert_eq!(control.prompt_ref, PromptRef::Label("production".into()));
+    assert_eq!(control.model, "mock-1");
+    assert_eq!(control.weight, 90);
+    assert_eq!(control.params["temperature"], serde_json::json!(0.2));
+    let candidate = f.variant("candidate").unwrap();
+    assert_eq!(
+        candidate.prompt_ref,
+        PromptRef::Version(std::num::NonZeroU32::new(4).unwrap())
+    );
+    assert!(candidate.params.is_empty());
+}
+
+#[test]
+fn function_defaults_are_user_stickiness_and_the_production_label() {
+    let text = FUNCTIONS
+        .replace("sticky = \"user\"\n", "")
+        .replace("prompt_label = \"production\"\n", "")
+        .replace("description = \"Answers support questions\"\n", "");
+    let c = load(&text).unwrap();
+    let f = &c.functions["support-answer"];
+    assert_eq!(f.sticky, Sticky::User);
+    assert_eq!(f.description, None);
+    assert_eq!(
+        f.variants[0].prompt_ref,
+        PromptRef::Label("production".into())
+    );
+    for (mode, want) in [("session", Sticky::Session), ("none", Sticky::None)] {
+        let c =
+            load(&FUNCTIONS.replace("sticky = \"user\"", &format!("sticky = \"{mode}\""))).unwrap();
+        assert_eq!(c.functions["support-answer"].sticky, want);
+    }
+    assert!(load(CONTRACT).unwrap().functions.is_empty());
+}
+
+#[test]
+fn nested_params_pass_through_as_json() {
+    let text = FUNCTIONS.replace(
+        "params = { temperature = 0.2 }",
+        "params = { temperature = 0.2, max_tokens = 200, stop = [\"\\n\\n\"], response_format = { type = \"json_object\" } }",
+    );
+    let c = load(&text).unwrap();
+    let p = serde_json::Value::Object(c.functions["support-answer"].variants[0].params.clone());
+    assert_eq!(
+        p,
+        serde_json::json!({
+            "temperature": 0.2,
+            "max_tokens": 200,
+            "stop": ["\n\n"],
+            "response_format": {"type": "json_object"}
+        })
+    );
+    let bad = FUNCTIONS.replace("temperature = 0.2", "temperature = nan");
+    let i = issue_at(
+        &bad,
+        "functions.support-answer.variants[0].params.temperature",
+    );
+    assert!(i.message.contains("JSON"), "{i:?}");
+}
+
+#[test]
+fn an_unknown_model_names_the_variant_and_lists_the_models() {
+    let text = FUNCTIONS.replace("model = \"gpt-4o-mini\"", "model = \"gpt-5\"");
+    let i = issue_at(&text, "functions.support-answer.variants[1].model");
+    assert!(i.message.contains("`gpt-5`"), "{i:?}");
+    assert_eq!(
+        i.hint.as_deref(),
+        Some("configured models: gpt-4o-mini, mock-1")
+    );
+    // The whole error names the file too.
+    let e = load(&text).unwrap_err().to_string();
+    assert!(
+        e.contains("/etc/keel/keel.toml: functions.support-answer.variants[1].model"),
+        "{e}"
+    );
+}
+
+#[test]
+fn variant_names_must_be_unique_non_empty_and_header_safe() {
+    let dup = FUNCTIONS.replace("name = \"candidate\"", "name = \"control\"");
+    let i = issue_at(&dup, "functions.support-answer.variants[1].name");
+    assert!(
+        i.message
+            .contains("already defined at functions.support-answer.variants[0]"),
+        "{i:?}"
+    );
+
+    let empty = FUNCTIONS.replace("name = \"candidate\"", "name = \"\"");
+    let i = issue_at(&empty, "functions.support-answer.variants[1].name");
+    assert_eq!(i.message, "must not be empty");
+
+    for bad in ["new one", "a/b", "ünï", "x:y"] {
+        let text = FUNCTIONS.replace("name = \"candidate\"", &format!("name = \"{bad}\""));
+        let i = issue_at(&text, "functions.support-answer.variants[1].name");
+        assert!(
+            i.message.contains("not a valid variant name"),
+            "{bad}: {i:?}"
+        );
+        assert!(i.hint.unwrap().contains("x-keel-variant"));
+    }
+    let ok = FUNCTIONS.replace("name = \"candidate\"", "name = \"v2.b_x-1\"");
+    assert!(load(&ok).is_ok());
+}
+
+#[test]
+fn a_function_needs_variants_and_some_weight() {
+    let none = "[providers.up]\nkind = \"mock\"\n[models.m]\nprovider = \"up\"\n[functions.f]\ndescription = \"x\"\n";
+    let i = issue_at(none, "functions.f.variants");
+    assert!(i.message.contains("at least one variant"), "{i:?}");
+    assert!(i.hint.unwrap().contains("[[functions.f.variants]]"));
+
+    let zero = FUNCTIONS
+        .replace("weight = 90", "weight = 0")
+        .replace("weight = 10", "weight = 0");
+    let i = issue_at(&zero, "functions.support-answer.variants");
+    assert!(i.message.contains("total weight is 0"), "{i:?}");
+
+    let negative = FUNCTIONS.replace("weight = 10", "weight = -1");
+    let i = issue_at(&negative, "functions.support-answer.variants[1].weight");
+    assert!(i.message.contains("-1"), "{i:?}");
+    let huge = FUNCTIONS.replace("weight = 10", "weight = 5000000000");
+    issue_at(&huge, "functions.support-answer.variants[1].weight");
+
+    // One weight of 0 is fine: that variant is reachable by the override header only.
+    let c = load(&FUNCTIONS.replace("weight = 10", "weight = 0")).unwrap();
+    assert_eq!(c.functions["support-answer"].variants[1].weight, 0);
+}
+
+#[test]
+fn prompt_label_and_version_are_exclusive_and_versions_start_at_one() {
+    let both = FUNCTIONS.replace(
+        "prompt_version = 4",
+        "prompt_version = 4\nprompt_label = \"staging\"",
+    );
+    let i = issue_at(&both, "functions.support-answer.variants[1]");
+    assert!(i.message.contains("both set"), "{i:?}");
+    for v in ["0", "-3", "99999999999"] {
+        let text = FUNCTIONS.replace("prompt_version = 4", &format!("prompt_version = {v}"));
+        let i = issue_at(&text, "functions.support-answer.variants[1].prompt_version");
+        assert!(i.message.contains(v), "{i:?}");
+    }
+    let empty = FUNCTIONS.replace("prompt_label = \"production\"", "prompt_label = \"\"");
+    issue_at(&empty, "functions.support-answer.variants[0].prompt_label");
+    let no_prompt = FUNCTIONS.replace(
+        "prompt = \"support/answer\"\nprompt_version",
+        "prompt = \"\"\nprompt_version",
+    );
+    issue_at(&no_prompt, "functions.support-answer.variants[1].prompt");
+}
+
+#[test]
+fn function_names_must_not_shadow_models_and_must_be_safe() {
+    let text = FUNCTIONS.replace(
+        "[models.gpt-4o-mini]",
+        "[models.support-answer]\nprovider = \"up\"\n[models.gpt-4o-mini]",
+    );
+    let i = issue_at(&text, "functions.support-answer");
+    assert!(i.message.contains("both a function and a model"), "{i:?}");
+    assert!(i.hint.unwrap().starts_with("rename one"));
+
+    let text = FUNCTIONS.replace("functions.support-answer", "functions.\"support answer\"");
+    let i = issue_at(&text, "functions.support answer");
+    assert!(i.message.contains("not a valid function name"), "{i:?}");
+    let ok = FUNCTIONS.replace(
+        "functions.support-answer",
+        "functions.\"team/support.answer_v2\"",
+    );
+    assert!(load(&ok)
+        .unwrap()
+        .functions
+        .contains_key("team/support.answer_v2"));
+}
+
+#[test]
+fn sticky_must_be_user_session_or_none() {
+    let text = FUNCTIONS.replace("sticky = \"user\"", "sticky = \"tenant\"");
+    let i = issue_at(&text, "functions.support-answer.sticky");
+    assert!(i.message.contains("`tenant`"), "{i:?}");
+    assert!(i.hint.unwrap().contains("\"session\""));
+}
+
+#[test]
+fn function_tables_reject_unknown_keys() {
+    let text = FUNCTIONS.replace("weight = 10", "wieght = 10");
+    let e = load(&text).unwrap_err().to_string();
+    assert!(e.contains("functions.support-answer.variants"), "{e}");
+    assert!(e.contains("did you mean `weight`?"), "{e}");
+    let text = FUNCTIONS.replace("sticky = \"user\"", "stickyness = \"user\"");
+    let e = load(&text).unwrap_err().to_string();
+    assert!(e.contains("did you mean `sticky`?"), "{e}");
+}
+
+#[test]
+fn every_function_problem_is_reported_at_once() {
+    let text = FUNCTIONS
+        .replace("model = \"gpt-4o-mini\"", "model = \"nope\"")
+        .replace("sticky = \"user\"", "sticky = \"always\"")
+        .replace("name = \"candidate\"", "name = \"control\"");
+    let e = load(&text).unwrap_err();
+    let paths: Vec<&str> = e.issues.iter().map(|i| i.path.as_str()).collect();
+    assert!(
+        paths.contains(&"functions.support-answer.sticky"),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"functions.support-answer.variants[1].model"),
+        "{paths:?}"
+    );
+    assert!(
+        paths.contains(&"functions.support-answer.variants[1].name"),
+        "{paths:?}"
+    );
+}

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::error::ConfigIssue;
+use super::function::{validate_functions, FunctionConfig};
 use super::model::*;
 use super::raw::*;
 use crate::money::Nanos;
@@ -22,6 +23,7 @@ pub(crate) struct Validated {
     pub gateway: GatewaySettings,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
+    pub functions: BTreeMap<String, FunctionConfig>,
     pub warnings: Vec<String>,
 }
 
@@ -283,11 +285,14 @@ pub(crate) fn validate(
         warnings.push("no [models.*] are configured: every chat request will get 404".to_string());
     }
 
+    let functions = validate_functions(&raw.functions, &raw.models, &mut issues.0);
+
     if issues.0.is_empty() {
         Ok(Validated {
             gateway,
             providers,
             models,
+            functions,
             warnings,
         })
     } else {

@@ -11,3 +11,4 @@ pub mod call;
 pub mod parse;
 pub mod pending;
 pub mod relay;
+pub mod variant;

@@ -1,0 +1,358 @@
+//! `keel prompt …`, `keel audit` and the prompt part of `keel check`, driven through the
+//! built binary against a config in a temporary folder.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const CONFIG: &str = r#"
+prompts = "prompts"
+[gateway]
+store = "keel.db"
+[providers.mock]
+kind = "mock"
+[models.mock-1]
+provider = "mock"
+upstream_model = "mock-1"
+"#;
+
+const ANSWER: &str = r#"
+[[messages]]
+role = "system"
+content = "You are a support agent for {{ product }}."
+[[messages]]
+role = "user"
+content = "{{ question }}"
+[variables.product]
+type = "string"
+[variables.question]
+type = "string"
+"#;
+
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("keel.toml"), CONFIG).unwrap();
+    write_prompt(dir.path(), "support/answer.toml", ANSWER);
+    dir
+}
+
+fn write_prompt(dir: &Path, rel: &str, text: &str) {
+    let path = dir.join("prompts").join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+fn keel(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("keel.toml"))
+        .env_remove("KEEL_CONFIG")
+        .env("KEEL_ACTOR", "test-actor")
+        .env("USER", "test-user")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn json_ok(dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = keel(dir, &all);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn push_is_idempotent_and_a_change_is_a_new_version() {
+    let dir = project();
+    let out = keel(
+        dir.path(),
+        &["prompt", "push", "--author", "Ann", "-m", "first"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout(&out).contains("support/answer: created v1"),
+        "{}",
+        stdout(&out)
+    );
+    let out = keel(dir.path(), &["prompt", "push"]);
+    assert!(
+        stdout(&out).contains("support/answer: unchanged (v1)"),
+        "{}",
+        stdout(&out)
+    );
+
+    write_prompt(
+        dir.path(),
+        "support/answer.toml",
+        &ANSWER.replace("support agent", "support engineer"),
+    );
+    let dry = json_ok(dir.path(), &["prompt", "push", "--dry-run"]);
+    assert_eq!(dry["prompts"][0]["outcome"], "created");
+    assert_eq!(dry["prompts"][0]["version"], 2);
+    let pushed = json_ok(dir.path(), &["prompt", "push"]);
+    assert_eq!(pushed["prompts"][0]["version"], 2, "dry run wrote nothing");
+    // Outside git, without flags: $USER and "no reason given".
+    assert_eq!(pushed["prompts"][0]["author"], "test-user");
+    assert_eq!(pushed["prompts"][0]["reason"], "no reason given");
+
+    let shown = json_ok(
+        dir.path(),
+        &["prompt", "show", "support/answer", "--version", "1"],
+    );
+    assert_eq!(shown["author"], "Ann");
+    assert_eq!(shown["reason"], "first");
+    assert_eq!(shown["content"]["messages"][0]["role"], "system");
+}
+
+#[test]
+fn push_refuses_an_invalid_folder() {
+    let dir = project();
+    write_prompt(dir.path(), "bad.toml", "template = \"{{ ghost }}\"\n");
+    let out = keel(dir.path(), &["prompt", "push"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml: template: variable `ghost` is used but not declared"),
+        "{err}"
+    );
+    let list = json_ok(dir.path(), &["prompt", "list"]);
+    assert_eq!(
+        list["prompts"].as_array().map(Vec::len),
+        Some(0),
+        "nothing pushed"
+    );
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Grace Hopper",
+            "-c",
+            "user.email=grace@example.com",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn author_reason_and_commit_come_from_git() {
+    let dir = project();
+    git(dir.path(), &["init", "-q"]);
+    git(dir.path(), &["add", "prompts"]);
+    git(
+        dir.path(),
+        &["commit", "-q", "-m", "Answer prompt: be concise"],
+    );
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+
+    json_ok(dir.path(), &["prompt", "push"]);
+    let shown = json_ok(dir.path(), &["prompt", "show", "support/answer"]);
+    assert_eq!(shown["author"], "Grace Hopper <grace@example.com>");
+    assert_eq!(shown["reason"], "Answer prompt: be concise");
+    assert_eq!(shown["commit_id"], head.as_str());
+    assert_eq!(shown["version"], 1);
+}
+
+#[test]
+fn label_rollback_history_diff_and_audit() {
+    let dir = project();
+    json_ok(dir.path(), &["prompt", "push", "-m", "v1"]);
+    write_prompt(
+        dir.path(),
+        "support/answer.toml",
+        &ANSWER.replace("support agent", "support engineer"),
+    );
+    json_ok(dir.path(), &["prompt", "push", "-m", "v2"]);
+
+    json_ok(
+        dir.path(),
+        &[
+            "prompt",
+            "label",
+            "support/answer",
+            "1",
+            "production",
+            "--reason",
+            "launch",
+        ],
+    );
+    let moved = json_ok(
+        dir.path(),
+        &[
+            "prompt",
+            "label",
+            "support/answer",
+            "v2",
+            "production",
+            "--reason",
+            "better",
+            "--actor",
+            "bob",
+        ],
+    );
+    assert_eq!(
+        (moved["from_version"].as_i64(), moved["to_version"].as_i64()),
+        (Some(1), Some(2))
+    );
+
+    let out = keel(
+        dir.path(),
+        &[
+            "prompt",
+            "label",
+            "support/answer",
+            "9",
+            "production",
+            "--reason",
+            "x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no version 9"));
+
+    let back = json_ok(
+        dir.path(),
+        &[
+            "prompt",
+            "rollback",
+            "support/answer",
+            "production",
+            "--reason",
+            "complaints",
+        ],
+    );
+    assert_eq!(back["to_version"], 1);
+    assert_eq!(back["actor"], "test-actor");
+    let shown = json_ok(
+        dir.path(),
+        &["prompt", "show", "support/answer", "--label", "production"],
+    );
+    assert_eq!(shown["version"], 1);
+
+    let list = json_ok(dir.path(), &["prompt", "list"]);
+    assert_eq!(list["prompts"][0]["latest_version"], 2);
+    assert_eq!(list["prompts"][0]["labels"]["production"], 1);
+
+    let history = json_ok(dir.path(), &["prompt", "history", "support/answer"]);
+    let versions: Vec<i64> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["version"].as_i64())
+        .collect();
+    assert_eq!(versions, [2, 1]);
+    let moves = history["label_moves"].as_array().unwrap();
+    assert_eq!(moves.len(), 3);
+    assert_eq!(moves[0]["reason"], "complaints");
+    assert_eq!(moves[0]["to_version"], 1);
+
+    let d = json_ok(
+        dir.path(),
+        &["prompt", "diff", "support/answer", "production", "2"],
+    );
+    assert_eq!(d["identical"], false);
+    let unified = d["sections"][0]["unified"].as_str().unwrap();
+    assert!(
+        unified.contains("-You are a support agent")
+            && unified.contains("+You are a support engineer"),
+        "{unified}"
+    );
+    let same = json_ok(
+        dir.path(),
+        &["prompt", "diff", "support/answer", "1", "production"],
+    );
+    assert_eq!(same["identical"], true);
+
+    let audit = json_ok(dir.path(), &["audit", "--since", "1h"]);
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "prompt.rollback",
+            "prompt.label",
+            "prompt.label",
+            "prompt.push",
+            "prompt.push"
+        ]
+    );
+    assert_eq!(audit["events"][0]["reason"], "complaints");
+    assert_eq!(audit["events"][1]["actor"], "bob");
+    let human = keel(dir.path(), &["audit", "--limit", "1"]);
+    assert!(stdout(&human).contains("prompt.rollback") && !stdout(&human).contains("prompt.push"));
+}
+
+#[test]
+fn check_fails_on_an_undeclared_variable_and_warns_on_unused() {
+    let dir = project();
+    let ok = keel(dir.path(), &["check"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout(&ok).contains("1 prompt"), "{}", stdout(&ok));
+
+    write_prompt(
+        dir.path(),
+        "summary.toml",
+        "template = \"{{ txt }}\"\n[variables.text]\ntype = \"string\"\n",
+    );
+    let out = keel(dir.path(), &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("summary.toml: template: variable `txt` is used but not declared"),
+        "{err}"
+    );
+    assert!(
+        stdout(&out).contains("warning:")
+            && stdout(&out).contains("`text` is declared but no template uses it")
+    );
+
+    let out = keel(dir.path(), &["check", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["prompts"]["errors"][0]["path"], "template");
+    assert!(v["prompts"]["errors"][0]["file"]
+        .as_str()
+        .unwrap()
+        .ends_with("summary.toml"));
+    assert_eq!(v["prompts"]["warnings"][0]["path"], "variables.text");
+}

@@ -1,0 +1,437 @@
+//! Which variant of a function a request gets: the traffic split.
+//!
+//! A function's variants share its traffic by weight. This step picks one, in order:
+//! the `x-keel-variant` override (for testing; any variant, even one of weight 0), else
+//! the caller's sticky key (`x-keel-user` or `x-keel-session`, per the function's
+//! `sticky`), else a random draw supplied by the caller. It is a pure function, so the
+//! split is testable without a server and costs no I/O on the hot path.
+//!
+//! # The stable contract
+//!
+//! A sticky key is mapped to a bucket in `0..total_weight` by
+//! `u64::from_be_bytes(sha256("{function}\0{key}")[..8]) % total_weight`, and the buckets
+//! are dealt to the variants in config order: the first variant owns `0..w0`, the next
+//! `w0..w0+w1`, and so on. Nothing else goes into the hash (no seed, no process state, no
+//! Keel version), so:
+//!
+//! - the same user gets the same variant across requests, restarts and replicas, and
+//!   across Keel versions (a change to this mapping breaks the golden test below and
+//!   must be announced as a breaking change);
+//! - changing the weights while keeping their **total** the same (e.g. 90/10 → 80/20)
+//!   moves only the users whose bucket lies in a range that changed owner (here buckets
+//!   80..90, from `control` to `candidate`); everyone else stays put. Changing the total,
+//!   or reordering or inserting variants, reshuffles most users — ramp with weights that
+//!   always sum to the same number (100 is the convention);
+//! - the function name is part of the hash, so one user's buckets in two functions are
+//!   independent.
+
+use keel_core::config::{FunctionConfig, Sticky, VariantConfig};
+use sha2::{Digest, Sha256};
+
+/// The variant chosen for one request, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct Assignment<'a> {
+    pub variant: &'a VariantConfig,
+    pub reason: AssignmentReason,
+}
+
+/// Why a variant was chosen (recorded on the trace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssignmentReason {
+    /// The `x-keel-variant` header named it.
+    Override,
+    /// The caller's sticky key hashed to it.
+    Sticky,
+    /// No sticky key (or `sticky = "none"`): a random draw.
+    Random,
+}
+
+impl AssignmentReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssignmentReason::Override => "override",
+            AssignmentReason::Sticky => "sticky",
+            AssignmentReason::Random => "random",
+        }
+    }
+}
+
+/// Why no variant could be chosen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VariantError {
+    /// The override header named a variant the function does not have (a client error).
+    #[error(
+        "function `{function}` has no variant `{variant}` (from the x-keel-variant header); its variants are: {}",
+        known.join(", ")
+    )]
+    UnknownVariant {
+        function: String,
+        variant: String,
+        known: Vec<String>,
+    },
+    /// Every weight is 0. Validated config never gets here; kept so a hand-built
+    /// `FunctionConfig` cannot cause a division by zero.
+    #[error("function `{function}` has no variant with a weight above 0; name one in the x-keel-variant header")]
+    NoWeight { function: String },
+}
+
+/// The sticky bucket source: the first 8 bytes of SHA-256 of `"{function}\0{key}"`, read
+/// as a big-endian `u64`. Part of the stable contract described in the module docs.
+pub fn sticky_hash(function: &str, key: &str) -> u64 {
+    let mut h = Sha256::new();
+    h.update(function.as_bytes());
+    h.update([0u8]);
+    h.update(key.as_bytes());
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// Pick the variant for one request to function `f`.
+///
+/// `override_variant` is the `x-keel-variant` header, `user` and `session` the
+/// `x-keel-user` and `x-keel-session` headers (an empty value counts as absent), and
+/// `fallback_random` any random `u64`, used only when there is no sticky key.
+pub fn choose_variant<'a>(
+    f: &'a FunctionConfig,
+    override_variant: Option<&str>,
+    user: Option<&str>,
+    session: Option<&str>,
+    fallback_random: u64,
+) -> Result<Assignment<'a>, VariantError> {
+    if let Some(name) = override_variant {
+        return match f.variant(name) {
+            Some(variant) => Ok(Assignment {
+                variant,
+                reason: AssignmentReason::Override,
+            }),
+            None => Err(VariantError::UnknownVariant {
+                function: f.name.clone(),
+                variant: name.to_string(),
+                known: f.variants.iter().map(|v| v.name.clone()).collect(),
+            }),
+        };
+    }
+    let total = f.total_weight();
+    if total == 0 {
+        return Err(VariantError::NoWeight {
+            function: f.name.clone(),
+        });
+    }
+    let key = match f.sticky {
+        Sticky::User => user,
+        Sticky::Session => session,
+        Sticky::None => None,
+    }
+    .filter(|k| !k.is_empty());
+    let (point, reason) = match key {
+        Some(k) => (sticky_hash(&f.name, k), AssignmentReason::Sticky),
+        None => (fallback_random, AssignmentReason::Random),
+    };
+    match variant_at(f, point % total) {
+        Some(variant) => Ok(Assignment { variant, reason }),
+        None => Err(VariantError::NoWeight {
+            function: f.name.clone(),
+        }),
+    }
+}
+
+/// The variant owning `bucket` (in `0..total_weight`), walking the variants in config
+/// order. Variants of weight 0 own no bucket.
+fn variant_at(f: &FunctionConfig, bucket: u64) -> Option<&VariantConfig> {
+    let mut end = 0u64;
+    for v in &f.variants {
+        end += u64::from(v.weight);
+        if bucket < end {
+            return Some(v);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use keel_core::config::{Config, PromptRef};
+    use serde_json::Map;
+
+    use super::*;
+
+    fn variant(name: &str, weight: u32) -> VariantConfig {
+        VariantConfig {
+            name: name.into(),
+            prompt: "support/answer".into(),
+            prompt_ref: PromptRef::Label("production".into()),
+            model: "mock-1".into(),
+            weight,
+            params: Map::new(),
+        }
+    }
+
+    fn function(name: &str, sticky: Sticky, weights: &[(&str, u32)]) -> FunctionConfig {
+        FunctionConfig {
+            name: name.into(),
+            description: None,
+            sticky,
+            variants: weights.iter().map(|(n, w)| variant(n, *w)).collect(),
+        }
+    }
+
+    fn by_user<'a>(f: &'a FunctionConfig, user: &str) -> &'a str {
+        let a = choose_variant(f, None, Some(user), None, 0).unwrap();
+        assert_eq!(a.reason, AssignmentReason::Sticky);
+        &a.variant.name
+    }
+
+    const CONFIG: &str = r#"
+[providers.up]
+kind = "mock"
+[models.mock-1]
+provider = "up"
+[models.gpt-4o-mini]
+provider = "up"
+[functions.support-answer]
+sticky = "user"
+[[functions.support-answer.variants]]
+name = "control"
+prompt = "support/answer"
+model = "mock-1"
+weight = 90
+[[functions.support-answer.variants]]
+name = "candidate"
+prompt = "support/answer"
+prompt_version = 4
+model = "gpt-4o-mini"
+weight = 10
+[[functions.support-answer.variants]]
+name = "debug"
+prompt = "support/answer"
+model = "mock-1"
+weight = 0
+"#;
+
+    fn loaded() -> FunctionConfig {
+        Config::from_toml(CONFIG, Path::new("keel.toml"))
+            .unwrap()
+            .functions["support-answer"]
+            .clone()
+    }
+
+    const GOLDEN_ALICE: u64 = 0x318c_dcf4_b353_daf5;
+    const GOLDEN_EMPTY: u64 = 0x998b_d40d_60c4_6e58;
+    /// (user, bucket out of 100, variant under a 50/50 split of `support-answer`).
+    const GOLDEN_USERS: &[(&str, u64, &str)] = &[
+        ("alice", 53, "candidate"),
+        ("bob", 22, "control"),
+        ("carol", 6, "control"),
+        ("dave", 69, "candidate"),
+        ("user-1", 59, "candidate"),
+        ("user-42", 10, "control"),
+        ("8f14e45f-ceea-467f-a0e6-9d6b2c5e4a1b", 4, "control"),
+    ];
+
+    /// The hash is a published contract: these values were computed independently
+    /// (Python's hashlib) and must never change.
+    #[test]
+    fn the_sticky_hash_is_stable() {
+        assert_eq!(sticky_hash("support-answer", "alice"), GOLDEN_ALICE);
+        assert_eq!(sticky_hash("support-answer", ""), GOLDEN_EMPTY);
+    }
+
+    #[test]
+    fn golden_assignments_never_change() {
+        let f = function(
+            "support-answer",
+            Sticky::User,
+            &[("control", 50), ("candidate", 50)],
+        );
+        for (user, bucket, want) in GOLDEN_USERS {
+            assert_eq!(
+                sticky_hash("support-answer", user) % 100,
+                *bucket,
+                "user {user}"
+            );
+            assert_eq!(by_user(&f, user), *want, "user {user}");
+        }
+    }
+
+    fn shares(f: &FunctionConfig, n: u32) -> HashMap<String, f64> {
+        let mut counts: HashMap<String, u32> = HashMap::new();
+        for i in 0..n {
+            *counts
+                .entry(by_user(f, &format!("user-{i}")).to_string())
+                .or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .map(|(k, c)| (k, f64::from(c) * 100.0 / f64::from(n)))
+            .collect()
+    }
+
+    #[test]
+    fn users_spread_by_weight() {
+        for weights in [
+            vec![("control", 90), ("candidate", 10)],
+            vec![("a", 50), ("b", 30), ("c", 20)],
+        ] {
+            let f = function("support-answer", Sticky::User, &weights);
+            let got = shares(&f, 100_000);
+            for (name, w) in &weights {
+                let pct = got.get(*name).copied().unwrap_or(0.0);
+                assert!(
+                    (pct - f64::from(*w)).abs() <= 1.0,
+                    "{name}: {pct:.2}% of users, weight {w}% ({got:?})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_user_stays_on_one_variant_across_calls_and_restarts() {
+        let before = loaded();
+        let after = loaded(); // as if Keel restarted and read the same keel.toml
+        for i in 0..500u64 {
+            let user = format!("u{i}");
+            let first = by_user(&before, &user);
+            assert_eq!(by_user(&before, &user), first);
+            assert_eq!(by_user(&after, &user), first);
+            // Random draws do not disturb a sticky user.
+            let a = choose_variant(&before, None, Some(&user), Some("s"), i).unwrap();
+            assert_eq!(a.variant.name, first);
+        }
+    }
+
+    #[test]
+    fn shifting_weight_at_a_fixed_total_moves_only_the_shifted_users() {
+        let old = function("f", Sticky::User, &[("control", 90), ("candidate", 10)]);
+        let new = function("f", Sticky::User, &[("control", 80), ("candidate", 20)]);
+        let mut moved = 0;
+        for i in 0..10_000 {
+            let user = format!("u{i}");
+            let (a, b) = (by_user(&old, &user), by_user(&new, &user));
+            if a != b {
+                assert_eq!((a, b), ("control", "candidate"), "{user}");
+                moved += 1;
+            }
+        }
+        assert!((800..1200).contains(&moved), "{moved}");
+    }
+
+    #[test]
+    fn session_stickiness_uses_the_session_header_only() {
+        let f = function("f", Sticky::Session, &[("a", 50), ("b", 50)]);
+        for i in 0..200 {
+            let s = format!("sess-{i}");
+            let first = choose_variant(&f, None, Some("u1"), Some(&s), 0).unwrap();
+            assert_eq!(first.reason, AssignmentReason::Sticky);
+            for (user, random) in [(Some("u2"), 1), (None, 7)] {
+                let again = choose_variant(&f, None, user, Some(&s), random).unwrap();
+                assert_eq!(again.variant.name, first.variant.name);
+            }
+            let want = if sticky_hash("f", &s) % 100 < 50 {
+                "a"
+            } else {
+                "b"
+            };
+            assert_eq!(first.variant.name, want);
+        }
+        // A user header alone does not make a session-sticky function sticky.
+        let a = choose_variant(&f, None, Some("u1"), None, 99).unwrap();
+        assert_eq!(
+            (a.reason, a.variant.name.as_str()),
+            (AssignmentReason::Random, "b")
+        );
+    }
+
+    #[test]
+    fn without_a_key_or_with_sticky_none_the_random_value_decides() {
+        let none = function("f", Sticky::None, &[("a", 90), ("b", 10)]);
+        let user = function("f", Sticky::User, &[("a", 90), ("b", 10)]);
+        for (random, want) in [
+            (0, "a"),
+            (89, "a"),
+            (90, "b"),
+            (99, "b"),
+            (100, "a"),
+            (195, "b"),
+        ] {
+            let a = choose_variant(&none, None, Some("alice"), Some("s"), random).unwrap();
+            assert_eq!(
+                (a.reason, a.variant.name.as_str()),
+                (AssignmentReason::Random, want)
+            );
+            let b = choose_variant(&user, None, None, Some("s"), random).unwrap();
+            assert_eq!(
+                (b.reason, b.variant.name.as_str()),
+                (AssignmentReason::Random, want)
+            );
+            let c = choose_variant(&user, None, Some(""), None, random).unwrap();
+            assert_eq!(
+                (c.reason, c.variant.name.as_str()),
+                (AssignmentReason::Random, want)
+            );
+        }
+        let a = choose_variant(&none, None, None, None, u64::MAX).unwrap();
+        assert_eq!(a.variant.name, if u64::MAX % 100 < 90 { "a" } else { "b" });
+    }
+
+    #[test]
+    fn the_override_header_wins_even_for_weight_zero() {
+        let f = loaded();
+        for name in ["control", "candidate", "debug"] {
+            let a = choose_variant(&f, Some(name), Some("alice"), None, 5).unwrap();
+            assert_eq!(a.reason, AssignmentReason::Override);
+            assert_eq!(a.variant.name, name);
+        }
+        assert_eq!(
+            f.variant("candidate").unwrap().prompt_ref,
+            PromptRef::Version(std::num::NonZeroU32::new(4).unwrap())
+        );
+        // Even a function whose every weight is 0 is reachable by override.
+        let dark = function("f", Sticky::User, &[("a", 0)]);
+        let a = choose_variant(&dark, Some("a"), None, None, 0).unwrap();
+        assert_eq!(a.variant.name, "a");
+        let e = choose_variant(&dark, None, Some("alice"), None, 0).unwrap_err();
+        assert_eq!(
+            e,
+            VariantError::NoWeight {
+                function: "f".into()
+            }
+        );
+    }
+
+    #[test]
+    fn an_unknown_override_names_the_variants_that_exist() {
+        let f = loaded();
+        let e = choose_variant(&f, Some("canidate"), Some("alice"), None, 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "function `support-answer` has no variant `canidate` (from the x-keel-variant header); its variants are: control, candidate, debug"
+        );
+        match e {
+            VariantError::UnknownVariant { known, .. } => {
+                assert_eq!(known, ["control", "candidate", "debug"])
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn weight_zero_variants_are_never_chosen_without_override() {
+        let f = loaded();
+        let g = function(
+            "g",
+            Sticky::None,
+            &[("dark", 0), ("a", 1), ("off", 0), ("b", 2)],
+        );
+        for i in 0..5_000u64 {
+            let user = format!("user-{i}");
+            assert_ne!(by_user(&f, &user), "debug");
+            let r = choose_variant(&g, None, None, None, i).unwrap();
+            assert!(matches!(r.variant.name.as_str(), "a" | "b"), "{i}");
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Prompt versions and labels in the store. A push creates a new version only when the
+//! content hash differs from the latest version's (so pushing is idempotent); a label
+//! moves only by [`set_label`] or [`rollback_label`], and every move is kept in
+//! `prompt_label_moves` and in the audit log, in the same transaction as the change.
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::{record_audit, NewAuditEvent};
+use crate::db::Store;
+use crate::error::StoreError;
+
+/// Why a prompt operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptStoreError {
+    #[error("prompt `{name}` has no version {version} — `keel prompt history {name}` lists its versions")]
+    NoSuchVersion { name: String, version: i64 },
+    #[error("prompt `{name}` has no versions — run `keel prompt push` first")]
+    NoSuchPrompt { name: String },
+    #[error("prompt `{name}` has no label `{label}` — set it with `keel prompt label {name} VERSION {label}`")]
+    NoSuchLabel { name: String, label: String },
+    #[error("label {label} of {name} has no earlier position")]
+    NoEarlierPosition { name: String, label: String },
+    #[error("prompt store query failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// One stored version of a prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromptVersion {
+    pub name: String,
+    pub version: i64,
+    pub content_hash: String,
+    /// The prompt's content snapshot (`keel_registry::Prompt::to_json`).
+    pub content_json: String,
+    pub created_at_ms: i64,
+    pub author: String,
+    pub reason: String,
+    pub commit_id: Option<String>,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", content = "version", rename_all = "lowercase")]
+pub enum PushOutcome {
+    Created(i64),
+    /// The content equals the latest version's: nothing written.
+    Unchanged(i64),
+}
+
+/// What setting a label did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LabelOutcome {
+    pub from_version: Option<i64>,
+    pub to_version: i64,
+}
+
+/// One recorded label move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LabelMove {
+    pub id: i64,
+    pub name: String,
+    pub label: String,
+    pub from_version: Option<i64>,
+    pub to_version: i64,
+    pub at_ms: i64,
+    pub actor: String,
+    pub reason: String,
+}
+
+/// Where a label points now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LabelPosition {
+    pub name: String,
+    pub label: String,
+    pub version: i64,
+    pub updated_at_ms: i64,
+}
+
+/// One prompt in `keel prompt list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromptSummary {
+    pub name: String,
+    pub latest_version: i64,
+    /// (label, version), by label.
+    pub labels: Vec<(String, i64)>,
+    /// The latest version's creation or label move, whichever is later.
+    pub last_change_ms: i64,
+}
+
+impl Store {
+    /// A read-write connection for prompt, label and audit changes (CLI commands). The
+    /// trace writer keeps its own.
+    pub fn writer_conn(&self) -> Result<Connection, StoreError> {
+        self.writer_connection()
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn immediate(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
+    Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+}
+
+/// Record `json` (hash `hash`) as the next version of `name`, unless it equals the latest.
+pub fn push_version(
+    conn: &Connection,
+    name: &str,
+    hash: &str,
+    json: &str,
+    author: &str,
+    reason: &str,
+    commit_id: Option<&str>,
+) -> Result<PushOutcome, PromptStoreError> {
+    let tx = immediate(conn)?;
+    let latest: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT version, content_hash FROM prompt_versions WHERE name = ?1
+             ORDER BY version DESC LIMIT 1",
+            [name],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    if let Some((v, h)) = &latest {
+        if h == hash {
+            return Ok(PushOutcome::Unchanged(*v));
+        }
+    }
+    let version = latest.as_ref().map_or(1, |(v, _)| v + 1);
+    let at = now_ms();
+    tx.execute(
+        "INSERT INTO prompt_versions (name, version, content_hash, content_json, created_at_ms, author, reason, commit_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![name, version, hash, json, at, author, reason, commit_id],
+    )?;
+    record_audit(
+        &tx,
+        at,
+        &NewAuditEvent {
+            actor: author,
+            action: "prompt.push",
+            target: name,
+            from_value: latest.map(|(v, _)| format!("v{v}")),
+            to_value: Some(format!("v{version}")),
+            reason: Some(reason),
+            details: Some(json!({"content_hash": hash, "commit_id": commit_id})),
+        },
+    )?;
+    tx.commit()?;
+    Ok(PushOutcome::Created(version))
+}
+
+/// Point `label` of `name` at `version` (which must exist). Setting it where it already
+/// is records nothing.
+pub fn set_label(
+    conn: &Connection,
+    name: &str,
+    version: i64,
+    label: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<LabelOutcome, PromptStoreError> {
+    let tx = immediate(conn)?;
+    if get_version(&tx, name, version)?.is_none() {
+        return Err(PromptStoreError::NoSuchVersion {
+            name: name.into(),
+            version,
+        });
+    }
+    let out = move_label(&tx, name, label, version, actor, reason, "prompt.label")?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Move `label` back to where its latest move took it from.
+pub fn rollback_label(
+    conn: &Connection,
+    name: &str,
+    label: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<LabelOutcome, PromptStoreError> {
+    let tx = immediate(conn)?;
+    if label_version(&tx, name, label)?.is_none() {
+        return Err(PromptStoreError::NoSuchLabel {
+            name: name.into(),
+            label: label.into(),
+        });
+    }
+    let previous: Option<Option<i64>> = tx
+        .query_row(
+            "SELECT from_version FROM prompt_label_moves WHERE name = ?1 AND label = ?2
+             ORDER BY id DESC LIMIT 1",
+            [name, label],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(Some(target)) = previous else {
+        return Err(PromptStoreError::NoEarlierPosition {
+            name: name.into(),
+            label: label.into(),
+        });
+    };
+    let out = move_label(&tx, name, label, target, actor, reason, "prompt.rollback")?;
+    tx.commit()?;
+    Ok(out)
+}
+
+fn move_label(
+    tx: &Connection,
+    name: &str,
+    label: &str,
+    to: i64,
+    actor: &str,
+    reason: &str,
+    action: &str,
+) -> Result<LabelOutcome, PromptStoreError> {
+    let from = label_version(tx, name, label)?;
+    let out = LabelOutcome {
+        from_version: from,
+        to_version: to,
+    };
+    if from == Some(to) {
+        return Ok(out);
+    }
+    let at = now_ms();
+    tx.execute(
+        "INSERT INTO prompt_labels (name, label, version, updated_at_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name, label) DO UPDATE SET version = excluded.version, updated_at_ms = excluded.updated_at_ms",
+        params![name, label, to, at],
+    )?;
+    tx.execute(
+        "INSERT INTO prompt_label_moves (name, label, from_version, to_version, at_ms, actor, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![name, label, from, to, at, actor, reason],
+    )?;
+    record_audit(
+        tx,
+        at,
+        &NewAuditEvent {
+            actor,
+            action,
+            target: &format!("{name}@{label}"),
+            from_value: from.map(|v| format!("v{v}")),
+            to_value: Some(format!("v{to}")),
+            reason: Some(reason),
+            details: None,
+        },
+    )?;
+    Ok(out)
+}
+
+const VERSION_COLS: &str =
+    "name, version, content_hash, content_json, created_at_ms, author, reason, commit_id";
+
+fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<PromptVersion> {
+    Ok(PromptVersion {
+        name: r.get(0)?,
+        version: r.get(1)?,
+        content_hash: r.get(2)?,
+        content_json: r.get(3)?,
+        created_at_ms: r.get(4)?,
+        author: r.get(5)?,
+        reason: r.get(6)?,
+        commit_id: r.get(7)?,
+    })
+}
+
+pub fn get_version(
+    conn: &Connection,
+    name: &str,
+    version: i64,
+) -> rusqlite::Result<Option<PromptVersion>> {
+    conn.query_row(
+        &format!("SELECT {VERSION_COLS} FROM prompt_versions WHERE name = ?1 AND version = ?2"),
+        params![name, version],
+        version_row,
+    )
+    .optional()
+}
+
+pub fn latest_version(conn: &Connection, name: &str) -> rusqlite::Result<Option<PromptVersion>> {
+    conn.query_row(
+        &format!(
+            "SELECT {VERSION_COLS} FROM prompt_versions WHERE name = ?1 ORDER BY version DESC LIMIT 1"
+        ),
+        [name],
+        version_row,
+    )
+    .optional()
+}
+
+/// Every version of `name`, newest first.
+pub fn versions(conn: &Connection, name: &str) -> rusqlite::Result<Vec<PromptVersion>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {VERSION_COLS} FROM prompt_versions WHERE name = ?1 ORDER BY version DESC"
+    ))?;
+    let rows = stmt.query_map([name], version_row)?;
+    rows.collect()
+}
+
+pub fn label_version(conn: &Connection, name: &str, label: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT version FROM prompt_labels WHERE name = ?1 AND label = ?2",
+        [name, label],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Every label move of `name`, newest first.
+pub fn label_moves(conn: &Connection, name: &str) -> rusqlite::Result<Vec<LabelMove>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, name, label, from_version, to_version, at_ms, actor, reason
+         FROM prompt_label_moves WHERE name = ?1 ORDER BY id DESC",
+    )?;
+    let rows = stmt.query_map([name], |r| {
+        Ok(LabelMove {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            label: r.get(2)?,
+            from_version: r.get(3)?,
+            to_version: r.get(4)?,
+            at_ms: r.get(5)?,
+            actor: r.get(6)?,
+            reason: r.get(7)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Where every label of every prompt points (what the gateway polls).
+pub fn all_labels(conn: &Connection) -> rusqlite::Result<Vec<LabelPosition>> {
+    let mut stmt = conn.prepare(
+        "SELECT name, label, version, updated_at_ms FROM prompt_labels ORDER BY name, label",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(LabelPosition {
+            name: r.get(0)?,
+            label: r.get(1)?,
+            version: r.get(2)?,
+            updated_at_ms: r.get(3)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// Every prompt with a version, by name.
+pub fn list_prompts(conn: &Connection) -> rusqlite::Result<Vec<PromptSummary>> {
+    let mut stmt = conn.prepare(
+        "SELECT name, MAX(version), MAX(created_at_ms) FROM prompt_versions GROUP BY name ORDER BY name",
+    )?;
+    let heads: Vec<(String, i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<_, _>>()?;
+    let labels = all_labels(conn)?;
+    Ok(heads
+        .into_iter()
+        .map(|(name, latest_version, created)| {
+            let mine: Vec<&LabelPosition> = labels.iter().filter(|l| l.name == name).collect();
+            let last_change_ms = mine.iter().map(|l| l.updated_at_ms).fold(created, i64::max);
+            PromptSummary {
+                labels: mine.iter().map(|l| (l.label.clone(), l.version)).collect(),
+                name,
+                latest_version,
+                last_change_ms,
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+#[path = "prompts_tests.rs"]
+mod tests;
