@@ -5,4 +5,5 @@ pub mod chat;
 pub mod config;
 pub mod money;
 pub mod prices;
+pub mod release;
 pub mod trace;

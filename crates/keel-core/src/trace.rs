@@ -86,6 +86,15 @@ pub struct TraceRecord {
     pub error_class: Option<String>,
     pub error_message: Option<String>,
     pub finish_reason: Option<String>,
+    /// The function the client called (`model = "support-answer"`), if any.
+    pub function: Option<String>,
+    /// The function's variant that served it.
+    pub variant: Option<String>,
+    /// The prompt the variant rendered, and its version.
+    pub prompt_name: Option<String>,
+    pub prompt_version: Option<i64>,
+    /// The release (prompt version × pinned model × parameters × tools) that served it.
+    pub release_id: Option<String>,
 }
 
 impl TraceRecord {
@@ -123,6 +132,11 @@ impl TraceRecord {
             error_class: None,
             error_message: None,
             finish_reason: None,
+            function: None,
+            variant: None,
+            prompt_name: None,
+            prompt_version: None,
+            release_id: None,
         }
     }
 }

@@ -50,4 +50,7 @@ pub enum StoreError {
 
     #[error("trace store query failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
+
+    #[error("cannot encode a value for the store: {0}")]
+    Encode(#[from] serde_json::Error),
 }

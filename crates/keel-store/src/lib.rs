@@ -13,6 +13,7 @@ mod error;
 mod migrations;
 pub mod prompts;
 pub mod query;
+pub mod releases;
 pub mod report;
 mod report_render;
 mod trace_row;
@@ -27,6 +28,7 @@ pub use prompts::{
     PromptStoreError, PromptSummary, PromptVersion, PushOutcome,
 };
 pub use query::{count_traces, get_trace, list_traces, TraceFilter};
+pub use releases::record_release;
 pub use report::{
     build_report, CallerKind, CallerRow, Cost, GroupRow, GroupStats, Percentiles, Report,
     ReportWindow, UnpricedModel,

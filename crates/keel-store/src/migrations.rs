@@ -39,6 +39,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0004_prompts",
         sql: include_str!("../migrations/0004_prompts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_functions_and_releases",
+        sql: include_str!("../migrations/0005_functions_and_releases.sql"),
+    },
 ];
 
 /// The schema version this binary writes.

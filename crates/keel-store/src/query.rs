@@ -24,6 +24,9 @@ pub struct TraceFilter {
     pub session: Option<String>,
     pub status: Option<TraceStatus>,
     pub error_class: Option<String>,
+    /// The function called (`model = "support-answer"`).
+    pub function: Option<String>,
+    pub variant: Option<String>,
     /// Most traces returned; 0 means no limit.
     pub limit: usize,
 }
@@ -44,6 +47,8 @@ impl Default for TraceFilter {
             session: None,
             status: None,
             error_class: None,
+            function: None,
+            variant: None,
             limit: TraceFilter::DEFAULT_LIMIT,
         }
     }
@@ -84,6 +89,8 @@ pub fn list_traces(
         ("user = {p}", &filter.user),
         ("session = {p}", &filter.session),
         ("error_class = {p}", &filter.error_class),
+        ("function = {p}", &filter.function),
+        ("variant = {p}", &filter.variant),
     ];
     for (test, value) in text_filters {
         if let Some(v) = value {
@@ -157,6 +164,11 @@ mod tests {
             error_class: Some("client_disconnected".into()),
             error_message: Some("the client went away".into()),
             finish_reason: Some("length".into()),
+            function: Some("support-answer".into()),
+            variant: Some("candidate".into()),
+            prompt_name: Some("support/answer".into()),
+            prompt_version: Some(3),
+            release_id: Some("rel_0123456789abcdef".into()),
         }
     }
 

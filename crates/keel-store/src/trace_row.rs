@@ -14,14 +14,16 @@ use rusqlite::{params, Connection, Row, Statement};
 pub(crate) const COLUMNS: &str = "id, started_at_ms, api, endpoint, key_id, tenant, feature, user, session, tags, \
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
-     status, http_status, error_class, error_message, finish_reason";
+     status, http_status, error_class, error_message, finish_reason, \
+     function, variant, prompt_name, prompt_version, release_id";
 
 const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, key_id, tenant, feature, user, session, tags, \
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
-     status, http_status, error_class, error_message, finish_reason) \
+     status, http_status, error_class, error_message, finish_reason, \
+     function, variant, prompt_name, prompt_version, release_id) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)";
+     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)";
 
 /// Insert `traces` in one transaction. The statement is prepared once per connection
 /// and cached.
@@ -75,6 +77,11 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         error_class,
         error_message,
         finish_reason,
+        function,
+        variant,
+        prompt_name,
+        prompt_version,
+        release_id,
     } = t;
     let tags = serde_json::to_string(tags)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
@@ -110,6 +117,11 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         error_class,
         error_message,
         finish_reason,
+        function,
+        variant,
+        prompt_name,
+        prompt_version,
+        release_id,
     ])?;
     Ok(())
 }
@@ -178,5 +190,10 @@ pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<TraceRecord> {
         error_class: row.get(28)?,
         error_message: row.get(29)?,
         finish_reason: row.get(30)?,
+        function: row.get(31)?,
+        variant: row.get(32)?,
+        prompt_name: row.get(33)?,
+        prompt_version: row.get(34)?,
+        release_id: row.get(35)?,
     })
 }

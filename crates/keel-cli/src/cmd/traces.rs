@@ -43,6 +43,12 @@ pub struct ListArgs {
     /// Error class, e.g. upstream_rate_limit, invalid_request.
     #[arg(long)]
     error: Option<String>,
+    /// Function called (`model = "support-answer"`).
+    #[arg(long)]
+    function: Option<String>,
+    /// Variant of the function that served.
+    #[arg(long)]
+    variant: Option<String>,
     /// Most traces to show (0 = all).
     #[arg(long, default_value_t = 50)]
     limit: usize,
@@ -86,6 +92,8 @@ fn list(a: ListArgs) -> Result<ExitCode> {
         session: a.session,
         status,
         error_class: a.error,
+        function: a.function,
+        variant: a.variant,
         limit: a.limit,
         ..TraceFilter::default()
     };
@@ -178,6 +186,16 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         ),
         ("error", opt(&t.error_message)),
         ("model requested", opt(&t.model_requested)),
+        ("function", opt(&t.function)),
+        ("variant", opt(&t.variant)),
+        (
+            "prompt",
+            match (&t.prompt_name, t.prompt_version) {
+                (Some(n), Some(v)) => format!("{n} v{v}"),
+                _ => "-".into(),
+            },
+        ),
+        ("release", opt(&t.release_id)),
         ("provider", opt(&t.provider)),
         ("upstream model", opt(&t.upstream_model)),
         ("served model", opt(&t.served_model)),
