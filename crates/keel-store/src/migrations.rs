@@ -167,8 +167,8 @@ mod tests {
     fn empty_database_gets_every_migration_once() {
         let mut conn = Connection::open_in_memory().unwrap();
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
-        assert_eq!(applied, vec![1, 2, 3, 4]);
-        assert_eq!(versions(&conn), vec![1, 2, 3, 4]);
+        assert_eq!(applied, vec![1, 2, 3, 4, 5]);
+        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5]);
         let idx = index_names(&conn);
         for name in [
             "traces_started_at",
@@ -193,7 +193,7 @@ mod tests {
         // Running again is a no-op.
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
         assert!(applied.is_empty());
-        assert_eq!(versions(&conn), vec![1, 2, 3, 4]);
+        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5]);
     }
 
     #[test]
@@ -218,7 +218,10 @@ mod tests {
         assert!(idx.iter().any(|i| i == "traces_tenant_time"));
         assert!(!idx.iter().any(|i| i == "traces_tenant"));
         // And from version 3, only 0004 (the prompt tables).
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![4]);
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..4]).unwrap(),
+            vec![4]
+        );
         let tables: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN
@@ -228,6 +231,17 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 4);
+        // And from version 4, only 0005: traces gain their function columns, and a
+        // trace written before it reads back with them empty.
+        conn.execute(
+            "INSERT INTO traces (id, started_at_ms, api, endpoint, tags, stream, unpriced,
+                 latency_ms, status, http_status) VALUES ('old', 1, 'openai', '/v1', '[]', 0, 0, 5, 'ok', 200)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![5]);
+        let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
+        assert_eq!((old.function, old.release_id), (None, None));
     }
 
     #[test]

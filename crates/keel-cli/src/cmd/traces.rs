@@ -14,7 +14,7 @@ use crate::ConfigArg;
 #[derive(Subcommand)]
 pub enum TracesCommand {
     /// List traces, newest first.
-    List(ListArgs),
+    List(Box<ListArgs>),
     /// Show one trace in full.
     Show(ShowArgs),
 }
@@ -69,7 +69,7 @@ pub struct ShowArgs {
 
 pub fn run(cmd: TracesCommand) -> Result<ExitCode> {
     match cmd {
-        TracesCommand::List(a) => list(a),
+        TracesCommand::List(a) => list(*a),
         TracesCommand::Show(a) => show(a),
     }
 }
