@@ -50,6 +50,10 @@ enum Command {
     },
     /// The audit log: every prompt push and label move, with who and why.
     Audit(cmd::audit::AuditArgs),
+    /// Lineage: what shipped together (prompt version × model × params × tools), when it served, its traffic, cost and latency.
+    Releases(cmd::releases::ReleasesArgs),
+    /// Replay recorded inputs through a candidate variant, prompt version or model, and compare side by side.
+    Replay(Box<cmd::replay::ReplayArgs>),
 }
 
 /// `--config`, shared by every command that reads keel.toml.
@@ -70,6 +74,8 @@ fn main() -> ExitCode {
         Command::Report(a) => cmd::report::run(a),
         Command::Prompt { command } => cmd::prompt::run(command),
         Command::Audit(a) => cmd::audit::run(a),
+        Command::Releases(a) => cmd::releases::run(a),
+        Command::Replay(a) => cmd::replay::run(*a),
     };
     match result {
         Ok(code) => code,

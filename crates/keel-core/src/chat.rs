@@ -13,6 +13,9 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ChatRequest {
     pub model: String,
+    /// May be absent in a call to a function (its prompt supplies the messages); a call
+    /// to a model without messages is refused by validation, with a message that says so.
+    #[serde(default)]
     pub messages: Vec<Message>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub stream: bool,

@@ -19,6 +19,16 @@ pub enum GatewayError {
     BodyTimeout(std::time::Duration),
     #[error("The model `{model}` does not exist. Configured models: {known}")]
     ModelNotFound { model: String, known: String },
+    /// The request's `variables` do not fit the prompt's declarations.
+    #[error("{0}")]
+    InvalidVariables(String),
+    /// `x-keel-variant` named a variant the function does not have.
+    #[error("{0}")]
+    UnknownVariant(String),
+    /// The chosen variant's prompt version is not in the store (not pushed, no such
+    /// label): an operator must push or label it.
+    #[error("{0}")]
+    PromptUnavailable(String),
     #[error("{0}")]
     Upstream(#[from] ProviderError),
     #[error("internal error: {0}")]
@@ -43,6 +53,9 @@ impl GatewayError {
             GatewayError::BodyTooLarge { .. } => "body_too_large",
             GatewayError::BodyTimeout(_) => "client_timeout",
             GatewayError::ModelNotFound { .. } => "model_not_found",
+            GatewayError::InvalidVariables(_) => "invalid_variables",
+            GatewayError::UnknownVariant(_) => "unknown_variant",
+            GatewayError::PromptUnavailable(_) => "prompt_unavailable",
             GatewayError::Upstream(e) => e.class(),
             GatewayError::Internal(_) => "internal",
         }
@@ -69,6 +82,21 @@ impl GatewayError {
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 "model_not_found".to_string(),
+            ),
+            GatewayError::InvalidVariables(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_variables".to_string(),
+            ),
+            GatewayError::UnknownVariant(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "unknown_variant".to_string(),
+            ),
+            GatewayError::PromptUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "prompt_unavailable".to_string(),
             ),
             GatewayError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

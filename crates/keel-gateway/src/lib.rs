@@ -4,6 +4,8 @@
 //! - `handlers/chat.rs` — `POST /v1/chat/completions`, read top to bottom in pipeline order;
 //! - `handlers/messages.rs` — `POST /v1/messages` (Anthropic wire format);
 //! - `pipeline/` — one module per step (attribution, body, parse, call, relay, account);
+//! - `registry/` — which prompt version, model and params each function variant serves;
+//! - `pipeline/function.rs` — a function call: pick the variant, render its prompt;
 //! - `error.rs` — the one error type and its HTTP mapping;
 //! - `server.rs` — start, serve, drain the trace queue on shutdown.
 //!
@@ -13,6 +15,8 @@ pub mod error;
 pub mod handlers;
 pub mod metrics;
 pub mod pipeline;
+pub mod registry;
+pub mod replay;
 pub mod server;
 pub mod state;
 

@@ -84,7 +84,8 @@ impl Gateway {
             full_wait: config.gateway.trace_full_wait,
         };
         let (writer, writer_handle) = keel_store::spawn(&store, opts)?;
-        let state = Arc::new(AppState::new(config.clone(), writer)?);
+        let (registry, refresher) = crate::registry::refresh::start(&store, config.clone())?;
+        let state = Arc::new(AppState::new(config.clone(), writer, registry)?);
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
@@ -99,6 +100,9 @@ impl Gateway {
                     let _ = stop_rx.await;
                 })
                 .await?;
+            if let Some(r) = refresher {
+                tokio::task::spawn_blocking(move || r.stop()).await?;
+            }
             // Every connection is closed, so every trace has been handed to the writer:
             // drain the queue and stop the writer thread.
             let stats = tokio::task::spawn_blocking(move || writer_handle.shutdown()).await?;

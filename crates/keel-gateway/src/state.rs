@@ -13,6 +13,7 @@ use keel_providers::{anthropic, mock, openai, Provider};
 use keel_store::TraceWriter;
 
 use crate::metrics::{Metrics, ModelMetrics};
+use crate::registry::Registry;
 
 /// Metric label for requests naming a model that is not configured.
 pub const UNKNOWN_MODEL: &str = "(unknown)";
@@ -32,6 +33,8 @@ pub struct AppState {
     /// Comma-separated model names, for "model not found" messages.
     pub model_list: String,
     pub writer: TraceWriter,
+    /// What each function variant serves now (refreshed off the request path).
+    pub registry: Arc<Registry>,
     pub metrics: Metrics,
     /// Per-model metric handles; keys are the configured model names plus
     /// `UNKNOWN_MODEL` and `NO_MODEL`, so a client's made-up model names never
@@ -63,7 +66,16 @@ pub fn http_client() -> Result<reqwest::Client, StateError> {
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, writer: TraceWriter) -> Result<AppState, StateError> {
+    /// Whether `model` names a configured function rather than a model.
+    pub fn is_function(&self, model: &str) -> bool {
+        self.config.functions.contains_key(model)
+    }
+
+    pub fn new(
+        config: Arc<Config>,
+        writer: TraceWriter,
+        registry: Arc<Registry>,
+    ) -> Result<AppState, StateError> {
         let client = http_client()?;
         let mut providers: HashMap<String, Arc<Provider>> = HashMap::new();
         for (name, p) in &config.providers {
@@ -124,6 +136,7 @@ impl AppState {
             models,
             model_list,
             writer,
+            registry,
             metrics,
             model_metrics,
         })

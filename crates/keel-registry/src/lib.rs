@@ -7,18 +7,25 @@
 //! calls; [`Prompt::content_hash`] and [`Prompt::to_json`] are what the store keeps per
 //! version. Versions and labels themselves live in `keel-store`.
 
+mod compiled;
 mod diff;
 mod format;
 mod load;
 mod prompt;
 mod render;
+mod tokens;
 mod validate;
 
+pub use compiled::CompiledPrompt;
 pub use diff::{diff, PromptDiff, SectionDiff};
 pub use format::parse_prompt;
 pub use load::{check_prompts, load_prompts, PromptCheck, PromptIssue, PromptSet};
 pub use prompt::{MessageTemplate, Prompt, PromptBody, Role, SnapshotError, VarType, VariableDecl};
 pub use render::RenderError;
+pub use tokens::{
+    render_pair, synthetic_variables, Encoding, RenderedPair, TokenDelta, VariableSource,
+    MAX_SAMPLES,
+};
 
 #[cfg(test)]
 mod tests;

@@ -60,7 +60,10 @@ impl Prompt {
     }
 
     /// The checked variables with defaults applied.
-    fn context(&self, vars: &Map<String, Value>) -> Result<Map<String, Value>, RenderError> {
+    pub(crate) fn context(
+        &self,
+        vars: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, RenderError> {
         for (name, value) in vars {
             let Some(decl) = self.variables.get(name) else {
                 let declared: Vec<&str> = self.variables.keys().map(String::as_str).collect();

@@ -4,8 +4,9 @@
 //! part of storage on the request path (bounded queue, batched writer thread, counted
 //! drops, draining shutdown), the read side for `keel traces` ([`list_traces`],
 //! [`get_trace`]) and the weekly report for `keel report` ([`build_report`],
-//! [`render_table`], [`render_markdown`]), and prompt versions, labels and the audit log
-//! ([`prompts`], [`audit`]).
+//! [`render_table`], [`render_markdown`]), prompt versions, labels and the audit log
+//! ([`prompts`], [`audit`]), and releases with their traffic for `keel releases`
+//! ([`releases`], [`list_releases`]), and replay runs for `keel replay` ([`replays`]).
 
 pub mod audit;
 mod db;
@@ -13,7 +14,9 @@ mod error;
 mod migrations;
 pub mod prompts;
 pub mod query;
+pub mod release_report;
 pub mod releases;
+pub mod replays;
 pub mod report;
 mod report_render;
 mod trace_row;
@@ -28,7 +31,12 @@ pub use prompts::{
     PromptStoreError, PromptSummary, PromptVersion, PushOutcome,
 };
 pub use query::{count_traces, get_trace, list_traces, TraceFilter};
+pub use release_report::{list_releases, ReleaseFilter, ReleaseRow, ReleaseTraffic};
 pub use releases::record_release;
+pub use replays::{
+    create_run, finish_run, get_run, list_runs, record_case, CallSide, NewReplayRun, ReplayCase,
+    ReplayRun, ReplayRunDetail,
+};
 pub use report::{
     build_report, CallerKind, CallerRow, Cost, GroupRow, GroupStats, Percentiles, Report,
     ReportWindow, UnpricedModel,

@@ -44,6 +44,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0005_functions_and_releases",
         sql: include_str!("../migrations/0005_functions_and_releases.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_replays",
+        sql: include_str!("../migrations/0006_replays.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -167,8 +172,8 @@ mod tests {
     fn empty_database_gets_every_migration_once() {
         let mut conn = Connection::open_in_memory().unwrap();
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
-        assert_eq!(applied, vec![1, 2, 3, 4, 5]);
-        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5]);
+        assert_eq!(applied, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5, 6]);
         let idx = index_names(&conn);
         for name in [
             "traces_started_at",
@@ -193,7 +198,7 @@ mod tests {
         // Running again is a no-op.
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
         assert!(applied.is_empty());
-        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5]);
+        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5, 6]);
     }
 
     #[test]
@@ -239,9 +244,23 @@ mod tests {
             [],
         )
         .unwrap();
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![5]);
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..5]).unwrap(),
+            vec![5]
+        );
         let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
         assert_eq!((old.function, old.release_id), (None, None));
+        // And from version 5, only 0006 (the replay tables).
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![6]);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN
+                 ('replay_runs', 'replay_cases')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 2);
     }
 
     #[test]

@@ -253,7 +253,7 @@ struct Sums {
     unpriced_calls: u64,
 }
 
-fn count(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
+pub(crate) fn count(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
     let v: Option<i64> = row.get(idx)?;
     Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
 }

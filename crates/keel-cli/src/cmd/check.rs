@@ -23,7 +23,12 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     match Config::load(&args.config.config) {
         Ok(c) => {
             let prompts = c.prompts_dir.as_deref().map(keel_registry::check_prompts);
-            let prompt_errors = prompts.as_ref().map_or(&[][..], |p| &p.errors[..]);
+            let mut all_errors = prompts.as_ref().map_or(Vec::new(), |p| p.errors.clone());
+            all_errors.extend(super::check_functions::function_issues(
+                &c,
+                prompts.as_ref().map(|p| &p.set),
+            ));
+            let prompt_errors = &all_errors[..];
             let prompt_warnings = prompts.as_ref().map_or(&[][..], |p| &p.set.warnings[..]);
             let ok = prompt_errors.is_empty();
             if args.json {
@@ -65,7 +70,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
                     super::prompt::print_issues(prompt_errors, false);
                     return Ok(ExitCode::from(1));
                 }
-                let prompt_count = prompts
+                let mut prompt_count = prompts
                     .as_ref()
                     .map(|p| {
                         format!(
@@ -75,6 +80,11 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
                         )
                     })
                     .unwrap_or_default();
+                if !c.functions.is_empty() {
+                    let n = c.functions.len();
+                    prompt_count
+                        .push_str(&format!(", {n} function{}", if n == 1 { "" } else { "s" }));
+                }
                 println!(
                     "{}: ok ({} provider{}, {} model{}{prompt_count})",
                     c.source.display(),

@@ -2,10 +2,14 @@
 
 pub mod audit;
 pub mod check;
+pub mod check_functions;
 pub mod mock;
 pub mod prompt;
+pub mod releases;
+pub mod replay;
 pub mod report;
 pub mod serve;
+pub mod serve_prompts;
 pub mod traces;
 
 use anyhow::{Context, Result};

@@ -1,7 +1,9 @@
 //! `keel prompt …`: push the prompts folder as versions, move labels (and roll them
-//! back) with a recorded who and why, and read what is stored: list, show, history, diff.
+//! back) with a recorded who and why, and read what is stored: list, show, history, diff;
+//! `impact` projects what a change does to tokens and monthly cost.
 
 mod git;
+mod impact;
 mod view;
 
 use std::process::ExitCode;
@@ -32,6 +34,8 @@ pub enum PromptCommand {
     History(view::HistoryArgs),
     /// What changed between two versions (numbers or label names).
     Diff(view::DiffArgs),
+    /// Token and projected monthly cost change of a version against a baseline.
+    Impact(impact::ImpactArgs),
 }
 
 #[derive(clap::Args)]
@@ -91,6 +95,7 @@ pub fn run(cmd: PromptCommand) -> Result<ExitCode> {
         PromptCommand::Show(a) => view::show(a),
         PromptCommand::History(a) => view::history(a),
         PromptCommand::Diff(a) => view::diff(a),
+        PromptCommand::Impact(a) => impact::run(a),
     }
 }
 

@@ -27,6 +27,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         tracing::warn!("{w}");
     }
     // Unpriced models are among the warnings: once per model, at startup.
+    for line in super::serve_prompts::prepare(&config)? {
+        tracing::info!("{line}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

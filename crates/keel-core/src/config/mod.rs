@@ -78,6 +78,7 @@ impl Config {
             source: file,
             prompts_dir,
             gateway: v.gateway,
+            registry: v.registry,
             providers: v.providers,
             models: v.models,
             functions: v.functions,

@@ -18,6 +18,7 @@ pub struct Config {
     /// The prompts folder, resolved against the config file's folder (`prompts = "..."`).
     pub prompts_dir: Option<PathBuf>,
     pub gateway: GatewaySettings,
+    pub registry: RegistrySettings,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
     /// Functions by name (`model = "NAME"` in a request), each with its variants.
@@ -53,6 +54,31 @@ pub struct GatewaySettings {
     pub trace_batch_max: NonZeroUsize,
     /// When the trace queue is full, how long a trace may wait for room before it is dropped.
     pub trace_full_wait: Duration,
+}
+
+/// `[registry]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// How often a running gateway re-reads prompt labels from the store (a moved label
+    /// is served within this long).
+    pub refresh: Duration,
+    /// `keel serve` pushes the prompts folder at startup (author `keel serve`), like
+    /// `keel prompt push`. A convenience for local work and the quickstart; teams push
+    /// from CI instead.
+    pub push_on_start: bool,
+    /// At startup, point this label at the latest version of every prompt that does not
+    /// have it yet (never moves an existing label).
+    pub bootstrap_label: Option<String>,
+}
+
+impl Default for RegistrySettings {
+    fn default() -> Self {
+        RegistrySettings {
+            refresh: Duration::from_secs(2),
+            push_on_start: false,
+            bootstrap_label: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -19,6 +19,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub gateway: RawGateway,
     #[serde(default)]
+    pub registry: RawRegistry,
+    #[serde(default)]
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub models: BTreeMap<String, RawModel>,
@@ -41,6 +43,15 @@ pub struct RawGateway {
     pub trace_queue_capacity: Option<u64>,
     pub trace_batch_max: Option<u64>,
     pub trace_full_wait: Option<String>,
+}
+
+/// `[registry]`: how a running gateway follows prompt versions and labels.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    pub refresh: Option<String>,
+    pub push_on_start: Option<bool>,
+    pub bootstrap_label: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

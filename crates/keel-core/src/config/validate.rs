@@ -21,6 +21,7 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 /// The validated parts of a config, assembled into `Config` by the caller.
 pub(crate) struct Validated {
     pub gateway: GatewaySettings,
+    pub registry: RegistrySettings,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
     pub functions: BTreeMap<String, FunctionConfig>,
@@ -84,6 +85,7 @@ pub(crate) fn validate(
     let mut issues = Issues(Vec::new());
     let mut warnings = Vec::new();
     let gateway = validate_gateway(&raw.gateway, config_dir, &mut issues);
+    let registry = validate_registry(&raw, &mut issues);
 
     let mut providers = BTreeMap::new();
     for (name, p) in &raw.providers {
@@ -290,6 +292,7 @@ pub(crate) fn validate(
     if issues.0.is_empty() {
         Ok(Validated {
             gateway,
+            registry,
             providers,
             models,
             functions,
@@ -378,5 +381,38 @@ fn validate_gateway(g: &RawGateway, config_dir: &Path, issues: &mut Issues) -> G
                 Duration::from_millis(50),
             ),
         },
+    }
+}
+
+fn validate_registry(raw: &RawConfig, issues: &mut Issues) -> RegistrySettings {
+    let r = &raw.registry;
+    let defaults = RegistrySettings::default();
+    let refresh = issues.duration("registry.refresh", r.refresh.as_deref(), defaults.refresh);
+    let push_on_start = r.push_on_start.unwrap_or(false);
+    if push_on_start && raw.prompts.is_none() {
+        issues.add(
+            "registry.push_on_start",
+            "push_on_start is set but no prompts folder is configured",
+            Some("add prompts = \"prompts\" at the top of the file, or remove push_on_start"),
+        );
+    }
+    let bootstrap_label = r.bootstrap_label.clone();
+    if let Some(l) = &bootstrap_label {
+        if l.is_empty()
+            || !l
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            issues.add(
+                "registry.bootstrap_label",
+                format!("`{l}` is not a valid label name"),
+                Some("use letters, digits, `.`, `_` and `-`, e.g. \"production\""),
+            );
+        }
+    }
+    RegistrySettings {
+        refresh,
+        push_on_start,
+        bootstrap_label,
     }
 }

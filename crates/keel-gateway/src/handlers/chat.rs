@@ -41,14 +41,16 @@ pub async fn chat_completions(
         Err(e) => return common::reject(pending, e, API),
     };
     common::capture_input(&app, pending.trace(), &bytes);
-    let req: ChatRequest =
-        match parse::parse_json(&bytes).and_then(|r| parse::validate_chat(&r).map(|_| r)) {
-            Ok(r) => r,
-            Err(e) => return common::reject(pending, e, API),
-        };
+    let req: ChatRequest = match parse::parse_json(&bytes)
+        .and_then(|r: ChatRequest| parse::validate_chat(&r, app.is_function(&r.model)).map(|_| r))
+    {
+        Ok(r) => r,
+        Err(e) => return common::reject(pending, e, API),
+    };
     let include_usage = req.wants_stream_usage();
 
-    match common::run(&app, req, pending.trace()).await {
+    let variant = attribution::variant_override(&headers);
+    match common::run(&app, req, variant.as_deref(), pending.trace()).await {
         Ok(Served::Whole { resp, cost }) => match serde_json::to_vec(&resp) {
             Ok(body) => common::respond_whole(pending, body, cost),
             Err(e) => common::reject(pending, GatewayError::Internal(e.to_string()), API),

@@ -14,6 +14,7 @@ use keel_core::trace::TraceRecord;
 use crate::error::GatewayError;
 use crate::pipeline::attribution::REQUEST_ID;
 use crate::pipeline::call::{self, OpenedStream};
+use crate::pipeline::function::{self, PROMPT_VERSION_HEADER, VARIANT_HEADER};
 use crate::pipeline::pending::PendingTrace;
 use crate::pipeline::{account, relay::Relay, relay::StreamFormat};
 use crate::state::AppState;
@@ -45,11 +46,15 @@ pub fn now_ms() -> i64 {
 /// Resolve, call and (for whole replies) account. The trace is filled in as we go.
 pub async fn run(
     app: &AppState,
-    req: ChatRequest,
+    mut req: ChatRequest,
+    override_variant: Option<&str>,
     trace: &mut TraceRecord,
 ) -> Result<Served, GatewayError> {
     trace.model_requested = Some(req.model.clone());
     trace.stream = req.stream;
+    if let Some(f) = app.config.functions.get(&req.model) {
+        function::apply(app, f, &mut req, override_variant, trace)?;
+    }
     let route = call::resolve(app, &req.model)?;
     trace.provider = Some(route.provider_name.clone());
     trace.upstream_model = Some(route.config.upstream_model.clone());
@@ -102,6 +107,8 @@ pub fn stream_response<F: StreamFormat>(
     let started = pending.started();
     let trace = pending.into_trace();
     let id = trace.id.clone();
+    let variant = trace.variant.clone();
+    let prompt_version = trace.prompt_version;
     let model = trace.model_requested.clone().unwrap_or_default();
     let relay = Relay::new(app, model, trace, started, opened, format);
     let body = axum::body::Body::from_stream(relay.into_stream());
@@ -116,21 +123,47 @@ pub fn stream_response<F: StreamFormat>(
         HeaderValue::from_static("no-cache"),
     );
     insert_header(h, REQUEST_ID, &id);
+    function_headers(h, &variant, prompt_version);
     resp
 }
 
 /// Write the trace of a successful whole reply and answer with its JSON body.
-pub fn respond_whole(pending: PendingTrace, body: Vec<u8>, cost: Option<Nanos>) -> Response {
+pub fn respond_whole(mut pending: PendingTrace, body: Vec<u8>, cost: Option<Nanos>) -> Response {
     let id = pending.id().to_string();
+    let variant = pending.trace().variant.clone();
+    let prompt_version = pending.trace().prompt_version;
     pending.finish();
-    json_response(StatusCode::OK, body, &id, cost)
+    let mut resp = json_response(StatusCode::OK, body, &id, cost);
+    function_headers(resp.headers_mut(), &variant, prompt_version);
+    resp
 }
 
 /// Trace a failed request and answer with the error in the client's format.
-pub fn reject(pending: PendingTrace, err: GatewayError, api: ClientApi) -> Response {
+pub fn reject(mut pending: PendingTrace, err: GatewayError, api: ClientApi) -> Response {
     let id = pending.id().to_string();
+    let variant = pending.trace().variant.clone();
+    let prompt_version = pending.trace().prompt_version;
     pending.fail(&err);
-    error_response(&err, api, &id)
+    let mut resp = error_response(&err, api, &id);
+    function_headers(resp.headers_mut(), &variant, prompt_version);
+    resp
+}
+
+/// `x-keel-variant` and `x-keel-prompt-version`, on responses to function calls.
+fn function_headers(
+    h: &mut axum::http::HeaderMap,
+    variant: &Option<String>,
+    prompt_version: Option<i64>,
+) {
+    if let Some(v) = variant {
+        insert_header(h, VARIANT_HEADER, v);
+    }
+    if let Some(n) = prompt_version {
+        h.insert(
+            HeaderName::from_static(PROMPT_VERSION_HEADER),
+            HeaderValue::from(n),
+        );
+    }
 }
 
 pub fn error_response(err: &GatewayError, api: ClientApi, request_id: &str) -> Response {

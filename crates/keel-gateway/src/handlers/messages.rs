@@ -57,14 +57,15 @@ pub async fn messages(
                 ))
             })
         })
-        .and_then(|r| parse::validate_chat(&r).map(|_| r))
+        .and_then(|r| parse::validate_chat(&r, app.is_function(&r.model)).map(|_| r))
     {
         Ok(r) => r,
         Err(e) => return common::reject(pending, e, API),
     };
     let model = req.model.clone();
 
-    match common::run(&app, req, pending.trace()).await {
+    let variant = attribution::variant_override(&headers);
+    match common::run(&app, req, variant.as_deref(), pending.trace()).await {
         Ok(Served::Whole { resp, cost }) => {
             match serde_json::to_vec(&chat_response_to_messages(&resp, &model)) {
                 Ok(body) => common::respond_whole(pending, body, cost),

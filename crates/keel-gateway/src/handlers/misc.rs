@@ -11,9 +11,10 @@ use serde_json::json;
 use crate::metrics::WriterFigures;
 use crate::state::AppState;
 
-/// `GET /v1/models` in OpenAI's list shape: the configured model names.
+/// `GET /v1/models` in OpenAI's list shape: the configured models, then the functions
+/// (callable by name the same way), each function with its variants and what they serve.
 pub async fn list_models(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let data: Vec<_> = app
+    let mut data: Vec<_> = app
         .config
         .models
         .values()
@@ -27,6 +28,34 @@ pub async fn list_models(State(app): State<Arc<AppState>>) -> Json<serde_json::V
             })
         })
         .collect();
+    let snapshot = app.registry.current();
+    for f in app.config.functions.values() {
+        let variants: Vec<_> = f
+            .variants
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut out = json!({"name": v.name, "weight": v.weight, "model": v.model, "prompt": v.prompt});
+                match snapshot.slot(&f.name, i) {
+                    Some(Ok(d)) => {
+                        out["prompt_version"] = json!(d.prompt_version);
+                        out["release"] = json!(d.release.id);
+                    }
+                    Some(Err(why)) => out["unavailable"] = json!(why.as_ref()),
+                    None => out["unavailable"] = json!("not loaded yet"),
+                }
+                out
+            })
+            .collect();
+        data.push(json!({
+            "id": f.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "keel-function",
+            "description": f.description,
+            "variants": variants,
+        }));
+    }
     Json(json!({"object": "list", "data": data}))
 }
 

@@ -106,7 +106,7 @@ pub fn finish(app: &AppState, mut trace: TraceRecord, started: Instant) {
 
 /// Metric labels must be `'static`; error classes come from a fixed set.
 fn error_class_static(class: Option<&str>) -> &'static str {
-    const KNOWN: [&str; 14] = [
+    const KNOWN: [&str; 17] = [
         "invalid_request",
         "body_too_large",
         "client_timeout",
@@ -121,6 +121,9 @@ fn error_class_static(class: Option<&str>) -> &'static str {
         "upstream_stream_cut",
         "unsupported_request",
         "client_disconnected",
+        "invalid_variables",
+        "unknown_variant",
+        "prompt_unavailable",
     ];
     class
         .and_then(|c| KNOWN.iter().find(|k| **k == c).copied())

@@ -28,6 +28,11 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
+/// The `x-keel-variant` override, when present.
+pub fn variant_override(headers: &HeaderMap) -> Option<String> {
+    header(headers, super::function::VARIANT_HEADER)
+}
+
 /// Fill the trace's who-fields from the headers.
 pub fn attribute(trace: &mut TraceRecord, headers: &HeaderMap) {
     trace.tenant = header(headers, "x-keel-tenant");

@@ -1,13 +1,15 @@
 //! The request pipeline, one step per module, in the order a request meets them:
-//! attribution → body → parse → (resolve +) call → relay (streams) → account.
+//! attribution → body → parse → function (variant + prompt) → (resolve +) call → relay
+//! (streams) → account.
 //!
-//! Later capabilities (keys, functions, budgets, cache, guardrails, fallbacks) slot in
-//! between parse and call, each as its own step.
+//! Later capabilities (keys, budgets, cache, guardrails, fallbacks) slot in between
+//! function and call, each as its own step.
 
 pub mod account;
 pub mod attribution;
 pub mod body;
 pub mod call;
+pub mod function;
 pub mod parse;
 pub mod pending;
 pub mod relay;

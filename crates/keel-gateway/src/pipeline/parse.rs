@@ -46,13 +46,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> 
 }
 
 /// Checks serde cannot express: a non-empty conversation with known roles and sane
-/// numeric ranges.
-pub fn validate_chat(req: &ChatRequest) -> Result<(), GatewayError> {
+/// numeric ranges. A call to a function (`is_function`) may send no messages: the
+/// function's prompt supplies them.
+pub fn validate_chat(req: &ChatRequest, is_function: bool) -> Result<(), GatewayError> {
     let bad = |m: String| Err(GatewayError::InvalidRequest(m));
     if req.model.trim().is_empty() {
         return bad("`model` must not be empty; name one of the models from GET /v1/models".into());
     }
-    if req.messages.is_empty() {
+    if req.messages.is_empty() && !is_function {
         return bad("`messages` must contain at least one message".into());
     }
     for (i, m) in req.messages.iter().enumerate() {
@@ -92,7 +93,8 @@ mod tests {
     use super::*;
 
     fn err(body: &str) -> String {
-        match parse_json::<ChatRequest>(body.as_bytes()).and_then(|r| validate_chat(&r).map(|_| r))
+        match parse_json::<ChatRequest>(body.as_bytes())
+            .and_then(|r| validate_chat(&r, false).map(|_| r))
         {
             Ok(_) => panic!("accepted {body}"),
             Err(e) => e.to_string(),
@@ -133,7 +135,7 @@ mod properties {
         /// Any bytes at all: a parsed request or a 400 naming the problem — never a panic.
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            if let Err(e) = parse_json::<ChatRequest>(&bytes).and_then(|r| validate_chat(&r).map(|_| r)) {
+            if let Err(e) = parse_json::<ChatRequest>(&bytes).and_then(|r| validate_chat(&r, false).map(|_| r)) {
                 prop_assert!(matches!(e, GatewayError::InvalidRequest(_)));
             }
             let _ = parse_json::<MessagesRequest>(&bytes);
@@ -142,7 +144,7 @@ mod properties {
         /// JSON-looking text with random structure: same guarantee.
         #[test]
         fn arbitrary_json_shapes_never_panic(s in r#"\{("(model|messages|role|content|tools|n|stream)":(\[|\{|"x"|1|null|true|-1\.5)[,\]\}]{0,3}){0,6}"#) {
-            let _ = parse_json::<ChatRequest>(s.as_bytes()).and_then(|r| validate_chat(&r).map(|_| r));
+            let _ = parse_json::<ChatRequest>(s.as_bytes()).and_then(|r| validate_chat(&r, false).map(|_| r));
             let _ = parse_json::<MessagesRequest>(s.as_bytes());
         }
     }

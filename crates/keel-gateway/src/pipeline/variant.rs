@@ -8,20 +8,21 @@
 //!
 //! # The stable contract
 //!
-//! A sticky key is mapped to a bucket in `0..total_weight` by
-//! `u64::from_be_bytes(sha256("{function}\0{key}")[..8]) % total_weight`, and the buckets
-//! are dealt to the variants in config order: the first variant owns `0..w0`, the next
-//! `w0..w0+w1`, and so on. Nothing else goes into the hash (no seed, no process state, no
-//! Keel version), so:
+//! A sticky key is mapped to one of [`BUCKETS`] (10,000) buckets by
+//! `u64::from_be_bytes(sha256("{function}\0{key}")[..8]) % 10_000`, and the buckets are
+//! dealt to the variants in config order in proportion to their weights: with cumulative
+//! weights `c1 < c2 < … ≤ total`, variant *i* owns buckets
+//! `floor(c(i-1) · 10000 / total) .. floor(ci · 10000 / total)`. Nothing else goes into
+//! the hash (no seed, no process state, no Keel version), so:
 //!
 //! - the same user gets the same variant across requests, restarts and replicas, and
 //!   across Keel versions (a change to this mapping breaks the golden test below and
 //!   must be announced as a breaking change);
-//! - changing the weights while keeping their **total** the same (e.g. 90/10 → 80/20)
-//!   moves only the users whose bucket lies in a range that changed owner (here buckets
-//!   80..90, from `control` to `candidate`); everyone else stays put. Changing the total,
-//!   or reordering or inserting variants, reshuffles most users — ramp with weights that
-//!   always sum to the same number (100 is the convention);
+//! - changing the weights moves only the users whose bucket lies in a range that changed
+//!   owner: 90/10 → 80/20 moves buckets 8000..9000 from `control` to `candidate`, and
+//!   everyone else stays put. Scaling every weight (90/10 → 9/1) changes nothing, because
+//!   the buckets are fixed and only the proportions matter. Reordering or inserting
+//!   variants in the middle reshuffles users — add new variants at the end;
 //! - the function name is part of the hash, so one user's buckets in two functions are
 //!   independent.
 
@@ -74,6 +75,9 @@ pub enum VariantError {
     #[error("function `{function}` has no variant with a weight above 0; name one in the x-keel-variant header")]
     NoWeight { function: String },
 }
+
+/// How many buckets the sticky hash is reduced to (part of the stable contract).
+pub const BUCKETS: u64 = 10_000;
 
 /// The sticky bucket source: the first 8 bytes of SHA-256 of `"{function}\0{key}"`, read
 /// as a big-endian `u64`. Part of the stable contract described in the module docs.
@@ -129,7 +133,7 @@ pub fn choose_variant<'a>(
         Some(k) => (sticky_hash(&f.name, k), AssignmentReason::Sticky),
         None => (fallback_random, AssignmentReason::Random),
     };
-    match variant_at(f, point % total) {
+    match variant_at(f, point % BUCKETS, total) {
         Some(variant) => Ok(Assignment { variant, reason }),
         None => Err(VariantError::NoWeight {
             function: f.name.clone(),
@@ -137,13 +141,14 @@ pub fn choose_variant<'a>(
     }
 }
 
-/// The variant owning `bucket` (in `0..total_weight`), walking the variants in config
-/// order. Variants of weight 0 own no bucket.
-fn variant_at(f: &FunctionConfig, bucket: u64) -> Option<&VariantConfig> {
-    let mut end = 0u64;
+/// The variant owning `bucket` (in `0..BUCKETS`), walking the variants in config order:
+/// each owns up to `floor(cumulative weight · BUCKETS / total)`. Variants of weight 0 own
+/// no bucket. (Weights are u32, so the products fit in u64.)
+fn variant_at(f: &FunctionConfig, bucket: u64, total: u64) -> Option<&VariantConfig> {
+    let mut cumulative = 0u64;
     for v in &f.variants {
-        end += u64::from(v.weight);
-        if bucket < end {
+        cumulative += u64::from(v.weight);
+        if v.weight > 0 && bucket < cumulative * BUCKETS / total {
             return Some(v);
         }
     }
@@ -222,15 +227,15 @@ weight = 0
 
     const GOLDEN_ALICE: u64 = 0x318c_dcf4_b353_daf5;
     const GOLDEN_EMPTY: u64 = 0x998b_d40d_60c4_6e58;
-    /// (user, bucket out of 100, variant under a 50/50 split of `support-answer`).
+    /// (user, bucket out of 10,000, variant under a 50/50 split of `support-answer`).
     const GOLDEN_USERS: &[(&str, u64, &str)] = &[
-        ("alice", 53, "candidate"),
-        ("bob", 22, "control"),
-        ("carol", 6, "control"),
-        ("dave", 69, "candidate"),
-        ("user-1", 59, "candidate"),
-        ("user-42", 10, "control"),
-        ("8f14e45f-ceea-467f-a0e6-9d6b2c5e4a1b", 4, "control"),
+        ("alice", 8853, "candidate"),
+        ("bob", 7022, "candidate"),
+        ("carol", 706, "control"),
+        ("dave", 9669, "candidate"),
+        ("user-1", 5059, "candidate"),
+        ("user-42", 4110, "control"),
+        ("8f14e45f-ceea-467f-a0e6-9d6b2c5e4a1b", 6104, "candidate"),
     ];
 
     /// The hash is a published contract: these values were computed independently
@@ -250,7 +255,7 @@ weight = 0
         );
         for (user, bucket, want) in GOLDEN_USERS {
             assert_eq!(
-                sticky_hash("support-answer", user) % 100,
+                sticky_hash("support-answer", user) % BUCKETS,
                 *bucket,
                 "user {user}"
             );
@@ -321,6 +326,21 @@ weight = 0
     }
 
     #[test]
+    fn scaling_every_weight_moves_nobody() {
+        let pct = function("f", Sticky::User, &[("a", 90), ("b", 10)]);
+        let small = function("f", Sticky::User, &[("a", 9), ("b", 1)]);
+        let odd = function("f", Sticky::User, &[("a", 2), ("b", 1)]);
+        let mut b_share = 0;
+        for i in 0..5_000 {
+            let user = format!("u{i}");
+            assert_eq!(by_user(&pct, &user), by_user(&small, &user), "{user}");
+            b_share += usize::from(by_user(&odd, &user) == "b");
+        }
+        // A total that does not divide 10,000 still splits by proportion (1/3 here).
+        assert!((1_500..1_850).contains(&b_share), "{b_share}");
+    }
+
+    #[test]
     fn session_stickiness_uses_the_session_header_only() {
         let f = function("f", Sticky::Session, &[("a", 50), ("b", 50)]);
         for i in 0..200 {
@@ -331,7 +351,7 @@ weight = 0
                 let again = choose_variant(&f, None, user, Some(&s), random).unwrap();
                 assert_eq!(again.variant.name, first.variant.name);
             }
-            let want = if sticky_hash("f", &s) % 100 < 50 {
+            let want = if sticky_hash("f", &s) % BUCKETS < 5_000 {
                 "a"
             } else {
                 "b"
@@ -339,7 +359,7 @@ weight = 0
             assert_eq!(first.variant.name, want);
         }
         // A user header alone does not make a session-sticky function sticky.
-        let a = choose_variant(&f, None, Some("u1"), None, 99).unwrap();
+        let a = choose_variant(&f, None, Some("u1"), None, 7_500).unwrap();
         assert_eq!(
             (a.reason, a.variant.name.as_str()),
             (AssignmentReason::Random, "b")
@@ -352,11 +372,11 @@ weight = 0
         let user = function("f", Sticky::User, &[("a", 90), ("b", 10)]);
         for (random, want) in [
             (0, "a"),
-            (89, "a"),
-            (90, "b"),
-            (99, "b"),
-            (100, "a"),
-            (195, "b"),
+            (8_999, "a"),
+            (9_000, "b"),
+            (9_999, "b"),
+            (10_000, "a"),
+            (19_500, "b"),
         ] {
             let a = choose_variant(&none, None, Some("alice"), Some("s"), random).unwrap();
             assert_eq!(
@@ -375,7 +395,10 @@ weight = 0
             );
         }
         let a = choose_variant(&none, None, None, None, u64::MAX).unwrap();
-        assert_eq!(a.variant.name, if u64::MAX % 100 < 90 { "a" } else { "b" });
+        assert_eq!(
+            a.variant.name,
+            if u64::MAX % BUCKETS < 9_000 { "a" } else { "b" }
+        );
     }
 
     #[test]

@@ -243,7 +243,8 @@ pub fn history(a: HistoryArgs) -> Result<ExitCode> {
 }
 
 pub fn diff(a: DiffArgs) -> Result<ExitCode> {
-    let conn = reader(&a.config)?;
+    let config = crate::cmd::load_config(&a.config)?;
+    let conn = crate::cmd::open_store(&config)?.1;
     let (va, vb) = match (
         resolve(&conn, &a.name, &a.a)?,
         resolve(&conn, &a.name, &a.b)?,
@@ -252,11 +253,17 @@ pub fn diff(a: DiffArgs) -> Result<ExitCode> {
         (Err(m), _) | (_, Err(m)) => return not_found(m, a.json),
     };
     let d = keel_registry::diff(&content(&va)?, &content(&vb)?);
+    // A is the baseline, B the candidate; a failure here never hides the diff.
+    let impact = super::impact::for_diff(&conn, &config, &va, &vb);
     if a.json {
+        let token_impact = match &impact {
+            Ok(i) => super::impact::to_json(i),
+            Err(e) => json!({"error": e.to_string()}),
+        };
         println!(
             "{}",
             json!({"name": a.name, "a": va.version, "b": vb.version,
-            "identical": d.is_empty(), "sections": d.sections})
+            "identical": d.is_empty(), "sections": d.sections, "token_impact": token_impact})
         );
     } else if d.is_empty() {
         println!(
@@ -266,6 +273,10 @@ pub fn diff(a: DiffArgs) -> Result<ExitCode> {
     } else {
         println!("{}: v{} → v{}", a.name, va.version, vb.version);
         print!("{d}");
+        match &impact {
+            Ok(i) => println!("\n{}", super::impact::paragraph(i)),
+            Err(e) => println!("\nToken impact: not available ({e})."),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,229 @@
+//! `keel releases`, driven through the built binary against a store seeded through
+//! keel_store (releases as the gateway records them, traces through the trace writer).
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use keel_core::money::Nanos;
+use keel_core::release::Release;
+use keel_core::trace::{TraceRecord, TraceStatus};
+use serde_json::{Map, Value};
+
+const CONFIG: &str = r#"
+[gateway]
+store = "keel.db"
+[providers.mock]
+kind = "mock"
+[models.mock-1]
+provider = "mock"
+upstream_model = "mock-1"
+"#;
+
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("keel.toml"), CONFIG).unwrap();
+    dir
+}
+
+fn keel(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .arg("releases")
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("keel.toml"))
+        .env_remove("KEEL_CONFIG")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn stdout_ok(dir: &Path, args: &[&str]) -> String {
+    let out = keel(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json_ok(dir: &Path, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    serde_json::from_str(&stdout_ok(dir, &all)).unwrap()
+}
+
+fn release(function: &str, version: i64, temperature: f64) -> Release {
+    let mut params = Map::new();
+    params.insert("temperature".into(), temperature.into());
+    let tools = (version == 2).then(|| {
+        vec![serde_json::json!({"type": "function", "function": {"name": "lookup_order"}})]
+    });
+    Release::new(
+        function,
+        "control",
+        "support/answer",
+        version,
+        "hash",
+        "mock-1",
+        "mock",
+        "mock-1",
+        params,
+        tools,
+    )
+}
+
+fn served(id: &str, rel: &Release, at: i64) -> TraceRecord {
+    let mut t = TraceRecord::new(id.into(), at, "openai", "/v1/chat/completions");
+    t.function = Some(rel.function.clone());
+    t.variant = Some(rel.variant.clone());
+    t.prompt_name = Some(rel.prompt_name.clone());
+    t.prompt_version = Some(rel.prompt_version);
+    t.release_id = Some(rel.id.clone());
+    t.input_tokens = Some(10);
+    t.output_tokens = Some(5);
+    t.cost = Some(Nanos(2_000));
+    t.latency_ms = 40;
+    t
+}
+
+const T0: i64 = 1_793_491_200_000; // 2026-11-01T00:00:00Z
+const DAY: i64 = 86_400_000;
+
+/// v1 served three calls (one an error, one unpriced) on Nov 1; v2 two on Nov 3;
+/// v3 was deployed on Nov 4 and has not served; `summarize` served once on Nov 2.
+fn seed(dir: &Path) -> [Release; 4] {
+    let v1 = release("support-answer", 1, 0.2);
+    let v2 = release("support-answer", 2, 0.2);
+    let v3 = release("support-answer", 3, 0.2);
+    let other = release("summarize", 1, 0.5);
+    let store = keel_store::Store::open(dir.join("keel.db").to_str().unwrap()).unwrap();
+    let conn = store.writer_conn().unwrap();
+    for (rel, at) in [
+        (&v1, T0 - DAY),
+        (&v2, T0 + DAY),
+        (&v3, T0 + 3 * DAY),
+        (&other, T0),
+    ] {
+        assert!(keel_store::record_release(&conn, rel, at).unwrap());
+    }
+    let mut err = served("v1-err", &v1, T0 + 1_000);
+    err.status = TraceStatus::Error;
+    err.http_status = 502;
+    err.cost = None;
+    let mut unpriced = served("v1-unpriced", &v1, T0 + 2_000);
+    unpriced.cost = None;
+    unpriced.unpriced = true;
+    let traces = [
+        served("v1-a", &v1, T0),
+        err,
+        unpriced,
+        served("x-a", &other, T0 + DAY),
+        served("v2-a", &v2, T0 + 2 * DAY),
+        served("v2-b", &v2, T0 + 2 * DAY + 1),
+    ];
+    let (writer, handle) = keel_store::spawn(&store, keel_store::WriterOptions::default()).unwrap();
+    for t in traces {
+        writer.record(t);
+    }
+    drop(writer);
+    assert_eq!(handle.shutdown().written_total, 6);
+    [v1, v2, v3, other]
+}
+
+#[test]
+fn an_empty_store_says_how_releases_appear() {
+    let dir = project();
+    let out = stdout_ok(dir.path(), &[]);
+    assert!(out.contains("No releases yet"), "{out}");
+    assert!(out.contains("[functions]"), "{out}");
+    assert_eq!(json_ok(dir.path(), &[]), serde_json::json!([]));
+}
+
+#[test]
+fn the_table_lists_releases_newest_first_with_their_traffic() {
+    let dir = project();
+    let [v1, v2, v3, other] = seed(dir.path());
+    let out = stdout_ok(dir.path(), &[]);
+    let pos = |id: &str| {
+        out.find(id)
+            .unwrap_or_else(|| panic!("{id} missing:\n{out}"))
+    };
+    assert!(pos(&v2.id) < pos(&other.id), "{out}");
+    assert!(pos(&other.id) < pos(&v1.id), "{out}");
+    assert!(pos(&v1.id) < pos(&v3.id), "never served comes last:\n{out}");
+
+    let line = |id: &str| out.lines().find(|l| l.contains(id)).unwrap().to_string();
+    let l1 = line(&v1.id);
+    assert!(l1.contains("support-answer/control"), "{l1}");
+    assert!(l1.contains("support/answer v1"), "{l1}");
+    assert!(l1.contains("mock-1"), "{l1}");
+    assert!(l1.contains("2026-11-01 00:00"), "{l1}");
+    assert!(l1.contains("33.3%"), "one error in three:\n{l1}");
+    assert!(l1.contains("$0.000002 + 1 unpriced"), "{l1}");
+    assert!(l1.contains("40/40 ms"), "{l1}");
+    let l3 = line(&v3.id);
+    assert!(l3.contains("never"), "{l3}");
+    assert!(out.contains("4 releases; traffic over all time"), "{out}");
+    assert!(out.contains("1 call has no known price"), "{out}");
+
+    // With --function: only its releases, then their parameters and tools.
+    let out = stdout_ok(
+        dir.path(),
+        &["--function", "support-answer", "--limit", "2"],
+    );
+    assert!(!out.contains(&other.id) && !out.contains(&v3.id), "{out}");
+    assert!(out.contains("Parameters and tools:"), "{out}");
+    assert!(
+        out.contains(r#"params {"temperature":0.2}  tools lookup_order"#),
+        "{out}"
+    );
+
+    let out = stdout_ok(dir.path(), &["--function", "nope"]);
+    assert!(out.contains("No releases match (function `nope`)"), "{out}");
+}
+
+#[test]
+fn json_has_every_field_and_since_narrows_the_window() {
+    let dir = project();
+    let [v1, v2, v3, other] = seed(dir.path());
+    let all = json_ok(dir.path(), &[]);
+    let rows = all.as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    let r1 = rows.iter().find(|r| r["id"] == v1.id.as_str()).unwrap();
+    assert_eq!(r1["function"], "support-answer");
+    assert_eq!(r1["prompt_version"], 1);
+    assert_eq!(r1["upstream_model"], "mock-1");
+    assert_eq!(r1["params"]["temperature"], 0.2);
+    assert_eq!(r1["tools"], Value::Null);
+    assert_eq!(r1["created_at_ms"], T0 - DAY);
+    assert_eq!(r1["first_served_ms"], T0);
+    assert_eq!(r1["last_served_ms"], T0 + 2_000);
+    assert_eq!(r1["requests"], 3);
+    assert_eq!(r1["errors"], 1);
+    assert_eq!(r1["cost_nanos"], 2_000);
+    assert_eq!(r1["priced_calls"], 1);
+    assert_eq!(r1["unpriced_calls"], 1);
+    assert_eq!(r1["latency_ms"]["p95"], 40);
+    let r3 = rows.iter().find(|r| r["id"] == v3.id.as_str()).unwrap();
+    assert_eq!(r3["first_served_ms"], Value::Null);
+    assert_eq!(r3["requests"], 0);
+
+    // Since Nov 2: v1 neither served nor was deployed since; v3 was deployed.
+    let recent = json_ok(dir.path(), &["--since", "2026-11-02T00:00:00Z"]);
+    let ids: Vec<&str> = recent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [v2.id.as_str(), other.id.as_str(), v3.id.as_str()]);
+    assert_eq!(recent[0]["tools"][0]["function"]["name"], "lookup_order");
+
+    let out = stdout_ok(dir.path(), &["--since", "2026-12-01T00:00:00Z"]);
+    assert!(
+        out.contains("No releases match (served or deployed since 2026-12-01"),
+        "{out}"
+    );
+}

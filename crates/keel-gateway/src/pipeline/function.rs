@@ -1,0 +1,114 @@
+//! A call to a function (`model = "support-answer"`): pick the variant, render its
+//! prompt with the request's `variables`, and rewrite the request into a call to the
+//! variant's model — the rendered prompt first, then the caller's own messages.
+//!
+//! Everything that can be decided ahead of time (which prompt version a label points
+//! at, the compiled templates, the merged parameters, the release) is in the registry
+//! snapshot; this step only reads it, so a function call costs a hash, a render and no
+//! I/O.
+
+use keel_core::chat::ChatRequest;
+use keel_core::config::FunctionConfig;
+use keel_core::trace::TraceRecord;
+use serde_json::{Map, Value};
+
+use super::variant::{choose_variant, VariantError};
+use crate::error::GatewayError;
+use crate::state::AppState;
+
+/// The override header for testing a variant directly.
+pub const VARIANT_HEADER: &str = "x-keel-variant";
+/// The response header naming the prompt version that served.
+pub const PROMPT_VERSION_HEADER: &str = "x-keel-prompt-version";
+
+/// Turn a function call into a model call, filling the trace's function fields.
+pub fn apply(
+    app: &AppState,
+    f: &FunctionConfig,
+    req: &mut ChatRequest,
+    override_variant: Option<&str>,
+    trace: &mut TraceRecord,
+) -> Result<(), GatewayError> {
+    trace.function = Some(f.name.clone());
+    let chosen = choose_variant(
+        f,
+        override_variant,
+        trace.user.as_deref(),
+        trace.session.as_deref(),
+        fastrand::u64(..),
+    )
+    .map_err(|e| match e {
+        VariantError::UnknownVariant { .. } => GatewayError::UnknownVariant(e.to_string()),
+        VariantError::NoWeight { .. } => GatewayError::PromptUnavailable(e.to_string()),
+    })?;
+    trace.variant = Some(chosen.variant.name.clone());
+    let index = f
+        .variants
+        .iter()
+        .position(|v| std::ptr::eq(v, chosen.variant))
+        .unwrap_or(0);
+    let snapshot = app.registry.current();
+    let deployment = match snapshot.slot(&f.name, index) {
+        Some(Ok(d)) => d.clone(),
+        Some(Err(why)) => return Err(GatewayError::PromptUnavailable(why.to_string())),
+        None => {
+            return Err(GatewayError::PromptUnavailable(format!(
+                "function `{}` is not loaded yet; retry in a few seconds",
+                f.name
+            )))
+        }
+    };
+    drop(snapshot);
+    trace.prompt_name = Some(deployment.prompt_name.clone());
+    trace.prompt_version = Some(deployment.prompt_version);
+    trace.release_id = Some(deployment.release.id.clone());
+    trace.model_requested = Some(deployment.model.clone());
+
+    let variables = match req.extra.remove("variables") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(other) => {
+            return Err(GatewayError::InvalidVariables(format!(
+                "`variables` must be a JSON object of template variables, got {}",
+                json_kind(&other)
+            )))
+        }
+    };
+    let rendered = deployment.prompt.compiled.render(&variables).map_err(|e| {
+        GatewayError::InvalidVariables(format!(
+            "function `{}` (prompt `{}` v{}): {e}",
+            f.name, deployment.prompt_name, deployment.prompt_version
+        ))
+    })?;
+    let callers = std::mem::take(&mut req.messages);
+    req.messages = rendered;
+    req.messages.extend(callers);
+    deployment.params.apply(req);
+    if let Some(tools) = &deployment.tools {
+        let mut all = tools.clone();
+        if let Some(theirs) = req.tools.take() {
+            all.extend(
+                theirs
+                    .into_iter()
+                    .filter(|t| !tools.iter().any(|p| p.function.name == t.function.name)),
+            );
+        }
+        req.tools = Some(all);
+    }
+    if req.response_format.is_none() {
+        req.response_format.clone_from(&deployment.response_format);
+    }
+    req.model.clone_from(&deployment.model);
+    Ok(())
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

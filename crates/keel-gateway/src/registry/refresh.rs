@@ -1,0 +1,148 @@
+//! Keeping the snapshot current: a small thread that rebuilds it from the store every
+//! `[registry] refresh`, records releases the first time they deploy, logs what changed,
+//! and swaps the new snapshot in. Requests never wait for it; a store error keeps the
+//! previous snapshot serving and is logged.
+
+use std::collections::HashSet;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use keel_core::config::Config;
+use keel_store::{Connection, Store};
+
+use super::{Registry, Snapshot};
+
+/// Stops the refresher when dropped or on [`RefreshHandle::stop`].
+pub struct RefreshHandle {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RefreshHandle {
+    pub fn stop(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RefreshHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+/// What the refresher keeps between rounds.
+struct Refresher {
+    config: Arc<Config>,
+    registry: Arc<Registry>,
+    reader: Connection,
+    writer: Connection,
+    recorded: HashSet<String>,
+}
+
+impl Refresher {
+    /// Rebuild, record new releases, log changes, swap.
+    fn round(&mut self) {
+        let previous = self.registry.current();
+        let next = match Snapshot::build(&self.reader, &self.config, &previous) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot refresh prompt labels from the store; still serving the previous versions");
+                return;
+            }
+        };
+        log_changes(&previous, &next);
+        let now = keel_store::prompts::now_ms();
+        for d in next.deployments() {
+            if self.recorded.contains(&d.release.id) {
+                continue;
+            }
+            match keel_store::record_release(&self.writer, &d.release, now) {
+                Ok(_) => {
+                    self.recorded.insert(d.release.id.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(release = %d.release.id, error = %e, "cannot record a release; will retry")
+                }
+            }
+        }
+        self.registry.replace(next);
+    }
+}
+
+fn log_changes(previous: &Snapshot, next: &Snapshot) {
+    for d in next.deployments() {
+        let before = previous
+            .deployments()
+            .find(|p| p.function == d.function && p.variant == d.variant);
+        match before {
+            Some(p) if p.release.id == d.release.id => {}
+            Some(p) => tracing::info!(
+                function = %d.function, variant = %d.variant,
+                "now serving prompt {} v{} (was v{}), release {}",
+                d.prompt_name, d.prompt_version, p.prompt_version, d.release.id
+            ),
+            None => tracing::info!(
+                function = %d.function, variant = %d.variant,
+                "serving prompt {} v{} on model {}, release {}",
+                d.prompt_name, d.prompt_version, d.model, d.release.id
+            ),
+        }
+    }
+    let old: HashSet<_> = previous.problems().into_iter().collect();
+    for p in next.problems() {
+        if !old.contains(&p) {
+            tracing::warn!("{}; requests routed to it get 503", p.2);
+        }
+    }
+}
+
+/// Build the first snapshot now (so the gateway serves the right versions from its
+/// first request), then refresh every `config.registry.refresh` on a thread of its own.
+pub fn start(
+    store: &Store,
+    config: Arc<Config>,
+) -> anyhow::Result<(Arc<Registry>, Option<RefreshHandle>)> {
+    let registry = Arc::new(Registry::new(Snapshot::empty()));
+    if config.functions.is_empty() {
+        return Ok((registry, None));
+    }
+    let mut r = Refresher {
+        config: config.clone(),
+        registry: registry.clone(),
+        reader: store.reader()?,
+        writer: store.writer_conn()?,
+        recorded: HashSet::new(),
+    };
+    r.round();
+    let every = config.registry.refresh;
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("keel-registry".into())
+        .spawn(move || run(r, every, stopped))?;
+    Ok((
+        registry,
+        Some(RefreshHandle {
+            stop: Some(stop),
+            thread: Some(thread),
+        }),
+    ))
+}
+
+fn run(mut r: Refresher, every: Duration, stopped: Receiver<()>) {
+    loop {
+        match stopped.recv_timeout(every) {
+            Err(RecvTimeoutError::Timeout) => r.round(),
+            // Stop asked (or the handle dropped).
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}

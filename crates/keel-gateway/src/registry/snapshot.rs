@@ -1,0 +1,253 @@
+//! One immutable picture of what every function variant serves: built off the request
+//! path from the store's prompt versions and labels, read by requests lock-free.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::HeaderValue;
+use keel_core::chat::Tool;
+use keel_core::config::{Config, FunctionConfig, PromptRef, VariantConfig};
+use keel_core::release::Release;
+use keel_registry::{CompiledPrompt, Prompt};
+use keel_store::Connection;
+use serde_json::{json, Map, Value};
+
+use super::params::ParamPatch;
+
+/// A stored prompt version, parsed and compiled once.
+#[derive(Debug)]
+pub struct LoadedVersion {
+    pub compiled: CompiledPrompt,
+    pub content_hash: String,
+}
+
+/// A variant resolved to what it serves right now.
+#[derive(Debug)]
+pub struct Deployment {
+    pub function: String,
+    pub variant: String,
+    pub prompt_name: String,
+    pub prompt_version: i64,
+    pub prompt: Arc<LoadedVersion>,
+    /// The configured model the variant calls.
+    pub model: String,
+    pub params: ParamPatch,
+    /// The prompt's tools, sent before any the caller adds.
+    pub tools: Option<Vec<Tool>>,
+    /// From the prompt's output schema, when the caller sets no `response_format`.
+    pub response_format: Option<Value>,
+    pub release: Release,
+    /// Response header values, made once.
+    pub variant_header: HeaderValue,
+    pub version_header: HeaderValue,
+}
+
+/// Either a deployment, or why the variant cannot serve (shown to the caller as 503).
+pub type Slot = Result<Arc<Deployment>, Arc<str>>;
+
+/// Every function's variants, resolved; in config order.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    functions: HashMap<String, Vec<Slot>>,
+    versions: HashMap<(String, i64), Arc<LoadedVersion>>,
+}
+
+impl Snapshot {
+    /// A snapshot in which no variant can serve (before the first build).
+    pub fn empty() -> Snapshot {
+        Snapshot::default()
+    }
+
+    /// The slot of variant `index` of `function`.
+    pub fn slot(&self, function: &str, index: usize) -> Option<&Slot> {
+        self.functions.get(function).and_then(|v| v.get(index))
+    }
+
+    /// Every deployment that can serve.
+    pub fn deployments(&self) -> impl Iterator<Item = &Arc<Deployment>> {
+        self.functions
+            .values()
+            .flatten()
+            .filter_map(|s| s.as_ref().ok())
+    }
+
+    /// Every variant that cannot serve, as `(function, variant index, reason)`.
+    pub fn problems(&self) -> Vec<(String, usize, Arc<str>)> {
+        let mut out = Vec::new();
+        for (f, slots) in &self.functions {
+            for (i, s) in slots.iter().enumerate() {
+                if let Err(why) = s {
+                    out.push((f.clone(), i, why.clone()));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Resolve every variant of every configured function against the store, reusing
+    /// the prompt versions `previous` already compiled (versions are immutable).
+    pub fn build(
+        conn: &Connection,
+        config: &Config,
+        previous: &Snapshot,
+    ) -> rusqlite::Result<Snapshot> {
+        let labels: HashMap<(String, String), i64> = keel_store::all_labels(conn)?
+            .into_iter()
+            .map(|l| ((l.name, l.label), l.version))
+            .collect();
+        let mut next = Snapshot::default();
+        for f in config.functions.values() {
+            let mut slots = Vec::with_capacity(f.variants.len());
+            for v in &f.variants {
+                let slot = match next.resolve(conn, config, previous, &labels, f, v)? {
+                    Ok(d) => Ok(Arc::new(d)),
+                    Err(why) => Err(Arc::from(why)),
+                };
+                slots.push(slot);
+            }
+            next.functions.insert(f.name.clone(), slots);
+        }
+        Ok(next)
+    }
+
+    /// One variant: `Ok(Err(reason))` when it cannot serve, `Err` only for store errors.
+    fn resolve(
+        &mut self,
+        conn: &Connection,
+        config: &Config,
+        previous: &Snapshot,
+        labels: &HashMap<(String, String), i64>,
+        f: &FunctionConfig,
+        v: &VariantConfig,
+    ) -> rusqlite::Result<Result<Deployment, String>> {
+        let name = &v.prompt;
+        let context = format!("function `{}` variant `{}`", f.name, v.name);
+        let version = match &v.prompt_ref {
+            PromptRef::Version(n) => i64::from(n.get()),
+            PromptRef::Label(label) => match labels.get(&(name.clone(), label.clone())) {
+                Some(n) => *n,
+                None => {
+                    return Ok(Err(format!(
+                        "{context}: prompt `{name}` has no `{label}` label — run `keel prompt push`, then `keel prompt label {name} VERSION {label}`"
+                    )))
+                }
+            },
+        };
+        let key = (name.clone(), version);
+        let loaded = match self
+            .versions
+            .get(&key)
+            .or_else(|| previous.versions.get(&key))
+        {
+            Some(l) => l.clone(),
+            None => match load_version(conn, name, version)? {
+                Ok(l) => Arc::new(l),
+                Err(why) => return Ok(Err(format!("{context}: {why}"))),
+            },
+        };
+        self.versions.insert(key, loaded.clone());
+        Ok(deployment(config, f, v, version, loaded).map_err(|why| format!("{context}: {why}")))
+    }
+}
+
+fn load_version(
+    conn: &Connection,
+    name: &str,
+    version: i64,
+) -> rusqlite::Result<Result<LoadedVersion, String>> {
+    let Some(stored) = keel_store::get_version(conn, name, version)? else {
+        return Ok(Err(format!(
+            "prompt `{name}` has no version {version} in the store — run `keel prompt push` (`keel prompt history {name}` lists its versions)"
+        )));
+    };
+    let parsed = serde_json::from_str::<Value>(&stored.content_json)
+        .map_err(|e| e.to_string())
+        .and_then(|json| Prompt::from_json(name, &json).map_err(|e| e.to_string()))
+        .and_then(|p| CompiledPrompt::new(p).map_err(|e| e.to_string()));
+    Ok(parsed
+        .map(|compiled| LoadedVersion {
+            compiled,
+            content_hash: stored.content_hash,
+        })
+        .map_err(|e| format!("prompt `{name}` v{version} cannot be served: {e}")))
+}
+
+fn deployment(
+    config: &Config,
+    f: &FunctionConfig,
+    v: &VariantConfig,
+    version: i64,
+    loaded: Arc<LoadedVersion>,
+) -> Result<Deployment, String> {
+    let prompt = loaded.compiled.prompt();
+    let Some(model) = config.models.get(&v.model) else {
+        return Err(format!("model `{}` is not configured", v.model));
+    };
+    let mut params: Map<String, Value> = prompt.params.clone();
+    for (k, val) in &v.params {
+        params.insert(k.clone(), val.clone());
+    }
+    let patch = ParamPatch::new(&params)?;
+    let tools = match &prompt.tools {
+        None => None,
+        Some(t) => Some(
+            serde_json::from_value::<Vec<Tool>>(Value::Array(t.clone())).map_err(|e| {
+                format!(
+                    "prompt `{}` v{version}: [[tools]] are not OpenAI tool definitions ({e})",
+                    v.prompt
+                )
+            })?,
+        ),
+    };
+    let response_format = prompt.output_schema.as_ref().map(|schema| {
+        json!({"type": "json_schema", "json_schema": {"name": schema_name(&v.prompt), "schema": schema}})
+    });
+    let release = Release::new(
+        &f.name,
+        &v.name,
+        &v.prompt,
+        version,
+        &loaded.content_hash,
+        &v.model,
+        &model.provider,
+        &model.upstream_model,
+        params,
+        prompt.tools.clone(),
+    );
+    let header = |s: &str| HeaderValue::from_str(s).map_err(|e| e.to_string());
+    Ok(Deployment {
+        function: f.name.clone(),
+        variant: v.name.clone(),
+        prompt_name: v.prompt.clone(),
+        prompt_version: version,
+        variant_header: header(&v.name)?,
+        version_header: header(&version.to_string())?,
+        prompt: loaded,
+        model: v.model.clone(),
+        params: patch,
+        tools,
+        response_format,
+        release,
+    })
+}
+
+/// OpenAI's `json_schema.name`: `[A-Za-z0-9_-]{1,64}`.
+fn schema_name(prompt: &str) -> String {
+    let s: String = prompt
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if s.is_empty() {
+        "output".into()
+    } else {
+        s
+    }
+}
