@@ -48,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd::prompt::PromptCommand,
     },
+    /// Eval suites as CI gates: run, compare models, lock datasets, history.
+    Eval {
+        #[command(subcommand)]
+        command: cmd::eval::EvalCommand,
+    },
     /// The audit log: every prompt push and label move, with who and why.
     Audit(cmd::audit::AuditArgs),
     /// Lineage: what shipped together (prompt version × model × params × tools), when it served, its traffic, cost and latency.
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
         Command::Report(a) => cmd::report::run(a),
         Command::Prompt { command } => cmd::prompt::run(command),
         Command::Audit(a) => cmd::audit::run(a),
+        Command::Eval { command } => cmd::eval::run(command),
         Command::Releases(a) => cmd::releases::run(a),
         Command::Replay(a) => cmd::replay::run(*a),
     };

@@ -39,6 +39,36 @@ impl TraceStatus {
     }
 }
 
+/// Where a call came from. Reports and budgets count live traffic only; eval and
+/// replay calls are traced the same way but kept apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    #[default]
+    Live,
+    Eval,
+    Replay,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Live => "live",
+            Origin::Eval => "eval",
+            Origin::Replay => "replay",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Origin> {
+        match s {
+            "live" => Some(Origin::Live),
+            "eval" => Some(Origin::Eval),
+            "replay" => Some(Origin::Replay),
+            _ => None,
+        }
+    }
+}
+
 /// Everything Keel knows about one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceRecord {
@@ -95,6 +125,9 @@ pub struct TraceRecord {
     pub prompt_version: Option<i64>,
     /// The release (prompt version × pinned model × parameters × tools) that served it.
     pub release_id: Option<String>,
+    /// Live traffic, or a call made by `keel eval` / `keel replay`.
+    #[serde(default)]
+    pub origin: Origin,
 }
 
 impl TraceRecord {
@@ -137,6 +170,7 @@ impl TraceRecord {
             prompt_name: None,
             prompt_version: None,
             release_id: None,
+            origin: Origin::Live,
         }
     }
 }

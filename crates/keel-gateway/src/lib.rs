@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod handlers;
+pub mod inproc;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;

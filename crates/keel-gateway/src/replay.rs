@@ -9,21 +9,16 @@
 //! to the trace table (the caller stores them as a replay run) and never touch the live
 //! gateway's metrics.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use keel_core::chat::ChatRequest;
 use keel_core::config::{Capture, Config, PromptRef, VariantConfig};
 use keel_core::money::Nanos;
-use keel_core::trace::TraceRecord;
-use keel_store::{Store, WriterHandle, WriterOptions};
+use keel_store::Store;
 use serde::Serialize;
 
-use crate::error::GatewayError;
-use crate::handlers::common::{self, Served};
+use crate::inproc::{CallOutcome, InProcess};
 use crate::pipeline::parse;
-use crate::registry::{Registry, Snapshot};
-use crate::state::AppState;
 
 /// What to try the recorded inputs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,11 +90,9 @@ pub enum ReplayError {
 
 /// An in-process pipeline for replaying one function's calls on one candidate.
 pub struct Replayer {
-    app: Arc<AppState>,
+    engine: InProcess,
     candidate: Candidate,
     function: String,
-    _writer: WriterHandle,
-    _scratch: Store,
 }
 
 impl Replayer {
@@ -158,35 +151,33 @@ impl Replayer {
                 f.variants.extend(synthetic);
             }
         }
-        let config = Arc::new(config);
-        let reader = store.reader().map_err(anyhow::Error::from)?;
-        let snapshot =
-            Snapshot::build(&reader, &config, &Snapshot::empty()).map_err(anyhow::Error::from)?;
+        let engine = InProcess::new(config, store, None)?;
         // A candidate that cannot serve is an error now, not N failed cases.
-        let variants = config
-            .functions
-            .get(function)
-            .map_or(&[][..], |f| &f.variants[..]);
-        for (i, v) in variants.iter().enumerate() {
-            let is_candidate = match &candidate {
-                Candidate::Variant(name) => &v.name == name,
-                _ => i >= original_len,
-            };
-            if let (true, Some(Err(why))) = (is_candidate, snapshot.slot(function, i)) {
-                return Err(ReplayError::Unavailable(why.to_string()));
-            }
+        let problem = {
+            let snapshot = engine.snapshot();
+            let variants = engine
+                .config()
+                .functions
+                .get(function)
+                .map_or(&[][..], |f| &f.variants[..]);
+            variants.iter().enumerate().find_map(|(i, v)| {
+                let is_candidate = match &candidate {
+                    Candidate::Variant(name) => &v.name == name,
+                    _ => i >= original_len,
+                };
+                match (is_candidate, snapshot.slot(function, i)) {
+                    (true, Some(Err(why))) => Some(why.to_string()),
+                    _ => None,
+                }
+            })
+        };
+        if let Some(why) = problem {
+            return Err(ReplayError::Unavailable(why));
         }
-        let scratch = Store::open(":memory:").map_err(anyhow::Error::from)?;
-        let (writer, handle) =
-            keel_store::spawn(&scratch, WriterOptions::default()).map_err(anyhow::Error::from)?;
-        let registry = Arc::new(Registry::new(snapshot));
-        let app = AppState::new(config, writer, registry).map_err(anyhow::Error::from)?;
         Ok(Replayer {
-            app: Arc::new(app),
+            engine,
             candidate,
             function: function.to_string(),
-            _writer: handle,
-            _scratch: scratch,
         })
     }
 
@@ -197,61 +188,52 @@ impl Replayer {
         recorded_variant: Option<&str>,
     ) -> ReplayOutcome {
         let started = Instant::now();
-        let mut trace = TraceRecord::new(String::new(), common::now_ms(), "openai", "replay");
-        let result = self.run(recorded_input, recorded_variant, &mut trace).await;
-        let mut out = ReplayOutcome {
+        let failed = |error: String| ReplayOutcome {
+            variant: None,
+            prompt_version: None,
+            model: None,
+            upstream_model: None,
+            output: None,
+            input_tokens: None,
+            output_tokens: None,
+            cost: None,
+            unpriced: false,
+            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            error: Some(error),
+        };
+        let mut req: ChatRequest = match parse::parse_json(recorded_input.as_bytes()) {
+            Ok(r) => r,
+            Err(e) => return failed(format!("{}: {}", e.class(), e.view().message)),
+        };
+        // A trace of the function records the function as its model; replay it as one.
+        req.model.clone_from(&self.function);
+        let variant =
+            match (&self.candidate, recorded_variant) {
+                (Candidate::Variant(v), _) => v.clone(),
+                (c, Some(base)) => c.variant_for(base),
+                (_, None) => return failed(
+                    "invalid_request: the recorded call has no variant to base the candidate on"
+                        .into(),
+                ),
+            };
+        let CallOutcome { trace, result } = self.engine.call(req, Some(&variant), &[]).await;
+        ReplayOutcome {
             variant: trace.variant.clone(),
             prompt_version: trace.prompt_version,
             model: trace.model_requested.clone(),
             upstream_model: trace.upstream_model.clone(),
-            output: None,
+            output: match &result {
+                Ok(resp) => trace.output.clone().or_else(|| Some(resp.output_text())),
+                Err(_) => None,
+            },
             input_tokens: trace.input_tokens,
             output_tokens: trace.output_tokens,
             cost: trace.cost,
             unpriced: trace.unpriced,
-            latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            error: None,
-        };
-        match result {
-            Ok(()) => out.output = trace.output,
-            Err(e) => out.error = Some(format!("{}: {}", e.class(), e.view().message)),
-        }
-        out
-    }
-
-    async fn run(
-        &self,
-        recorded_input: &str,
-        recorded_variant: Option<&str>,
-        trace: &mut TraceRecord,
-    ) -> Result<(), GatewayError> {
-        let mut req: ChatRequest = parse::parse_json(recorded_input.as_bytes())?;
-        if req.model != self.function {
-            // A trace of the function always records the function as its model; anything
-            // else was not a call to it.
-            req.model.clone_from(&self.function);
-        }
-        req.stream = false;
-        req.stream_options = None;
-        let variant = match (&self.candidate, recorded_variant) {
-            (Candidate::Variant(v), _) => v.clone(),
-            (c, Some(base)) => c.variant_for(base),
-            (_, None) => {
-                return Err(GatewayError::InvalidRequest(
-                    "the recorded call has no variant to base the candidate on".into(),
-                ))
-            }
-        };
-        match common::run(&self.app, req, Some(&variant), trace).await? {
-            Served::Whole { resp, .. } => {
-                if trace.output.is_none() {
-                    trace.output = Some(resp.output_text());
-                }
-                Ok(())
-            }
-            Served::Stream(_) => Err(GatewayError::Internal(
-                "replay asked for a whole reply but got a stream".into(),
-            )),
+            latency_ms: trace.latency_ms,
+            error: result
+                .err()
+                .map(|e| format!("{}: {}", e.class(), e.view().message)),
         }
     }
 }

@@ -11,6 +11,7 @@
 pub mod audit;
 mod db;
 mod error;
+pub mod evals;
 mod migrations;
 pub mod prompts;
 pub mod query;
@@ -27,8 +28,8 @@ pub use db::Store;
 pub use error::StoreError;
 pub use prompts::{
     all_labels, get_version, label_moves, label_version, latest_version, list_prompts,
-    push_version, rollback_label, set_label, versions, LabelMove, LabelOutcome, LabelPosition,
-    PromptStoreError, PromptSummary, PromptVersion, PushOutcome,
+    push_version, rollback_label, set_label, version_by_hash, versions, LabelMove, LabelOutcome,
+    LabelPosition, PromptStoreError, PromptSummary, PromptVersion, PushOutcome,
 };
 pub use query::{count_traces, get_trace, list_traces, TraceFilter};
 pub use release_report::{list_releases, ReleaseFilter, ReleaseRow, ReleaseTraffic};

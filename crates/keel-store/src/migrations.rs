@@ -49,6 +49,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0006_replays",
         sql: include_str!("../migrations/0006_replays.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_evals",
+        sql: include_str!("../migrations/0007_evals.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -172,8 +177,8 @@ mod tests {
     fn empty_database_gets_every_migration_once() {
         let mut conn = Connection::open_in_memory().unwrap();
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
-        assert_eq!(applied, vec![1, 2, 3, 4, 5, 6]);
-        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5, 6, 7]);
         let idx = index_names(&conn);
         for name in [
             "traces_started_at",
@@ -198,7 +203,7 @@ mod tests {
         // Running again is a no-op.
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
         assert!(applied.is_empty());
-        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5, 6, 7]);
     }
 
     #[test]
@@ -248,10 +253,11 @@ mod tests {
             migrate(&mut conn, "mem", &MIGRATIONS[..5]).unwrap(),
             vec![5]
         );
-        let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
-        assert_eq!((old.function, old.release_id), (None, None));
         // And from version 5, only 0006 (the replay tables).
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![6]);
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..6]).unwrap(),
+            vec![6]
+        );
         let tables: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN
@@ -261,6 +267,11 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 2);
+        // And from version 6, only 0007: traces gain an origin (old ones are live).
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![7]);
+        let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
+        assert_eq!((old.function, old.release_id), (None, None));
+        assert_eq!(old.origin, keel_core::trace::Origin::Live);
     }
 
     #[test]

@@ -284,6 +284,17 @@ pub fn get_version(
     .optional()
 }
 
+/// The version of `name` whose content hash is `hash`, if that content was ever pushed.
+pub fn version_by_hash(conn: &Connection, name: &str, hash: &str) -> rusqlite::Result<Option<i64>> {
+    conn.query_row(
+        "SELECT version FROM prompt_versions WHERE name = ?1 AND content_hash = ?2
+         ORDER BY version DESC LIMIT 1",
+        [name, hash],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 pub fn latest_version(conn: &Connection, name: &str) -> rusqlite::Result<Option<PromptVersion>> {
     conn.query_row(
         &format!(

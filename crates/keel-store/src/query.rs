@@ -27,6 +27,8 @@ pub struct TraceFilter {
     /// The function called (`model = "support-answer"`).
     pub function: Option<String>,
     pub variant: Option<String>,
+    /// Live traffic, or eval / replay calls; `None` lists all.
+    pub origin: Option<keel_core::trace::Origin>,
     /// Most traces returned; 0 means no limit.
     pub limit: usize,
 }
@@ -49,6 +51,7 @@ impl Default for TraceFilter {
             error_class: None,
             function: None,
             variant: None,
+            origin: None,
             limit: TraceFilter::DEFAULT_LIMIT,
         }
     }
@@ -99,6 +102,9 @@ pub fn list_traces(
     }
     if let Some(status) = filter.status {
         push("status = {p}", Value::Text(status.as_str().to_string()));
+    }
+    if let Some(origin) = filter.origin {
+        push("origin = {p}", Value::Text(origin.as_str().to_string()));
     }
     sql.push_str(" ORDER BY started_at_ms DESC, rowid DESC");
     if filter.limit > 0 {
@@ -169,6 +175,7 @@ mod tests {
             prompt_name: Some("support/answer".into()),
             prompt_version: Some(3),
             release_id: Some("rel_0123456789abcdef".into()),
+            origin: keel_core::trace::Origin::Eval,
         }
     }
 

@@ -111,8 +111,8 @@ const PICK_SQL: &str =
             upstream_model, params_json, tools_json, created_at_ms, first_served_ms, last_served_ms
      FROM (
          SELECT r.*,
-                (SELECT MIN(t.started_at_ms) FROM traces t WHERE t.release_id = r.id) AS first_served_ms,
-                (SELECT MAX(t.started_at_ms) FROM traces t WHERE t.release_id = r.id) AS last_served_ms
+                (SELECT MIN(t.started_at_ms) FROM traces t WHERE t.release_id = r.id AND t.origin = 'live') AS first_served_ms,
+                (SELECT MAX(t.started_at_ms) FROM traces t WHERE t.release_id = r.id AND t.origin = 'live') AS last_served_ms
          FROM releases r
          WHERE ?1 IS NULL OR r.function = ?1
      )
@@ -202,7 +202,9 @@ impl Sums {
 }
 
 /// The traces of the releases in `ids` (a JSON array) that started at or after `since`.
-const OF_RELEASES: &str = "release_id IN (SELECT value FROM json_each(?1)) AND started_at_ms >= ?2";
+/// Live traffic of the listed releases (eval and replay calls are kept apart).
+const OF_RELEASES: &str =
+    "release_id IN (SELECT value FROM json_each(?1)) AND started_at_ms >= ?2 AND origin = 'live'";
 
 /// Counts and sums per release, in one `GROUP BY`.
 fn traffic_sums(

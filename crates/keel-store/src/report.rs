@@ -211,7 +211,8 @@ struct Window {
     until_ms: i64,
 }
 
-const IN_WINDOW: &str = "started_at_ms >= ?1 AND started_at_ms < ?2";
+/// Reports cover live traffic: eval and replay calls are traced but kept apart.
+const IN_WINDOW: &str = "started_at_ms >= ?1 AND started_at_ms < ?2 AND origin = 'live'";
 
 /// What a breakdown groups by; each maps to a fixed SQL expression (never user input).
 #[derive(Debug, Clone, Copy)]

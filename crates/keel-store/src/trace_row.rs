@@ -6,7 +6,7 @@
 //! not compile until it has a column here (and a migration).
 
 use keel_core::money::Nanos;
-use keel_core::trace::{TraceRecord, TraceStatus};
+use keel_core::trace::{Origin, TraceRecord, TraceStatus};
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, Row, Statement};
 
@@ -15,15 +15,15 @@ pub(crate) const COLUMNS: &str = "id, started_at_ms, api, endpoint, key_id, tena
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
-     function, variant, prompt_name, prompt_version, release_id";
+     function, variant, prompt_name, prompt_version, release_id, origin";
 
 const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, key_id, tenant, feature, user, session, tags, \
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
-     function, variant, prompt_name, prompt_version, release_id) \
+     function, variant, prompt_name, prompt_version, release_id, origin) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36)";
+     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)";
 
 /// Insert `traces` in one transaction. The statement is prepared once per connection
 /// and cached.
@@ -82,6 +82,7 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         prompt_name,
         prompt_version,
         release_id,
+        origin,
     } = t;
     let tags = serde_json::to_string(tags)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
@@ -122,6 +123,7 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         prompt_name,
         prompt_version,
         release_id,
+        origin.as_str(),
     ])?;
     Ok(())
 }
@@ -145,7 +147,7 @@ where
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("unknown trace status '{0}'")]
+#[error("unknown trace status or origin '{0}'")]
 struct UnknownStatus(String);
 
 /// Read a row selected with [`COLUMNS`].
@@ -195,5 +197,9 @@ pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<TraceRecord> {
         prompt_name: row.get(33)?,
         prompt_version: row.get(34)?,
         release_id: row.get(35)?,
+        origin: {
+            let o: String = row.get(36)?;
+            Origin::parse(&o).ok_or_else(|| conversion(36, UnknownStatus(o)))?
+        },
     })
 }

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod check;
 pub mod check_functions;
+pub mod eval;
 pub mod mock;
 pub mod prompt;
 pub mod releases;

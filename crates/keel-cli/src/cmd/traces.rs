@@ -49,6 +49,9 @@ pub struct ListArgs {
     /// Variant of the function that served.
     #[arg(long)]
     variant: Option<String>,
+    /// live, eval or replay (default: all).
+    #[arg(long)]
+    origin: Option<String>,
     /// Most traces to show (0 = all).
     #[arg(long, default_value_t = 50)]
     limit: usize,
@@ -83,7 +86,15 @@ fn list(a: ListArgs) -> Result<ExitCode> {
             None => bail!("--status `{s}` is not a status; use ok, error or client_disconnected"),
         },
     };
+    let origin = match a.origin.as_deref() {
+        None => None,
+        Some(s) => match keel_core::trace::Origin::parse(s) {
+            Some(o) => Some(o),
+            None => bail!("--origin `{s}` is not an origin; use live, eval or replay"),
+        },
+    };
     let filter = TraceFilter {
+        origin,
         since_ms: a.since.as_deref().map(parse_since).transpose()?,
         model: a.model,
         tenant: a.tenant,
@@ -196,6 +207,7 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
             },
         ),
         ("release", opt(&t.release_id)),
+        ("origin", t.origin.as_str().to_string()),
         ("provider", opt(&t.provider)),
         ("upstream model", opt(&t.upstream_model)),
         ("served model", opt(&t.served_model)),

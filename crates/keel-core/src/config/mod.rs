@@ -70,6 +70,7 @@ impl Config {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let prompts_dir = raw.prompts.as_deref().map(|p| dir.join(p));
+        let evals_dir = dir.join(raw.evals.as_deref().unwrap_or("evals"));
         let v = validate::validate(raw, dir, &prices).map_err(|issues| ConfigError {
             file: file.clone(),
             issues,
@@ -77,6 +78,7 @@ impl Config {
         Ok(Config {
             source: file,
             prompts_dir,
+            evals_dir,
             gateway: v.gateway,
             registry: v.registry,
             providers: v.providers,

@@ -17,6 +17,8 @@ pub struct Config {
     pub source: PathBuf,
     /// The prompts folder, resolved against the config file's folder (`prompts = "..."`).
     pub prompts_dir: Option<PathBuf>,
+    /// The eval suites folder (`evals = "..."`, default `evals` beside the config).
+    pub evals_dir: PathBuf,
     pub gateway: GatewaySettings,
     pub registry: RegistrySettings,
     pub providers: BTreeMap<String, ProviderConfig>,

@@ -16,6 +16,8 @@ use super::mock::MockSettings;
 pub struct RawConfig {
     /// The prompts folder (prompts as code), relative to this file.
     pub prompts: Option<String>,
+    /// The eval suites folder (`evals/<suite>.toml`), relative to this file.
+    pub evals: Option<String>,
     #[serde(default)]
     pub gateway: RawGateway,
     #[serde(default)]

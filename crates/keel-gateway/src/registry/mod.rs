@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use snapshot::{Deployment, Snapshot};
+pub use snapshot::{Deployment, PromptOverrides, Snapshot, FOLDER_LABEL, UNPUSHED_VERSION};
 
 /// The current snapshot, swapped atomically by the refresher.
 pub struct Registry {

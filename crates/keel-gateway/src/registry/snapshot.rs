@@ -52,6 +52,24 @@ pub struct Snapshot {
     versions: HashMap<(String, i64), Arc<LoadedVersion>>,
 }
 
+/// Prompts taken from the prompts folder instead of the store, by name — what `keel
+/// eval` tests before a change is pushed. Only a variant following the pseudo-label
+/// [`FOLDER_LABEL`] serves the folder's content (eval builds such variants; no config
+/// can name the label, it is not a valid label name), so a baseline following
+/// `production` in the same run still serves the store's version. The folder content
+/// gets the version number it was pushed as, or [`UNPUSHED_VERSION`] when it has not
+/// been pushed yet (its release still names its content hash).
+#[derive(Debug, Default, Clone)]
+pub struct PromptOverrides {
+    pub prompts: HashMap<String, Prompt>,
+}
+
+/// The pseudo-label of "the prompt as it is in the prompts folder".
+pub const FOLDER_LABEL: &str = "(folder)";
+
+/// The version number of a prompt taken from the folder that was never pushed.
+pub const UNPUSHED_VERSION: i64 = 0;
+
 impl Snapshot {
     /// A snapshot in which no variant can serve (before the first build).
     pub fn empty() -> Snapshot {
@@ -92,6 +110,16 @@ impl Snapshot {
         config: &Config,
         previous: &Snapshot,
     ) -> rusqlite::Result<Snapshot> {
+        Snapshot::build_with(conn, config, previous, &PromptOverrides::default())
+    }
+
+    /// [`Snapshot::build`], with some prompts taken from the folder.
+    pub fn build_with(
+        conn: &Connection,
+        config: &Config,
+        previous: &Snapshot,
+        overrides: &PromptOverrides,
+    ) -> rusqlite::Result<Snapshot> {
         let labels: HashMap<(String, String), i64> = keel_store::all_labels(conn)?
             .into_iter()
             .map(|l| ((l.name, l.label), l.version))
@@ -100,7 +128,14 @@ impl Snapshot {
         for f in config.functions.values() {
             let mut slots = Vec::with_capacity(f.variants.len());
             for v in &f.variants {
-                let slot = match next.resolve(conn, config, previous, &labels, f, v)? {
+                let ctx = Ctx {
+                    conn,
+                    config,
+                    previous,
+                    labels: &labels,
+                    overrides,
+                };
+                let slot = match next.resolve(&ctx, f, v)? {
                     Ok(d) => Ok(Arc::new(d)),
                     Err(why) => Err(Arc::from(why)),
                 };
@@ -114,15 +149,44 @@ impl Snapshot {
     /// One variant: `Ok(Err(reason))` when it cannot serve, `Err` only for store errors.
     fn resolve(
         &mut self,
-        conn: &Connection,
-        config: &Config,
-        previous: &Snapshot,
-        labels: &HashMap<(String, String), i64>,
+        ctx: &Ctx<'_>,
         f: &FunctionConfig,
         v: &VariantConfig,
     ) -> rusqlite::Result<Result<Deployment, String>> {
+        let Ctx {
+            conn,
+            config,
+            previous,
+            labels,
+            overrides,
+        } = *ctx;
         let name = &v.prompt;
         let context = format!("function `{}` variant `{}`", f.name, v.name);
+        if let PromptRef::Label(label) = &v.prompt_ref {
+            if label == FOLDER_LABEL {
+                let Some(prompt) = overrides.prompts.get(name) else {
+                    return Ok(Err(format!(
+                        "{context}: prompt `{name}` is not in the prompts folder"
+                    )));
+                };
+                let hash = prompt.content_hash();
+                let version =
+                    keel_store::version_by_hash(conn, name, &hash)?.unwrap_or(UNPUSHED_VERSION);
+                let loaded = match CompiledPrompt::new(prompt.clone()) {
+                    Ok(compiled) => Arc::new(LoadedVersion {
+                        compiled,
+                        content_hash: hash,
+                    }),
+                    Err(e) => {
+                        return Ok(Err(format!(
+                            "{context}: prompt `{name}` in the folder: {e}"
+                        )))
+                    }
+                };
+                return Ok(deployment(config, f, v, version, loaded)
+                    .map_err(|why| format!("{context}: {why}")));
+            }
+        }
         let version = match &v.prompt_ref {
             PromptRef::Version(n) => i64::from(n.get()),
             PromptRef::Label(label) => match labels.get(&(name.clone(), label.clone())) {
@@ -149,6 +213,15 @@ impl Snapshot {
         self.versions.insert(key, loaded.clone());
         Ok(deployment(config, f, v, version, loaded).map_err(|why| format!("{context}: {why}")))
     }
+}
+
+/// What resolving a variant reads.
+struct Ctx<'a> {
+    conn: &'a Connection,
+    config: &'a Config,
+    previous: &'a Snapshot,
+    labels: &'a HashMap<(String, String), i64>,
+    overrides: &'a PromptOverrides,
 }
 
 fn load_version(

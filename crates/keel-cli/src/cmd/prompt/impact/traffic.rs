@@ -27,7 +27,7 @@ pub(super) fn traffic(
         "SELECT function, variant, model_requested, upstream_model, COUNT(*), MIN(started_at_ms)
          FROM traces
          WHERE prompt_name = ?1 AND started_at_ms >= ?2 AND started_at_ms < ?3
-           AND (status = 'ok' OR input_tokens IS NOT NULL)
+           AND origin = 'live' AND (status = 'ok' OR input_tokens IS NOT NULL)
          GROUP BY function, variant, model_requested, upstream_model",
     )?;
     let rows = stmt.query_map((name, since_ms, until_ms), |r| {

@@ -1,0 +1,161 @@
+//! `keel eval …` on a copy of the quickstart: lock the dataset, run the gate (exit 0),
+//! break the prompt (exit 1, with the regression in every output format), change the
+//! dataset (exit 2 until re-locked), and read the history.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if !entry.file_name().to_string_lossy().starts_with("keel.db") {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn quickstart() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
+    copy_dir(&root, dir.path());
+    let p = dir.path().to_path_buf();
+    (dir, p)
+}
+
+fn keel(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("keel.toml"))
+        .env_remove("KEEL_CONFIG")
+        .env("KEEL_ACTOR", "ci")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn the_gate_passes_blocks_a_bad_prompt_and_refuses_a_changed_dataset() {
+    let (_guard, dir) = quickstart();
+    for args in [
+        &["prompt", "push", "--author", "t", "--message", "m"][..],
+        &[
+            "prompt",
+            "label",
+            "support/answer",
+            "1",
+            "production",
+            "--reason",
+            "launch",
+        ],
+    ] {
+        let o = keel(&dir, args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+    }
+    // Unlocked: exit 2 with the fix.
+    let o = keel(&dir, &["eval", "run", "support"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("keel eval lock support"), "{}", text(&o));
+
+    let o = keel(
+        &dir,
+        &["eval", "lock", "support", "--reason", "first 50 cases"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(fs::read_to_string(dir.join("evals/support.toml"))
+        .unwrap()
+        .contains("hash = \"sha256:"));
+
+    // The prompt as pushed: the gate holds.
+    let o = keel(
+        &dir,
+        &[
+            "eval",
+            "run",
+            "support",
+            "--baseline",
+            "production",
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let good: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(good["cases"], 50);
+    assert_eq!(good["gate"]["passed"], true);
+    let rate = good["candidate"]["stats"]["pass_rate"]["estimate"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (0.8..1.0).contains(&rate),
+        "some cases genuinely fail: {rate}"
+    );
+    assert_eq!(good["candidate"]["prompt_version"], 1);
+
+    // A bad change in the prompts folder: the scripted answers no longer match.
+    let prompt = dir.join("prompts/support/answer.toml");
+    let src = fs::read_to_string(&prompt).unwrap();
+    fs::write(
+        &prompt,
+        src.replace("{{ question }}", "{{ question | upper }}"),
+    )
+    .unwrap();
+    let o = keel(
+        &dir,
+        &[
+            "eval",
+            "run",
+            "support",
+            "--baseline",
+            "production",
+            "--junit",
+            "junit.xml",
+            "--markdown",
+            "report.md",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("GATE FAILED"), "{out}");
+    assert!(out.contains("min_pass_rate"), "{out}");
+    let md = fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("❌"), "{md}");
+    let junit = fs::read_to_string(dir.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains("<testsuite") && junit.contains("<failure"),
+        "{junit}"
+    );
+
+    // One edited case: the dataset no longer matches its lock.
+    let data = dir.join("evals/support.jsonl");
+    let d = fs::read_to_string(&data).unwrap();
+    fs::write(&data, d.replacen("30 days", "31 days", 1)).unwrap();
+    let o = keel(&dir, &["eval", "run", "support"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("changed since it was locked"),
+        "{}",
+        text(&o)
+    );
+
+    let o = keel(&dir, &["eval", "history", "support", "--json"]);
+    let runs: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Two runs of two arms each.
+    assert_eq!(runs.as_array().unwrap().len(), 4, "{runs}");
+    let o = keel(&dir, &["audit", "--json"]);
+    assert!(text(&o).contains("eval.lock"), "{}", text(&o));
+}

@@ -1,0 +1,20 @@
+//! Evals as CI gates: suites as files, locked datasets, assertions, honest statistics.
+//!
+//! - [`case`] — one dataset case (JSONL line) and the dataset's content hash;
+//! - [`output`] — what a target produced for a case (text, tool calls, cost, latency);
+//! - [`assert`] — every assertion type, each a pure (or judge-backed) scoring of an output;
+//! - [`stats`] — confidence intervals and paired significance tests;
+//! - [`compare`] — a run's summary, and a candidate compared with a baseline case by case;
+//! - [`gate`] — the suite's rules, checked against a run and its baseline;
+//! - [`report`] — a run rendered for a terminal, a PR comment, JUnit and JSON.
+
+pub mod assert;
+pub mod case;
+pub mod compare;
+pub mod dataset;
+pub mod gate;
+pub mod output;
+pub mod report;
+pub mod runner;
+pub mod stats;
+pub mod suite;

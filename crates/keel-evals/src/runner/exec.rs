@@ -1,0 +1,463 @@
+//! Executing a plan: every case × repeat of every arm through the in-process pipeline,
+//! with bounded concurrency, adaptive back-off on rate limits, retries on transient
+//! failures, the response cache, the assertions, and a result row written as each case
+//! completes.
+//!
+//! Back-off: a 429 (or a 5xx, a timeout, an unreachable upstream) is retried up to
+//! `max_retries` times, waiting `Retry-After` when the provider sent one, else
+//! 250 ms · 2^attempt with ±50 % jitter; a 429 also pauses *every* worker until its wait
+//! is over and halves the number of calls in flight (regained one at a time after 20
+//! successes), so a run slows to what the provider allows instead of hammering it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use keel_core::chat::{ChatRequest, Message};
+use keel_core::trace::Origin;
+use keel_gateway::inproc::InProcess;
+use keel_store::evals::EvalResult;
+use keel_store::Connection;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::plan::{Arm, ArmCall};
+use crate::assert::{case_score, evaluate, Assertion, AssertionResult, Judge, JudgeReply};
+use crate::case::{Case, CaseInput};
+use crate::compare::CaseRecord;
+use crate::output::CaseOutput;
+
+/// What the executor reports as it goes (the CLI draws a progress bar from it).
+pub trait Progress: Send + Sync {
+    fn case_done(&self, arm: &str, pass: bool);
+}
+
+/// One case × repeat, as folded into the case's record.
+struct Sample {
+    case_id: String,
+    pass: bool,
+    score: f64,
+    metrics: BTreeMap<String, f64>,
+    cost_nanos: Option<i64>,
+    latency_ms: u64,
+    error: Option<String>,
+}
+
+/// Shared knobs of one execution.
+pub struct ExecOptions {
+    pub concurrency: usize,
+    pub repeat: u32,
+    pub max_retries: u32,
+    pub use_cache: bool,
+    pub tags: Vec<String>,
+}
+
+/// One arm's results, one record per case (repeats folded: pass when at least half the
+/// repeats passed, score and metrics the means, cost and latency the means).
+pub struct ArmResults {
+    pub records: Vec<CaseRecord>,
+    pub failures: Vec<(String, String)>,
+}
+
+struct Throttle {
+    limit: AtomicUsize,
+    max: usize,
+    in_flight: AtomicUsize,
+    successes: AtomicUsize,
+    paused_until: Mutex<Option<Instant>>,
+}
+
+impl Throttle {
+    async fn enter(&self) {
+        loop {
+            let wait = self
+                .paused_until
+                .lock()
+                .ok()
+                .and_then(|p| *p)
+                .and_then(|t| t.checked_duration_since(Instant::now()));
+            if let Some(w) = wait {
+                tokio::time::sleep(w).await;
+                continue;
+            }
+            let n = self.in_flight.load(Ordering::SeqCst);
+            if n < self.limit.load(Ordering::SeqCst)
+                && self
+                    .in_flight
+                    .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn leave(&self, rate_limited: Option<Duration>) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        match rate_limited {
+            Some(wait) => {
+                let l = self.limit.load(Ordering::SeqCst);
+                self.limit.store((l / 2).max(1), Ordering::SeqCst);
+                self.successes.store(0, Ordering::SeqCst);
+                if let Ok(mut p) = self.paused_until.lock() {
+                    let until = Instant::now() + wait;
+                    if p.is_none_or(|t| t < until) {
+                        *p = Some(until);
+                    }
+                }
+            }
+            None => {
+                if self.successes.fetch_add(1, Ordering::SeqCst) + 1 >= 20 {
+                    self.successes.store(0, Ordering::SeqCst);
+                    let l = self.limit.load(Ordering::SeqCst);
+                    self.limit.store((l + 1).min(self.max), Ordering::SeqCst);
+                }
+            }
+        }
+    }
+}
+
+/// The request a case makes on an arm.
+pub fn case_request(arm: &Arm, case: &Case) -> Result<(ChatRequest, Option<String>), String> {
+    let messages: Vec<Message> = match &case.input {
+        None => Vec::new(),
+        Some(CaseInput::Text(t)) => vec![Message::text("user", t.clone())],
+        Some(CaseInput::Messages(m)) => m.clone(),
+    };
+    let mut req = ChatRequest {
+        messages,
+        ..ChatRequest::default()
+    };
+    match &arm.call {
+        ArmCall::Variant { function, variant } => {
+            req.model.clone_from(function);
+            req.extra
+                .insert("variables".into(), Value::Object(case.variables.clone()));
+            Ok((req, Some(variant.clone())))
+        }
+        ArmCall::Model { model } => {
+            if req.messages.is_empty() {
+                return Err(format!(
+                    "case `{}` has no `input`; a model target sends the input as the conversation",
+                    case.id
+                ));
+            }
+            req.model.clone_from(model);
+            Ok((req, None))
+        }
+    }
+}
+
+fn retryable(class: &str) -> bool {
+    matches!(
+        class,
+        "upstream_rate_limit"
+            | "upstream_server_error"
+            | "upstream_timeout"
+            | "upstream_unreachable"
+    )
+}
+
+/// The cache key: the arm's release (prompt version, pinned model, params, tools) or
+/// model, and the exact request.
+fn cache_key(identity: &str, req: &ChatRequest) -> String {
+    let body = serde_json::to_string(req).unwrap_or_default();
+    hex::encode(Sha256::digest(format!("{identity}\n{body}").as_bytes()))
+}
+
+pub struct Executor<'a> {
+    pub engine: &'a InProcess,
+    pub store: &'a Mutex<Connection>,
+    pub judge: &'a dyn Judge,
+    pub defaults: &'a [Assertion],
+    pub opts: &'a ExecOptions,
+    pub progress: &'a dyn Progress,
+}
+
+impl Executor<'_> {
+    /// Run every case × repeat of `arm`, writing results under `run_id`.
+    pub async fn run_arm(
+        &self,
+        arm: &Arm,
+        identity: &str,
+        run_id: &str,
+        cases: &[Case],
+    ) -> ArmResults {
+        let throttle = Throttle {
+            limit: AtomicUsize::new(self.opts.concurrency),
+            max: self.opts.concurrency,
+            in_flight: AtomicUsize::new(0),
+            successes: AtomicUsize::new(0),
+            paused_until: Mutex::new(None),
+        };
+        let jobs = cases
+            .iter()
+            .flat_map(|c| (0..self.opts.repeat).map(move |r| (c, r)));
+        let per_case: Vec<Sample> = futures::stream::iter(jobs)
+            .map(|(case, r)| self.one(arm, identity, run_id, case, r, &throttle))
+            .buffer_unordered(self.opts.concurrency.max(1))
+            .collect()
+            .await;
+        fold(cases, per_case)
+    }
+
+    async fn one(
+        &self,
+        arm: &Arm,
+        identity: &str,
+        run_id: &str,
+        case: &Case,
+        repeat: u32,
+        throttle: &Throttle,
+    ) -> Sample {
+        let (out, cached, trace_id) = self.output(arm, identity, case, repeat, throttle).await;
+        let mut results: Vec<AssertionResult> = Vec::new();
+        for a in self.defaults {
+            results.push(evaluate(a, case, &out, self.judge).await);
+        }
+        for spec in &case.assertions {
+            match spec.validate() {
+                Ok(a) => results.push(evaluate(&a, case, &out, self.judge).await),
+                Err(e) => results.push(AssertionResult {
+                    name: spec.kind.clone(),
+                    metric: None,
+                    pass: false,
+                    score: 0.0,
+                    weight: 1.0,
+                    reason: e,
+                    judge_reasoning: None,
+                    judge_cost: None,
+                }),
+            }
+        }
+        let (pass, score) = if results.is_empty() {
+            (
+                out.error.is_none(),
+                f64::from(u8::from(out.error.is_none())),
+            )
+        } else {
+            case_score(&results)
+        };
+        let mut metrics = BTreeMap::new();
+        for r in &results {
+            if let Some(m) = &r.metric {
+                metrics.insert(m.clone(), r.score);
+            }
+        }
+        let row = EvalResult {
+            run_id: run_id.to_string(),
+            case_id: case.id.clone(),
+            repeat_idx: repeat,
+            pass,
+            score,
+            output: Some(out.text.clone()),
+            error: out.error.clone(),
+            latency_ms: out.latency_ms,
+            cost_nanos: out.cost.map(|c| c.0),
+            input_tokens: out.input_tokens,
+            output_tokens: out.output_tokens,
+            cached,
+            trace_id,
+            assertions_json: serde_json::to_string(&results).unwrap_or_else(|_| "[]".into()),
+        };
+        if let Ok(conn) = self.store.lock() {
+            if let Err(e) = keel_store::evals::record_eval_result(&conn, &row) {
+                tracing::warn!(error = %e, case = %case.id, "cannot store an eval result");
+            }
+        }
+        self.progress.case_done(arm.role, pass);
+        Sample {
+            case_id: case.id.clone(),
+            pass,
+            score,
+            metrics,
+            cost_nanos: out.cost.map(|c| c.0),
+            latency_ms: out.latency_ms,
+            error: out.error,
+        }
+    }
+
+    /// The target's output for a case: from the cache, or a call with retries.
+    async fn output(
+        &self,
+        arm: &Arm,
+        identity: &str,
+        case: &Case,
+        repeat: u32,
+        throttle: &Throttle,
+    ) -> (CaseOutput, bool, Option<String>) {
+        let (req, variant) = match case_request(arm, case) {
+            Ok(x) => x,
+            Err(e) => {
+                return (
+                    CaseOutput {
+                        error: Some(e),
+                        ..CaseOutput::default()
+                    },
+                    false,
+                    None,
+                )
+            }
+        };
+        // Repeats are separate samples: the repeat index is part of the key.
+        let key = cache_key(&format!("{identity}#{repeat}"), &req);
+        if self.opts.use_cache {
+            let hit = self
+                .store
+                .lock()
+                .ok()
+                .and_then(|c| keel_store::evals::cache_get(&c, &key).ok().flatten())
+                .and_then(|j| serde_json::from_str::<CaseOutput>(&j).ok());
+            if let Some(out) = hit {
+                return (out, true, None);
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            throttle.enter().await;
+            let outcome = self
+                .engine
+                .call(req.clone(), variant.as_deref(), &self.opts.tags)
+                .await;
+            let trace = outcome.trace;
+            let (out, retry) = match outcome.result {
+                Ok(resp) => {
+                    let tool_calls = resp
+                        .choices
+                        .first()
+                        .and_then(|c| c.message.tool_calls.clone())
+                        .unwrap_or_default();
+                    (
+                        CaseOutput {
+                            text: resp.output_text(),
+                            tool_calls,
+                            latency_ms: trace.latency_ms,
+                            cost: trace.cost,
+                            input_tokens: trace.input_tokens,
+                            output_tokens: trace.output_tokens,
+                            error: None,
+                        },
+                        None,
+                    )
+                }
+                Err(e) => {
+                    let class = e.class();
+                    let wait = e
+                        .retry_after_secs()
+                        .map(Duration::from_secs)
+                        .unwrap_or_else(|| {
+                            let base = 250u64.saturating_mul(1 << attempt.min(6));
+                            Duration::from_millis(base / 2 + fastrand::u64(0..=base))
+                        });
+                    (
+                        CaseOutput {
+                            latency_ms: trace.latency_ms,
+                            cost: trace.cost,
+                            error: Some(format!("{class}: {}", e.view().message)),
+                            ..CaseOutput::default()
+                        },
+                        retryable(class).then_some((wait, class == "upstream_rate_limit")),
+                    )
+                }
+            };
+            throttle.leave(match retry {
+                Some((wait, true)) => Some(wait),
+                _ => None,
+            });
+            match retry {
+                Some((wait, _)) if attempt < self.opts.max_retries => {
+                    attempt += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                _ => {
+                    if self.opts.use_cache && out.error.is_none() {
+                        if let (Ok(c), Ok(json)) = (self.store.lock(), serde_json::to_string(&out))
+                        {
+                            let _ =
+                                keel_store::evals::cache_put(&c, &key, &json, trace.started_at_ms);
+                        }
+                    }
+                    return (out, false, Some(trace.id));
+                }
+            }
+        }
+    }
+}
+
+fn fold(cases: &[Case], per_case: Vec<Sample>) -> ArmResults {
+    let mut by_case: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+    for row in per_case {
+        by_case.entry(row.case_id.clone()).or_default().push(row);
+    }
+    let mut records = Vec::with_capacity(cases.len());
+    let mut failures = Vec::new();
+    for case in cases {
+        let Some(rows) = by_case.get(&case.id) else {
+            continue;
+        };
+        let n = rows.len() as f64;
+        let passes = rows.iter().filter(|r| r.pass).count();
+        let mut metrics: BTreeMap<String, f64> = BTreeMap::new();
+        for r in rows {
+            for (k, v) in &r.metrics {
+                *metrics.entry(k.clone()).or_default() += v / n;
+            }
+        }
+        let priced: Vec<i64> = rows.iter().filter_map(|r| r.cost_nanos).collect();
+        let cost = (priced.len() == rows.len() && !priced.is_empty())
+            .then(|| priced.iter().sum::<i64>() / priced.len() as i64);
+        if let Some(err) = rows.iter().find_map(|r| r.error.clone()) {
+            failures.push((case.id.clone(), err));
+        }
+        records.push(CaseRecord {
+            case_id: case.id.clone(),
+            pass: passes * 2 >= rows.len(),
+            score: rows.iter().map(|r| r.score).sum::<f64>() / n,
+            metrics,
+            cost_nanos: cost,
+            latency_ms: rows.iter().map(|r| r.latency_ms).sum::<u64>() / rows.len() as u64,
+        });
+    }
+    ArmResults { records, failures }
+}
+
+/// The judge: the suite's judge model, called through the same pipeline (traced as eval
+/// traffic, tagged `judge`).
+pub struct EngineJudge<'a> {
+    pub engine: &'a InProcess,
+    pub model: Option<String>,
+    pub tags: Vec<String>,
+}
+
+#[async_trait::async_trait]
+impl Judge for EngineJudge<'_> {
+    async fn judge(
+        &self,
+        model: Option<&str>,
+        messages: Vec<Message>,
+    ) -> Result<JudgeReply, String> {
+        let Some(model) = model.map(str::to_string).or_else(|| self.model.clone()) else {
+            return Err("no judge model: set [judge] model = \"...\" in the suite".into());
+        };
+        let req = ChatRequest {
+            model,
+            messages,
+            temperature: Some(0.0),
+            ..ChatRequest::default()
+        };
+        let out = self.engine.call(req, None, &self.tags).await;
+        match out.result {
+            Ok(resp) => Ok(JudgeReply {
+                text: resp.output_text(),
+                cost: out.trace.cost,
+            }),
+            Err(e) => Err(format!("{}: {}", e.class(), e.view().message)),
+        }
+    }
+}
+
+/// Record origin for eval traffic.
+pub const ORIGIN: Origin = Origin::Eval;

@@ -1,0 +1,133 @@
+//! The gateway without HTTP: the same pipeline a live request takes (function variant,
+//! prompt rendering, parameters, provider call under the model's deadlines, pricing),
+//! called directly by `keel eval` and `keel replay`.
+//!
+//! It resolves functions once from the store (a fixed snapshot: a run must not change
+//! prompt version half-way), and either records each call as a trace with the given
+//! [`Origin`] — eval traffic is traced but kept apart from live traffic — or records
+//! nothing (replay keeps its own run records).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use keel_core::chat::{ChatRequest, ChatResponse};
+use keel_core::config::Config;
+use keel_core::trace::{Origin, TraceRecord};
+use keel_store::{Store, WriterHandle, WriterOptions};
+
+use crate::error::GatewayError;
+use crate::handlers::common::{self, Served};
+use crate::pipeline::account;
+use crate::registry::{PromptOverrides, Registry, Snapshot};
+use crate::state::AppState;
+
+/// One call's result: the trace as it would be written, and the reply or the error.
+pub struct CallOutcome {
+    pub trace: TraceRecord,
+    pub result: Result<ChatResponse, GatewayError>,
+}
+
+pub struct InProcess {
+    app: Arc<AppState>,
+    origin: Option<Origin>,
+    writer: Option<WriterHandle>,
+    _scratch: Option<Store>,
+}
+
+impl InProcess {
+    /// A pipeline over `config`, with functions resolved from `store`. With `record =
+    /// Some(origin)`, every call is written to `store` as a trace of that origin; with
+    /// `None`, nothing is written.
+    pub fn new(config: Config, store: &Store, record: Option<Origin>) -> anyhow::Result<InProcess> {
+        InProcess::with_overrides(config, store, record, &PromptOverrides::default())
+    }
+
+    /// [`InProcess::new`], with some prompts taken from the prompts folder.
+    pub fn with_overrides(
+        config: Config,
+        store: &Store,
+        record: Option<Origin>,
+        overrides: &PromptOverrides,
+    ) -> anyhow::Result<InProcess> {
+        let config = Arc::new(config);
+        let snapshot =
+            Snapshot::build_with(&store.reader()?, &config, &Snapshot::empty(), overrides)?;
+        let (writer, handle, scratch) = match record {
+            Some(_) => {
+                let (w, h) = keel_store::spawn(store, WriterOptions::default())?;
+                (w, h, None)
+            }
+            None => {
+                let scratch = Store::open(":memory:")?;
+                let (w, h) = keel_store::spawn(&scratch, WriterOptions::default())?;
+                (w, h, Some(scratch))
+            }
+        };
+        let app = AppState::new(config, writer, Arc::new(Registry::new(snapshot)))?;
+        Ok(InProcess {
+            app: Arc::new(app),
+            origin: record,
+            writer: Some(handle),
+            _scratch: scratch,
+        })
+    }
+
+    /// The functions as resolved for this run.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.app.registry.current()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.app.config
+    }
+
+    /// Run `req` (never streamed) through the pipeline; `variant` is the
+    /// `x-keel-variant` override for a function call. `tags` go on the trace.
+    pub async fn call(
+        &self,
+        mut req: ChatRequest,
+        variant: Option<&str>,
+        tags: &[String],
+    ) -> CallOutcome {
+        let started = Instant::now();
+        let endpoint = match self.origin {
+            Some(Origin::Eval) => "eval",
+            Some(Origin::Replay) | None => "replay",
+            Some(Origin::Live) => "/v1/chat/completions",
+        };
+        let mut trace = TraceRecord::new(
+            uuid::Uuid::now_v7().to_string(),
+            common::now_ms(),
+            "openai",
+            endpoint,
+        );
+        trace.origin = self.origin.unwrap_or(Origin::Replay);
+        trace.tags = tags.to_vec();
+        if let Ok(json) = serde_json::to_string(&req) {
+            trace.input = Some(json);
+        }
+        req.stream = false;
+        req.stream_options = None;
+        let result = match common::run(&self.app, req, variant, &mut trace).await {
+            Ok(Served::Whole { resp, .. }) => Ok(resp),
+            Ok(Served::Stream(_)) => Err(GatewayError::Internal(
+                "asked for a whole reply but got a stream".into(),
+            )),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            account::fail(&mut trace, e);
+        }
+        trace.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if self.origin.is_some() {
+            // Straight to the writer: these calls stay out of the live gateway metrics.
+            self.app.writer.record(trace.clone());
+        }
+        CallOutcome { trace, result }
+    }
+
+    /// Drain the trace queue (blocking; call from a blocking context at the end).
+    pub fn finish(mut self) -> u64 {
+        self.writer.take().map_or(0, |w| w.shutdown().written_total)
+    }
+}
