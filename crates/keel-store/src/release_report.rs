@@ -48,6 +48,20 @@ pub struct ReleaseRow {
     pub last_served_ms: Option<i64>,
     #[serde(flatten)]
     pub traffic: ReleaseTraffic,
+    /// Eval runs of this release (as a candidate), newest first, at most five.
+    pub evals: Vec<ReleaseEval>,
+}
+
+/// One eval run of a release: `keel eval run` records the release the candidate served.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReleaseEval {
+    pub run_id: String,
+    pub suite: String,
+    pub started_at_ms: i64,
+    pub cases: i64,
+    pub passed: i64,
+    /// `None` when the run checked no gate.
+    pub gate_passed: Option<bool>,
 }
 
 /// What a release served in the window.
@@ -100,8 +114,29 @@ pub fn list_releases(
             let (latency, ttft) = values.remove(&row.release.id).unwrap_or_default();
             row.traffic = s.finish(latency, ttft);
         }
+        row.evals = release_evals(conn, &row.release.id)?;
     }
     Ok(rows)
+}
+
+/// The newest candidate eval runs of a release (uses `eval_runs_release`).
+fn release_evals(conn: &Connection, release_id: &str) -> Result<Vec<ReleaseEval>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, suite, started_at_ms, cases, passed, gate_passed FROM eval_runs
+         WHERE release_id = ?1 AND role = 'candidate' AND status = 'done'
+         ORDER BY started_at_ms DESC LIMIT 5",
+    )?;
+    let rows = stmt.query_map([release_id], |r| {
+        Ok(ReleaseEval {
+            run_id: r.get(0)?,
+            suite: r.get(1)?,
+            started_at_ms: r.get(2)?,
+            cases: r.get(3)?,
+            passed: r.get(4)?,
+            gate_passed: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// The releases with their first and last served times; `?1` function, `?2` since,
@@ -150,6 +185,7 @@ fn pick_releases(conn: &Connection, filter: &ReleaseFilter) -> Result<Vec<Releas
             first_served_ms: row.get(12)?,
             last_served_ms: row.get(13)?,
             traffic: ReleaseTraffic::default(),
+            evals: Vec::new(),
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

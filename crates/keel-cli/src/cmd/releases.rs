@@ -115,6 +115,7 @@ fn table(rows: &[ReleaseRow]) -> Table {
         "cost",
         "cost/call",
         "p50/p95",
+        "latest eval",
     ]);
     for r in rows {
         let rel = &r.release;
@@ -134,6 +135,7 @@ fn table(rows: &[ReleaseRow]) -> Table {
                 .map_or_else(|| "-".into(), |c| c.nanos().to_string()),
             tr.latency_ms
                 .map_or_else(|| "-".into(), |p| format!("{}/{} ms", p.p50, p.p95)),
+            eval_text(r),
         ]);
     }
     for col in 6..=10 {
@@ -142,6 +144,26 @@ fn table(rows: &[ReleaseRow]) -> Table {
         }
     }
     t
+}
+
+/// The newest eval run of the release: suite, pass rate and gate.
+fn eval_text(r: &ReleaseRow) -> String {
+    match r.evals.first() {
+        None => "-".into(),
+        Some(e) => {
+            let rate = if e.cases > 0 {
+                format!("{:.0}%", e.passed as f64 * 100.0 / e.cases as f64)
+            } else {
+                "-".into()
+            };
+            let gate = match e.gate_passed {
+                Some(true) => " gate ok",
+                Some(false) => " gate FAILED",
+                None => "",
+            };
+            format!("{} {rate}{gate}", e.suite)
+        }
+    }
 }
 
 /// The total of priced calls, and how many calls have no known cost.
