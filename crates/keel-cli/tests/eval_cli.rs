@@ -159,3 +159,52 @@ fn the_gate_passes_blocks_a_bad_prompt_and_refuses_a_changed_dataset() {
     let o = keel(&dir, &["audit", "--json"]);
     assert!(text(&o).contains("eval.lock"), "{}", text(&o));
 }
+
+#[test]
+fn compare_reports_parity_or_a_regression_between_two_models() {
+    let (_guard, dir) = quickstart();
+    // A model without the scripted answers: it only echoes, as a weaker model would.
+    let mut config = fs::read_to_string(dir.join("keel.toml")).unwrap();
+    config.push_str(
+        "\n[providers.terse]\nkind = \"mock\"\n\
+         [models.terse]\nprovider = \"terse\"\nupstream_model = \"mock-1\"\ninput_price_per_mtok = 0.15\noutput_price_per_mtok = 0.60\n",
+    );
+    fs::write(dir.join("keel.toml"), config).unwrap();
+    let o = keel(&dir, &["eval", "lock", "support", "--reason", "r"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let o = keel(
+        &dir,
+        &[
+            "eval",
+            "compare",
+            "support",
+            "--model",
+            "gpt-4o-mini",
+            "--baseline-model",
+            "mock-1",
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let same: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(same["verdict"]["regressed"], false, "{same}");
+    assert_eq!(same["comparison"]["paired_cases"], 50);
+
+    let o = keel(
+        &dir,
+        &[
+            "eval",
+            "compare",
+            "support",
+            "--model",
+            "terse",
+            "--baseline-model",
+            "mock-1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("Verdict: regressed"), "{out}");
+    assert!(out.contains("GATE FAILED"), "{out}");
+}

@@ -213,6 +213,50 @@ pub struct Comparison {
     pub improvements: Vec<String>,
 }
 
+impl Comparison {
+    /// The parity verdict of a comparison (what decides a model cut-over): **regressed**
+    /// when the pass rate, the score or any metric dropped significantly, else **parity
+    /// or better**. Each reason names the measure, the drop and its p-value.
+    pub fn verdict(&self) -> Verdict {
+        let mut reasons = Vec::new();
+        if self.pass_rate.significant && self.pass_rate.delta < 0.0 {
+            reasons.push(format!(
+                "pass rate {:+.1} points (p={:.4})",
+                self.pass_rate.delta * 100.0,
+                self.pass_rate.p_value
+            ));
+        }
+        let measures = std::iter::once(("score", &self.score))
+            .chain(self.metrics.iter().map(|(k, v)| (k.as_str(), v)));
+        for (name, m) in measures {
+            if m.significant && m.delta < 0.0 {
+                reasons.push(format!("{name} {:+.3} (p={:.4})", m.delta, m.p_value));
+            }
+        }
+        Verdict {
+            regressed: !reasons.is_empty(),
+            reasons,
+        }
+    }
+}
+
+/// Parity or better, or regressed — and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub regressed: bool,
+    pub reasons: Vec<String>,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.regressed {
+            write!(f, "regressed: {}", self.reasons.join("; "))
+        } else {
+            f.write_str("parity or better")
+        }
+    }
+}
+
 fn index<'a>(
     records: &'a [CaseRecord],
     duplicates: &mut BTreeSet<String>,

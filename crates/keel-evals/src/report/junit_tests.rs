@@ -114,6 +114,7 @@ fn junit_skips_rules_that_need_a_baseline_and_names_repeats() {
     let alone = RunOutcome {
         baseline: None,
         comparison: None,
+        verdict: None,
         gate,
         repeat: 2,
         ..o

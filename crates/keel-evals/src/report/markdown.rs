@@ -102,6 +102,9 @@ pub fn render_markdown(
         if !c.unpaired.is_empty() {
             let _ = write!(line, " ({} unpaired ignored)", c.unpaired.len());
         }
+        if let Some(v) = &o.verdict {
+            let _ = write!(line, ". Verdict: **{v}**");
+        }
         let _ = writeln!(out, "{line}.");
     }
     let failed_calls = o.candidate.failures.len();

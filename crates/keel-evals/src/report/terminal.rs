@@ -53,6 +53,9 @@ pub fn render_terminal(
             c.regressions.len(),
             c.improvements.len()
         );
+        if let Some(v) = &o.verdict {
+            let _ = writeln!(out, "Verdict: {v}");
+        }
     }
     let failing = failing_cases(o, candidate, baseline);
     let (regressions, others): (Vec<&FailingCase>, Vec<&FailingCase>) =

@@ -141,6 +141,7 @@ pub(super) fn regressed() -> (RunOutcome, Vec<EvalResult>, Vec<EvalResult>) {
         candidate,
         baseline: Some(baseline),
         comparison: Some(comparison),
+        verdict: None,
         gate,
     };
     (outcome, cand_results, base_results)
@@ -195,6 +196,7 @@ fn unpriced_cost_reads_unpriced_never_zero_dollars() {
     let alone = RunOutcome {
         baseline: None,
         comparison: None,
+        verdict: None,
         ..o
     };
     let text = render_terminal(&alone, &cand, &[]);

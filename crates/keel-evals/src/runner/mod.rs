@@ -68,6 +68,8 @@ pub struct RunOutcome {
     pub candidate: ArmRun,
     pub baseline: Option<ArmRun>,
     pub comparison: Option<Comparison>,
+    /// With a baseline: parity or better, or regressed (significant drops only).
+    pub verdict: Option<crate::compare::Verdict>,
     pub gate: GateVerdict,
 }
 
@@ -159,6 +161,7 @@ pub async fn run_suite(
         repeat: opts.repeat,
         candidate,
         baseline,
+        verdict: comparison.as_ref().map(Comparison::verdict),
         comparison,
         gate,
     };
