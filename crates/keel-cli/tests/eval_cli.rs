@@ -105,6 +105,19 @@ fn the_gate_passes_blocks_a_bad_prompt_and_refuses_a_changed_dataset() {
         "some cases genuinely fail: {rate}"
     );
     assert_eq!(good["candidate"]["prompt_version"], 1);
+    // The llm-rubric judge (the scripted mock) scored every case; its reasoning is kept.
+    let judge = &good["candidate"]["stats"]["metrics"]["judge"]["estimate"];
+    assert!(judge.as_f64().unwrap() > 0.5, "{judge}");
+    let store = keel_store::Store::open(dir.join("keel.db").to_str().unwrap()).unwrap();
+    let run_id = good["candidate"]["run_id"].as_str().unwrap();
+    let results = keel_store::evals::eval_results(&store.reader().unwrap(), run_id).unwrap();
+    let echo = results.iter().find(|r| r.case_id == "hard-1").unwrap();
+    assert!(!echo.pass);
+    assert!(
+        echo.assertions_json.contains("only repeats the question"),
+        "{}",
+        echo.assertions_json
+    );
 
     // A bad change in the prompts folder: the scripted answers no longer match.
     let prompt = dir.join("prompts/support/answer.toml");
