@@ -2,87 +2,39 @@
 //! break the prompt (exit 1, with the regression in every output format), change the
 //! dataset (exit 2 until re-locked), and read the history.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::fs;
+
+use common::{quickstart, stdout_and_stderr, Keel};
 use serde_json::Value;
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if !entry.file_name().to_string_lossy().starts_with("keel.db") {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-fn quickstart() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart");
-    copy_dir(&root, dir.path());
-    let p = dir.path().to_path_buf();
-    (dir, p)
-}
-
-fn keel(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .arg("--config")
-        .arg(dir.join("keel.toml"))
-        .env_remove("KEEL_CONFIG")
-        .env("KEEL_ACTOR", "ci")
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+const KEEL: Keel = Keel::with_env(&[("KEEL_ACTOR", "ci")]);
 
 #[test]
 fn the_gate_passes_blocks_a_bad_prompt_and_refuses_a_changed_dataset() {
     let (_guard, dir) = quickstart();
-    for args in [
-        &["prompt", "push", "--author", "t", "--message", "m"][..],
-        &[
-            "prompt",
-            "label",
-            "support/answer",
-            "1",
-            "production",
-            "--reason",
-            "launch",
-        ],
-    ] {
-        let o = keel(&dir, args);
-        assert!(o.status.success(), "{args:?}: {}", text(&o));
-    }
+    KEEL.push_and_label_production(&dir, &["--author", "t", "--message", "m"], "launch");
     // Unlocked: exit 2 with the fix.
-    let o = keel(&dir, &["eval", "run", "support"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("keel eval lock support"), "{}", text(&o));
+    let o = KEEL.run(&dir, &["eval", "run", "support"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout_and_stderr(&o));
+    assert!(
+        stdout_and_stderr(&o).contains("keel eval lock support"),
+        "{}",
+        stdout_and_stderr(&o)
+    );
 
-    let o = keel(
+    let o = KEEL.run(
         &dir,
         &["eval", "lock", "support", "--reason", "first 50 cases"],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", stdout_and_stderr(&o));
     assert!(fs::read_to_string(dir.join("evals/support.toml"))
         .unwrap()
         .contains("hash = \"sha256:"));
 
     // The prompt as pushed: the gate holds.
-    let o = keel(
+    let o = KEEL.run(
         &dir,
         &[
             "eval",
@@ -93,7 +45,7 @@ fn the_gate_passes_blocks_a_bad_prompt_and_refuses_a_changed_dataset() {
             "--json",
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stdout_and_stderr(&o));
     let good: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(good["cases"], 50);
     assert_eq!(good["gate"]["passed"], true);
@@ -127,7 +79,7 @@ fn the_gate_passes_blocks_a_bad_prompt_and_refuses_a_changed_dataset() {
         src.replace("{{ question }}", "{{ question | upper }}"),
     )
     .unwrap();
-    let o = keel(
+    let o = KEEL.run(
         &dir,
         &[
             "eval",
@@ -141,8 +93,8 @@ fn the_gate_passes_blocks_a_bad_prompt_and_refuses_a_changed_dataset() {
             "report.md",
         ],
     );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout_and_stderr(&o));
+    let out = stdout_and_stderr(&o);
     assert!(out.contains("GATE FAILED"), "{out}");
     assert!(out.contains("min_pass_rate"), "{out}");
     let md = fs::read_to_string(dir.join("report.md")).unwrap();
@@ -157,20 +109,24 @@ fn the_gate_passes_blocks_a_bad_prompt_and_refuses_a_changed_dataset() {
     let data = dir.join("evals/support.jsonl");
     let d = fs::read_to_string(&data).unwrap();
     fs::write(&data, d.replacen("30 days", "31 days", 1)).unwrap();
-    let o = keel(&dir, &["eval", "run", "support"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let o = KEEL.run(&dir, &["eval", "run", "support"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout_and_stderr(&o));
     assert!(
-        text(&o).contains("changed since it was locked"),
+        stdout_and_stderr(&o).contains("changed since it was locked"),
         "{}",
-        text(&o)
+        stdout_and_stderr(&o)
     );
 
-    let o = keel(&dir, &["eval", "history", "support", "--json"]);
+    let o = KEEL.run(&dir, &["eval", "history", "support", "--json"]);
     let runs: Value = serde_json::from_slice(&o.stdout).unwrap();
     // Two runs of two arms each.
     assert_eq!(runs.as_array().unwrap().len(), 4, "{runs}");
-    let o = keel(&dir, &["audit", "--json"]);
-    assert!(text(&o).contains("eval.lock"), "{}", text(&o));
+    let o = KEEL.run(&dir, &["audit", "--json"]);
+    assert!(
+        stdout_and_stderr(&o).contains("eval.lock"),
+        "{}",
+        stdout_and_stderr(&o)
+    );
 }
 
 #[test]
@@ -183,10 +139,10 @@ fn compare_reports_parity_or_a_regression_between_two_models() {
          [models.terse]\nprovider = \"terse\"\nupstream_model = \"mock-1\"\ninput_price_per_mtok = 0.15\noutput_price_per_mtok = 0.60\n",
     );
     fs::write(dir.join("keel.toml"), config).unwrap();
-    let o = keel(&dir, &["eval", "lock", "support", "--reason", "r"]);
-    assert!(o.status.success(), "{}", text(&o));
+    let o = KEEL.run(&dir, &["eval", "lock", "support", "--reason", "r"]);
+    assert!(o.status.success(), "{}", stdout_and_stderr(&o));
 
-    let o = keel(
+    let o = KEEL.run(
         &dir,
         &[
             "eval",
@@ -199,12 +155,12 @@ fn compare_reports_parity_or_a_regression_between_two_models() {
             "--json",
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stdout_and_stderr(&o));
     let same: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(same["verdict"]["regressed"], false, "{same}");
     assert_eq!(same["comparison"]["paired_cases"], 50);
 
-    let o = keel(
+    let o = KEEL.run(
         &dir,
         &[
             "eval",
@@ -216,8 +172,8 @@ fn compare_reports_parity_or_a_regression_between_two_models() {
             "mock-1",
         ],
     );
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout_and_stderr(&o));
+    let out = stdout_and_stderr(&o);
     assert!(out.contains("Verdict: regressed"), "{out}");
     assert!(out.contains("GATE FAILED"), "{out}");
 }

@@ -1,11 +1,15 @@
 //! `keel prompt …`, `keel audit` and the prompt part of `keel check`, driven through the
 //! built binary against a config in a temporary folder.
 
-use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+use std::process::Command;
+
+use common::{stderr, stdout, write_prompt, Keel, SUPPORT_ANSWER};
 use serde_json::Value;
+
+const KEEL: Keel = Keel::AS_TEST_USER;
 
 const CONFIG: &str = r#"
 prompts = "prompts"
@@ -18,79 +22,27 @@ provider = "mock"
 upstream_model = "mock-1"
 "#;
 
-const ANSWER: &str = r#"
-[[messages]]
-role = "system"
-content = "You are a support agent for {{ product }}."
-[[messages]]
-role = "user"
-content = "{{ question }}"
-[variables.product]
-type = "string"
-[variables.question]
-type = "string"
-"#;
-
+/// The config and `support/answer`, not yet pushed.
 fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("keel.toml"), CONFIG).unwrap();
-    write_prompt(dir.path(), "support/answer.toml", ANSWER);
+    let dir = common::project(CONFIG);
+    write_prompt(dir.path(), "support/answer.toml", SUPPORT_ANSWER);
     dir
-}
-
-fn write_prompt(dir: &Path, rel: &str, text: &str) {
-    let path = dir.join("prompts").join(rel);
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
-
-fn keel(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .arg("--config")
-        .arg(dir.join("keel.toml"))
-        .env_remove("KEEL_CONFIG")
-        .env("KEEL_ACTOR", "test-actor")
-        .env("USER", "test-user")
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn json_ok(dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = keel(dir, &all);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
 fn push_is_idempotent_and_a_change_is_a_new_version() {
     let dir = project();
-    let out = keel(
+    let out = KEEL.run(
         dir.path(),
         &["prompt", "push", "--author", "Ann", "-m", "first"],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("support/answer: created v1"),
         "{}",
         stdout(&out)
     );
-    let out = keel(dir.path(), &["prompt", "push"]);
+    let out = KEEL.run(dir.path(), &["prompt", "push"]);
     assert!(
         stdout(&out).contains("support/answer: unchanged (v1)"),
         "{}",
@@ -100,18 +52,18 @@ fn push_is_idempotent_and_a_change_is_a_new_version() {
     write_prompt(
         dir.path(),
         "support/answer.toml",
-        &ANSWER.replace("support agent", "support engineer"),
+        &SUPPORT_ANSWER.replace("support agent", "support engineer"),
     );
-    let dry = json_ok(dir.path(), &["prompt", "push", "--dry-run"]);
+    let dry = KEEL.json_ok(dir.path(), &["prompt", "push", "--dry-run"]);
     assert_eq!(dry["prompts"][0]["outcome"], "created");
     assert_eq!(dry["prompts"][0]["version"], 2);
-    let pushed = json_ok(dir.path(), &["prompt", "push"]);
+    let pushed = KEEL.json_ok(dir.path(), &["prompt", "push"]);
     assert_eq!(pushed["prompts"][0]["version"], 2, "dry run wrote nothing");
     // Outside git, without flags: $USER and "no reason given".
     assert_eq!(pushed["prompts"][0]["author"], "test-user");
     assert_eq!(pushed["prompts"][0]["reason"], "no reason given");
 
-    let shown = json_ok(
+    let shown = KEEL.json_ok(
         dir.path(),
         &["prompt", "show", "support/answer", "--version", "1"],
     );
@@ -124,14 +76,14 @@ fn push_is_idempotent_and_a_change_is_a_new_version() {
 fn push_refuses_an_invalid_folder() {
     let dir = project();
     write_prompt(dir.path(), "bad.toml", "template = \"{{ ghost }}\"\n");
-    let out = keel(dir.path(), &["prompt", "push"]);
+    let out = KEEL.run(dir.path(), &["prompt", "push"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("bad.toml: template: variable `ghost` is used but not declared"),
         "{err}"
     );
-    let list = json_ok(dir.path(), &["prompt", "list"]);
+    let list = KEEL.json_ok(dir.path(), &["prompt", "list"]);
     assert_eq!(
         list["prompts"].as_array().map(Vec::len),
         Some(0),
@@ -153,11 +105,7 @@ fn git(dir: &Path, args: &[&str]) {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
 }
 
 #[test]
@@ -174,10 +122,10 @@ fn author_reason_and_commit_come_from_git() {
         .current_dir(dir.path())
         .output()
         .unwrap();
-    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
+    let head = stdout(&head).trim().to_string();
 
-    json_ok(dir.path(), &["prompt", "push"]);
-    let shown = json_ok(dir.path(), &["prompt", "show", "support/answer"]);
+    KEEL.json_ok(dir.path(), &["prompt", "push"]);
+    let shown = KEEL.json_ok(dir.path(), &["prompt", "show", "support/answer"]);
     assert_eq!(shown["author"], "Grace Hopper <grace@example.com>");
     assert_eq!(shown["reason"], "Answer prompt: be concise");
     assert_eq!(shown["commit_id"], head.as_str());
@@ -187,15 +135,15 @@ fn author_reason_and_commit_come_from_git() {
 #[test]
 fn label_rollback_history_diff_and_audit() {
     let dir = project();
-    json_ok(dir.path(), &["prompt", "push", "-m", "v1"]);
+    KEEL.json_ok(dir.path(), &["prompt", "push", "-m", "v1"]);
     write_prompt(
         dir.path(),
         "support/answer.toml",
-        &ANSWER.replace("support agent", "support engineer"),
+        &SUPPORT_ANSWER.replace("support agent", "support engineer"),
     );
-    json_ok(dir.path(), &["prompt", "push", "-m", "v2"]);
+    KEEL.json_ok(dir.path(), &["prompt", "push", "-m", "v2"]);
 
-    json_ok(
+    KEEL.json_ok(
         dir.path(),
         &[
             "prompt",
@@ -207,7 +155,7 @@ fn label_rollback_history_diff_and_audit() {
             "launch",
         ],
     );
-    let moved = json_ok(
+    let moved = KEEL.json_ok(
         dir.path(),
         &[
             "prompt",
@@ -226,7 +174,7 @@ fn label_rollback_history_diff_and_audit() {
         (Some(1), Some(2))
     );
 
-    let out = keel(
+    let out = KEEL.run(
         dir.path(),
         &[
             "prompt",
@@ -239,9 +187,9 @@ fn label_rollback_history_diff_and_audit() {
         ],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("has no version 9"));
+    assert!(stderr(&out).contains("has no version 9"));
 
-    let back = json_ok(
+    let back = KEEL.json_ok(
         dir.path(),
         &[
             "prompt",
@@ -254,17 +202,17 @@ fn label_rollback_history_diff_and_audit() {
     );
     assert_eq!(back["to_version"], 1);
     assert_eq!(back["actor"], "test-actor");
-    let shown = json_ok(
+    let shown = KEEL.json_ok(
         dir.path(),
         &["prompt", "show", "support/answer", "--label", "production"],
     );
     assert_eq!(shown["version"], 1);
 
-    let list = json_ok(dir.path(), &["prompt", "list"]);
+    let list = KEEL.json_ok(dir.path(), &["prompt", "list"]);
     assert_eq!(list["prompts"][0]["latest_version"], 2);
     assert_eq!(list["prompts"][0]["labels"]["production"], 1);
 
-    let history = json_ok(dir.path(), &["prompt", "history", "support/answer"]);
+    let history = KEEL.json_ok(dir.path(), &["prompt", "history", "support/answer"]);
     let versions: Vec<i64> = history["versions"]
         .as_array()
         .unwrap()
@@ -277,7 +225,7 @@ fn label_rollback_history_diff_and_audit() {
     assert_eq!(moves[0]["reason"], "complaints");
     assert_eq!(moves[0]["to_version"], 1);
 
-    let d = json_ok(
+    let d = KEEL.json_ok(
         dir.path(),
         &["prompt", "diff", "support/answer", "production", "2"],
     );
@@ -288,13 +236,13 @@ fn label_rollback_history_diff_and_audit() {
             && unified.contains("+You are a support engineer"),
         "{unified}"
     );
-    let same = json_ok(
+    let same = KEEL.json_ok(
         dir.path(),
         &["prompt", "diff", "support/answer", "1", "production"],
     );
     assert_eq!(same["identical"], true);
 
-    let audit = json_ok(dir.path(), &["audit", "--since", "1h"]);
+    let audit = KEEL.json_ok(dir.path(), &["audit", "--since", "1h"]);
     let actions: Vec<&str> = audit["events"]
         .as_array()
         .unwrap()
@@ -313,19 +261,15 @@ fn label_rollback_history_diff_and_audit() {
     );
     assert_eq!(audit["events"][0]["reason"], "complaints");
     assert_eq!(audit["events"][1]["actor"], "bob");
-    let human = keel(dir.path(), &["audit", "--limit", "1"]);
+    let human = KEEL.run(dir.path(), &["audit", "--limit", "1"]);
     assert!(stdout(&human).contains("prompt.rollback") && !stdout(&human).contains("prompt.push"));
 }
 
 #[test]
 fn check_fails_on_an_undeclared_variable_and_warns_on_unused() {
     let dir = project();
-    let ok = keel(dir.path(), &["check"]);
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let ok = KEEL.run(dir.path(), &["check"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(stdout(&ok).contains("1 prompt"), "{}", stdout(&ok));
 
     write_prompt(
@@ -333,9 +277,9 @@ fn check_fails_on_an_undeclared_variable_and_warns_on_unused() {
         "summary.toml",
         "template = \"{{ txt }}\"\n[variables.text]\ntype = \"string\"\n",
     );
-    let out = keel(dir.path(), &["check"]);
+    let out = KEEL.run(dir.path(), &["check"]);
     assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert!(
         err.contains("summary.toml: template: variable `txt` is used but not declared"),
         "{err}"
@@ -345,7 +289,7 @@ fn check_fails_on_an_undeclared_variable_and_warns_on_unused() {
             && stdout(&out).contains("`text` is declared but no template uses it")
     );
 
-    let out = keel(dir.path(), &["check", "--json"]);
+    let out = KEEL.run(dir.path(), &["check", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], false);

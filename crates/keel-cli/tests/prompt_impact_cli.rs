@@ -2,12 +2,12 @@
 //! through the built binary against a config in a temporary folder, with traffic seeded
 //! into its store.
 
-use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use common::{stderr, write_prompt, Keel, SUPPORT_ANSWER};
 use keel_core::trace::TraceRecord;
-use serde_json::Value;
+
+const KEEL: Keel = Keel::AS_TEST_USER;
 
 const CONFIG: &str = r#"
 prompts = "prompts"
@@ -25,55 +25,7 @@ provider = "mock"
 upstream_model = "claude-3-5-haiku-latest"
 "#;
 
-const ANSWER: &str = r#"
-[[messages]]
-role = "system"
-content = "You are a support agent for {{ product }}."
-[[messages]]
-role = "user"
-content = "{{ question }}"
-[variables.product]
-type = "string"
-[variables.question]
-type = "string"
-"#;
-
 const DAY_MS: i64 = 86_400_000;
-
-fn write_prompt(dir: &Path, text: &str) {
-    let path = dir.join("prompts/support/answer.toml");
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
-
-fn keel(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .arg("--config")
-        .arg(dir.join("keel.toml"))
-        .env_remove("KEEL_CONFIG")
-        .env("KEEL_ACTOR", "test-actor")
-        .env("USER", "test-user")
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = keel(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json_ok(dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    serde_json::from_str(&ok(dir, &all)).unwrap()
-}
 
 fn now_ms() -> i64 {
     let d = std::time::SystemTime::now()
@@ -85,34 +37,20 @@ fn now_ms() -> i64 {
 /// v1 (production) and v2 = v1 + 200 tokens in the system message; `calls` traces of the
 /// prompt on `model` (upstream `upstream`) spread over the last 30 days.
 fn project(calls: usize, model: &str, upstream: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("keel.toml"), CONFIG).unwrap();
-    write_prompt(dir.path(), ANSWER);
-    ok(dir.path(), &["prompt", "push", "-m", "v1"]);
-    ok(
-        dir.path(),
-        &[
-            "prompt",
-            "label",
-            "support/answer",
-            "1",
-            "production",
-            "--reason",
-            "launch",
-        ],
-    );
-    let longer = ANSWER.replace(
+    let dir = common::project(CONFIG);
+    write_prompt(dir.path(), "support/answer.toml", SUPPORT_ANSWER);
+    KEEL.push_and_label_production(dir.path(), &["-m", "v1"], "launch");
+    let longer = SUPPORT_ANSWER.replace(
         "for {{ product }}.",
         &format!("for {{{{ product }}}}.{}", " token".repeat(200)),
     );
-    write_prompt(dir.path(), &longer);
-    ok(dir.path(), &["prompt", "push", "-m", "v2"]);
+    write_prompt(dir.path(), "support/answer.toml", &longer);
+    KEEL.stdout_ok(dir.path(), &["prompt", "push", "-m", "v2"]);
 
     let store = keel_store::Store::open(dir.path().join("keel.db").to_str().unwrap()).unwrap();
-    let (writer, handle) = keel_store::spawn(&store, keel_store::WriterOptions::default()).unwrap();
     let now = now_ms();
     let step = 30 * DAY_MS / i64::try_from(calls.max(1)).unwrap();
-    for i in 0..calls {
+    let traces = (0..calls).map(|i| {
         let at = now - 60_000 - step * i64::try_from(i).unwrap();
         let mut t = TraceRecord::new(format!("t{i}"), at, "openai", "/v1/chat/completions");
         t.model_requested = Some(model.into());
@@ -120,17 +58,16 @@ fn project(calls: usize, model: &str, upstream: &str) -> tempfile::TempDir {
         t.prompt_name = Some("support/answer".into());
         t.prompt_version = Some(1);
         t.input_tokens = Some(30);
-        writer.record(t);
-    }
-    drop(writer);
-    assert_eq!(handle.shutdown().dropped_total, 0);
+        t
+    });
+    assert_eq!(common::record_traces(&store, traces).dropped_total, 0);
     dir
 }
 
 #[test]
 fn impact_projects_200_tokens_on_3000_calls_as_9_cents_a_month() {
     let dir = project(3000, "fast", "gpt-4o-mini");
-    let j = json_ok(
+    let j = KEEL.json_ok(
         dir.path(),
         &["prompt", "impact", "support/answer", "--version", "2"],
     );
@@ -149,7 +86,7 @@ fn impact_projects_200_tokens_on_3000_calls_as_9_cents_a_month() {
     assert_eq!(j["monthly_change_usd"], "+0.09");
     assert_eq!(j["monthly_change_nanos"], 90_000_000);
 
-    let text = ok(
+    let text = KEEL.stdout_ok(
         dir.path(),
         &["prompt", "impact", "support/answer", "--version", "v2"],
     );
@@ -166,7 +103,7 @@ fn impact_projects_200_tokens_on_3000_calls_as_9_cents_a_month() {
     );
 
     // Against v2 itself: nothing changes.
-    let same = json_ok(
+    let same = KEEL.json_ok(
         dir.path(),
         &[
             "prompt",
@@ -181,7 +118,7 @@ fn impact_projects_200_tokens_on_3000_calls_as_9_cents_a_month() {
     assert_eq!(same["monthly_change_usd"], "0.00");
 
     // The diff carries the same numbers, A as the baseline.
-    let diff = ok(
+    let diff = KEEL.stdout_ok(
         dir.path(),
         &["prompt", "diff", "support/answer", "production", "2"],
     );
@@ -191,17 +128,17 @@ fn impact_projects_200_tokens_on_3000_calls_as_9_cents_a_month() {
         "{diff}"
     );
     assert!(diff.contains("+$0.09"), "{diff}");
-    let diff = json_ok(dir.path(), &["prompt", "diff", "support/answer", "1", "2"]);
+    let diff = KEEL.json_ok(dir.path(), &["prompt", "diff", "support/answer", "1", "2"]);
     assert_eq!(diff["token_impact"]["monthly_change_usd"], "+0.09");
     // Reversed, it is a saving.
-    let back = json_ok(dir.path(), &["prompt", "diff", "support/answer", "2", "1"]);
+    let back = KEEL.json_ok(dir.path(), &["prompt", "diff", "support/answer", "2", "1"]);
     assert_eq!(back["token_impact"]["monthly_change_usd"], "-0.09");
 }
 
 #[test]
 fn non_openai_models_are_an_estimate() {
     let dir = project(300, "claude", "claude-3-5-haiku-latest");
-    let j = json_ok(
+    let j = KEEL.json_ok(
         dir.path(),
         &["prompt", "impact", "support/answer", "--version", "2"],
     );
@@ -210,7 +147,7 @@ fn non_openai_models_are_an_estimate() {
     assert_eq!(j["models"][0]["encoding"], "estimate");
     // Priced from the built-in table by upstream model.
     assert!(j["monthly_change_nanos"].as_i64().unwrap() > 0);
-    let text = ok(
+    let text = KEEL.stdout_ok(
         dir.path(),
         &["prompt", "impact", "support/answer", "--version", "2"],
     );
@@ -221,9 +158,9 @@ fn non_openai_models_are_an_estimate() {
 fn unknown_prompt_version_or_label_names_the_fix() {
     let dir = project(0, "fast", "gpt-4o-mini");
     let err = |args: &[&str]| {
-        let out = keel(dir.path(), args);
+        let out = KEEL.run(dir.path(), args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        stderr(&out)
     };
     let e = err(&["prompt", "impact", "nope", "--version", "1"]);
     assert!(
@@ -250,7 +187,7 @@ fn unknown_prompt_version_or_label_names_the_fix() {
     );
 
     // Without traffic: tokens, and no projection.
-    let text = ok(
+    let text = KEEL.stdout_ok(
         dir.path(),
         &["prompt", "impact", "support/answer", "--version", "2"],
     );

@@ -1,14 +1,17 @@
 //! `keel releases`, driven through the built binary against a store seeded through
 //! keel_store (releases as the gateway records them, traces through the trace writer).
 
-use std::fs;
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+
+use common::Keel;
 use keel_core::money::Nanos;
 use keel_core::release::Release;
 use keel_core::trace::{TraceRecord, TraceStatus};
 use serde_json::{Map, Value};
+
+const KEEL: Keel = Keel::with_env(&[]);
 
 const CONFIG: &str = r#"
 [gateway]
@@ -19,40 +22,6 @@ kind = "mock"
 provider = "mock"
 upstream_model = "mock-1"
 "#;
-
-fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("keel.toml"), CONFIG).unwrap();
-    dir
-}
-
-fn keel(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
-        .arg("releases")
-        .args(args)
-        .arg("--config")
-        .arg(dir.join("keel.toml"))
-        .env_remove("KEEL_CONFIG")
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn stdout_ok(dir: &Path, args: &[&str]) -> String {
-    let out = keel(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json_ok(dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    serde_json::from_str(&stdout_ok(dir, &all)).unwrap()
-}
 
 fn release(function: &str, version: i64, temperature: f64) -> Release {
     let mut params = Map::new();
@@ -123,29 +92,27 @@ fn seed(dir: &Path) -> [Release; 4] {
         served("v2-a", &v2, T0 + 2 * DAY),
         served("v2-b", &v2, T0 + 2 * DAY + 1),
     ];
-    let (writer, handle) = keel_store::spawn(&store, keel_store::WriterOptions::default()).unwrap();
-    for t in traces {
-        writer.record(t);
-    }
-    drop(writer);
-    assert_eq!(handle.shutdown().written_total, 6);
+    assert_eq!(common::record_traces(&store, traces).written_total, 6);
     [v1, v2, v3, other]
 }
 
 #[test]
 fn an_empty_store_says_how_releases_appear() {
-    let dir = project();
-    let out = stdout_ok(dir.path(), &[]);
+    let dir = common::project(CONFIG);
+    let out = KEEL.stdout_ok(dir.path(), &["releases"]);
     assert!(out.contains("No releases yet"), "{out}");
     assert!(out.contains("[functions]"), "{out}");
-    assert_eq!(json_ok(dir.path(), &[]), serde_json::json!([]));
+    assert_eq!(
+        KEEL.json_ok(dir.path(), &["releases"]),
+        serde_json::json!([])
+    );
 }
 
 #[test]
 fn the_table_lists_releases_newest_first_with_their_traffic() {
-    let dir = project();
+    let dir = common::project(CONFIG);
     let [v1, v2, v3, other] = seed(dir.path());
-    let out = stdout_ok(dir.path(), &[]);
+    let out = KEEL.stdout_ok(dir.path(), &["releases"]);
     let pos = |id: &str| {
         out.find(id)
             .unwrap_or_else(|| panic!("{id} missing:\n{out}"))
@@ -169,9 +136,9 @@ fn the_table_lists_releases_newest_first_with_their_traffic() {
     assert!(out.contains("1 call has no known price"), "{out}");
 
     // With --function: only its releases, then their parameters and tools.
-    let out = stdout_ok(
+    let out = KEEL.stdout_ok(
         dir.path(),
-        &["--function", "support-answer", "--limit", "2"],
+        &["releases", "--function", "support-answer", "--limit", "2"],
     );
     assert!(!out.contains(&other.id) && !out.contains(&v3.id), "{out}");
     assert!(out.contains("Parameters and tools:"), "{out}");
@@ -180,15 +147,15 @@ fn the_table_lists_releases_newest_first_with_their_traffic() {
         "{out}"
     );
 
-    let out = stdout_ok(dir.path(), &["--function", "nope"]);
+    let out = KEEL.stdout_ok(dir.path(), &["releases", "--function", "nope"]);
     assert!(out.contains("No releases match (function `nope`)"), "{out}");
 }
 
 #[test]
 fn json_has_every_field_and_since_narrows_the_window() {
-    let dir = project();
+    let dir = common::project(CONFIG);
     let [v1, v2, v3, other] = seed(dir.path());
-    let all = json_ok(dir.path(), &[]);
+    let all = KEEL.json_ok(dir.path(), &["releases"]);
     let rows = all.as_array().unwrap();
     assert_eq!(rows.len(), 4);
     let r1 = rows.iter().find(|r| r["id"] == v1.id.as_str()).unwrap();
@@ -211,7 +178,7 @@ fn json_has_every_field_and_since_narrows_the_window() {
     assert_eq!(r3["requests"], 0);
 
     // Since Nov 2: v1 neither served nor was deployed since; v3 was deployed.
-    let recent = json_ok(dir.path(), &["--since", "2026-11-02T00:00:00Z"]);
+    let recent = KEEL.json_ok(dir.path(), &["releases", "--since", "2026-11-02T00:00:00Z"]);
     let ids: Vec<&str> = recent
         .as_array()
         .unwrap()
@@ -221,7 +188,7 @@ fn json_has_every_field_and_since_narrows_the_window() {
     assert_eq!(ids, [v2.id.as_str(), other.id.as_str(), v3.id.as_str()]);
     assert_eq!(recent[0]["tools"][0]["function"]["name"], "lookup_order");
 
-    let out = stdout_ok(dir.path(), &["--since", "2026-12-01T00:00:00Z"]);
+    let out = KEEL.stdout_ok(dir.path(), &["releases", "--since", "2026-12-01T00:00:00Z"]);
     assert!(
         out.contains("No releases match (served or deployed since 2026-12-01"),
         "{out}"

@@ -2,14 +2,18 @@
 //! `keel serve` (mock provider in-process, prompts pushed on start), then replayed on
 //! another variant, another model and a new prompt version, and read back as a run.
 
-use std::fs;
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{stderr, stdout, write_prompt, Keel};
 use serde_json::Value;
+
+const KEEL: Keel = Keel::with_env(&[("KEEL_ACTOR", "test-actor")]);
 
 const CONFIG: &str = r#"
 prompts = "prompts"
@@ -76,40 +80,9 @@ type = "string"
 const QUESTIONS: [&str; 3] = ["alpha", "beta", "gamma"];
 
 fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    fs::write(dir.path().join("keel.toml"), CONFIG).unwrap();
-    write_prompt(dir.path(), "Q:");
+    let dir = common::project(CONFIG);
+    write_prompt(dir.path(), "support/answer.toml", &prompt("Q:"));
     dir
-}
-
-fn write_prompt(dir: &Path, user_prefix: &str) {
-    let path = dir.join("prompts/support/answer.toml");
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, prompt(user_prefix)).unwrap();
-}
-
-fn keel(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args(args)
-        .arg("--config")
-        .arg(dir.join("keel.toml"))
-        .env_remove("KEEL_CONFIG")
-        .env("KEEL_ACTOR", "test-actor")
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn json_ok(dir: &Path, args: &[&str]) -> Value {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = keel(dir, &all);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A free port: bind port 0, read it, let it go.
@@ -220,7 +193,7 @@ fn replays_a_variant_a_model_and_a_prompt_version_and_stores_each_run() {
         .collect();
 
     // Another variant: its model is unpriced, and the run says so.
-    let run = json_ok(
+    let run = KEEL.json_ok(
         d,
         &["replay", "--function", "support", "--candidate", "other"],
     );
@@ -247,10 +220,10 @@ fn replays_a_variant_a_model_and_a_prompt_version_and_stores_each_run() {
     // The run is stored: `show` reads back the same run.
     let id = run["id"].as_str().unwrap();
     assert!(id.starts_with("rpl_"), "{id}");
-    assert_eq!(json_ok(d, &["replay", "show", id]), run);
+    assert_eq!(KEEL.json_ok(d, &["replay", "show", id]), run);
 
     // Another model: a synthetic variant of the one that served each call.
-    let run = json_ok(
+    let run = KEEL.json_ok(
         d,
         &["replay", "--function", "support", "--model", "house-model"],
     );
@@ -258,14 +231,9 @@ fn replays_a_variant_a_model_and_a_prompt_version_and_stores_each_run() {
     assert_eq!(run["results"][0]["new"]["variant"], "control@house-model");
 
     // A new prompt version changes the user message, so the mock's reply changes.
-    write_prompt(d, "Q2:");
-    let push = keel(d, &["prompt", "push", "--author", "t", "--message", "m"]);
-    assert!(
-        push.status.success(),
-        "{}",
-        String::from_utf8_lossy(&push.stderr)
-    );
-    let run = json_ok(
+    write_prompt(d, "support/answer.toml", &prompt("Q2:"));
+    KEEL.stdout_ok(d, &["prompt", "push", "--author", "t", "--message", "m"]);
+    let run = KEEL.json_ok(
         d,
         &[
             "replay",
@@ -291,13 +259,13 @@ fn replays_a_variant_a_model_and_a_prompt_version_and_stores_each_run() {
     }
     assert_eq!(run["totals"]["identical_outputs"], 0);
 
-    let runs = json_ok(d, &["replay", "list"]);
+    let runs = KEEL.json_ok(d, &["replay", "list"]);
     assert_eq!(runs.as_array().unwrap().len(), 3);
     assert_eq!(runs[0]["id"], run["id"], "newest first");
 
     // The human view: side by side, with totals; unpriced is never $0.
-    let out = keel(d, &["replay", "show", id]);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = KEEL.run(d, &["replay", "show", id]);
+    let text = stdout(&out);
     assert!(out.status.success(), "{text}");
     for want in [
         "recorded",
@@ -317,47 +285,29 @@ fn setup_errors_exit_2_and_name_what_is_configured() {
     let dir = project();
     let d = dir.path();
     // Prompt v1 pushed and labelled, as `keel serve` would on start; no traffic yet.
-    for args in [
-        &["prompt", "push", "--author", "t", "--message", "m"][..],
-        &[
-            "prompt",
-            "label",
-            "support/answer",
-            "1",
-            "production",
-            "--reason",
-            "r",
-        ],
-    ] {
-        let out = keel(d, args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    KEEL.push_and_label_production(d, &["--author", "t", "--message", "m"], "r");
 
-    let out = keel(
+    let out = KEEL.run(
         d,
         &["replay", "--function", "support", "--prompt-version", "9"],
     );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no version 9"), "{err}");
 
-    let out = keel(
+    let out = KEEL.run(
         d,
         &["replay", "--function", "support", "--candidate", "nope"],
     );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("its variants are: control, other"), "{err}");
 
-    let out = keel(d, &["replay", "--function", "nope", "--model", "mock-1"]);
+    let out = KEEL.run(d, &["replay", "--function", "nope", "--model", "mock-1"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no function `nope`"));
+    assert!(stderr(&out).contains("no function `nope`"));
 
-    let out = keel(
+    let out = KEEL.run(
         d,
         &[
             "replay",
@@ -370,17 +320,17 @@ fn setup_errors_exit_2_and_name_what_is_configured() {
         ],
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("valid keys: tenant, feature"));
+    assert!(stderr(&out).contains("valid keys: tenant, feature"));
 
     // Nothing recorded yet: nothing to replay, nothing stored.
-    let out = keel(
+    let out = KEEL.run(
         d,
         &["replay", "--function", "support", "--candidate", "other"],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("No recorded calls of `support`"));
-    assert_eq!(json_ok(d, &["replay", "list"]), serde_json::json!([]));
+    assert!(stderr(&out).contains("No recorded calls of `support`"));
+    assert_eq!(KEEL.json_ok(d, &["replay", "list"]), serde_json::json!([]));
 
-    let out = keel(d, &["replay", "show", "rpl_missing"]);
+    let out = KEEL.run(d, &["replay", "show", "rpl_missing"]);
     assert_eq!(out.status.code(), Some(1));
 }

@@ -69,6 +69,20 @@ impl Origin {
     }
 }
 
+/// One try of an upstream call, kept when a call was retried or fell back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The configured model tried.
+    pub model: String,
+    pub provider: String,
+    pub upstream_model: String,
+    /// `ok`, or the error class (`upstream_rate_limit`, …).
+    pub outcome: String,
+    pub latency_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Everything Keel knows about one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceRecord {
@@ -128,6 +142,11 @@ pub struct TraceRecord {
     /// Live traffic, or a call made by `keel eval` / `keel replay`.
     #[serde(default)]
     pub origin: Origin,
+    /// Every attempt, in order, once the first one failed on a model with retries or
+    /// fallbacks (the last is the one that answered, if any); empty when the first
+    /// attempt answered or the model has no routing configured.
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
 }
 
 impl TraceRecord {
@@ -171,6 +190,7 @@ impl TraceRecord {
             prompt_version: None,
             release_id: None,
             origin: Origin::Live,
+            attempts: Vec::new(),
         }
     }
 }

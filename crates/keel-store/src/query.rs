@@ -176,6 +176,14 @@ mod tests {
             prompt_version: Some(3),
             release_id: Some("rel_0123456789abcdef".into()),
             origin: keel_core::trace::Origin::Eval,
+            attempts: vec![keel_core::trace::Attempt {
+                model: "claude".into(),
+                provider: "anthropic".into(),
+                upstream_model: "claude-3-5-haiku-latest".into(),
+                outcome: "upstream_rate_limit".into(),
+                latency_ms: 12,
+                error: Some("slow down".into()),
+            }],
         }
     }
 

@@ -15,15 +15,15 @@ pub(crate) const COLUMNS: &str = "id, started_at_ms, api, endpoint, key_id, tena
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
-     function, variant, prompt_name, prompt_version, release_id, origin";
+     function, variant, prompt_name, prompt_version, release_id, origin, attempts_json";
 
 const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, key_id, tenant, feature, user, session, tags, \
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
-     function, variant, prompt_name, prompt_version, release_id, origin) \
+     function, variant, prompt_name, prompt_version, release_id, origin, attempts_json) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37)";
+     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38)";
 
 /// Insert `traces` in one transaction. The statement is prepared once per connection
 /// and cached.
@@ -83,9 +83,18 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         prompt_version,
         release_id,
         origin,
+        attempts,
     } = t;
     let tags = serde_json::to_string(tags)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let attempts_json = if attempts.is_empty() {
+        None
+    } else {
+        Some(
+            serde_json::to_string(attempts)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+        )
+    };
     stmt.execute(params![
         id,
         started_at_ms,
@@ -124,6 +133,7 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         prompt_version,
         release_id,
         origin.as_str(),
+        attempts_json,
     ])?;
     Ok(())
 }
@@ -200,6 +210,10 @@ pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<TraceRecord> {
         origin: {
             let o: String = row.get(36)?;
             Origin::parse(&o).ok_or_else(|| conversion(36, UnknownStatus(o)))?
+        },
+        attempts: match row.get::<_, Option<String>>(37)? {
+            None => Vec::new(),
+            Some(j) => serde_json::from_str(&j).map_err(|e| conversion(37, e))?,
         },
     })
 }

@@ -243,6 +243,24 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
     for (k, v) in rows {
         println!("{k:>20}  {v}");
     }
+    if !t.attempts.is_empty() {
+        println!("\n--- attempts ---");
+        for (i, a) in t.attempts.iter().enumerate() {
+            println!(
+                "{:>3}. {} ({} {}): {} in {} ms{}",
+                i + 1,
+                a.model,
+                a.provider,
+                a.upstream_model,
+                a.outcome,
+                a.latency_ms,
+                a.error
+                    .as_deref()
+                    .map(|e| format!(" — {e}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     println!(
         "\n--- input ---\n{}",
         t.input.as_deref().unwrap_or("(not captured)")

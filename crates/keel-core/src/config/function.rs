@@ -43,6 +43,8 @@ pub struct RawVariant {
     pub model: String,
     pub weight: i64,
     pub params: Option<toml::Table>,
+    /// This variant's own fallback chain (replaces its model's).
+    pub fallbacks: Option<Vec<String>>,
 }
 
 /// A validated function.
@@ -110,6 +112,8 @@ pub struct VariantConfig {
     pub weight: u32,
     /// Parameter overrides (temperature, max_tokens, …) as JSON.
     pub params: Map<String, Value>,
+    /// The variant's own fallback chain; `None` uses its model's `fallbacks`.
+    pub fallbacks: Option<Vec<String>>,
 }
 
 /// Which version of the prompt a variant uses.
@@ -352,6 +356,15 @@ fn validate_variant(
             map
         }
     };
+    if let Some(chain) = &v.fallbacks {
+        super::routing::check_chain(
+            &format!("{vpath}.fallbacks"),
+            Some(&v.model),
+            chain,
+            models,
+            issues,
+        );
+    }
     if issues.len() != before {
         return None;
     }
@@ -362,6 +375,7 @@ fn validate_variant(
         model: v.model.clone(),
         weight,
         params,
+        fallbacks: v.fallbacks.clone(),
     })
 }
 

@@ -10,6 +10,7 @@ pub mod function;
 pub mod mock;
 pub mod model;
 pub mod raw;
+pub mod routing;
 mod validate;
 
 use std::path::Path;

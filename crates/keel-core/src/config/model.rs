@@ -147,4 +147,6 @@ pub struct ModelConfig {
     pub price_source: PriceSource,
     pub timeout: Duration,
     pub first_token_timeout: Duration,
+    /// Retries and the fallback chain.
+    pub routing: super::routing::Routing,
 }

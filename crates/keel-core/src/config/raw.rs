@@ -76,4 +76,10 @@ pub struct RawModel {
     pub cached_input_price_per_mtok: Option<f64>,
     pub timeout: Option<String>,
     pub first_token_timeout: Option<String>,
+    /// Resilience (see `config::routing`).
+    pub retries: Option<u32>,
+    pub retry_backoff: Option<String>,
+    pub max_retry_wait: Option<String>,
+    pub fallbacks: Option<Vec<String>>,
+    pub fallback_on: Option<Vec<String>>,
 }

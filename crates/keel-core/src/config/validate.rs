@@ -270,6 +270,20 @@ pub(crate) fn validate(
             m.first_token_timeout.as_deref(),
             gateway.first_token_timeout,
         );
+        let routing = {
+            let mut found = Vec::new();
+            let mut dur = Issues(Vec::new());
+            let r = super::routing::validate_routing(
+                name,
+                m,
+                &raw.models,
+                &mut |p, v, d| dur.duration(p, v, d),
+                &mut found,
+            );
+            issues.0.extend(dur.0);
+            issues.0.extend(found);
+            r
+        };
         models.insert(
             name.clone(),
             ModelConfig {
@@ -280,6 +294,7 @@ pub(crate) fn validate(
                 price_source,
                 timeout,
                 first_token_timeout,
+                routing,
             },
         );
     }

@@ -169,6 +169,7 @@ pub fn plan(
                 model: model.clone(),
                 weight: 0,
                 params: params.clone(),
+                fallbacks: None,
             };
             config.functions.insert(
                 name.clone(),

@@ -16,10 +16,15 @@ use crate::pipeline::attribution::REQUEST_ID;
 use crate::pipeline::call::{self, OpenedStream};
 use crate::pipeline::function::{self, PROMPT_VERSION_HEADER, VARIANT_HEADER};
 use crate::pipeline::pending::PendingTrace;
+use crate::pipeline::route::{self, Reply};
 use crate::pipeline::{account, relay::Relay, relay::StreamFormat};
 use crate::state::AppState;
 
 pub const COST_HEADER: &str = "x-keel-cost-usd";
+/// After a retry or fallback: the configured model that answered.
+pub const SERVED_BY_HEADER: &str = "x-keel-model";
+/// After a retry or fallback: how many attempts the call took.
+pub const ATTEMPTS_HEADER: &str = "x-keel-attempts";
 
 /// Which wire format the client speaks (errors and streams are shaped by it).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -52,19 +57,22 @@ pub async fn run(
 ) -> Result<Served, GatewayError> {
     trace.model_requested = Some(req.model.clone());
     trace.stream = req.stream;
+    let mut chain = None;
     if let Some(f) = app.config.functions.get(&req.model) {
-        function::apply(app, f, &mut req, override_variant, trace)?;
+        chain = function::apply(app, f, &mut req, override_variant, trace)?;
     }
-    let route = call::resolve(app, &req.model)?;
-    trace.provider = Some(route.provider_name.clone());
-    trace.upstream_model = Some(route.config.upstream_model.clone());
-    let upstream_req = call::upstream_request(route, req);
-    if upstream_req.stream {
-        return Ok(Served::Stream(
-            call::open_stream(route, upstream_req).await?,
-        ));
+    let first = call::resolve(app, &req.model)?;
+    trace.provider = Some(first.provider_name.clone());
+    trace.upstream_model = Some(first.config.upstream_model.clone());
+    let (route, reply) = route::call_routed(app, first, chain, req, trace).await?;
+    if !std::ptr::eq(route, first) {
+        trace.provider = Some(route.provider_name.clone());
+        trace.upstream_model = Some(route.config.upstream_model.clone());
     }
-    let resp = call::complete(route, upstream_req).await?;
+    let resp = match reply {
+        Reply::Stream(opened) => return Ok(Served::Stream(opened)),
+        Reply::Whole(resp) => resp,
+    };
     trace.served_model = Some(resp.model.clone());
     trace
         .system_fingerprint
@@ -109,7 +117,14 @@ pub fn stream_response<F: StreamFormat>(
     let id = trace.id.clone();
     let variant = trace.variant.clone();
     let prompt_version = trace.prompt_version;
-    let model = trace.model_requested.clone().unwrap_or_default();
+    // The model that answered: the last attempt's after a retry or fallback.
+    let model = trace
+        .attempts
+        .last()
+        .map(|a| a.model.clone())
+        .or_else(|| trace.model_requested.clone())
+        .unwrap_or_default();
+    let served = routing_headers(&trace.attempts);
     let relay = Relay::new(app, model, trace, started, opened, format);
     let body = axum::body::Body::from_stream(relay.into_stream());
     let mut resp = Response::new(body);
@@ -124,7 +139,19 @@ pub fn stream_response<F: StreamFormat>(
     );
     insert_header(h, REQUEST_ID, &id);
     function_headers(h, &variant, prompt_version);
+    if let Some((model, n)) = &served {
+        insert_header(h, SERVED_BY_HEADER, model);
+        h.insert(
+            HeaderName::from_static(ATTEMPTS_HEADER),
+            HeaderValue::from(*n),
+        );
+    }
     resp
+}
+
+/// After a retry or fallback: the model that answered and how many attempts it took.
+fn routing_headers(attempts: &[keel_core::trace::Attempt]) -> Option<(String, usize)> {
+    attempts.last().map(|a| (a.model.clone(), attempts.len()))
 }
 
 /// Write the trace of a successful whole reply and answer with its JSON body.
@@ -132,9 +159,18 @@ pub fn respond_whole(mut pending: PendingTrace, body: Vec<u8>, cost: Option<Nano
     let id = pending.id().to_string();
     let variant = pending.trace().variant.clone();
     let prompt_version = pending.trace().prompt_version;
+    let served = routing_headers(&pending.trace().attempts);
     pending.finish();
     let mut resp = json_response(StatusCode::OK, body, &id, cost);
-    function_headers(resp.headers_mut(), &variant, prompt_version);
+    let h = resp.headers_mut();
+    function_headers(h, &variant, prompt_version);
+    if let Some((model, n)) = &served {
+        insert_header(h, SERVED_BY_HEADER, model);
+        h.insert(
+            HeaderName::from_static(ATTEMPTS_HEADER),
+            HeaderValue::from(*n),
+        );
+    }
     resp
 }
 

@@ -22,13 +22,14 @@ pub const VARIANT_HEADER: &str = "x-keel-variant";
 pub const PROMPT_VERSION_HEADER: &str = "x-keel-prompt-version";
 
 /// Turn a function call into a model call, filling the trace's function fields.
-pub fn apply(
+/// Returns the chosen variant's own fallback chain, if it has one.
+pub fn apply<'a>(
     app: &AppState,
-    f: &FunctionConfig,
+    f: &'a FunctionConfig,
     req: &mut ChatRequest,
     override_variant: Option<&str>,
     trace: &mut TraceRecord,
-) -> Result<(), GatewayError> {
+) -> Result<Option<&'a [String]>, GatewayError> {
     trace.function = Some(f.name.clone());
     let chosen = choose_variant(
         f,
@@ -99,7 +100,7 @@ pub fn apply(
         req.response_format.clone_from(&deployment.response_format);
     }
     req.model.clone_from(&deployment.model);
-    Ok(())
+    Ok(chosen.variant.fallbacks.as_deref())
 }
 
 fn json_kind(v: &Value) -> &'static str {

@@ -1,5 +1,6 @@
 //! The request pipeline, one step per module, in the order a request meets them:
-//! attribution → body → parse → function (variant + prompt) → (resolve +) call → relay
+//! attribution → body → parse → function (variant + prompt) → route (retries, fallbacks)
+//! → call → relay
 //! (streams) → account.
 //!
 //! Later capabilities (keys, budgets, cache, guardrails, fallbacks) slot in between
@@ -13,4 +14,5 @@ pub mod function;
 pub mod parse;
 pub mod pending;
 pub mod relay;
+pub mod route;
 pub mod variant;

@@ -173,6 +173,7 @@ mod tests {
             model: "mock-1".into(),
             weight,
             params: Map::new(),
+            fallbacks: None,
         }
     }
 

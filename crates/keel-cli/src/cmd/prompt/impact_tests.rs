@@ -41,7 +41,9 @@ type = "string"
 type = "string"
 "#;
 
-fn prompts() -> (Prompt, Prompt) {
+/// `support/answer` v1 (`OLD`) → v2 (`OLD` + 200 tokens in the system message), projected
+/// onto the traffic in `[since, until)`.
+fn impact_of_200_tokens(conn: &Connection, config: &Config, since: i64, until: i64) -> Impact {
     let parse = |text: &str| {
         keel_registry::parse_prompt("support/answer", Path::new("answer.toml"), text).unwrap()
     };
@@ -49,7 +51,17 @@ fn prompts() -> (Prompt, Prompt) {
         "for {{ product }}.",
         &format!("for {{{{ product }}}}.{}", " token".repeat(200)),
     );
-    (parse(OLD), parse(&longer))
+    let (old, new) = (parse(OLD), parse(&longer));
+    compute(
+        conn,
+        config,
+        "support/answer",
+        (1, &old),
+        (2, &new),
+        since,
+        until,
+    )
+    .unwrap()
 }
 
 fn trace(i: usize, at: i64, prompt: &str) -> TraceRecord {
@@ -128,17 +140,7 @@ fn plus_200_tokens_on_3000_calls_a_month_is_plus_9_cents() {
     traces.push(failed);
 
     let (_dir, config, conn) = seeded(traces);
-    let (old, new) = prompts();
-    let i = compute(
-        &conn,
-        &config,
-        "support/answer",
-        (1, &old),
-        (2, &new),
-        since,
-        until,
-    )
-    .unwrap();
+    let i = impact_of_200_tokens(&conn, &config, since, until);
 
     assert_eq!(
         i.pair.source,
@@ -206,18 +208,8 @@ fn a_short_history_is_scaled_to_a_month() {
         })
         .collect();
     let (_dir, config, conn) = seeded(traces);
-    let (old, new) = prompts();
     let since = until - 30 * DAY_MS;
-    let i = compute(
-        &conn,
-        &config,
-        "support/answer",
-        (1, &old),
-        (2, &new),
-        since,
-        until,
-    )
-    .unwrap();
+    let i = impact_of_200_tokens(&conn, &config, since, until);
     assert_eq!(i.observed_days, 10);
     assert_eq!(i.pair.source, VariableSource::Synthetic { skipped: 0 });
     let r = &i.rows[0];
@@ -227,16 +219,7 @@ fn a_short_history_is_scaled_to_a_month() {
 
     // No traffic at all: tokens still counted, with the configured function's model.
     let (_dir, config, conn) = seeded(Vec::new());
-    let i = compute(
-        &conn,
-        &config,
-        "support/answer",
-        (1, &old),
-        (2, &new),
-        since,
-        until,
-    )
-    .unwrap();
+    let i = impact_of_200_tokens(&conn, &config, since, until);
     assert!(i.rows.is_empty());
     assert_eq!(i.observed_days, 0);
     assert_eq!(i.tokens[0].encoding, Encoding::O200kBase);

@@ -1,0 +1,154 @@
+//! Retries and fallbacks: call the model, try it again on a retryable failure (after a
+//! back-off that honours `Retry-After`), and move down the fallback chain when it keeps
+//! failing in a way the chain covers. Every try is recorded on the trace when there was
+//! more than one.
+//!
+//! A stream is retried or falls back only before its first chunk: `call::open_stream`
+//! waits for that chunk before the client is answered, so nothing has reached the client
+//! yet; once the response has started, a failure ends the stream with an error event.
+//!
+//! The common case — no retries and no fallbacks configured — takes one call and does
+//! not clone the request.
+
+use std::time::{Duration, Instant};
+
+use keel_core::chat::{ChatRequest, ChatResponse};
+use keel_core::config::routing::{FailureClass, Routing};
+use keel_core::trace::{Attempt, TraceRecord};
+use keel_providers::ProviderError;
+
+use super::call::{self, OpenedStream};
+use crate::error::GatewayError;
+use crate::state::{AppState, ModelRoute};
+
+/// What the serving model returned.
+pub enum Reply {
+    Whole(ChatResponse),
+    Stream(OpenedStream),
+}
+
+/// How routing sees a failure; `None` for failures no other attempt can fix (a bad
+/// request, an auth error).
+pub fn classify(e: &GatewayError) -> Option<FailureClass> {
+    let GatewayError::Upstream(p) = e else {
+        return None;
+    };
+    Some(match p {
+        ProviderError::Status { status: 429, .. } => FailureClass::RateLimit,
+        ProviderError::Status { status, .. } if *status >= 500 => FailureClass::ServerError,
+        ProviderError::Status { code, message, .. } => {
+            let text = format!("{} {}", code.as_deref().unwrap_or(""), message).to_lowercase();
+            if text.contains("context_length")
+                || text.contains("context length")
+                || text.contains("context window")
+                || text.contains("prompt is too long")
+                || text.contains("too many tokens")
+            {
+                FailureClass::ContextLength
+            } else if text.contains("content_policy")
+                || text.contains("content policy")
+                || text.contains("content_filter")
+                || text.contains("safety")
+            {
+                FailureClass::ContentPolicy
+            } else {
+                return None;
+            }
+        }
+        ProviderError::Timeout(_) => FailureClass::Timeout,
+        ProviderError::Connect(_) => FailureClass::Unreachable,
+        ProviderError::InvalidResponse(_) | ProviderError::StreamCut(_) => {
+            FailureClass::InvalidResponse
+        }
+        ProviderError::Unsupported(_) => return None,
+    })
+}
+
+async fn once(route: &ModelRoute, req: ChatRequest) -> Result<Reply, GatewayError> {
+    let req = call::upstream_request(route, req);
+    if req.stream {
+        call::open_stream(route, req).await.map(Reply::Stream)
+    } else {
+        call::complete(route, req).await.map(Reply::Whole)
+    }
+}
+
+/// The wait before retry `attempt` (0-based): `Retry-After` when the provider sent one,
+/// else `retry_backoff · 2^attempt` with ±50 % jitter.
+fn backoff(policy: &Routing, attempt: u32, e: &GatewayError) -> Duration {
+    if let GatewayError::Upstream(ProviderError::Status {
+        retry_after: Some(d),
+        ..
+    }) = e
+    {
+        return *d;
+    }
+    let base = policy.retry_backoff.saturating_mul(1 << attempt.min(10));
+    let ms = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
+    Duration::from_millis(ms / 2 + fastrand::u64(0..=ms))
+}
+
+fn attempt(route: &ModelRoute, started: Instant, outcome: Result<(), &GatewayError>) -> Attempt {
+    Attempt {
+        model: route.config.name.clone(),
+        provider: route.provider_name.clone(),
+        upstream_model: route.config.upstream_model.clone(),
+        outcome: match outcome {
+            Ok(()) => "ok".into(),
+            Err(e) => e.class().into(),
+        },
+        latency_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        error: outcome.err().map(|e| e.view().message),
+    }
+}
+
+/// Call `first`, retrying and falling back per its routing (or the variant's `chain`).
+/// Returns the route that answered.
+pub async fn call_routed<'a>(
+    app: &'a AppState,
+    first: &'a ModelRoute,
+    chain: Option<&'a [String]>,
+    req: ChatRequest,
+    trace: &mut TraceRecord,
+) -> Result<(&'a ModelRoute, Reply), GatewayError> {
+    let policy = &first.config.routing;
+    let chain = chain.unwrap_or(&policy.fallbacks);
+    if chain.is_empty() && policy.retries == 0 {
+        return once(first, req).await.map(|r| (first, r));
+    }
+    let routes = std::iter::once(first).chain(chain.iter().filter_map(|m| app.models.get(m)));
+    let mut last: Option<GatewayError> = None;
+    for route in routes {
+        let retries = route.config.routing.retries;
+        for n in 0..=retries {
+            let started = Instant::now();
+            match once(route, req.clone()).await {
+                Ok(reply) => {
+                    if !trace.attempts.is_empty() {
+                        trace.attempts.push(attempt(route, started, Ok(())));
+                    }
+                    return Ok((route, reply));
+                }
+                Err(e) => {
+                    trace.attempts.push(attempt(route, started, Err(&e)));
+                    let class = classify(&e);
+                    let wait = backoff(&route.config.routing, n, &e);
+                    let retry = class.is_some_and(FailureClass::retryable)
+                        && n < retries
+                        && wait <= route.config.routing.max_retry_wait;
+                    if retry {
+                        tokio::time::sleep(wait).await;
+                        last = Some(e);
+                        continue;
+                    }
+                    if class.is_some_and(|c| policy.fallback_on.contains(c)) {
+                        last = Some(e);
+                        break;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| GatewayError::Internal("no model to call".into())))
+}
