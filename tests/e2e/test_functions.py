@@ -165,3 +165,21 @@ def test_traces_record_the_function_variant_and_release(quickstart):
     assert t["prompt_version"] in (1, 2)
     assert t["release_id"].startswith("rel_")
     assert "variables" in t["input"]
+
+
+def test_status_reports_models_and_circuits(quickstart):
+    project, port, _ = quickstart
+    out = subprocess.run(
+        [str(KEEL_BIN), "status", "--url", f"http://127.0.0.1:{port}", "--json"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    status = json.loads(out.stdout)
+    assert status["models"]["mock-1"]["circuit"] is None  # no routing, no breaker
+    assert status["functions_unavailable"] == []
+    down = subprocess.run(
+        [str(KEEL_BIN), "status", "--url", "http://127.0.0.1:1"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert down.returncode == 2
+    assert "is `keel serve` running?" in down.stderr

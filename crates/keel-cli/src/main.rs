@@ -53,6 +53,8 @@ enum Command {
         #[command(subcommand)]
         command: cmd::eval::EvalCommand,
     },
+    /// Ask a running gateway for its models' routing and circuit-breaker state.
+    Status(cmd::status::StatusArgs),
     /// The audit log: every prompt push and label move, with who and why.
     Audit(cmd::audit::AuditArgs),
     /// Lineage: what shipped together (prompt version × model × params × tools), when it served, its traffic, cost and latency.
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::Report(a) => cmd::report::run(a),
         Command::Prompt { command } => cmd::prompt::run(command),
         Command::Audit(a) => cmd::audit::run(a),
+        Command::Status(a) => cmd::status::run(a),
         Command::Eval { command } => cmd::eval::run(command),
         Command::Releases(a) => cmd::releases::run(a),
         Command::Replay(a) => cmd::replay::run(*a),

@@ -29,6 +29,9 @@ pub enum GatewayError {
     /// label): an operator must push or label it.
     #[error("{0}")]
     PromptUnavailable(String),
+    /// Every model that could answer has an open circuit breaker.
+    #[error("no upstream can take this call now: the circuit breaker of {0} is open (it failed repeatedly); retry later")]
+    CircuitOpen(String),
     #[error("{0}")]
     Upstream(#[from] ProviderError),
     #[error("internal error: {0}")]
@@ -56,6 +59,7 @@ impl GatewayError {
             GatewayError::InvalidVariables(_) => "invalid_variables",
             GatewayError::UnknownVariant(_) => "unknown_variant",
             GatewayError::PromptUnavailable(_) => "prompt_unavailable",
+            GatewayError::CircuitOpen(_) => "circuit_open",
             GatewayError::Upstream(e) => e.class(),
             GatewayError::Internal(_) => "internal",
         }
@@ -97,6 +101,11 @@ impl GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 "prompt_unavailable".to_string(),
+            ),
+            GatewayError::CircuitOpen(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "circuit_open".to_string(),
             ),
             GatewayError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

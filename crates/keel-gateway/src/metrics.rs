@@ -63,6 +63,8 @@ pub struct Metrics {
     traces_dropped: Counter,
     trace_flushes: Counter,
     trace_flush_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    circuit_state: Family<ModelLabels, Gauge>,
+    circuit_opened: Family<ModelLabels, Counter>,
 }
 
 /// One model's metric handles, created once at startup so the request path only bumps
@@ -184,6 +186,18 @@ impl Metrics {
             "Time spent writing trace batches",
             trace_flush_seconds.clone(),
         );
+        let circuit_state = Family::<ModelLabels, Gauge>::default();
+        let circuit_opened = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "circuit_state",
+            "Circuit breaker state by model: 0 closed, 1 half-open, 2 open",
+            circuit_state.clone(),
+        );
+        registry.register(
+            "circuit_opened",
+            "Times a model's circuit breaker opened",
+            circuit_opened.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -199,7 +213,20 @@ impl Metrics {
             traces_dropped,
             trace_flushes,
             trace_flush_seconds,
+            circuit_state,
+            circuit_opened,
         }
+    }
+
+    /// The state gauge and opened counter of `model`'s circuit breaker.
+    pub fn for_breaker(&self, model: &str) -> (Gauge, Counter) {
+        let labels = ModelLabels {
+            model: model.to_string(),
+        };
+        (
+            self.circuit_state.get_or_create(&labels).clone(),
+            self.circuit_opened.get_or_create(&labels).clone(),
+        )
     }
 
     /// Handles for one model label (a configured model, `(unknown)` or `(none)`).

@@ -23,6 +23,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/v1/messages", post(messages::messages))
         .route("/v1/models", get(misc::list_models))
         .route("/health", get(misc::health))
+        .route("/status", get(misc::status))
         .route("/metrics", get(misc::metrics))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
@@ -33,7 +34,7 @@ async fn unknown_route(uri: axum::http::Uri) -> axum::response::Response {
     route_error(
         axum::http::StatusCode::NOT_FOUND,
         "unknown_route",
-        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health and GET /metrics", uri.path()),
+        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health, GET /status and GET /metrics", uri.path()),
     )
 }
 

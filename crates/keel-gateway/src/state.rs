@@ -25,6 +25,8 @@ pub struct ModelRoute {
     pub config: ModelConfig,
     pub provider_name: String,
     pub provider: Arc<Provider>,
+    /// Present when the model has a circuit breaker (`config.routing.breaker`).
+    pub breaker: Option<crate::breaker::Breaker>,
 }
 
 pub struct AppState {
@@ -113,11 +115,18 @@ impl AppState {
                     config: m.clone(),
                     provider_name: m.provider.clone(),
                     provider: provider.clone(),
+                    breaker: None,
                 },
             );
         }
         let model_list = config.models.keys().cloned().collect::<Vec<_>>().join(", ");
         let metrics = Metrics::new();
+        for (name, route) in models.iter_mut() {
+            if let Some(settings) = route.config.routing.breaker {
+                let (gauge, opened) = metrics.for_breaker(name);
+                route.breaker = Some(crate::breaker::Breaker::new(settings, gauge, opened));
+            }
+        }
         let mut model_metrics = HashMap::new();
         for m in config.models.values() {
             model_metrics.insert(

@@ -82,4 +82,17 @@ pub struct RawModel {
     pub max_retry_wait: Option<String>,
     pub fallbacks: Option<Vec<String>>,
     pub fallback_on: Option<Vec<String>>,
+    pub circuit_breaker: Option<RawBreaker>,
+}
+
+/// `[models.NAME.circuit_breaker]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreaker {
+    pub enabled: Option<bool>,
+    pub consecutive_failures: Option<u32>,
+    pub failure_rate: Option<f64>,
+    pub min_requests: Option<u32>,
+    pub window: Option<String>,
+    pub cooldown: Option<String>,
 }

@@ -97,7 +97,7 @@ impl FailureSet {
 }
 
 /// A model's resilience settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Routing {
     pub retries: u32,
     pub retry_backoff: Duration,
@@ -105,6 +105,35 @@ pub struct Routing {
     /// Configured model names, in order.
     pub fallbacks: Vec<String>,
     pub fallback_on: FailureSet,
+    /// `None`: no breaker (the default for a model without retries or fallbacks).
+    pub breaker: Option<BreakerSettings>,
+}
+
+/// When a model's circuit breaker opens and for how long (see the gateway's
+/// `breaker` module for the states).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerSettings {
+    /// Open after this many upstream failures in a row.
+    pub consecutive_failures: u32,
+    /// ... or when this share of the calls in `window` failed,
+    pub failure_rate: f64,
+    /// ... once the window holds at least this many calls.
+    pub min_requests: u32,
+    pub window: Duration,
+    /// How long it stays open before one probe call is let through.
+    pub cooldown: Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            consecutive_failures: 5,
+            failure_rate: 0.5,
+            min_requests: 20,
+            window: Duration::from_secs(30),
+            cooldown: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for Routing {
@@ -115,6 +144,7 @@ impl Default for Routing {
             max_retry_wait: Duration::from_secs(10),
             fallbacks: Vec::new(),
             fallback_on: FailureSet::all(),
+            breaker: None,
         }
     }
 }
@@ -225,13 +255,65 @@ pub(crate) fn validate_routing(
             FailureSet(set)
         }
     };
+    let breaker = validate_breaker(
+        &path,
+        m.circuit_breaker.as_ref(),
+        retries > 0 || !fallbacks.is_empty(),
+        duration,
+        issues,
+    );
     Routing {
         retries: retries.min(MAX_RETRIES),
         retry_backoff,
         max_retry_wait,
         fallbacks,
         fallback_on,
+        breaker,
     }
+}
+
+fn validate_breaker(
+    path: &str,
+    raw: Option<&super::raw::RawBreaker>,
+    routed: bool,
+    duration: &mut dyn FnMut(&str, Option<&str>, Duration) -> Duration,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<BreakerSettings> {
+    let d = BreakerSettings::default();
+    let raw = raw.cloned().unwrap_or_default();
+    if !raw.enabled.unwrap_or(routed) {
+        return None;
+    }
+    let path = format!("{path}.circuit_breaker");
+    let failure_rate = raw.failure_rate.unwrap_or(d.failure_rate);
+    if !(failure_rate > 0.0 && failure_rate <= 1.0) {
+        push(
+            issues,
+            format!("{path}.failure_rate"),
+            format!("{failure_rate} is not a share of calls"),
+            "use a number in (0, 1], e.g. 0.5",
+        );
+    }
+    let consecutive_failures = raw.consecutive_failures.unwrap_or(d.consecutive_failures);
+    if consecutive_failures == 0 {
+        push(
+            issues,
+            format!("{path}.consecutive_failures"),
+            "must be at least 1".into(),
+            "e.g. 5",
+        );
+    }
+    Some(BreakerSettings {
+        consecutive_failures,
+        failure_rate,
+        min_requests: raw.min_requests.unwrap_or(d.min_requests).max(1),
+        window: duration(&format!("{path}.window"), raw.window.as_deref(), d.window),
+        cooldown: duration(
+            &format!("{path}.cooldown"),
+            raw.cooldown.as_deref(),
+            d.cooldown,
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -59,6 +59,44 @@ pub async fn list_models(State(app): State<Arc<AppState>>) -> Json<serde_json::V
     Json(json!({"object": "list", "data": data}))
 }
 
+/// `GET /status`: what `keel status` shows — per model its provider, upstream id,
+/// routing and circuit state; the functions that cannot serve; the trace queue.
+pub async fn status(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let mut models = serde_json::Map::new();
+    let mut names: Vec<&String> = app.models.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(r) = app.models.get(name) else {
+            continue;
+        };
+        let routing = &r.config.routing;
+        models.insert(
+            name.clone(),
+            json!({
+                "provider": r.provider_name,
+                "upstream_model": r.config.upstream_model,
+                "retries": routing.retries,
+                "fallbacks": routing.fallbacks,
+                "circuit": r.breaker.as_ref().map(|b| b.state()),
+            }),
+        );
+    }
+    let snapshot = app.registry.current();
+    let problems: Vec<_> = snapshot
+        .problems()
+        .into_iter()
+        .map(|(f, _, why)| json!({"function": f, "problem": why.as_ref()}))
+        .collect();
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "models": models,
+        "functions_unavailable": problems,
+        "trace_queue": app.writer.queue_len(),
+        "in_flight": app.metrics.in_flight.get(),
+    }))
+}
+
 pub async fn health(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(json!({
         "status": "ok",

@@ -7,8 +7,12 @@
 //! waits for that chunk before the client is answered, so nothing has reached the client
 //! yet; once the response has started, a failure ends the stream with an error event.
 //!
-//! The common case — no retries and no fallbacks configured — takes one call and does
-//! not clone the request.
+//! A model with a circuit breaker is skipped while its breaker is open (the attempt is
+//! recorded as `circuit_open`); when every model is skipped the caller gets 503
+//! `circuit_open`. Upstream failures (not a caller's bad request) feed the breaker.
+//!
+//! The common case — no retries, no fallbacks, no breaker — takes one call and does not
+//! clone the request.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +22,7 @@ use keel_core::trace::{Attempt, TraceRecord};
 use keel_providers::ProviderError;
 
 use super::call::{self, OpenedStream};
+use crate::breaker::Admission;
 use crate::error::GatewayError;
 use crate::state::{AppState, ModelRoute};
 
@@ -62,6 +67,21 @@ pub fn classify(e: &GatewayError) -> Option<FailureClass> {
         }
         ProviderError::Unsupported(_) => return None,
     })
+}
+
+/// Whether a failure says nothing about the upstream's health (the request was the
+/// problem: a bad request, a prompt too long, a refusal), so a breaker ignores it.
+fn upstream_healthy(e: &GatewayError) -> bool {
+    !matches!(
+        classify(e),
+        Some(
+            FailureClass::RateLimit
+                | FailureClass::ServerError
+                | FailureClass::Timeout
+                | FailureClass::Unreachable
+                | FailureClass::InvalidResponse
+        )
+    )
 }
 
 async fn once(route: &ModelRoute, req: ChatRequest) -> Result<Reply, GatewayError> {
@@ -113,7 +133,7 @@ pub async fn call_routed<'a>(
 ) -> Result<(&'a ModelRoute, Reply), GatewayError> {
     let policy = &first.config.routing;
     let chain = chain.unwrap_or(&policy.fallbacks);
-    if chain.is_empty() && policy.retries == 0 {
+    if chain.is_empty() && policy.retries == 0 && first.breaker.is_none() {
         return once(first, req).await.map(|r| (first, r));
     }
     let routes = std::iter::once(first).chain(chain.iter().filter_map(|m| app.models.get(m)));
@@ -121,8 +141,25 @@ pub async fn call_routed<'a>(
     for route in routes {
         let retries = route.config.routing.retries;
         for n in 0..=retries {
+            if let Some(b) = &route.breaker {
+                if b.admit() == Admission::Refused {
+                    let e = GatewayError::CircuitOpen(format!("`{}`", route.config.name));
+                    trace.attempts.push(attempt(route, Instant::now(), Err(&e)));
+                    if last.is_none() {
+                        last = Some(e);
+                    }
+                    break;
+                }
+            }
             let started = Instant::now();
-            match once(route, req.clone()).await {
+            let result = once(route, req.clone()).await;
+            if let Some(b) = &route.breaker {
+                b.record(match &result {
+                    Ok(_) => true,
+                    Err(e) => upstream_healthy(e),
+                });
+            }
+            match result {
                 Ok(reply) => {
                     if !trace.attempts.is_empty() {
                         trace.attempts.push(attempt(route, started, Ok(())));
@@ -142,6 +179,7 @@ pub async fn call_routed<'a>(
                         continue;
                     }
                     if class.is_some_and(|c| policy.fallback_on.contains(c)) {
+                        // An upstream failure outranks an earlier "circuit open".
                         last = Some(e);
                         break;
                     }
