@@ -147,6 +147,12 @@ pub struct TraceRecord {
     /// attempt answered or the model has no routing configured.
     #[serde(default)]
     pub attempts: Vec<Attempt>,
+    /// `hit` or `miss` when the response cache was consulted.
+    #[serde(default)]
+    pub cache: Option<String>,
+    /// On a cache hit: what the call cost when it was made (the spend avoided).
+    #[serde(default)]
+    pub saved_cost: Option<Nanos>,
 }
 
 impl TraceRecord {
@@ -191,6 +197,8 @@ impl TraceRecord {
             release_id: None,
             origin: Origin::Live,
             attempts: Vec::new(),
+            cache: None,
+            saved_cost: None,
         }
     }
 }

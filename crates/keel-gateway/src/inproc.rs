@@ -108,7 +108,12 @@ impl InProcess {
         }
         req.stream = false;
         req.stream_options = None;
-        let result = match common::run(&self.app, req, variant, &mut trace).await {
+        // Eval and replay measure the upstream: never the gateway's response cache.
+        let opts = common::CallOptions {
+            variant,
+            bypass_cache: true,
+        };
+        let result = match common::run(&self.app, req, opts, &mut trace).await {
             Ok(Served::Whole { resp, .. }) => Ok(resp),
             Ok(Served::Stream(_)) => Err(GatewayError::Internal(
                 "asked for a whole reply but got a stream".into(),

@@ -65,6 +65,8 @@ pub struct Metrics {
     trace_flush_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     circuit_state: Family<ModelLabels, Gauge>,
     circuit_opened: Family<ModelLabels, Counter>,
+    cache_hits: Family<ModelLabels, Counter>,
+    cache_saved_usd: Family<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
 }
 
 /// One model's metric handles, created once at startup so the request path only bumps
@@ -198,6 +200,19 @@ impl Metrics {
             "Times a model's circuit breaker opened",
             circuit_opened.clone(),
         );
+        let cache_hits = Family::<ModelLabels, Counter>::default();
+        let cache_saved_usd =
+            Family::<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "cache_hits",
+            "Requests answered from the response cache, by model",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "cache_saved_usd",
+            "Spend avoided by cache hits (priced calls), by model",
+            cache_saved_usd.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -215,6 +230,22 @@ impl Metrics {
             trace_flush_seconds,
             circuit_state,
             circuit_opened,
+            cache_hits,
+            cache_saved_usd,
+        }
+    }
+
+    /// Count a cache hit of `model` and the spend it avoided. (Rare enough that the
+    /// label lookup is fine: a hit skips a whole upstream call.)
+    pub fn cache_hit(&self, model: &str, saved: Option<keel_core::money::Nanos>) {
+        let labels = ModelLabels {
+            model: model.to_string(),
+        };
+        self.cache_hits.get_or_create(&labels).inc();
+        if let Some(s) = saved {
+            self.cache_saved_usd
+                .get_or_create(&labels)
+                .inc_by(s.as_dollars());
         }
     }
 

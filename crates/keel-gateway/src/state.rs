@@ -42,6 +42,8 @@ pub struct AppState {
     /// `UNKNOWN_MODEL` and `NO_MODEL`, so a client's made-up model names never
     /// become metric labels (no unbounded series).
     pub model_metrics: HashMap<String, ModelMetrics>,
+    /// The response cache, when `[cache] enabled`.
+    pub cache: Option<crate::pipeline::cache::ResponseCache>,
     pub capture: Capture,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
@@ -138,6 +140,10 @@ impl AppState {
             model_metrics.insert(name.to_string(), metrics.for_model(name, false));
         }
         Ok(AppState {
+            cache: config
+                .cache
+                .as_ref()
+                .map(crate::pipeline::cache::ResponseCache::new),
             capture: config.gateway.capture,
             max_body_bytes: config.gateway.max_body_bytes.get(),
             body_read_timeout: config.gateway.body_read_timeout,

@@ -184,6 +184,8 @@ mod tests {
                 latency_ms: 12,
                 error: Some("slow down".into()),
             }],
+            cache: Some("hit".into()),
+            saved_cost: Some(Nanos(42)),
         }
     }
 

@@ -5,6 +5,7 @@
 //! validate into `model::Config`, collecting every problem. `keel check` and
 //! `keel serve` call the same `Config::load`.
 
+pub mod cache;
 pub mod error;
 pub mod function;
 pub mod mock;
@@ -82,6 +83,7 @@ impl Config {
             evals_dir,
             gateway: v.gateway,
             registry: v.registry,
+            cache: v.cache,
             providers: v.providers,
             models: v.models,
             functions: v.functions,

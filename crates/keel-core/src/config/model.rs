@@ -21,6 +21,8 @@ pub struct Config {
     pub evals_dir: PathBuf,
     pub gateway: GatewaySettings,
     pub registry: RegistrySettings,
+    /// The response cache; `None` when off (the default).
+    pub cache: Option<super::cache::CacheSettings>,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
     /// Functions by name (`model = "NAME"` in a request), each with its variants.

@@ -23,6 +23,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub registry: RawRegistry,
     #[serde(default)]
+    pub cache: super::cache::RawCache,
+    #[serde(default)]
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub models: BTreeMap<String, RawModel>,

@@ -22,6 +22,7 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 pub(crate) struct Validated {
     pub gateway: GatewaySettings,
     pub registry: RegistrySettings,
+    pub cache: Option<super::cache::CacheSettings>,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
     pub functions: BTreeMap<String, FunctionConfig>,
@@ -86,6 +87,18 @@ pub(crate) fn validate(
     let mut warnings = Vec::new();
     let gateway = validate_gateway(&raw.gateway, config_dir, &mut issues);
     let registry = validate_registry(&raw, &mut issues);
+    let cache = {
+        let mut found = Vec::new();
+        let mut dur = Issues(Vec::new());
+        let c = super::cache::validate_cache(
+            &raw.cache,
+            &mut |p, v, d| dur.duration(p, v, d),
+            &mut found,
+        );
+        issues.0.extend(dur.0);
+        issues.0.extend(found);
+        c
+    };
 
     let mut providers = BTreeMap::new();
     for (name, p) in &raw.providers {
@@ -308,6 +321,7 @@ pub(crate) fn validate(
         Ok(Validated {
             gateway,
             registry,
+            cache,
             providers,
             models,
             functions,

@@ -49,8 +49,8 @@ pub async fn chat_completions(
     };
     let include_usage = req.wants_stream_usage();
 
-    let variant = attribution::variant_override(&headers);
-    match common::run(&app, req, variant.as_deref(), pending.trace()).await {
+    let opts = common::CallOptions::from_headers(&headers);
+    match common::run(&app, req, opts, pending.trace()).await {
         Ok(Served::Whole { resp, cost }) => match serde_json::to_vec(&resp) {
             Ok(body) => common::respond_whole(pending, body, cost),
             Err(e) => common::reject(pending, GatewayError::Internal(e.to_string()), API),

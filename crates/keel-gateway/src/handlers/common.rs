@@ -13,6 +13,7 @@ use keel_core::trace::TraceRecord;
 
 use crate::error::GatewayError;
 use crate::pipeline::attribution::REQUEST_ID;
+use crate::pipeline::cache::CACHE_HEADER;
 use crate::pipeline::call::{self, OpenedStream};
 use crate::pipeline::function::{self, PROMPT_VERSION_HEADER, VARIANT_HEADER};
 use crate::pipeline::pending::PendingTrace;
@@ -49,21 +50,54 @@ pub fn now_ms() -> i64 {
 }
 
 /// Resolve, call and (for whole replies) account. The trace is filled in as we go.
+/// What the request's headers ask of the pipeline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallOptions<'a> {
+    /// `x-keel-variant`: the function variant to serve.
+    pub variant: Option<&'a str>,
+    /// `x-keel-cache: bypass`.
+    pub bypass_cache: bool,
+}
+
+impl<'a> CallOptions<'a> {
+    pub fn from_headers(headers: &'a axum::http::HeaderMap) -> CallOptions<'a> {
+        CallOptions {
+            variant: headers
+                .get(VARIANT_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty()),
+            bypass_cache: headers
+                .get(CACHE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("bypass")),
+        }
+    }
+}
+
 pub async fn run(
     app: &AppState,
     mut req: ChatRequest,
-    override_variant: Option<&str>,
+    opts: CallOptions<'_>,
     trace: &mut TraceRecord,
 ) -> Result<Served, GatewayError> {
     trace.model_requested = Some(req.model.clone());
     trace.stream = req.stream;
     let mut chain = None;
     if let Some(f) = app.config.functions.get(&req.model) {
-        chain = function::apply(app, f, &mut req, override_variant, trace)?;
+        chain = function::apply(app, f, &mut req, opts.variant, trace)?;
     }
     let first = call::resolve(app, &req.model)?;
     trace.provider = Some(first.provider_name.clone());
     trace.upstream_model = Some(first.config.upstream_model.clone());
+    let cache = app.cache.as_ref().filter(|_| !opts.bypass_cache);
+    let key = cache.and_then(|c| c.key(trace.tenant.as_deref(), first, &req));
+    if let (Some(c), Some(k)) = (cache, &key) {
+        if let Some(hit) = c.get(k) {
+            return Ok(serve_hit(app, first, &hit, trace));
+        }
+        trace.cache = Some("miss".into());
+    }
     let (route, reply) = route::call_routed(app, first, chain, req, trace).await?;
     if !std::ptr::eq(route, first) {
         trace.provider = Some(route.provider_name.clone());
@@ -86,7 +120,44 @@ pub async fn run(
         None => trace.unpriced = route.config.price.is_none(),
     }
     let cost = trace.cost;
+    if let (Some(c), Some(k)) = (cache, key) {
+        c.put(k, resp.clone(), cost);
+    }
     Ok(Served::Whole { resp, cost })
+}
+
+/// A reply from the cache: no upstream call, so it costs $0; the trace keeps the tokens
+/// and what the call cost when it was made.
+fn serve_hit(
+    app: &AppState,
+    route: &crate::state::ModelRoute,
+    hit: &crate::pipeline::cache::Cached,
+    trace: &mut TraceRecord,
+) -> Served {
+    let resp = hit.resp.clone();
+    trace.cache = Some("hit".into());
+    trace.saved_cost = hit.cost;
+    trace.cost = Some(Nanos(0));
+    trace.unpriced = false;
+    trace.served_model = Some(resp.model.clone());
+    trace
+        .system_fingerprint
+        .clone_from(&resp.system_fingerprint);
+    trace.finish_reason = resp.choices.first().and_then(|c| c.finish_reason.clone());
+    if let Some(u) = &resp.usage {
+        trace.input_tokens = Some(u.prompt_tokens);
+        trace.output_tokens = Some(u.completion_tokens);
+        trace.cached_tokens = Some(u.cached_tokens());
+        trace.reasoning_tokens = Some(u.reasoning_tokens());
+    }
+    if app.capture == Capture::Full {
+        trace.output = Some(captured_output(&resp));
+    }
+    app.metrics.cache_hit(&route.config.name, hit.cost);
+    Served::Whole {
+        resp,
+        cost: Some(Nanos(0)),
+    }
 }
 
 /// What a trace keeps of a whole reply: the text, then the tool calls as JSON.
@@ -160,9 +231,13 @@ pub fn respond_whole(mut pending: PendingTrace, body: Vec<u8>, cost: Option<Nano
     let variant = pending.trace().variant.clone();
     let prompt_version = pending.trace().prompt_version;
     let served = routing_headers(&pending.trace().attempts);
+    let cache = pending.trace().cache.clone();
     pending.finish();
     let mut resp = json_response(StatusCode::OK, body, &id, cost);
     let h = resp.headers_mut();
+    if let Some(c) = &cache {
+        insert_header(h, CACHE_HEADER, c);
+    }
     function_headers(h, &variant, prompt_version);
     if let Some((model, n)) = &served {
         insert_header(h, SERVED_BY_HEADER, model);

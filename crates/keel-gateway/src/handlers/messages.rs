@@ -64,8 +64,8 @@ pub async fn messages(
     };
     let model = req.model.clone();
 
-    let variant = attribution::variant_override(&headers);
-    match common::run(&app, req, variant.as_deref(), pending.trace()).await {
+    let opts = common::CallOptions::from_headers(&headers);
+    match common::run(&app, req, opts, pending.trace()).await {
         Ok(Served::Whole { resp, cost }) => {
             match serde_json::to_vec(&chat_response_to_messages(&resp, &model)) {
                 Ok(body) => common::respond_whole(pending, body, cost),

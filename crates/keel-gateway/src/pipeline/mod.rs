@@ -9,6 +9,7 @@
 pub mod account;
 pub mod attribution;
 pub mod body;
+pub mod cache;
 pub mod call;
 pub mod function;
 pub mod parse;

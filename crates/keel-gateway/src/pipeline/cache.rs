@@ -1,0 +1,90 @@
+//! The exact-match response cache: the same request (model, messages, parameters, tools
+//! — everything that reaches the upstream), from the same tenant, gets the stored reply
+//! without an upstream call.
+//!
+//! - Only whole (non-streamed) replies are cached and served; a streamed request always
+//!   goes upstream.
+//! - A request with `temperature` above 0 (or unset, which providers treat as 1) is not
+//!   cached unless `[cache] nonzero_temperature = true`: its caller asked for variety.
+//! - `x-keel-cache: bypass` skips the cache for one request (no read, no write).
+//! - Entries expire `ttl` after they were stored. Size is bounded by bytes (`max_bytes`,
+//!   the reply's JSON size) and by count: every entry weighs at least
+//!   `max_bytes / max_entries`, so the cache never holds more than `max_entries`.
+//! - A hit is traced with `cache = "hit"`, cost $0 (no upstream call was made) and
+//!   `saved_cost` = what the call cost when it was made.
+
+use std::sync::Arc;
+
+use keel_core::chat::{ChatRequest, ChatResponse};
+use keel_core::config::cache::CacheSettings;
+use keel_core::money::Nanos;
+use sha2::{Digest, Sha256};
+
+use crate::state::ModelRoute;
+
+/// The request header that skips the cache.
+pub const CACHE_HEADER: &str = "x-keel-cache";
+
+/// A stored reply and what it cost (`None`: unpriced).
+pub struct Cached {
+    pub resp: ChatResponse,
+    pub cost: Option<Nanos>,
+}
+
+pub struct ResponseCache {
+    entries: moka::sync::Cache<[u8; 32], Arc<Cached>>,
+    nonzero_temperature: bool,
+}
+
+impl ResponseCache {
+    pub fn new(s: &CacheSettings) -> ResponseCache {
+        let floor = u32::try_from((s.max_bytes / s.max_entries.max(1)).max(1)).unwrap_or(u32::MAX);
+        let entries = moka::sync::Cache::builder()
+            .max_capacity(s.max_bytes)
+            .time_to_live(s.ttl)
+            .weigher(move |_k: &[u8; 32], v: &Arc<Cached>| {
+                let size = serde_json::to_vec(&v.resp).map_or(0, |b| b.len());
+                u32::try_from(size).unwrap_or(u32::MAX).max(floor)
+            })
+            .build();
+        ResponseCache {
+            entries,
+            nonzero_temperature: s.nonzero_temperature,
+        }
+    }
+
+    /// The key of `req` (already rendered and bound for `route`), or `None` when it is
+    /// not cacheable.
+    pub fn key(
+        &self,
+        tenant: Option<&str>,
+        route: &ModelRoute,
+        req: &ChatRequest,
+    ) -> Option<[u8; 32]> {
+        if req.stream {
+            return None;
+        }
+        let deterministic = req.temperature.is_some_and(|t| t == 0.0);
+        if !deterministic && !self.nonzero_temperature {
+            return None;
+        }
+        let body = serde_json::to_vec(req).ok()?;
+        let mut h = Sha256::new();
+        h.update(tenant.unwrap_or("").as_bytes());
+        h.update([0]);
+        h.update(route.config.name.as_bytes());
+        h.update([0]);
+        h.update(route.config.upstream_model.as_bytes());
+        h.update([0]);
+        h.update(&body);
+        Some(h.finalize().into())
+    }
+
+    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Cached>> {
+        self.entries.get(key)
+    }
+
+    pub fn put(&self, key: [u8; 32], resp: ChatResponse, cost: Option<Nanos>) {
+        self.entries.insert(key, Arc::new(Cached { resp, cost }));
+    }
+}
