@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd::eval::EvalCommand,
     },
+    /// Shadow traffic: compare a function's shadow variant with its live traffic.
+    Shadow {
+        #[command(subcommand)]
+        command: cmd::shadow::ShadowCommand,
+    },
     /// Ask a running gateway for its models' routing and circuit-breaker state.
     Status(cmd::status::StatusArgs),
     /// The audit log: every prompt push and label move, with who and why.
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
         Command::Prompt { command } => cmd::prompt::run(command),
         Command::Audit(a) => cmd::audit::run(a),
         Command::Status(a) => cmd::status::run(a),
+        Command::Shadow { command } => cmd::shadow::run(command),
         Command::Eval { command } => cmd::eval::run(command),
         Command::Releases(a) => cmd::releases::run(a),
         Command::Replay(a) => cmd::replay::run(*a),

@@ -48,6 +48,8 @@ pub enum Origin {
     Live,
     Eval,
     Replay,
+    /// A function's shadow variant, mirroring a live call (`parent_id`).
+    Shadow,
 }
 
 impl Origin {
@@ -56,6 +58,7 @@ impl Origin {
             Origin::Live => "live",
             Origin::Eval => "eval",
             Origin::Replay => "replay",
+            Origin::Shadow => "shadow",
         }
     }
 
@@ -64,6 +67,7 @@ impl Origin {
             "live" => Some(Origin::Live),
             "eval" => Some(Origin::Eval),
             "replay" => Some(Origin::Replay),
+            "shadow" => Some(Origin::Shadow),
             _ => None,
         }
     }
@@ -153,6 +157,9 @@ pub struct TraceRecord {
     /// On a cache hit: what the call cost when it was made (the spend avoided).
     #[serde(default)]
     pub saved_cost: Option<Nanos>,
+    /// For a shadow call: the id of the live call it mirrored.
+    #[serde(default)]
+    pub parent_id: Option<String>,
 }
 
 impl TraceRecord {
@@ -199,6 +206,7 @@ impl TraceRecord {
             attempts: Vec::new(),
             cache: None,
             saved_cost: None,
+            parent_id: None,
         }
     }
 }

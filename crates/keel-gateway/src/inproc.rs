@@ -93,6 +93,7 @@ impl InProcess {
         let endpoint = match self.origin {
             Some(Origin::Eval) => "eval",
             Some(Origin::Replay) | None => "replay",
+            Some(Origin::Shadow) => "shadow",
             Some(Origin::Live) => "/v1/chat/completions",
         };
         let mut trace = TraceRecord::new(

@@ -20,6 +20,7 @@ pub mod releases;
 pub mod replays;
 pub mod report;
 mod report_render;
+pub mod shadow;
 mod trace_row;
 pub mod writer;
 

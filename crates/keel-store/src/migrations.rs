@@ -64,6 +64,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0009_cache",
         sql: include_str!("../migrations/0009_cache.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_shadow",
+        sql: include_str!("../migrations/0010_shadow.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -187,8 +192,8 @@ mod tests {
     fn empty_database_gets_every_migration_once() {
         let mut conn = Connection::open_in_memory().unwrap();
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
-        assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
-        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         let idx = index_names(&conn);
         for name in [
             "traces_started_at",
@@ -213,7 +218,7 @@ mod tests {
         // Running again is a no-op.
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
         assert!(applied.is_empty());
-        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     }
 
     #[test]
@@ -280,7 +285,7 @@ mod tests {
         // And from version 6, only 0007: traces gain an origin (old ones are live).
         assert_eq!(
             migrate(&mut conn, "mem", MIGRATIONS).unwrap(),
-            vec![7, 8, 9]
+            vec![7, 8, 9, 10]
         );
         let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
         assert_eq!((old.function, old.release_id), (None, None));

@@ -186,6 +186,7 @@ mod tests {
             }],
             cache: Some("hit".into()),
             saved_cost: Some(Nanos(42)),
+            parent_id: Some("req-live".into()),
         }
     }
 

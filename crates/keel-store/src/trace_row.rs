@@ -15,15 +15,15 @@ pub(crate) const COLUMNS: &str = "id, started_at_ms, api, endpoint, key_id, tena
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
-     function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos";
+     function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos, parent_id";
 
 const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, key_id, tenant, feature, user, session, tags, \
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
-     function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos) \
+     function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos, parent_id) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40)";
+     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41)";
 
 /// Insert `traces` in one transaction. The statement is prepared once per connection
 /// and cached.
@@ -86,6 +86,7 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         attempts,
         cache,
         saved_cost,
+        parent_id,
     } = t;
     let tags = serde_json::to_string(tags)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
@@ -138,6 +139,7 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         attempts_json,
         cache,
         saved_cost.map(|c| c.0),
+        parent_id,
     ])?;
     Ok(())
 }
@@ -221,5 +223,6 @@ pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<TraceRecord> {
         },
         cache: row.get(38)?,
         saved_cost: row.get::<_, Option<i64>>(39)?.map(Nanos),
+        parent_id: row.get(40)?,
     })
 }

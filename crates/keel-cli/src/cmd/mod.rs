@@ -11,6 +11,7 @@ pub mod replay;
 pub mod report;
 pub mod serve;
 pub mod serve_prompts;
+pub mod shadow;
 pub mod status;
 pub mod traces;
 

@@ -29,6 +29,16 @@ pub struct RawFunction {
     pub sticky: Option<String>,
     #[serde(default)]
     pub variants: Vec<RawVariant>,
+    /// `{ variant = "candidate", sample = 0.1 }`: mirror a share of live traffic.
+    pub shadow: Option<RawShadow>,
+}
+
+/// `[functions.NAME.shadow]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShadow {
+    pub variant: String,
+    pub sample: f64,
 }
 
 /// `[[functions.NAME.variants]]` as written. Numbers are read wide so that a negative or
@@ -55,6 +65,16 @@ pub struct FunctionConfig {
     pub sticky: Sticky,
     /// In config order; the traffic split walks them in this order.
     pub variants: Vec<VariantConfig>,
+    /// Mirror a sampled share of live traffic to a variant, off the response path.
+    pub shadow: Option<ShadowConfig>,
+}
+
+/// Shadow traffic: `sample` (0..=1) of the function's live calls are also sent, in the
+/// background, to `variant`; its results are stored beside the live ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShadowConfig {
+    pub variant: String,
+    pub sample: f64,
 }
 
 impl FunctionConfig {
@@ -237,6 +257,38 @@ pub(crate) fn validate_functions(
             );
         }
 
+        let shadow = match &f.shadow {
+            None => None,
+            Some(sh) => {
+                if !variants.iter().any(|v| v.name == sh.variant) {
+                    issue(
+                        issues,
+                        format!("{path}.shadow.variant"),
+                        format!("`{}` is not a variant of this function", sh.variant),
+                        Some(format!(
+                            "its variants: {}",
+                            variants
+                                .iter()
+                                .map(|v| v.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    );
+                }
+                if !(sh.sample > 0.0 && sh.sample <= 1.0) {
+                    issue(
+                        issues,
+                        format!("{path}.shadow.sample"),
+                        format!("{} is not a share of traffic", sh.sample),
+                        Some("use a number in (0, 1], e.g. 0.1 for 10 %".into()),
+                    );
+                }
+                Some(ShadowConfig {
+                    variant: sh.variant.clone(),
+                    sample: sh.sample,
+                })
+            }
+        };
         out.insert(
             name.clone(),
             FunctionConfig {
@@ -244,6 +296,7 @@ pub(crate) fn validate_functions(
                 description: f.description.clone(),
                 sticky,
                 variants,
+                shadow,
             },
         );
     }

@@ -17,7 +17,7 @@ mod validate;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigIssue};
-pub use function::{FunctionConfig, PromptRef, Sticky, VariantConfig};
+pub use function::{FunctionConfig, PromptRef, ShadowConfig, Sticky, VariantConfig};
 pub use model::*;
 pub use validate::{DEFAULT_LISTEN, DEFAULT_MAX_BODY_BYTES, DEFAULT_STORE};
 

@@ -178,6 +178,7 @@ pub fn plan(
                     description: suite.description.clone(),
                     sticky: Sticky::None,
                     variants: vec![],
+                    shadow: None,
                 },
             );
             (name, base)

@@ -18,7 +18,7 @@ use super::common::{self, ClientApi, Served};
 use crate::error::GatewayError;
 use crate::pipeline::pending::PendingTrace;
 use crate::pipeline::relay::StreamFormat;
-use crate::pipeline::{attribution, body, parse};
+use crate::pipeline::{attribution, body, parse, shadow};
 use crate::state::AppState;
 
 pub async fn chat_completions(
@@ -50,6 +50,7 @@ pub async fn chat_completions(
     let include_usage = req.wants_stream_usage();
 
     let opts = common::CallOptions::from_headers(&headers);
+    shadow::mirror(&app, &req, pending.trace(), &opts);
     match common::run(&app, req, opts, pending.trace()).await {
         Ok(Served::Whole { resp, cost }) => match serde_json::to_vec(&resp) {
             Ok(body) => common::respond_whole(pending, body, cost),

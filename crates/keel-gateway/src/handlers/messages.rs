@@ -24,7 +24,7 @@ use super::common::{self, ClientApi, Served};
 use crate::error::GatewayError;
 use crate::pipeline::pending::PendingTrace;
 use crate::pipeline::relay::StreamFormat;
-use crate::pipeline::{attribution, body, parse};
+use crate::pipeline::{attribution, body, parse, shadow};
 use crate::state::AppState;
 
 pub async fn messages(
@@ -65,6 +65,7 @@ pub async fn messages(
     let model = req.model.clone();
 
     let opts = common::CallOptions::from_headers(&headers);
+    shadow::mirror(&app, &req, pending.trace(), &opts);
     match common::run(&app, req, opts, pending.trace()).await {
         Ok(Served::Whole { resp, cost }) => {
             match serde_json::to_vec(&chat_response_to_messages(&resp, &model)) {

@@ -16,4 +16,5 @@ pub mod parse;
 pub mod pending;
 pub mod relay;
 pub mod route;
+pub mod shadow;
 pub mod variant;

@@ -183,6 +183,7 @@ mod tests {
             description: None,
             sticky,
             variants: weights.iter().map(|(n, w)| variant(n, *w)).collect(),
+            shadow: None,
         }
     }
 
