@@ -31,6 +31,10 @@ pub struct RawFunction {
     pub variants: Vec<RawVariant>,
     /// `{ variant = "candidate", sample = 0.1 }`: mirror a share of live traffic.
     pub shadow: Option<RawShadow>,
+    /// The whole call's deadline, across retries and fallbacks.
+    pub timeout: Option<String>,
+    /// Time to the first streamed chunk, across retries and fallbacks.
+    pub first_token_timeout: Option<String>,
 }
 
 /// `[functions.NAME.shadow]` as written.
@@ -67,6 +71,10 @@ pub struct FunctionConfig {
     pub variants: Vec<VariantConfig>,
     /// Mirror a sampled share of live traffic to a variant, off the response path.
     pub shadow: Option<ShadowConfig>,
+    /// Deadline of the whole call (all attempts); `None`: the models' own timeouts only.
+    pub timeout: Option<std::time::Duration>,
+    /// Deadline of the first streamed chunk (all attempts).
+    pub first_token_timeout: Option<std::time::Duration>,
 }
 
 /// Shadow traffic: `sample` (0..=1) of the function's live calls are also sent, in the
@@ -196,6 +204,23 @@ pub(crate) fn validate_functions(
                 )),
             );
         }
+        let mut deadline = |key: &str, v: &Option<String>| -> Option<std::time::Duration> {
+            let v = v.as_deref()?;
+            match humantime::parse_duration(v) {
+                Ok(d) if !d.is_zero() => Some(d),
+                _ => {
+                    issue(
+                        issues,
+                        format!("{path}.{key}"),
+                        format!("`{v}` is not a positive duration"),
+                        Some("write e.g. \"500ms\", \"30s\" or \"2m\"".into()),
+                    );
+                    None
+                }
+            }
+        };
+        let timeout = deadline("timeout", &f.timeout);
+        let first_token_timeout = deadline("first_token_timeout", &f.first_token_timeout);
         let sticky = match f.sticky.as_deref().unwrap_or("user") {
             "user" => Sticky::User,
             "session" => Sticky::Session,
@@ -297,6 +322,8 @@ pub(crate) fn validate_functions(
                 sticky,
                 variants,
                 shadow,
+                timeout,
+                first_token_timeout,
             },
         );
     }

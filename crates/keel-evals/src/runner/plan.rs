@@ -179,6 +179,8 @@ pub fn plan(
                     sticky: Sticky::None,
                     variants: vec![],
                     shadow: None,
+                    timeout: None,
+                    first_token_timeout: None,
                 },
             );
             (name, base)

@@ -83,9 +83,9 @@ pub async fn run(
 ) -> Result<Served, GatewayError> {
     trace.model_requested = Some(req.model.clone());
     trace.stream = req.stream;
-    let mut chain = None;
+    let mut plan = function::CallPlan::default();
     if let Some(f) = app.config.functions.get(&req.model) {
-        chain = function::apply(app, f, &mut req, opts.variant, trace)?;
+        plan = function::apply(app, f, &mut req, opts.variant, trace)?;
     }
     let first = call::resolve(app, &req.model)?;
     trace.provider = Some(first.provider_name.clone());
@@ -98,7 +98,13 @@ pub async fn run(
         }
         trace.cache = Some("miss".into());
     }
-    let (route, reply) = route::call_routed(app, first, chain, req, trace).await?;
+    let call = route::call_routed(app, first, plan.chain, plan.limits, req, trace);
+    let (route, reply) = match plan.limits.total {
+        None => call.await?,
+        Some(total) => tokio::time::timeout(total, call)
+            .await
+            .map_err(|_| GatewayError::Upstream(keel_providers::ProviderError::Timeout(total)))??,
+    };
     if !std::ptr::eq(route, first) {
         trace.provider = Some(route.provider_name.clone());
         trace.upstream_model = Some(route.config.upstream_model.clone());

@@ -52,10 +52,15 @@ pub struct OpenedStream {
 pub async fn open_stream(
     route: &ModelRoute,
     req: ChatRequest,
+    first_token: Option<std::time::Duration>,
 ) -> Result<OpenedStream, GatewayError> {
-    // The first chunk must come within the first-token limit, and never later than
-    // the model's total deadline.
-    let limit = route.config.first_token_timeout.min(route.config.timeout);
+    // The first chunk must come within the first-token limit (the model's, or a
+    // function's tighter one), and never later than the model's total deadline.
+    let limit = route
+        .config
+        .first_token_timeout
+        .min(route.config.timeout)
+        .min(first_token.unwrap_or(std::time::Duration::MAX));
     let first = async {
         let mut rest = route.provider.stream(req).await?;
         match rest.next().await {

@@ -21,15 +21,29 @@ pub const VARIANT_HEADER: &str = "x-keel-variant";
 /// The response header naming the prompt version that served.
 pub const PROMPT_VERSION_HEADER: &str = "x-keel-prompt-version";
 
+/// What a function adds to the model call: the variant's own fallback chain and the
+/// function's deadlines.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallPlan<'a> {
+    pub chain: Option<&'a [String]>,
+    pub limits: Limits,
+}
+
+/// Deadlines over all attempts of a call (a function's `timeout`, `first_token_timeout`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub total: Option<std::time::Duration>,
+    pub first_token: Option<std::time::Duration>,
+}
+
 /// Turn a function call into a model call, filling the trace's function fields.
-/// Returns the chosen variant's own fallback chain, if it has one.
 pub fn apply<'a>(
     app: &AppState,
     f: &'a FunctionConfig,
     req: &mut ChatRequest,
     override_variant: Option<&str>,
     trace: &mut TraceRecord,
-) -> Result<Option<&'a [String]>, GatewayError> {
+) -> Result<CallPlan<'a>, GatewayError> {
     trace.function = Some(f.name.clone());
     let chosen = choose_variant(
         f,
@@ -100,7 +114,13 @@ pub fn apply<'a>(
         req.response_format.clone_from(&deployment.response_format);
     }
     req.model.clone_from(&deployment.model);
-    Ok(chosen.variant.fallbacks.as_deref())
+    Ok(CallPlan {
+        chain: chosen.variant.fallbacks.as_deref(),
+        limits: Limits {
+            total: f.timeout,
+            first_token: f.first_token_timeout,
+        },
+    })
 }
 
 fn json_kind(v: &Value) -> &'static str {

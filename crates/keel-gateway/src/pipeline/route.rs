@@ -22,6 +22,7 @@ use keel_core::trace::{Attempt, TraceRecord};
 use keel_providers::ProviderError;
 
 use super::call::{self, OpenedStream};
+use super::function::Limits;
 use crate::breaker::Admission;
 use crate::error::GatewayError;
 use crate::state::{AppState, ModelRoute};
@@ -84,10 +85,12 @@ fn upstream_healthy(e: &GatewayError) -> bool {
     )
 }
 
-async fn once(route: &ModelRoute, req: ChatRequest) -> Result<Reply, GatewayError> {
+async fn once(route: &ModelRoute, req: ChatRequest, limits: Limits) -> Result<Reply, GatewayError> {
     let req = call::upstream_request(route, req);
     if req.stream {
-        call::open_stream(route, req).await.map(Reply::Stream)
+        call::open_stream(route, req, limits.first_token)
+            .await
+            .map(Reply::Stream)
     } else {
         call::complete(route, req).await.map(Reply::Whole)
     }
@@ -128,13 +131,14 @@ pub async fn call_routed<'a>(
     app: &'a AppState,
     first: &'a ModelRoute,
     chain: Option<&'a [String]>,
+    limits: Limits,
     req: ChatRequest,
     trace: &mut TraceRecord,
 ) -> Result<(&'a ModelRoute, Reply), GatewayError> {
     let policy = &first.config.routing;
     let chain = chain.unwrap_or(&policy.fallbacks);
     if chain.is_empty() && policy.retries == 0 && first.breaker.is_none() {
-        return once(first, req).await.map(|r| (first, r));
+        return once(first, req, limits).await.map(|r| (first, r));
     }
     let routes = std::iter::once(first).chain(chain.iter().filter_map(|m| app.models.get(m)));
     let mut last: Option<GatewayError> = None;
@@ -152,7 +156,7 @@ pub async fn call_routed<'a>(
                 }
             }
             let started = Instant::now();
-            let result = once(route, req.clone()).await;
+            let result = once(route, req.clone(), limits).await;
             if let Some(b) = &route.breaker {
                 b.record(match &result {
                     Ok(_) => true,

@@ -184,6 +184,8 @@ mod tests {
             sticky,
             variants: weights.iter().map(|(n, w)| variant(n, *w)).collect(),
             shadow: None,
+            timeout: None,
+            first_token_timeout: None,
         }
     }
 
