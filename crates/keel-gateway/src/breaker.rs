@@ -110,6 +110,14 @@ impl Breaker {
         self.state_gauge.set(state.gauge());
     }
 
+    /// Whether an open breaker's cool-down has passed (its next admission is a probe).
+    pub fn cooled(&self) -> bool {
+        self.inner.lock().map_or(true, |i| {
+            i.opened_at
+                .is_none_or(|t| t.elapsed() >= self.settings.cooldown)
+        })
+    }
+
     /// Ask before calling.
     pub fn admit(&self) -> Admission {
         self.admit_at(Instant::now())

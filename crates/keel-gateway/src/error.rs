@@ -32,6 +32,9 @@ pub enum GatewayError {
     /// Every model that could answer has an open circuit breaker.
     #[error("no upstream can take this call now: the circuit breaker of {0} is open (it failed repeatedly); retry later")]
     CircuitOpen(String),
+    /// Every deployment of the model is at its own `rpm` limit.
+    #[error("every deployment of {0} is at its requests-per-minute limit; retry shortly")]
+    DeploymentsBusy(String),
     #[error("{0}")]
     Upstream(#[from] ProviderError),
     #[error("internal error: {0}")]
@@ -60,6 +63,7 @@ impl GatewayError {
             GatewayError::UnknownVariant(_) => "unknown_variant",
             GatewayError::PromptUnavailable(_) => "prompt_unavailable",
             GatewayError::CircuitOpen(_) => "circuit_open",
+            GatewayError::DeploymentsBusy(_) => "deployments_busy",
             GatewayError::Upstream(e) => e.class(),
             GatewayError::Internal(_) => "internal",
         }
@@ -106,6 +110,11 @@ impl GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 "circuit_open".to_string(),
+            ),
+            GatewayError::DeploymentsBusy(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "deployments_busy".to_string(),
             ),
             GatewayError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -11,6 +11,7 @@
 //!
 //! The trace writer itself lives in `keel-store` (`writer.rs`).
 
+pub mod balance;
 pub mod breaker;
 pub mod error;
 pub mod handlers;

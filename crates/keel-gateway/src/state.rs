@@ -23,10 +23,16 @@ pub const NO_MODEL: &str = "(none)";
 /// A configured model, ready to call.
 pub struct ModelRoute {
     pub config: ModelConfig,
-    pub provider_name: String,
-    pub provider: Arc<Provider>,
-    /// Present when the model has a circuit breaker (`config.routing.breaker`).
-    pub breaker: Option<crate::breaker::Breaker>,
+    /// Where it is served (at least one); balanced by `config.strategy`. Each has its own
+    /// circuit breaker when `config.routing.breaker` is set.
+    pub deployments: Vec<crate::balance::Deployment>,
+}
+
+impl ModelRoute {
+    /// The first deployment (the only one for most models).
+    pub fn primary(&self) -> &crate::balance::Deployment {
+        &self.deployments[0]
+    }
 }
 
 pub struct AppState {
@@ -102,33 +108,52 @@ impl AppState {
             };
             providers.insert(name.clone(), Arc::new(provider));
         }
+        let metrics = Metrics::new();
         let mut models = HashMap::new();
         for (name, m) in &config.models {
-            let Some(provider) = providers.get(&m.provider) else {
-                // Unreachable after validation; refuse rather than panic.
-                return Err(StateError::Provider {
-                    name: m.provider.clone(),
-                    message: "not configured".into(),
+            let many = m.deployments.len() > 1;
+            let mut deployments = Vec::with_capacity(m.deployments.len());
+            for d in &m.deployments {
+                let Some(provider) = providers.get(&d.provider) else {
+                    // Unreachable after validation; refuse rather than panic.
+                    return Err(StateError::Provider {
+                        name: d.provider.clone(),
+                        message: "not configured".into(),
+                    });
+                };
+                let breaker = m.routing.breaker.map(|settings| {
+                    let label = if many {
+                        format!("{name}@{}/{}", d.provider, d.upstream_model)
+                    } else {
+                        name.clone()
+                    };
+                    let (gauge, opened) = metrics.for_breaker(&label);
+                    crate::breaker::Breaker::new(settings, gauge, opened)
                 });
-            };
+                deployments.push(crate::balance::Deployment::new(
+                    d.provider.clone(),
+                    provider.clone(),
+                    d.upstream_model.clone(),
+                    d.weight,
+                    d.rpm,
+                    breaker,
+                ));
+            }
+            if deployments.is_empty() {
+                return Err(StateError::Provider {
+                    name: name.clone(),
+                    message: "the model has no deployment".into(),
+                });
+            }
             models.insert(
                 name.clone(),
                 ModelRoute {
                     config: m.clone(),
-                    provider_name: m.provider.clone(),
-                    provider: provider.clone(),
-                    breaker: None,
+                    deployments,
                 },
             );
         }
         let model_list = config.models.keys().cloned().collect::<Vec<_>>().join(", ");
-        let metrics = Metrics::new();
-        for (name, route) in models.iter_mut() {
-            if let Some(settings) = route.config.routing.breaker {
-                let (gauge, opened) = metrics.for_breaker(name);
-                route.breaker = Some(crate::breaker::Breaker::new(settings, gauge, opened));
-            }
-        }
         let mut model_metrics = HashMap::new();
         for m in config.models.values() {
             model_metrics.insert(

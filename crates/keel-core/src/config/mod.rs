@@ -6,6 +6,7 @@
 //! `keel serve` call the same `Config::load`.
 
 pub mod cache;
+pub mod deploy;
 pub mod error;
 pub mod function;
 pub mod mock;

@@ -151,4 +151,8 @@ pub struct ModelConfig {
     pub first_token_timeout: Duration,
     /// Retries and the fallback chain.
     pub routing: super::routing::Routing,
+    /// Where it is served: one deployment, or several balanced by `strategy`.
+    /// `provider` and `upstream_model` above are the first deployment's.
+    pub deployments: Vec<super::deploy::DeploymentConfig>,
+    pub strategy: super::deploy::Strategy,
 }

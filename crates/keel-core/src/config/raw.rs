@@ -71,7 +71,11 @@ pub struct RawProvider {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawModel {
-    pub provider: String,
+    /// One deployment's provider; or list `deployments` instead.
+    pub provider: Option<String>,
+    pub deployments: Option<Vec<super::deploy::RawDeployment>>,
+    /// `"weighted"` (default) or `"least_latency"` across deployments.
+    pub strategy: Option<String>,
     pub upstream_model: Option<String>,
     pub input_price_per_mtok: Option<f64>,
     pub output_price_per_mtok: Option<f64>,

@@ -258,7 +258,7 @@ pub(crate) fn validate_routing(
     let breaker = validate_breaker(
         &path,
         m.circuit_breaker.as_ref(),
-        retries > 0 || !fallbacks.is_empty(),
+        retries > 0 || !fallbacks.is_empty() || m.deployments.as_ref().is_some_and(|d| d.len() > 1),
         duration,
         issues,
     );

@@ -192,23 +192,12 @@ pub(crate) fn validate(
     let mut models = BTreeMap::new();
     for (name, m) in &raw.models {
         let path = format!("models.{name}");
-        if !raw.providers.contains_key(&m.provider) {
-            let known: Vec<&str> = raw.providers.keys().map(String::as_str).collect();
-            let hint = if known.is_empty() {
-                "add a [providers.NAME] table".to_string()
-            } else {
-                format!("configured providers: {}", known.join(", "))
-            };
-            issues.0.push(ConfigIssue {
-                path: format!("{path}.provider"),
-                message: format!("provider `{}` is not defined", m.provider),
-                hint: Some(hint),
-            });
-        }
-        let upstream_model = m.upstream_model.clone().unwrap_or_else(|| name.clone());
-        if upstream_model.trim().is_empty() {
-            issues.add(format!("{path}.upstream_model"), "must not be empty", None);
-        }
+        let (deployments, strategy) =
+            super::deploy::validate_deployments(name, m, &raw.providers, &mut issues.0);
+        let Some(primary) = deployments.first().cloned() else {
+            continue;
+        };
+        let upstream_model = primary.upstream_model.clone();
         let price_of = |v: Option<f64>, key: &str, issues: &mut Issues| -> Option<Nanos> {
             let v = v?;
             let n = Nanos::from_dollars(v);
@@ -301,13 +290,15 @@ pub(crate) fn validate(
             name.clone(),
             ModelConfig {
                 name: name.clone(),
-                provider: m.provider.clone(),
+                provider: primary.provider.clone(),
                 upstream_model,
                 price,
                 price_source,
                 timeout,
                 first_token_timeout,
                 routing,
+                deployments,
+                strategy,
             },
         );
     }

@@ -88,8 +88,8 @@ pub async fn run(
         plan = function::apply(app, f, &mut req, opts.variant, trace)?;
     }
     let first = call::resolve(app, &req.model)?;
-    trace.provider = Some(first.provider_name.clone());
-    trace.upstream_model = Some(first.config.upstream_model.clone());
+    trace.provider = Some(first.primary().provider_name.clone());
+    trace.upstream_model = Some(first.primary().upstream_model.clone());
     let cache = app.cache.as_ref().filter(|_| !opts.bypass_cache);
     let key = cache.and_then(|c| c.key(trace.tenant.as_deref(), first, &req));
     if let (Some(c), Some(k)) = (cache, &key) {
@@ -99,15 +99,15 @@ pub async fn run(
         trace.cache = Some("miss".into());
     }
     let call = route::call_routed(app, first, plan.chain, plan.limits, req, trace);
-    let (route, reply) = match plan.limits.total {
+    let (route, dep, reply) = match plan.limits.total {
         None => call.await?,
         Some(total) => tokio::time::timeout(total, call)
             .await
             .map_err(|_| GatewayError::Upstream(keel_providers::ProviderError::Timeout(total)))??,
     };
-    if !std::ptr::eq(route, first) {
-        trace.provider = Some(route.provider_name.clone());
-        trace.upstream_model = Some(route.config.upstream_model.clone());
+    if !std::ptr::eq(dep, first.primary()) {
+        trace.provider = Some(dep.provider_name.clone());
+        trace.upstream_model = Some(dep.upstream_model.clone());
     }
     let resp = match reply {
         Reply::Stream(opened) => return Ok(Served::Stream(opened)),

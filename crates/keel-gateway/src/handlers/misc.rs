@@ -73,11 +73,19 @@ pub async fn status(State(app): State<Arc<AppState>>) -> Json<serde_json::Value>
         models.insert(
             name.clone(),
             json!({
-                "provider": r.provider_name,
-                "upstream_model": r.config.upstream_model,
+                "provider": r.primary().provider_name,
+                "upstream_model": r.primary().upstream_model,
                 "retries": routing.retries,
                 "fallbacks": routing.fallbacks,
-                "circuit": r.breaker.as_ref().map(|b| b.state()),
+                "circuit": r.primary().breaker.as_ref().map(|b| b.state()),
+                "deployments": r.deployments.iter().map(|d| json!({
+                    "provider": d.provider_name,
+                    "upstream_model": d.upstream_model,
+                    "weight": d.weight,
+                    "rpm": d.rpm,
+                    "circuit": d.breaker.as_ref().map(|b| b.state()),
+                    "latency_ms": d.latency().map(|l| l.as_secs_f64() * 1000.0),
+                })).collect::<Vec<_>>(),
             }),
         );
     }

@@ -106,7 +106,7 @@ pub fn finish(app: &AppState, mut trace: TraceRecord, started: Instant) {
 
 /// Metric labels must be `'static`; error classes come from a fixed set.
 fn error_class_static(class: Option<&str>) -> &'static str {
-    const KNOWN: [&str; 18] = [
+    const KNOWN: [&str; 19] = [
         "invalid_request",
         "body_too_large",
         "client_timeout",
@@ -125,6 +125,7 @@ fn error_class_static(class: Option<&str>) -> &'static str {
         "unknown_variant",
         "prompt_unavailable",
         "circuit_open",
+        "deployments_busy",
     ];
     class
         .and_then(|c| KNOWN.iter().find(|k| **k == c).copied())

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse};
 use keel_providers::{ChunkStream, ProviderError};
 
+use crate::balance::Deployment;
 use crate::error::GatewayError;
 use crate::state::{AppState, ModelRoute};
 
@@ -27,15 +28,19 @@ pub fn resolve<'a>(app: &'a AppState, model: &str) -> Result<&'a ModelRoute, Gat
         })
 }
 
-/// The request as it goes upstream: the pinned upstream model id in `model`.
-pub fn upstream_request(route: &ModelRoute, mut req: ChatRequest) -> ChatRequest {
-    req.model.clone_from(&route.config.upstream_model);
+/// The request as it goes upstream: the deployment's pinned upstream model id in `model`.
+pub fn upstream_request(dep: &Deployment, mut req: ChatRequest) -> ChatRequest {
+    req.model.clone_from(&dep.upstream_model);
     req
 }
 
-pub async fn complete(route: &ModelRoute, req: ChatRequest) -> Result<ChatResponse, GatewayError> {
+pub async fn complete(
+    route: &ModelRoute,
+    dep: &Deployment,
+    req: ChatRequest,
+) -> Result<ChatResponse, GatewayError> {
     let timeout = route.config.timeout;
-    match tokio::time::timeout(timeout, route.provider.complete(req)).await {
+    match tokio::time::timeout(timeout, dep.provider.complete(req)).await {
         Ok(result) => result.map_err(GatewayError::from),
         Err(_) => Err(ProviderError::Timeout(timeout).into()),
     }
@@ -51,6 +56,7 @@ pub struct OpenedStream {
 
 pub async fn open_stream(
     route: &ModelRoute,
+    dep: &Deployment,
     req: ChatRequest,
     first_token: Option<std::time::Duration>,
 ) -> Result<OpenedStream, GatewayError> {
@@ -62,7 +68,7 @@ pub async fn open_stream(
         .min(route.config.timeout)
         .min(first_token.unwrap_or(std::time::Duration::MAX));
     let first = async {
-        let mut rest = route.provider.stream(req).await?;
+        let mut rest = dep.provider.stream(req).await?;
         match rest.next().await {
             Some(Ok(first)) => Ok((first, rest)),
             Some(Err(e)) => Err(e),

@@ -23,7 +23,7 @@ use keel_providers::ProviderError;
 
 use super::call::{self, OpenedStream};
 use super::function::Limits;
-use crate::breaker::Admission;
+use crate::balance::{self, Deployment, NoDeployment};
 use crate::error::GatewayError;
 use crate::state::{AppState, ModelRoute};
 
@@ -85,14 +85,19 @@ fn upstream_healthy(e: &GatewayError) -> bool {
     )
 }
 
-async fn once(route: &ModelRoute, req: ChatRequest, limits: Limits) -> Result<Reply, GatewayError> {
-    let req = call::upstream_request(route, req);
+async fn once(
+    route: &ModelRoute,
+    dep: &Deployment,
+    req: ChatRequest,
+    limits: Limits,
+) -> Result<Reply, GatewayError> {
+    let req = call::upstream_request(dep, req);
     if req.stream {
-        call::open_stream(route, req, limits.first_token)
+        call::open_stream(route, dep, req, limits.first_token)
             .await
             .map(Reply::Stream)
     } else {
-        call::complete(route, req).await.map(Reply::Whole)
+        call::complete(route, dep, req).await.map(Reply::Whole)
     }
 }
 
@@ -111,11 +116,16 @@ fn backoff(policy: &Routing, attempt: u32, e: &GatewayError) -> Duration {
     Duration::from_millis(ms / 2 + fastrand::u64(0..=ms))
 }
 
-fn attempt(route: &ModelRoute, started: Instant, outcome: Result<(), &GatewayError>) -> Attempt {
+fn attempt(
+    route: &ModelRoute,
+    dep: &Deployment,
+    started: Instant,
+    outcome: Result<(), &GatewayError>,
+) -> Attempt {
     Attempt {
         model: route.config.name.clone(),
-        provider: route.provider_name.clone(),
-        upstream_model: route.config.upstream_model.clone(),
+        provider: dep.provider_name.clone(),
+        upstream_model: dep.upstream_model.clone(),
         outcome: match outcome {
             Ok(()) => "ok".into(),
             Err(e) => e.class().into(),
@@ -125,8 +135,9 @@ fn attempt(route: &ModelRoute, started: Instant, outcome: Result<(), &GatewayErr
     }
 }
 
-/// Call `first`, retrying and falling back per its routing (or the variant's `chain`).
-/// Returns the route that answered.
+/// Call `first`, retrying and falling back per its routing (or the variant's `chain`),
+/// each attempt on a deployment picked by the model's strategy. Returns the route and
+/// the deployment that answered.
 pub async fn call_routed<'a>(
     app: &'a AppState,
     first: &'a ModelRoute,
@@ -134,30 +145,48 @@ pub async fn call_routed<'a>(
     limits: Limits,
     req: ChatRequest,
     trace: &mut TraceRecord,
-) -> Result<(&'a ModelRoute, Reply), GatewayError> {
+) -> Result<(&'a ModelRoute, &'a Deployment, Reply), GatewayError> {
     let policy = &first.config.routing;
     let chain = chain.unwrap_or(&policy.fallbacks);
-    if chain.is_empty() && policy.retries == 0 && first.breaker.is_none() {
-        return once(first, req, limits).await.map(|r| (first, r));
+    let primary = first.primary();
+    if chain.is_empty()
+        && policy.retries == 0
+        && first.deployments.len() == 1
+        && primary.breaker.is_none()
+        && primary.rpm.is_none()
+    {
+        return once(first, primary, req, limits)
+            .await
+            .map(|r| (first, primary, r));
     }
     let routes = std::iter::once(first).chain(chain.iter().filter_map(|m| app.models.get(m)));
     let mut last: Option<GatewayError> = None;
     for route in routes {
         let retries = route.config.routing.retries;
+        let mut tried: Vec<usize> = Vec::new();
         for n in 0..=retries {
-            if let Some(b) = &route.breaker {
-                if b.admit() == Admission::Refused {
-                    let e = GatewayError::CircuitOpen(format!("`{}`", route.config.name));
-                    trace.attempts.push(attempt(route, Instant::now(), Err(&e)));
+            let idx = match balance::pick(&route.deployments, route.config.strategy, &tried) {
+                Ok(i) => i,
+                Err(why) => {
+                    let name = format!("`{}`", route.config.name);
+                    let e = match why {
+                        NoDeployment::CircuitOpen => GatewayError::CircuitOpen(name),
+                        NoDeployment::RateLimited => GatewayError::DeploymentsBusy(name),
+                    };
+                    trace
+                        .attempts
+                        .push(attempt(route, route.primary(), Instant::now(), Err(&e)));
                     if last.is_none() {
                         last = Some(e);
                     }
                     break;
                 }
-            }
+            };
+            tried.push(idx);
+            let dep = &route.deployments[idx];
             let started = Instant::now();
-            let result = once(route, req.clone(), limits).await;
-            if let Some(b) = &route.breaker {
+            let result = once(route, dep, req.clone(), limits).await;
+            if let Some(b) = &dep.breaker {
                 b.record(match &result {
                     Ok(_) => true,
                     Err(e) => upstream_healthy(e),
@@ -165,13 +194,14 @@ pub async fn call_routed<'a>(
             }
             match result {
                 Ok(reply) => {
+                    dep.observe(started.elapsed());
                     if !trace.attempts.is_empty() {
-                        trace.attempts.push(attempt(route, started, Ok(())));
+                        trace.attempts.push(attempt(route, dep, started, Ok(())));
                     }
-                    return Ok((route, reply));
+                    return Ok((route, dep, reply));
                 }
                 Err(e) => {
-                    trace.attempts.push(attempt(route, started, Err(&e)));
+                    trace.attempts.push(attempt(route, dep, started, Err(&e)));
                     let class = classify(&e);
                     let wait = backoff(&route.config.routing, n, &e);
                     let retry = class.is_some_and(FailureClass::retryable)
