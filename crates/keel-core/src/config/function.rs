@@ -35,6 +35,17 @@ pub struct RawFunction {
     pub timeout: Option<String>,
     /// Time to the first streamed chunk, across retries and fallbacks.
     pub first_token_timeout: Option<String>,
+    /// `{ suite = "support", min_pass_rate = 0.85 }`: send traffic to the cheapest
+    /// variant whose latest eval run of `suite` meets the tier.
+    pub cheapest: Option<RawCheapest>,
+}
+
+/// `[functions.NAME.cheapest]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheapest {
+    pub suite: String,
+    pub min_pass_rate: f64,
 }
 
 /// `[functions.NAME.shadow]` as written.
@@ -75,6 +86,16 @@ pub struct FunctionConfig {
     pub timeout: Option<std::time::Duration>,
     /// Deadline of the first streamed chunk (all attempts).
     pub first_token_timeout: Option<std::time::Duration>,
+    /// Route to the cheapest variant meeting a quality tier (instead of the split).
+    pub cheapest: Option<QualityTier>,
+}
+
+/// A quality tier: the latest eval run of `suite` on a variant's release must have a pass
+/// rate of at least `min_pass_rate` for the variant to qualify.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualityTier {
+    pub suite: String,
+    pub min_pass_rate: f64,
 }
 
 /// Shadow traffic: `sample` (0..=1) of the function's live calls are also sent, in the
@@ -221,6 +242,20 @@ pub(crate) fn validate_functions(
         };
         let timeout = deadline("timeout", &f.timeout);
         let first_token_timeout = deadline("first_token_timeout", &f.first_token_timeout);
+        let cheapest = f.cheapest.as_ref().map(|c| {
+            if !(0.0..=1.0).contains(&c.min_pass_rate) {
+                issue(
+                    issues,
+                    format!("{path}.cheapest.min_pass_rate"),
+                    format!("{} is not a pass rate", c.min_pass_rate),
+                    Some("use a fraction in [0, 1], e.g. 0.85".into()),
+                );
+            }
+            QualityTier {
+                suite: c.suite.clone(),
+                min_pass_rate: c.min_pass_rate,
+            }
+        });
         let sticky = match f.sticky.as_deref().unwrap_or("user") {
             "user" => Sticky::User,
             "session" => Sticky::Session,
@@ -324,6 +359,7 @@ pub(crate) fn validate_functions(
                 shadow,
                 timeout,
                 first_token_timeout,
+                cheapest,
             },
         );
     }

@@ -181,6 +181,7 @@ pub fn plan(
                     shadow: None,
                     timeout: None,
                     first_token_timeout: None,
+                    cheapest: None,
                 },
             );
             (name, base)

@@ -95,10 +95,26 @@ pub async fn status(State(app): State<Arc<AppState>>) -> Json<serde_json::Value>
         .into_iter()
         .map(|(f, _, why)| json!({"function": f, "problem": why.as_ref()}))
         .collect();
+    let cheapest: serde_json::Map<String, serde_json::Value> = app
+        .config
+        .functions
+        .values()
+        .filter_map(|f| {
+            let pick = snapshot.cheapest(&f.name)?;
+            Some((
+                f.name.clone(),
+                match pick {
+                    Ok(i) => json!({"variant": f.variants.get(*i).map(|v| v.name.clone())}),
+                    Err(why) => json!({"variant": null, "why": why}),
+                },
+            ))
+        })
+        .collect();
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "models": models,
+        "cheapest": cheapest,
         "functions_unavailable": problems,
         "trace_queue": app.writer.queue_len(),
         "in_flight": app.metrics.in_flight.get(),

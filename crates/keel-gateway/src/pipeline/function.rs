@@ -45,24 +45,40 @@ pub fn apply<'a>(
     trace: &mut TraceRecord,
 ) -> Result<CallPlan<'a>, GatewayError> {
     trace.function = Some(f.name.clone());
-    let chosen = choose_variant(
-        f,
-        override_variant,
-        trace.user.as_deref(),
-        trace.session.as_deref(),
-        fastrand::u64(..),
-    )
-    .map_err(|e| match e {
-        VariantError::UnknownVariant { .. } => GatewayError::UnknownVariant(e.to_string()),
-        VariantError::NoWeight { .. } => GatewayError::PromptUnavailable(e.to_string()),
-    })?;
-    trace.variant = Some(chosen.variant.name.clone());
+    let snapshot = app.registry.current();
+    // Cheapest-variant routing (a quality tier, or a budget downgrade) replaces the
+    // split unless the caller named a variant. With no qualifying variant, the split.
+    let downgrade = app.downgrade.as_ref().is_some_and(|d| d(&f.name, trace));
+    let cheapest = match (override_variant, f.cheapest.is_some() || downgrade) {
+        (None, true) => snapshot
+            .cheapest(&f.name)
+            .and_then(|r| r.as_ref().ok())
+            .copied(),
+        _ => None,
+    };
+    let variant = match cheapest.and_then(|i| f.variants.get(i)) {
+        Some(v) => v,
+        None => {
+            choose_variant(
+                f,
+                override_variant,
+                trace.user.as_deref(),
+                trace.session.as_deref(),
+                fastrand::u64(..),
+            )
+            .map_err(|e| match e {
+                VariantError::UnknownVariant { .. } => GatewayError::UnknownVariant(e.to_string()),
+                VariantError::NoWeight { .. } => GatewayError::PromptUnavailable(e.to_string()),
+            })?
+            .variant
+        }
+    };
+    trace.variant = Some(variant.name.clone());
     let index = f
         .variants
         .iter()
-        .position(|v| std::ptr::eq(v, chosen.variant))
+        .position(|v| std::ptr::eq(v, variant))
         .unwrap_or(0);
-    let snapshot = app.registry.current();
     let deployment = match snapshot.slot(&f.name, index) {
         Some(Ok(d)) => d.clone(),
         Some(Err(why)) => return Err(GatewayError::PromptUnavailable(why.to_string())),
@@ -115,7 +131,7 @@ pub fn apply<'a>(
     }
     req.model.clone_from(&deployment.model);
     Ok(CallPlan {
-        chain: chosen.variant.fallbacks.as_deref(),
+        chain: variant.fallbacks.as_deref(),
         limits: Limits {
             total: f.timeout,
             first_token: f.first_token_timeout,

@@ -186,6 +186,7 @@ mod tests {
             shadow: None,
             timeout: None,
             first_token_timeout: None,
+            cheapest: None,
         }
     }
 

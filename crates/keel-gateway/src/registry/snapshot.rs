@@ -50,6 +50,8 @@ pub type Slot = Result<Arc<Deployment>, Arc<str>>;
 pub struct Snapshot {
     functions: HashMap<String, Vec<Slot>>,
     versions: HashMap<(String, i64), Arc<LoadedVersion>>,
+    /// For functions with a quality tier: the cheapest qualifying variant, or why none.
+    cheapest: HashMap<String, Result<usize, String>>,
 }
 
 /// Prompts taken from the prompts folder instead of the store, by name — what `keel
@@ -141,9 +143,19 @@ impl Snapshot {
                 };
                 slots.push(slot);
             }
+            if let Some(tier) = &f.cheapest {
+                let pick = cheapest_variant(conn, config, f, tier, &slots)?;
+                next.cheapest.insert(f.name.clone(), pick);
+            }
             next.functions.insert(f.name.clone(), slots);
         }
         Ok(next)
+    }
+
+    /// The cheapest variant of `function` that meets its quality tier (`None` when the
+    /// function has no tier; `Err` says why no variant qualifies).
+    pub fn cheapest(&self, function: &str) -> Option<&Result<usize, String>> {
+        self.cheapest.get(function)
     }
 
     /// One variant: `Ok(Err(reason))` when it cannot serve, `Err` only for store errors.
@@ -213,6 +225,67 @@ impl Snapshot {
         self.versions.insert(key, loaded.clone());
         Ok(deployment(config, f, v, version, loaded).map_err(|why| format!("{context}: {why}")))
     }
+}
+
+/// Among the variants that can serve and whose release's latest eval run of the tier's
+/// suite passed at least `min_pass_rate` of its cases, the one on the cheapest model
+/// (input + output price per million tokens; unpriced models never qualify, their cost
+/// is unknown). Ties go to the earlier variant.
+fn cheapest_variant(
+    conn: &Connection,
+    config: &Config,
+    f: &FunctionConfig,
+    tier: &keel_core::config::function::QualityTier,
+    slots: &[Slot],
+) -> rusqlite::Result<Result<usize, String>> {
+    let mut best: Option<(usize, i128)> = None;
+    let mut seen = Vec::new();
+    for (i, slot) in slots.iter().enumerate() {
+        let Ok(d) = slot else { continue };
+        let rate: Option<(i64, i64)> = conn
+            .query_row(
+                "SELECT passed, cases FROM eval_runs WHERE release_id = ?1 AND suite = ?2
+                   AND role = 'candidate' AND status = 'done'
+                 ORDER BY started_at_ms DESC LIMIT 1",
+                [&d.release.id, &tier.suite],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        let Some((passed, cases)) = rate.filter(|(_, c)| *c > 0) else {
+            seen.push(format!("{}: no eval run of `{}`", d.variant, tier.suite));
+            continue;
+        };
+        let pass_rate = passed as f64 / cases as f64;
+        if pass_rate < tier.min_pass_rate {
+            seen.push(format!(
+                "{}: pass rate {:.1}%",
+                d.variant,
+                pass_rate * 100.0
+            ));
+            continue;
+        }
+        let Some(price) = config.models.get(&d.model).and_then(|m| m.price) else {
+            seen.push(format!("{}: model `{}` is unpriced", d.variant, d.model));
+            continue;
+        };
+        let cost = i128::from(price.input_per_mtok.0) + i128::from(price.output_per_mtok.0);
+        if best.is_none_or(|(_, c)| cost < c) {
+            best = Some((i, cost));
+        }
+    }
+    Ok(best.map(|(i, _)| i).ok_or_else(|| {
+        format!(
+            "no variant of `{}` meets the tier ({} ≥ {:.0}%): {}",
+            f.name,
+            tier.suite,
+            tier.min_pass_rate * 100.0,
+            seen.join("; ")
+        )
+    }))
 }
 
 /// What resolving a variant reads.
