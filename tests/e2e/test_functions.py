@@ -183,3 +183,25 @@ def test_status_reports_models_and_circuits(quickstart):
     )
     assert down.returncode == 2
     assert "is `keel serve` running?" in down.stderr
+
+
+def test_shadow_report_pairs_live_and_shadow_calls(quickstart):
+    project, port, _ = quickstart
+    c = client(port)
+    for i in range(40):
+        c.chat.completions.create(
+            model="support-answer", messages=[], extra_body={"variables": VARS},
+            extra_headers={"x-keel-user": f"shadow-{i}", "x-keel-variant": "control"},
+        )
+    report = None
+    for _ in range(50):  # the shadows finish in the background
+        out = keel(project, "shadow", "report", "support-answer", "--json", "--judge", "mock-1")
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        if report["pairs"] >= 3:
+            break
+        time.sleep(0.1)
+    assert report["pairs"] >= 3, report
+    assert report["similarity"]["estimate"] == 1.0  # both variants answer alike on the mock
+    assert report["judge"]["estimate"] >= 0.8
+    assert report["at_parity"] is True, report["reasons"]

@@ -40,6 +40,13 @@ pub struct ReportArgs {
     /// Mean similarity the shadow must reach to be at parity.
     #[arg(long, default_value_t = 0.8)]
     threshold: f64,
+    /// Also have this configured model judge each shadow answer against the live one
+    /// (factuality); its mean score must reach --threshold too.
+    #[arg(long, value_name = "MODEL")]
+    judge: Option<String>,
+    /// Most pairs sent to the judge (newest first).
+    #[arg(long, default_value_t = 50)]
+    judge_limit: usize,
     #[arg(long)]
     json: bool,
 }
@@ -71,6 +78,9 @@ struct Report {
     shadow: Side,
     /// Over pairs priced on both sides.
     cost_change_pct: Option<f64>,
+    /// With --judge: the judge's agreement score (factuality of the shadow's answer
+    /// against the live one).
+    judge: Option<Interval>,
     at_parity: bool,
     reasons: Vec<String>,
 }
@@ -151,9 +161,78 @@ fn build(function: &str, pairs: &[ShadowPair], threshold: f64) -> Report {
         live,
         shadow,
         cost_change_pct,
+        judge: None,
         at_parity: reasons.is_empty(),
         reasons,
     }
+}
+
+/// Ask `model` whether each shadow answer agrees with the live one.
+fn judge_pairs(
+    config: &keel_core::config::Config,
+    store: &keel_store::Store,
+    model: &str,
+    pairs: &[ShadowPair],
+    limit: usize,
+) -> Result<Interval> {
+    use keel_evals::assert::{evaluate, AssertionSpec};
+    use keel_evals::case::Case;
+    use keel_evals::output::CaseOutput;
+    if !config.models.contains_key(model) {
+        anyhow::bail!("--judge: no model `{model}` in the config");
+    }
+    let engine = keel_gateway::inproc::InProcess::new(
+        config.clone(),
+        store,
+        Some(keel_core::trace::Origin::Eval),
+    )?;
+    let judge = keel_evals::runner::exec::EngineJudge {
+        engine: &engine,
+        model: Some(model.to_string()),
+        tags: vec!["keel:shadow-judge".into()],
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let scores: Vec<f64> = rt.block_on(async {
+        let mut scores = Vec::new();
+        for p in pairs
+            .iter()
+            .filter(|p| p.live.status == "ok" && p.shadow.status == "ok")
+            .take(limit)
+        {
+            let live = p.live.output.clone().unwrap_or_default();
+            let spec = AssertionSpec {
+                kind: "factuality".into(),
+                value: Some(serde_json::Value::String(live.clone())),
+                ..AssertionSpec::default()
+            };
+            let Ok(a) = spec.validate() else { continue };
+            let case = Case {
+                id: p.live_id.clone(),
+                variables: serde_json::Map::new(),
+                input: None,
+                expected: Some(serde_json::Value::String(live)),
+                context: None,
+                metadata: serde_json::Map::new(),
+                assertions: Vec::new(),
+            };
+            let out = CaseOutput {
+                text: p.shadow.output.clone().unwrap_or_default(),
+                ..CaseOutput::default()
+            };
+            scores.push(evaluate(&a, &case, &out, &judge).await.score);
+        }
+        scores
+    });
+    drop(judge);
+    rt.block_on(async {
+        let _ = tokio::task::spawn_blocking(move || engine.finish()).await;
+    });
+    if scores.is_empty() {
+        anyhow::bail!("--judge: no pair where both calls succeeded");
+    }
+    Ok(bootstrap_mean(&scores, 0.95, 2000, 11))
 }
 
 fn report(a: ReportArgs) -> Result<ExitCode> {
@@ -174,7 +253,19 @@ fn report(a: ReportArgs) -> Result<ExitCode> {
     let since = parse_since(&a.since)?;
     let (_store, conn) = super::open_store(&config)?;
     let pairs = shadow_pairs(&conn, &a.function, since, a.limit)?;
-    let r = build(&a.function, &pairs, a.threshold);
+    let mut r = build(&a.function, &pairs, a.threshold);
+    if let (Some(model), false) = (&a.judge, pairs.is_empty()) {
+        let store = keel_store::Store::open(&config.gateway.store)?;
+        let iv = judge_pairs(&config, &store, model, &pairs, a.judge_limit)?;
+        if iv.estimate < a.threshold {
+            r.reasons.push(format!(
+                "judge agreement {:.3} [{:.3}–{:.3}] is below {:.2}",
+                iv.estimate, iv.low, iv.high, a.threshold
+            ));
+            r.at_parity = false;
+        }
+        r.judge = Some(iv);
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json!(r))?);
         return Ok(ExitCode::SUCCESS);
@@ -239,6 +330,12 @@ fn report(a: ReportArgs) -> Result<ExitCode> {
         println!(
             "similarity (ROUGE-L): {:.3} [{:.3}–{:.3}]",
             s.estimate, s.low, s.high
+        );
+    }
+    if let Some(j) = &r.judge {
+        println!(
+            "judge agreement: {:.3} [{:.3}–{:.3}]",
+            j.estimate, j.low, j.high
         );
     }
     if let Some(c) = r.cost_change_pct {
