@@ -39,6 +39,13 @@ retry_backoff = "1ms"
 fallbacks = ["local"]
 fallback_on = ["rate_limit"]
 
+[models.flaky-stream]
+provider = "inproc"
+upstream_model = "mock-local"
+retries = 2
+retry_backoff = "1ms"
+fallbacks = ["local"]
+
 [models.limited]
 provider = "limited"
 upstream_model = "mock-limited"
@@ -230,4 +237,30 @@ fn failures_are_classified_for_routing() {
         Some(FailureClass::Timeout)
     );
     assert_eq!(classify(&GatewayError::InvalidRequest("x".into())), None);
+}
+
+#[tokio::test]
+async fn a_stream_cut_after_its_first_chunk_is_never_retried() {
+    let h = start().await;
+    // `flaky-stream` would retry and fall back, but once the response has started the cut
+    // goes to the client as an error event.
+    let resp = h
+        .post_json(
+            "/v1/chat/completions",
+            &stream_body("flaky-stream", "[mock:cut] a long answer please", true),
+            &[("x-keel-request-id", "cut-1")],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("\"error\""), "{text}");
+    assert!(!text.contains("data: [DONE]"), "{text}");
+    let (_, traces) = h.finish().await;
+    let t = common::trace(&traces, "cut-1");
+    assert!(
+        t.attempts.is_empty(),
+        "one attempt, not retried: {:?}",
+        t.attempts
+    );
+    assert_eq!(t.error_class.as_deref(), Some("upstream_stream_cut"));
 }
