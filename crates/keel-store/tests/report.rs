@@ -310,3 +310,16 @@ fn a_report_with_everything_priced_says_so() {
     assert!(!text.contains("NOT counted"), "{text}");
     assert!(text.contains("$0.000000001"), "{text}");
 }
+
+/// The Markdown report as a whole, pinned: a change to its layout must be reviewed
+/// (`cargo insta review`), not slipped in.
+#[test]
+fn the_markdown_report_is_pinned() {
+    insta::assert_snapshot!("weekly_report_markdown", render_markdown(&report(10)));
+}
+
+/// The terminal table as a whole, pinned.
+#[test]
+fn the_terminal_report_is_pinned() {
+    insta::assert_snapshot!("weekly_report_table", render_table(&report(10)));
+}

@@ -329,3 +329,12 @@ fn history_lists_runs_with_their_gate() {
     assert!(text.contains("FAILED") && text.contains('—'), "{text}");
     assert!(render_history(&[]).starts_with("No eval runs"));
 }
+
+/// The PR comment and the terminal report of a failing gate, pinned: a layout change must
+/// be reviewed (`cargo insta review`), not slipped in.
+#[test]
+fn the_reports_of_a_failing_gate_are_pinned() {
+    let (o, cand, base) = regressed();
+    insta::assert_snapshot!("failing_gate_markdown", render_markdown(&o, &cand, &base));
+    insta::assert_snapshot!("failing_gate_terminal", render_terminal(&o, &cand, &base));
+}
