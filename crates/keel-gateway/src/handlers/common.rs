@@ -192,8 +192,7 @@ pub fn stream_response<F: StreamFormat>(
     let started = pending.started();
     let trace = pending.into_trace();
     let id = trace.id.clone();
-    let variant = trace.variant.clone();
-    let prompt_version = trace.prompt_version;
+    let keel_headers = KeelHeaders::of(&trace);
     // The model that answered: the last attempt's after a retry or fallback.
     let model = trace
         .attempts
@@ -201,7 +200,6 @@ pub fn stream_response<F: StreamFormat>(
         .map(|a| a.model.clone())
         .or_else(|| trace.model_requested.clone())
         .unwrap_or_default();
-    let served = routing_headers(&trace.attempts);
     let relay = Relay::new(app, model, trace, started, opened, format);
     let body = axum::body::Body::from_stream(relay.into_stream());
     let mut resp = Response::new(body);
@@ -215,72 +213,74 @@ pub fn stream_response<F: StreamFormat>(
         HeaderValue::from_static("no-cache"),
     );
     insert_header(h, REQUEST_ID, &id);
-    function_headers(h, &variant, prompt_version);
-    if let Some((model, n)) = &served {
-        insert_header(h, SERVED_BY_HEADER, model);
-        h.insert(
-            HeaderName::from_static(ATTEMPTS_HEADER),
-            HeaderValue::from(*n),
-        );
-    }
+    keel_headers.apply(h);
     resp
 }
 
-/// After a retry or fallback: the model that answered and how many attempts it took.
-fn routing_headers(attempts: &[keel_core::trace::Attempt]) -> Option<(String, usize)> {
-    attempts.last().map(|a| (a.model.clone(), attempts.len()))
+/// The `x-keel-*` response headers a trace implies: the function's variant and prompt
+/// version, the model that answered after a retry or fallback (and the attempt count),
+/// and the cache outcome.
+struct KeelHeaders {
+    variant: Option<String>,
+    prompt_version: Option<i64>,
+    served: Option<(String, usize)>,
+    cache: Option<String>,
+}
+
+impl KeelHeaders {
+    fn of(t: &TraceRecord) -> KeelHeaders {
+        KeelHeaders {
+            variant: t.variant.clone(),
+            prompt_version: t.prompt_version,
+            served: t
+                .attempts
+                .last()
+                .map(|a| (a.model.clone(), t.attempts.len())),
+            cache: t.cache.clone(),
+        }
+    }
+
+    fn apply(&self, h: &mut axum::http::HeaderMap) {
+        if let Some(v) = &self.variant {
+            insert_header(h, VARIANT_HEADER, v);
+        }
+        if let Some(n) = self.prompt_version {
+            h.insert(
+                HeaderName::from_static(PROMPT_VERSION_HEADER),
+                HeaderValue::from(n),
+            );
+        }
+        if let Some((model, n)) = &self.served {
+            insert_header(h, SERVED_BY_HEADER, model);
+            h.insert(
+                HeaderName::from_static(ATTEMPTS_HEADER),
+                HeaderValue::from(*n),
+            );
+        }
+        if let Some(c) = &self.cache {
+            insert_header(h, CACHE_HEADER, c);
+        }
+    }
 }
 
 /// Write the trace of a successful whole reply and answer with its JSON body.
 pub fn respond_whole(mut pending: PendingTrace, body: Vec<u8>, cost: Option<Nanos>) -> Response {
     let id = pending.id().to_string();
-    let variant = pending.trace().variant.clone();
-    let prompt_version = pending.trace().prompt_version;
-    let served = routing_headers(&pending.trace().attempts);
-    let cache = pending.trace().cache.clone();
+    let keel_headers = KeelHeaders::of(pending.trace());
     pending.finish();
     let mut resp = json_response(StatusCode::OK, body, &id, cost);
-    let h = resp.headers_mut();
-    if let Some(c) = &cache {
-        insert_header(h, CACHE_HEADER, c);
-    }
-    function_headers(h, &variant, prompt_version);
-    if let Some((model, n)) = &served {
-        insert_header(h, SERVED_BY_HEADER, model);
-        h.insert(
-            HeaderName::from_static(ATTEMPTS_HEADER),
-            HeaderValue::from(*n),
-        );
-    }
+    keel_headers.apply(resp.headers_mut());
     resp
 }
 
 /// Trace a failed request and answer with the error in the client's format.
 pub fn reject(mut pending: PendingTrace, err: GatewayError, api: ClientApi) -> Response {
     let id = pending.id().to_string();
-    let variant = pending.trace().variant.clone();
-    let prompt_version = pending.trace().prompt_version;
+    let keel_headers = KeelHeaders::of(pending.trace());
     pending.fail(&err);
     let mut resp = error_response(&err, api, &id);
-    function_headers(resp.headers_mut(), &variant, prompt_version);
+    keel_headers.apply(resp.headers_mut());
     resp
-}
-
-/// `x-keel-variant` and `x-keel-prompt-version`, on responses to function calls.
-fn function_headers(
-    h: &mut axum::http::HeaderMap,
-    variant: &Option<String>,
-    prompt_version: Option<i64>,
-) {
-    if let Some(v) = variant {
-        insert_header(h, VARIANT_HEADER, v);
-    }
-    if let Some(n) = prompt_version {
-        h.insert(
-            HeaderName::from_static(PROMPT_VERSION_HEADER),
-            HeaderValue::from(n),
-        );
-    }
 }
 
 pub fn error_response(err: &GatewayError, api: ClientApi, request_id: &str) -> Response {
