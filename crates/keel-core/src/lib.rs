@@ -6,4 +6,5 @@ pub mod config;
 pub mod money;
 pub mod prices;
 pub mod release;
+pub mod scope;
 pub mod trace;

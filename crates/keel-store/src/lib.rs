@@ -6,12 +6,16 @@
 //! [`get_trace`]) and the weekly report for `keel report` ([`build_report`],
 //! [`render_table`], [`render_markdown`]), prompt versions, labels and the audit log
 //! ([`prompts`], [`audit`]), and releases with their traffic for `keel releases`
-//! ([`releases`], [`list_releases`]), and replay runs for `keel replay` ([`replays`]).
+//! ([`releases`], [`list_releases`]), replay runs for `keel replay` ([`replays`]), and
+//! governance: virtual keys ([`keys`]), alert events ([`alerts`]) and spend by scope
+//! ([`spend`]).
 
+pub mod alerts;
 pub mod audit;
 mod db;
 mod error;
 pub mod evals;
+pub mod keys;
 mod migrations;
 pub mod prompts;
 pub mod query;
@@ -21,6 +25,7 @@ pub mod replays;
 pub mod report;
 mod report_render;
 pub mod shadow;
+pub mod spend;
 mod trace_row;
 pub mod writer;
 

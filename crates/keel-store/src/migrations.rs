@@ -69,6 +69,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0010_shadow",
         sql: include_str!("../migrations/0010_shadow.sql"),
     },
+    Migration {
+        version: 11,
+        name: "0011_governance",
+        sql: include_str!("../migrations/0011_governance.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -192,8 +197,8 @@ mod tests {
     fn empty_database_gets_every_migration_once() {
         let mut conn = Connection::open_in_memory().unwrap();
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
-        assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
-        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(applied, (1..=11).collect::<Vec<_>>());
+        assert_eq!(versions(&conn), (1..=11).collect::<Vec<_>>());
         let idx = index_names(&conn);
         for name in [
             "traces_started_at",
@@ -203,6 +208,7 @@ mod tests {
             "traces_user_time",
             "traces_session_time",
             "traces_error_time",
+            "traces_key_time",
         ] {
             assert!(
                 idx.iter().any(|i| i == name),
@@ -218,7 +224,7 @@ mod tests {
         // Running again is a no-op.
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
         assert!(applied.is_empty());
-        assert_eq!(versions(&conn), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(versions(&conn), (1..=11).collect::<Vec<_>>());
     }
 
     #[test]
@@ -284,12 +290,24 @@ mod tests {
         assert_eq!(tables, 2);
         // And from version 6, only 0007: traces gain an origin (old ones are live).
         assert_eq!(
-            migrate(&mut conn, "mem", MIGRATIONS).unwrap(),
+            migrate(&mut conn, "mem", &MIGRATIONS[..10]).unwrap(),
             vec![7, 8, 9, 10]
         );
         let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
         assert_eq!((old.function, old.release_id), (None, None));
         assert_eq!(old.origin, keel_core::trace::Origin::Live);
+        // And from version 10, only 0011 (keys and alert events); old traces keep reading.
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![11]);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN
+                 ('api_keys', 'alert_events')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 2);
+        assert!(crate::query::get_trace(&conn, "old").unwrap().is_some());
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! validate into `model::Config`, collecting every problem. `keel check` and
 //! `keel serve` call the same `Config::load`.
 
+pub mod alerting;
 pub mod cache;
 pub mod deploy;
 pub mod error;
 pub mod function;
+pub mod governance;
 pub mod mock;
 pub mod model;
 pub mod raw;
@@ -88,6 +90,8 @@ impl Config {
             providers: v.providers,
             models: v.models,
             functions: v.functions,
+            governance: v.governance,
+            alerting: v.alerting,
             warnings: v.warnings,
         })
     }

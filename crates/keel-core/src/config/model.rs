@@ -27,6 +27,10 @@ pub struct Config {
     pub models: BTreeMap<String, ModelConfig>,
     /// Functions by name (`model = "NAME"` in a request), each with its variants.
     pub functions: BTreeMap<String, FunctionConfig>,
+    /// Keys, limits, budgets and rate limits.
+    pub governance: super::governance::Governance,
+    /// Spend-spike detection, alert rules and their destinations.
+    pub alerting: super::alerting::Alerting,
     /// Non-fatal findings (an unset key env var, unpriced models) for `keel check` and startup.
     pub warnings: Vec<String>,
 }

@@ -31,6 +31,22 @@ pub struct RawConfig {
     /// `[functions.NAME]`: stable names with variants and a traffic split.
     #[serde(default)]
     pub functions: BTreeMap<String, RawFunction>,
+    /// Governance: `[auth]`, `[limits]`, `[[budgets]]`, `[[rate_limits]]`.
+    #[serde(default)]
+    pub auth: super::governance::RawAuth,
+    #[serde(default)]
+    pub limits: super::governance::RawLimits,
+    #[serde(default)]
+    pub budgets: Vec<super::governance::RawBudget>,
+    #[serde(default)]
+    pub rate_limits: Vec<super::governance::RawRateLimit>,
+    /// Alerting: `[spikes]`, `[alert_destinations.NAME]`, `[[alerts]]`.
+    #[serde(default)]
+    pub spikes: super::alerting::RawSpikes,
+    #[serde(default)]
+    pub alert_destinations: BTreeMap<String, super::alerting::RawDestination>,
+    #[serde(default)]
+    pub alerts: Vec<super::alerting::RawAlert>,
 }
 
 #[derive(Debug, Default, Deserialize)]

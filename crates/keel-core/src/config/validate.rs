@@ -26,6 +26,8 @@ pub(crate) struct Validated {
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
     pub functions: BTreeMap<String, FunctionConfig>,
+    pub governance: super::governance::Governance,
+    pub alerting: super::alerting::Alerting,
     pub warnings: Vec<String>,
 }
 
@@ -307,6 +309,8 @@ pub(crate) fn validate(
     }
 
     let functions = validate_functions(&raw.functions, &raw.models, &mut issues.0);
+    let (governance, alerting) =
+        validate_governance_and_alerting(&raw, &mut issues.0, &mut warnings);
 
     if issues.0.is_empty() {
         Ok(Validated {
@@ -316,6 +320,8 @@ pub(crate) fn validate(
             providers,
             models,
             functions,
+            governance,
+            alerting,
             warnings,
         })
     } else {
@@ -435,4 +441,52 @@ fn validate_registry(raw: &RawConfig, issues: &mut Issues) -> RegistrySettings {
         push_on_start,
         bootstrap_label,
     }
+}
+
+fn validate_governance_and_alerting(
+    raw: &RawConfig,
+    issues: &mut Vec<ConfigIssue>,
+    warnings: &mut Vec<String>,
+) -> (super::governance::Governance, super::alerting::Alerting) {
+    use super::{alerting, governance};
+    // `model=` scopes name configured models (the model a call resolves to, functions included).
+    let callable = |m: &str| raw.models.contains_key(m);
+    let destinations = alerting::validate_destinations(&raw.alert_destinations, issues);
+    let gov = governance::validate_governance(
+        governance::RawGovernance {
+            auth: &raw.auth,
+            limits: &raw.limits,
+            budgets: &raw.budgets,
+            rate_limits: &raw.rate_limits,
+        },
+        &callable,
+        &|d| destinations.contains_key(d),
+        issues,
+    );
+    let spikes = alerting::validate_spikes(&raw.spikes, &destinations, issues);
+    let rules = alerting::validate_alerts(
+        &raw.alerts,
+        &destinations,
+        &|b| gov.budgets.iter().any(|x| x.name == b),
+        &callable,
+        issues,
+    );
+    if gov.auth.mode == governance::AuthMode::Off {
+        if raw.auth.mode.is_none() && !raw.budgets.is_empty() {
+            warnings.push("auth is off: budgets and rate limits by key do not apply to callers without a key (set [auth] mode = \"required\" in production)".into());
+        }
+    } else if std::env::var(&gov.auth.admin_key_env)
+        .map(|v| v.is_empty())
+        .unwrap_or(true)
+    {
+        warnings.push(format!("auth.admin_key_env: environment variable {} is not set; admin endpoints (/admin/*, /status) will refuse every request", gov.auth.admin_key_env));
+    }
+    (
+        gov,
+        alerting::Alerting {
+            spikes,
+            destinations,
+            rules,
+        },
+    )
 }

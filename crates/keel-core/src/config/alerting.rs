@@ -1,0 +1,491 @@
+//! Alerting config: spend-spike detection (`[spikes]`), alert rules (`[[alerts]]`) and
+//! where alerts go (`[alert_destinations.NAME]`).
+//!
+//! ```toml
+//! [spikes]
+//! scopes = ["feature", "tenant"]   # each feature and each tenant has its own detector
+//! bucket = "1m"                    # spend is summed per bucket
+//! half_life = "30m"                # of the EWMA baseline (mean and variance)
+//! z = 4.0                          # a bucket this many deviations above the mean is a spike
+//! min_usd = 0.01                   # ...and above this spend (ignore noise on tiny traffic)
+//! warmup = 10                      # buckets of history before it judges
+//! action = "alert"                 # alert | block | downgrade
+//! hold = "15m"                     # block/downgrade lasts this long after the spike
+//! alert_to = ["log"]
+//!
+//! [alert_destinations.ops]
+//! kind = "webhook"                 # webhook (JSON, Slack-compatible) | log
+//! url = "https://hooks.slack.com/services/..."
+//!
+//! [[alerts]]
+//! name = "support-spend"
+//! metric = "cost"          # cost | spend_rate | budget_use | error_rate | latency_p50 | latency_p95
+//!                          # | latency_p99 | ttft_p95 | eval_pass_rate
+//! scope = "feature=support"
+//! window = "1h"
+//! above = 5.0              # or below = ... (e.g. eval_pass_rate)
+//! to = ["ops", "log"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::error::ConfigIssue;
+use super::governance::{check_model_scope, duration, scope};
+use crate::money::Nanos;
+use crate::scope::{Scope, ScopeKind};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpikes {
+    pub enabled: Option<bool>,
+    pub scopes: Option<Vec<String>>,
+    pub bucket: Option<String>,
+    pub half_life: Option<String>,
+    pub z: Option<f64>,
+    pub min_usd: Option<f64>,
+    pub warmup: Option<u32>,
+    pub action: Option<String>,
+    pub hold: Option<String>,
+    pub alert_to: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    pub kind: String,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    pub name: String,
+    pub metric: String,
+    pub scope: Option<String>,
+    pub window: Option<String>,
+    pub above: Option<f64>,
+    pub below: Option<f64>,
+    pub budget: Option<String>,
+    pub suite: Option<String>,
+    pub min_requests: Option<u64>,
+    pub to: Option<Vec<String>>,
+    pub repeat: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpikeAction {
+    Alert,
+    Block,
+    Downgrade,
+}
+
+impl SpikeAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpikeAction::Alert => "alert",
+            SpikeAction::Block => "block",
+            SpikeAction::Downgrade => "downgrade",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpikeSettings {
+    pub scopes: Vec<ScopeKind>,
+    pub bucket: Duration,
+    /// EWMA weight of the newest bucket, from `half_life` / `bucket`.
+    pub alpha: f64,
+    pub z: f64,
+    pub min_cost: Nanos,
+    pub warmup: u32,
+    pub action: SpikeAction,
+    pub hold: Duration,
+    pub alert_to: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Webhook { url: String },
+    Log,
+}
+
+/// What an alert rule measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertMetric {
+    /// Dollars spent in the window.
+    Cost,
+    /// Dollars per hour over the window.
+    SpendRate,
+    /// Share of a budget used in its current window.
+    BudgetUse,
+    /// Share of calls that failed.
+    ErrorRate,
+    LatencyP50,
+    LatencyP95,
+    LatencyP99,
+    TtftP95,
+    /// Pass rate of a suite's latest eval run.
+    EvalPassRate,
+}
+
+impl AlertMetric {
+    pub fn parse(s: &str) -> Option<AlertMetric> {
+        Some(match s {
+            "cost" => AlertMetric::Cost,
+            "spend_rate" => AlertMetric::SpendRate,
+            "budget_use" => AlertMetric::BudgetUse,
+            "error_rate" => AlertMetric::ErrorRate,
+            "latency_p50" => AlertMetric::LatencyP50,
+            "latency_p95" => AlertMetric::LatencyP95,
+            "latency_p99" => AlertMetric::LatencyP99,
+            "ttft_p95" => AlertMetric::TtftP95,
+            "eval_pass_rate" => AlertMetric::EvalPassRate,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertMetric::Cost => "cost",
+            AlertMetric::SpendRate => "spend_rate",
+            AlertMetric::BudgetUse => "budget_use",
+            AlertMetric::ErrorRate => "error_rate",
+            AlertMetric::LatencyP50 => "latency_p50",
+            AlertMetric::LatencyP95 => "latency_p95",
+            AlertMetric::LatencyP99 => "latency_p99",
+            AlertMetric::TtftP95 => "ttft_p95",
+            AlertMetric::EvalPassRate => "eval_pass_rate",
+        }
+    }
+
+    /// The unit a value of this metric is in, for messages.
+    pub fn unit(self) -> &'static str {
+        match self {
+            AlertMetric::Cost => "USD",
+            AlertMetric::SpendRate => "USD/h",
+            AlertMetric::BudgetUse | AlertMetric::ErrorRate | AlertMetric::EvalPassRate => "share",
+            _ => "ms",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    Above(f64),
+    Below(f64),
+}
+
+impl Threshold {
+    pub fn breached(self, value: f64) -> bool {
+        match self {
+            Threshold::Above(t) => value > t,
+            Threshold::Below(t) => value < t,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRule {
+    pub name: String,
+    pub metric: AlertMetric,
+    /// A fixed-value scope (`feature=support`) or `global`.
+    pub scope: Scope,
+    pub window: Duration,
+    pub threshold: Threshold,
+    pub budget: Option<String>,
+    pub suite: Option<String>,
+    /// error_rate and latency rules stay quiet below this many calls in the window.
+    pub min_requests: u64,
+    pub to: Vec<String>,
+    /// Re-send while still firing, this often; `None`: once per firing.
+    pub repeat: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Alerting {
+    pub spikes: Option<SpikeSettings>,
+    pub destinations: BTreeMap<String, Destination>,
+    pub rules: Vec<AlertRule>,
+}
+
+fn issue(issues: &mut Vec<ConfigIssue>, path: String, message: String, hint: &str) {
+    issues.push(ConfigIssue {
+        path,
+        message,
+        hint: (!hint.is_empty()).then(|| hint.to_string()),
+    });
+}
+
+pub(crate) fn validate_destinations(
+    raw: &BTreeMap<String, RawDestination>,
+    issues: &mut Vec<ConfigIssue>,
+) -> BTreeMap<String, Destination> {
+    let mut out = BTreeMap::new();
+    out.insert("log".to_string(), Destination::Log);
+    for (name, d) in raw {
+        let path = format!("alert_destinations.{name}");
+        let dest = match (d.kind.as_str(), &d.url) {
+            ("webhook", Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
+                Destination::Webhook { url: url.clone() }
+            }
+            ("webhook", _) => {
+                issue(
+                    issues,
+                    format!("{path}.url"),
+                    "a webhook needs an http(s) url".into(),
+                    "e.g. url = \"https://hooks.slack.com/services/...\"",
+                );
+                continue;
+            }
+            ("log", None) => Destination::Log,
+            ("log", Some(_)) => {
+                issue(
+                    issues,
+                    format!("{path}.url"),
+                    "a log destination takes no url".into(),
+                    "remove url, or use kind = \"webhook\"",
+                );
+                continue;
+            }
+            (other, _) => {
+                issue(
+                    issues,
+                    format!("{path}.kind"),
+                    format!("unknown destination kind `{other}`"),
+                    "use \"webhook\" or \"log\"",
+                );
+                continue;
+            }
+        };
+        out.insert(name.clone(), dest);
+    }
+    out
+}
+
+pub(crate) fn validate_spikes(
+    raw: &RawSpikes,
+    destinations: &BTreeMap<String, Destination>,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<SpikeSettings> {
+    let any = raw.scopes.is_some() || raw.action.is_some() || raw.z.is_some();
+    if !raw.enabled.unwrap_or(any) {
+        return None;
+    }
+    let mut scopes = Vec::new();
+    for s in raw
+        .scopes
+        .clone()
+        .unwrap_or_else(|| vec!["feature".into(), "tenant".into()])
+    {
+        match ScopeKind::parse(&s) {
+            Some(k) if k != ScopeKind::Global || !scopes.contains(&k) => scopes.push(k),
+            _ => issue(
+                issues,
+                "spikes.scopes".into(),
+                format!("`{s}` is not a scope kind"),
+                "use \"feature\", \"tenant\", \"key\", \"model\" or \"global\"",
+            ),
+        }
+    }
+    let bucket = duration(
+        issues,
+        "spikes.bucket",
+        raw.bucket.as_deref(),
+        Duration::from_secs(60),
+    );
+    let half_life = duration(
+        issues,
+        "spikes.half_life",
+        raw.half_life.as_deref(),
+        Duration::from_secs(1800),
+    );
+    let buckets = (half_life.as_secs_f64() / bucket.as_secs_f64()).max(1.0);
+    let alpha = 1.0 - 0.5f64.powf(1.0 / buckets);
+    let z = raw.z.unwrap_or(4.0);
+    if !(z.is_finite() && z > 0.0) {
+        issue(
+            issues,
+            "spikes.z".into(),
+            format!("{z} must be above 0"),
+            "e.g. z = 4.0",
+        );
+    }
+    let min_cost = match Nanos::from_dollars(raw.min_usd.unwrap_or(0.01)) {
+        Some(n) => n,
+        None => {
+            issue(
+                issues,
+                "spikes.min_usd".into(),
+                "must be zero or more dollars".into(),
+                "e.g. min_usd = 0.01",
+            );
+            Nanos(0)
+        }
+    };
+    let action = match raw.action.as_deref().unwrap_or("alert") {
+        "alert" => SpikeAction::Alert,
+        "block" => SpikeAction::Block,
+        "downgrade" => SpikeAction::Downgrade,
+        other => {
+            issue(
+                issues,
+                "spikes.action".into(),
+                format!("unknown spike action `{other}`"),
+                "use \"alert\", \"block\" or \"downgrade\"",
+            );
+            SpikeAction::Alert
+        }
+    };
+    let alert_to = raw.alert_to.clone().unwrap_or_else(|| vec!["log".into()]);
+    check_destinations(issues, "spikes.alert_to", &alert_to, destinations);
+    Some(SpikeSettings {
+        scopes,
+        bucket,
+        alpha,
+        z,
+        min_cost,
+        warmup: raw.warmup.unwrap_or(10).max(2),
+        action,
+        hold: duration(
+            issues,
+            "spikes.hold",
+            raw.hold.as_deref(),
+            Duration::from_secs(900),
+        ),
+        alert_to,
+    })
+}
+
+fn check_destinations(
+    issues: &mut Vec<ConfigIssue>,
+    path: &str,
+    to: &[String],
+    destinations: &BTreeMap<String, Destination>,
+) {
+    for t in to {
+        if !destinations.contains_key(t) {
+            issue(
+                issues,
+                path.into(),
+                format!("alert destination `{t}` is not configured"),
+                "add [alert_destinations.NAME], or use \"log\"",
+            );
+        }
+    }
+}
+
+pub(crate) fn validate_alerts(
+    raw: &[RawAlert],
+    destinations: &BTreeMap<String, Destination>,
+    budget_exists: &dyn Fn(&str) -> bool,
+    callable: &dyn Fn(&str) -> bool,
+    issues: &mut Vec<ConfigIssue>,
+) -> Vec<AlertRule> {
+    let mut out: Vec<AlertRule> = Vec::new();
+    for (i, a) in raw.iter().enumerate() {
+        let path = format!("alerts[{i}]");
+        if a.name.trim().is_empty() || out.iter().any(|r| r.name == a.name) {
+            issue(
+                issues,
+                format!("{path}.name"),
+                format!("alert name `{}` is empty or used twice", a.name),
+                "give every rule its own name",
+            );
+        }
+        let Some(metric) = AlertMetric::parse(&a.metric) else {
+            issue(
+                issues,
+                format!("{path}.metric"),
+                format!("unknown metric `{}`", a.metric),
+                "use cost, spend_rate, budget_use, error_rate, latency_p50, latency_p95, latency_p99, ttft_p95 or eval_pass_rate",
+            );
+            continue;
+        };
+        let Some(sc) = scope(
+            issues,
+            &format!("{path}.scope"),
+            a.scope.as_deref().unwrap_or("global"),
+        ) else {
+            continue;
+        };
+        if sc.kind != ScopeKind::Global && sc.value.is_none() {
+            issue(
+                issues,
+                format!("{path}.scope"),
+                format!(
+                    "an alert rule watches one scope; `{sc}` names every {}",
+                    sc.kind.as_str()
+                ),
+                "name one value, e.g. \"feature=support\", or use \"global\"",
+            );
+        }
+        check_model_scope(issues, &format!("{path}.scope"), &sc, callable);
+        let threshold = match (a.above, a.below) {
+            (Some(t), None) if t.is_finite() => Threshold::Above(t),
+            (None, Some(t)) if t.is_finite() => Threshold::Below(t),
+            _ => {
+                issue(
+                    issues,
+                    path.clone(),
+                    "set exactly one of `above` or `below`".into(),
+                    "e.g. above = 5.0",
+                );
+                continue;
+            }
+        };
+        match metric {
+            AlertMetric::BudgetUse => match &a.budget {
+                Some(b) if budget_exists(b) => {}
+                Some(b) => issue(
+                    issues,
+                    format!("{path}.budget"),
+                    format!("budget `{b}` is not configured"),
+                    "name a [[budgets]] entry",
+                ),
+                None => issue(
+                    issues,
+                    format!("{path}.budget"),
+                    "a budget_use rule names its budget".into(),
+                    "e.g. budget = \"acme-monthly\"",
+                ),
+            },
+            AlertMetric::EvalPassRate if a.suite.is_none() => issue(
+                issues,
+                format!("{path}.suite"),
+                "an eval_pass_rate rule names its suite".into(),
+                "e.g. suite = \"support\"",
+            ),
+            _ => {}
+        }
+        let to = a.to.clone().unwrap_or_else(|| vec!["log".into()]);
+        check_destinations(issues, &format!("{path}.to"), &to, destinations);
+        out.push(AlertRule {
+            name: a.name.clone(),
+            metric,
+            scope: sc,
+            window: duration(
+                issues,
+                &format!("{path}.window"),
+                a.window.as_deref(),
+                Duration::from_secs(3600),
+            ),
+            threshold,
+            budget: a.budget.clone(),
+            suite: a.suite.clone(),
+            min_requests: a.min_requests.unwrap_or(10),
+            to,
+            repeat: a.repeat.as_deref().map(|r| {
+                duration(
+                    issues,
+                    &format!("{path}.repeat"),
+                    Some(r),
+                    Duration::from_secs(3600),
+                )
+            }),
+        });
+    }
+    out
+}

@@ -1,0 +1,313 @@
+//! Virtual keys in the store. Only a SHA-256 hash of each key's secret is kept (the key
+//! itself is shown once, by `keel keys create`); every create, revoke and rotate is
+//! written to the audit log in the same transaction. A running gateway reloads the
+//! table every `[auth] refresh`.
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::audit::{record_audit, NewAuditEvent};
+use crate::prompts::now_ms;
+
+/// One stored key (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyRow {
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(skip)]
+    pub secret_hash: String,
+    #[serde(skip)]
+    pub prev_hash: Option<String>,
+    pub prev_valid_until_ms: Option<i64>,
+    pub tenant: String,
+    pub feature: Option<String>,
+    /// Allowed model or function names; `None` = all.
+    pub models: Option<Vec<String>>,
+    pub budget_nanos: Option<i64>,
+    pub budget_window: Option<String>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u64>,
+    pub expires_at_ms: Option<i64>,
+    pub created_at_ms: i64,
+    pub created_by: String,
+    pub revoked_at_ms: Option<i64>,
+    pub updated_at_ms: i64,
+}
+
+impl KeyRow {
+    /// Usable at `now_ms`: not revoked, not expired.
+    pub fn active_at(&self, now_ms: i64) -> bool {
+        self.revoked_at_ms.is_none() && self.expires_at_ms.is_none_or(|e| now_ms < e)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    #[error("no key `{0}` — `keel keys list` shows the keys")]
+    NoSuchKey(String),
+    #[error("key `{0}` is already revoked")]
+    Revoked(String),
+    #[error("a key with id `{0}` already exists")]
+    Duplicate(String),
+    #[error("key store query failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+const COLUMNS: &str = "id, name, secret_hash, prev_hash, prev_valid_until_ms, tenant, feature, models_json, \
+     budget_nanos, budget_window, rpm, tpm, expires_at_ms, created_at_ms, created_by, revoked_at_ms, updated_at_ms";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<KeyRow> {
+    let models: Option<String> = r.get(7)?;
+    Ok(KeyRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        secret_hash: r.get(2)?,
+        prev_hash: r.get(3)?,
+        prev_valid_until_ms: r.get(4)?,
+        tenant: r.get(5)?,
+        feature: r.get(6)?,
+        models: models.and_then(|m| serde_json::from_str(&m).ok()),
+        budget_nanos: r.get(8)?,
+        budget_window: r.get(9)?,
+        rpm: r.get(10)?,
+        tpm: r.get::<_, Option<i64>>(11)?.map(|v| v.max(0) as u64),
+        expires_at_ms: r.get(12)?,
+        created_at_ms: r.get(13)?,
+        created_by: r.get(14)?,
+        revoked_at_ms: r.get(15)?,
+        updated_at_ms: r.get(16)?,
+    })
+}
+
+fn immediate(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
+    Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
+}
+
+/// What the audit log keeps of a key: its settings, never its hash.
+fn describe(k: &KeyRow) -> serde_json::Value {
+    json!({
+        "name": k.name, "tenant": k.tenant, "feature": k.feature, "models": k.models,
+        "budget_nanos": k.budget_nanos, "budget_window": k.budget_window,
+        "rpm": k.rpm, "tpm": k.tpm, "expires_at_ms": k.expires_at_ms,
+    })
+}
+
+/// Store a new key (its `created_*` and `updated_at_ms` are taken as given).
+pub fn insert_key(conn: &Connection, k: &KeyRow, reason: &str) -> Result<(), KeyStoreError> {
+    let tx = immediate(conn)?;
+    if get_key(&tx, &k.id)?.is_some() {
+        return Err(KeyStoreError::Duplicate(k.id.clone()));
+    }
+    let models = k
+        .models
+        .as_ref()
+        .map(|m| serde_json::Value::from(m.clone()).to_string());
+    tx.execute(
+        &format!("INSERT INTO api_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
+        params![
+            k.id,
+            k.name,
+            k.secret_hash,
+            k.prev_hash,
+            k.prev_valid_until_ms,
+            k.tenant,
+            k.feature,
+            models,
+            k.budget_nanos,
+            k.budget_window,
+            k.rpm,
+            k.tpm.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            k.expires_at_ms,
+            k.created_at_ms,
+            k.created_by,
+            k.revoked_at_ms,
+            k.updated_at_ms,
+        ],
+    )?;
+    record_audit(
+        &tx,
+        k.created_at_ms,
+        &NewAuditEvent {
+            actor: &k.created_by,
+            action: "key.create",
+            target: &k.id,
+            to_value: Some(format!("tenant={}", k.tenant)),
+            reason: Some(reason),
+            details: Some(describe(k)),
+            ..NewAuditEvent::default()
+        },
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+pub fn get_key(conn: &Connection, id: &str) -> rusqlite::Result<Option<KeyRow>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()
+}
+
+/// Every key, newest first; revoked ones too when `include_revoked`.
+pub fn list_keys(conn: &Connection, include_revoked: bool) -> rusqlite::Result<Vec<KeyRow>> {
+    let filter = if include_revoked {
+        ""
+    } else {
+        "WHERE revoked_at_ms IS NULL"
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM api_keys {filter} ORDER BY created_at_ms DESC, id"
+    ))?;
+    let rows = stmt.query_map([], from_row)?;
+    rows.collect()
+}
+
+/// A cheap fingerprint of the table: a running gateway reloads keys when it changes.
+pub fn keys_version(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(
+        "SELECT COUNT(*), COALESCE(MAX(updated_at_ms), 0) FROM api_keys",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+/// Revoke a key now: it stops working at the gateway's next refresh.
+pub fn revoke_key(
+    conn: &Connection,
+    id: &str,
+    actor: &str,
+    reason: &str,
+) -> Result<KeyRow, KeyStoreError> {
+    let tx = immediate(conn)?;
+    let k = get_key(&tx, id)?.ok_or_else(|| KeyStoreError::NoSuchKey(id.into()))?;
+    if k.revoked_at_ms.is_some() {
+        return Err(KeyStoreError::Revoked(id.into()));
+    }
+    let at = now_ms().max(k.updated_at_ms + 1);
+    tx.execute(
+        "UPDATE api_keys SET revoked_at_ms = ?2, updated_at_ms = ?2 WHERE id = ?1",
+        params![id, at],
+    )?;
+    record_audit(
+        &tx,
+        at,
+        &NewAuditEvent {
+            actor,
+            action: "key.revoke",
+            target: id,
+            from_value: Some("active".into()),
+            to_value: Some("revoked".into()),
+            reason: Some(reason),
+            details: Some(describe(&k)),
+        },
+    )?;
+    tx.commit()?;
+    get_key(conn, id)?.ok_or_else(|| KeyStoreError::NoSuchKey(id.into()))
+}
+
+/// Give a key a new secret (its id, limits and spend stay); the old secret keeps working
+/// until `grace_until_ms` (`None`: it stops at once).
+pub fn rotate_key(
+    conn: &Connection,
+    id: &str,
+    new_hash: &str,
+    grace_until_ms: Option<i64>,
+    actor: &str,
+    reason: &str,
+) -> Result<KeyRow, KeyStoreError> {
+    let tx = immediate(conn)?;
+    let k = get_key(&tx, id)?.ok_or_else(|| KeyStoreError::NoSuchKey(id.into()))?;
+    if k.revoked_at_ms.is_some() {
+        return Err(KeyStoreError::Revoked(id.into()));
+    }
+    let at = now_ms().max(k.updated_at_ms + 1);
+    let (prev, until) = match grace_until_ms {
+        Some(u) => (Some(k.secret_hash.clone()), Some(u)),
+        None => (None, None),
+    };
+    tx.execute(
+        "UPDATE api_keys SET secret_hash = ?2, prev_hash = ?3, prev_valid_until_ms = ?4, updated_at_ms = ?5 WHERE id = ?1",
+        params![id, new_hash, prev, until, at],
+    )?;
+    record_audit(
+        &tx,
+        at,
+        &NewAuditEvent {
+            actor,
+            action: "key.rotate",
+            target: id,
+            reason: Some(reason),
+            details: Some(json!({"old_secret_valid_until_ms": until})),
+            ..NewAuditEvent::default()
+        },
+    )?;
+    tx.commit()?;
+    get_key(conn, id)?.ok_or_else(|| KeyStoreError::NoSuchKey(id.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    fn key(id: &str) -> KeyRow {
+        KeyRow {
+            id: id.into(),
+            name: Some("ci".into()),
+            secret_hash: "h1".into(),
+            prev_hash: None,
+            prev_valid_until_ms: None,
+            tenant: "acme".into(),
+            feature: None,
+            models: Some(vec!["mock-1".into()]),
+            budget_nanos: Some(5_000_000_000),
+            budget_window: Some("day".into()),
+            rpm: Some(60),
+            tpm: None,
+            expires_at_ms: None,
+            created_at_ms: 1000,
+            created_by: "ops".into(),
+            revoked_at_ms: None,
+            updated_at_ms: 1000,
+        }
+    }
+
+    #[test]
+    fn create_rotate_revoke_are_audited_and_never_log_the_hash() {
+        let store = Store::open(":memory:").unwrap();
+        let conn = store.writer_conn().unwrap();
+        insert_key(&conn, &key("abc"), "for CI").unwrap();
+        assert!(matches!(
+            insert_key(&conn, &key("abc"), "again"),
+            Err(KeyStoreError::Duplicate(_))
+        ));
+        let got = get_key(&conn, "abc").unwrap().unwrap();
+        assert_eq!(got.models, Some(vec!["mock-1".to_string()]));
+        assert!(got.active_at(2000));
+
+        let r = rotate_key(&conn, "abc", "h2", Some(9_999), "ops", "leaked").unwrap();
+        assert_eq!(r.secret_hash, "h2");
+        assert_eq!(r.prev_hash.as_deref(), Some("h1"));
+        let before = keys_version(&conn).unwrap();
+        let r = revoke_key(&conn, "abc", "ops", "gone").unwrap();
+        assert!(!r.active_at(i64::MAX - 1));
+        assert_ne!(keys_version(&conn).unwrap(), before);
+        assert!(matches!(
+            revoke_key(&conn, "abc", "ops", "twice"),
+            Err(KeyStoreError::Revoked(_))
+        ));
+        assert!(list_keys(&conn, false).unwrap().is_empty());
+        assert_eq!(list_keys(&conn, true).unwrap().len(), 1);
+
+        let audit = crate::list_audit(&conn, 0, 0).unwrap();
+        let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["key.revoke", "key.rotate", "key.create"]);
+        for e in &audit {
+            let d = e.details_json.as_deref().unwrap_or("");
+            assert!(!d.contains("h1") && !d.contains("h2"), "{d}");
+        }
+    }
+}
