@@ -345,6 +345,43 @@ fn breakdown(conn: &Connection, w: Window, dim: Dimension) -> Result<Vec<GroupRo
     Ok(out)
 }
 
+/// The numbers of live calls in one scope (`feature=support`, `global`, ...) over
+/// `[since_ms, until_ms)` — what an alert rule watches.
+pub fn scope_stats(
+    conn: &Connection,
+    scope: &keel_core::scope::Scope,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<GroupStats, StoreError> {
+    let col = crate::spend::scope_column(scope.kind);
+    let filter = match &scope.value {
+        Some(_) => format!(" AND {col} = ?3"),
+        None => String::new(),
+    };
+    let value = scope.value.clone().unwrap_or_default();
+    let sums_sql = format!("SELECT {SUMS_SQL} FROM traces WHERE {IN_WINDOW}{filter}");
+    let vals_sql = format!(
+        "SELECT latency_ms, CASE WHEN stream = 1 THEN ttft_ms END FROM traces WHERE {IN_WINDOW}{filter}"
+    );
+    let args: Vec<Box<dyn rusqlite::ToSql>> = if scope.value.is_some() {
+        vec![Box::new(since_ms), Box::new(until_ms), Box::new(value)]
+    } else {
+        vec![Box::new(since_ms), Box::new(until_ms)]
+    };
+    let params = rusqlite::params_from_iter(args.iter().map(|b| b.as_ref()));
+    let sums = conn.query_row(&sums_sql, params, |r| Sums::from_row(r, 0))?;
+    let mut stmt = conn.prepare(&vals_sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter().map(|b| b.as_ref())))?;
+    let (mut lat, mut ttft) = (Vec::new(), Vec::new());
+    while let Some(row) = rows.next()? {
+        lat.push(count(row, 0)?);
+        if let Some(t) = row.get::<_, Option<i64>>(1)? {
+            ttft.push(u64::try_from(t).unwrap_or(0));
+        }
+    }
+    Ok(finish(sums, lat, ttft))
+}
+
 fn top_callers(conn: &Connection, w: Window, top_n: usize) -> Result<Vec<CallerRow>, StoreError> {
     let sql = format!(
         "SELECT CASE WHEN NULLIF(key_id, '') IS NOT NULL THEN 'key' \

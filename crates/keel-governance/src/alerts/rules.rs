@@ -1,0 +1,208 @@
+//! Alert rules (`[[alerts]]`), evaluated off the request path: every
+//! [`EVAL_INTERVAL`] the gateway measures each rule's metric over its window from the
+//! store (budget use from the live ledger, eval pass rates from the latest run) and
+//! sends a notice when a rule starts or stops breaching its threshold. The dispatcher
+//! de-duplicates against the store, so a restarted gateway does not re-send what is
+//! already firing.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use keel_core::config::alerting::{AlertMetric, AlertRule};
+use keel_store::Store;
+
+use super::{AlertNotice, AlertState};
+use crate::governor::Governor;
+
+/// How often a gateway evaluates its rules.
+pub const EVAL_INTERVAL: Duration = Duration::from_secs(15);
+
+/// One rule's measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    /// `None`: not enough data (too few calls, no eval run yet).
+    pub value: Option<f64>,
+    pub detail: String,
+}
+
+/// Measure `rule` at `now_ms`.
+pub async fn measure(
+    rule: &AlertRule,
+    store: &std::sync::Arc<Store>,
+    gov: Option<&Governor>,
+    now_ms: i64,
+) -> Result<Measured, String> {
+    let since = now_ms - i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
+    let window = humantime::format_duration(rule.window).to_string();
+    match rule.metric {
+        AlertMetric::BudgetUse => {
+            let Some(g) = gov else {
+                return Ok(Measured {
+                    value: None,
+                    detail: "no running gateway".into(),
+                });
+            };
+            let budget = rule.budget.as_deref().unwrap_or_default();
+            let value = rule.scope.value.as_deref().unwrap_or("");
+            match g.budget_use(budget, value, now_ms).await? {
+                Some(u) => Ok(Measured {
+                    value: Some(u.share()),
+                    detail: format!(
+                        "budget `{budget}` has spent ${} of ${} this {}",
+                        u.spent.to_dollar_string(),
+                        u.limit.to_dollar_string(),
+                        u.window
+                    ),
+                }),
+                None => Ok(Measured {
+                    value: None,
+                    detail: format!("budget `{budget}` does not apply to {}", rule.scope),
+                }),
+            }
+        }
+        AlertMetric::EvalPassRate => {
+            let store = store.clone();
+            let suite = rule.suite.clone().unwrap_or_default();
+            tokio::task::spawn_blocking(move || {
+                let conn = store.reader().map_err(|e| e.to_string())?;
+                let runs = keel_store::evals::list_eval_runs(&conn, Some(&suite), 10)
+                    .map_err(|e| e.to_string())?;
+                let run = runs
+                    .into_iter()
+                    .find(|r| r.finished_at_ms.is_some() && r.cases > 0);
+                Ok(match run {
+                    Some(r) => Measured {
+                        value: Some(r.passed as f64 / r.cases as f64),
+                        detail: format!(
+                            "suite `{suite}` run {}: {} of {} cases passed",
+                            r.run.id, r.passed, r.cases
+                        ),
+                    },
+                    None => Measured {
+                        value: None,
+                        detail: format!("suite `{suite}` has no finished run"),
+                    },
+                })
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        }
+        metric => {
+            let store = store.clone();
+            let scope = rule.scope.clone();
+            let min = rule.min_requests;
+            let stats = tokio::task::spawn_blocking(move || {
+                let conn = store.reader().map_err(|e| e.to_string())?;
+                keel_store::report::scope_stats(&conn, &scope, since, now_ms)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            let calls = stats.requests;
+            let enough = calls >= min;
+            let (value, what) = match metric {
+                AlertMetric::Cost => (Some(stats.cost.nanos().as_dollars()), "spent (USD)"),
+                AlertMetric::SpendRate => (
+                    Some(stats.cost.nanos().as_dollars() / (rule.window.as_secs_f64() / 3600.0)),
+                    "spend rate (USD/h)",
+                ),
+                AlertMetric::ErrorRate => (enough.then_some(stats.error_rate), "error rate"),
+                AlertMetric::LatencyP50 => (
+                    enough.then_some(stats.latency_ms.p50 as f64),
+                    "p50 latency (ms)",
+                ),
+                AlertMetric::LatencyP95 => (
+                    enough.then_some(stats.latency_ms.p95 as f64),
+                    "p95 latency (ms)",
+                ),
+                AlertMetric::LatencyP99 => (
+                    enough.then_some(stats.latency_ms.p99 as f64),
+                    "p99 latency (ms)",
+                ),
+                AlertMetric::TtftP95 => (
+                    stats.ttft_ms.filter(|_| enough).map(|p| p.p95 as f64),
+                    "p95 time to first token (ms)",
+                ),
+                AlertMetric::BudgetUse | AlertMetric::EvalPassRate => (None, ""),
+            };
+            let detail = match value {
+                Some(v) => format!("{what} {v:.4} over the last {window} ({calls} calls)"),
+                None => {
+                    format!("{calls} calls in the last {window}, fewer than min_requests = {min}")
+                }
+            };
+            Ok(Measured { value, detail })
+        }
+    }
+}
+
+/// The notice for a rule in `state`.
+pub fn notice(rule: &AlertRule, state: AlertState, m: &Measured, now_ms: i64) -> AlertNotice {
+    let (op, t) = match rule.threshold {
+        keel_core::config::alerting::Threshold::Above(t) => ("above", t),
+        keel_core::config::alerting::Threshold::Below(t) => ("below", t),
+    };
+    let message = match state {
+        AlertState::Resolved => format!(
+            "{} is back within {op} {t}: {}",
+            rule.metric.as_str(),
+            m.detail
+        ),
+        _ => format!("{} is {op} {t}: {}", rule.metric.as_str(), m.detail),
+    };
+    AlertNotice {
+        source: "rule",
+        name: rule.name.clone(),
+        scope: rule.scope.to_string(),
+        state,
+        value: m.value,
+        threshold: Some(t),
+        message,
+        dedupe_key: format!("rule|{}", rule.name),
+        to: rule.to.clone(),
+        repeat: rule.repeat,
+        at_ms: now_ms,
+    }
+}
+
+/// Rule states between evaluations (firing or not).
+#[derive(Debug, Default)]
+pub struct RuleEvaluator {
+    firing: HashMap<String, bool>,
+}
+
+impl RuleEvaluator {
+    /// Measure every rule; the notices for rules that started or stopped breaching (and
+    /// for rules still firing, so the dispatcher can repeat them when due).
+    pub async fn evaluate(
+        &mut self,
+        rules: &[AlertRule],
+        store: &std::sync::Arc<Store>,
+        gov: Option<&Governor>,
+        now_ms: i64,
+    ) -> Vec<AlertNotice> {
+        let mut out = Vec::new();
+        for rule in rules {
+            let m = match measure(rule, store, gov, now_ms).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(rule = %rule.name, error = %e, "cannot evaluate an alert rule");
+                    continue;
+                }
+            };
+            let Some(v) = m.value else { continue };
+            let breached = rule.threshold.breached(v);
+            let was = self.firing.insert(rule.name.clone(), breached);
+            match (was, breached) {
+                (_, true) => out.push(notice(rule, AlertState::Firing, &m, now_ms)),
+                (Some(true), false) | (None, false) => {
+                    // Resolving a rule that is not firing is dropped by the dispatcher;
+                    // on the first round it clears an alert left firing by a restart.
+                    out.push(notice(rule, AlertState::Resolved, &m, now_ms))
+                }
+                (Some(false), false) => {}
+            }
+        }
+        out
+    }
+}

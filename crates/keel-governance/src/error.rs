@@ -1,0 +1,87 @@
+//! Why governance refused a call. The gateway maps each variant to one HTTP status and
+//! error code (in its `error.rs`); messages name the key, budget or limit and say what
+//! to do, and never contain a key's secret.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GovError {
+    #[error("this gateway requires an API key: send `Authorization: Bearer keel_...` (or `x-api-key`); create one with `keel keys create --tenant T`")]
+    MissingKey,
+    #[error(
+        "the API key is not valid: check that you copied the whole key (it starts with `keel_`)"
+    )]
+    InvalidKey,
+    #[error("the API key {0} was revoked; ask an operator for a new one")]
+    RevokedKey(String),
+    #[error("the API key {0} has expired; ask an operator to rotate it or create a new one")]
+    ExpiredKey(String),
+    #[error("the API key {key} may not call `{model}`; it may call: {allowed}")]
+    ModelNotAllowed {
+        key: String,
+        model: String,
+        allowed: String,
+    },
+    #[error("budget `{budget}` ({scope}, {window}) is exhausted: ${spent} of ${limit} spent or reserved; this call could cost up to ${needed}. It resets with the next {window}, or an operator can raise the limit")]
+    BudgetExceeded {
+        budget: String,
+        scope: String,
+        window: String,
+        spent: String,
+        limit: String,
+        needed: String,
+    },
+    #[error("rate limit {limit} exceeded for {scope}; retry in {retry_after:?}")]
+    RateLimited {
+        /// e.g. `600 requests per minute`.
+        limit: String,
+        scope: String,
+        retry_after: Duration,
+    },
+    #[error("rate limit {limit} for {scope} can never admit this call: it needs {needed} tokens at once; lower max_tokens or shorten the prompt")]
+    TooLargeForLimit {
+        limit: String,
+        scope: String,
+        needed: u64,
+    },
+    #[error("spending on {scope} is spiking ({detail}); calls are paused until {until}. An operator can raise [spikes] z or change action")]
+    SpikeBlocked {
+        scope: String,
+        detail: String,
+        until: String,
+    },
+    #[error("this endpoint needs the admin key: send `Authorization: Bearer <admin key>` (the value of the env var named by [auth] admin_key_env)")]
+    AdminKeyRequired,
+    #[error("admin endpoints are disabled: set the env var named by [auth] admin_key_env (default KEEL_ADMIN_KEY) before starting keel serve")]
+    AdminDisabled,
+    #[error("the shared limits backend is unreachable ({0}); calls are refused while it is down ([limits] on_backend_error = \"fail_closed\")")]
+    BackendUnavailable(String),
+}
+
+impl GovError {
+    /// A stable class for traces, metrics and reports.
+    pub fn class(&self) -> &'static str {
+        match self {
+            GovError::MissingKey => "missing_api_key",
+            GovError::InvalidKey => "invalid_api_key",
+            GovError::RevokedKey(_) => "revoked_api_key",
+            GovError::ExpiredKey(_) => "expired_api_key",
+            GovError::ModelNotAllowed { .. } => "model_not_allowed",
+            GovError::BudgetExceeded { .. } => "budget_exceeded",
+            GovError::RateLimited { .. } => "rate_limited",
+            GovError::TooLargeForLimit { .. } => "request_too_large_for_limit",
+            GovError::SpikeBlocked { .. } => "spend_spike",
+            GovError::BackendUnavailable(_) => "limits_unavailable",
+            GovError::AdminKeyRequired => "admin_key_required",
+            GovError::AdminDisabled => "admin_disabled",
+        }
+    }
+
+    /// `Retry-After` for the client, when waiting helps.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GovError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}

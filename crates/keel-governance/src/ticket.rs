@@ -1,0 +1,154 @@
+//! An admitted call's hold on budgets and token limits.
+//!
+//! [`Ticket::settle`] replaces the reservation with the call's real cost (and corrects
+//! the tokens charged to token limits); dropping a ticket unsettled releases everything
+//! (the call failed or the client left before any usage was known). Either way the
+//! backend work runs on a spawned task, never on the response. After settling, each
+//! bucket's new spend is checked against its alert thresholds and `downgrade_at`: a
+//! threshold alerts once per window, by whichever call crossed it.
+
+use std::sync::Arc;
+
+use keel_core::money::Nanos;
+
+use crate::alerts::{AlertNotice, AlertState};
+use crate::backend::{BucketSpec, RateSpec};
+use crate::governor::{now_ms, BucketMeta, Governor};
+
+pub struct Ticket {
+    inner: Option<Inner>,
+}
+
+struct Inner {
+    gov: Arc<Governor>,
+    buckets: Vec<BucketSpec>,
+    metas: Vec<BucketMeta>,
+    id: String,
+    reserved: Nanos,
+    tokens: Vec<RateSpec>,
+    charged_tokens: u64,
+}
+
+impl Ticket {
+    pub(crate) fn new(
+        gov: Arc<Governor>,
+        buckets: Vec<BucketSpec>,
+        metas: Vec<BucketMeta>,
+        id: String,
+        reserved: Nanos,
+        tokens: Vec<RateSpec>,
+        charged_tokens: u64,
+    ) -> Ticket {
+        Ticket {
+            inner: Some(Inner {
+                gov,
+                buckets,
+                metas,
+                id,
+                reserved,
+                tokens,
+                charged_tokens,
+            }),
+        }
+    }
+
+    /// What was reserved for this call.
+    pub fn reserved(&self) -> Nanos {
+        self.inner.as_ref().map_or(Nanos(0), |i| i.reserved)
+    }
+
+    /// The call ended: `cost` is what it really cost (`None`: unknown, counted as
+    /// nothing), `tokens` the input + output tokens it really used.
+    pub fn settle(mut self, cost: Option<Nanos>, tokens: Option<u64>) {
+        if let Some(inner) = self.inner.take() {
+            spawn(inner, cost.unwrap_or(Nanos(0)), tokens.unwrap_or(0));
+        }
+    }
+
+    /// Settle and wait (tests, and callers outside a runtime's hot path).
+    pub async fn settle_now(mut self, cost: Option<Nanos>, tokens: Option<u64>) {
+        if let Some(inner) = self.inner.take() {
+            run(inner, cost.unwrap_or(Nanos(0)), tokens.unwrap_or(0)).await;
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take() {
+            spawn(inner, Nanos(0), 0);
+        }
+    }
+}
+
+fn spawn(inner: Inner, cost: Nanos, tokens: u64) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) => {
+            h.spawn(run(inner, cost, tokens));
+        }
+        Err(_) => tracing::warn!(
+            "a budget reservation was dropped outside a runtime; it lapses with its hold"
+        ),
+    }
+}
+
+async fn run(inner: Inner, cost: Nanos, tokens: u64) {
+    let g = &inner.gov;
+    if !inner.tokens.is_empty() {
+        let delta = i64::try_from(tokens).unwrap_or(i64::MAX)
+            - i64::try_from(inner.charged_tokens).unwrap_or(i64::MAX);
+        if delta != 0 {
+            let now_us = now_ms().saturating_mul(1000);
+            for spec in &inner.tokens {
+                if let Err(e) = g.backend.adjust(spec, delta, now_us).await {
+                    tracing::debug!(error = %e, "cannot correct a token rate limit");
+                }
+            }
+        }
+    }
+    if inner.buckets.is_empty() || (inner.reserved.0 == 0 && cost.0 == 0) {
+        return;
+    }
+    let after = match g
+        .backend
+        .settle(&inner.buckets, &inner.id, inner.reserved, cost)
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot settle a budget reservation; it lapses with its hold");
+            return;
+        }
+    };
+    for ((spent, m), b) in after.iter().zip(&inner.metas).zip(&inner.buckets) {
+        let before = Nanos(spent.0 - cost.0);
+        let share = |n: Nanos| n.0 as f64 / m.limit.0.max(1) as f64;
+        for t in &m.alert_at {
+            if share(before) < *t && share(*spent) >= *t {
+                g.alert(AlertNotice {
+                    source: "budget",
+                    name: m.name.clone(),
+                    scope: m.scope.clone(),
+                    state: AlertState::Firing,
+                    value: Some(share(*spent)),
+                    threshold: Some(*t),
+                    message: format!(
+                        "{:.0}% of the {} budget used: ${} of ${} ({})",
+                        t * 100.0,
+                        m.window.as_str(),
+                        spent.to_dollar_string(),
+                        m.limit.to_dollar_string(),
+                        m.window_label
+                    ),
+                    dedupe_key: format!("budget|{}|{}", b.id, t),
+                    to: m.to.clone(),
+                    repeat: None,
+                    at_ms: now_ms(),
+                });
+            }
+        }
+        if m.downgrade_at.is_some_and(|d| share(*spent) >= d) {
+            g.downgraded.insert(b.id.clone(), b.window_end_ms);
+        }
+    }
+}
