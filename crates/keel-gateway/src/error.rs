@@ -35,6 +35,9 @@ pub enum GatewayError {
     /// Every deployment of the model is at its own `rpm` limit.
     #[error("every deployment of {0} is at its requests-per-minute limit; retry shortly")]
     DeploymentsBusy(String),
+    /// Keys, budgets, rate limits, spikes (see `keel-governance`).
+    #[error("{0}")]
+    Governance(#[from] keel_governance::GovError),
     #[error("{0}")]
     Upstream(#[from] ProviderError),
     #[error("internal error: {0}")]
@@ -65,6 +68,7 @@ impl GatewayError {
             GatewayError::CircuitOpen(_) => "circuit_open",
             GatewayError::DeploymentsBusy(_) => "deployments_busy",
             GatewayError::Upstream(e) => e.class(),
+            GatewayError::Governance(e) => e.class(),
             GatewayError::Internal(_) => "internal",
         }
     }
@@ -121,6 +125,30 @@ impl GatewayError {
                 "server_error",
                 "internal".to_string(),
             ),
+            GatewayError::Governance(g) => {
+                use keel_governance::GovError as G;
+                let (status, kind) = match g {
+                    G::MissingKey | G::InvalidKey | G::RevokedKey(_) | G::ExpiredKey(_) => {
+                        (StatusCode::UNAUTHORIZED, "invalid_request_error")
+                    }
+                    G::AdminKeyRequired => (StatusCode::UNAUTHORIZED, "invalid_request_error"),
+                    G::ModelNotAllowed { .. } | G::AdminDisabled => {
+                        (StatusCode::FORBIDDEN, "permission_error")
+                    }
+                    // 402, not 429: SDKs retry a 429, and waiting does not refill a budget.
+                    G::BudgetExceeded { .. } => {
+                        (StatusCode::PAYMENT_REQUIRED, "insufficient_quota")
+                    }
+                    G::RateLimited { .. } | G::SpikeBlocked { .. } => {
+                        (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error")
+                    }
+                    G::TooLargeForLimit { .. } => {
+                        (StatusCode::BAD_REQUEST, "invalid_request_error")
+                    }
+                    G::BackendUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "server_error"),
+                };
+                (status, kind, g.class().to_string())
+            }
             GatewayError::Upstream(e) => match e {
                 // Upstream 4xx pass through with the provider's own status and message.
                 ProviderError::Status { status, code, .. } if (400..500).contains(status) => (
@@ -177,6 +205,9 @@ impl GatewayError {
     /// `Retry-After` to pass on to the client, if the upstream sent one.
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
+            GatewayError::Governance(g) => g
+                .retry_after()
+                .map(|d| (d.as_secs_f64().ceil() as u64).max(1)),
             GatewayError::Upstream(ProviderError::Status {
                 retry_after: Some(d),
                 ..
@@ -195,8 +226,10 @@ impl GatewayError {
     pub fn anthropic_body(&self) -> serde_json::Value {
         let v = self.view();
         let kind = match v.status.as_u16() {
-            400 | 413 | 408 => "invalid_request_error",
+            400 | 408 => "invalid_request_error",
+            413 => "request_too_large",
             401 => "authentication_error",
+            402 => "billing_error",
             403 => "permission_error",
             404 => "not_found_error",
             429 => "rate_limit_error",

@@ -113,8 +113,9 @@ impl InProcess {
         let opts = common::CallOptions {
             variant,
             bypass_cache: true,
+            key: None,
         };
-        let result = match common::run(&self.app, req, opts, &mut trace).await {
+        let result = match common::run(&self.app, req, opts, &mut trace, None).await {
             Ok(Served::Whole { resp, .. }) => Ok(resp),
             Ok(Served::Stream(_)) => Err(GatewayError::Internal(
                 "asked for a whole reply but got a stream".into(),

@@ -6,6 +6,9 @@
 //! - `pipeline/` — one module per step (attribution, body, parse, call, relay, account);
 //! - `registry/` — which prompt version, model and params each function variant serves;
 //! - `pipeline/function.rs` — a function call: pick the variant, render its prompt;
+//! - `pipeline/auth.rs`, `pipeline/admit.rs` — keys, rate limits, budget reservations
+//!   (the rules live in `keel-governance`); `governance.rs` — starting it;
+//! - `handlers/admin.rs` — `/admin/keys`, `/admin/budgets`;
 //! - `error.rs` — the one error type and its HTTP mapping;
 //! - `server.rs` — start, serve, drain the trace queue on shutdown.
 //!
@@ -14,6 +17,7 @@
 pub mod balance;
 pub mod breaker;
 pub mod error;
+pub mod governance;
 pub mod handlers;
 pub mod inproc;
 pub mod metrics;

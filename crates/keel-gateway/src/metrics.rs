@@ -67,6 +67,16 @@ pub struct Metrics {
     circuit_opened: Family<ModelLabels, Counter>,
     cache_hits: Family<ModelLabels, Counter>,
     cache_saved_usd: Family<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    limits_backend_errors: Counter,
+    limits_fail_open: Counter,
+    spend_spikes: Counter,
+}
+
+/// The governor's figures, taken at scrape time.
+pub struct GovFigures {
+    pub backend_errors: u64,
+    pub fail_open_admits: u64,
+    pub spikes: u64,
 }
 
 /// One model's metric handles, created once at startup so the request path only bumps
@@ -213,6 +223,24 @@ impl Metrics {
             "Spend avoided by cache hits (priced calls), by model",
             cache_saved_usd.clone(),
         );
+        let limits_backend_errors = Counter::default();
+        let limits_fail_open = Counter::default();
+        let spend_spikes = Counter::default();
+        registry.register(
+            "limits_backend_errors",
+            "Calls to the budget and rate-limit backend that failed (unreachable, timed out)",
+            limits_backend_errors.clone(),
+        );
+        registry.register(
+            "limits_fail_open",
+            "Calls admitted without limits because the backend failed and on_backend_error = fail_open",
+            limits_fail_open.clone(),
+        );
+        registry.register(
+            "spend_spikes",
+            "Spend spikes detected (per feature, tenant or other configured scope)",
+            spend_spikes.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -232,6 +260,9 @@ impl Metrics {
             circuit_opened,
             cache_hits,
             cache_saved_usd,
+            limits_backend_errors,
+            limits_fail_open,
+            spend_spikes,
         }
     }
 
@@ -293,7 +324,7 @@ impl Metrics {
     }
 
     /// Render the text exposition format, with the writer's current figures.
-    pub fn render(&self, writer: WriterFigures) -> String {
+    pub fn render(&self, writer: WriterFigures, gov: GovFigures) -> String {
         self.trace_queue.set(writer.queue_len as i64);
         // Counters only go up: add the difference since the last scrape.
         fn catch_up(c: &Counter, now: u64) {
@@ -305,6 +336,9 @@ impl Metrics {
         catch_up(&self.traces_written, writer.written);
         catch_up(&self.traces_dropped, writer.dropped);
         catch_up(&self.trace_flushes, writer.flushes);
+        catch_up(&self.limits_backend_errors, gov.backend_errors);
+        catch_up(&self.limits_fail_open, gov.fail_open_admits);
+        catch_up(&self.spend_spikes, gov.spikes);
         let seen = self.trace_flush_seconds.get();
         if writer.flush_seconds > seen {
             self.trace_flush_seconds.inc_by(writer.flush_seconds - seen);

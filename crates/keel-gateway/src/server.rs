@@ -12,7 +12,7 @@ use keel_core::config::Config;
 use keel_store::{Store, WriterOptions};
 use tokio::net::TcpListener;
 
-use crate::handlers::{chat, messages, misc};
+use crate::handlers::{admin, chat, messages, misc};
 use crate::state::AppState;
 
 /// The gateway's routes.
@@ -25,6 +25,10 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/health", get(misc::health))
         .route("/status", get(misc::status))
         .route("/metrics", get(misc::metrics))
+        .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/admin/keys/{id}/revoke", post(admin::revoke_key))
+        .route("/admin/keys/{id}/rotate", post(admin::rotate_key))
+        .route("/admin/budgets", get(admin::budgets))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app)
@@ -34,7 +38,7 @@ async fn unknown_route(uri: axum::http::Uri) -> axum::response::Response {
     route_error(
         axum::http::StatusCode::NOT_FOUND,
         "unknown_route",
-        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health, GET /status and GET /metrics", uri.path()),
+        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health, GET /status, GET /metrics and /admin/*", uri.path()),
     )
 }
 
@@ -78,7 +82,7 @@ impl Gateway {
     /// Open the store, start the writer and serve on `listener` in a background task.
     pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Gateway> {
         let config = Arc::new(config);
-        let store = Store::open(&config.gateway.store)?;
+        let store = Arc::new(Store::open(&config.gateway.store)?);
         let opts = WriterOptions {
             capacity: config.gateway.trace_queue_capacity.get(),
             max_batch: config.gateway.trace_batch_max.get(),
@@ -86,7 +90,11 @@ impl Gateway {
         };
         let (writer, writer_handle) = keel_store::spawn(&store, opts)?;
         let (registry, refresher) = crate::registry::refresh::start(&store, config.clone())?;
-        let state = Arc::new(AppState::new(config.clone(), writer, registry)?);
+        let mut state = AppState::new(config.clone(), writer, registry)?;
+        let (governor, governance) = crate::governance::start(&config, &store)?;
+        state.governor = governor.clone();
+        state.store = Some(store.clone());
+        let state = Arc::new(state);
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
@@ -101,6 +109,7 @@ impl Gateway {
                     let _ = stop_rx.await;
                 })
                 .await?;
+            governance.stop(&governor).await;
             if let Some(r) = refresher {
                 tokio::task::spawn_blocking(move || r.stop()).await?;
             }

@@ -20,9 +20,6 @@ pub const UNKNOWN_MODEL: &str = "(unknown)";
 /// Metric label for requests that failed before a model was read.
 pub const NO_MODEL: &str = "(none)";
 
-/// Decides, per function call, whether to downgrade to the cheapest qualifying variant.
-pub type DowngradeHook = Box<dyn Fn(&str, &keel_core::trace::TraceRecord) -> bool + Send + Sync>;
-
 /// A configured model, ready to call.
 pub struct ModelRoute {
     pub config: ModelConfig,
@@ -51,10 +48,11 @@ pub struct AppState {
     /// `UNKNOWN_MODEL` and `NO_MODEL`, so a client's made-up model names never
     /// become metric labels (no unbounded series).
     pub model_metrics: HashMap<String, ModelMetrics>,
-    /// The budget hook of cheapest-variant routing: when it returns true for a function
-    /// call, the call goes to the cheapest variant that meets the function's quality tier.
-    /// Budget rules (governance) will set it; `None` until then.
-    pub downgrade: Option<DowngradeHook>,
+    /// Keys, budgets, rate limits, spikes: asked per call (and, through
+    /// `wants_downgrade`, by cheapest-variant routing). Inert for eval and replay.
+    pub governor: Arc<keel_governance::Governor>,
+    /// The store, for the admin endpoints (never touched on the request path).
+    pub store: Option<Arc<keel_store::Store>>,
     /// The response cache, when `[cache] enabled`.
     pub cache: Option<crate::pipeline::cache::ResponseCache>,
     pub capture: Capture,
@@ -172,7 +170,8 @@ impl AppState {
             model_metrics.insert(name.to_string(), metrics.for_model(name, false));
         }
         Ok(AppState {
-            downgrade: None,
+            governor: Arc::new(keel_governance::Governor::inert()),
+            store: None,
             cache: config
                 .cache
                 .as_ref()

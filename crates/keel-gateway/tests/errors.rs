@@ -399,7 +399,8 @@ async fn configured_body_limit_is_exact() {
     assert_eq!(resp.status(), 413);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["type"], "error");
-    assert_eq!(v["error"]["type"], "invalid_request_error");
+    // Anthropic's documented type for a 413.
+    assert_eq!(v["error"]["type"], "request_too_large");
 
     let (_, traces) = h.finish().await;
     assert_error_trace(trace(&traces, &id), 413, "body_too_large");

@@ -18,7 +18,7 @@
 //! input under-count beyond `input_margin` of the calls in flight together.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -113,7 +113,7 @@ pub struct Governor {
     admin: Option<[u8; 32]>,
     pub(crate) backend: Backend,
     spikes: Option<Detector>,
-    sink: OnceLock<AlertSink>,
+    sink: arc_swap::ArcSwapOption<AlertSink>,
     /// Budget buckets at or past their `downgrade_at` (bucket id → window end).
     pub(crate) downgraded: DashMap<String, i64>,
     /// Budget buckets seen (for `/admin/budgets`), bounded.
@@ -147,13 +147,24 @@ impl Governor {
             keys: ArcSwap::from_pointee(KeyTable::default()),
             backend,
             spikes: spikes.map(Detector::new),
-            sink: OnceLock::new(),
+            sink: arc_swap::ArcSwapOption::empty(),
             downgraded: DashMap::new(),
             seen: DashMap::new(),
             hold,
             backend_down: AtomicBool::new(false),
             stats: GovStats::default(),
         }
+    }
+
+    /// A governor that lets everything through: no auth, no limits (eval and replay).
+    pub fn inert() -> Governor {
+        Governor::new(
+            Governance::default(),
+            None,
+            Backend::Local(crate::backend::local::Local::new()),
+            None,
+            Duration::from_secs(600),
+        )
     }
 
     pub fn config(&self) -> &Governance {
@@ -166,11 +177,16 @@ impl Governor {
 
     /// Where alerts go (set once the dispatcher runs).
     pub fn set_sink(&self, sink: AlertSink) {
-        let _ = self.sink.set(sink);
+        self.sink.store(Some(Arc::new(sink)));
+    }
+
+    /// Stop sending alerts (shutdown: lets the dispatcher drain and end).
+    pub fn clear_sink(&self) {
+        self.sink.store(None);
     }
 
     pub(crate) fn alert(&self, n: AlertNotice) {
-        match self.sink.get() {
+        match self.sink.load().as_ref() {
             Some(s) => s.send(n),
             None => tracing::warn!(alert = %n.name, "{}", n.message),
         }
@@ -248,7 +264,7 @@ impl Governor {
         key: Option<&KeyEntry>,
         cs: CallScope<'_>,
         price: Option<ModelPrice>,
-        estimate: &dyn Fn() -> Estimate,
+        estimate: &(dyn Fn() -> Estimate + Sync),
         request_id: &str,
     ) -> Result<Admission, GovError> {
         let now = now_ms();

@@ -67,6 +67,88 @@ pub fn split(key: &str) -> Option<(&str, &str)> {
     (ok(id, 12) && ok(secret, 64)).then_some((id, secret))
 }
 
+/// What `keel keys create` and `POST /admin/keys` take.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    pub tenant: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub feature: Option<String>,
+    /// Allowed model or function names; empty or absent = all.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// `AMOUNT[/WINDOW]`, e.g. `"10/day"` (window defaults to month).
+    #[serde(default)]
+    pub budget: Option<String>,
+    #[serde(default)]
+    pub rpm: Option<u32>,
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// A duration from now (`30d`) or an RFC 3339 time.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+/// Parse `30d` (from `now_ms`) or an RFC 3339 time into Unix ms.
+pub fn parse_expiry(s: &str, now_ms: i64) -> Result<i64, String> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)));
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+        .map_err(|_| format!("`{s}` is neither a duration (30d, 12h) nor an RFC 3339 time (2027-01-01T00:00:00Z)"))
+}
+
+impl KeySpec {
+    /// Check the spec and mint a key for it: the key to show once, and the row to store.
+    pub fn mint(&self, actor: &str, now_ms: i64) -> Result<(MintedKey, KeyRow), String> {
+        let tenant = self.tenant.trim();
+        if tenant.is_empty() || tenant.len() > 256 {
+            return Err("a key needs a tenant (1 to 256 characters): --tenant NAME".into());
+        }
+        let budget = self
+            .budget
+            .as_deref()
+            .map(keel_core::config::governance::parse_budget_flag)
+            .transpose()?;
+        if self.rpm == Some(0) || self.tpm == Some(0) {
+            return Err("rpm and tpm must be above zero (leave them out for no limit)".into());
+        }
+        let expires_at_ms = self
+            .expires
+            .as_deref()
+            .map(|e| parse_expiry(e, now_ms))
+            .transpose()?;
+        if expires_at_ms.is_some_and(|e| e <= now_ms) {
+            return Err("the expiry is in the past".into());
+        }
+        let models = self.models.clone().filter(|m| !m.is_empty());
+        let minted = mint().map_err(|e| format!("cannot draw random bytes for a key: {e}"))?;
+        let row = KeyRow {
+            id: minted.id.clone(),
+            name: self.name.clone(),
+            secret_hash: minted.secret_hash.clone(),
+            prev_hash: None,
+            prev_valid_until_ms: None,
+            tenant: tenant.to_string(),
+            feature: self.feature.clone().filter(|f| !f.is_empty()),
+            models,
+            budget_nanos: budget.map(|(n, _)| n.0),
+            budget_window: budget.map(|(_, w)| w.as_str().to_string()),
+            rpm: self.rpm,
+            tpm: self.tpm,
+            expires_at_ms,
+            created_at_ms: now_ms,
+            created_by: actor.to_string(),
+            revoked_at_ms: None,
+            updated_at_ms: now_ms,
+        };
+        Ok((minted, row))
+    }
+}
+
 /// A key as the gateway holds it: its settings, parsed once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyEntry {
@@ -241,6 +323,40 @@ mod tests {
             table.authenticate(&other.key, 1_000),
             Err(GovError::InvalidKey)
         ));
+    }
+
+    #[test]
+    fn specs_are_checked_before_a_key_is_minted() {
+        let spec = KeySpec {
+            tenant: "acme".into(),
+            budget: Some("$5/day".into()),
+            expires: Some("1h".into()),
+            models: Some(vec![]),
+            ..KeySpec::default()
+        };
+        let (m, r) = spec.mint("ops", 1_000).unwrap();
+        assert_eq!(r.id, m.id);
+        assert_eq!(r.budget_window.as_deref(), Some("day"));
+        assert_eq!(r.expires_at_ms, Some(1_000 + 3_600_000));
+        assert_eq!(r.models, None, "an empty list means every model");
+        assert!(KeyTable::from_rows(&[r])
+            .authenticate(&m.key, 2_000)
+            .is_ok());
+        let bad = |f: fn(&mut KeySpec)| {
+            let mut s = spec.clone();
+            f(&mut s);
+            s.mint("ops", 1_000).unwrap_err()
+        };
+        assert!(bad(|s| s.tenant = " ".into()).contains("tenant"));
+        assert!(bad(|s| s.budget = Some("x/day".into())).contains("`x`"));
+        assert!(bad(|s| s.rpm = Some(0)).contains("rpm"));
+        assert!(bad(|s| s.expires = Some("soon".into())).contains("soon"));
+        let mut past = spec.clone();
+        past.expires = Some("2001-01-01T00:00:00Z".into());
+        assert!(past
+            .mint("ops", 1_800_000_000_000)
+            .unwrap_err()
+            .contains("past"));
     }
 
     #[test]

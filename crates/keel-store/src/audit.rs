@@ -51,6 +51,22 @@ pub fn record_audit(conn: &Connection, at_ms: i64, e: &NewAuditEvent<'_>) -> rus
     Ok(conn.last_insert_rowid())
 }
 
+/// The `to_value` of the newest `action` event on `target` (e.g. the last config hash).
+pub fn last_value(
+    conn: &Connection,
+    action: &str,
+    target: &str,
+) -> rusqlite::Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        "SELECT to_value FROM audit_events WHERE action = ?1 AND target = ?2 ORDER BY id DESC LIMIT 1",
+        params![action, target],
+        |r| r.get(0),
+    )
+    .optional()
+    .map(Option::flatten)
+}
+
 /// Events at or after `since_ms`, newest first, at most `limit` (0 = all).
 pub fn list_audit(
     conn: &Connection,

@@ -18,7 +18,7 @@ use crate::pipeline::call::{self, OpenedStream};
 use crate::pipeline::function::{self, PROMPT_VERSION_HEADER, VARIANT_HEADER};
 use crate::pipeline::pending::PendingTrace;
 use crate::pipeline::route::{self, Reply};
-use crate::pipeline::{account, relay::Relay, relay::StreamFormat};
+use crate::pipeline::{account, admit, relay::Relay, relay::StreamFormat};
 use crate::state::AppState;
 
 pub const COST_HEADER: &str = "x-keel-cost-usd";
@@ -49,14 +49,15 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Resolve, call and (for whole replies) account. The trace is filled in as we go.
-/// What the request's headers ask of the pipeline.
+/// What the request's headers ask of the pipeline, and who is asking.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CallOptions<'a> {
     /// `x-keel-variant`: the function variant to serve.
     pub variant: Option<&'a str>,
     /// `x-keel-cache: bypass`.
     pub bypass_cache: bool,
+    /// The caller's virtual key, when it sent one.
+    pub key: Option<&'a keel_governance::KeyEntry>,
 }
 
 impl<'a> CallOptions<'a> {
@@ -71,23 +72,41 @@ impl<'a> CallOptions<'a> {
                 .get(CACHE_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("bypass")),
+            key: None,
         }
     }
 }
 
+/// Resolve, admit, call and (for whole replies) account. The trace is filled in as we
+/// go. `governed` is where admission leaves its reservation; `None` (eval, replay,
+/// shadow) skips admission: those calls never count against a caller's limits.
 pub async fn run(
     app: &AppState,
     mut req: ChatRequest,
     opts: CallOptions<'_>,
     trace: &mut TraceRecord,
+    governed: Option<&mut admit::Governed>,
 ) -> Result<Served, GatewayError> {
     trace.model_requested = Some(req.model.clone());
     trace.stream = req.stream;
+    if let Some(k) = opts.key {
+        if !k.allows(&req.model) {
+            return Err(keel_governance::GovError::ModelNotAllowed {
+                key: k.id.clone(),
+                model: req.model.clone(),
+                allowed: k.models.as_deref().unwrap_or_default().join(", "),
+            }
+            .into());
+        }
+    }
     let mut plan = function::CallPlan::default();
     if let Some(f) = app.config.functions.get(&req.model) {
         plan = function::apply(app, f, &mut req, opts.variant, trace)?;
     }
     let first = call::resolve(app, &req.model)?;
+    if let Some(out) = governed {
+        admit::admit(app, opts.key, first, plan.chain, &mut req, trace, out).await?;
+    }
     trace.provider = Some(first.primary().provider_name.clone());
     trace.upstream_model = Some(first.primary().upstream_model.clone());
     let cache = app.cache.as_ref().filter(|_| !opts.bypass_cache);
@@ -190,7 +209,8 @@ pub fn stream_response<F: StreamFormat>(
     format: F,
 ) -> Response {
     let started = pending.started();
-    let trace = pending.into_trace();
+    let rate = pending.rate().clone();
+    let (trace, ticket) = pending.into_trace();
     let id = trace.id.clone();
     let keel_headers = KeelHeaders::of(&trace);
     // The model that answered: the last attempt's after a retry or fallback.
@@ -200,7 +220,7 @@ pub fn stream_response<F: StreamFormat>(
         .map(|a| a.model.clone())
         .or_else(|| trace.model_requested.clone())
         .unwrap_or_default();
-    let relay = Relay::new(app, model, trace, started, opened, format);
+    let relay = Relay::new(app, model, trace, ticket, started, opened, format);
     let body = axum::body::Body::from_stream(relay.into_stream());
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
@@ -214,7 +234,38 @@ pub fn stream_response<F: StreamFormat>(
     );
     insert_header(h, REQUEST_ID, &id);
     keel_headers.apply(h);
+    rate_headers(h, &rate);
     resp
+}
+
+/// OpenAI's `x-ratelimit-*` headers for the tightest request and token limits.
+fn rate_headers(h: &mut axum::http::HeaderMap, rate: &keel_governance::RateHeaders) {
+    for (kind, st) in [("requests", rate.requests), ("tokens", rate.tokens)] {
+        let Some(st) = st else { continue };
+        for (what, value) in [
+            ("limit", st.limit.to_string()),
+            ("remaining", st.remaining.to_string()),
+            ("reset", reset_string(st.reset)),
+        ] {
+            let name = format!("x-ratelimit-{what}-{kind}");
+            if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_str(&value)) {
+                h.insert(n, v);
+            }
+        }
+    }
+}
+
+/// A reset time as OpenAI writes it: `20ms`, `6s`, `1m30s`.
+fn reset_string(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let s = format!("{:.3}", d.as_secs_f64());
+        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
+    } else {
+        format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
 }
 
 /// The `x-keel-*` response headers a trace implies: the function's variant and prompt
@@ -267,9 +318,11 @@ impl KeelHeaders {
 pub fn respond_whole(mut pending: PendingTrace, body: Vec<u8>, cost: Option<Nanos>) -> Response {
     let id = pending.id().to_string();
     let keel_headers = KeelHeaders::of(pending.trace());
+    let rate = pending.rate().clone();
     pending.finish();
     let mut resp = json_response(StatusCode::OK, body, &id, cost);
     keel_headers.apply(resp.headers_mut());
+    rate_headers(resp.headers_mut(), &rate);
     resp
 }
 

@@ -22,9 +22,10 @@ use keel_providers::anthropic::{
 
 use super::common::{self, ClientApi, Served};
 use crate::error::GatewayError;
+use crate::pipeline::admit::Governed;
 use crate::pipeline::pending::PendingTrace;
 use crate::pipeline::relay::StreamFormat;
-use crate::pipeline::{attribution, body, parse, shadow};
+use crate::pipeline::{attribution, auth, body, parse, shadow};
 use crate::state::AppState;
 
 pub async fn messages(
@@ -41,6 +42,10 @@ pub async fn messages(
     );
     attribution::attribute(&mut trace, &headers);
     let mut pending = PendingTrace::start(app.clone(), trace, Instant::now());
+    let key = match auth::authenticate(&app, &headers, pending.trace()) {
+        Ok(k) => k,
+        Err(e) => return common::reject(pending, e, API),
+    };
 
     let bytes = match body::read_body(body, app.max_body_bytes, app.body_read_timeout).await {
         Ok(b) => b,
@@ -64,9 +69,13 @@ pub async fn messages(
     };
     let model = req.model.clone();
 
-    let opts = common::CallOptions::from_headers(&headers);
+    let mut opts = common::CallOptions::from_headers(&headers);
+    opts.key = key.as_deref();
     shadow::mirror(&app, &req, pending.trace(), &opts);
-    match common::run(&app, req, opts, pending.trace()).await {
+    let mut governed = Governed::default();
+    let result = common::run(&app, req, opts, pending.trace(), Some(&mut governed)).await;
+    pending.attach(governed);
+    match result {
         Ok(Served::Whole { resp, cost }) => {
             match serde_json::to_vec(&chat_response_to_messages(&resp, &model)) {
                 Ok(body) => common::respond_whole(pending, body, cost),

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::metrics::WriterFigures;
+use crate::metrics::{GovFigures, WriterFigures};
 use crate::state::AppState;
 
 /// `GET /v1/models` in OpenAI's list shape: the configured models, then the functions
@@ -61,7 +61,10 @@ pub async fn list_models(State(app): State<Arc<AppState>>) -> Json<serde_json::V
 
 /// `GET /status`: what `keel status` shows — per model its provider, upstream id,
 /// routing and circuit state; the functions that cannot serve; the trace queue.
-pub async fn status(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+pub async fn status(State(app): State<Arc<AppState>>, headers: axum::http::HeaderMap) -> Response {
+    if let Err(e) = crate::pipeline::auth::admin(&app, &headers) {
+        return super::common::error_response(&e, super::common::ClientApi::OpenAi, "");
+    }
     let mut models = serde_json::Map::new();
     let mut names: Vec<&String> = app.models.keys().collect();
     names.sort();
@@ -118,7 +121,15 @@ pub async fn status(State(app): State<Arc<AppState>>) -> Json<serde_json::Value>
         "functions_unavailable": problems,
         "trace_queue": app.writer.queue_len(),
         "in_flight": app.metrics.in_flight.get(),
+        "governance": {
+            "auth": format!("{:?}", app.governor.config().auth.mode).to_lowercase(),
+            "keys": app.governor.keys().len(),
+            "limits_backend": app.governor.backend_name(),
+            "budgets": app.governor.config().budgets.len(),
+            "rate_limits": app.governor.config().rate_limits.len(),
+        },
     }))
+    .into_response()
 }
 
 pub async fn health(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
@@ -132,13 +143,24 @@ pub async fn health(State(app): State<Arc<AppState>>) -> Json<serde_json::Value>
 
 pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     let w = &app.writer;
-    let text = app.metrics.render(WriterFigures {
-        queue_len: w.queue_len() as u64,
-        written: w.written_total(),
-        dropped: w.dropped_total(),
-        flushes: w.flushes_total(),
-        flush_seconds: w.flush_seconds_total(),
-    });
+    let text = app.metrics.render(
+        WriterFigures {
+            queue_len: w.queue_len() as u64,
+            written: w.written_total(),
+            dropped: w.dropped_total(),
+            flushes: w.flushes_total(),
+            flush_seconds: w.flush_seconds_total(),
+        },
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            let g = &app.governor.stats;
+            GovFigures {
+                backend_errors: g.backend_errors.load(Relaxed),
+                fail_open_admits: g.fail_open_admits.load(Relaxed),
+                spikes: g.spikes.load(Relaxed),
+            }
+        },
+    );
     (
         [(
             CONTENT_TYPE,

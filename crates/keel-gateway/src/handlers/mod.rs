@@ -1,5 +1,6 @@
 //! HTTP handlers, one file per API surface.
 
+pub mod admin;
 pub mod chat;
 pub mod common;
 pub mod messages;

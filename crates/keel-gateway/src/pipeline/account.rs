@@ -70,8 +70,22 @@ pub fn fail(trace: &mut TraceRecord, err: &GatewayError) {
     trace.error_message = Some(view.message);
 }
 
-/// Close the trace: latency, request metrics, and the non-blocking hand-off to the writer.
-pub fn finish(app: &AppState, mut trace: TraceRecord, started: Instant) {
+/// Close the trace: latency, request metrics, the settlement of its budget reservation
+/// (off the response, on a spawned task), and the non-blocking hand-off to the writer.
+pub fn finish(
+    app: &AppState,
+    mut trace: TraceRecord,
+    started: Instant,
+    ticket: Option<keel_governance::Ticket>,
+) {
+    if let Some(t) = ticket {
+        let tokens = match (trace.input_tokens, trace.output_tokens) {
+            (None, None) => None,
+            (i, o) => Some(i.unwrap_or(0) + o.unwrap_or(0)),
+        };
+        t.settle(trace.cost, tokens);
+    }
+    app.governor.observe(&trace);
     // Every request that entered a handler ends here exactly once (streams via the relay's Drop).
     app.metrics.in_flight.dec();
     let elapsed = started.elapsed();
@@ -106,7 +120,7 @@ pub fn finish(app: &AppState, mut trace: TraceRecord, started: Instant) {
 
 /// Metric labels must be `'static`; error classes come from a fixed set.
 fn error_class_static(class: Option<&str>) -> &'static str {
-    const KNOWN: [&str; 19] = [
+    const KNOWN: [&str; 31] = [
         "invalid_request",
         "body_too_large",
         "client_timeout",
@@ -126,6 +140,18 @@ fn error_class_static(class: Option<&str>) -> &'static str {
         "prompt_unavailable",
         "circuit_open",
         "deployments_busy",
+        "missing_api_key",
+        "invalid_api_key",
+        "revoked_api_key",
+        "expired_api_key",
+        "model_not_allowed",
+        "budget_exceeded",
+        "rate_limited",
+        "request_too_large_for_limit",
+        "spend_spike",
+        "limits_unavailable",
+        "admin_key_required",
+        "admin_disabled",
     ];
     class
         .and_then(|c| KNOWN.iter().find(|k| **k == c).copied())

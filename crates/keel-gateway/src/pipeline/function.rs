@@ -48,7 +48,7 @@ pub fn apply<'a>(
     let snapshot = app.registry.current();
     // Cheapest-variant routing (a quality tier, or a budget downgrade) replaces the
     // split unless the caller named a variant. With no qualifying variant, the split.
-    let downgrade = app.downgrade.as_ref().is_some_and(|d| d(&f.name, trace));
+    let downgrade = app.governor.wants_downgrade(trace);
     let cheapest = match (override_variant, f.cheapest.is_some() || downgrade) {
         (None, true) => snapshot
             .cheapest(&f.name)

@@ -1,13 +1,15 @@
 //! The request pipeline, one step per module, in the order a request meets them:
-//! attribution → body → parse → function (variant + prompt) → route (retries, fallbacks)
-//! → call → relay
-//! (streams) → account.
+//! attribution → auth (virtual key) → body → parse → function (variant + prompt)
+//! → admit (rate limits, budget reservation) → cache → route (retries, fallbacks)
+//! → call → relay (streams) → account (settle the reservation, write the trace).
 //!
-//! Later capabilities (keys, budgets, cache, guardrails, fallbacks) slot in between
-//! function and call, each as its own step.
+//! Later capabilities (guardrails) slot in between function and call, each as its own
+//! step.
 
 pub mod account;
+pub mod admit;
 pub mod attribution;
+pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod call;

@@ -11,7 +11,10 @@ use std::time::Instant;
 
 use keel_core::trace::{TraceRecord, TraceStatus};
 
+use keel_governance::{RateHeaders, Ticket};
+
 use super::account;
+use super::admit::Governed;
 use crate::error::GatewayError;
 use crate::state::AppState;
 
@@ -20,6 +23,10 @@ pub struct PendingTrace {
     trace: TraceRecord,
     started: Instant,
     armed: bool,
+    /// The call's budget reservation, settled when the trace is written.
+    ticket: Option<Ticket>,
+    /// Rate-limit state for the response headers.
+    rate: RateHeaders,
 }
 
 impl PendingTrace {
@@ -30,6 +37,8 @@ impl PendingTrace {
             trace,
             started,
             armed: true,
+            ticket: None,
+            rate: RateHeaders::default(),
         }
     }
 
@@ -45,17 +54,28 @@ impl PendingTrace {
         self.started
     }
 
-    /// Hand the trace to someone who will finish it (the stream relay).
-    pub fn into_trace(mut self) -> TraceRecord {
+    /// Keep what admission returned with the request.
+    pub fn attach(&mut self, g: Governed) {
+        self.ticket = g.ticket;
+        self.rate = g.rate;
+    }
+
+    pub fn rate(&self) -> &RateHeaders {
+        &self.rate
+    }
+
+    /// Hand the trace (and the reservation) to someone who will finish it (the relay).
+    pub fn into_trace(mut self) -> (TraceRecord, Option<Ticket>) {
         self.armed = false;
-        std::mem::replace(&mut self.trace, TraceRecord::new(String::new(), 0, "", ""))
+        let trace = std::mem::replace(&mut self.trace, TraceRecord::new(String::new(), 0, "", ""));
+        (trace, self.ticket.take())
     }
 
     /// The request succeeded: write the trace.
     pub fn finish(mut self) {
         self.armed = false;
         let trace = std::mem::replace(&mut self.trace, TraceRecord::new(String::new(), 0, "", ""));
-        account::finish(&self.app, trace, self.started);
+        account::finish(&self.app, trace, self.started, self.ticket.take());
     }
 
     /// The request failed with `err`: record it and write the trace.
@@ -77,6 +97,6 @@ impl Drop for PendingTrace {
         trace.error_class = Some("client_disconnected".to_string());
         trace.error_message =
             Some("the client closed the connection before the response started".to_string());
-        account::finish(&self.app, trace, self.started);
+        account::finish(&self.app, trace, self.started, self.ticket.take());
     }
 }

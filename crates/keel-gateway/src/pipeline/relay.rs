@@ -50,6 +50,7 @@ pub struct Relay<F: StreamFormat> {
     tool_calls: Vec<ToolCallCapture>,
     usage: Option<Usage>,
     outcome: Option<Result<(), GatewayError>>,
+    ticket: Option<keel_governance::Ticket>,
 }
 
 impl<F: StreamFormat> Relay<F> {
@@ -57,6 +58,7 @@ impl<F: StreamFormat> Relay<F> {
         app: Arc<AppState>,
         model: String,
         mut trace: TraceRecord,
+        ticket: Option<keel_governance::Ticket>,
         started: Instant,
         opened: OpenedStream,
         format: F,
@@ -79,6 +81,7 @@ impl<F: StreamFormat> Relay<F> {
             tool_calls: Vec::new(),
             usage: None,
             outcome: None,
+            ticket,
         }
     }
 
@@ -215,6 +218,6 @@ impl<F: StreamFormat> Drop for Relay<F> {
                     Some("the client closed the connection before the stream ended".to_string());
             }
         }
-        account::finish(&self.app, trace, self.started);
+        account::finish(&self.app, trace, self.started, self.ticket.take());
     }
 }

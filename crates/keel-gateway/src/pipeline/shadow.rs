@@ -54,8 +54,9 @@ pub fn mirror(app: &Arc<AppState>, req: &ChatRequest, live: &TraceRecord, opts: 
         let opts = CallOptions {
             variant: Some(&variant),
             bypass_cache: true,
+            key: None,
         };
-        if let Err(e) = common::run(&app, req, opts, &mut trace).await {
+        if let Err(e) = common::run(&app, req, opts, &mut trace, None).await {
             account::fail(&mut trace, &e);
         }
         trace.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
