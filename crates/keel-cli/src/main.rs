@@ -60,8 +60,18 @@ enum Command {
     },
     /// Ask a running gateway for its models' routing and circuit-breaker state.
     Status(cmd::status::StatusArgs),
-    /// The audit log: every prompt push and label move, with who and why.
+    /// The audit log: every prompt push, label move, key change and config load, with who and why.
     Audit(cmd::audit::AuditArgs),
+    /// Virtual keys: create (printed once), list, revoke, rotate.
+    Keys {
+        #[command(subcommand)]
+        command: cmd::keys::KeysCommand,
+    },
+    /// Alert rules and their state; send a test alert.
+    Alerts {
+        #[command(subcommand)]
+        command: cmd::alerts::AlertsCommand,
+    },
     /// Lineage: what shipped together (prompt version × model × params × tools), when it served, its traffic, cost and latency.
     Releases(cmd::releases::ReleasesArgs),
     /// Replay recorded inputs through a candidate variant, prompt version or model, and compare side by side.
@@ -86,6 +96,8 @@ fn main() -> ExitCode {
         Command::Report(a) => cmd::report::run(a),
         Command::Prompt { command } => cmd::prompt::run(command),
         Command::Audit(a) => cmd::audit::run(a),
+        Command::Keys { command } => cmd::keys::run(command),
+        Command::Alerts { command } => cmd::alerts::run(command),
         Command::Status(a) => cmd::status::run(a),
         Command::Shadow { command } => cmd::shadow::run(command),
         Command::Eval { command } => cmd::eval::run(command),

@@ -18,12 +18,21 @@ use crate::error::StoreError;
 /// Everything `keel report` shows; serializes as the `--json` output.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
+    /// `Keel report`, or `Keel monthly review` for a calendar month.
+    pub title: String,
     pub window: ReportWindow,
     pub totals: GroupStats,
     pub by_model: Vec<GroupRow>,
     pub by_feature: Vec<GroupRow>,
     pub by_tenant: Vec<GroupRow>,
+    /// Spend by virtual key (`(no key)` for calls made without one).
+    pub by_key: Vec<GroupRow>,
     pub top_callers: Vec<CallerRow>,
+    /// The callers with the most tokens per call (prompt bloat shows here first).
+    pub top_by_tokens_per_call: Vec<CallerRow>,
+    /// Each budget's use in its current window (filled by the caller, who knows the
+    /// config: see [`crate::spend::budget_rows`]).
+    pub budgets: Vec<crate::spend::BudgetRow>,
     /// Per model, the calls with tokens but no known price.
     pub unpriced: Vec<UnpricedModel>,
 }
@@ -190,6 +199,7 @@ pub fn build_report(
         .map(|row| row.stats)
         .unwrap_or_else(|| finish(Sums::default(), Vec::new(), Vec::new()));
     Ok(Report {
+        title: "Keel report".to_string(),
         window: ReportWindow {
             since_ms,
             until_ms,
@@ -200,7 +210,10 @@ pub fn build_report(
         by_model: breakdown(conn, window, Dimension::Model)?,
         by_feature: breakdown(conn, window, Dimension::Feature)?,
         by_tenant: breakdown(conn, window, Dimension::Tenant)?,
-        top_callers: top_callers(conn, window, top_n)?,
+        by_key: breakdown(conn, window, Dimension::Key)?,
+        top_callers: top_callers(conn, window, top_n, CallerOrder::Spend)?,
+        top_by_tokens_per_call: top_callers(conn, window, top_n, CallerOrder::TokensPerCall)?,
+        budgets: Vec::new(),
         unpriced: unpriced(conn, window)?,
     })
 }
@@ -221,6 +234,7 @@ enum Dimension {
     Model,
     Feature,
     Tenant,
+    Key,
 }
 
 impl Dimension {
@@ -230,6 +244,7 @@ impl Dimension {
             Dimension::Model => "COALESCE(NULLIF(model_requested, ''), '(none)')",
             Dimension::Feature => "COALESCE(NULLIF(feature, ''), '(none)')",
             Dimension::Tenant => "COALESCE(NULLIF(tenant, ''), '(none)')",
+            Dimension::Key => "COALESCE(NULLIF(key_id, ''), '(no key)')",
         }
     }
 }
@@ -382,7 +397,28 @@ pub fn scope_stats(
     Ok(finish(sums, lat, ttft))
 }
 
-fn top_callers(conn: &Connection, w: Window, top_n: usize) -> Result<Vec<CallerRow>, StoreError> {
+/// How the top callers are ranked.
+#[derive(Debug, Clone, Copy)]
+enum CallerOrder {
+    Spend,
+    TokensPerCall,
+}
+
+fn top_callers(
+    conn: &Connection,
+    w: Window,
+    top_n: usize,
+    order: CallerOrder,
+) -> Result<Vec<CallerRow>, StoreError> {
+    // Columns: 3 requests, 4 errors, 5 in, 6 out, 7 calls with usage, 8 cost.
+    let (having, order_by) = match order {
+        CallerOrder::Spend => ("", "8 DESC, 3 DESC, caller ASC"),
+        CallerOrder::TokensPerCall => (
+            "HAVING SUM(input_tokens IS NOT NULL OR output_tokens IS NOT NULL) > 0",
+            "(SUM(COALESCE(input_tokens, 0)) + SUM(COALESCE(output_tokens, 0))) * 1.0 \
+             / SUM(input_tokens IS NOT NULL OR output_tokens IS NOT NULL) DESC, caller ASC",
+        ),
+    };
     let sql = format!(
         "SELECT CASE WHEN NULLIF(key_id, '') IS NOT NULL THEN 'key' \
                      WHEN NULLIF(user, '') IS NOT NULL THEN 'user' \
@@ -391,8 +427,8 @@ fn top_callers(conn: &Connection, w: Window, top_n: usize) -> Result<Vec<CallerR
                 COALESCE(NULLIF(key_id, ''), NULLIF(user, ''), NULLIF(tenant, ''), '(anonymous)') AS caller, \
                 {SUMS_SQL} \
          FROM traces WHERE {IN_WINDOW} \
-         GROUP BY kind, caller \
-         ORDER BY 8 DESC, 3 DESC, caller ASC \
+         GROUP BY kind, caller {having} \
+         ORDER BY {order_by} \
          LIMIT ?3"
     );
     let limit = i64::try_from(top_n).unwrap_or(i64::MAX);

@@ -41,7 +41,7 @@ struct Section {
 
 /// The report for a terminal.
 pub fn render_table(report: &Report) -> String {
-    let mut out = format!("Keel report: {}\n", window_line(report));
+    let mut out = format!("{}: {}\n", report.title, window_line(report));
     if report.is_empty() {
         out.push_str("\nNo traces in this window.\n");
         return out;
@@ -76,7 +76,7 @@ pub fn render_table(report: &Report) -> String {
 
 /// The report as GitHub-flavoured markdown.
 pub fn render_markdown(report: &Report) -> String {
-    let mut out = format!("## Keel report: {}\n\n", window_line(report));
+    let mut out = format!("## {}: {}\n\n", report.title, window_line(report));
     if report.is_empty() {
         out.push_str("No traces in this window.\n");
         return out;
@@ -139,6 +139,7 @@ fn sections(report: &Report) -> Vec<Section> {
         breakdown("By model", "model", &report.by_model),
         breakdown("By feature", "feature", &report.by_feature),
         breakdown("By tenant", "tenant", &report.by_tenant),
+        breakdown("By key", "key", &report.by_key),
         Section {
             title: "Top callers by spend",
             header: vec![
@@ -168,6 +169,50 @@ fn sections(report: &Report) -> Vec<Section> {
                 })
                 .collect(),
             empty: "(none)",
+            note: None,
+        },
+        Section {
+            title: "Top callers by tokens per call",
+            header: vec!["#", "caller", "kind", "requests", "tokens/call", "cost"],
+            text_columns: 3,
+            rows: report
+                .top_by_tokens_per_call
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    vec![
+                        (i + 1).to_string(),
+                        one_line(&c.caller),
+                        c.kind.as_str().to_string(),
+                        thousands(c.requests),
+                        per_call(c.tokens_per_call),
+                        cost(c.cost.nanos(), c.unpriced_calls),
+                    ]
+                })
+                .collect(),
+            empty: "(none)",
+            note: None,
+        },
+        Section {
+            title: "Budgets (current windows)",
+            header: vec!["budget", "scope", "window", "mode", "spent", "limit", "used"],
+            text_columns: 4,
+            rows: report
+                .budgets
+                .iter()
+                .map(|b| {
+                    vec![
+                        one_line(&b.budget),
+                        one_line(&b.scope),
+                        b.window.clone(),
+                        b.mode.to_string(),
+                        dollars(b.spent.nanos()),
+                        format!("${}", b.limit_usd),
+                        percent(b.used),
+                    ]
+                })
+                .collect(),
+            empty: "No budgets are configured ([[budgets]] in keel.toml, or keel keys create --budget).",
             note: None,
         },
         Section {

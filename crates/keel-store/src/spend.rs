@@ -61,6 +61,94 @@ pub fn spend_by_scope(
     Ok(rows.into_iter().filter(|(_, n)| n.0 > 0).collect())
 }
 
+/// One budget's use in its current window, as `keel report` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BudgetRow {
+    pub budget: String,
+    /// `tenant=acme`, `global`, `key=3f9a…`.
+    pub scope: String,
+    /// The current window (`2026-12`, `2026-W49`, `2026-12-02`, `total`).
+    pub window: String,
+    /// `hard` or `soft`.
+    pub mode: &'static str,
+    #[serde(flatten)]
+    pub spent: crate::report::Cost,
+    pub limit_usd: String,
+    /// spent / limit.
+    pub used: f64,
+}
+
+/// Every configured budget's use in its current window (a row per scope value with
+/// spend, and one for a fixed-scope budget even at zero), then every key budget.
+pub fn budget_rows(
+    conn: &Connection,
+    budgets: &[keel_core::config::governance::BudgetConfig],
+    now_ms: i64,
+) -> Result<Vec<BudgetRow>, StoreError> {
+    use keel_core::config::governance::BudgetMode;
+    let mut out = Vec::new();
+    let row =
+        |budget: &str, scope: String, window: String, hard: bool, spent: Nanos, limit: Nanos| {
+            BudgetRow {
+                budget: budget.to_string(),
+                scope,
+                window,
+                mode: if hard { "hard" } else { "soft" },
+                spent: crate::report::Cost(spent),
+                limit_usd: limit.to_dollar_string(),
+                used: spent.0 as f64 / limit.0.max(1) as f64,
+            }
+        };
+    for b in budgets {
+        let span = b.window.span(now_ms);
+        let mut spends = spend_by_scope(conn, &b.scope, span.start_ms, span.end_ms)?;
+        if spends.is_empty() && (b.scope.value.is_some() || b.scope.kind == ScopeKind::Global) {
+            spends.push((b.scope.value.clone().unwrap_or_default(), Nanos(0)));
+        }
+        spends.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for (v, spent) in spends {
+            let scope = if b.scope.kind == ScopeKind::Global {
+                "global".to_string()
+            } else {
+                format!("{}={v}", b.scope.kind.as_str())
+            };
+            out.push(row(
+                &b.name,
+                scope,
+                span.label.clone(),
+                b.mode == BudgetMode::Hard,
+                spent,
+                b.limit,
+            ));
+        }
+    }
+    for k in crate::keys::list_keys(conn, false)? {
+        let (Some(limit), Some(window)) = (k.budget_nanos, k.budget_window.as_deref()) else {
+            continue;
+        };
+        let Some(w) = keel_core::scope::Window::parse(window) else {
+            continue;
+        };
+        let span = w.span(now_ms);
+        let scope = Scope {
+            kind: ScopeKind::Key,
+            value: Some(k.id.clone()),
+        };
+        let spent = spend_by_scope(conn, &scope, span.start_ms, span.end_ms)?
+            .first()
+            .map_or(Nanos(0), |(_, n)| *n);
+        out.push(row(
+            &format!("key {}", k.id),
+            format!("key={}", k.id),
+            span.label,
+            true,
+            spent,
+            Nanos(limit),
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

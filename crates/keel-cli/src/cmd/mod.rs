@@ -1,9 +1,11 @@
 //! One module per subcommand.
 
+pub mod alerts;
 pub mod audit;
 pub mod check;
 pub mod check_functions;
 pub mod eval;
+pub mod keys;
 pub mod mock;
 pub mod prompt;
 pub mod releases;

@@ -2,7 +2,7 @@
 //! back) with a recorded who and why, and read what is stored: list, show, history, diff;
 //! `impact` projects what a change does to tokens and monthly cost.
 
-mod git;
+pub(crate) mod git;
 mod impact;
 mod view;
 

@@ -1,5 +1,6 @@
-//! `keel report`: the weekly review — totals, by model/feature/tenant, top callers,
-//! unpriced calls — as a terminal table, JSON or Markdown.
+//! `keel report`: the weekly review — totals, by model/feature/tenant/key, top callers
+//! by spend and by tokens per call, budget use, unpriced calls — as a terminal table,
+//! JSON or Markdown. `--month 2026-11` makes it the monthly review of that month.
 
 use std::process::ExitCode;
 
@@ -13,8 +14,12 @@ pub struct ReportArgs {
     #[command(flatten)]
     config: ConfigArg,
     /// Window start: a duration back from now (24h, 7d, 30d) or an RFC 3339 time.
-    #[arg(long, default_value = "7d")]
+    #[arg(long, default_value = "7d", conflicts_with = "month")]
     since: String,
+    /// The monthly review of a calendar month (UTC), e.g. 2026-11; `last` for the
+    /// previous month, `this` for the current one so far.
+    #[arg(long)]
+    month: Option<String>,
     /// How many top callers to list.
     #[arg(long, default_value_t = 10)]
     top: usize,
@@ -28,9 +33,23 @@ pub struct ReportArgs {
 
 pub fn run(a: ReportArgs) -> Result<ExitCode> {
     let config = super::load_config(&a.config)?;
-    let since = parse_since(&a.since)?;
+    let (since, until, title) = match a.month.as_deref() {
+        None => (parse_since(&a.since)?, now_ms() + 1, None),
+        Some(m) => {
+            let (start, end, label) = month_window(m, now_ms())?;
+            (
+                start,
+                end.min(now_ms() + 1),
+                Some(format!("Keel monthly review {label}")),
+            )
+        }
+    };
     let (_store, conn) = super::open_store(&config)?;
-    let report = keel_store::build_report(&conn, since, now_ms() + 1, a.top)?;
+    let mut report = keel_store::build_report(&conn, since, until, a.top)?;
+    if let Some(t) = title {
+        report.title = t;
+    }
+    report.budgets = keel_store::spend::budget_rows(&conn, &config.governance.budgets, now_ms())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if a.markdown {
@@ -39,4 +58,33 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
         print!("{}", keel_store::render_table(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `2026-11`, `last` or `this` → the month's [start, end) in Unix ms and its label.
+fn month_window(m: &str, now: i64) -> Result<(i64, i64, String)> {
+    use keel_core::scope::Window;
+    let this = Window::Month.span(now);
+    let span = match m {
+        "this" => this,
+        "last" => Window::Month.span(this.start_ms - 1),
+        _ => {
+            let bad =
+                || anyhow::anyhow!("--month `{m}`: write YYYY-MM (e.g. 2026-11), `last` or `this`");
+            let (y, mo) = m.split_once('-').ok_or_else(bad)?;
+            let y: i32 = y.parse().map_err(|_| bad())?;
+            let mo: u8 = mo.parse().map_err(|_| bad())?;
+            let month = time::Month::try_from(mo).map_err(|_| bad())?;
+            let first = time::Date::from_calendar_date(y, month, 1).map_err(|_| bad())?;
+            let ms = first
+                .with_time(time::Time::MIDNIGHT)
+                .assume_utc()
+                .unix_timestamp()
+                * 1000;
+            Window::Month.span(ms)
+        }
+    };
+    if span.start_ms > now {
+        anyhow::bail!("--month `{m}` has not started yet");
+    }
+    Ok((span.start_ms, span.end_ms, span.label))
 }
