@@ -136,9 +136,7 @@ impl GatewayError {
                         (StatusCode::FORBIDDEN, "permission_error")
                     }
                     // 402, not 429: SDKs retry a 429, and waiting does not refill a budget.
-                    G::BudgetExceeded { .. } => {
-                        (StatusCode::PAYMENT_REQUIRED, "insufficient_quota")
-                    }
+                    G::BudgetExceeded(_) => (StatusCode::PAYMENT_REQUIRED, "insufficient_quota"),
                     G::RateLimited { .. } | G::SpikeBlocked { .. } => {
                         (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error")
                     }

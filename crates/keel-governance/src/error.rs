@@ -22,15 +22,9 @@ pub enum GovError {
         model: String,
         allowed: String,
     },
-    #[error("budget `{budget}` ({scope}, {window}) is exhausted: ${spent} of ${limit} spent or reserved; this call could cost up to ${needed}. It resets with the next {window}, or an operator can raise the limit")]
-    BudgetExceeded {
-        budget: String,
-        scope: String,
-        window: String,
-        spent: String,
-        limit: String,
-        needed: String,
-    },
+    /// Boxed: the details are large and a refusal is the rare path.
+    #[error("{0}")]
+    BudgetExceeded(Box<BudgetExhausted>),
     #[error("rate limit {limit} exceeded for {scope}; retry in {retry_after:?}")]
     RateLimited {
         /// e.g. `600 requests per minute`.
@@ -58,6 +52,27 @@ pub enum GovError {
     BackendUnavailable(String),
 }
 
+/// Which hard budget refused a call, and by how much.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetExhausted {
+    pub budget: String,
+    pub scope: String,
+    pub window: String,
+    pub spent: String,
+    pub limit: String,
+    pub needed: String,
+}
+
+impl std::fmt::Display for BudgetExhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "budget `{}` ({}, {}) is exhausted: ${} of ${} spent or reserved; this call could cost up to ${}. It resets with the next {}, or an operator can raise the limit",
+            self.budget, self.scope, self.window, self.spent, self.limit, self.needed, self.window
+        )
+    }
+}
+
 impl GovError {
     /// A stable class for traces, metrics and reports.
     pub fn class(&self) -> &'static str {
@@ -67,7 +82,7 @@ impl GovError {
             GovError::RevokedKey(_) => "revoked_api_key",
             GovError::ExpiredKey(_) => "expired_api_key",
             GovError::ModelNotAllowed { .. } => "model_not_allowed",
-            GovError::BudgetExceeded { .. } => "budget_exceeded",
+            GovError::BudgetExceeded(_) => "budget_exceeded",
             GovError::RateLimited { .. } => "rate_limited",
             GovError::TooLargeForLimit { .. } => "request_too_large_for_limit",
             GovError::SpikeBlocked { .. } => "spend_spike",

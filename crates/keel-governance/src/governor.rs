@@ -34,7 +34,7 @@ use subtle::ConstantTimeEq;
 
 use crate::alerts::{AlertNotice, AlertSink, AlertState};
 use crate::backend::{Acquire, Backend, BucketSpec, RateSpec, Reserve};
-use crate::error::GovError;
+use crate::error::{BudgetExhausted, GovError};
 use crate::estimate::Estimate;
 use crate::gcra::{RateState, Refusal};
 use crate::keys::{KeyEntry, KeyTable};
@@ -457,14 +457,14 @@ impl Governor {
                         self.give_back_tokens(&charged_tokens, e.total_tokens())
                             .await;
                         let m = &metas[index];
-                        return Err(GovError::BudgetExceeded {
+                        return Err(GovError::BudgetExceeded(Box::new(BudgetExhausted {
                             budget: m.name.clone(),
                             scope: m.scope.clone(),
                             window: m.window.as_str().to_string(),
                             spent: spent.saturating_add(held).to_dollar_string(),
                             limit: m.limit.to_dollar_string(),
                             needed: amount.to_dollar_string(),
-                        });
+                        })));
                     }
                     Err(e) => self.backend_failed(&e.0)?,
                 }

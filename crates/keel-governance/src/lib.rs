@@ -20,7 +20,7 @@ pub mod keys;
 pub mod spikes;
 pub mod ticket;
 
-pub use error::GovError;
+pub use error::{BudgetExhausted, GovError};
 pub use governor::{Admission, BudgetUse, Governor, RateHeaders};
 pub use keys::{KeyEntry, KeyTable};
 pub use ticket::Ticket;

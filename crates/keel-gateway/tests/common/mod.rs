@@ -205,6 +205,14 @@ impl Harness {
         let traces = read_traces(&self.store_path);
         (report, traces)
     }
+
+    /// Shut down, then read back every alert event, newest first (the alert queue is
+    /// drained on shutdown).
+    pub async fn finish_alerts(self) -> Vec<keel_store::alerts::AlertEvent> {
+        self.gateway.shutdown().await.unwrap();
+        let store = Store::open(&self.store_path).unwrap();
+        keel_store::alerts::list_alert_events(&store.reader().unwrap(), 0, 0).unwrap()
+    }
 }
 
 /// Every trace in the store at `path`, newest first.
