@@ -36,6 +36,14 @@ def cpu_model():
 
 def main():
     work, results_md, commit = sys.argv[1], sys.argv[2], sys.argv[3]
+    profile = sys.argv[4] if len(sys.argv) > 4 else "plain"
+    profiles = {
+        "plain": "Profile: plain (one model, no auth or limits).",
+        "governed": "Profile: governed (virtual-key auth on every request, a hard budget per tenant, "
+        "rpm/tpm limits per key, retries + a fallback + a circuit breaker; limits in-process).",
+        "governed-redis": "Profile: governed-redis (as governed, with budgets and rate limits in Redis "
+        "at 127.0.0.1:6379, atomic Lua scripts).",
+    }
     runs = {}
     with open(os.path.join(work, "runs.tsv")) as f:
         for line in f:
@@ -63,11 +71,11 @@ def main():
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"\n## {now} — commit {commit}\n",
+        f"\n## {now} — commit {commit} — {profile}\n",
         f"Machine: {os.cpu_count()} cores, {cpu_model()}, {platform.system()} {platform.release()}. "
         "Load tool: oha (global fixed rate, latency correction). Keel: release build, tracing ON (SQLite WAL, full capture). "
         "Upstream: `keel mock-provider` (16-token replies, no added latency). Client, Keel and mock share the machine. "
-        f"Each figure is the median of {rounds} interleaved rounds per rate.\n",
+        f"Each figure is the median of {rounds} interleaved rounds per rate. {profiles.get(profile, profile)}\n",
         "| target rps | direct achieved rps | Keel achieved rps | direct p50 ms | Keel p50 ms | direct p99 ms | Keel p99 ms | added p50 ms | added p99 ms | p99 ratio | errors direct/Keel |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]

@@ -15,6 +15,15 @@
 #
 # Usage: bash bench/run.sh [SECONDS_PER_RUN] [RATES...]   (defaults: 10 s; 500 1000 2000 5000)
 #        ROUNDS=3 BENCH_CONNECTIONS=64 bash bench/run.sh
+#        BENCH_PROFILE=governed bash bench/run.sh
+#
+# BENCH_PROFILE picks what Keel does on the request path:
+#   plain           (default) one model, tracing on: the gateway's floor.
+#   governed        + auth required (a virtual key on every request), a hard budget per
+#                   tenant, rpm/tpm limits per key, retries, a fallback and a circuit
+#                   breaker, with limits counted in this process ([limits] backend = "local").
+#   governed-redis  the same with budgets and rate limits in Redis at 127.0.0.1:6379
+#                   (under a key prefix of its own, deleted afterwards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,6 +34,8 @@ RATES=${*:-"500 1000 2000 5000"}
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v oha >/dev/null || { echo "installing oha (cargo install oha --locked; a few minutes)"; cargo install oha --locked; }
 CONNS=${BENCH_CONNECTIONS:-64}
+PROFILE=${BENCH_PROFILE:-plain}
+case "$PROFILE" in plain|governed|governed-redis) ;; *) echo "BENCH_PROFILE must be plain, governed or governed-redis (got $PROFILE)"; exit 2;; esac
 ROUNDS=${ROUNDS:-3}
 cargo build --release -p keel-cli
 KEEL=$ROOT/target/release/keel
@@ -49,8 +60,55 @@ upstream_model = "bench-model"
 input_price_per_mtok = 0.15
 output_price_per_mtok = 0.60
 TOML
+REDIS_PREFIX="keel-bench-$$:"
+if [ "$PROFILE" != plain ]; then
+  if [ "$PROFILE" = governed-redis ]; then BACKEND=redis; else BACKEND=local; fi
+  cat >> "$WORK/keel.toml" <<TOML
+retries = 2
+retry_backoff = "50ms"
+fallbacks = ["bench-fallback"]
 
-cleanup() { kill "${KEEL_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true; }
+[models.bench-model.circuit_breaker]
+enabled = true
+
+[models.bench-fallback]
+provider = "up"
+upstream_model = "bench-model"
+input_price_per_mtok = 0.15
+output_price_per_mtok = 0.60
+
+[auth]
+mode = "required"
+
+[limits]
+backend = "$BACKEND"
+redis_url = "redis://127.0.0.1:6379"
+key_prefix = "$REDIS_PREFIX"
+
+[[budgets]]
+name = "per-tenant"
+scope = "tenant"
+limit_usd = 10000
+window = "month"
+
+[[rate_limits]]
+scope = "key"
+rpm = 10000000
+tpm = 10000000000
+TOML
+  KEY=$("$KEEL" keys create --config "$WORK/keel.toml" --tenant bench --reason benchmark --json \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  AUTH=(-H "authorization: Bearer $KEY")
+else
+  AUTH=()
+fi
+
+cleanup() {
+  kill "${KEEL_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true
+  if [ "$PROFILE" = governed-redis ]; then
+    redis-cli --scan --pattern "${REDIS_PREFIX}*" | xargs -r redis-cli del >/dev/null || true
+  fi
+}
 trap cleanup EXIT
 "$KEEL" mock-provider --listen "127.0.0.1:$MOCK_PORT" --output-tokens 16 > "$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
@@ -72,7 +130,7 @@ for rate in $RATES; do
     echo "rate $rate rps, round $round/$ROUNDS, $CONNS connections, $n requests -> $target"
     start=$(date +%s.%N)
     oha -n "$n" -c "$CONNS" -q "$rate" --latency-correction --no-tui -m POST \
-        -H 'content-type: application/json' -D "$WORK/body.json" --output-format json \
+        -H 'content-type: application/json' "${AUTH[@]}" -D "$WORK/body.json" --output-format json \
         "http://127.0.0.1:$port/v1/chat/completions" > "$WORK/$target-$rate-$round.json"
     end=$(date +%s.%N)
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$rate" "$target" "$round" "$n" "$start" "$end" >> "$WORK/runs.tsv"
@@ -82,4 +140,4 @@ done
 
 # Stop Keel cleanly (drains the trace queue), then count traces.
 kill -TERM "$KEEL_PID"; wait "$KEEL_PID" || true; KEEL_PID=
-python3 "$ROOT/bench/analyze.py" "$WORK" "$ROOT/bench/RESULTS.md" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+python3 "$ROOT/bench/analyze.py" "$WORK" "$ROOT/bench/RESULTS.md" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$PROFILE"

@@ -73,6 +73,23 @@ impl std::fmt::Display for BudgetExhausted {
     }
 }
 
+/// Every [`GovError::class`]: the error classes a blocked call is traced with (what
+/// `keel audit` lists as blocks).
+pub const BLOCK_CLASSES: &[&str] = &[
+    "missing_api_key",
+    "invalid_api_key",
+    "revoked_api_key",
+    "expired_api_key",
+    "model_not_allowed",
+    "budget_exceeded",
+    "rate_limited",
+    "request_too_large_for_limit",
+    "spend_spike",
+    "limits_unavailable",
+    "admin_key_required",
+    "admin_disabled",
+];
+
 impl GovError {
     /// A stable class for traces, metrics and reports.
     pub fn class(&self) -> &'static str {
@@ -98,5 +115,57 @@ impl GovError {
             GovError::RateLimited { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_class_is_listed_as_a_block() {
+        let all = [
+            GovError::MissingKey,
+            GovError::InvalidKey,
+            GovError::RevokedKey(String::new()),
+            GovError::ExpiredKey(String::new()),
+            GovError::ModelNotAllowed {
+                key: String::new(),
+                model: String::new(),
+                allowed: String::new(),
+            },
+            GovError::BudgetExceeded(Box::new(BudgetExhausted {
+                budget: String::new(),
+                scope: String::new(),
+                window: String::new(),
+                spent: String::new(),
+                limit: String::new(),
+                needed: String::new(),
+            })),
+            GovError::RateLimited {
+                limit: String::new(),
+                scope: String::new(),
+                retry_after: Duration::ZERO,
+            },
+            GovError::TooLargeForLimit {
+                limit: String::new(),
+                scope: String::new(),
+                needed: 0,
+            },
+            GovError::SpikeBlocked {
+                scope: String::new(),
+                detail: String::new(),
+                until: String::new(),
+            },
+            GovError::AdminKeyRequired,
+            GovError::AdminDisabled,
+            GovError::BackendUnavailable(String::new()),
+        ];
+        let classes: Vec<_> = all.iter().map(GovError::class).collect();
+        let mut want = BLOCK_CLASSES.to_vec();
+        let mut got = classes.clone();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want);
     }
 }

@@ -97,3 +97,65 @@ pub fn list_audit(
     })?;
     rows.collect()
 }
+
+/// Every call governance refused, read from the traces (each block is traced with its
+/// error class, so the audit log needs no second write on the request path), as audit
+/// events: action `block.<class>`, actor the key id (or `anonymous`), target the scope
+/// it was refused in, reason the refusal's message. `classes` are the refusal classes
+/// (`keel_governance::error::BLOCK_CLASSES`). Newest first, at most `limit` (0 = all);
+/// ids are negative trace row ids so they never collide with recorded events.
+pub fn list_blocks(
+    conn: &Connection,
+    classes: &[&str],
+    since_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<AuditEvent>> {
+    if classes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let limit = if limit == 0 {
+        -1
+    } else {
+        i64::try_from(limit).unwrap_or(i64::MAX)
+    };
+    let marks = vec!["?"; classes.len()].join(", ");
+    let sql = format!(
+        "SELECT rowid, started_at_ms, key_id, error_class, tenant, feature, model_requested,
+                error_message, id
+         FROM traces WHERE error_class IN ({marks}) AND started_at_ms >= ?
+         ORDER BY started_at_ms DESC LIMIT ?"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut args: Vec<rusqlite::types::Value> = classes
+        .iter()
+        .map(|c| rusqlite::types::Value::Text((*c).to_string()))
+        .collect();
+    args.push(since_ms.into());
+    args.push(limit.into());
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        let class: String = r.get(3)?;
+        let tenant: Option<String> = r.get(4)?;
+        let feature: Option<String> = r.get(5)?;
+        let model: Option<String> = r.get(6)?;
+        let target = [("tenant", tenant), ("feature", feature), ("model", model)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let request_id: String = r.get(8)?;
+        Ok(AuditEvent {
+            id: -r.get::<_, i64>(0)?,
+            at_ms: r.get(1)?,
+            actor: r
+                .get::<_, Option<String>>(2)?
+                .map_or_else(|| "anonymous".to_string(), |k| format!("key:{k}")),
+            action: format!("block.{class}"),
+            target,
+            from_value: None,
+            to_value: None,
+            reason: r.get(7)?,
+            details_json: Some(serde_json::json!({ "request_id": request_id }).to_string()),
+        })
+    })?;
+    rows.collect()
+}

@@ -29,7 +29,7 @@ pub mod spend;
 mod trace_row;
 pub mod writer;
 
-pub use audit::{list_audit, AuditEvent};
+pub use audit::{list_audit, list_blocks, AuditEvent};
 pub use db::Store;
 pub use error::StoreError;
 pub use prompts::{

@@ -1,5 +1,6 @@
 //! `keel audit`: the append-only record of changes (prompt pushes, label moves and
-//! rollbacks), newest first, with who, what and why.
+//! rollbacks, dataset locks, key changes, config loads), newest first, with who, what and
+//! why — and every call governance blocked (read from the traces: `block.<class>`).
 
 use std::process::ExitCode;
 
@@ -19,6 +20,9 @@ pub struct AuditArgs {
     /// At most this many events (0 = all).
     #[arg(long, default_value_t = 50)]
     limit: usize,
+    /// Leave out blocked calls (list recorded changes only).
+    #[arg(long)]
+    no_blocks: bool,
     #[arg(long)]
     json: bool,
 }
@@ -32,7 +36,15 @@ pub fn run(a: AuditArgs) -> Result<ExitCode> {
         .unwrap_or(0);
     let config = super::load_config(&a.config)?;
     let (_store, conn) = super::open_store(&config)?;
-    let events = keel_store::list_audit(&conn, since_ms, a.limit)?;
+    let mut events = keel_store::list_audit(&conn, since_ms, a.limit)?;
+    if !a.no_blocks {
+        let classes = keel_governance::error::BLOCK_CLASSES;
+        events.extend(keel_store::list_blocks(&conn, classes, since_ms, a.limit)?);
+        events.sort_by(|x, y| y.at_ms.cmp(&x.at_ms).then(y.id.cmp(&x.id)));
+        if a.limit > 0 {
+            events.truncate(a.limit);
+        }
+    }
     if a.json {
         println!("{}", serde_json::json!({ "events": events }));
         return Ok(ExitCode::SUCCESS);

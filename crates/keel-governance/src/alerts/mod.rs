@@ -241,3 +241,6 @@ fn relevant_changes(n: &AlertNotice, all: &[AuditEvent]) -> Vec<AuditEvent> {
         .cloned()
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
