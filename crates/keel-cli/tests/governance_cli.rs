@@ -1,0 +1,259 @@
+//! `keel keys`, `keel report`'s governance figures and `keel alerts`, driven through the
+//! built binary: a key's lifecycle with its audit trail and no secret in the store; spend
+//! by key, budget use and top callers by tokens per call; alert rules listed and a test
+//! alert delivered to a local webhook.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+
+use common::*;
+use keel_core::money::Nanos;
+use keel_core::trace::TraceRecord;
+use serde_json::Value;
+
+const KEEL: Keel = Keel::with_env(&[("KEEL_ACTOR", "ops-alice")]);
+
+fn config(webhook: &str) -> String {
+    format!(
+        r#"
+[gateway]
+store = "keel.db"
+[providers.mock]
+kind = "mock"
+[models.mock-1]
+provider = "mock"
+upstream_model = "mock-1"
+input_price_per_mtok = 1
+output_price_per_mtok = 2
+
+[[budgets]]
+name = "acme-monthly"
+scope = "tenant=acme"
+limit_usd = 0.01
+window = "month"
+
+[[budgets]]
+name = "per-feature"
+scope = "feature"
+limit_usd = 1
+window = "day"
+mode = "soft"
+
+[alert_destinations.ops]
+kind = "webhook"
+url = "{webhook}"
+
+[[alerts]]
+name = "acme-spend"
+metric = "cost"
+scope = "tenant=acme"
+window = "1h"
+above = 0.001
+to = ["ops"]
+"#
+    )
+}
+
+/// A one-shot HTTP receiver on loopback: the body of the first POST it gets.
+fn webhook() -> (String, mpsc::Receiver<Value>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = l.accept() else { return };
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; len];
+        let _ = r.read_exact(&mut body);
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        let _ = tx.send(serde_json::from_slice(&body).unwrap_or(Value::Null));
+    });
+    (url, rx)
+}
+
+fn call(id: &str, key: Option<&str>, tenant: &str, feature: &str, tokens: u64) -> TraceRecord {
+    let now = keel_store::prompts::now_ms();
+    let mut t = TraceRecord::new(id.into(), now - 60_000, "openai", "/v1/chat/completions");
+    t.key_id = key.map(String::from);
+    t.tenant = Some(tenant.into());
+    t.feature = Some(feature.into());
+    t.model_requested = Some("mock-1".into());
+    t.input_tokens = Some(tokens);
+    t.output_tokens = Some(100);
+    // $1 and $2 per million tokens.
+    t.cost = Some(Nanos(tokens as i64 * 1_000 + 200_000));
+    t.latency_ms = 30;
+    t
+}
+
+#[test]
+fn a_key_is_shown_once_stored_as_a_hash_rotated_revoked_and_audited() {
+    let dir = project(&config("http://127.0.0.1:9/unused"));
+    let p = dir.path();
+    let made = KEEL.json_ok(
+        p,
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            "acme",
+            "--feature",
+            "support",
+            "--budget",
+            "5/day",
+            "--rpm",
+            "60",
+            "--name",
+            "acme-prod",
+            "-m",
+            "launch",
+        ],
+    );
+    let key = made["key"].as_str().unwrap().to_string();
+    let id = made["id"].as_str().unwrap().to_string();
+    assert!(key.starts_with(&format!("keel_{id}_")), "{key}");
+    let secret = key.rsplit('_').next().unwrap().to_string();
+
+    let list = KEEL.json_ok(p, &["keys", "list"]);
+    let listed = list.to_string();
+    assert!(
+        listed.contains(&id) && !listed.contains(&secret),
+        "{listed}"
+    );
+    assert_eq!(list["keys"][0]["tenant"], "acme");
+    assert_eq!(list["keys"][0]["rpm"], 60);
+
+    let rotated = KEEL.json_ok(
+        p,
+        &["keys", "rotate", &id, "--grace", "10m", "-m", "rotation"],
+    );
+    let new_key = rotated["key"].as_str().unwrap();
+    assert!(new_key.starts_with(&format!("keel_{id}_")) && new_key != key);
+    KEEL.stdout_ok(p, &["keys", "revoke", &id, "-m", "left the project"]);
+    let list = KEEL.json_ok(p, &["keys", "list", "--all"]);
+    assert!(list["keys"][0]["revoked_at_ms"].is_i64(), "{list}");
+
+    // Neither secret is anywhere in the store's files.
+    for f in std::fs::read_dir(p).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for s in [&secret, new_key.rsplit('_').next().unwrap()] {
+            assert!(!text.contains(s), "a key secret was stored");
+        }
+    }
+    let audit = KEEL.json_ok(p, &["audit"]);
+    let actions: Vec<_> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("key.revoke", "ops-alice"),
+            ("key.rotate", "ops-alice"),
+            ("key.create", "ops-alice")
+        ]
+    );
+}
+
+#[test]
+fn the_report_shows_spend_by_key_budget_use_and_tokens_per_call() {
+    let dir = project(&config("http://127.0.0.1:9/unused"));
+    let p = dir.path();
+    let store = keel_store::Store::open(p.join("keel.db").to_str().unwrap()).unwrap();
+    // acme: two calls through key aaa, one of them with a bloated prompt; globex: one
+    // call without a key.
+    record_traces(
+        &store,
+        [
+            call("t1", Some("aaa"), "acme", "support", 1_000),
+            call("t2", Some("aaa"), "acme", "support", 5_000),
+            call("t3", None, "globex", "search", 200),
+        ],
+    );
+    let r = KEEL.json_ok(p, &["report", "--since", "1h"]);
+    let by_key: Vec<_> = r["by_key"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["name"].as_str().unwrap(), g["requests"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(by_key, [("aaa", 2), ("(no key)", 1)]);
+    // acme spent $0.0064 of its $0.01 month.
+    let acme = r["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["budget"] == "acme-monthly")
+        .unwrap();
+    assert_eq!(acme["scope"], "tenant=acme");
+    assert_eq!(acme["cost_usd"], "0.0064");
+    assert!(
+        (acme["used"].as_f64().unwrap() - 0.64).abs() < 1e-9,
+        "{acme}"
+    );
+    // Every feature has its own row under the per-feature budget.
+    let features: Vec<_> = r["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["budget"] == "per-feature")
+        .map(|b| b["scope"].as_str().unwrap())
+        .collect();
+    assert_eq!(features, ["feature=support", "feature=search"]);
+    let first = &r["top_by_tokens_per_call"][0];
+    assert_eq!(first["tokens_per_call"], 3_100.0, "{first}");
+
+    // The monthly review of this month has the same calls.
+    // (The month the calls were made in, a minute ago.)
+    let month = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let m = format!("{}-{:02}", month.year(), u8::from(month.month()));
+    let review = KEEL.json_ok(p, &["report", "--month", &m]);
+    assert_eq!(review["title"], format!("Keel monthly review {m}"));
+    assert_eq!(review["totals"]["requests"], 3);
+    // The human forms carry the same sections.
+    let text = KEEL.stdout_ok(p, &["report", "--since", "1h"]);
+    assert!(
+        text.contains("By key") && text.contains("acme-monthly"),
+        "{text}"
+    );
+}
+
+#[test]
+fn alert_rules_are_listed_and_a_test_alert_reaches_the_webhook() {
+    let (url, got) = webhook();
+    let dir = project(&config(&url));
+    let p = dir.path();
+    let list = KEEL.json_ok(p, &["alerts", "list"]);
+    assert_eq!(list["rules"][0]["name"], "acme-spend");
+    assert_eq!(list["rules"][0]["state"], "ok");
+
+    let out = KEEL.json_ok(p, &["alerts", "test", "acme-spend"]);
+    assert_eq!(out["delivered"]["ops"], "ok", "{out}");
+    let body = got
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    let text = body["text"].as_str().unwrap();
+    assert!(text.starts_with("[keel] TEST"), "{text}");
+    assert!(text.contains("acme-spend"), "{text}");
+    assert_eq!(body["keel"]["state"], "test");
+
+    let unknown = KEEL.run(p, &["alerts", "test", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let msg = stdout_and_stderr(&unknown);
+    assert!(msg.contains("acme-spend") && msg.contains("ops"), "{msg}");
+}
