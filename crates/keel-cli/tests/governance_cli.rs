@@ -257,3 +257,90 @@ fn alert_rules_are_listed_and_a_test_alert_reaches_the_webhook() {
     let msg = stdout_and_stderr(&unknown);
     assert!(msg.contains("acme-spend") && msg.contains("ops"), "{msg}");
 }
+
+/// A running gateway with `[auth] mode = "required"`: no key is 401, a wrong or revoked
+/// one 401, a key calling a model it may not call 403 — and neither the good key's
+/// secret nor the bad one's reaches the debug log, the store or any error body.
+#[tokio::test]
+async fn auth_failures_are_401_or_403_and_no_key_reaches_a_log_or_the_store() {
+    let dir = project("");
+    let p = dir.path();
+    let cfg = r#"
+[gateway]
+listen = "127.0.0.1:0"
+store = "STORE"
+[auth]
+mode = "required"
+refresh = "200ms"
+[providers.mock]
+kind = "mock"
+[models.mock-1]
+provider = "mock"
+[models.mock-2]
+provider = "mock"
+"#;
+    std::fs::write(p.join("keel.toml"), cfg.replace("STORE", "gw.db")).unwrap();
+    let made = KEEL.json_ok(
+        p,
+        &["keys", "create", "--tenant", "acme", "--models", "mock-1"],
+    );
+    let key = made["key"].as_str().unwrap().to_string();
+    let id = made["id"].as_str().unwrap().to_string();
+    let gw = Replica::start(p, "gw", cfg);
+    let client = reqwest::Client::new();
+    let wrong = format!("keel_{id}_{}", "0".repeat(64));
+    let post = |bearer: Option<String>, model: &'static str| {
+        let mut r = client
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&serde_json::json!({"model": model,
+                   "messages": [{"role": "user", "content": "hi"}]}));
+        if let Some(b) = bearer {
+            r = r.bearer_auth(b);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let mut bodies = String::new();
+    for (bearer, model, want, code) in [
+        (None, "mock-1", 401, "missing_api_key"),
+        (Some(wrong.clone()), "mock-1", 401, "invalid_api_key"),
+        (
+            Some("not-a-keel-key".to_string()),
+            "mock-1",
+            401,
+            "invalid_api_key",
+        ),
+        (Some(key.clone()), "mock-2", 403, "model_not_allowed"),
+        (Some(key.clone()), "mock-1", 200, ""),
+    ] {
+        let (status, body) = post(bearer, model).await;
+        assert_eq!(status, want, "{body}");
+        assert!(body.contains(code), "{body}");
+        bodies.push_str(&body);
+    }
+    drop(gw);
+    let secret = key.rsplit('_').next().unwrap();
+    let wrong_secret = wrong.rsplit('_').next().unwrap();
+    assert!(!bodies.contains(secret) && !bodies.contains(wrong_secret));
+    let log = std::fs::read_to_string(p.join("gw.log")).unwrap();
+    assert!(
+        log.contains("keel gateway listening") || log.contains("listening"),
+        "{log}"
+    );
+    for f in std::fs::read_dir(p).unwrap() {
+        let path = f.unwrap().path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+        for s in [secret, wrong_secret] {
+            assert!(!text.contains(s), "a key secret is in {}", path.display());
+        }
+    }
+    // The calls were traced, the refusals with their class and the key's public id.
+    let traces = KEEL.json_ok(p, &["traces", "list", "--limit", "0"]);
+    let text = traces.to_string();
+    assert!(
+        text.contains("model_not_allowed") && text.contains(&id),
+        "{text}"
+    );
+}

@@ -6,10 +6,12 @@
 //! of the test's own, which it deletes afterwards. No Redis is a failure, unless
 //! `KEEL_SKIP_REDIS=1`.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+
+use common::Replica;
 
 use serde_json::{json, Value};
 
@@ -18,60 +20,6 @@ const REDIS: &str = "redis://127.0.0.1:6379";
 /// Every mock reply is 20 tokens and "hi there" is 6 prompt tokens, so one call with
 /// `max_tokens = 20` costs 6×150 + 20×600 = 12,900 nano-dollars.
 const COST: i64 = 12_900;
-
-/// One running `keel serve`, stopped (SIGTERM, queue drained) on drop.
-struct Replica {
-    child: Child,
-    url: String,
-}
-
-impl Replica {
-    /// Start `keel serve` on `<name>.toml` in `dir` and wait for its address.
-    fn start(dir: &Path, name: &str, config: &str) -> Replica {
-        let cfg = dir.join(format!("{name}.toml"));
-        std::fs::write(&cfg, config.replace("STORE", &format!("{name}.db"))).unwrap();
-        let log = File::create(dir.join(format!("{name}.log"))).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .env_remove("KEEL_CONFIG")
-            .env("KEEL_LOG", "warn")
-            .current_dir(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        let stdout = child.stdout.take().unwrap();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("keel gateway listening on ")
-            .unwrap_or_else(|| {
-                let log = std::fs::read_to_string(dir.join(format!("{name}.log")));
-                panic!("{name} did not start: {line:?}\n{log:?}")
-            })
-            .to_string();
-        Replica { child, url }
-    }
-
-    /// SIGTERM (the gateway drains its trace queue), then wait; once only.
-    fn stop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// A fresh key prefix in a reachable Redis, or `None` to skip.
 fn redis_prefix(test: &str) -> Option<String> {

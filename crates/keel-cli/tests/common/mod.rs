@@ -7,9 +7,10 @@
 
 #![allow(dead_code)]
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 use keel_core::trace::TraceRecord;
 use keel_store::{Store, WriterStats};
@@ -160,4 +161,60 @@ pub fn record_traces(store: &Store, traces: impl IntoIterator<Item = TraceRecord
     }
     drop(writer);
     handle.shutdown()
+}
+
+/// One running `keel serve`, stopped (SIGTERM, queue drained) on drop.
+pub struct Replica {
+    child: Child,
+    pub url: String,
+}
+
+impl Replica {
+    /// Start `keel serve` on `<name>.toml` in `dir` (written from `config`, where
+    /// `STORE` becomes `<name>.db`; listen on port 0) and wait for its address. Its
+    /// stderr (the log, at `$KEEL_LOG` = debug) goes to `<name>.log`.
+    pub fn start(dir: &Path, name: &str, config: &str) -> Replica {
+        let cfg = dir.join(format!("{name}.toml"));
+        std::fs::write(&cfg, config.replace("STORE", &format!("{name}.db"))).unwrap();
+        let log = File::create(dir.join(format!("{name}.log"))).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env_remove("KEEL_CONFIG")
+            .env("KEEL_LOG", "debug")
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("keel gateway listening on ")
+            .unwrap_or_else(|| {
+                let log = std::fs::read_to_string(dir.join(format!("{name}.log")));
+                panic!("{name} did not start: {line:?}\n{log:?}")
+            })
+            .to_string();
+        Replica { child, url }
+    }
+
+    /// SIGTERM (the gateway drains its trace queue), then wait; once only.
+    pub fn stop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
