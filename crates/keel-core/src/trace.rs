@@ -87,6 +87,37 @@ pub struct Attempt {
     pub error: Option<String>,
 }
 
+/// What a guardrail check found and did on one request (checks that found nothing are
+/// not recorded).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardOutcome {
+    /// The policy (`[guardrails.policies.NAME]`) and the check's name in it.
+    pub policy: String,
+    pub check: String,
+    /// `input` or `output`.
+    pub stage: String,
+    /// `redact`, `block`, `log`, `strip` (a tool call removed), `retry` (output schema).
+    pub action: String,
+    /// Injection and leak checks: the score that was compared with the threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// What matched, where: never the matched text itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<GuardEvidence>,
+}
+
+/// One match of a guardrail check: what it was and its byte offsets — in the message
+/// at `message` (input) or in the output text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardEvidence {
+    /// `email`, `card`, `ignore_previous`, `term`, `tool:NAME`…
+    pub what: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<usize>,
+    pub start: usize,
+    pub end: usize,
+}
+
 /// Everything Keel knows about one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TraceRecord {
@@ -160,6 +191,9 @@ pub struct TraceRecord {
     /// For a shadow call: the id of the live call it mirrored.
     #[serde(default)]
     pub parent_id: Option<String>,
+    /// What guardrail checks found and did, in order.
+    #[serde(default)]
+    pub guardrails: Vec<GuardOutcome>,
 }
 
 impl TraceRecord {
@@ -207,6 +241,7 @@ impl TraceRecord {
             cache: None,
             saved_cost: None,
             parent_id: None,
+            guardrails: Vec::new(),
         }
     }
 }

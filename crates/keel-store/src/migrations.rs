@@ -74,6 +74,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0011_governance",
         sql: include_str!("../migrations/0011_governance.sql"),
     },
+    Migration {
+        version: 12,
+        name: "0012_guardrails",
+        sql: include_str!("../migrations/0012_guardrails.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -197,8 +202,8 @@ mod tests {
     fn empty_database_gets_every_migration_once() {
         let mut conn = Connection::open_in_memory().unwrap();
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
-        assert_eq!(applied, (1..=11).collect::<Vec<_>>());
-        assert_eq!(versions(&conn), (1..=11).collect::<Vec<_>>());
+        assert_eq!(applied, (1..=latest_version()).collect::<Vec<_>>());
+        assert_eq!(versions(&conn), (1..=latest_version()).collect::<Vec<_>>());
         let idx = index_names(&conn);
         for name in [
             "traces_started_at",
@@ -224,7 +229,7 @@ mod tests {
         // Running again is a no-op.
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
         assert!(applied.is_empty());
-        assert_eq!(versions(&conn), (1..=11).collect::<Vec<_>>());
+        assert_eq!(versions(&conn), (1..=latest_version()).collect::<Vec<_>>());
     }
 
     #[test]
@@ -293,11 +298,11 @@ mod tests {
             migrate(&mut conn, "mem", &MIGRATIONS[..10]).unwrap(),
             vec![7, 8, 9, 10]
         );
-        let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
-        assert_eq!((old.function, old.release_id), (None, None));
-        assert_eq!(old.origin, keel_core::trace::Origin::Live);
         // And from version 10, only 0011 (keys and alert events); old traces keep reading.
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![11]);
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..11]).unwrap(),
+            vec![11]
+        );
         let tables: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN
@@ -307,7 +312,20 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 2);
-        assert!(crate::query::get_trace(&conn, "old").unwrap().is_some());
+        // And from version 11, only 0012: traces gain guardrail outcomes. The trace
+        // written at version 4 reads back with every later column empty or defaulted.
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..12]).unwrap(),
+            vec![12]
+        );
+        let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
+        assert_eq!((old.function, old.release_id), (None, None));
+        assert_eq!(old.origin, keel_core::trace::Origin::Live);
+        assert!(old.guardrails.is_empty());
+        assert_eq!(
+            migrate(&mut conn, "mem", MIGRATIONS).unwrap(),
+            Vec::<u32>::new()
+        );
     }
 
     #[test]

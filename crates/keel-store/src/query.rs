@@ -187,6 +187,19 @@ mod tests {
             cache: Some("hit".into()),
             saved_cost: Some(Nanos(42)),
             parent_id: Some("req-live".into()),
+            guardrails: vec![keel_core::trace::GuardOutcome {
+                policy: "pii".into(),
+                check: "emails".into(),
+                stage: "input".into(),
+                action: "redact".into(),
+                score: None,
+                evidence: vec![keel_core::trace::GuardEvidence {
+                    what: "email".into(),
+                    message: Some(1),
+                    start: 4,
+                    end: 21,
+                }],
+            }],
         }
     }
 
