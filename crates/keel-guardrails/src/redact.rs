@@ -5,6 +5,8 @@
 //! model's answer can then be restored (whole with [`Redaction::restore`], or chunk by chunk
 //! with [`crate::StreamRestorer`]). Placeholders never contain `[`, so a restore scan that
 //! meets a `[` simply looks up the bracketed token: unknown tokens are left untouched.
+//! Placeholder-shaped tokens already present in a redacted text are never issued, so a user
+//! who types `[EMAIL_1]` gets it back verbatim.
 
 use crate::{Finding, Kind};
 use std::borrow::Cow;
@@ -33,6 +35,7 @@ impl Redaction {
         if findings.is_empty() {
             return Cow::Borrowed(text);
         }
+        self.reserve_literal_placeholders(text);
         let mut out = String::with_capacity(text.len());
         let mut copied_to = 0;
         for f in findings {
@@ -51,6 +54,31 @@ impl Redaction {
         }
         out.push_str(text.get(copied_to..).unwrap_or(""));
         Cow::Owned(out)
+    }
+
+    /// A token shaped like one of our placeholders that the user wrote themselves
+    /// (`"see [EMAIL_1]"`) must never be issued, or restoring would replace the user's own
+    /// text: bump the counter past it. Tokens already issued by us are left alone.
+    fn reserve_literal_placeholders(&mut self, text: &str) {
+        if !text.contains('[') {
+            return;
+        }
+        for (open, _) in text.match_indices('[') {
+            let rest = &text[open + 1..];
+            let Some(close) = rest.get(..MAX_PLACEHOLDER_LEN.min(rest.len())).and_then(|w| w.find(']')) else {
+                continue;
+            };
+            let token = &text[open..open + close + 2];
+            let Some((tag, n)) = rest[..close].rsplit_once('_') else { continue };
+            let Ok(n) = n.parse::<u32>() else { continue };
+            if self.by_placeholder.contains_key(token) {
+                continue;
+            }
+            if let Some(kind) = Kind::ALL.iter().find(|k| k.placeholder_tag() == tag) {
+                let counter = self.counters.entry(kind.placeholder_tag()).or_insert(0);
+                *counter = (*counter).max(n);
+            }
+        }
     }
 
     /// The placeholder for `original`, issuing the next number for its kind's tag if new.
@@ -164,6 +192,15 @@ mod tests {
             "+44 20 7946 0958 belongs to b@example.com; a@example.com wrote [EMAIL_9] and [x] [EMAIL_1"
         );
         assert!(matches!(r.restore("nothing here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn literal_placeholder_in_input_is_never_issued() {
+        let mut r = Redaction::new();
+        let text = "ann@example.com wrote [EMAIL_1] and [EMAIL_x]";
+        let red = redact_all(&mut r, text);
+        assert_eq!(red, "[EMAIL_2] wrote [EMAIL_1] and [EMAIL_x]");
+        assert_eq!(r.restore(&red), text);
     }
 
     #[test]

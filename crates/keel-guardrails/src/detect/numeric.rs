@@ -59,8 +59,8 @@ pub(super) fn find(text: &str, kinds: &[Kind], out: &mut Vec<Finding>) {
         }
         if wants(Kind::CreditCard) {
             for m in CARD.find_iter(slice) {
-                if isolated(text, base + m.start(), base + m.end()) && valid_card(m.as_str()) {
-                    push(Kind::CreditCard, m.start(), m.end());
+                if let Some((s, e)) = card_within(text, base + m.start(), m.as_str()) {
+                    push(Kind::CreditCard, m.start() + s, m.start() + e);
                 }
             }
         }
@@ -165,6 +165,24 @@ fn valid_card(s: &str) -> bool {
     fours || groups == [4, 6, 5] || groups == [4, 6, 4]
 }
 
+/// The run may carry a neighbouring number ("4111 1111 1111 1111 12 26", "qty 2 4111 …"):
+/// the longest sub-span that starts and ends on digit-group boundaries and validates.
+fn card_within(text: &str, at: usize, run: &str) -> Option<(usize, usize)> {
+    let b = run.as_bytes();
+    let starts = (0..b.len()).filter(|&i| i == 0 || !b[i - 1].is_ascii_digit());
+    let ends: Vec<usize> = (1..=b.len()).rev().filter(|&e| e == b.len() || !b[e].is_ascii_digit()).collect();
+    let mut best: Option<(usize, usize)> = None;
+    for s in starts {
+        for &e in ends.iter().filter(|&&e| e > s) {
+            let longer = best.is_none_or(|(bs, be)| e - s > be - bs);
+            if longer && isolated(text, at + s, at + e) && valid_card(&run[s..e]) {
+                best = Some((s, e));
+            }
+        }
+    }
+    best
+}
+
 fn looks_like_phone(s: &str) -> bool {
     let digit_count = digits_of(s).count();
     let groups = digit_groups(s);
@@ -238,8 +256,11 @@ mod tests {
             let text = format!("card: {c}.");
             assert_eq!(found(&text, Kind::CreditCard), [c], "{c}");
         }
+        assert_eq!(found("card 4111 1111 1111 1111 12 26 cvv", Kind::CreditCard), ["4111 1111 1111 1111"]);
+        assert_eq!(found("qty 2 4111 1111 1111 1111", Kind::CreditCard), ["4111 1111 1111 1111"]);
         for t in [
             "card: 4111 1111 1111 1112",      // fails Luhn
+            "card: 4111 1111 1111 1112 0",    // no valid prefix either
             "id 1234567812345670",            // Luhn ok, no known prefix
             "card 4111 1111-1111 1111",       // mixed separators
             "x 41111111111111111111111",      // too long
