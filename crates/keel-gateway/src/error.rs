@@ -40,6 +40,23 @@ pub enum GatewayError {
     Governance(#[from] keel_governance::GovError),
     #[error("{0}")]
     Upstream(#[from] ProviderError),
+    /// A guardrail check blocked the request or the answer. The message names the
+    /// policy, the check and what kind of thing was found — never the text itself.
+    #[error("blocked by guardrail policy `{policy}`, check `{check}` on the {stage}: {detail}")]
+    GuardrailBlocked {
+        policy: String,
+        check: String,
+        /// `input` or `output`.
+        stage: &'static str,
+        detail: String,
+    },
+    /// The answer broke the JSON schema it was asked for (after any retry or fallback).
+    #[error("the model's answer does not match the required JSON schema (guardrail policy `{policy}`, check `{check}`): {detail}")]
+    OutputContract {
+        policy: String,
+        check: String,
+        detail: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,6 +86,9 @@ impl GatewayError {
             GatewayError::DeploymentsBusy(_) => "deployments_busy",
             GatewayError::Upstream(e) => e.class(),
             GatewayError::Governance(e) => e.class(),
+            GatewayError::GuardrailBlocked { stage: "input", .. } => "guardrail_input_blocked",
+            GatewayError::GuardrailBlocked { .. } => "guardrail_output_blocked",
+            GatewayError::OutputContract { .. } => "output_schema_violation",
             GatewayError::Internal(_) => "internal",
         }
     }
@@ -119,6 +139,23 @@ impl GatewayError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_error",
                 "deployments_busy".to_string(),
+            ),
+            // 400: the caller's input is refused, and resending it will not help.
+            GatewayError::GuardrailBlocked { stage: "input", .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "guardrail_blocked".to_string(),
+            ),
+            // 422: the request was fine, the model's answer is not allowed out.
+            GatewayError::GuardrailBlocked { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request_error",
+                "guardrail_blocked".to_string(),
+            ),
+            GatewayError::OutputContract { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "output_schema_violation".to_string(),
             ),
             GatewayError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

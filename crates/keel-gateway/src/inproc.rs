@@ -117,7 +117,7 @@ impl InProcess {
         };
         let result = match common::run(&self.app, req, opts, &mut trace, None).await {
             Ok(Served::Whole { resp, .. }) => Ok(resp),
-            Ok(Served::Stream(_)) => Err(GatewayError::Internal(
+            Ok(Served::Stream(..)) => Err(GatewayError::Internal(
                 "asked for a whole reply but got a stream".into(),
             )),
             Err(e) => Err(e),

@@ -18,6 +18,7 @@ pub mod balance;
 pub mod breaker;
 pub mod error;
 pub mod governance;
+pub mod guard;
 pub mod handlers;
 pub mod inproc;
 pub mod metrics;

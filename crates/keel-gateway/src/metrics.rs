@@ -38,6 +38,14 @@ pub struct ModelLabels {
     pub model: String,
 }
 
+/// A guardrail check's outcome; policy and check names come from the config (bounded).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GuardLabels {
+    pub policy: String,
+    pub check: String,
+    pub action: String,
+}
+
 /// Latency buckets in seconds: fine-grained below 100 ms (gateway overhead, mock
 /// upstreams), coarse up to minutes (long generations).
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -66,6 +74,7 @@ pub struct Metrics {
     circuit_state: Family<ModelLabels, Gauge>,
     circuit_opened: Family<ModelLabels, Counter>,
     cache_hits: Family<ModelLabels, Counter>,
+    guardrail_actions: Family<GuardLabels, Counter>,
     cache_saved_usd: Family<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     limits_backend_errors: Counter,
     limits_fail_open: Counter,
@@ -210,6 +219,12 @@ impl Metrics {
             "Times a model's circuit breaker opened",
             circuit_opened.clone(),
         );
+        let guardrail_actions = Family::<GuardLabels, Counter>::default();
+        registry.register(
+            "guardrail_actions",
+            "Guardrail outcomes by policy, check and action (redact, block, log, strip, retry, allow, flag)",
+            guardrail_actions.clone(),
+        );
         let cache_hits = Family::<ModelLabels, Counter>::default();
         let cache_saved_usd =
             Family::<ModelLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
@@ -259,6 +274,7 @@ impl Metrics {
             circuit_state,
             circuit_opened,
             cache_hits,
+            guardrail_actions,
             cache_saved_usd,
             limits_backend_errors,
             limits_fail_open,
@@ -268,6 +284,17 @@ impl Metrics {
 
     /// Count a cache hit of `model` and the spend it avoided. (Rare enough that the
     /// label lookup is fine: a hit skips a whole upstream call.)
+    /// One guardrail outcome.
+    pub fn guardrail_action(&self, policy: &str, check: &str, action: &str) {
+        self.guardrail_actions
+            .get_or_create(&GuardLabels {
+                policy: policy.to_string(),
+                check: check.to_string(),
+                action: action.to_string(),
+            })
+            .inc();
+    }
+
     pub fn cache_hit(&self, model: &str, saved: Option<keel_core::money::Nanos>) {
         let labels = ModelLabels {
             model: model.to_string(),

@@ -56,6 +56,8 @@ pub struct AppState {
     /// The response cache, when `[cache] enabled`.
     pub cache: Option<crate::pipeline::cache::ResponseCache>,
     pub capture: Capture,
+    /// Guardrail policies, compiled, indexed by function, model and key.
+    pub guards: crate::guard::Guards,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
 }
@@ -66,6 +68,8 @@ pub enum StateError {
     Client(String),
     #[error("provider `{name}`: {message}")]
     Provider { name: String, message: String },
+    #[error("{0}")]
+    Guardrails(String),
 }
 
 /// One HTTP client for all upstreams: a shared connection pool, rustls, and
@@ -177,6 +181,8 @@ impl AppState {
                 .as_ref()
                 .map(crate::pipeline::cache::ResponseCache::new),
             capture: config.gateway.capture,
+            guards: crate::guard::Guards::new(&config.guardrails)
+                .map_err(StateError::Guardrails)?,
             max_body_bytes: config.gateway.max_body_bytes.get(),
             body_read_timeout: config.gateway.body_read_timeout,
             config,

@@ -17,6 +17,7 @@ mod kind;
 mod leak;
 mod normalize;
 mod redact;
+pub mod redteam;
 mod schema;
 mod stream;
 mod terms;

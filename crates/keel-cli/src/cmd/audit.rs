@@ -38,8 +38,9 @@ pub fn run(a: AuditArgs) -> Result<ExitCode> {
     let (_store, conn) = super::open_store(&config)?;
     let mut events = keel_store::list_audit(&conn, since_ms, a.limit)?;
     if !a.no_blocks {
-        let classes = keel_governance::error::BLOCK_CLASSES;
-        events.extend(keel_store::list_blocks(&conn, classes, since_ms, a.limit)?);
+        let mut classes = keel_governance::error::BLOCK_CLASSES.to_vec();
+        classes.extend(["guardrail_input_blocked", "guardrail_output_blocked"]);
+        events.extend(keel_store::list_blocks(&conn, &classes, since_ms, a.limit)?);
         events.sort_by(|x, y| y.at_ms.cmp(&x.at_ms).then(y.id.cmp(&x.id)));
         if a.limit > 0 {
             events.truncate(a.limit);

@@ -5,6 +5,7 @@
 //! printed with the amount), 2 on error (bad suite, changed dataset, unknown variant…).
 
 mod progress;
+pub mod redteam;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,9 @@ pub enum EvalCommand {
     Lock(LockArgs),
     /// Runs of a suite over time: prompt version, model, release, pass rate, gate.
     History(HistoryArgs),
+    /// The built-in red-team suite through a guardrail policy: block rate and
+    /// false-positive rate per check (exit 1 when a --min/--max gate is missed).
+    Redteam(redteam::RedteamArgs),
 }
 
 #[derive(clap::Args)]
@@ -135,6 +139,7 @@ pub fn run(cmd: EvalCommand) -> Result<ExitCode> {
         }
         EvalCommand::Lock(a) => lock(a),
         EvalCommand::History(a) => history(a),
+        EvalCommand::Redteam(a) => redteam::run(a),
     }
 }
 

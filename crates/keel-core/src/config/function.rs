@@ -38,6 +38,9 @@ pub struct RawFunction {
     /// `{ suite = "support", min_pass_rate = 0.85 }`: send traffic to the cheapest
     /// variant whose latest eval run of `suite` meets the tier.
     pub cheapest: Option<RawCheapest>,
+    /// What this function's traces keep: `"full"`, `"redacted"` or `"none"` (default:
+    /// `[gateway] capture`).
+    pub capture: Option<String>,
 }
 
 /// `[functions.NAME.cheapest]` as written.
@@ -88,6 +91,8 @@ pub struct FunctionConfig {
     pub first_token_timeout: Option<std::time::Duration>,
     /// Route to the cheapest variant meeting a quality tier (instead of the split).
     pub cheapest: Option<QualityTier>,
+    /// Overrides `[gateway] capture` for this function's traces.
+    pub capture: Option<super::model::Capture>,
 }
 
 /// A quality tier: the latest eval run of `suite` on a variant's release must have a pass
@@ -256,6 +261,18 @@ pub(crate) fn validate_functions(
                 min_pass_rate: c.min_pass_rate,
             }
         });
+        let capture = f.capture.as_deref().and_then(|c| {
+            let parsed = super::model::Capture::parse(c);
+            if parsed.is_none() {
+                issue(
+                    issues,
+                    format!("{path}.capture"),
+                    format!("unknown capture mode `{c}`"),
+                    Some(super::model::Capture::HINT.into()),
+                );
+            }
+            parsed
+        });
         let sticky = match f.sticky.as_deref().unwrap_or("user") {
             "user" => Sticky::User,
             "session" => Sticky::Session,
@@ -360,6 +377,7 @@ pub(crate) fn validate_functions(
                 timeout,
                 first_token_timeout,
                 cheapest,
+                capture,
             },
         );
     }

@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod error;
 pub mod function;
 pub mod governance;
+pub mod guardrails;
 pub mod mock;
 pub mod model;
 pub mod raw;
@@ -92,6 +93,7 @@ impl Config {
             functions: v.functions,
             governance: v.governance,
             alerting: v.alerting,
+            guardrails: v.guardrails,
             warnings: v.warnings,
         })
     }

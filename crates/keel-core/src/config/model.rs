@@ -31,6 +31,8 @@ pub struct Config {
     pub governance: super::governance::Governance,
     /// Spend-spike detection, alert rules and their destinations.
     pub alerting: super::alerting::Alerting,
+    /// Guardrail policies (`[guardrails.policies.*]`), each with what it is attached to.
+    pub guardrails: Vec<super::guardrails::PolicyConfig>,
     /// Non-fatal findings (an unset key env var, unpriced models) for `keel check` and startup.
     pub warnings: Vec<String>,
 }
@@ -40,8 +42,29 @@ pub struct Config {
 pub enum Capture {
     /// The request JSON and the output text.
     Full,
+    /// The request JSON and the output text with every PII and secret detector's
+    /// findings replaced by typed placeholders before they are stored.
+    Redacted,
     /// Metadata only: no message or output text.
     None,
+}
+
+impl Capture {
+    pub const HINT: &'static str = "use \"full\", \"redacted\" or \"none\"";
+
+    pub fn parse(s: &str) -> Option<Capture> {
+        match s {
+            "full" => Some(Capture::Full),
+            "redacted" => Some(Capture::Redacted),
+            "none" => Some(Capture::None),
+            _ => None,
+        }
+    }
+
+    /// Whether any text is kept.
+    pub fn keeps_text(self) -> bool {
+        self != Capture::None
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -47,6 +47,9 @@ pub struct RawConfig {
     pub alert_destinations: BTreeMap<String, super::alerting::RawDestination>,
     #[serde(default)]
     pub alerts: Vec<super::alerting::RawAlert>,
+    /// Guardrail policies: `[guardrails.policies.NAME]`.
+    #[serde(default)]
+    pub guardrails: super::guardrails::RawGuardrails,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,7 +57,7 @@ pub struct RawConfig {
 pub struct RawGateway {
     pub listen: Option<String>,
     pub store: Option<String>,
-    /// `"full"` (default) or `"none"`.
+    /// `"full"` (default), `"redacted"` or `"none"`.
     pub capture: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub request_timeout: Option<String>,

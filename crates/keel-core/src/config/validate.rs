@@ -28,6 +28,7 @@ pub(crate) struct Validated {
     pub functions: BTreeMap<String, FunctionConfig>,
     pub governance: super::governance::Governance,
     pub alerting: super::alerting::Alerting,
+    pub guardrails: Vec<super::guardrails::PolicyConfig>,
     pub warnings: Vec<String>,
 }
 
@@ -81,7 +82,7 @@ impl Issues {
 }
 
 pub(crate) fn validate(
-    raw: RawConfig,
+    mut raw: RawConfig,
     config_dir: &Path,
     prices: &PriceTable,
 ) -> Result<Validated, Vec<ConfigIssue>> {
@@ -311,6 +312,14 @@ pub(crate) fn validate(
     let functions = validate_functions(&raw.functions, &raw.models, &mut issues.0);
     let (governance, alerting) =
         validate_governance_and_alerting(&raw, &mut issues.0, &mut warnings);
+    let function_names = raw.functions.keys().cloned().collect();
+    let model_names = raw.models.keys().cloned().collect();
+    let guardrails = super::guardrails::validate_guardrails(
+        std::mem::take(&mut raw.guardrails),
+        &function_names,
+        &model_names,
+        &mut issues.0,
+    );
 
     if issues.0.is_empty() {
         Ok(Validated {
@@ -322,6 +331,7 @@ pub(crate) fn validate(
             functions,
             governance,
             alerting,
+            guardrails,
             warnings,
         })
     } else {
@@ -355,14 +365,17 @@ fn validate_gateway(g: &RawGateway, config_dir: &Path, issues: &mut Issues) -> G
             Some("a SQLite file path such as \"keel.db\", or \":memory:\""),
         );
     }
-    let capture = match g.capture.as_deref().unwrap_or("full") {
-        "full" => Capture::Full,
-        "none" => Capture::None,
-        other => {
+    let capture = match g.capture.as_deref().map(Capture::parse) {
+        None => Capture::Full,
+        Some(Some(c)) => c,
+        Some(None) => {
             issues.add(
                 "gateway.capture",
-                format!("unknown capture mode `{other}`"),
-                Some("use \"full\" or \"none\""),
+                format!(
+                    "unknown capture mode `{}`",
+                    g.capture.as_deref().unwrap_or_default()
+                ),
+                Some(Capture::HINT),
             );
             Capture::Full
         }

@@ -182,6 +182,7 @@ pub fn plan(
                     timeout: None,
                     first_token_timeout: None,
                     cheapest: None,
+                    capture: None,
                 },
             );
             (name, base)

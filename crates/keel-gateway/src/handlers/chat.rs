@@ -65,9 +65,13 @@ pub async fn chat_completions(
             Ok(body) => common::respond_whole(pending, body, cost),
             Err(e) => common::reject(pending, GatewayError::Internal(e.to_string()), API),
         },
-        Ok(Served::Stream(opened)) => {
-            common::stream_response(app.clone(), pending, opened, OpenAiSse { include_usage })
-        }
+        Ok(Served::Stream(opened, guard)) => common::stream_response(
+            app.clone(),
+            pending,
+            opened,
+            guard,
+            OpenAiSse { include_usage },
+        ),
         Err(e) => common::reject(pending, e, API),
     }
 }

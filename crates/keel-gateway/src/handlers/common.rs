@@ -7,11 +7,11 @@ use std::sync::Arc;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use keel_core::chat::{ChatRequest, ChatResponse};
-use keel_core::config::Capture;
 use keel_core::money::Nanos;
 use keel_core::trace::TraceRecord;
 
 use crate::error::GatewayError;
+use crate::guard;
 use crate::pipeline::attribution::REQUEST_ID;
 use crate::pipeline::cache::CACHE_HEADER;
 use crate::pipeline::call::{self, OpenedStream};
@@ -39,7 +39,8 @@ pub enum Served {
         resp: ChatResponse,
         cost: Option<Nanos>,
     },
-    Stream(OpenedStream),
+    /// The opened upstream stream, and the guardrails that watch it (if any apply).
+    Stream(OpenedStream, Option<Box<crate::guard::stream::StreamGuard>>),
 }
 
 pub fn now_ms() -> i64 {
@@ -104,16 +105,44 @@ pub async fn run(
         plan = function::apply(app, f, &mut req, opts.variant, trace)?;
     }
     let first = call::resolve(app, &req.model)?;
+    // Guardrails: the policies of this function, model and key; input checks on the
+    // rendered request (redaction rewrites it) before anything is reserved or sent.
+    let applied = app.guards.for_call(
+        trace.function.as_deref(),
+        &first.config.name,
+        opts.key.map(|k| k.id.as_str()),
+    );
+    let guarded = guard::input::check_input(app, &applied, &mut req, trace)?;
     if let Some(out) = governed {
         admit::admit(app, opts.key, first, plan.chain, &mut req, trace, out).await?;
     }
     trace.provider = Some(first.primary().provider_name.clone());
     trace.upstream_model = Some(first.primary().upstream_model.clone());
+    // What the output checks need of the request once it is sent: the schema it asked
+    // for, and the whole request when an answer may have to be asked for again.
+    let kept = (!applied.is_empty()).then(|| KeptRequest::of(&req, applied.may_reask()));
     let cache = app.cache.as_ref().filter(|_| !opts.bypass_cache);
     let key = cache.and_then(|c| c.key(trace.tenant.as_deref(), first, &req));
     if let (Some(c), Some(k)) = (cache, &key) {
         if let Some(hit) = c.get(k) {
-            return Ok(serve_hit(app, first, &hit, trace));
+            let Served::Whole { mut resp, cost } = serve_hit(app, first, &hit, trace) else {
+                return Err(GatewayError::Internal(
+                    "a cache hit is a whole reply".into(),
+                ));
+            };
+            if let Some(kept) = &kept {
+                // `reasked`: a stored answer is never asked for again; a broken one fails.
+                guard::output::check_output(
+                    app,
+                    &applied,
+                    &guarded,
+                    kept.schema.as_ref(),
+                    &mut resp,
+                    trace,
+                    true,
+                )?;
+            }
+            return Ok(Served::Whole { resp, cost });
         }
         trace.cache = Some("miss".into());
     }
@@ -128,27 +157,145 @@ pub async fn run(
         trace.provider = Some(dep.provider_name.clone());
         trace.upstream_model = Some(dep.upstream_model.clone());
     }
-    let resp = match reply {
-        Reply::Stream(opened) => return Ok(Served::Stream(opened)),
+    let mut resp = match reply {
+        Reply::Stream(opened) => {
+            let guard = guard::stream::StreamGuard::new(applied, guarded).map(Box::new);
+            return Ok(Served::Stream(opened, guard));
+        }
         Reply::Whole(resp) => resp,
     };
+    let mut route = route;
+    record_reply(app, route, &resp, trace);
+    let cost = trace.cost;
+    if let (Some(c), Some(k)) = (cache, key) {
+        c.put(k, resp.clone(), cost);
+    }
+    if let Some(kept) = &kept {
+        let mut reasked = false;
+        while let guard::output::Verdict::Reask { feedback, fallback } =
+            guard::output::check_output(
+                app,
+                &applied,
+                &guarded,
+                kept.schema.as_ref(),
+                &mut resp,
+                trace,
+                reasked,
+            )?
+        {
+            reasked = true;
+            let target = if fallback {
+                let next = plan
+                    .chain
+                    .unwrap_or(&first.config.routing.fallbacks)
+                    .first()
+                    .ok_or_else(|| GatewayError::OutputContract {
+                        policy: "(json_schema)".into(),
+                        check: "on_fail = fallback".into(),
+                        detail: format!(
+                            "{feedback} — and `{}` has no fallback model to ask",
+                            first.config.name
+                        ),
+                    })?;
+                call::resolve(app, next)?
+            } else {
+                route
+            };
+            let again = kept.reask(&resp, feedback)?;
+            let before = (
+                trace.input_tokens,
+                trace.output_tokens,
+                trace.cost,
+                trace.unpriced,
+            );
+            let (r2, _, reply) =
+                route::call_routed(app, target, Some(&[]), plan.limits, again, trace).await?;
+            let Reply::Whole(r) = reply else {
+                return Err(GatewayError::Internal("a re-asked call streamed".into()));
+            };
+            resp = r;
+            route = r2;
+            record_reply(app, route, &resp, trace);
+            add_earlier_usage(trace, before);
+        }
+    }
+    Ok(Served::Whole {
+        resp,
+        cost: trace.cost,
+    })
+}
+
+/// Fill the trace from a whole reply: the served model, tokens, cost, captured output.
+fn record_reply(
+    app: &AppState,
+    route: &crate::state::ModelRoute,
+    resp: &ChatResponse,
+    trace: &mut TraceRecord,
+) {
     trace.served_model = Some(resp.model.clone());
     trace
         .system_fingerprint
         .clone_from(&resp.system_fingerprint);
     trace.finish_reason = resp.choices.first().and_then(|c| c.finish_reason.clone());
-    if app.capture == Capture::Full {
-        trace.output = Some(captured_output(&resp));
+    if app.capture.keeps_text() {
+        trace.output = Some(captured_output(resp));
     }
     match resp.usage {
         Some(usage) => account::settle(app, route, trace, &usage),
         None => trace.unpriced = route.config.price.is_none(),
     }
-    let cost = trace.cost;
-    if let (Some(c), Some(k)) = (cache, key) {
-        c.put(k, resp.clone(), cost);
+}
+
+/// A re-asked answer's trace counts both calls' tokens and cost.
+fn add_earlier_usage(
+    trace: &mut TraceRecord,
+    (input, output, cost, unpriced): (Option<u64>, Option<u64>, Option<Nanos>, bool),
+) {
+    let add = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    };
+    trace.input_tokens = add(trace.input_tokens, input);
+    trace.output_tokens = add(trace.output_tokens, output);
+    trace.unpriced |= unpriced;
+    trace.cost = match (trace.cost, cost) {
+        (Some(a), Some(b)) if !trace.unpriced => Some(a.saturating_add(b)),
+        _ => None,
+    };
+}
+
+/// What output checks need of a request after it was sent upstream.
+struct KeptRequest {
+    /// The JSON schema the request asked for in `response_format`.
+    schema: Option<serde_json::Value>,
+    /// The whole request, when an answer may be asked for again.
+    whole: Option<ChatRequest>,
+}
+
+impl KeptRequest {
+    fn of(req: &ChatRequest, whole: bool) -> KeptRequest {
+        KeptRequest {
+            schema: guard::output::requested_schema(req).cloned(),
+            whole: whole.then(|| req.clone()),
+        }
     }
-    Ok(Served::Whole { resp, cost })
+
+    /// The request again, with the rejected answer and what was wrong with it.
+    fn reask(&self, bad: &ChatResponse, feedback: String) -> Result<ChatRequest, GatewayError> {
+        let mut again = self
+            .whole
+            .clone()
+            .ok_or_else(|| GatewayError::Internal("no request kept to ask again".into()))?;
+        again.stream = false;
+        again.messages.push(keel_core::chat::Message::text(
+            "assistant",
+            bad.output_text(),
+        ));
+        again
+            .messages
+            .push(keel_core::chat::Message::text("user", feedback));
+        Ok(again)
+    }
 }
 
 /// A reply from the cache: no upstream call, so it costs $0; the trace keeps the tokens
@@ -175,7 +322,7 @@ fn serve_hit(
         trace.cached_tokens = Some(u.cached_tokens());
         trace.reasoning_tokens = Some(u.reasoning_tokens());
     }
-    if app.capture == Capture::Full {
+    if app.capture.keeps_text() {
         trace.output = Some(captured_output(&resp));
     }
     app.metrics.cache_hit(&route.config.name, hit.cost);
@@ -206,6 +353,7 @@ pub fn stream_response<F: StreamFormat>(
     app: Arc<AppState>,
     pending: PendingTrace,
     opened: OpenedStream,
+    guard: Option<Box<crate::guard::stream::StreamGuard>>,
     format: F,
 ) -> Response {
     let started = pending.started();
@@ -220,7 +368,7 @@ pub fn stream_response<F: StreamFormat>(
         .map(|a| a.model.clone())
         .or_else(|| trace.model_requested.clone())
         .unwrap_or_default();
-    let relay = Relay::new(app, model, trace, ticket, started, opened, format);
+    let relay = Relay::new(app, model, trace, ticket, started, opened, format).with_guard(guard);
     let body = axum::body::Body::from_stream(relay.into_stream());
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
@@ -380,7 +528,7 @@ pub fn insert_header(h: &mut axum::http::HeaderMap, name: &'static str, value: &
 
 /// Keep the request body in the trace when capture is on (lossy for invalid UTF-8).
 pub fn capture_input(app: &AppState, trace: &mut TraceRecord, body: &[u8]) {
-    if app.capture == Capture::Full {
+    if app.capture.keeps_text() {
         trace.input = Some(String::from_utf8_lossy(body).into_owned());
     }
 }

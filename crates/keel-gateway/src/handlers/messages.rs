@@ -82,12 +82,12 @@ pub async fn messages(
                 Err(e) => common::reject(pending, GatewayError::Internal(e.to_string()), API),
             }
         }
-        Ok(Served::Stream(opened)) => {
+        Ok(Served::Stream(opened, guard)) => {
             let msg_id = format!("msg_{}", pending.id().replace('-', ""));
             let format = AnthropicEvents {
                 inner: ChunksToEvents::new(&model, &msg_id),
             };
-            common::stream_response(app.clone(), pending, opened, format)
+            common::stream_response(app.clone(), pending, opened, guard, format)
         }
         Err(e) => common::reject(pending, e, API),
     }

@@ -86,6 +86,7 @@ pub fn finish(
         t.settle(trace.cost, tokens);
     }
     app.governor.observe(&trace);
+    crate::guard::scrub::apply_capture(app, &mut trace);
     // Every request that entered a handler ends here exactly once (streams via the relay's Drop).
     app.metrics.in_flight.dec();
     let elapsed = started.elapsed();

@@ -20,6 +20,7 @@ use keel_providers::{ChunkStream, ProviderError};
 use super::account;
 use super::call::OpenedStream;
 use crate::error::GatewayError;
+use crate::guard::stream::StreamGuard;
 use crate::state::AppState;
 
 /// How chunks are written for one client API (OpenAI SSE, Anthropic events).
@@ -51,6 +52,10 @@ pub struct Relay<F: StreamFormat> {
     usage: Option<Usage>,
     outcome: Option<Result<(), GatewayError>>,
     ticket: Option<keel_governance::Ticket>,
+    /// Output guardrails on this stream (see `guard::stream`).
+    guard: Option<Box<StreamGuard>>,
+    /// With a guard: the last chunk, the template of a flushed one.
+    last_chunk: Option<ChatChunk>,
 }
 
 impl<F: StreamFormat> Relay<F> {
@@ -82,7 +87,50 @@ impl<F: StreamFormat> Relay<F> {
             usage: None,
             outcome: None,
             ticket,
+            guard: None,
+            last_chunk: None,
         }
+    }
+
+    /// Watch the stream with these output guardrails.
+    pub fn with_guard(mut self, guard: Option<Box<StreamGuard>>) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    /// Run the stream guard over a chunk: text is checked (and placeholders restored)
+    /// before it is forwarded; a block ends the stream.
+    fn guard_chunk(&mut self, chunk: &mut ChatChunk) -> Result<(), GatewayError> {
+        let (Some(g), Some(trace)) = (self.guard.as_mut(), self.trace.as_mut()) else {
+            return Ok(());
+        };
+        for choice in chunk.choices.iter_mut() {
+            if let Some(text) = choice.delta.content.as_mut() {
+                *text = g.on_text(&self.app, trace, text)?;
+            }
+            for tc in choice.delta.tool_calls.iter().flatten() {
+                if let Some(name) = tc.function.as_ref().and_then(|f| f.name.as_deref()) {
+                    g.on_tool_name(&self.app, trace, name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Text the guard held back (a partial placeholder), as one last chunk.
+    fn guard_flush(&mut self, last: Option<&ChatChunk>) -> Option<Bytes> {
+        let rest = self.guard.as_mut()?.flush();
+        if rest.is_empty() {
+            return None;
+        }
+        let mut chunk = last?.clone();
+        chunk.usage = None;
+        chunk.choices.truncate(1);
+        let choice = chunk.choices.first_mut()?;
+        choice.delta.content = Some(rest);
+        choice.delta.tool_calls = None;
+        choice.finish_reason = None;
+        self.format.chunk(&chunk)
     }
 
     /// The SSE body: relay chunks until the upstream ends, fails or the deadline passes.
@@ -110,8 +158,17 @@ impl<F: StreamFormat> Relay<F> {
                 }
             };
             match item {
-                Some(Ok(chunk)) => {
+                Some(Ok(mut chunk)) => {
                     self.observe(&chunk);
+                    if let Err(e) = self.guard_chunk(&mut chunk) {
+                        self.upstream = None;
+                        let bytes = self.format.error(&e);
+                        self.outcome = Some(Err(e));
+                        return Some(bytes);
+                    }
+                    if self.guard.is_some() {
+                        self.last_chunk = Some(chunk.clone());
+                    }
                     if let Some(bytes) = self.format.chunk(&chunk) {
                         return Some(bytes);
                     }
@@ -119,7 +176,12 @@ impl<F: StreamFormat> Relay<F> {
                 None => {
                     self.upstream = None;
                     self.outcome = Some(Ok(()));
-                    return Some(self.format.done());
+                    let last = self.last_chunk.take();
+                    let done = self.format.done();
+                    return Some(match self.guard_flush(last.as_ref()) {
+                        Some(rest) => [rest, done].concat().into(),
+                        None => done,
+                    });
                 }
                 Some(Err(e)) => {
                     self.upstream = None;
@@ -151,7 +213,7 @@ impl<F: StreamFormat> Relay<F> {
         if let Some(u) = chunk.usage {
             self.usage = Some(u);
         }
-        if self.app.capture == Capture::None {
+        if self.app.capture == Capture::None && self.guard.is_none() {
             return;
         }
         for choice in &chunk.choices {
@@ -189,7 +251,17 @@ impl<F: StreamFormat> Drop for Relay<F> {
                 account::settle(&self.app, route, &mut trace, &usage);
             }
         }
-        if self.app.capture == Capture::Full {
+        if let Some(g) = self.guard.take() {
+            let tools: Vec<(String, String)> = self
+                .tool_calls
+                .iter()
+                .map(|c| (c.name.clone(), c.arguments.clone()))
+                .collect();
+            if let Some(redacted) = g.finish(&self.app, &mut trace, &self.output, &tools) {
+                self.output = redacted;
+            }
+        }
+        if self.app.capture.keeps_text() {
             let mut out = std::mem::take(&mut self.output);
             if !self.tool_calls.is_empty() {
                 let calls: Vec<serde_json::Value> = self

@@ -187,6 +187,7 @@ mod tests {
             timeout: None,
             first_token_timeout: None,
             cheapest: None,
+            capture: None,
         }
     }
 
