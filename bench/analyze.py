@@ -41,6 +41,8 @@ def main():
         "plain": "Profile: plain (one model, no auth or limits).",
         "governed": "Profile: governed (virtual-key auth on every request, a hard budget per tenant, "
         "rpm/tpm limits per key, retries + a fallback + a circuit breaker; limits in-process).",
+        "guarded": "Profile: guarded (a typical guardrail policy on the model: PII redaction with restore and "
+        "injection detection on input, secrets blocked both ways, card numbers blocked on output).",
         "governed-redis": "Profile: governed-redis (as governed, with budgets and rate limits in Redis "
         "at 127.0.0.1:6379, atomic Lua scripts).",
     }

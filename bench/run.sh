@@ -24,6 +24,9 @@
 #                   breaker, with limits counted in this process ([limits] backend = "local").
 #   governed-redis  the same with budgets and rate limits in Redis at 127.0.0.1:6379
 #                   (under a key prefix of its own, deleted afterwards).
+#   guarded         plain + a typical guardrail policy on the model: PII redaction with
+#                   restore and injection detection on input, secrets blocked both ways,
+#                   card numbers blocked on output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -35,7 +38,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v oha >/dev/null || { echo "installing oha (cargo install oha --locked; a few minutes)"; cargo install oha --locked; }
 CONNS=${BENCH_CONNECTIONS:-64}
 PROFILE=${BENCH_PROFILE:-plain}
-case "$PROFILE" in plain|governed|governed-redis) ;; *) echo "BENCH_PROFILE must be plain, governed or governed-redis (got $PROFILE)"; exit 2;; esac
+case "$PROFILE" in plain|governed|governed-redis|guarded) ;; *) echo "BENCH_PROFILE must be plain, governed, governed-redis or guarded (got $PROFILE)"; exit 2;; esac
 ROUNDS=${ROUNDS:-3}
 cargo build --release -p keel-cli
 KEEL=$ROOT/target/release/keel
@@ -61,7 +64,31 @@ input_price_per_mtok = 0.15
 output_price_per_mtok = 0.60
 TOML
 REDIS_PREFIX="keel-bench-$$:"
-if [ "$PROFILE" != plain ]; then
+if [ "$PROFILE" = guarded ]; then
+  cat >> "$WORK/keel.toml" <<TOML
+
+[guardrails.policies.typical]
+models = ["bench-model"]
+[[guardrails.policies.typical.checks]]
+check = "pii"
+on = "input"
+action = "redact"
+restore = true
+[[guardrails.policies.typical.checks]]
+check = "secrets"
+on = "both"
+action = "block"
+[[guardrails.policies.typical.checks]]
+check = "injection"
+[[guardrails.policies.typical.checks]]
+name = "no-cards-out"
+check = "pii"
+kinds = ["credit_card"]
+on = "output"
+action = "block"
+TOML
+  AUTH=()
+elif [ "$PROFILE" != plain ]; then
   if [ "$PROFILE" = governed-redis ]; then BACKEND=redis; else BACKEND=local; fi
   cat >> "$WORK/keel.toml" <<TOML
 retries = 2
