@@ -23,8 +23,14 @@ const PARAGRAPHS: &[&str] = &[
      spinach hidden in the sauce, and a version that can be frozen for weekday dinners.\n",
 ];
 
+/// One detector run over a message, returning how many things it found.
+type Detector<'a> = dyn Fn(&str) -> usize + 'a;
+
 fn main() {
-    let kb: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(512);
+    let kb: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(512);
     let mut text = String::with_capacity(kb * 1024 + 512);
     let mut i = 0;
     while text.len() < kb * 1024 {
@@ -35,21 +41,30 @@ fn main() {
         .map(|n| format!("bannedterm{n}"))
         .chain(["forbidden".to_string(), "kill switch".to_string()])
         .collect();
-    let regexes = vec![r"project\s+(?:x|y)".to_string(), r"codename\s+\w+".to_string()];
+    let regexes = vec![
+        r"project\s+(?:x|y)".to_string(),
+        r"codename\s+\w+".to_string(),
+    ];
     let matcher = TermMatcher::new(&terms, &regexes).unwrap_or_else(|e| panic!("{e}"));
 
     // Requests are a few KB each: measure on 4 KB messages, like the gateway sees them.
     let messages: Vec<&str> = split_at_chars(&text, 4096);
     let mb = text.len() as f64 / (1024.0 * 1024.0);
-    println!("input: {} KB in {} messages of ~4 KB", text.len() / 1024, messages.len());
+    println!(
+        "input: {} KB in {} messages of ~4 KB",
+        text.len() / 1024,
+        messages.len()
+    );
 
-    // Warm up (compiles the lazily built regexes).
-    black_box(scan(messages[0], Kind::ALL));
-    black_box(injection(messages[0]));
-    black_box(matcher.find(messages[0]));
+    // Warm up: compiles the lazily built regexes and fills their DFA caches.
+    for m in &messages {
+        black_box(scan(m, Kind::ALL));
+        black_box(injection(m));
+        black_box(matcher.find(m));
+    }
 
     let mut total_findings = 0;
-    let runs: [(&str, &dyn Fn(&str) -> usize); 4] = [
+    let runs: [(&str, &Detector); 4] = [
         ("scan (all kinds)", &|m| scan(m, Kind::ALL).len()),
         ("injection", &|m| injection(m).evidence.len()),
         ("terms (50 terms, 2 regexes)", &|m| matcher.find(m).len()),
@@ -62,33 +77,51 @@ fn main() {
     ];
     let mut all_secs = 0.0;
     for (name, run) in runs {
-        let start = Instant::now();
+        // Best of three: the machine is shared, the minimum is the least disturbed run.
+        let mut secs = f64::MAX;
         let mut n = 0;
-        for m in &messages {
-            n += black_box(run(m));
+        for _ in 0..3 {
+            let start = Instant::now();
+            n = 0;
+            for m in &messages {
+                n += black_box(run(m));
+            }
+            secs = secs.min(start.elapsed().as_secs_f64());
         }
-        let secs = start.elapsed().as_secs_f64();
         if name != "scan + redact" {
             all_secs += secs;
         }
         total_findings += n;
         report(name, mb, secs, text.len());
     }
-    report("all detectors (scan + injection + terms)", mb, all_secs, text.len());
+    report(
+        "all detectors (scan + injection + terms)",
+        mb,
+        all_secs,
+        text.len(),
+    );
     println!("per kind:");
     for &kind in Kind::ALL {
-        let start = Instant::now();
-        for m in &messages {
-            total_findings += black_box(scan(m, &[kind])).len();
+        let mut secs = f64::MAX;
+        for _ in 0..3 {
+            let start = Instant::now();
+            for m in &messages {
+                black_box(scan(m, &[kind]));
+            }
+            secs = secs.min(start.elapsed().as_secs_f64());
         }
-        report(&format!("  scan {kind}"), mb, start.elapsed().as_secs_f64(), text.len());
+        report(&format!("  scan {kind}"), mb, secs, text.len());
     }
     println!("(findings and evidence counted: {total_findings})");
 }
 
 fn report(name: &str, mb: f64, secs: f64, bytes: usize) {
     let us_per_kb = secs * 1e6 / (bytes as f64 / 1024.0);
-    println!("{name:<42} {:>8.1} MB/s {:>8.2} µs/KB", mb / secs, us_per_kb);
+    println!(
+        "{name:<42} {:>8.1} MB/s {:>8.2} µs/KB",
+        mb / secs,
+        us_per_kb
+    );
 }
 
 fn split_at_chars(text: &str, size: usize) -> Vec<&str> {

@@ -43,7 +43,10 @@ struct Word {
 fn words(text: &str) -> Vec<Word> {
     let mut out = Vec::new();
     let mut start = None;
-    for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+    for (i, c) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), ' ')))
+    {
         if c.is_alphanumeric() {
             start.get_or_insert(i);
         } else if let Some(s) = start.take() {
@@ -51,7 +54,11 @@ fn words(text: &str) -> Vec<Word> {
             for l in text[s..i].chars().flat_map(char::to_lowercase) {
                 l.hash(&mut h);
             }
-            out.push(Word { hash: h.finish(), start: s, end: i });
+            out.push(Word {
+                hash: h.finish(),
+                start: s,
+                end: i,
+            });
         }
     }
     out
@@ -69,7 +76,11 @@ fn shingle_hash(words: &[Word]) -> u64 {
 pub fn leak(output: &str, system_prompt: &str) -> LeakReport {
     let prompt = words(system_prompt);
     let out = words(output);
-    let empty = LeakReport { score: 0.0, longest_run_words: 0, evidence: Vec::new() };
+    let empty = LeakReport {
+        score: 0.0,
+        longest_run_words: 0,
+        evidence: Vec::new(),
+    };
     if prompt.is_empty() || out.is_empty() {
         return empty;
     }
@@ -86,7 +97,11 @@ pub fn leak(output: &str, system_prompt: &str) -> LeakReport {
         let (start, end) = (window[0].start, window[n - 1].end);
         match evidence.last_mut() {
             Some(last) if start <= last.end => last.end = last.end.max(end),
-            _ => evidence.push(Evidence { signal: "system_prompt_overlap".into(), start, end }),
+            _ => evidence.push(Evidence {
+                signal: "system_prompt_overlap".into(),
+                start,
+                end,
+            }),
         }
     }
     LeakReport {

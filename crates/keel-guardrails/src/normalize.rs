@@ -104,7 +104,16 @@ pub(crate) fn fold_leet(c: char) -> char {
 /// Fold the ASCII letters of a regex written in plain lower-case English so that it
 /// matches normalised text (only `l` changes); regex syntax is left alone.
 pub(crate) fn fold_pattern(pattern: &str) -> String {
-    pattern.chars().map(|c| if c.is_ascii_lowercase() { fold_leet(c) } else { c }).collect()
+    pattern
+        .chars()
+        .map(|c| {
+            if c.is_ascii_lowercase() {
+                fold_leet(c)
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn is_word_separator(c: char) -> bool {
@@ -112,15 +121,24 @@ fn is_word_separator(c: char) -> bool {
 }
 
 fn push_folded(units: &mut Vec<Unit>, c: char, start: u32, end: u32) {
+    if c.is_ascii() {
+        let ch = if c.is_ascii_whitespace() {
+            ' '
+        } else {
+            fold_leet(c.to_ascii_lowercase())
+        };
+        units.push(Unit { ch, start, end });
+        return;
+    }
     if is_combining_mark(c) {
         return;
     }
     if c.is_whitespace() {
-        units.push(Unit { ch: ' ', start, end });
-        return;
-    }
-    if c.is_ascii() {
-        units.push(Unit { ch: fold_leet(c.to_ascii_lowercase()), start, end });
+        units.push(Unit {
+            ch: ' ',
+            start,
+            end,
+        });
         return;
     }
     for lower in c.to_lowercase() {
@@ -170,7 +188,11 @@ fn spelled_out_separators(units: &[Unit]) -> Option<Vec<bool>> {
             i += 1;
             continue;
         }
-        let Some(sep) = units.get(i + 1).map(|u| u.ch).filter(|&c| is_word_separator(c)) else {
+        let Some(sep) = units
+            .get(i + 1)
+            .map(|u| u.ch)
+            .filter(|&c| is_word_separator(c))
+        else {
             i += 1;
             continue;
         };

@@ -42,7 +42,9 @@ impl Redaction {
             if f.start < copied_to || f.start >= f.end {
                 continue;
             }
-            let (Some(before), Some(original)) = (text.get(copied_to..f.start), text.get(f.start..f.end)) else {
+            let (Some(before), Some(original)) =
+                (text.get(copied_to..f.start), text.get(f.start..f.end))
+            else {
                 continue;
             };
             out.push_str(before);
@@ -65,11 +67,16 @@ impl Redaction {
         }
         for (open, _) in text.match_indices('[') {
             let rest = &text[open + 1..];
-            let Some(close) = rest.get(..MAX_PLACEHOLDER_LEN.min(rest.len())).and_then(|w| w.find(']')) else {
+            let Some(close) = rest
+                .get(..MAX_PLACEHOLDER_LEN.min(rest.len()))
+                .and_then(|w| w.find(']'))
+            else {
                 continue;
             };
             let token = &text[open..open + close + 2];
-            let Some((tag, n)) = rest[..close].rsplit_once('_') else { continue };
+            let Some((tag, n)) = rest[..close].rsplit_once('_') else {
+                continue;
+            };
             let Ok(n) = n.parse::<u32>() else { continue };
             if self.by_placeholder.contains_key(token) {
                 continue;
@@ -88,7 +95,8 @@ impl Redaction {
             let n = self.counters.entry(tag).or_insert(0);
             *n += 1;
             let placeholder = format!("[{tag}_{n}]");
-            self.by_placeholder.insert(placeholder.clone(), original.to_owned());
+            self.by_placeholder
+                .insert(placeholder.clone(), original.to_owned());
             self.by_original.insert(original.to_owned(), placeholder);
         }
         self.by_original.get(original).map_or("", String::as_str)
@@ -116,8 +124,12 @@ impl Redaction {
             while !text.is_char_boundary(window_end) {
                 window_end -= 1;
             }
-            let Some(window) = text.get(open..window_end) else { continue };
-            let Some(close) = window.find(']') else { continue };
+            let Some(window) = text.get(open..window_end) else {
+                continue;
+            };
+            let Some(close) = window.find(']') else {
+                continue;
+            };
             let candidate = &window[..=close];
             if let Some(original) = self.by_placeholder.get(candidate) {
                 let buf = out.get_or_insert_with(|| String::with_capacity(text.len() + 64));
@@ -139,7 +151,10 @@ impl Redaction {
     /// True when `tail` (starting with `[`) is a strict prefix of an issued placeholder.
     pub(crate) fn is_placeholder_prefix(&self, tail: &str) -> bool {
         tail.len() < MAX_PLACEHOLDER_LEN
-            && self.by_placeholder.keys().any(|p| p.len() > tail.len() && p.starts_with(tail))
+            && self
+                .by_placeholder
+                .keys()
+                .any(|p| p.len() > tail.len() && p.starts_with(tail))
     }
 
     /// No placeholder issued yet.
@@ -168,7 +183,10 @@ mod tests {
         let mut r = Redaction::new();
         let text = "Mail ann@example.com or bob@example.org, card 4111 1111 1111 1111, again ann@example.com";
         let red = redact_all(&mut r, text);
-        assert_eq!(red, "Mail [EMAIL_1] or [EMAIL_2], card [CARD_1], again [EMAIL_1]");
+        assert_eq!(
+            red,
+            "Mail [EMAIL_1] or [EMAIL_2], card [CARD_1], again [EMAIL_1]"
+        );
         assert_eq!(r.len(), 3);
         assert_eq!(r.restore(&red), text);
     }
@@ -185,7 +203,10 @@ mod tests {
     #[test]
     fn restore_in_any_order_and_leaves_unknown_tokens() {
         let mut r = Redaction::new();
-        redact_all(&mut r, "a@example.com then +44 20 7946 0958 then b@example.com");
+        redact_all(
+            &mut r,
+            "a@example.com then +44 20 7946 0958 then b@example.com",
+        );
         let answer = "[PHONE_1] belongs to [EMAIL_2]; [EMAIL_1] wrote [EMAIL_9] and [x] [EMAIL_1";
         assert_eq!(
             r.restore(answer),
@@ -208,7 +229,11 @@ mod tests {
         let mut r = Redaction::new();
         assert!(matches!(r.redact("plain", &[]), Cow::Borrowed(_)));
         assert!(r.is_empty());
-        let bogus = [Finding { kind: Kind::Email, start: 3, end: 99 }];
+        let bogus = [Finding {
+            kind: Kind::Email,
+            start: 3,
+            end: 99,
+        }];
         assert!(matches!(r.redact("plain", &bogus), Cow::Borrowed(_)));
     }
 
@@ -216,7 +241,10 @@ mod tests {
     fn openai_and_anthropic_share_the_api_key_counter() {
         let mut r = Redaction::new();
         assert_eq!(r.placeholder_for(Kind::OpenaiKey, "sk-1"), "[API_KEY_1]");
-        assert_eq!(r.placeholder_for(Kind::AnthropicKey, "sk-ant-2"), "[API_KEY_2]");
+        assert_eq!(
+            r.placeholder_for(Kind::AnthropicKey, "sk-ant-2"),
+            "[API_KEY_2]"
+        );
         assert_eq!(r.original("[API_KEY_2]"), Some("sk-ant-2"));
     }
 }

@@ -14,7 +14,10 @@ pub struct StreamRestorer<'r> {
 
 impl<'r> StreamRestorer<'r> {
     pub fn new(redaction: &'r Redaction) -> Self {
-        Self { redaction, pending: String::new() }
+        Self {
+            redaction,
+            pending: String::new(),
+        }
     }
 
     /// Feed the next chunk; returns the text that is safe to emit now.

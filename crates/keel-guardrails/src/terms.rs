@@ -49,7 +49,10 @@ impl TermMatcher {
                 regex::RegexBuilder::new(&pattern)
                     .size_limit(64 << 20)
                     .build()
-                    .map_err(|e| GuardError::TooManyTerms { count: term_names.len(), reason: e.to_string() })?,
+                    .map_err(|e| GuardError::TooManyTerms {
+                        count: term_names.len(),
+                        reason: e.to_string(),
+                    })?,
             )
         };
         let regexes = regexes
@@ -57,10 +60,17 @@ impl TermMatcher {
             .map(|source| {
                 Regex::new(&format!("(?i){}", fold_pattern(source)))
                     .map(|re| (source.clone(), re))
-                    .map_err(|e| GuardError::BadRegex { pattern: source.clone(), reason: e.to_string() })
+                    .map_err(|e| GuardError::BadRegex {
+                        pattern: source.clone(),
+                        reason: e.to_string(),
+                    })
             })
             .collect::<Result<_, _>>()?;
-        Ok(TermMatcher { terms: terms_regex, term_names, regexes })
+        Ok(TermMatcher {
+            terms: terms_regex,
+            term_names,
+            regexes,
+        })
     }
 
     /// True when there is nothing to look for.
@@ -84,7 +94,11 @@ impl TermMatcher {
                 if word(before) || word(after) {
                     continue;
                 }
-                let term = self.term_names.get(m.as_str()).cloned().unwrap_or_else(|| m.as_str().to_owned());
+                let term = self
+                    .term_names
+                    .get(m.as_str())
+                    .cloned()
+                    .unwrap_or_else(|| m.as_str().to_owned());
                 let (start, end) = normalized.original_span(m.start(), m.end());
                 found.push(TermMatch { term, start, end });
             }
@@ -95,7 +109,11 @@ impl TermMatcher {
                     continue;
                 }
                 let (start, end) = normalized.original_span(m.start(), m.end());
-                found.push(TermMatch { term: source.clone(), start, end });
+                found.push(TermMatch {
+                    term: source.clone(),
+                    start,
+                    end,
+                });
             }
         }
         found.sort_by_key(|m| (m.start, m.end));
@@ -113,7 +131,10 @@ mod tests {
     }
 
     fn hits<'t>(m: &TermMatcher, text: &'t str) -> Vec<(String, &'t str)> {
-        m.find(text).into_iter().map(|h| (h.term, &text[h.start..h.end])).collect()
+        m.find(text)
+            .into_iter()
+            .map(|h| (h.term, &text[h.start..h.end]))
+            .collect()
     }
 
     #[test]
@@ -140,14 +161,23 @@ mod tests {
         assert!(hits(&m, "a classic assessment, grass").is_empty());
         assert_eq!(hits(&m, "you ass!").len(), 1);
         let m = matcher(&["kill", "kill switch"], &[]);
-        assert_eq!(hits(&m, "the KILL SWITCH and ki11"), [("kill switch".into(), "KILL SWITCH"), ("kill".into(), "ki11")]);
+        assert_eq!(
+            hits(&m, "the KILL SWITCH and ki11"),
+            [
+                ("kill switch".into(), "KILL SWITCH"),
+                ("kill".into(), "ki11")
+            ]
+        );
         assert!(hits(&m, "skills killer").is_empty());
     }
 
     #[test]
     fn regexes_run_on_normalised_text() {
         let m = matcher(&[], &[r"project\s+(?:x|y)\d*"]);
-        assert_eq!(hits(&m, "about PROJECT   X soon"), [(r"project\s+(?:x|y)\d*".to_string(), "PROJECT   X")]);
+        assert_eq!(
+            hits(&m, "about PROJECT   X soon"),
+            [(r"project\s+(?:x|y)\d*".to_string(), "PROJECT   X")]
+        );
         assert!(matches!(
             TermMatcher::new(&[], &["(unclosed".to_string()]),
             Err(GuardError::BadRegex { .. })

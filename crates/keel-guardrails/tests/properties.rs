@@ -4,8 +4,16 @@
 use keel_guardrails::{injection, scan, Kind, Redaction, StreamRestorer, TermMatcher};
 use proptest::prelude::*;
 
-const EMAILS: &[&str] = &["ann@example.com", "bob.smith+tag@mail.example.org", "c_d@sub.example.co.uk"];
-const CARDS: &[&str] = &["4111 1111 1111 1111", "5500-0055-5555-5559", "378282246310005"];
+const EMAILS: &[&str] = &[
+    "ann@example.com",
+    "bob.smith+tag@mail.example.org",
+    "c_d@sub.example.co.uk",
+];
+const CARDS: &[&str] = &[
+    "4111 1111 1111 1111",
+    "5500-0055-5555-5559",
+    "378282246310005",
+];
 
 fn filler() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -18,7 +26,12 @@ fn filler() -> impl Strategy<Value = String> {
 
 fn text_with_pii() -> impl Strategy<Value = String> {
     proptest::collection::vec(
-        (filler(), prop::sample::select(EMAILS), filler(), prop::sample::select(CARDS)),
+        (
+            filler(),
+            prop::sample::select(EMAILS),
+            filler(),
+            prop::sample::select(CARDS),
+        ),
         0..4,
     )
     .prop_map(|parts| {

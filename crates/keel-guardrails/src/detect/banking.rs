@@ -16,15 +16,64 @@ static IBAN: LazyLock<Regex> = LazyLock::new(|| {
 /// IBAN length per country (ISO 13616 registry), for the countries we check.
 fn iban_length(country: &str) -> Option<usize> {
     Some(match country {
-        "AD" => 24, "AE" => 23, "AT" => 20, "BA" => 20, "BE" => 16, "BG" => 22, "BH" => 22,
-        "BR" => 29, "CH" => 21, "CY" => 28, "CZ" => 24, "DE" => 22, "DK" => 18, "EE" => 20,
-        "ES" => 24, "FI" => 18, "FO" => 18, "FR" => 27, "GB" => 22, "GI" => 23, "GL" => 18,
-        "GR" => 27, "HR" => 21, "HU" => 28, "IE" => 22, "IL" => 23, "IS" => 26, "IT" => 27,
-        "KW" => 30, "KZ" => 20, "LB" => 28, "LI" => 21, "LT" => 20, "LU" => 20, "LV" => 21,
-        "MC" => 27, "ME" => 22, "MK" => 19, "MT" => 31, "MU" => 30, "NL" => 18, "NO" => 15,
-        "PK" => 24, "PL" => 28, "PT" => 25, "QA" => 29, "RO" => 24, "RS" => 22, "SA" => 24,
-        "SE" => 24, "SI" => 19, "SK" => 24, "SM" => 27, "TN" => 24, "TR" => 26, "UA" => 29,
-        "VA" => 22, "XK" => 20,
+        "AD" => 24,
+        "AE" => 23,
+        "AT" => 20,
+        "BA" => 20,
+        "BE" => 16,
+        "BG" => 22,
+        "BH" => 22,
+        "BR" => 29,
+        "CH" => 21,
+        "CY" => 28,
+        "CZ" => 24,
+        "DE" => 22,
+        "DK" => 18,
+        "EE" => 20,
+        "ES" => 24,
+        "FI" => 18,
+        "FO" => 18,
+        "FR" => 27,
+        "GB" => 22,
+        "GI" => 23,
+        "GL" => 18,
+        "GR" => 27,
+        "HR" => 21,
+        "HU" => 28,
+        "IE" => 22,
+        "IL" => 23,
+        "IS" => 26,
+        "IT" => 27,
+        "KW" => 30,
+        "KZ" => 20,
+        "LB" => 28,
+        "LI" => 21,
+        "LT" => 20,
+        "LU" => 20,
+        "LV" => 21,
+        "MC" => 27,
+        "ME" => 22,
+        "MK" => 19,
+        "MT" => 31,
+        "MU" => 30,
+        "NL" => 18,
+        "NO" => 15,
+        "PK" => 24,
+        "PL" => 28,
+        "PT" => 25,
+        "QA" => 29,
+        "RO" => 24,
+        "RS" => 22,
+        "SA" => 24,
+        "SE" => 24,
+        "SI" => 19,
+        "SK" => 24,
+        "SM" => 27,
+        "TN" => 24,
+        "TR" => 26,
+        "UA" => 29,
+        "VA" => 22,
+        "XK" => 20,
         _ => return None,
     })
 }
@@ -35,7 +84,9 @@ pub(super) fn find_ibans(text: &str, out: &mut Vec<Finding>) {
         if byte_before(text, start, |b| b.is_ascii_alphanumeric()) {
             continue;
         }
-        let Some(want) = m.as_str().get(0..2).and_then(iban_length) else { continue };
+        let Some(want) = m.as_str().get(0..2).and_then(iban_length) else {
+            continue;
+        };
         // Take exactly `want` alphanumerics; the regex may have run into a following word.
         let mut taken = 0;
         let mut end = start;
@@ -52,7 +103,11 @@ pub(super) fn find_ibans(text: &str, out: &mut Vec<Finding>) {
             continue;
         }
         if mod97_valid(&text[start..end]) {
-            out.push(Finding { kind: Kind::Iban, start, end });
+            out.push(Finding {
+                kind: Kind::Iban,
+                start,
+                end,
+            });
         }
     }
 }
@@ -108,11 +163,11 @@ mod tests {
     #[test]
     fn wrong_check_digit_or_length_is_not_an_iban() {
         for t in [
-            "DE88 3704 0044 0532 0130 00",  // check digit
-            "DE89 3704 0044 0532 0130 0",   // too short
-            "XX89 3704 0044 0532 0130 00",  // unknown country
-            "GB29NWBK6016133192681",        // too short for GB
-            "ID12345678901234567890",       // not a country we check
+            "DE88 3704 0044 0532 0130 00", // check digit
+            "DE89 3704 0044 0532 0130 0",  // too short
+            "XX89 3704 0044 0532 0130 00", // unknown country
+            "GB29NWBK6016133192681",       // too short for GB
+            "ID12345678901234567890",      // not a country we check
         ] {
             assert!(ibans(t).is_empty(), "{t}");
         }

@@ -22,7 +22,9 @@ pub(super) fn find_emails(text: &str, out: &mut Vec<Finding>) {
     for m in EMAIL.find_iter(text) {
         let (start, end) = (m.start(), m.end());
         // Part of a longer token: `a@b.com1`, `x.a@b.com` already absorbed by the regex.
-        if byte_at(text, end, |b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if byte_at(text, end, |b| {
+            b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+        }) {
             continue;
         }
         if byte_before(text, start, |b| b == b'@' || b == b'/' || b == b'\\') {
@@ -31,12 +33,15 @@ pub(super) fn find_emails(text: &str, out: &mut Vec<Finding>) {
         if byte_at(text, end, |b| b == b'(') {
             continue;
         }
-        if byte_at(text, end, |b| b == b':')
-            && byte_at(text, end + 1, |b| !b.is_ascii_whitespace())
+        if byte_at(text, end, |b| b == b':') && byte_at(text, end + 1, |b| !b.is_ascii_whitespace())
         {
             continue;
         }
-        out.push(Finding { kind: Kind::Email, start, end });
+        out.push(Finding {
+            kind: Kind::Email,
+            start,
+            end,
+        });
     }
 }
 
@@ -52,9 +57,18 @@ mod tests {
 
     #[test]
     fn finds_standard_addresses() {
-        assert_eq!(emails("write to jane.doe@example.com today"), ["jane.doe@example.com"]);
-        assert_eq!(emails("<bob+billing@mail.eu.example.co.uk>"), ["bob+billing@mail.eu.example.co.uk"]);
-        assert_eq!(emails("A_B-c@sub-domain.example.io."), ["A_B-c@sub-domain.example.io"]);
+        assert_eq!(
+            emails("write to jane.doe@example.com today"),
+            ["jane.doe@example.com"]
+        );
+        assert_eq!(
+            emails("<bob+billing@mail.eu.example.co.uk>"),
+            ["bob+billing@mail.eu.example.co.uk"]
+        );
+        assert_eq!(
+            emails("A_B-c@sub-domain.example.io."),
+            ["A_B-c@sub-domain.example.io"]
+        );
         assert_eq!(emails("email: x@y.org: please reply"), ["x@y.org"]);
         assert_eq!(emails("a@b.com, c@d.net"), ["a@b.com", "c@d.net"]);
     }

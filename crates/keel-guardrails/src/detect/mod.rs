@@ -109,7 +109,10 @@ mod tests {
             f(Kind::IpAddress, 5, 30),
             f(Kind::Email, 40, 50),
         ]);
-        assert_eq!(kept, vec![f(Kind::IpAddress, 5, 30), f(Kind::Email, 40, 50)]);
+        assert_eq!(
+            kept,
+            vec![f(Kind::IpAddress, 5, 30), f(Kind::Email, 40, 50)]
+        );
         let kept = resolve_overlaps(vec![f(Kind::Phone, 0, 10), f(Kind::CreditCard, 0, 10)]);
         assert_eq!(kept, vec![f(Kind::CreditCard, 0, 10)]);
         let kept = resolve_overlaps(vec![f(Kind::Phone, 0, 10), f(Kind::Email, 10, 20)]);

@@ -31,7 +31,11 @@ pub(super) fn find_ipv6(text: &str, out: &mut Vec<Finding>) {
         if groups < 2 || hex_digits < 5 || s.parse::<Ipv6Addr>().is_err() {
             continue;
         }
-        out.push(Finding { kind: Kind::IpAddress, start, end });
+        out.push(Finding {
+            kind: Kind::IpAddress,
+            start,
+            end,
+        });
     }
 }
 
@@ -47,15 +51,28 @@ mod tests {
 
     #[test]
     fn finds_ipv6() {
-        assert_eq!(v6("from 2001:db8::8a2e:370:7334 ok"), ["2001:db8::8a2e:370:7334"]);
+        assert_eq!(
+            v6("from 2001:db8::8a2e:370:7334 ok"),
+            ["2001:db8::8a2e:370:7334"]
+        );
         assert_eq!(v6("[fe80::1]:8080"), ["fe80::1"]);
-        assert_eq!(v6("2001:0db8:85a3:0000:0000:8a2e:0370:7334"), ["2001:0db8:85a3:0000:0000:8a2e:0370:7334"]);
+        assert_eq!(
+            v6("2001:0db8:85a3:0000:0000:8a2e:0370:7334"),
+            ["2001:0db8:85a3:0000:0000:8a2e:0370:7334"]
+        );
         assert_eq!(v6("::ffff:192.0.2.128"), ["::ffff:192.0.2.128"]);
     }
 
     #[test]
     fn rejects_paths_times_and_macs() {
-        for t in ["use std::io::Read;", "at 12:30:45", "mac 00:1a:2b:3c:4d:5e", "a::b", "dead::beef::1", "::"] {
+        for t in [
+            "use std::io::Read;",
+            "at 12:30:45",
+            "mac 00:1a:2b:3c:4d:5e",
+            "a::b",
+            "dead::beef::1",
+            "::",
+        ] {
             assert!(v6(t).is_empty(), "{t}");
         }
     }

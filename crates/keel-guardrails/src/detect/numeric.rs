@@ -21,7 +21,6 @@ fn compile(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| unreachable!("static numeric regex: {e}"))
 }
 
-static DIGIT_RUN: LazyLock<Regex> = LazyLock::new(|| compile(r"[+(]?[0-9](?:[ .\-()]{0,2}[0-9])*"));
 static SSN: LazyLock<Regex> = LazyLock::new(|| compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}"));
 static SSN_IN_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
     compile(r"(?i)\b(?:ssn|social security(?: number| no\.?| #)?)\s*(?:is|:|#|=|-)?\s*([0-9]{9})\b")
@@ -29,7 +28,9 @@ static SSN_IN_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
 static IPV4: LazyLock<Regex> = LazyLock::new(|| compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}"));
 static CARD: LazyLock<Regex> = LazyLock::new(|| compile(r"[0-9](?:[ \-]?[0-9]){12,18}"));
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    compile(r"\+?(?:[0-9]{1,4}[ .\-]?)?(?:\([0-9]{1,5}\)[ .\-]?)?[0-9]{1,15}(?:[ .\-][0-9]{1,15}){0,6}")
+    compile(
+        r"\+?(?:[0-9]{1,4}[ .\-]?)?(?:\([0-9]{1,5}\)[ .\-]?)?[0-9]{1,15}(?:[ .\-][0-9]{1,15}){0,6}",
+    )
 });
 
 pub(super) fn find(text: &str, kinds: &[Kind], out: &mut Vec<Finding>) {
@@ -37,36 +38,45 @@ pub(super) fn find(text: &str, kinds: &[Kind], out: &mut Vec<Finding>) {
         return;
     }
     let wants = |k: Kind| kinds.contains(&k);
-    for run in DIGIT_RUN.find_iter(text) {
-        let (base, slice) = (run.start(), run.as_str());
+    for (base, end) in DigitRuns::new(text) {
+        let slice = &text[base..end];
         if slice.len() < 7 {
             continue; // shorter than any kind here (1.2.3.4 is 7 bytes)
         }
-        let mut push = |kind, s: usize, e: usize| out.push(Finding { kind, start: base + s, end: base + e });
-        if wants(Kind::UsSsn) {
+        let digits = slice.bytes().filter(u8::is_ascii_digit).count();
+        let dots = slice.bytes().filter(|&b| b == b'.').count();
+        let mut push = |kind, s: usize, e: usize| {
+            out.push(Finding {
+                kind,
+                start: base + s,
+                end: base + e,
+            })
+        };
+        if wants(Kind::UsSsn) && digits >= 9 && slice.contains('-') {
             for m in SSN.find_iter(slice) {
                 if isolated(text, base + m.start(), base + m.end()) && valid_ssn(m.as_str()) {
                     push(Kind::UsSsn, m.start(), m.end());
                 }
             }
         }
-        if wants(Kind::IpAddress) {
+        if wants(Kind::IpAddress) && dots >= 3 {
             for m in IPV4.find_iter(slice) {
                 if isolated(text, base + m.start(), base + m.end()) && valid_ipv4(m.as_str()) {
                     push(Kind::IpAddress, m.start(), m.end());
                 }
             }
         }
-        if wants(Kind::CreditCard) {
+        if wants(Kind::CreditCard) && digits >= 13 {
             for m in CARD.find_iter(slice) {
                 if let Some((s, e)) = card_within(text, base + m.start(), m.as_str()) {
                     push(Kind::CreditCard, m.start() + s, m.start() + e);
                 }
             }
         }
-        if wants(Kind::Phone) {
+        if wants(Kind::Phone) && digits >= 8 {
             for m in PHONE.find_iter(slice) {
-                if isolated(text, base + m.start(), base + m.end()) && looks_like_phone(m.as_str()) {
+                if isolated(text, base + m.start(), base + m.end()) && looks_like_phone(m.as_str())
+                {
                     push(Kind::Phone, m.start(), m.end());
                 }
             }
@@ -78,10 +88,62 @@ pub(super) fn find(text: &str, kinds: &[Kind], out: &mut Vec<Finding>) {
                 let d = m.as_str();
                 let dashed = format!("{}-{}-{}", &d[..3], &d[3..5], &d[5..]);
                 if valid_ssn(&dashed) {
-                    out.push(Finding { kind: Kind::UsSsn, start: m.start(), end: m.end() });
+                    out.push(Finding {
+                        kind: Kind::UsSsn,
+                        start: m.start(),
+                        end: m.end(),
+                    });
                 }
             }
         }
+    }
+}
+
+/// Byte spans of "digit runs": an optional `+` or `(`, a digit, then more digits each
+/// reached over at most two of ` .-()`. A hand-rolled scan: this runs over every request.
+struct DigitRuns<'t> {
+    bytes: &'t [u8],
+    at: usize,
+}
+
+impl<'t> DigitRuns<'t> {
+    fn new(text: &'t str) -> Self {
+        DigitRuns {
+            bytes: text.as_bytes(),
+            at: 0,
+        }
+    }
+}
+
+impl Iterator for DigitRuns<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        let b = self.bytes;
+        let first = self.at + b.get(self.at..)?.iter().position(u8::is_ascii_digit)?;
+        let start = if first > 0 && matches!(b[first - 1], b'+' | b'(') {
+            first - 1
+        } else {
+            first
+        };
+        let is_sep = |x: u8| matches!(x, b' ' | b'.' | b'-' | b'(' | b')');
+        let mut end = first + 1;
+        loop {
+            while end < b.len() && b[end].is_ascii_digit() {
+                end += 1;
+            }
+            let mut next = end;
+            while next < b.len() && next - end < 2 && is_sep(b[next]) {
+                next += 1;
+            }
+            if next > end && next < b.len() && b[next].is_ascii_digit() {
+                end = next;
+            } else {
+                break;
+            }
+        }
+        self.at = end;
+        Some((start, end))
     }
 }
 
@@ -92,12 +154,15 @@ fn isolated(text: &str, start: usize, end: usize) -> bool {
             && start >= 2
             && byte_before(text, start - 1, |b| b.is_ascii_digit()));
     let glued_after = byte_at(text, end, |b| b.is_ascii_alphanumeric() || b == b'_')
-        || (byte_at(text, end, |b| b == b'.' || b == b'-') && byte_at(text, end + 1, |b| b.is_ascii_digit()));
+        || (byte_at(text, end, |b| b == b'.' || b == b'-')
+            && byte_at(text, end + 1, |b| b.is_ascii_digit()));
     !glued_before && !glued_after
 }
 
 fn digits_of(s: &str) -> impl Iterator<Item = u32> + '_ {
-    s.bytes().filter(u8::is_ascii_digit).map(|b| u32::from(b - b'0'))
+    s.bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| u32::from(b - b'0'))
 }
 
 fn digit_groups(s: &str) -> Vec<usize> {
@@ -116,7 +181,8 @@ pub(crate) fn valid_ssn(s: &str) -> bool {
 }
 
 fn valid_ipv4(s: &str) -> bool {
-    s.split('.').all(|o| o.parse::<u16>().is_ok_and(|v| v <= 255))
+    s.split('.')
+        .all(|o| o.parse::<u16>().is_ok_and(|v| v <= 255))
 }
 
 /// The Luhn (mod 10) check used by every card network.
@@ -125,9 +191,19 @@ pub(crate) fn luhn(digits: &[u32]) -> bool {
         .iter()
         .rev()
         .enumerate()
-        .map(|(i, &d)| if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d })
+        .map(|(i, &d)| {
+            if i % 2 == 1 {
+                if d * 2 > 9 {
+                    d * 2 - 9
+                } else {
+                    d * 2
+                }
+            } else {
+                d
+            }
+        })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Issuer prefixes (IIN) of the major networks.
@@ -170,7 +246,10 @@ fn valid_card(s: &str) -> bool {
 fn card_within(text: &str, at: usize, run: &str) -> Option<(usize, usize)> {
     let b = run.as_bytes();
     let starts = (0..b.len()).filter(|&i| i == 0 || !b[i - 1].is_ascii_digit());
-    let ends: Vec<usize> = (1..=b.len()).rev().filter(|&e| e == b.len() || !b[e].is_ascii_digit()).collect();
+    let ends: Vec<usize> = (1..=b.len())
+        .rev()
+        .filter(|&e| e == b.len() || !b[e].is_ascii_digit())
+        .collect();
     let mut best: Option<(usize, usize)> = None;
     for s in starts {
         for &e in ends.iter().filter(|&&e| e > s) {
@@ -190,7 +269,8 @@ fn looks_like_phone(s: &str) -> bool {
         return (8..=15).contains(&digit_count);
     }
     if s.contains('(') {
-        return s.starts_with('(') && (digit_count == 10 || (digit_count == 11 && s.starts_with("(0")));
+        return s.starts_with('(')
+            && (digit_count == 10 || (digit_count == 11 && s.starts_with("(0")));
     }
     let separators: Vec<char> = s.chars().filter(|c| !c.is_ascii_digit()).collect();
     let one_separator = separators.windows(2).all(|w| w[0] == w[1]);
@@ -213,7 +293,10 @@ mod tests {
     fn found(text: &str, kind: Kind) -> Vec<&str> {
         let mut out = Vec::new();
         find(text, &[kind], &mut out);
-        out.iter().filter(|f| f.kind == kind).map(|f| &text[f.start..f.end]).collect()
+        out.iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| &text[f.start..f.end])
+            .collect()
     }
 
     #[test]
@@ -252,12 +335,26 @@ mod tests {
 
     #[test]
     fn cards_need_luhn_and_known_prefix() {
-        for c in ["4111 1111 1111 1111", "4111-1111-1111-1111", "5500005555555559", "378282246310005", "3782 822463 10005", "6011 0009 9013 9424", "2221000000000009"] {
+        for c in [
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "5500005555555559",
+            "378282246310005",
+            "3782 822463 10005",
+            "6011 0009 9013 9424",
+            "2221000000000009",
+        ] {
             let text = format!("card: {c}.");
             assert_eq!(found(&text, Kind::CreditCard), [c], "{c}");
         }
-        assert_eq!(found("card 4111 1111 1111 1111 12 26 cvv", Kind::CreditCard), ["4111 1111 1111 1111"]);
-        assert_eq!(found("qty 2 4111 1111 1111 1111", Kind::CreditCard), ["4111 1111 1111 1111"]);
+        assert_eq!(
+            found("card 4111 1111 1111 1111 12 26 cvv", Kind::CreditCard),
+            ["4111 1111 1111 1111"]
+        );
+        assert_eq!(
+            found("qty 2 4111 1111 1111 1111", Kind::CreditCard),
+            ["4111 1111 1111 1111"]
+        );
         for t in [
             "card: 4111 1111 1111 1112",      // fails Luhn
             "card: 4111 1111 1111 1112 0",    // no valid prefix either
@@ -272,23 +369,46 @@ mod tests {
 
     #[test]
     fn ssn_ranges() {
-        assert_eq!(found("ssn 123-45-6789 on file", Kind::UsSsn), ["123-45-6789"]);
-        for t in ["000-12-3456", "666-12-3456", "912-12-3456", "123-00-4567", "123-45-0000", "1123-45-6789"] {
+        assert_eq!(
+            found("ssn 123-45-6789 on file", Kind::UsSsn),
+            ["123-45-6789"]
+        );
+        for t in [
+            "000-12-3456",
+            "666-12-3456",
+            "912-12-3456",
+            "123-00-4567",
+            "123-45-0000",
+            "1123-45-6789",
+        ] {
             assert!(found(t, Kind::UsSsn).is_empty(), "{t}");
         }
         assert_eq!(found("My SSN: 123456789", Kind::UsSsn), ["123456789"]);
-        assert_eq!(found("social security number is 234567890", Kind::UsSsn), ["234567890"]);
+        assert_eq!(
+            found("social security number is 234567890", Kind::UsSsn),
+            ["234567890"]
+        );
         assert!(found("order 123456789", Kind::UsSsn).is_empty());
         assert!(found("SSN: 666456789", Kind::UsSsn).is_empty());
     }
 
     #[test]
     fn ipv4_octets_and_boundaries() {
-        assert_eq!(found("host 192.168.1.20 up", Kind::IpAddress), ["192.168.1.20"]);
+        assert_eq!(
+            found("host 192.168.1.20 up", Kind::IpAddress),
+            ["192.168.1.20"]
+        );
         assert_eq!(found("1.2.3.4", Kind::IpAddress), ["1.2.3.4"]);
         for t in ["256.1.1.1", "v1.2.3.4.5", "1.2.3.4.5", "10.0.0", "a1.2.3.4"] {
             assert!(found(t, Kind::IpAddress).is_empty(), "{t}");
         }
+    }
+
+    #[test]
+    fn digit_runs_join_separators() {
+        let text = "call +1 (415) 555-2671. then 12, and 3. 4 or 5.. 6";
+        let runs: Vec<&str> = DigitRuns::new(text).map(|(s, e)| &text[s..e]).collect();
+        assert_eq!(runs, ["+1 (415) 555-2671", "12", "3. 4", "5", "6"]);
     }
 
     #[test]

@@ -40,7 +40,9 @@ pub(super) fn find(text: &str, kinds: &[Kind], out: &mut Vec<Finding>) {
     let wants = |k: Kind| kinds.contains(&k);
     for m in TOKENS.find_iter(text) {
         let (start, end) = (m.start(), m.end());
-        let Some(kind) = classify(m.as_str()) else { continue };
+        let Some(kind) = classify(m.as_str()) else {
+            continue;
+        };
         if !wants(kind) {
             continue;
         }
@@ -55,16 +57,23 @@ pub(super) fn find(text: &str, kinds: &[Kind], out: &mut Vec<Finding>) {
         for caps in ASSIGNED_SECRET.captures_iter(text) {
             let Some(v) = caps.get(1) else { continue };
             let value = v.as_str().trim_end_matches(['.', ',']);
-            let mixed = value.bytes().any(|b| b.is_ascii_digit()) && value.bytes().any(|b| b.is_ascii_alphabetic());
+            let mixed = value.bytes().any(|b| b.is_ascii_digit())
+                && value.bytes().any(|b| b.is_ascii_alphabetic());
             if value.len() >= 12 && mixed {
-                out.push(Finding { kind: Kind::GenericSecret, start: v.start(), end: v.start() + value.len() });
+                out.push(Finding {
+                    kind: Kind::GenericSecret,
+                    start: v.start(),
+                    end: v.start() + value.len(),
+                });
             }
         }
     }
 }
 
 fn classify(token: &str) -> Option<Kind> {
-    let has_digit_and_letter = |s: &str| s.bytes().any(|b| b.is_ascii_digit()) && s.bytes().any(|b| b.is_ascii_alphabetic());
+    let has_digit_and_letter = |s: &str| {
+        s.bytes().any(|b| b.is_ascii_digit()) && s.bytes().any(|b| b.is_ascii_alphabetic())
+    };
     if token.starts_with("-----BEGIN") {
         Some(Kind::PrivateKey)
     } else if token.starts_with("AKIA") || token.starts_with("ASIA") {
@@ -72,7 +81,8 @@ fn classify(token: &str) -> Option<Kind> {
     } else if let Some(rest) = token.strip_prefix("sk-ant-") {
         (rest.len() >= 20 && has_digit_and_letter(rest)).then_some(Kind::AnthropicKey)
     } else if let Some(rest) = token.strip_prefix("sk-") {
-        (has_digit_and_letter(rest) && rest.bytes().filter(u8::is_ascii_digit).count() >= 3).then_some(Kind::OpenaiKey)
+        (has_digit_and_letter(rest) && rest.bytes().filter(u8::is_ascii_digit).count() >= 3)
+            .then_some(Kind::OpenaiKey)
     } else if token.starts_with("gh") || token.starts_with("github_pat_") {
         Some(Kind::GithubToken)
     } else if token.starts_with("xox") || token.starts_with("https://hooks.slack.com/") {
@@ -85,11 +95,16 @@ fn classify(token: &str) -> Option<Kind> {
 }
 
 fn jwt_header_has_alg(token: &str) -> bool {
-    let Some(header) = token.split('.').next() else { return false };
-    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')) else {
+    let Some(header) = token.split('.').next() else {
         return false;
     };
-    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).is_ok_and(|h| h.contains_key("alg"))
+    let Ok(bytes) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header.trim_end_matches('='))
+    else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes)
+        .is_ok_and(|h| h.contains_key("alg"))
 }
 
 #[cfg(test)]
@@ -99,7 +114,9 @@ mod tests {
     fn secrets(text: &str) -> Vec<(Kind, &str)> {
         let mut out = Vec::new();
         find(text, Kind::SECRETS, &mut out);
-        out.iter().map(|f| (f.kind, &text[f.start..f.end])).collect()
+        out.iter()
+            .map(|f| (f.kind, &text[f.start..f.end]))
+            .collect()
     }
 
     const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
@@ -109,13 +126,34 @@ mod tests {
         let cases: &[(Kind, &str)] = &[
             (Kind::AwsAccessKey, "AKIAIOSFODNN7EXAMPLE"),
             (Kind::AwsAccessKey, "ASIAY34FZKBOKMUTVV7A"),
-            (Kind::OpenaiKey, "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z_AbC7dE0fG"),
-            (Kind::OpenaiKey, "sk-T3BlbkFJ1234567890abcdefABCDEF1234567890abcd"),
-            (Kind::AnthropicKey, "sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Jh1Gf0EdCbA-xyz_123"),
-            (Kind::GithubToken, "ghp_1234567890abcdefghijABCDEFGHIJ123456"),
-            (Kind::GithubToken, "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz"),
-            (Kind::SlackToken, "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"),
-            (Kind::SlackToken, "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"),
+            (
+                Kind::OpenaiKey,
+                "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z_AbC7dE0fG",
+            ),
+            (
+                Kind::OpenaiKey,
+                "sk-T3BlbkFJ1234567890abcdefABCDEF1234567890abcd",
+            ),
+            (
+                Kind::AnthropicKey,
+                "sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Jh1Gf0EdCbA-xyz_123",
+            ),
+            (
+                Kind::GithubToken,
+                "ghp_1234567890abcdefghijABCDEFGHIJ123456",
+            ),
+            (
+                Kind::GithubToken,
+                "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+            ),
+            (
+                Kind::SlackToken,
+                "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+            ),
+            (
+                Kind::SlackToken,
+                "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+            ),
             (Kind::Jwt, JWT),
         ];
         for &(kind, token) in cases {
@@ -137,13 +175,13 @@ mod tests {
     #[test]
     fn near_misses_are_not_secrets() {
         for t in [
-            "AKIA1234",                                   // too short
-            "use sk-learn-tutorial-for-beginners today",  // words, no digits
+            "AKIA1234",                                  // too short
+            "use sk-learn-tutorial-for-beginners today", // words, no digits
             "ghp_short",
             "xoxq-1234567890-abc",
             "eyJub3QiOiJhIGp3dCJ9.eyJzdWIiOiIxMjMifQ.abc", // header without alg
             "the task-ant-colony-simulation-2",
-            "password: hunter2",                          // too short for generic
+            "password: hunter2", // too short for generic
         ] {
             assert!(secrets(t).is_empty(), "{t}: {:?}", secrets(t));
         }
@@ -151,8 +189,15 @@ mod tests {
 
     #[test]
     fn generic_assignment_reports_only_the_value() {
-        let text = r#"config api_key = "Zq8XwP2mL9vB4nK7tR1s" and password: "S3cure-Passw0rd-2024"."#;
+        let text =
+            r#"config api_key = "Zq8XwP2mL9vB4nK7tR1s" and password: "S3cure-Passw0rd-2024"."#;
         let got = secrets(text);
-        assert_eq!(got, [(Kind::GenericSecret, "Zq8XwP2mL9vB4nK7tR1s"), (Kind::GenericSecret, "S3cure-Passw0rd-2024")]);
+        assert_eq!(
+            got,
+            [
+                (Kind::GenericSecret, "Zq8XwP2mL9vB4nK7tR1s"),
+                (Kind::GenericSecret, "S3cure-Passw0rd-2024")
+            ]
+        );
     }
 }
