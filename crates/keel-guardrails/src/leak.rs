@@ -111,8 +111,15 @@ pub fn leak(output: &str, system_prompt: &str) -> LeakReport {
     }
 }
 
+/// Above this many prompt×output word pairs the exact longest run is not computed; the run
+/// of consecutive matching shingles stands in for it (a lower bound once it reaches n words).
+const MAX_EXACT_RUN_CELLS: usize = 4_000_000;
+
 /// Longest common substring over words (dynamic programming, one row).
 fn longest_common_run(a: &[Word], b: &[Word]) -> usize {
+    if a.len().saturating_mul(b.len()) > MAX_EXACT_RUN_CELLS {
+        return longest_shingle_run(a, b);
+    }
     let mut row = vec![0usize; b.len() + 1];
     let mut best = 0;
     for wa in a {
@@ -125,6 +132,26 @@ fn longest_common_run(a: &[Word], b: &[Word]) -> usize {
         }
     }
     best
+}
+
+/// Longest run of output windows that are all prompt shingles, in words.
+fn longest_shingle_run(prompt: &[Word], out: &[Word]) -> usize {
+    let n = SHINGLE_WORDS.min(prompt.len());
+    let shingles: HashSet<u64> = prompt.windows(n).map(shingle_hash).collect();
+    let (mut best, mut current) = (0, 0);
+    for window in out.windows(n) {
+        current = if shingles.contains(&shingle_hash(window)) {
+            current + 1
+        } else {
+            0
+        };
+        best = best.max(current);
+    }
+    if best == 0 {
+        0
+    } else {
+        best + n - 1
+    }
 }
 
 #[cfg(test)]
@@ -158,5 +185,15 @@ mod tests {
         assert!(r.evidence.is_empty());
         assert_eq!(leak("anything", "").score, 0.0);
         assert_eq!(leak("Be brief.", "be   BRIEF").score, 1.0);
+    }
+
+    #[test]
+    fn long_texts_use_the_shingle_run() {
+        let prompt: String = (0..3000).map(|i| format!("w{i} ")).collect();
+        let half: String = (0..1500).map(|i| format!("w{i} ")).collect();
+        let output = format!("intro {half} outro");
+        let r = leak(&output, &prompt);
+        assert_eq!(r.longest_run_words, 1500);
+        assert!((r.score - 0.5).abs() < 0.01, "{r:?}");
     }
 }

@@ -121,20 +121,21 @@ fn is_word_separator(c: char) -> bool {
 }
 
 fn push_folded(units: &mut Vec<Unit>, c: char, start: u32, end: u32) {
+    if c.is_ascii() {
+        let ch = if c.is_ascii_whitespace() {
+            ' '
+        } else {
+            fold_leet(c.to_ascii_lowercase())
+        };
+        units.push(Unit { ch, start, end });
+        return;
+    }
     if is_combining_mark(c) {
         return;
     }
     if c.is_whitespace() {
         units.push(Unit {
             ch: ' ',
-            start,
-            end,
-        });
-        return;
-    }
-    if c.is_ascii() {
-        units.push(Unit {
-            ch: fold_leet(c.to_ascii_lowercase()),
             start,
             end,
         });

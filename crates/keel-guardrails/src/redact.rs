@@ -68,7 +68,7 @@ impl Redaction {
         for (open, _) in text.match_indices('[') {
             let rest = &text[open + 1..];
             let Some(close) = rest
-                .get(..MAX_PLACEHOLDER_LEN.min(rest.len()))
+                .get(..floor_char_boundary(rest, MAX_PLACEHOLDER_LEN))
                 .and_then(|w| w.find(']'))
             else {
                 continue;
@@ -120,10 +120,7 @@ impl Redaction {
         while let Some(rel) = text.get(search_from..).and_then(|rest| rest.find('[')) {
             let open = search_from + rel;
             search_from = open + 1;
-            let mut window_end = (open + MAX_PLACEHOLDER_LEN).min(text.len());
-            while !text.is_char_boundary(window_end) {
-                window_end -= 1;
-            }
+            let window_end = open + floor_char_boundary(&text[open..], MAX_PLACEHOLDER_LEN);
             let Some(window) = text.get(open..window_end) else {
                 continue;
             };
@@ -166,6 +163,15 @@ impl Redaction {
     pub fn len(&self) -> usize {
         self.by_placeholder.len()
     }
+}
+
+/// The largest char boundary of `s` at or below `at`.
+fn floor_char_boundary(s: &str, at: usize) -> usize {
+    let mut at = at.min(s.len());
+    while !s.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 #[cfg(test)]
@@ -221,6 +227,11 @@ mod tests {
         let text = "ann@example.com wrote [EMAIL_1] and [EMAIL_x]";
         let red = redact_all(&mut r, text);
         assert_eq!(red, "[EMAIL_2] wrote [EMAIL_1] and [EMAIL_x]");
+        assert_eq!(r.restore(&red), text);
+        // Multi-byte text right after the token must not hide it.
+        let text = "[CARD_1]éééééééééééééééééééé 4111 1111 1111 1111";
+        let red = redact_all(&mut r, text);
+        assert_eq!(red, "[CARD_1]éééééééééééééééééééé [CARD_2]");
         assert_eq!(r.restore(&red), text);
     }
 

@@ -4,7 +4,9 @@
 //! Terms match whole words only (no letter or digit on either side after normalisation) and
 //! are combined into one regex, longest first, so a text is scanned once for all terms.
 //! Regexes run case-insensitively on the normalised text and are not limited to whole words;
-//! write them in plain lower-case (note `l` reads as `i` after folding: `\bki[li]+\b`).
+//! write them in plain lower-case. Mind the leet fold: `l` reads as `i` (write `ki[li]+`), and
+//! the digits 0 1 3 4 5 7 read as letters, so `\d` only ever matches 2, 6, 8 and 9 — banned
+//! regexes are for words, not numbers (numbers are `scan`'s job).
 
 use crate::normalize::{fold_pattern, normalize};
 use crate::GuardError;

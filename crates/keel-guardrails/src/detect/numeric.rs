@@ -21,7 +21,6 @@ fn compile(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| unreachable!("static numeric regex: {e}"))
 }
 
-static DIGIT_RUN: LazyLock<Regex> = LazyLock::new(|| compile(r"[+(]?[0-9](?:[ .\-()]{0,2}[0-9])*"));
 static SSN: LazyLock<Regex> = LazyLock::new(|| compile(r"[0-9]{3}-[0-9]{2}-[0-9]{4}"));
 static SSN_IN_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
     compile(r"(?i)\b(?:ssn|social security(?: number| no\.?| #)?)\s*(?:is|:|#|=|-)?\s*([0-9]{9})\b")
@@ -39,11 +38,13 @@ pub(super) fn find(text: &str, kinds: &[Kind], out: &mut Vec<Finding>) {
         return;
     }
     let wants = |k: Kind| kinds.contains(&k);
-    for run in DIGIT_RUN.find_iter(text) {
-        let (base, slice) = (run.start(), run.as_str());
+    for (base, end) in DigitRuns::new(text) {
+        let slice = &text[base..end];
         if slice.len() < 7 {
             continue; // shorter than any kind here (1.2.3.4 is 7 bytes)
         }
+        let digits = slice.bytes().filter(u8::is_ascii_digit).count();
+        let dots = slice.bytes().filter(|&b| b == b'.').count();
         let mut push = |kind, s: usize, e: usize| {
             out.push(Finding {
                 kind,
@@ -51,28 +52,28 @@ pub(super) fn find(text: &str, kinds: &[Kind], out: &mut Vec<Finding>) {
                 end: base + e,
             })
         };
-        if wants(Kind::UsSsn) {
+        if wants(Kind::UsSsn) && digits >= 9 && slice.contains('-') {
             for m in SSN.find_iter(slice) {
                 if isolated(text, base + m.start(), base + m.end()) && valid_ssn(m.as_str()) {
                     push(Kind::UsSsn, m.start(), m.end());
                 }
             }
         }
-        if wants(Kind::IpAddress) {
+        if wants(Kind::IpAddress) && dots >= 3 {
             for m in IPV4.find_iter(slice) {
                 if isolated(text, base + m.start(), base + m.end()) && valid_ipv4(m.as_str()) {
                     push(Kind::IpAddress, m.start(), m.end());
                 }
             }
         }
-        if wants(Kind::CreditCard) {
+        if wants(Kind::CreditCard) && digits >= 13 {
             for m in CARD.find_iter(slice) {
                 if let Some((s, e)) = card_within(text, base + m.start(), m.as_str()) {
                     push(Kind::CreditCard, m.start() + s, m.start() + e);
                 }
             }
         }
-        if wants(Kind::Phone) {
+        if wants(Kind::Phone) && digits >= 8 {
             for m in PHONE.find_iter(slice) {
                 if isolated(text, base + m.start(), base + m.end()) && looks_like_phone(m.as_str())
                 {
@@ -95,6 +96,54 @@ pub(super) fn find(text: &str, kinds: &[Kind], out: &mut Vec<Finding>) {
                 }
             }
         }
+    }
+}
+
+/// Byte spans of "digit runs": an optional `+` or `(`, a digit, then more digits each
+/// reached over at most two of ` .-()`. A hand-rolled scan: this runs over every request.
+struct DigitRuns<'t> {
+    bytes: &'t [u8],
+    at: usize,
+}
+
+impl<'t> DigitRuns<'t> {
+    fn new(text: &'t str) -> Self {
+        DigitRuns {
+            bytes: text.as_bytes(),
+            at: 0,
+        }
+    }
+}
+
+impl Iterator for DigitRuns<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        let b = self.bytes;
+        let first = self.at + b.get(self.at..)?.iter().position(u8::is_ascii_digit)?;
+        let start = if first > 0 && matches!(b[first - 1], b'+' | b'(') {
+            first - 1
+        } else {
+            first
+        };
+        let is_sep = |x: u8| matches!(x, b' ' | b'.' | b'-' | b'(' | b')');
+        let mut end = first + 1;
+        loop {
+            while end < b.len() && b[end].is_ascii_digit() {
+                end += 1;
+            }
+            let mut next = end;
+            while next < b.len() && next - end < 2 && is_sep(b[next]) {
+                next += 1;
+            }
+            if next > end && next < b.len() && b[next].is_ascii_digit() {
+                end = next;
+            } else {
+                break;
+            }
+        }
+        self.at = end;
+        Some((start, end))
     }
 }
 
@@ -353,6 +402,13 @@ mod tests {
         for t in ["256.1.1.1", "v1.2.3.4.5", "1.2.3.4.5", "10.0.0", "a1.2.3.4"] {
             assert!(found(t, Kind::IpAddress).is_empty(), "{t}");
         }
+    }
+
+    #[test]
+    fn digit_runs_join_separators() {
+        let text = "call +1 (415) 555-2671. then 12, and 3. 4 or 5.. 6";
+        let runs: Vec<&str> = DigitRuns::new(text).map(|(s, e)| &text[s..e]).collect();
+        assert_eq!(runs, ["+1 (415) 555-2671", "12", "3. 4", "5", "6"]);
     }
 
     #[test]
