@@ -74,6 +74,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0011_governance",
         sql: include_str!("../migrations/0011_governance.sql"),
     },
+    Migration {
+        version: 12,
+        name: "0012_function_splits",
+        sql: include_str!("../migrations/0012_function_splits.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -197,8 +202,8 @@ mod tests {
     fn empty_database_gets_every_migration_once() {
         let mut conn = Connection::open_in_memory().unwrap();
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
-        assert_eq!(applied, (1..=11).collect::<Vec<_>>());
-        assert_eq!(versions(&conn), (1..=11).collect::<Vec<_>>());
+        assert_eq!(applied, (1..=12).collect::<Vec<_>>());
+        assert_eq!(versions(&conn), (1..=12).collect::<Vec<_>>());
         let idx = index_names(&conn);
         for name in [
             "traces_started_at",
@@ -224,7 +229,7 @@ mod tests {
         // Running again is a no-op.
         let applied = migrate(&mut conn, "mem", MIGRATIONS).unwrap();
         assert!(applied.is_empty());
-        assert_eq!(versions(&conn), (1..=11).collect::<Vec<_>>());
+        assert_eq!(versions(&conn), (1..=12).collect::<Vec<_>>());
     }
 
     #[test]
@@ -297,7 +302,10 @@ mod tests {
         assert_eq!((old.function, old.release_id), (None, None));
         assert_eq!(old.origin, keel_core::trace::Origin::Live);
         // And from version 10, only 0011 (keys and alert events); old traces keep reading.
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![11]);
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..11]).unwrap(),
+            vec![11]
+        );
         let tables: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN
@@ -308,6 +316,23 @@ mod tests {
             .unwrap();
         assert_eq!(tables, 2);
         assert!(crate::query::get_trace(&conn, "old").unwrap().is_some());
+        // And from version 11, only 0012 (split overrides); a function without a row
+        // serves its configured weights, and audit rows written before keep reading.
+        crate::audit::record_audit(
+            &conn,
+            1,
+            &crate::audit::NewAuditEvent {
+                actor: "a",
+                action: "prompt.label",
+                target: "p@production",
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![12]);
+        assert_eq!(crate::splits::current_split(&conn, "f").unwrap(), None);
+        assert!(crate::splits::all_splits(&conn).unwrap().is_empty());
+        assert_eq!(crate::audit::list_audit(&conn, 0, 0).unwrap().len(), 1);
     }
 
     #[test]
