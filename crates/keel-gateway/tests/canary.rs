@@ -150,6 +150,19 @@ async fn wait_until_all(h: &Harness, probe: &[String], want: &str) -> Duration {
     }
 }
 
+/// The split `GET /v1/models` says the function serves.
+async fn served_split(h: &Harness) -> Value {
+    let models: Value = h.get("/v1/models").await.json().await.unwrap();
+    let f = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "support")
+        .cloned()
+        .unwrap();
+    f["split"].clone()
+}
+
 #[tokio::test]
 async fn a_canary_in_the_store_is_served_within_seconds_without_a_restart() {
     let h = start().await;
@@ -181,6 +194,10 @@ async fn a_canary_in_the_store_is_served_within_seconds_without_a_restart() {
     assert!(took < Duration::from_secs(3), "took {took:?}");
     let all = assign(&h, &users).await;
     assert!(all.values().all(|v| v == "candidate"), "{all:?}");
+    assert_eq!(
+        served_split(&h).await,
+        json!({"source": "override", "shares": "control=0,candidate=100"})
+    );
 
     canary(&h, "candidate", "0");
     wait_until_all(&h, probe, "control").await;
@@ -191,18 +208,16 @@ async fn a_canary_in_the_store_is_served_within_seconds_without_a_restart() {
     // (moving the canary up only moves users toward it).
     canary(&h, "candidate", "50");
     let start_wait = Instant::now();
-    let half = loop {
-        let got = assign(&h, &users).await;
-        let n = got.values().filter(|v| *v == "candidate").count();
-        if (150..=250).contains(&n) {
-            break got;
-        }
+    while served_split(&h).await["shares"] != "control=50,candidate=50" {
         assert!(
             start_wait.elapsed() < Duration::from_secs(5),
-            "{n} of 400 at 50 %"
+            "50 % never served"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+    let half = assign(&h, &users).await;
+    let n = half.values().filter(|v| *v == "candidate").count();
+    assert!((150..=250).contains(&n), "{n} of 400 at 50 %");
     for (u, v) in &configured {
         if v == "candidate" {
             assert_eq!(half[u], "candidate", "{u} left the canary when it grew");
@@ -223,5 +238,9 @@ async fn a_canary_in_the_store_is_served_within_seconds_without_a_restart() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(
+        served_split(&h).await,
+        json!({"source": "config", "shares": "control=90,candidate=10"})
+    );
     h.finish().await;
 }
