@@ -152,12 +152,13 @@ pub fn set_split(
     )?;
     record_move(
         &tx,
-        function,
-        "canary",
-        Some((variant, percent_bps)),
-        before.as_ref(),
-        Some(weights),
-        at,
+        &Move {
+            function,
+            canary: Some((variant, percent_bps)),
+            before: before.as_ref(),
+            to: Some(weights),
+            at,
+        },
         change,
     )?;
     tx.commit()?;
@@ -183,29 +184,38 @@ pub fn reset_split(
     let at = now_ms();
     record_move(
         &tx,
-        function,
-        "reset",
-        None,
-        Some(&before),
-        None,
-        at,
+        &Move {
+            function,
+            canary: None,
+            before: Some(&before),
+            to: None,
+            at,
+        },
         change,
     )?;
     tx.commit()?;
     Ok(Some(before))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn record_move(
-    tx: &Connection,
-    function: &str,
-    action: &str,
-    canary: Option<(&str, u32)>,
-    before: Option<&FunctionSplit>,
-    to: Option<&[(String, u32)]>,
+/// One move of a split, as recorded: a canary (variant and its basis points) or, with
+/// `canary: None`, a reset; what served before (`None`: the configured weights) and after.
+struct Move<'a> {
+    function: &'a str,
+    canary: Option<(&'a str, u32)>,
+    before: Option<&'a FunctionSplit>,
+    to: Option<&'a [(String, u32)]>,
     at: i64,
-    change: &SplitChange<'_>,
-) -> rusqlite::Result<()> {
+}
+
+fn record_move(tx: &Connection, m: &Move<'_>, change: &SplitChange<'_>) -> rusqlite::Result<()> {
+    let Move {
+        function,
+        canary,
+        before,
+        to,
+        at,
+    } = *m;
+    let action = if canary.is_some() { "canary" } else { "reset" };
     let from_json_text = before.map(|b| to_json(&b.weights));
     let to_json_text = to.map(to_json);
     tx.execute(
