@@ -244,3 +244,52 @@ async fn a_canary_in_the_store_is_served_within_seconds_without_a_restart() {
     );
     h.finish().await;
 }
+
+#[tokio::test]
+async fn a_stored_split_that_no_longer_fits_keel_toml_is_not_served_and_is_reported() {
+    let h = start().await;
+    // As if keel.toml had a variant `retired` when the canary was set.
+    let store = Store::open(&h.store_path).unwrap();
+    let conn = store.writer_conn().unwrap();
+    let stale = vec![("retired".to_string(), 10_000), ("control".to_string(), 0)];
+    keel_store::splits::set_split(
+        &conn,
+        "support",
+        "retired",
+        10_000,
+        &stale,
+        &SplitChange {
+            actor: "test",
+            reason: "old canary",
+            config_weights: &[],
+        },
+    )
+    .unwrap();
+    let start_wait = Instant::now();
+    let status = loop {
+        let status: Value = h.get("/status").await.json().await.unwrap();
+        if status["split_problems"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+        {
+            break status;
+        }
+        assert!(start_wait.elapsed() < Duration::from_secs(5), "{status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let why = status["split_problems"][0].as_str().unwrap();
+    assert!(
+        why.contains("names variant `retired`, which keel.toml no longer has")
+            && why.contains("keel function canary support"),
+        "{why}"
+    );
+    // The configured 90/10 serves (not "everyone on control").
+    assert_eq!(
+        served_split(&h).await,
+        json!({"source": "config", "shares": "control=90,candidate=10"})
+    );
+    let users: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
+    let got = assign(&h, &users).await;
+    assert!(got.values().any(|v| v == "candidate"), "{got:?}");
+    h.finish().await;
+}

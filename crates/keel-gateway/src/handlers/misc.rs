@@ -135,6 +135,8 @@ pub async fn status(State(app): State<Arc<AppState>>, headers: axum::http::Heade
         "models": models,
         "cheapest": cheapest,
         "functions_unavailable": problems,
+        // Stored `keel function canary` splits that do not fit keel.toml (not served).
+        "split_problems": snapshot.split_problems(),
         "trace_queue": app.writer.queue_len(),
         "in_flight": app.metrics.in_flight.get(),
         "governance": {
