@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd::eval::EvalCommand,
     },
+    /// Functions' traffic split: canary a variant in steps, show the split and its history.
+    Function {
+        #[command(subcommand)]
+        command: cmd::function::FunctionCommand,
+    },
     /// Shadow traffic: compare a function's shadow variant with its live traffic.
     Shadow {
         #[command(subcommand)]
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
         Command::Alerts { command } => cmd::alerts::run(command),
         Command::Status(a) => cmd::status::run(a),
         Command::Shadow { command } => cmd::shadow::run(command),
+        Command::Function { command } => cmd::function::run(command),
         Command::Eval { command } => cmd::eval::run(command),
         Command::Releases(a) => cmd::releases::run(a),
         Command::Replay(a) => cmd::replay::run(*a),

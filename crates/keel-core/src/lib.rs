@@ -7,4 +7,5 @@ pub mod money;
 pub mod prices;
 pub mod release;
 pub mod scope;
+pub mod split;
 pub mod trace;

@@ -46,6 +46,11 @@ pub struct GuardLabels {
     pub action: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FunctionLabels {
+    pub function: String,
+}
+
 /// Latency buckets in seconds: fine-grained below 100 ms (gateway overhead, mock
 /// upstreams), coarse up to minutes (long generations).
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -79,6 +84,7 @@ pub struct Metrics {
     limits_backend_errors: Counter,
     limits_fail_open: Counter,
     spend_spikes: Counter,
+    shadow_skipped: Family<FunctionLabels, Counter>,
 }
 
 /// The governor's figures, taken at scrape time.
@@ -256,6 +262,12 @@ impl Metrics {
             "Spend spikes detected (per feature, tenant or other configured scope)",
             spend_spikes.clone(),
         );
+        let shadow_skipped = Family::<FunctionLabels, Counter>::default();
+        registry.register(
+            "shadow_skipped",
+            "Sampled shadow calls not sent because the function's shadows in flight were at max_concurrent",
+            shadow_skipped.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -279,7 +291,18 @@ impl Metrics {
             limits_backend_errors,
             limits_fail_open,
             spend_spikes,
+            shadow_skipped,
         }
+    }
+
+    /// Count a shadow call of `function` skipped because its shadows were at capacity.
+    /// (Only when the cap is reached, so the label lookup is off the common path.)
+    pub fn shadow_skipped(&self, function: &str) {
+        self.shadow_skipped
+            .get_or_create(&FunctionLabels {
+                function: function.to_string(),
+            })
+            .inc();
     }
 
     /// Count a cache hit of `model` and the spend it avoided. (Rare enough that the

@@ -60,6 +60,9 @@ pub struct AppState {
     pub guards: crate::guard::Guards,
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
+    /// Per function with a shadow: permits for its shadow calls in flight
+    /// (`max_concurrent`); a sampled call that finds none is skipped.
+    pub shadow_slots: HashMap<String, Arc<tokio::sync::Semaphore>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +176,20 @@ impl AppState {
         for name in [UNKNOWN_MODEL, NO_MODEL] {
             model_metrics.insert(name.to_string(), metrics.for_model(name, false));
         }
+        let shadow_slots = config
+            .functions
+            .values()
+            .filter_map(|f| {
+                let max = f.shadow.as_ref()?.max_concurrent.get();
+                let permits = usize::try_from(max).unwrap_or(usize::MAX);
+                Some((
+                    f.name.clone(),
+                    Arc::new(tokio::sync::Semaphore::new(permits)),
+                ))
+            })
+            .collect();
         Ok(AppState {
+            shadow_slots,
             governor: Arc::new(keel_governance::Governor::inert()),
             store: None,
             cache: config

@@ -8,7 +8,7 @@
 //! ([`prompts`], [`audit`]), and releases with their traffic for `keel releases`
 //! ([`releases`], [`list_releases`]), replay runs for `keel replay` ([`replays`]), and
 //! governance: virtual keys ([`keys`]), alert events ([`alerts`]) and spend by scope
-//! ([`spend`]).
+//! ([`spend`]), and functions' traffic-split overrides ([`splits`]).
 
 pub mod alerts;
 pub mod audit;
@@ -26,6 +26,7 @@ pub mod report;
 mod report_render;
 pub mod shadow;
 pub mod spend;
+pub mod splits;
 mod trace_row;
 pub mod writer;
 

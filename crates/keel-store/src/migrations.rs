@@ -79,6 +79,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0012_guardrails",
         sql: include_str!("../migrations/0012_guardrails.sql"),
     },
+    Migration {
+        version: 13,
+        name: "0013_function_splits",
+        sql: include_str!("../migrations/0013_function_splits.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -322,10 +327,23 @@ mod tests {
         assert_eq!((old.function, old.release_id), (None, None));
         assert_eq!(old.origin, keel_core::trace::Origin::Live);
         assert!(old.guardrails.is_empty());
-        assert_eq!(
-            migrate(&mut conn, "mem", MIGRATIONS).unwrap(),
-            Vec::<u32>::new()
-        );
+        // And from version 12, only 0013 (split overrides); a function without a row
+        // serves its configured weights, and audit rows written before keep reading.
+        crate::audit::record_audit(
+            &conn,
+            1,
+            &crate::audit::NewAuditEvent {
+                actor: "a",
+                action: "prompt.label",
+                target: "p@production",
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![13]);
+        assert_eq!(crate::splits::current_split(&conn, "f").unwrap(), None);
+        assert!(crate::splits::all_splits(&conn).unwrap().is_empty());
+        assert_eq!(crate::audit::list_audit(&conn, 0, 0).unwrap().len(), 1);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod check;
 pub mod check_functions;
 pub mod eval;
+pub mod function;
 pub mod keys;
 pub mod mock;
 pub mod prompt;

@@ -93,5 +93,10 @@ pub fn run(a: StatusArgs) -> Result<ExitCode> {
             println!("unavailable: {}", p["problem"].as_str().unwrap_or("?"));
         }
     }
+    if let Some(problems) = status["split_problems"].as_array() {
+        for p in problems {
+            println!("warning: {}", p.as_str().unwrap_or("?"));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -57,6 +57,8 @@ pub struct RawCheapest {
 pub struct RawShadow {
     pub variant: String,
     pub sample: f64,
+    /// Shadow calls of this function in flight at once (default 16).
+    pub max_concurrent: Option<i64>,
 }
 
 /// `[[functions.NAME.variants]]` as written. Numbers are read wide so that a negative or
@@ -109,7 +111,13 @@ pub struct QualityTier {
 pub struct ShadowConfig {
     pub variant: String,
     pub sample: f64,
+    /// At most this many shadow calls in flight; a sampled call beyond it is skipped
+    /// (and counted), so a slow shadow cannot pile up work beside live traffic.
+    pub max_concurrent: NonZeroU32,
 }
+
+/// Shadow calls of one function in flight at once, unless `max_concurrent` says otherwise.
+pub const DEFAULT_SHADOW_CONCURRENCY: u32 = 16;
 
 impl FunctionConfig {
     /// Sum of the variants' weights (greater than zero once validated).
@@ -360,9 +368,27 @@ pub(crate) fn validate_functions(
                         Some("use a number in (0, 1], e.g. 0.1 for 10 %".into()),
                     );
                 }
-                Some(ShadowConfig {
+                let max_concurrent = match sh.max_concurrent {
+                    None => NonZeroU32::new(DEFAULT_SHADOW_CONCURRENCY),
+                    Some(n) => u32::try_from(n).ok().and_then(NonZeroU32::new),
+                };
+                if max_concurrent.is_none() {
+                    issue(
+                        issues,
+                        format!("{path}.shadow.max_concurrent"),
+                        format!(
+                            "{} is not a number of concurrent calls",
+                            sh.max_concurrent.unwrap_or_default()
+                        ),
+                        Some(format!(
+                            "use a whole number from 1 (default {DEFAULT_SHADOW_CONCURRENCY})"
+                        )),
+                    );
+                }
+                max_concurrent.map(|max_concurrent| ShadowConfig {
                     variant: sh.variant.clone(),
                     sample: sh.sample,
+                    max_concurrent,
                 })
             }
         };

@@ -4,7 +4,7 @@
 //! ```toml
 //! [models.gpt-4o]
 //! retries = 2                 # further attempts on a retryable failure (default 0)
-//! retry_backoff = "250ms"     # first wait; doubles each time, ±50 % jitter
+//! retry_backoff = "250ms"     # first wait; doubles each time, ±50 % jitter, at most max_retry_wait
 //! max_retry_wait = "10s"      # a longer Retry-After skips to the next model instead
 //! fallbacks = ["claude", "local"]                  # tried in order after this one fails
 //! fallback_on = ["rate_limit", "server_error", "timeout", "unreachable",

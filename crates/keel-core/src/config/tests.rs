@@ -398,3 +398,32 @@ fn every_function_problem_is_reported_at_once() {
         "{paths:?}"
     );
 }
+
+#[test]
+fn a_shadow_caps_its_calls_in_flight() {
+    let with = |extra: &str| {
+        FUNCTIONS.replace(
+            "sticky = \"user\"",
+            &format!(
+                "sticky = \"user\"\nshadow = {{ variant = \"candidate\", sample = 0.5{extra} }}"
+            ),
+        )
+    };
+    let c = load(&with("")).unwrap();
+    let shadow = c.functions["support-answer"].shadow.clone().unwrap();
+    assert_eq!(
+        shadow.max_concurrent.get(),
+        super::function::DEFAULT_SHADOW_CONCURRENCY
+    );
+    let c = load(&with(", max_concurrent = 3")).unwrap();
+    let shadow = c.functions["support-answer"].shadow.clone().unwrap();
+    assert_eq!(shadow.max_concurrent.get(), 3);
+    for bad in ["0", "-2"] {
+        let i = issue_at(
+            &with(&format!(", max_concurrent = {bad}")),
+            "functions.support-answer.shadow.max_concurrent",
+        );
+        assert!(i.message.contains(&format!("{bad} is not")), "{i:?}");
+        assert!(i.hint.unwrap().contains("from 1"));
+    }
+}

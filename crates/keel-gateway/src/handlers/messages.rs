@@ -71,10 +71,11 @@ pub async fn messages(
 
     let mut opts = common::CallOptions::from_headers(&headers);
     opts.key = key.as_deref();
-    shadow::mirror(&app, &req, pending.trace(), &opts);
+    let sampled = shadow::sample(&app, &req, &opts);
     let mut governed = Governed::default();
     let result = common::run(&app, req, opts, pending.trace(), Some(&mut governed)).await;
     pending.attach(governed);
+    shadow::launch(&app, sampled, pending.trace(), result.as_ref().map(|_| ()));
     match result {
         Ok(Served::Whole { resp, cost }) => {
             match serde_json::to_vec(&chat_response_to_messages(&resp, &model)) {

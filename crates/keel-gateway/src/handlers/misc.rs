@@ -47,6 +47,21 @@ pub async fn list_models(State(app): State<Arc<AppState>>) -> Json<serde_json::V
                 out
             })
             .collect();
+        // The traffic split served now: a `keel function canary` override, or the config's.
+        let configured = keel_core::split::config_weights(f);
+        let split = match snapshot.split(&f.name) {
+            Some(w) => {
+                let served: Vec<(String, u32)> = configured
+                    .iter()
+                    .zip(w)
+                    .map(|((n, _), w)| (n.clone(), *w))
+                    .collect();
+                json!({"source": "override", "shares": keel_core::split::format_shares(&served)})
+            }
+            None => {
+                json!({"source": "config", "shares": keel_core::split::format_shares(&configured)})
+            }
+        };
         data.push(json!({
             "id": f.name,
             "object": "model",
@@ -54,6 +69,7 @@ pub async fn list_models(State(app): State<Arc<AppState>>) -> Json<serde_json::V
             "owned_by": "keel-function",
             "description": f.description,
             "variants": variants,
+            "split": split,
         }));
     }
     Json(json!({"object": "list", "data": data}))
@@ -119,6 +135,8 @@ pub async fn status(State(app): State<Arc<AppState>>, headers: axum::http::Heade
         "models": models,
         "cheapest": cheapest,
         "functions_unavailable": problems,
+        // Stored `keel function canary` splits that do not fit keel.toml (not served).
+        "split_problems": snapshot.split_problems(),
         "trace_queue": app.writer.queue_len(),
         "in_flight": app.metrics.in_flight.get(),
         "governance": {

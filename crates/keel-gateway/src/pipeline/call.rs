@@ -52,6 +52,10 @@ pub struct OpenedStream {
     pub rest: ChunkStream,
     /// When the first chunk arrived.
     pub first_at: Instant,
+    /// When the attempt that opened it started: the model's total `timeout` of a stream
+    /// counts from here, not from the request's start, so a stream answered by a retry
+    /// or a fallback is not cut short by the time earlier attempts used up.
+    pub attempt_started: Instant,
 }
 
 pub async fn open_stream(
@@ -62,6 +66,7 @@ pub async fn open_stream(
 ) -> Result<OpenedStream, GatewayError> {
     // The first chunk must come within the first-token limit (the model's, or a
     // function's tighter one), and never later than the model's total deadline.
+    let attempt_started = Instant::now();
     let limit = route
         .config
         .first_token_timeout
@@ -82,6 +87,7 @@ pub async fn open_stream(
             first,
             rest,
             first_at: Instant::now(),
+            attempt_started,
         }),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(ProviderError::Timeout(limit).into()),

@@ -3,7 +3,8 @@
 //! variant's model — the rendered prompt first, then the caller's own messages.
 //!
 //! Everything that can be decided ahead of time (which prompt version a label points
-//! at, the compiled templates, the merged parameters, the release) is in the registry
+//! at, the compiled templates, the merged parameters, the release, a split moved by
+//! `keel function canary`) is in the registry
 //! snapshot; this step only reads it, so a function call costs a hash, a render and no
 //! I/O.
 
@@ -12,7 +13,7 @@ use keel_core::config::FunctionConfig;
 use keel_core::trace::TraceRecord;
 use serde_json::{Map, Value};
 
-use super::variant::{choose_variant, VariantError};
+use super::variant::{choose_variant_split, VariantError};
 use crate::error::GatewayError;
 use crate::state::AppState;
 
@@ -59,8 +60,9 @@ pub fn apply<'a>(
     let variant = match cheapest.and_then(|i| f.variants.get(i)) {
         Some(v) => v,
         None => {
-            choose_variant(
+            choose_variant_split(
                 f,
+                snapshot.split(&f.name),
                 override_variant,
                 trace.user.as_deref(),
                 trace.session.as_deref(),

@@ -44,6 +44,8 @@ pub struct Relay<F: StreamFormat> {
     trace: Option<TraceRecord>,
     started: Instant,
     deadline: tokio::time::Instant,
+    /// The timeout `deadline` enforces (for the error message).
+    limit: std::time::Duration,
     format: F,
     pending_first: Option<ChatChunk>,
     upstream: Option<ChunkStream>,
@@ -68,10 +70,12 @@ impl<F: StreamFormat> Relay<F> {
         opened: OpenedStream,
         format: F,
     ) -> Self {
-        let deadline = match app.models.get(&model) {
-            Some(route) => tokio::time::Instant::from_std(started + route.config.timeout),
-            None => tokio::time::Instant::from_std(started + app.config.gateway.request_timeout),
+        // The serving attempt's own deadline (see `OpenedStream::attempt_started`).
+        let (from, limit) = match app.models.get(&model) {
+            Some(route) => (opened.attempt_started, route.config.timeout),
+            None => (started, app.config.gateway.request_timeout),
         };
+        let deadline = tokio::time::Instant::from_std(from + limit);
         trace.ttft_ms = Some(opened.first_at.duration_since(started).as_millis() as u64);
         Relay {
             app,
@@ -79,6 +83,7 @@ impl<F: StreamFormat> Relay<F> {
             trace: Some(trace),
             started,
             deadline,
+            limit,
             format,
             pending_first: Some(opened.first),
             upstream: Some(opened.rest),
@@ -149,12 +154,7 @@ impl<F: StreamFormat> Relay<F> {
                 let upstream = self.upstream.as_mut()?;
                 match tokio::time::timeout_at(self.deadline, upstream.next()).await {
                     Ok(item) => item,
-                    Err(_) => {
-                        let limit = self
-                            .deadline
-                            .duration_since(tokio::time::Instant::from_std(self.started));
-                        Some(Err(ProviderError::Timeout(limit)))
-                    }
+                    Err(_) => Some(Err(ProviderError::Timeout(self.limit))),
                 }
             };
             match item {

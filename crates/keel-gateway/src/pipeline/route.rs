@@ -102,18 +102,47 @@ async fn once(
 }
 
 /// The wait before retry `attempt` (0-based): `Retry-After` when the provider sent one,
-/// else `retry_backoff · 2^attempt` with ±50 % jitter.
+/// else `retry_backoff · 2^attempt` with ±50 % jitter, at most `max_retry_wait`.
 fn backoff(policy: &Routing, attempt: u32, e: &GatewayError) -> Duration {
-    if let GatewayError::Upstream(ProviderError::Status {
-        retry_after: Some(d),
-        ..
-    }) = e
-    {
-        return *d;
+    backoff_from(policy, attempt, retry_after(e), fastrand::f64())
+}
+
+/// The provider's `Retry-After`, if the failure carried one.
+fn retry_after(e: &GatewayError) -> Option<Duration> {
+    match e {
+        GatewayError::Upstream(ProviderError::Status { retry_after, .. }) => *retry_after,
+        _ => None,
+    }
+}
+
+/// [`backoff`] with the jitter given: `jitter` in `[0, 1]` scales the exponential base by
+/// `0.5 + jitter`. A provider's `Retry-After` is returned as is (never shortened, never
+/// capped: [`retry_wait`] decides whether it is worth waiting); Keel's own back-off is
+/// capped at `max_retry_wait`, so it never makes a retry impossible. Integer milliseconds
+/// with saturating arithmetic: no configured duration can overflow it.
+fn backoff_from(
+    policy: &Routing,
+    attempt: u32,
+    retry_after: Option<Duration>,
+    jitter: f64,
+) -> Duration {
+    if let Some(d) = retry_after {
+        return d;
     }
     let base = policy.retry_backoff.saturating_mul(1 << attempt.min(10));
     let ms = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
-    Duration::from_millis(ms / 2 + fastrand::u64(0..=ms))
+    // `as` saturates a float to the integer's range (and NaN to 0).
+    let jittered = (ms / 2).saturating_add((ms as f64 * jitter.clamp(0.0, 1.0)) as u64);
+    Duration::from_millis(jittered).min(policy.max_retry_wait)
+}
+
+/// Whether failure `e` of try `n` (0-based) is retried on the same model, and after how
+/// long: only a retryable class, only while retries are left, and only when the wait (a
+/// `Retry-After` included) is within `max_retry_wait` — a longer one moves on to the
+/// fallback instead of holding the caller.
+fn retry_wait(policy: &Routing, n: u32, e: &GatewayError, wait: Duration) -> Option<Duration> {
+    let retryable = classify(e).is_some_and(FailureClass::retryable);
+    (retryable && n < policy.retries && wait <= policy.max_retry_wait).then_some(wait)
 }
 
 fn attempt(
@@ -204,10 +233,7 @@ pub async fn call_routed<'a>(
                     trace.attempts.push(attempt(route, dep, started, Err(&e)));
                     let class = classify(&e);
                     let wait = backoff(&route.config.routing, n, &e);
-                    let retry = class.is_some_and(FailureClass::retryable)
-                        && n < retries
-                        && wait <= route.config.routing.max_retry_wait;
-                    if retry {
+                    if let Some(wait) = retry_wait(&route.config.routing, n, &e, wait) {
                         tokio::time::sleep(wait).await;
                         last = Some(e);
                         continue;
@@ -223,4 +249,132 @@ pub async fn call_routed<'a>(
         }
     }
     Err(last.unwrap_or_else(|| GatewayError::Internal("no model to call".into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(backoff_ms: u64, max_wait_ms: u64, retries: u32) -> Routing {
+        Routing {
+            retries,
+            retry_backoff: Duration::from_millis(backoff_ms),
+            max_retry_wait: Duration::from_millis(max_wait_ms),
+            ..Routing::default()
+        }
+    }
+
+    fn status(code: u16, retry_after: Option<Duration>) -> GatewayError {
+        GatewayError::Upstream(ProviderError::Status {
+            status: code,
+            message: "upstream said no".into(),
+            code: None,
+            body: None,
+            retry_after,
+        })
+    }
+
+    fn ms(d: Duration) -> u128 {
+        d.as_millis()
+    }
+
+    #[test]
+    fn backoff_doubles_each_try_within_plus_or_minus_half() {
+        let p = policy(100, 60_000, 5);
+        for attempt in 0..5u32 {
+            let base = 100u128 << attempt;
+            assert_eq!(
+                ms(backoff_from(&p, attempt, None, 0.0)),
+                base / 2,
+                "{attempt}"
+            );
+            assert_eq!(ms(backoff_from(&p, attempt, None, 0.5)), base, "{attempt}");
+            assert_eq!(
+                ms(backoff_from(&p, attempt, None, 1.0)),
+                base * 3 / 2,
+                "{attempt}"
+            );
+        }
+        // The random jitter stays in the band, and actually varies.
+        let e = status(500, None);
+        let waits: Vec<u128> = (0..500).map(|_| ms(backoff(&p, 2, &e))).collect();
+        assert!(waits.iter().all(|w| (200..=600).contains(w)), "{waits:?}");
+        let (lo, hi) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+        assert!(*lo < 300 && *hi > 500, "jitter spans the band: {lo}..{hi}");
+    }
+
+    #[test]
+    fn backoff_is_bounded_by_max_retry_wait_and_never_overflows() {
+        let p = policy(1_000, 2_500, 10);
+        assert_eq!(ms(backoff_from(&p, 1, None, 1.0)), 2_500);
+        assert_eq!(ms(backoff_from(&p, 9, None, 0.0)), 2_500);
+        assert_eq!(ms(backoff_from(&p, u32::MAX, None, 1.0)), 2_500);
+        // An absurd configuration saturates instead of panicking.
+        let mut huge = policy(0, 1_000, 3);
+        huge.retry_backoff = Duration::MAX;
+        assert_eq!(ms(backoff_from(&huge, 10, None, 1.0)), 1_000);
+        assert_eq!(ms(backoff_from(&huge, 10, None, f64::NAN)), 1_000);
+        // So Keel's own back-off never makes a retry impossible.
+        let e = status(503, None);
+        let wait = backoff(&p, 5, &e);
+        assert_eq!(
+            retry_wait(&p, 5, &e, wait),
+            Some(Duration::from_millis(2_500))
+        );
+    }
+
+    #[test]
+    fn retry_after_from_the_provider_wins_over_the_backoff() {
+        let p = policy(100, 10_000, 3);
+        let e = status(429, Some(Duration::from_secs(2)));
+        for attempt in 0..3 {
+            for jitter in [0.0, 0.5, 1.0] {
+                let wait = backoff_from(&p, attempt, retry_after(&e), jitter);
+                assert_eq!(wait, Duration::from_secs(2));
+            }
+            assert_eq!(backoff(&p, attempt, &e), Duration::from_secs(2));
+        }
+        // Shorter than the back-off too: the provider knows best.
+        let e = status(429, Some(Duration::ZERO));
+        assert_eq!(backoff(&p, 2, &e), Duration::ZERO);
+        assert_eq!(retry_wait(&p, 0, &e, Duration::ZERO), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_retry_after_longer_than_max_retry_wait_skips_to_the_fallback() {
+        let p = policy(100, 10_000, 3);
+        let long = status(429, Some(Duration::from_secs(30)));
+        let wait = backoff(&p, 0, &long);
+        assert_eq!(wait, Duration::from_secs(30), "not shortened");
+        assert_eq!(retry_wait(&p, 0, &long, wait), None);
+        let exact = status(429, Some(Duration::from_secs(10)));
+        assert_eq!(
+            retry_wait(&p, 0, &exact, backoff(&p, 0, &exact)),
+            Some(Duration::from_secs(10))
+        );
+    }
+
+    #[test]
+    fn only_retryable_failures_with_retries_left_are_retried() {
+        let p = policy(10, 1_000, 2);
+        let wait = Duration::from_millis(10);
+        for e in [
+            status(500, None),
+            status(429, None),
+            GatewayError::Upstream(ProviderError::Timeout(Duration::from_secs(1))),
+            GatewayError::Upstream(ProviderError::Connect("refused".into())),
+        ] {
+            assert_eq!(retry_wait(&p, 0, &e, wait), Some(wait), "{e:?}");
+            assert_eq!(retry_wait(&p, 1, &e, wait), Some(wait), "{e:?}");
+            assert_eq!(retry_wait(&p, 2, &e, wait), None, "out of retries: {e:?}");
+        }
+        for e in [
+            status(400, None),
+            status(401, None),
+            GatewayError::Upstream(ProviderError::InvalidResponse("garbage".into())),
+            GatewayError::Upstream(ProviderError::StreamCut("cut".into())),
+        ] {
+            assert_eq!(retry_wait(&p, 0, &e, wait), None, "{e:?}");
+        }
+    }
 }

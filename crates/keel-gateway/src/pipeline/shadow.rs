@@ -1,12 +1,20 @@
 //! Shadow traffic: a function may mirror a sampled share of its live calls to a shadow
 //! variant (a new model or prompt), so a cut-over is decided on real inputs.
 //!
-//! The mirror is spawned as its own task before the live call runs and shares nothing
-//! with it: the live response is never delayed or changed, the shadow's failures never
+//! The mirror is sampled before the live call runs (it needs the request as the caller
+//! sent it) and spawned as its own task once the live call has been admitted and run up
+//! to its answer (whole, or a stream's first chunk); it shares nothing with it: the live
+//! response is never delayed or changed, the shadow's failures never
 //! reach the caller, it never reads or fills the response cache, and its trace has
 //! `origin = "shadow"` (kept out of reports and budgets) with `parent_id` = the live
 //! call's request id, which `keel shadow report` pairs on. A call that explicitly asked
 //! for the shadow variant (`x-keel-variant`) is not mirrored.
+//!
+//! Shadows are capped per function (`max_concurrent`, default 16): a slow shadow model
+//! must not pile up tasks, connections and memory beside live traffic. A sampled call
+//! that finds every slot taken is not sent, only counted (`keel_shadow_skipped_total`).
+//! A shadow is run without admission (no key, no `Governed` to fill), so it never counts
+//! against the caller's rate limits or budgets.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,23 +23,57 @@ use keel_core::chat::ChatRequest;
 use keel_core::trace::{Origin, TraceRecord};
 
 use super::account;
+use crate::error::GatewayError;
 use crate::handlers::common::{self, CallOptions};
 use crate::state::AppState;
 
-/// Maybe start a shadow call mirroring `req` (the request as the caller sent it).
-pub fn mirror(app: &Arc<AppState>, req: &ChatRequest, live: &TraceRecord, opts: &CallOptions<'_>) {
-    let Some(shadow) = app
+/// A live call picked for mirroring: the request as the caller sent it, kept until the
+/// live call has been admitted.
+pub struct Sampled {
+    req: ChatRequest,
+    variant: String,
+}
+
+/// Whether to mirror `req` (the request as the caller sent it): a function with a shadow,
+/// a call that did not name the shadow variant itself, and the sample's dice.
+pub fn sample(app: &AppState, req: &ChatRequest, opts: &CallOptions<'_>) -> Option<Sampled> {
+    let shadow = app
         .config
         .functions
         .get(&req.model)
-        .and_then(|f| f.shadow.as_ref())
-    else {
+        .and_then(|f| f.shadow.as_ref())?;
+    if opts.variant == Some(shadow.variant.as_str()) || fastrand::f64() >= shadow.sample {
+        return None;
+    }
+    Some(Sampled {
+        req: req.clone(),
+        variant: shadow.variant.clone(),
+    })
+}
+
+/// Start the shadow of a sampled call, once the live call has run as far as `live`
+/// says: a live call refused by a rate limit or budget (`Governance`) is not mirrored —
+/// a caller over its limits must not cause shadow spend either. Skipped, and counted,
+/// when the function's shadows in flight are at `max_concurrent`.
+pub fn launch(
+    app: &Arc<AppState>,
+    sampled: Option<Sampled>,
+    live: &TraceRecord,
+    outcome: Result<(), &GatewayError>,
+) {
+    let Some(Sampled { mut req, variant }) = sampled else {
         return;
     };
-    if opts.variant == Some(shadow.variant.as_str()) || fastrand::f64() >= shadow.sample {
+    if let Err(GatewayError::Governance(_)) = outcome {
         return;
     }
-    let mut req = req.clone();
+    let Some(slots) = app.shadow_slots.get(&req.model) else {
+        return;
+    };
+    let Ok(permit) = slots.clone().try_acquire_owned() else {
+        app.metrics.shadow_skipped(&req.model);
+        return;
+    };
     req.stream = false;
     req.stream_options = None;
     let mut trace = TraceRecord::new(
@@ -48,8 +90,9 @@ pub fn mirror(app: &Arc<AppState>, req: &ChatRequest, live: &TraceRecord, opts: 
     trace.session.clone_from(&live.session);
     trace.tags.clone_from(&live.tags);
     let app = app.clone();
-    let variant = shadow.variant.clone();
     tokio::spawn(async move {
+        // Held until the shadow is traced: its slot frees when it is done.
+        let _permit = permit;
         let started = Instant::now();
         let opts = CallOptions {
             variant: Some(&variant),

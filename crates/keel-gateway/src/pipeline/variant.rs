@@ -25,6 +25,10 @@
 //!   variants in the middle reshuffles users — add new variants at the end;
 //! - the function name is part of the hash, so one user's buckets in two functions are
 //!   independent.
+//!
+//! A split override (`keel function canary`, loaded into the registry snapshot) replaces
+//! the configured weights with its own, in basis points summing to 10,000, dealt to the
+//! buckets the same way ([`choose_variant_split`]).
 
 use keel_core::config::{FunctionConfig, Sticky, VariantConfig};
 use sha2::{Digest, Sha256};
@@ -92,13 +96,29 @@ pub fn sticky_hash(function: &str, key: &str) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// Pick the variant for one request to function `f`.
+/// Pick the variant for one request to function `f`, by its configured weights.
 ///
 /// `override_variant` is the `x-keel-variant` header, `user` and `session` the
 /// `x-keel-user` and `x-keel-session` headers (an empty value counts as absent), and
 /// `fallback_random` any random `u64`, used only when there is no sticky key.
 pub fn choose_variant<'a>(
     f: &'a FunctionConfig,
+    override_variant: Option<&str>,
+    user: Option<&str>,
+    session: Option<&str>,
+    fallback_random: u64,
+) -> Result<Assignment<'a>, VariantError> {
+    choose_variant_split(f, None, override_variant, user, session, fallback_random)
+}
+
+/// [`choose_variant`] with the weights of a split override (`keel function canary`):
+/// one weight per variant, in config order, replacing the configured ones. The buckets
+/// are dealt exactly as with configured weights, so moving a split moves only the users
+/// of the buckets that changed owner. A slice of the wrong length (a split made for
+/// another config) is ignored.
+pub fn choose_variant_split<'a>(
+    f: &'a FunctionConfig,
+    split: Option<&[u32]>,
     override_variant: Option<&str>,
     user: Option<&str>,
     session: Option<&str>,
@@ -117,7 +137,7 @@ pub fn choose_variant<'a>(
             }),
         };
     }
-    let total = f.total_weight();
+    let total: u64 = weights_of(f, split).map(u64::from).sum();
     if total == 0 {
         return Err(VariantError::NoWeight {
             function: f.name.clone(),
@@ -133,7 +153,7 @@ pub fn choose_variant<'a>(
         Some(k) => (sticky_hash(&f.name, k), AssignmentReason::Sticky),
         None => (fallback_random, AssignmentReason::Random),
     };
-    match variant_at(f, point % BUCKETS, total) {
+    match variant_at(weights_of(f, split), point % BUCKETS, total).and_then(|i| f.variants.get(i)) {
         Some(variant) => Ok(Assignment { variant, reason }),
         None => Err(VariantError::NoWeight {
             function: f.name.clone(),
@@ -141,15 +161,28 @@ pub fn choose_variant<'a>(
     }
 }
 
-/// The variant owning `bucket` (in `0..BUCKETS`), walking the variants in config order:
-/// each owns up to `floor(cumulative weight · BUCKETS / total)`. Variants of weight 0 own
-/// no bucket. (Weights are u32, so the products fit in u64.)
-fn variant_at(f: &FunctionConfig, bucket: u64, total: u64) -> Option<&VariantConfig> {
+/// The weights that decide: the split override's when it fits `f`, else the configured
+/// ones (no allocation either way).
+fn weights_of<'s>(
+    f: &'s FunctionConfig,
+    split: Option<&'s [u32]>,
+) -> impl Iterator<Item = u32> + 's {
+    let split = split.filter(|w| w.len() == f.variants.len());
+    f.variants
+        .iter()
+        .enumerate()
+        .map(move |(i, v)| split.and_then(|w| w.get(i).copied()).unwrap_or(v.weight))
+}
+
+/// The index of the variant owning `bucket` (in `0..BUCKETS`), walking the weights in
+/// config order: each owns up to `floor(cumulative weight · BUCKETS / total)`. Variants
+/// of weight 0 own no bucket. (Weights are u32, so the products fit in u64.)
+fn variant_at(weights: impl Iterator<Item = u32>, bucket: u64, total: u64) -> Option<usize> {
     let mut cumulative = 0u64;
-    for v in &f.variants {
-        cumulative += u64::from(v.weight);
-        if v.weight > 0 && bucket < cumulative * BUCKETS / total {
-            return Some(v);
+    for (i, w) in weights.enumerate() {
+        cumulative += u64::from(w);
+        if w > 0 && bucket < cumulative * BUCKETS / total {
+            return Some(i);
         }
     }
     None
@@ -462,5 +495,45 @@ weight = 0
             let r = choose_variant(&g, None, None, None, i).unwrap();
             assert!(matches!(r.variant.name.as_str(), "a" | "b"), "{i}");
         }
+    }
+
+    #[test]
+    fn a_split_override_replaces_the_weights_and_moves_only_changed_buckets() {
+        let f = function("f", Sticky::User, &[("control", 90), ("candidate", 10)]);
+        let pick = |split: Option<&[u32]>, user: &str| {
+            choose_variant_split(&f, split, None, Some(user), None, 0)
+                .unwrap()
+                .variant
+                .name
+                .clone()
+        };
+        let mut moved = 0;
+        for i in 0..5_000 {
+            let user = format!("u{i}");
+            // The configured weights and the same split in basis points agree.
+            let configured = pick(None, &user);
+            assert_eq!(pick(Some(&[9_000, 1_000]), &user), configured, "{user}");
+            // 100 % and 0 % leave no one behind.
+            assert_eq!(pick(Some(&[0, 10_000]), &user), "candidate");
+            assert_eq!(pick(Some(&[10_000, 0]), &user), "control");
+            let at_25 = pick(Some(&[7_500, 2_500]), &user);
+            if at_25 != configured {
+                assert_eq!(
+                    (configured.as_str(), at_25.as_str()),
+                    ("control", "candidate")
+                );
+                moved += 1;
+            }
+        }
+        assert!((600..900).contains(&moved), "{moved}");
+        // A split that does not fit the function (wrong length) is ignored.
+        for i in 0..200 {
+            let user = format!("u{i}");
+            assert_eq!(pick(Some(&[0, 0, 10_000]), &user), pick(None, &user));
+        }
+        // The override header still wins over a split.
+        let a = choose_variant_split(&f, Some(&[0, 10_000]), Some("control"), Some("u"), None, 0)
+            .unwrap();
+        assert_eq!(a.variant.name, "control");
     }
 }

@@ -11,10 +11,14 @@
 //! - [`refresh`] rebuilds it on a blocking thread every `[registry] refresh` (default
 //!   2 s), reusing compiled prompt versions, records new releases, and swaps it in;
 //! - a request reads the current snapshot with one atomic load ([`Registry::current`]).
+//!
+//! The same snapshot carries the functions' traffic-split overrides ([`splits`], moved
+//! by `keel function canary`), so a moved split is served within one refresh too.
 
 pub mod params;
 pub mod refresh;
 pub mod snapshot;
+pub mod splits;
 
 use std::sync::Arc;
 

@@ -97,6 +97,19 @@ fn log_changes(previous: &Snapshot, next: &Snapshot) {
             ),
         }
     }
+    for name in next.changed_splits(previous) {
+        match next.split(&name) {
+            Some(w) => {
+                tracing::info!(function = %name, "serving the traffic split {w:?} (basis points, config order) set by `keel function canary`")
+            }
+            None => tracing::info!(function = %name, "serving the configured traffic split"),
+        }
+    }
+    for why in next.split_problems() {
+        if !previous.split_problems().contains(why) {
+            tracing::warn!("{why}");
+        }
+    }
     let old: HashSet<_> = previous.problems().into_iter().collect();
     for p in next.problems() {
         if !old.contains(&p) {

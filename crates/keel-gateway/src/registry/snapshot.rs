@@ -1,5 +1,6 @@
 //! One immutable picture of what every function variant serves: built off the request
-//! path from the store's prompt versions and labels, read by requests lock-free.
+//! path from the store's prompt versions and labels (and the functions' split
+//! overrides), read by requests lock-free.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,6 +53,10 @@ pub struct Snapshot {
     versions: HashMap<(String, i64), Arc<LoadedVersion>>,
     /// For functions with a quality tier: the cheapest qualifying variant, or why none.
     cheapest: HashMap<String, Result<usize, String>>,
+    /// Split overrides (`keel function canary`) that fit the config.
+    splits: super::splits::Splits,
+    /// Stored overrides that do not fit the config, and why (logged by the refresher).
+    split_problems: Vec<String>,
 }
 
 /// Prompts taken from the prompts folder instead of the store, by name — what `keel
@@ -127,6 +132,7 @@ impl Snapshot {
             .map(|l| ((l.name, l.label), l.version))
             .collect();
         let mut next = Snapshot::default();
+        (next.splits, next.split_problems) = super::splits::load(conn, config)?;
         for f in config.functions.values() {
             let mut slots = Vec::with_capacity(f.variants.len());
             for v in &f.variants {
@@ -150,6 +156,29 @@ impl Snapshot {
             next.functions.insert(f.name.clone(), slots);
         }
         Ok(next)
+    }
+
+    /// The override weights of `function` (one per configured variant, in config
+    /// order), when `keel function canary` moved its split.
+    pub fn split(&self, function: &str) -> Option<&[u32]> {
+        self.splits.get(function).map(|w| &w[..])
+    }
+
+    /// Functions whose served split differs from `previous`'s, sorted.
+    pub fn changed_splits(&self, previous: &Snapshot) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .functions
+            .keys()
+            .filter(|f| self.split(f) != previous.split(f))
+            .cloned()
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Stored split overrides that cannot apply to the current config, and why.
+    pub fn split_problems(&self) -> &[String] {
+        &self.split_problems
     }
 
     /// The cheapest variant of `function` that meets its quality tier (`None` when the
