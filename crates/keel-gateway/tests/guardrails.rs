@@ -410,3 +410,86 @@ async fn capture_redacted_stores_no_pii_even_without_a_policy() {
         assert!(s.contains("[IBAN_1]") && s.contains("[PHONE_1]"), "{s}");
     }
 }
+
+#[tokio::test]
+async fn tool_arguments_that_break_their_schema_are_blocked_with_the_reason() {
+    let h = Harness::with(Options {
+        extra: r#"
+[guardrails.policies.tools]
+models = ["mock-1"]
+[[guardrails.policies.tools.checks]]
+check = "tools"
+arguments = { lookup_order = { type = "object", required = ["order_id"] } }
+"#
+        .into(),
+        ..Options::default()
+    })
+    .await;
+    // The mock fills the tool's declared parameters: {"id": …}, no order_id.
+    let r = h
+        .client
+        .post(h.url("/v1/chat/completions"))
+        .json(&json!({"model": "mock-1",
+            "tools": [{"type": "function", "function": {"name": "lookup_order",
+                "parameters": {"type": "object", "properties": {"id": {"type": "string"}}}}}],
+            "messages": [{"role": "user", "content": "[mock:tool=lookup_order]"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("arguments of `lookup_order` break its schema") && msg.contains("order_id"),
+        "{msg}"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_schema_failure_can_fall_back_to_the_next_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rules]]\nmatch = \"did not match the required JSON schema\"\nreply = \"{\\\"answer\\\": \\\"from the fallback\\\"}\"\n",
+    )
+    .unwrap();
+    let h = Harness::with(Options {
+        extra: format!(
+            r#"
+[providers.ruled]
+kind = "mock"
+[providers.ruled.mock]
+rules = "{}"
+
+[models.json-model]
+provider = "ruled"
+
+[models.chatty]
+provider = "inproc"
+fallbacks = ["json-model"]
+
+[guardrails.policies.contract]
+models = ["chatty"]
+[[guardrails.policies.contract.checks]]
+check = "json_schema"
+schema = {{ type = "object", required = ["answer"] }}
+on_fail = "fallback"
+"#,
+            rules.display()
+        ),
+        ..Options::default()
+    })
+    .await;
+    let (status, v, id) = chat(&h, "chatty", "What is the answer?").await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "{\"answer\": \"from the fallback\"}"
+    );
+    let (_, traces) = h.finish().await;
+    let t = trace(&traces, &id);
+    assert_eq!(t.guardrails[0].action, "retry");
+    assert_eq!(t.served_model.as_deref(), Some("json-model"), "{t:?}");
+}
