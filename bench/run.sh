@@ -89,7 +89,13 @@ action = "block"
 TOML
   AUTH=()
 elif [ "$PROFILE" != plain ]; then
-  if [ "$PROFILE" = governed-redis ]; then BACKEND=redis; else BACKEND=local; fi
+  if [ "$PROFILE" = governed-redis ]; then
+    BACKEND=redis
+    REDIS_LINES=$(printf 'redis_url = "redis://127.0.0.1:6379"\nkey_prefix = "%s"' "$REDIS_PREFIX")
+  else
+    BACKEND=local
+    REDIS_LINES=""
+  fi
   cat >> "$WORK/keel.toml" <<TOML
 retries = 2
 retry_backoff = "50ms"
@@ -109,8 +115,7 @@ mode = "required"
 
 [limits]
 backend = "$BACKEND"
-redis_url = "redis://127.0.0.1:6379"
-key_prefix = "$REDIS_PREFIX"
+$REDIS_LINES
 
 [[budgets]]
 name = "per-tenant"
