@@ -4,6 +4,7 @@
 
 pub mod exec;
 pub mod plan;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
