@@ -194,3 +194,117 @@ fn json_has_every_field_and_since_narrows_the_window() {
         "{out}"
     );
 }
+
+/// A function served by a mock that fails half its calls at random (seeded), so the
+/// samples of a repeated eval case disagree.
+const SERVED: &str = r#"
+prompts = "prompts"
+evals = "evals"
+[gateway]
+listen = "127.0.0.1:0"
+store = "keel.db"
+[providers.mock]
+kind = "mock"
+[providers.mock.mock]
+rate_500 = 0.5
+seed = 11
+[models.mock-1]
+provider = "mock"
+upstream_model = "mock-1"
+[functions.support-answer]
+[[functions.support-answer.variants]]
+name = "control"
+prompt = "support/answer"
+prompt_label = "production"
+model = "mock-1"
+weight = 100
+"#;
+
+const SUITE: &str = r#"
+[target]
+function = "support-answer"
+variant = "control"
+[dataset]
+path = "support.jsonl"
+[[assert]]
+type = "starts-with"
+value = "Mock reply to:"
+[run]
+concurrency = 1
+max_retries = 0
+[gate]
+min_pass_rate = 0.25
+"#;
+
+#[test]
+fn a_release_shows_its_newest_eval_run_counted_by_case() {
+    let dir = common::project(SERVED);
+    let d = dir.path();
+    common::write_prompt(d, "support/answer.toml", common::SUPPORT_ANSWER);
+    let keel = Keel::with_env(&[("KEEL_ACTOR", "ci")]);
+    keel.push_and_label_production(d, &["--author", "t", "--message", "m"], "launch");
+    // Deployed: the gateway records the release when it starts serving it.
+    common::Replica::start(d, "serve", SERVED).stop();
+    let deployed = keel.json_ok(d, &["releases"]);
+    assert_eq!(deployed[0]["evals"], serde_json::json!([]), "{deployed}");
+
+    std::fs::create_dir_all(d.join("evals")).unwrap();
+    std::fs::write(d.join("evals/support.toml"), SUITE).unwrap();
+    let cases: String = (0..8)
+        .map(|i| {
+            format!("{{\"id\":\"c{i}\",\"variables\":{{\"product\":\"Keel\",\"question\":\"q{i}\"}}}}\n")
+        })
+        .collect();
+    std::fs::write(d.join("evals/support.jsonl"), cases).unwrap();
+    keel.stdout_ok(d, &["eval", "lock", "support", "--reason", "r"]);
+    let o = keel.run(
+        d,
+        &[
+            "eval",
+            "run",
+            "support",
+            "--repeat",
+            "4",
+            "--no-cache",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        common::stdout_and_stderr(&o)
+    );
+    let run: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let passed = run["candidate"]["stats"]["passed"].as_u64().unwrap();
+    assert!(
+        0 < passed && passed < 8,
+        "the dice should split the cases: {run}"
+    );
+
+    // The row of the release the candidate served carries the run, counted as the run
+    // reported it: 8 cases (not 32 samples) and the cases that passed.
+    let rows = keel.json_ok(d, &["releases"]);
+    let release = run["candidate"]["release_id"].as_str().unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == release)
+        .unwrap_or_else(|| panic!("no row for {release}: {rows}"));
+    assert_eq!(
+        row["requests"], 0,
+        "eval traffic is not live traffic: {row}"
+    );
+    let eval = &row["evals"][0];
+    assert_eq!(eval["run_id"], run["candidate"]["run_id"], "{row}");
+    assert_eq!(eval["suite"], "support");
+    assert_eq!(eval["cases"], 8, "{eval}");
+    assert_eq!(eval["passed"], passed, "{eval}");
+    assert_eq!(eval["gate_passed"], true, "{eval}");
+
+    let out = keel.stdout_ok(d, &["releases"]);
+    let line = out.lines().find(|l| l.contains(release)).unwrap();
+    let pct = format!("support {:.0}% gate ok", passed as f64 * 100.0 / 8.0);
+    assert!(line.contains(&pct), "{pct} in:\n{out}");
+}

@@ -36,6 +36,8 @@ pub struct EvalRun {
     pub run: NewEvalRun,
     pub finished_at_ms: Option<i64>,
     pub status: String,
+    /// Results so far (case × repeat) while the run goes; once it is summarised, its
+    /// cases and the cases that passed (see [`set_eval_run_counts`]).
     pub cases: i64,
     pub passed: i64,
     pub baseline_run: Option<String>,
@@ -98,6 +100,23 @@ pub fn record_eval_result(conn: &Connection, r: &EvalResult) -> Result<(), Store
         params![r.run_id, i64::from(r.pass)],
     )?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Replace the counts kept as results came (one per case × repeat) with the run's
+/// case-level ones: with `repeat` > 1 a case is one case, passed by the runner's rule
+/// (at least half its repeats), so `keel releases`, `keel eval history` and alerts read
+/// the same pass rate as the run's report.
+pub fn set_eval_run_counts(
+    conn: &Connection,
+    id: &str,
+    cases: u64,
+    passed: u64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE eval_runs SET cases = ?2, passed = ?3 WHERE id = ?1",
+        params![id, int(cases), int(passed)],
+    )?;
     Ok(())
 }
 
@@ -298,6 +317,9 @@ mod tests {
         .unwrap();
         let r = get_eval_run(&conn, "r1").unwrap().unwrap();
         assert_eq!(r.gate_passed, Some(false));
+        set_eval_run_counts(&conn, "r1", 1, 0).unwrap();
+        let r = get_eval_run(&conn, "r1").unwrap().unwrap();
+        assert_eq!((r.cases, r.passed), (1, 0));
         assert_eq!(r.baseline_run.as_deref(), Some("r2"));
         let all = list_eval_runs(&conn, Some("support"), 0).unwrap();
         assert_eq!(

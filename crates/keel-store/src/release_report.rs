@@ -7,8 +7,8 @@
 //! each release's latencies in the window ([`Percentiles::nearest_rank`], as in the
 //! weekly report). Unpriced calls are counted on their own, never as $0.
 //!
-//! Eval results are not here yet: once the eval runner exists (issue 4), each row gains
-//! the eval runs of its release (`eval_runs`), joined on the release id.
+//! Each row also carries the newest finished candidate eval runs of its release
+//! (`eval_runs`, joined on the release id), counted by case.
 
 use std::collections::HashMap;
 

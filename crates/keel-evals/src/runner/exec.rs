@@ -10,9 +10,8 @@
 //! successes), so a run slows to what the provider allows instead of hammering it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use keel_core::chat::{ChatRequest, Message};
@@ -24,6 +23,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::plan::{Arm, ArmCall};
+use super::throttle::Throttle;
 use crate::assert::{case_score, evaluate, Assertion, AssertionResult, Judge, JudgeReply};
 use crate::case::{Case, CaseInput};
 use crate::compare::CaseRecord;
@@ -59,65 +59,6 @@ pub struct ExecOptions {
 pub struct ArmResults {
     pub records: Vec<CaseRecord>,
     pub failures: Vec<(String, String)>,
-}
-
-struct Throttle {
-    limit: AtomicUsize,
-    max: usize,
-    in_flight: AtomicUsize,
-    successes: AtomicUsize,
-    paused_until: Mutex<Option<Instant>>,
-}
-
-impl Throttle {
-    async fn enter(&self) {
-        loop {
-            let wait = self
-                .paused_until
-                .lock()
-                .ok()
-                .and_then(|p| *p)
-                .and_then(|t| t.checked_duration_since(Instant::now()));
-            if let Some(w) = wait {
-                tokio::time::sleep(w).await;
-                continue;
-            }
-            let n = self.in_flight.load(Ordering::SeqCst);
-            if n < self.limit.load(Ordering::SeqCst)
-                && self
-                    .in_flight
-                    .compare_exchange(n, n + 1, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    fn leave(&self, rate_limited: Option<Duration>) {
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        match rate_limited {
-            Some(wait) => {
-                let l = self.limit.load(Ordering::SeqCst);
-                self.limit.store((l / 2).max(1), Ordering::SeqCst);
-                self.successes.store(0, Ordering::SeqCst);
-                if let Ok(mut p) = self.paused_until.lock() {
-                    let until = Instant::now() + wait;
-                    if p.is_none_or(|t| t < until) {
-                        *p = Some(until);
-                    }
-                }
-            }
-            None => {
-                if self.successes.fetch_add(1, Ordering::SeqCst) + 1 >= 20 {
-                    self.successes.store(0, Ordering::SeqCst);
-                    let l = self.limit.load(Ordering::SeqCst);
-                    self.limit.store((l + 1).min(self.max), Ordering::SeqCst);
-                }
-            }
-        }
-    }
 }
 
 /// The request a case makes on an arm.
@@ -186,13 +127,7 @@ impl Executor<'_> {
         run_id: &str,
         cases: &[Case],
     ) -> ArmResults {
-        let throttle = Throttle {
-            limit: AtomicUsize::new(self.opts.concurrency),
-            max: self.opts.concurrency,
-            in_flight: AtomicUsize::new(0),
-            successes: AtomicUsize::new(0),
-            paused_until: Mutex::new(None),
-        };
+        let throttle = Throttle::new(self.opts.concurrency);
         let jobs = cases
             .iter()
             .flat_map(|c| (0..self.opts.repeat).map(move |r| (c, r)));

@@ -4,6 +4,7 @@
 
 pub mod exec;
 pub mod plan;
+pub mod throttle;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,7 +12,7 @@ use std::sync::Mutex;
 use keel_core::config::Config;
 use keel_core::trace::Origin;
 use keel_gateway::inproc::InProcess;
-use keel_store::evals::{create_eval_run, finish_eval_run, NewEvalRun};
+use keel_store::evals::{create_eval_run, finish_eval_run, set_eval_run_counts, NewEvalRun};
 use keel_store::Store;
 use serde::Serialize;
 use serde_json::json;
@@ -266,6 +267,12 @@ async fn run_arm(
     let ArmResults { records, failures } =
         exec.run_arm(arm, &identity, &run_id, &dataset.cases).await;
     let stats = summarize(&records, LEVEL, SEED);
+    if let Ok(c) = conn.lock() {
+        // Results were counted per case × repeat as they came; the run counts cases.
+        if let Err(e) = set_eval_run_counts(&c, &run_id, stats.cases as u64, stats.passed) {
+            tracing::warn!(error = %e, run = %run_id, "cannot store an eval run's counts");
+        }
+    }
     if arm.role == "baseline" {
         if let Ok(c) = conn.lock() {
             let summary = serde_json::to_string(&stats).ok();
