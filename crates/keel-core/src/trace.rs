@@ -194,6 +194,16 @@ pub struct TraceRecord {
     /// What guardrail checks found and did, in order.
     #[serde(default)]
     pub guardrails: Vec<GuardOutcome>,
+    /// W3C trace context: the trace this call belongs to (32 lowercase hex) — the
+    /// caller's, from its `traceparent` header, or a new one when spans are exported.
+    #[serde(default)]
+    pub otel_trace_id: Option<String>,
+    /// This call's own span id (16 lowercase hex), as exported.
+    #[serde(default)]
+    pub otel_span_id: Option<String>,
+    /// The caller's span (from `traceparent`) that this call's span is a child of.
+    #[serde(default)]
+    pub otel_parent_span_id: Option<String>,
 }
 
 impl TraceRecord {
@@ -242,6 +252,9 @@ impl TraceRecord {
             saved_cost: None,
             parent_id: None,
             guardrails: Vec::new(),
+            otel_trace_id: None,
+            otel_span_id: None,
+            otel_parent_span_id: None,
         }
     }
 }

@@ -10,6 +10,8 @@
 //!   (the rules live in `keel-governance`); `governance.rs` — starting it;
 //! - `handlers/admin.rs` — `/admin/keys`, `/admin/budgets`;
 //! - `error.rs` — the one error type and its HTTP mapping;
+//! - `otel/` — OpenTelemetry: span export (GenAI conventions, `traceparent`) and
+//!   `POST /v1/traces` ingest of apps' spans;
 //! - `server.rs` — start, serve, drain the trace queue on shutdown.
 //!
 //! The trace writer itself lives in `keel-store` (`writer.rs`).
@@ -22,6 +24,7 @@ pub mod guard;
 pub mod handlers;
 pub mod inproc;
 pub mod metrics;
+pub mod otel;
 pub mod pipeline;
 pub mod registry;
 pub mod replay;

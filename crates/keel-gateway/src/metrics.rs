@@ -85,6 +85,17 @@ pub struct Metrics {
     limits_fail_open: Counter,
     spend_spikes: Counter,
     shadow_skipped: Family<FunctionLabels, Counter>,
+    pub otel: OtelMetrics,
+}
+
+/// OpenTelemetry export and ingest counters (cloned into the exporter task; they share
+/// their storage with the registry).
+#[derive(Clone, Default)]
+pub struct OtelMetrics {
+    pub spans_exported: Counter,
+    pub spans_dropped: Counter,
+    pub export_failures: Counter,
+    pub spans_ingested: Counter,
 }
 
 /// The governor's figures, taken at scrape time.
@@ -268,7 +279,29 @@ impl Metrics {
             "Sampled shadow calls not sent because the function's shadows in flight were at max_concurrent",
             shadow_skipped.clone(),
         );
+        let otel = OtelMetrics::default();
+        registry.register(
+            "otel_spans_exported",
+            "Spans delivered to the OpenTelemetry collector ([otel] endpoint)",
+            otel.spans_exported.clone(),
+        );
+        registry.register(
+            "otel_spans_dropped",
+            "Spans not delivered: the export queue was full, or the collector could not be reached after a retry",
+            otel.spans_dropped.clone(),
+        );
+        registry.register(
+            "otel_export_failures",
+            "Span batches the collector did not accept (after one retry)",
+            otel.export_failures.clone(),
+        );
+        registry.register(
+            "otel_spans_ingested",
+            "Application spans received on POST /v1/traces and stored",
+            otel.spans_ingested.clone(),
+        );
         Metrics {
+            otel,
             registry,
             requests,
             errors,

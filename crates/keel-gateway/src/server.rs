@@ -29,6 +29,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/admin/keys/{id}/revoke", post(admin::revoke_key))
         .route("/admin/keys/{id}/rotate", post(admin::rotate_key))
         .route("/admin/budgets", get(admin::budgets))
+        .route("/v1/traces", post(crate::otel::ingest::ingest))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app)
@@ -38,7 +39,7 @@ async fn unknown_route(uri: axum::http::Uri) -> axum::response::Response {
     route_error(
         axum::http::StatusCode::NOT_FOUND,
         "unknown_route",
-        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health, GET /status, GET /metrics and /admin/*", uri.path()),
+        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, POST /v1/traces, GET /health, GET /status, GET /metrics and /admin/*", uri.path()),
     )
 }
 
@@ -94,6 +95,13 @@ impl Gateway {
         let (governor, governance) = crate::governance::start(&config, &store)?;
         state.governor = governor.clone();
         state.store = Some(store.clone());
+        let mut otel_task = None;
+        if let Some(settings) = &config.otel {
+            let (exporter, task) =
+                crate::otel::export::start(&config, settings, state.metrics.otel.clone())?;
+            state.otel = Some(exporter);
+            otel_task = Some(task);
+        }
         let state = Arc::new(state);
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -112,6 +120,10 @@ impl Gateway {
             governance.stop(&governor).await;
             if let Some(r) = refresher {
                 tokio::task::spawn_blocking(move || r.stop()).await?;
+            }
+            // Every connection is closed, so every span is queued: flush them.
+            if let Some(t) = otel_task {
+                t.shutdown().await;
             }
             // Every connection is closed, so every trace has been handed to the writer:
             // drain the queue and stop the writer thread.

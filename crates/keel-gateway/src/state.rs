@@ -63,6 +63,8 @@ pub struct AppState {
     /// Per function with a shadow: permits for its shadow calls in flight
     /// (`max_concurrent`); a sampled call that finds none is skipped.
     pub shadow_slots: HashMap<String, Arc<tokio::sync::Semaphore>>,
+    /// OTLP span export, when `[otel] endpoint` is set (started by `Gateway::start`).
+    pub otel: Option<crate::otel::SpanExporter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +192,7 @@ impl AppState {
             .collect();
         Ok(AppState {
             shadow_slots,
+            otel: None,
             governor: Arc::new(keel_governance::Governor::inert()),
             store: None,
             cache: config

@@ -8,7 +8,8 @@
 //! ([`prompts`], [`audit`]), and releases with their traffic for `keel releases`
 //! ([`releases`], [`list_releases`]), replay runs for `keel replay` ([`replays`]), and
 //! governance: virtual keys ([`keys`]), alert events ([`alerts`]) and spend by scope
-//! ([`spend`]), and functions' traffic-split overrides ([`splits`]).
+//! ([`spend`]), functions' traffic-split overrides ([`splits`]), and the spans apps send over OTLP
+//! ([`spans`]).
 
 pub mod alerts;
 pub mod audit;
@@ -25,6 +26,7 @@ pub mod replays;
 pub mod report;
 mod report_render;
 pub mod shadow;
+pub mod spans;
 pub mod spend;
 pub mod splits;
 mod trace_row;
@@ -51,4 +53,5 @@ pub use report::{
 };
 pub use report_render::{render_markdown, render_table};
 pub use rusqlite::Connection;
+pub use spans::{calls_in_trace, spans_for_trace, AppSpan, SpanStatus};
 pub use writer::{spawn, TraceWriter, WriterHandle, WriterOptions, WriterStats};

@@ -84,6 +84,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0013_function_splits",
         sql: include_str!("../migrations/0013_function_splits.sql"),
     },
+    Migration {
+        version: 14,
+        name: "0014_otel",
+        sql: include_str!("../migrations/0014_otel.sql"),
+    },
 ];
 
 /// The schema version this binary writes.
@@ -317,16 +322,12 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 2);
-        // And from version 11, only 0012: traces gain guardrail outcomes. The trace
-        // written at version 4 reads back with every later column empty or defaulted.
+        // And from version 11, only 0012: traces gain guardrail outcomes.
         assert_eq!(
             migrate(&mut conn, "mem", &MIGRATIONS[..12]).unwrap(),
             vec![12]
         );
-        let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
-        assert_eq!((old.function, old.release_id), (None, None));
-        assert_eq!(old.origin, keel_core::trace::Origin::Live);
-        assert!(old.guardrails.is_empty());
+        // (The trace written at version 4 is read back once every column exists, below.)
         // And from version 12, only 0013 (split overrides); a function without a row
         // serves its configured weights, and audit rows written before keep reading.
         crate::audit::record_audit(
@@ -340,10 +341,27 @@ mod tests {
             },
         )
         .unwrap();
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![13]);
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..13]).unwrap(),
+            vec![13]
+        );
         assert_eq!(crate::splits::current_split(&conn, "f").unwrap(), None);
         assert!(crate::splits::all_splits(&conn).unwrap().is_empty());
         assert_eq!(crate::audit::list_audit(&conn, 0, 0).unwrap().len(), 1);
+        // And from version 13, only 0014: traces gain their W3C trace context (old ones
+        // read back without one) and app spans get their table.
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![14]);
+        let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
+        assert_eq!((old.function, old.release_id), (None, None));
+        assert_eq!(old.origin, keel_core::trace::Origin::Live);
+        assert!(old.guardrails.is_empty());
+        assert_eq!((old.otel_trace_id, old.otel_span_id), (None, None));
+        assert!(
+            crate::spans::spans_for_trace(&conn, "4bf92f3577b34da6a3ce929d0e0e4736")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(index_names(&conn).iter().any(|i| i == "traces_otel_trace"));
     }
 
     #[test]

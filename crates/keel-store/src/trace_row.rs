@@ -15,15 +15,17 @@ pub(crate) const COLUMNS: &str = "id, started_at_ms, api, endpoint, key_id, tena
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
-     function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos, parent_id, guardrails_json";
+     function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos, parent_id, guardrails_json, \
+     otel_trace_id, otel_span_id, otel_parent_span_id";
 
 const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, key_id, tenant, feature, user, session, tags, \
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
-     function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos, parent_id, guardrails_json) \
+     function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos, parent_id, guardrails_json, \
+     otel_trace_id, otel_span_id, otel_parent_span_id) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42)";
+     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45)";
 
 /// Insert `traces` in one transaction. The statement is prepared once per connection
 /// and cached.
@@ -88,6 +90,9 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         saved_cost,
         parent_id,
         guardrails,
+        otel_trace_id,
+        otel_span_id,
+        otel_parent_span_id,
     } = t;
     let tags = serde_json::to_string(tags)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
@@ -150,6 +155,9 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         saved_cost.map(|c| c.0),
         parent_id,
         guardrails_json,
+        otel_trace_id,
+        otel_span_id,
+        otel_parent_span_id,
     ])?;
     Ok(())
 }
@@ -238,5 +246,8 @@ pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<TraceRecord> {
             None => Vec::new(),
             Some(j) => serde_json::from_str(&j).map_err(|e| conversion(41, e))?,
         },
+        otel_trace_id: row.get(42)?,
+        otel_span_id: row.get(43)?,
+        otel_parent_span_id: row.get(44)?,
     })
 }

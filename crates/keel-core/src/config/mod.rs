@@ -14,6 +14,7 @@ pub mod governance;
 pub mod guardrails;
 pub mod mock;
 pub mod model;
+pub mod otel;
 pub mod raw;
 pub mod routing;
 mod validate;
@@ -94,6 +95,7 @@ impl Config {
             governance: v.governance,
             alerting: v.alerting,
             guardrails: v.guardrails,
+            otel: v.otel,
             warnings: v.warnings,
         })
     }

@@ -33,6 +33,8 @@ pub struct Config {
     pub alerting: super::alerting::Alerting,
     /// Guardrail policies (`[guardrails.policies.*]`), each with what it is attached to.
     pub guardrails: Vec<super::guardrails::PolicyConfig>,
+    /// OTLP span export (`[otel]`); `None` when off (no endpoint).
+    pub otel: Option<super::otel::OtelSettings>,
     /// Non-fatal findings (an unset key env var, unpriced models) for `keel check` and startup.
     pub warnings: Vec<String>,
 }

@@ -50,6 +50,9 @@ pub struct RawConfig {
     /// Guardrail policies: `[guardrails.policies.NAME]`.
     #[serde(default)]
     pub guardrails: super::guardrails::RawGuardrails,
+    /// OpenTelemetry export: `[otel]`.
+    #[serde(default)]
+    pub otel: super::otel::RawOtel,
 }
 
 #[derive(Debug, Default, Deserialize)]

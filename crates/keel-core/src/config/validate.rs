@@ -29,6 +29,7 @@ pub(crate) struct Validated {
     pub governance: super::governance::Governance,
     pub alerting: super::alerting::Alerting,
     pub guardrails: Vec<super::guardrails::PolicyConfig>,
+    pub otel: Option<super::otel::OtelSettings>,
     pub warnings: Vec<String>,
 }
 
@@ -101,6 +102,15 @@ pub(crate) fn validate(
         issues.0.extend(dur.0);
         issues.0.extend(found);
         c
+    };
+    let otel = {
+        let mut found = Vec::new();
+        let mut dur = Issues(Vec::new());
+        let o =
+            super::otel::validate_otel(&raw.otel, &mut |p, v, d| dur.duration(p, v, d), &mut found);
+        issues.0.extend(dur.0);
+        issues.0.extend(found);
+        o
     };
 
     let mut providers = BTreeMap::new();
@@ -332,6 +342,7 @@ pub(crate) fn validate(
             governance,
             alerting,
             guardrails,
+            otel,
             warnings,
         })
     } else {

@@ -35,6 +35,7 @@ pub async fn chat_completions(
         "/v1/chat/completions",
     );
     attribution::attribute(&mut trace, &headers);
+    crate::otel::context::attach(&mut trace, &headers, app.otel.is_some());
     let mut pending = PendingTrace::start(app.clone(), trace, Instant::now());
     let key = match auth::authenticate(&app, &headers, pending.trace()) {
         Ok(k) => k,

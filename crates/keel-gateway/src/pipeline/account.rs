@@ -116,6 +116,9 @@ pub fn finish(
             .get_or_create(&ErrorLabels { model, class })
             .inc();
     }
+    if let Some(otel) = &app.otel {
+        otel.record(&trace);
+    }
     app.writer.record(trace);
 }
 

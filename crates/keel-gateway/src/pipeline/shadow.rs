@@ -89,6 +89,12 @@ pub fn launch(
     trace.user.clone_from(&live.user);
     trace.session.clone_from(&live.session);
     trace.tags.clone_from(&live.tags);
+    // In the live call's OpenTelemetry trace, as a child of its span.
+    if let Some(t) = &live.otel_trace_id {
+        trace.otel_trace_id = Some(t.clone());
+        trace.otel_parent_span_id.clone_from(&live.otel_span_id);
+        trace.otel_span_id = Some(crate::otel::context::new_span_id());
+    }
     let app = app.clone();
     tokio::spawn(async move {
         // Held until the shadow is traced: its slot frees when it is done.

@@ -1,0 +1,213 @@
+//! Application spans: what an app sent to Keel's OTLP endpoint (`POST /v1/traces`) —
+//! its retrieval, tool calls and other work — kept in `app_spans` so a trace page can
+//! show them beside Keel's own call (`traces.otel_trace_id`).
+//!
+//! Writes come from the ingest endpoint off the request path (one transaction per
+//! export request); a span sent twice (an exporter's retry) replaces the first copy.
+
+use rusqlite::{params, Connection};
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::Store;
+
+/// A span's outcome, as OTLP's `Status.code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanStatus {
+    Unset,
+    Ok,
+    Error,
+}
+
+impl SpanStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanStatus::Unset => "unset",
+            SpanStatus::Ok => "ok",
+            SpanStatus::Error => "error",
+        }
+    }
+
+    /// From the OTLP `StatusCode` number (anything unknown is `Unset`).
+    pub fn from_code(code: i64) -> SpanStatus {
+        match code {
+            1 => SpanStatus::Ok,
+            2 => SpanStatus::Error,
+            _ => SpanStatus::Unset,
+        }
+    }
+
+    fn parse(s: &str) -> SpanStatus {
+        match s {
+            "ok" => SpanStatus::Ok,
+            "error" => SpanStatus::Error,
+            _ => SpanStatus::Unset,
+        }
+    }
+}
+
+/// One span an application exported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppSpan {
+    /// 32 lowercase hex digits.
+    pub trace_id: String,
+    /// 16 lowercase hex digits.
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    /// The resource's `service.name`, when it has one.
+    pub service: Option<String>,
+    /// OTLP `SpanKind` (0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer).
+    pub kind: i32,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    /// The span's attributes as a JSON object (`{"db.system": "postgresql", …}`).
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    pub status: SpanStatus,
+    pub status_message: Option<String>,
+}
+
+/// Nanosecond times past i64::MAX (year 2262) are not real; clamp rather than fail.
+fn nanos(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Store `spans` in one transaction (a span already stored is replaced).
+pub fn insert_spans(
+    conn: &mut Connection,
+    spans: &[AppSpan],
+    received_at_ms: i64,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT OR REPLACE INTO app_spans (trace_id, span_id, parent_span_id, name, service, kind,
+                 start_unix_nano, end_unix_nano, attributes_json, status, status_message, received_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for s in spans {
+            let attrs = serde_json::Value::Object(s.attributes.clone()).to_string();
+            stmt.execute(params![
+                s.trace_id,
+                s.span_id,
+                s.parent_span_id,
+                s.name,
+                s.service,
+                s.kind,
+                nanos(s.start_unix_nano),
+                nanos(s.end_unix_nano),
+                attrs,
+                s.status.as_str(),
+                s.status_message,
+                received_at_ms,
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+impl Store {
+    /// Open a write connection and store `spans` (for the ingest endpoint, which calls
+    /// this on a blocking thread).
+    pub fn insert_app_spans(
+        &self,
+        spans: &[AppSpan],
+        received_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.writer_connection()?;
+        insert_spans(&mut conn, spans, received_at_ms)
+    }
+}
+
+/// Every app span of `trace_id` (32 hex digits, any case), earliest first.
+pub fn spans_for_trace(conn: &Connection, trace_id: &str) -> Result<Vec<AppSpan>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT trace_id, span_id, parent_span_id, name, service, kind, start_unix_nano,
+                end_unix_nano, attributes_json, status, status_message
+         FROM app_spans WHERE trace_id = ?1 ORDER BY start_unix_nano, span_id",
+    )?;
+    let rows = stmt.query_map(params![trace_id.to_ascii_lowercase()], |r| {
+        let attrs: String = r.get(8)?;
+        let status: String = r.get(9)?;
+        let start: i64 = r.get(6)?;
+        let end: i64 = r.get(7)?;
+        Ok(AppSpan {
+            trace_id: r.get(0)?,
+            span_id: r.get(1)?,
+            parent_span_id: r.get(2)?,
+            name: r.get(3)?,
+            service: r.get(4)?,
+            kind: r.get(5)?,
+            start_unix_nano: u64::try_from(start).unwrap_or(0),
+            end_unix_nano: u64::try_from(end).unwrap_or(0),
+            attributes: match serde_json::from_str(&attrs) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            },
+            status: SpanStatus::parse(&status),
+            status_message: r.get(10)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Keel's own calls in `trace_id` (their `otel_trace_id`), earliest first: the other
+/// half of a trace page that shows app spans.
+pub fn calls_in_trace(
+    conn: &Connection,
+    trace_id: &str,
+) -> Result<Vec<keel_core::trace::TraceRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM traces WHERE otel_trace_id = ?1 ORDER BY started_at_ms, rowid",
+        crate::trace_row::COLUMNS
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![trace_id.to_ascii_lowercase()],
+        crate::trace_row::from_row,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(id: &str, start: u64) -> AppSpan {
+        AppSpan {
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            span_id: id.into(),
+            parent_span_id: Some("00f067aa0ba902b7".into()),
+            name: format!("step {id}"),
+            service: Some("app".into()),
+            kind: 1,
+            start_unix_nano: start,
+            end_unix_nano: start + 10,
+            attributes: serde_json::json!({"db.system": "postgresql", "n": 3})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            status: SpanStatus::Ok,
+            status_message: None,
+        }
+    }
+
+    #[test]
+    fn spans_come_back_by_trace_sorted_by_start_and_resends_replace() {
+        let store = Store::open(":memory:").unwrap();
+        let b = span("bbbbbbbbbbbbbbbb", 2_000);
+        let a = span("aaaaaaaaaaaaaaaa", 1_000);
+        store.insert_app_spans(&[b.clone(), a.clone()], 1).unwrap();
+        let mut again = b.clone();
+        again.status = SpanStatus::Error;
+        store.insert_app_spans(&[again.clone()], 2).unwrap();
+        let conn = store.reader().unwrap();
+        let got = spans_for_trace(&conn, "4BF92F3577B34DA6A3CE929D0E0E4736").unwrap();
+        assert_eq!(got, vec![a, again]);
+        assert!(spans_for_trace(&conn, "0".repeat(32).as_str())
+            .unwrap()
+            .is_empty());
+    }
+}
