@@ -10,12 +10,14 @@
 //!   (the rules live in `keel-governance`); `governance.rs` — starting it;
 //! - `handlers/admin.rs` — `/admin/keys`, `/admin/budgets`;
 //! - `error.rs` — the one error type and its HTTP mapping;
+//! - `dashboard/` — the server-rendered dashboard under `/` and `/ui/*`, one module per page;
 //! - `server.rs` — start, serve, drain the trace queue on shutdown.
 //!
 //! The trace writer itself lives in `keel-store` (`writer.rs`).
 
 pub mod balance;
 pub mod breaker;
+pub mod dashboard;
 pub mod error;
 pub mod governance;
 pub mod guard;

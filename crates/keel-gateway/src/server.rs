@@ -29,6 +29,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/admin/keys/{id}/revoke", post(admin::revoke_key))
         .route("/admin/keys/{id}/rotate", post(admin::rotate_key))
         .route("/admin/budgets", get(admin::budgets))
+        .merge(crate::dashboard::routes(app.clone()))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app)
@@ -38,7 +39,7 @@ async fn unknown_route(uri: axum::http::Uri) -> axum::response::Response {
     route_error(
         axum::http::StatusCode::NOT_FOUND,
         "unknown_route",
-        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health, GET /status, GET /metrics and /admin/*", uri.path()),
+        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, GET /health, GET /status, GET /metrics, /admin/* and the dashboard (/ and /ui/*)", uri.path()),
     )
 }
 

@@ -8,7 +8,8 @@
 //! ([`prompts`], [`audit`]), and releases with their traffic for `keel releases`
 //! ([`releases`], [`list_releases`]), replay runs for `keel replay` ([`replays`]), and
 //! governance: virtual keys ([`keys`]), alert events ([`alerts`]) and spend by scope
-//! ([`spend`]), and functions' traffic-split overrides ([`splits`]).
+//! ([`spend`]), functions' traffic-split overrides ([`splits`]), and the dashboard's
+//! charts over time ([`timeline`]).
 
 pub mod alerts;
 pub mod audit;
@@ -27,6 +28,7 @@ mod report_render;
 pub mod shadow;
 pub mod spend;
 pub mod splits;
+pub mod timeline;
 mod trace_row;
 pub mod writer;
 
