@@ -2,7 +2,9 @@
 # The whole test suite, as the README gives it and CI runs it:
 #   formatting, lints, unit + in-process integration tests, then end-to-end tests that
 #   drive the built `keel` binary with the official openai and anthropic Python SDKs
-#   (installed into a venv by tests/e2e/run.sh).
+#   (installed into a venv by tests/e2e/run.sh), then the dashboard in headless Chromium
+#   (tests/browser/run.sh installs Debian's chromium when missing; screenshots are kept in
+#   target/browser-artifacts/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,3 +22,6 @@ cargo test --workspace
 step "end-to-end (official SDKs against the built binary)"
 cargo build -p keel-cli
 KEEL_BIN="$PWD/target/debug/keel" bash tests/e2e/run.sh
+
+step "dashboard in a real browser (headless Chromium against the built binary)"
+KEEL_BIN="$PWD/target/debug/keel" bash tests/browser/run.sh

@@ -12,12 +12,14 @@
 //! - `error.rs` — the one error type and its HTTP mapping;
 //! - `otel/` — OpenTelemetry: span export (GenAI conventions, `traceparent`) and
 //!   `POST /v1/traces` ingest of apps' spans;
+//! - `dashboard/` — the server-rendered dashboard under `/` and `/ui/*`, one module per page;
 //! - `server.rs` — start, serve, drain the trace queue on shutdown.
 //!
 //! The trace writer itself lives in `keel-store` (`writer.rs`).
 
 pub mod balance;
 pub mod breaker;
+pub mod dashboard;
 pub mod error;
 pub mod governance;
 pub mod guard;

@@ -30,6 +30,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/admin/keys/{id}/rotate", post(admin::rotate_key))
         .route("/admin/budgets", get(admin::budgets))
         .route("/v1/traces", post(crate::otel::ingest::ingest))
+        .merge(crate::dashboard::routes(app.clone()))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(app)
@@ -39,7 +40,7 @@ async fn unknown_route(uri: axum::http::Uri) -> axum::response::Response {
     route_error(
         axum::http::StatusCode::NOT_FOUND,
         "unknown_route",
-        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, POST /v1/traces, GET /health, GET /status, GET /metrics and /admin/*", uri.path()),
+        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, POST /v1/traces, GET /health, GET /status, GET /metrics, /admin/* and the dashboard (/ and /ui/*)", uri.path()),
     )
 }
 

@@ -8,8 +8,8 @@
 //! ([`prompts`], [`audit`]), and releases with their traffic for `keel releases`
 //! ([`releases`], [`list_releases`]), replay runs for `keel replay` ([`replays`]), and
 //! governance: virtual keys ([`keys`]), alert events ([`alerts`]) and spend by scope
-//! ([`spend`]), functions' traffic-split overrides ([`splits`]), and the spans apps send over OTLP
-//! ([`spans`]).
+//! ([`spend`]), functions' traffic-split overrides ([`splits`]), the spans apps send over OTLP
+//! ([`spans`]), and the dashboard's charts over time ([`timeline`]).
 
 pub mod alerts;
 pub mod audit;
@@ -29,6 +29,7 @@ pub mod shadow;
 pub mod spans;
 pub mod spend;
 pub mod splits;
+pub mod timeline;
 mod trace_row;
 pub mod writer;
 

@@ -29,8 +29,19 @@ pub struct TraceFilter {
     pub variant: Option<String>,
     /// Live traffic, or eval / replay calls; `None` lists all.
     pub origin: Option<keel_core::trace::Origin>,
+    /// The request id (`x-keel-request-id`).
+    pub id: Option<String>,
+    pub prompt_version: Option<i64>,
+    /// Cost range in nano-dollars, inclusive (unpriced calls never match a cost range).
+    pub min_cost_nanos: Option<i64>,
+    pub max_cost_nanos: Option<i64>,
+    /// Latency range in ms, inclusive.
+    pub min_latency_ms: Option<u64>,
+    pub max_latency_ms: Option<u64>,
     /// Most traces returned; 0 means no limit.
     pub limit: usize,
+    /// Traces skipped before the first returned (pagination).
+    pub offset: usize,
 }
 
 impl TraceFilter {
@@ -52,7 +63,14 @@ impl Default for TraceFilter {
             function: None,
             variant: None,
             origin: None,
+            id: None,
+            prompt_version: None,
+            min_cost_nanos: None,
+            max_cost_nanos: None,
+            min_latency_ms: None,
+            max_latency_ms: None,
             limit: TraceFilter::DEFAULT_LIMIT,
+            offset: 0,
         }
     }
 }
@@ -94,6 +112,7 @@ pub fn list_traces(
         ("error_class = {p}", &filter.error_class),
         ("function = {p}", &filter.function),
         ("variant = {p}", &filter.variant),
+        ("id = {p}", &filter.id),
     ];
     for (test, value) in text_filters {
         if let Some(v) = value {
@@ -106,12 +125,41 @@ pub fn list_traces(
     if let Some(origin) = filter.origin {
         push("origin = {p}", Value::Text(origin.as_str().to_string()));
     }
+    let int = |v: u64| Value::Integer(i64::try_from(v).unwrap_or(i64::MAX));
+    let ranges = [
+        (
+            "prompt_version = {p}",
+            filter.prompt_version.map(Value::Integer),
+        ),
+        (
+            "cost_nanos >= {p}",
+            filter.min_cost_nanos.map(Value::Integer),
+        ),
+        (
+            "cost_nanos <= {p}",
+            filter.max_cost_nanos.map(Value::Integer),
+        ),
+        ("latency_ms >= {p}", filter.min_latency_ms.map(int)),
+        ("latency_ms <= {p}", filter.max_latency_ms.map(int)),
+    ];
+    for (test, value) in ranges {
+        if let Some(v) = value {
+            push(test, v);
+        }
+    }
     sql.push_str(" ORDER BY started_at_ms DESC, rowid DESC");
-    if filter.limit > 0 {
-        values.push(Value::Integer(
-            i64::try_from(filter.limit).unwrap_or(i64::MAX),
-        ));
+    if filter.limit > 0 || filter.offset > 0 {
+        let limit = if filter.limit == 0 {
+            -1
+        } else {
+            i64::try_from(filter.limit).unwrap_or(i64::MAX)
+        };
+        values.push(Value::Integer(limit));
         sql.push_str(&format!(" LIMIT ?{}", values.len()));
+        values.push(Value::Integer(
+            i64::try_from(filter.offset).unwrap_or(i64::MAX),
+        ));
+        sql.push_str(&format!(" OFFSET ?{}", values.len()));
     }
 
     let mut stmt = conn.prepare(&sql)?;
@@ -376,6 +424,81 @@ mod tests {
                 ..Default::default()
             }),
             ""
+        );
+    }
+
+    #[test]
+    fn id_version_cost_latency_and_offset_narrow() {
+        let mut a = t("a", 1);
+        a.cost = Some(Nanos(100));
+        a.latency_ms = 10;
+        a.prompt_version = Some(1);
+        let mut b = t("b", 2);
+        b.cost = Some(Nanos(500));
+        b.latency_ms = 50;
+        b.prompt_version = Some(2);
+        let mut c = t("c", 3);
+        c.latency_ms = 90;
+        let (_s, r) = seeded(&[a, b, c]);
+        let list = |f: TraceFilter| ids(&list_traces(&r, &f).unwrap()).join(",");
+        let f = TraceFilter::default;
+        assert_eq!(
+            list(TraceFilter {
+                id: Some("b".into()),
+                ..f()
+            }),
+            "b"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                prompt_version: Some(1),
+                ..f()
+            }),
+            "a"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                min_cost_nanos: Some(200),
+                ..f()
+            }),
+            "b"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                max_cost_nanos: Some(200),
+                ..f()
+            }),
+            "a"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                min_latency_ms: Some(50),
+                ..f()
+            }),
+            "c,b"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                max_latency_ms: Some(50),
+                ..f()
+            }),
+            "b,a"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                limit: 1,
+                offset: 1,
+                ..f()
+            }),
+            "b"
+        );
+        assert_eq!(
+            list(TraceFilter {
+                limit: 0,
+                offset: 2,
+                ..f()
+            }),
+            "a"
         );
     }
 

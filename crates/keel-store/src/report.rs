@@ -235,7 +235,13 @@ enum Dimension {
     Feature,
     Tenant,
     Key,
+    Function,
+    /// Function and variant, joined by `VARIANT_SEP`.
+    Variant,
 }
+
+/// What separates a function's name from its variant's in [`variant_breakdown`].
+pub const VARIANT_SEP: char = '\u{1f}';
 
 impl Dimension {
     fn key_sql(self) -> &'static str {
@@ -245,6 +251,10 @@ impl Dimension {
             Dimension::Feature => "COALESCE(NULLIF(feature, ''), '(none)')",
             Dimension::Tenant => "COALESCE(NULLIF(tenant, ''), '(none)')",
             Dimension::Key => "COALESCE(NULLIF(key_id, ''), '(no key)')",
+            Dimension::Function => "COALESCE(NULLIF(function, ''), '(none)')",
+            Dimension::Variant => {
+                "COALESCE(function, '') || char(31) || COALESCE(NULLIF(variant, ''), '(none)')"
+            }
         }
     }
 }
@@ -358,6 +368,26 @@ fn breakdown(conn: &Connection, w: Window, dim: Dimension) -> Result<Vec<GroupRo
             .then_with(|| a.name.cmp(&b.name))
     });
     Ok(out)
+}
+
+/// Live traffic by function over `[since_ms, until_ms)` (the dashboard's breakdown;
+/// calls of a bare model are `(none)`), sorted like the report's breakdowns.
+pub fn function_breakdown(
+    conn: &Connection,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<Vec<GroupRow>, StoreError> {
+    breakdown(conn, Window { since_ms, until_ms }, Dimension::Function)
+}
+
+/// Live traffic per function variant over `[since_ms, until_ms)`: each row's name is
+/// `function` + [`VARIANT_SEP`] + `variant` (calls of a bare model have an empty function).
+pub fn variant_breakdown(
+    conn: &Connection,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<Vec<GroupRow>, StoreError> {
+    breakdown(conn, Window { since_ms, until_ms }, Dimension::Variant)
 }
 
 /// The numbers of live calls in one scope (`feature=support`, `global`, ...) over

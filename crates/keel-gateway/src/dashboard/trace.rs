@@ -1,0 +1,257 @@
+//! `/ui/traces/{id}`: one trace — who called, what was asked (the messages or a
+//! function's variables, as captured), the output, every attempt, what the guardrails
+//! did, tokens, cost and timings, and the release and prompt version that served it.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Html;
+use keel_core::trace::TraceRecord;
+use serde_json::Value;
+
+use super::html::{esc, ms, opt, shell, table, urlenc, usd, when, PageError};
+use super::read;
+use crate::state::AppState;
+
+/// Key/value rows as a definition table.
+fn facts(id: &str, rows: &[(&str, String)]) -> String {
+    let mut out = format!("<table class=\"facts\" id=\"{id}\"><tbody>");
+    for (k, v) in rows {
+        let _ = write!(out, "<tr><th>{}</th><td>{v}</td></tr>", esc(k));
+    }
+    out.push_str("</tbody></table>");
+    out
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// A message's content: text as is, parts (or anything else) as pretty JSON.
+fn content(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .map(|p| match p.get("text").and_then(Value::as_str) {
+                Some(t) => t.to_string(),
+                None => pretty(p),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Value::Null => String::new(),
+        other => pretty(other),
+    }
+}
+
+/// The captured input: system text, messages and variables when it parses as a chat
+/// request, else the raw text.
+fn input(raw: Option<&str>) -> String {
+    let Some(raw) = raw else {
+        return "<p class=\"empty\">Not captured (<code>capture</code> is off for this call).</p>"
+            .into();
+    };
+    let Ok(v) = serde_json::from_str::<Value>(raw) else {
+        return format!("<pre>{}</pre>", esc(raw));
+    };
+    let mut out = String::new();
+    if let Some(system) = v.get("system").filter(|s| !s.is_null()) {
+        let _ = write!(
+            out,
+            "<div class=\"msg system\"><div class=\"role\">system</div><pre>{}</pre></div>",
+            esc(&content(system))
+        );
+    }
+    if let Some(msgs) = v.get("messages").and_then(Value::as_array) {
+        for m in msgs {
+            let role = m.get("role").and_then(Value::as_str).unwrap_or("?");
+            let mut text = content(m.get("content").unwrap_or(&Value::Null));
+            if let Some(calls) = m.get("tool_calls") {
+                text.push_str(&pretty(calls));
+            }
+            let _ = write!(
+                out,
+                "<div class=\"msg {r}\"><div class=\"role\">{r}</div><pre>{}</pre></div>",
+                esc(&text),
+                r = esc(role)
+            );
+        }
+    }
+    if let Some(vars) = v.get("variables").filter(|s| !s.is_null()) {
+        let _ = write!(out, "<h3>Variables</h3><pre>{}</pre>", esc(&pretty(vars)));
+    }
+    let _ = write!(
+        out,
+        "<details><summary>Request as received</summary><pre>{}</pre></details>",
+        esc(&pretty(&v))
+    );
+    out
+}
+
+fn body(t: &TraceRecord) -> String {
+    let who = facts(
+        "who",
+        &[
+            ("request id", format!("<code>{}</code>", esc(&t.id))),
+            ("started (UTC)", when(t.started_at_ms)),
+            (
+                "api / endpoint",
+                format!("{} {}", esc(&t.api), esc(&t.endpoint)),
+            ),
+            ("origin", esc(t.origin.as_str())),
+            ("key", opt(t.key_id.as_deref())),
+            ("tenant", opt(t.tenant.as_deref())),
+            ("feature", opt(t.feature.as_deref())),
+            ("user", opt(t.user.as_deref())),
+            ("session", opt(t.session.as_deref())),
+            ("tags", esc(&t.tags.join(", "))),
+            (
+                "parent (shadowed call)",
+                t.parent_id.as_deref().map_or("—".into(), |p| {
+                    format!("<a href=\"/ui/traces/{}\">{}</a>", urlenc(p), esc(p))
+                }),
+            ),
+        ],
+    );
+    let what = facts(
+        "what",
+        &[
+            ("model requested", opt(t.model_requested.as_deref())),
+            ("provider", opt(t.provider.as_deref())),
+            ("upstream model", opt(t.upstream_model.as_deref())),
+            ("served model", opt(t.served_model.as_deref())),
+            ("fingerprint", opt(t.system_fingerprint.as_deref())),
+            (
+                "function / variant",
+                format!(
+                    "{} / {}",
+                    opt(t.function.as_deref()),
+                    opt(t.variant.as_deref())
+                ),
+            ),
+            (
+                "prompt",
+                match (&t.prompt_name, t.prompt_version) {
+                    (Some(n), Some(v)) => {
+                        format!("<a href=\"/ui/prompts/{}\">{}</a> v{v}", esc(n), esc(n))
+                    }
+                    _ => "—".into(),
+                },
+            ),
+            ("release", opt(t.release_id.as_deref())),
+            ("stream", t.stream.to_string()),
+            ("cache", opt(t.cache.as_deref())),
+        ],
+    );
+    let status = format!("<span class=\"tag {s}\">{s}</span>", s = t.status.as_str());
+    let outcome = facts(
+        "outcome",
+        &[
+            ("status", status),
+            ("HTTP status", t.http_status.to_string()),
+            ("error class", opt(t.error_class.as_deref())),
+            ("error", opt(t.error_message.as_deref())),
+            ("finish reason", opt(t.finish_reason.as_deref())),
+            ("input tokens", opt(t.input_tokens)),
+            ("output tokens", opt(t.output_tokens)),
+            ("cached tokens", opt(t.cached_tokens)),
+            ("reasoning tokens", opt(t.reasoning_tokens)),
+            (
+                "cost",
+                if t.unpriced {
+                    "<span class=\"tag warn\">unpriced</span> (no known price: not $0)".into()
+                } else {
+                    t.cost.map_or("—".into(), usd)
+                },
+            ),
+            ("saved by cache", t.saved_cost.map_or("—".into(), usd)),
+            ("latency", ms(t.latency_ms)),
+            ("time to first token", t.ttft_ms.map_or("—".into(), ms)),
+        ],
+    );
+    let attempts: Vec<Vec<String>> = t
+        .attempts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            vec![
+                (i + 1).to_string(),
+                esc(&a.model),
+                esc(&a.provider),
+                esc(&a.upstream_model),
+                format!("<code>{}</code>", esc(&a.outcome)),
+                ms(a.latency_ms),
+                opt(a.error.as_deref()),
+            ]
+        })
+        .collect();
+    let attempts = if attempts.is_empty() {
+        "<p class=\"empty\">One attempt: the first call answered (or the model has no retries or fallbacks).</p>".to_string()
+    } else {
+        table(
+            "attempts",
+            &[
+                "#",
+                "model",
+                "provider",
+                "upstream model",
+                "outcome",
+                "latency",
+                "error",
+            ],
+            &attempts,
+        )
+    };
+    let guards: Vec<Vec<String>> = t
+        .guardrails
+        .iter()
+        .map(|g| {
+            vec![
+                esc(&g.policy),
+                esc(&g.check),
+                esc(&g.stage),
+                format!("<code>{}</code>", esc(&g.action)),
+                opt(g.score.map(|s| format!("{s:.3}"))),
+                esc(&g
+                    .evidence
+                    .iter()
+                    .map(|e| format!("{} [{}..{}]", e.what, e.start, e.end))
+                    .collect::<Vec<_>>()
+                    .join(", ")),
+            ]
+        })
+        .collect();
+    let output = match &t.output {
+        Some(o) => format!("<pre id=\"output\">{}</pre>", esc(o)),
+        None => "<p class=\"empty\">No output captured.</p>".into(),
+    };
+    format!(
+        "<div class=\"grid\"><section class=\"third\"><h2>Who</h2>{who}</section>\
+         <section class=\"third\"><h2>What</h2>{what}</section>\
+         <section class=\"third\"><h2>Outcome</h2>{outcome}</section></div>\
+         <h2>Input</h2>{}<h2>Output</h2>{output}<h2>Attempts</h2>{attempts}\
+         <h2>Guardrails</h2>{}",
+        input(t.input.as_deref()),
+        table(
+            "guardrails",
+            &["policy", "check", "stage", "action", "score", "evidence"],
+            &guards
+        ),
+    )
+}
+
+/// `GET /ui/traces/{id}`.
+pub async fn page(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, PageError> {
+    let want = id.clone();
+    let trace = read(&app, move |c| Ok(keel_store::get_trace(c, &want)?)).await?;
+    let Some(t) = trace else {
+        return Err(PageError::NotFound(format!(
+            "no trace with request id {id}"
+        )));
+    };
+    Ok(shell(&format!("Trace {}", t.id), "/ui/traces", &body(&t)))
+}

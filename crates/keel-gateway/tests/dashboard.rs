@@ -1,0 +1,439 @@
+//! The dashboard in-process: traffic through the gateway, then every page fetched as a
+//! browser would — status, the data it must show, filters that narrow the trace list,
+//! a trace's attempts, escaping of user-controlled text, and the admin key when auth
+//! is required.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Harness, Options};
+use keel_store::evals::{EvalResult, NewEvalRun};
+use keel_store::Store;
+use serde_json::json;
+
+const XSS: &str = "<script>alert('pwned')</script>";
+
+const PROMPT_V1: &str = r#"
+[[messages]]
+role = "user"
+content = "Answer: {{ question }}"
+[variables.question]
+type = "string"
+"#;
+
+const PROMPT_V2: &str = r#"
+[[messages]]
+role = "user"
+content = "Answer briefly <script>x()</script>: {{ question }}"
+[variables.question]
+type = "string"
+"#;
+
+const EXTRA: &str = r#"
+[registry]
+refresh = "100ms"
+
+[providers.down]
+kind = "mock"
+[providers.down.mock]
+rate_500 = 1.0
+
+[models.down]
+provider = "down"
+upstream_model = "mock-down"
+fallbacks = ["local"]
+
+[functions.support]
+description = "answers"
+
+[[functions.support.variants]]
+name = "control"
+prompt = "support/answer"
+model = "local"
+weight = 50
+
+[[functions.support.variants]]
+name = "candidate"
+prompt = "support/answer"
+model = "mock-1"
+weight = 50
+"#;
+
+fn push(store_path: &str, text: &str) -> i64 {
+    let store = Store::open(store_path).unwrap();
+    let conn = store.writer_conn().unwrap();
+    let p = keel_registry::parse_prompt("support/answer", std::path::Path::new("a.toml"), text)
+        .unwrap();
+    let v = match keel_store::push_version(
+        &conn,
+        "support/answer",
+        &p.content_hash(),
+        &p.to_json().to_string(),
+        "test",
+        "test push",
+        None,
+    )
+    .unwrap()
+    {
+        keel_store::PushOutcome::Created(v) | keel_store::PushOutcome::Unchanged(v) => v,
+    };
+    keel_store::set_label(&conn, "support/answer", v, "production", "test", "ship it").unwrap();
+    v
+}
+
+/// Two eval runs of suite `support`: case `c2` passes in the first and fails in the second.
+fn eval_runs(store_path: &str) {
+    let store = Store::open(store_path).unwrap();
+    let conn = store.writer_conn().unwrap();
+    for (i, id) in ["run_a", "run_b"].iter().enumerate() {
+        let at = keel_store::prompts::now_ms() - 1000 + i as i64;
+        keel_store::evals::create_eval_run(
+            &conn,
+            &NewEvalRun {
+                id: id.to_string(),
+                suite: "support".into(),
+                started_at_ms: at,
+                actor: "test".into(),
+                dataset_hash: "h".into(),
+                role: "candidate".into(),
+                target_json: "{}".into(),
+                function: Some("support".into()),
+                variant: Some("control".into()),
+                prompt_name: None,
+                prompt_version: None,
+                model: None,
+                upstream_model: None,
+                release_id: None,
+                repeat: 1,
+            },
+        )
+        .unwrap();
+        for (case, pass) in [("c1", true), ("c2", i == 0)] {
+            keel_store::evals::record_eval_result(
+                &conn,
+                &EvalResult {
+                    run_id: id.to_string(),
+                    case_id: case.into(),
+                    repeat_idx: 0,
+                    pass,
+                    score: if pass { 1.0 } else { 0.0 },
+                    output: Some(format!("answer {case} {XSS}")),
+                    error: None,
+                    latency_ms: 5,
+                    cost_nanos: Some(10),
+                    input_tokens: Some(1),
+                    output_tokens: Some(1),
+                    cached: false,
+                    trace_id: None,
+                    assertions_json: "[]".into(),
+                },
+            )
+            .unwrap();
+        }
+        keel_store::evals::finish_eval_run(&conn, id, "done", at + 1, None, Some(i == 0), None)
+            .unwrap();
+    }
+}
+
+async fn post(h: &Harness, model: &str, text: &str, headers: &[(&str, &str)]) -> String {
+    let resp = h
+        .post_json(
+            "/v1/chat/completions",
+            &common::chat_body(model, text),
+            headers,
+        )
+        .await;
+    common::request_id(&resp)
+}
+
+async fn page(h: &Harness, path: &str) -> String {
+    let resp = h.get(path).await;
+    let status = resp.status();
+    let body = resp.text().await.unwrap();
+    assert_eq!(status, 200, "{path}: {body}");
+    assert!(body.starts_with("<!doctype html>"), "{path}: {body}");
+    body
+}
+
+fn count(body: &str) -> usize {
+    let at = body.find("data-count=\"").expect("the trace count") + "data-count=\"".len();
+    body[at..].split('"').next().unwrap().parse().unwrap()
+}
+
+/// Wait until the writer has flushed `n` traces.
+async fn wait_for_traces(h: &Harness, n: usize) {
+    let start = Instant::now();
+    while count(&page(h, "/ui/traces?origin=live").await) < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "traces not written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_renders_the_gateways_data() {
+    let h = Harness::with(Options {
+        extra: EXTRA.into(),
+        ..Options::default()
+    })
+    .await;
+    push(&h.store_path, PROMPT_V1);
+    let v2 = push(&h.store_path, PROMPT_V2);
+    eval_runs(&h.store_path);
+    // Wait for the function to serve v2.
+    let start = Instant::now();
+    loop {
+        let body = json!({"model": "support", "variables": {"question": "hi"}});
+        let resp = h.post_json("/v1/chat/completions", &body, &[]).await;
+        if resp
+            .headers()
+            .get("x-keel-prompt-version")
+            .map(|v| v.to_str().unwrap().to_string())
+            == Some(v2.to_string())
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "function never served v2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..6 {
+        let user = format!("u{}", i % 2);
+        post(
+            &h,
+            "mock-1",
+            "hello",
+            &[
+                ("x-keel-tenant", "acme"),
+                ("x-keel-feature", "search"),
+                ("x-keel-user", &user),
+            ],
+        )
+        .await;
+    }
+    for _ in 0..3 {
+        post(&h, "local", "hi", &[("x-keel-tenant", "globex")]).await;
+    }
+    let xss_id = post(
+        &h,
+        "local",
+        XSS,
+        &[("x-keel-tenant", XSS), ("x-keel-session", "s-xss")],
+    )
+    .await;
+    let fallback_id = post(&h, "down", "fall back please", &[]).await;
+    wait_for_traces(&h, 12).await;
+
+    // Overview.
+    let body = page(&h, "/").await;
+    for want in [
+        "Requests",
+        "Spend",
+        "Latency",
+        "Time to first token",
+        "by-model",
+        "mock-1",
+        "acme",
+        "search",
+        "support",
+        "<svg",
+    ] {
+        assert!(body.contains(want), "overview lacks {want}");
+    }
+    assert!(
+        !body.contains(XSS) && body.contains("&lt;script&gt;"),
+        "tenant not escaped"
+    );
+    page(&h, "/?since=7d").await;
+    assert_eq!(h.get("/?since=forever").await.status(), 400);
+
+    // Traces: filters narrow.
+    let all = count(&page(&h, "/ui/traces").await);
+    assert!(all >= 12, "{all}");
+    assert_eq!(
+        count(&page(&h, "/ui/traces?model=mock-1&origin=live&function=").await),
+        6
+    );
+    assert_eq!(count(&page(&h, "/ui/traces?tenant=acme&user=u1").await), 3);
+    assert_eq!(
+        count(&page(&h, "/ui/traces?tenant=globex&since=1h").await),
+        3
+    );
+    assert_eq!(
+        count(&page(&h, &format!("/ui/traces?id={xss_id}")).await),
+        1
+    );
+    assert_eq!(count(&page(&h, "/ui/traces?session=s-xss").await), 1);
+    assert!(count(&page(&h, "/ui/traces?function=support&variant=control").await) >= 1);
+    assert_eq!(count(&page(&h, "/ui/traces?min_latency=100000").await), 0);
+    assert_eq!(
+        count(&page(&h, "/ui/traces?max_cost=0.000000001&model=mock-1").await),
+        0
+    );
+    assert!(count(&page(&h, "/ui/traces?min_cost=0.000000001").await) >= 6);
+    assert_eq!(
+        count(&page(&h, &format!("/ui/traces?prompt_version={v2}&status=ok")).await) >= 1,
+        true
+    );
+    assert_eq!(h.get("/ui/traces?min_cost=lots").await.status(), 400);
+    let list = page(&h, "/ui/traces").await;
+    assert!(!list.contains(XSS) && list.contains("&lt;script&gt;"));
+
+    // A trace: attempts, escaping of the captured input.
+    let body = page(&h, &format!("/ui/traces/{fallback_id}")).await;
+    assert!(body.contains("id=\"attempts\""), "{body}");
+    assert!(
+        body.contains("upstream_server_error") && body.contains("mock-down"),
+        "{body}"
+    );
+    let body = page(&h, &format!("/ui/traces/{xss_id}")).await;
+    assert!(!body.contains(XSS), "input not escaped");
+    assert!(body.contains("&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;"));
+    assert_eq!(h.get("/ui/traces/no-such-trace").await.status(), 404);
+
+    // Prompts: versions, labels, history, diff, releases.
+    let body = page(&h, "/ui/prompts").await;
+    assert!(body.contains("support/answer") && body.contains("production"));
+    let body = page(&h, "/ui/prompts/support/answer").await;
+    for want in [
+        "id=\"versions\"",
+        "id=\"label-moves\"",
+        "ship it",
+        "id=\"diff\"",
+        "class=\"ins\"",
+        "id=\"releases\"",
+        "rel_",
+    ] {
+        assert!(body.contains(want), "prompt page lacks {want}");
+    }
+    assert!(!body.contains("<script>x()"), "prompt text not escaped");
+    page(&h, "/ui/prompts/support/answer?a=1&b=1").await;
+    assert_eq!(h.get("/ui/prompts/nope").await.status(), 404);
+
+    // Evals and the comparison with its regression.
+    let body = page(&h, "/ui/evals").await;
+    assert!(body.contains("Suite support") && body.contains("run_a") && body.contains("<svg"));
+    let body = page(&h, "/ui/evals/compare?a=run_a&b=run_b").await;
+    assert!(body.contains("regression: 1"), "{body}");
+    assert!(body.contains("c1") && !body.contains(XSS));
+    let body = page(&h, "/ui/evals/compare?a=run_a&b=run_b&only=regressions").await;
+    assert!(body.contains("c2") && !body.contains(">c1<"), "{body}");
+
+    // Experiments.
+    let body = page(&h, "/ui/functions").await;
+    for want in ["support", "control", "candidate", "share now", "50.0%"] {
+        assert!(body.contains(want), "functions page lacks {want}");
+    }
+
+    // Governance.
+    let body = page(&h, "/ui/governance").await;
+    for want in [
+        "id=\"keys\"",
+        "id=\"audit\"",
+        "prompt.label",
+        "id=\"alerts-firing\"",
+    ] {
+        assert!(body.contains(want), "governance page lacks {want}");
+    }
+
+    // The stylesheet and the login form are served too.
+    let css = h.get("/ui/style.css").await;
+    assert_eq!(css.status(), 200);
+    assert!(css.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
+    page(&h, "/ui/login").await;
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn the_admin_key_guards_the_dashboard_when_auth_is_required() {
+    const ADMIN: &str = "dash-admin-secret";
+    let var = format!("KEEL_TEST_DASH_ADMIN_{}", std::process::id());
+    std::env::set_var(&var, ADMIN);
+    let h = Harness::with(Options {
+        extra: format!("[auth]\nmode = \"required\"\nadmin_key_env = \"{var}\"\n"),
+        ..Options::default()
+    })
+    .await;
+    for path in [
+        "/",
+        "/ui/traces",
+        "/ui/prompts",
+        "/ui/evals",
+        "/ui/functions",
+        "/ui/governance",
+    ] {
+        let resp = h.get(path).await;
+        assert_eq!(resp.status(), 401, "{path}");
+        assert!(resp.text().await.unwrap().contains("action=\"/ui/login\""));
+        let resp = h
+            .client
+            .get(h.url(path))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{path}");
+        let resp = h
+            .client
+            .get(h.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+    }
+    // The stylesheet and the login form stay open.
+    assert_eq!(h.get("/ui/style.css").await.status(), 200);
+    assert_eq!(h.get("/ui/login").await.status(), 200);
+
+    // The login form sets the cookie only for the right key.
+    let no_redirects = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = no_redirects
+        .post(h.url("/ui/login"))
+        .form(&[("key", "wrong")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("set-cookie").is_none());
+    let resp = no_redirects
+        .post(h.url("/ui/login"))
+        .form(&[("key", ADMIN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        cookie.starts_with("keel_admin=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap();
+    let resp = no_redirects
+        .get(h.url("/ui/governance"))
+        .header("cookie", pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = no_redirects
+        .get(h.url("/"))
+        .header("cookie", "keel_admin=nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    h.finish().await;
+}

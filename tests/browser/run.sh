@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# The dashboard in a real browser: Debian's Chromium, headless, against the built `keel`
+# binary serving the quickstart (copied to a temp dir) with generated traffic and two
+# eval runs, the second on a deliberately broken prompt (a known regression).
+#
+#   bash tests/browser/run.sh
+#
+# For every page: a screenshot (kept in $ARTIFACTS, default target/browser-artifacts/),
+# the DOM as Chromium built it (asserted on), and Chromium's console log (any console
+# error or uncaught exception fails the test). Also: filters narrow the traces, a trace
+# opens, the eval comparison shows the regression.
+#
+# Environment: KEEL_BIN (a prebuilt binary; else `cargo build -p keel-cli`),
+# CARGO_TARGET_DIR (honoured when building), ARTIFACTS, CHROMIUM (the browser binary).
+set -euo pipefail
+
+die() { echo "browser: error: $*" >&2; exit 1; }
+say() { echo "browser: $*" >&2; }
+
+HERE="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd -- "$HERE/../.." && pwd)"
+target="${CARGO_TARGET_DIR:-$REPO/target}"
+case "$target" in /*) ;; *) target="$REPO/$target" ;; esac
+ARTIFACTS="${ARTIFACTS:-$target/browser-artifacts}"
+
+# 1. Chromium (Debian's package; we run as root in CI).
+CHROMIUM="${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}"
+if [ -z "$CHROMIUM" ]; then
+    command -v apt-get >/dev/null 2>&1 || die "no chromium and no apt-get to install it"
+    say "installing chromium (apt-get)"
+    apt-get update -qq </dev/null >/dev/null || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null >/dev/null \
+        || die "apt-get install chromium failed"
+    CHROMIUM="$(command -v chromium)" || die "chromium still not found after install"
+fi
+
+# 2. The binary.
+if [ -z "${KEEL_BIN:-}" ]; then
+    say "building keel (cargo build -p keel-cli)"
+    (cd "$REPO" && cargo build -q -p keel-cli </dev/null) || die "cargo build -p keel-cli failed"
+    KEEL_BIN="$target/debug/keel"
+fi
+[ -x "$KEEL_BIN" ] || die "KEEL_BIN=$KEEL_BIN is not an executable"
+command -v curl >/dev/null 2>&1 || die "curl is needed"
+
+# 3. The quickstart in a temp dir, on a free port.
+WORK="$(mktemp -d)"
+PID=""
+cleanup() {
+    if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+cp -r "$REPO/examples/quickstart/." "$WORK/"
+rm -f "$WORK"/keel.db*
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+sed -i "s/^listen = .*/listen = \"127.0.0.1:$PORT\"/" "$WORK/keel.toml"
+BASE="http://127.0.0.1:$PORT"
+mkdir -p "$ARTIFACTS"
+rm -f "$ARTIFACTS"/*.png "$ARTIFACTS"/*.html "$ARTIFACTS"/*.log
+
+(cd "$WORK" && exec "$KEEL_BIN" serve --config keel.toml >"$ARTIFACTS/keel-serve.log" 2>&1) &
+PID=$!
+for _ in $(seq 1 100); do
+    curl -fsS "$BASE/health" >/dev/null 2>&1 && break
+    kill -0 "$PID" 2>/dev/null || die "keel serve exited; see $ARTIFACTS/keel-serve.log"
+    sleep 0.2
+done
+curl -fsS "$BASE/health" >/dev/null || die "keel serve did not answer on $BASE"
+
+# 4. Traffic: models, tenants, features, users, a function, an error.
+chat() { # model tenant feature user text
+    curl -sS -o /dev/null "$BASE/v1/chat/completions" -H 'content-type: application/json' \
+        -H "x-keel-tenant: $2" -H "x-keel-feature: $3" -H "x-keel-user: $4" \
+        -d "{\"model\":\"$1\",\"messages\":[{\"role\":\"user\",\"content\":\"$5\"}]}"
+}
+for i in $(seq 1 12); do chat mock-1 acme search "u$((i % 3))" "question $i"; done
+for i in $(seq 1 8); do chat gpt-4o-mini globex chat "g$i" "hello $i"; done
+for i in $(seq 1 4); do chat house-model acme chat "u1" "unpriced $i"; done
+chat mock-1 acme search u9 '[mock:status=500] fail please'
+for i in $(seq 1 8); do
+    curl -sS -o /dev/null "$BASE/v1/chat/completions" -H 'content-type: application/json' \
+        -H "x-keel-user: f$i" -H 'x-keel-tenant: acme' \
+        -d "{\"model\":\"support-answer\",\"variables\":{\"question\":\"How do I reset my password? $i\"}}"
+done
+
+# 5. Evals: the broken prompt against production (exit 1: a known regression).
+(cd "$WORK" && "$KEEL_BIN" eval lock support --reason "browser test" >"$ARTIFACTS/eval.log" 2>&1) \
+    || die "keel eval lock failed (see $ARTIFACTS/eval.log)"
+sed -i 's/{{ *question *}}/{{ question | upper }}/' "$WORK/prompts/support/answer.toml"
+set +e
+(cd "$WORK" && "$KEEL_BIN" eval run support --baseline production >>"$ARTIFACTS/eval.log" 2>&1)
+eval_status=$?
+set -e
+[ "$eval_status" = 1 ] || die "the eval gate on the broken prompt exited $eval_status, expected 1 (see $ARTIFACTS/eval.log)"
+sleep 1.5 # the trace writer flushes in batches
+
+# 6. The browser.
+FAILS=0
+fail() { echo "browser: FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+chrome() { # args... (a fresh profile each time)
+    local prof; prof="$(mktemp -d)"
+    timeout 60 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-background-networking \
+        --disable-component-update --disable-sync --no-first-run --hide-scrollbars \
+        --user-data-dir="$prof" "$@" </dev/null || true
+    rm -rf "$prof"
+}
+# visit NAME PATH: screenshot, DOM, console log; checks the DOM is a page and the log clean.
+visit() {
+    local name="$1" url="$BASE$2"
+    chrome --screenshot="$ARTIFACTS/$name.png" --window-size=1280,900 "$url" >/dev/null 2>&1
+    chrome --dump-dom --enable-logging=stderr --v=0 "$url" >"$ARTIFACTS/$name.html" 2>"$ARTIFACTS/$name.log"
+    [ -s "$ARTIFACTS/$name.png" ] || fail "$name: no screenshot"
+    grep -q '</main>' "$ARTIFACTS/$name.html" || fail "$name: no page in the DOM ($url)"
+    if grep -E 'CONSOLE|Uncaught|Failed to load resource' "$ARTIFACTS/$name.log" | grep -viE 'dbus|gcm|DevTools listening' >/dev/null; then
+        fail "$name: console errors: $(grep -E 'CONSOLE|Uncaught|Failed to load' "$ARTIFACTS/$name.log" | head -3)"
+    fi
+}
+dom_has() { grep -q -- "$2" "$ARTIFACTS/$1.html" || fail "$1: the page lacks \`$2\`"; }
+count() { sed -n 's/.*data-count="\([0-9]*\)".*/\1/p' "$ARTIFACTS/$1.html" | head -1; }
+
+say "loading every page in $CHROMIUM"
+visit overview "/"
+dom_has overview 'Requests'
+dom_has overview 'mock-1'
+dom_has overview '<svg'
+visit overview-7d "/?since=7d"
+visit traces "/ui/traces"
+visit traces-model "/ui/traces?model=gpt-4o-mini"
+visit traces-tenant "/ui/traces?tenant=globex&origin=live"
+all="$(count traces)"; by_model="$(count traces-model)"; by_tenant="$(count traces-tenant)"
+[ -n "$all" ] && [ -n "$by_model" ] || fail "no trace count in the DOM"
+[ "${by_model:-0}" -ge 1 ] && [ "${by_model:-0}" -lt "${all:-0}" ] || fail "model filter did not narrow: all=$all model=$by_model"
+[ "${by_tenant:-0}" = 8 ] || fail "tenant filter: expected 8 traces of globex, got $by_tenant"
+trace_href="$(grep -o 'class="trace-link" href="[^"]*"' "$ARTIFACTS/traces.html" | head -1 | sed 's/.*href="\([^"]*\)"/\1/')"
+[ -n "$trace_href" ] || fail "no trace link on the traces page"
+visit trace "${trace_href:-/ui/traces/none}"
+dom_has trace 'id="outcome"'
+dom_has trace 'Input'
+visit prompts "/ui/prompts"
+dom_has prompts 'support/answer'
+visit prompt "/ui/prompts/support/answer"
+dom_has prompt 'id="versions"'
+dom_has prompt 'id="releases"'
+visit evals "/ui/evals"
+dom_has evals 'Suite support'
+compare_href="$(grep -o 'class="compare baseline" href="[^"]*"' "$ARTIFACTS/evals.html" | head -1 | sed 's/.*href="\([^"]*\)"/\1/; s/&amp;/\&/g')"
+[ -n "$compare_href" ] || fail "no comparison link on the evals page"
+visit eval-compare "${compare_href:-/ui/evals/compare}&only=regressions"
+dom_has eval-compare 'regression: '
+grep -q 'class="tag regression"' "$ARTIFACTS/eval-compare.html" || fail "the comparison shows no regressed case"
+visit functions "/ui/functions"
+dom_has functions 'support-answer'
+dom_has functions 'candidate'
+visit governance "/ui/governance"
+dom_has governance 'id="audit"'
+visit login "/ui/login"
+
+say "screenshots and DOMs in $ARTIFACTS"
+[ "$FAILS" = 0 ] || die "$FAILS check(s) failed"
+say "ok: every page rendered, filters narrowed ($all → model $by_model, tenant $by_tenant), a trace opened, the regression showed"
