@@ -434,3 +434,47 @@ async fn the_admin_key_guards_the_dashboard_when_auth_is_required() {
     assert_eq!(resp.status(), 401);
     h.finish().await;
 }
+
+/// A call made inside the app's OpenTelemetry trace (`traceparent`), and the app's own
+/// span sent to `POST /v1/traces`: the trace page shows them together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_page_shows_the_apps_own_spans_from_the_same_trace() {
+    let h = Harness::start().await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace_id}-{parent}-01");
+    let id = post(
+        &h,
+        "mock-1",
+        "hello",
+        &[("traceparent", traceparent.as_str())],
+    )
+    .await;
+    let app_span = serde_json::json!({"resourceSpans": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "support-app"}}]},
+        "scopeSpans": [{"scope": {"name": "app"}, "spans": [{
+            "traceId": trace_id, "spanId": parent, "name": "retrieve-docs",
+            "kind": 1, "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000500000000"
+        }]}]
+    }]});
+    let r = h
+        .client
+        .post(h.url("/v1/traces"))
+        .header("content-type", "application/json")
+        .body(app_span.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    wait_for_traces(&h, 1).await;
+    let body = page(&h, &format!("/ui/traces/{id}")).await;
+    let at = body
+        .find("<h2>App spans</h2>")
+        .expect("an app spans section");
+    let section = &body[at..];
+    assert!(
+        section.contains("retrieve-docs") && section.contains("support-app"),
+        "{section}"
+    );
+    assert!(section.contains("500.0 ms"), "{section}");
+}

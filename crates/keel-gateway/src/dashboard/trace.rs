@@ -247,11 +247,64 @@ pub async fn page(
     Path(id): Path<String>,
 ) -> Result<Html<String>, PageError> {
     let want = id.clone();
-    let trace = read(&app, move |c| Ok(keel_store::get_trace(c, &want)?)).await?;
-    let Some(t) = trace else {
+    let found = read(&app, move |c| {
+        let Some(t) = keel_store::get_trace(c, &want)? else {
+            return Ok(None);
+        };
+        // The app's own spans (sent to POST /v1/traces) in the same OpenTelemetry trace.
+        let spans = match &t.otel_trace_id {
+            Some(tid) => keel_store::spans::spans_for_trace(c, tid)?,
+            None => Vec::new(),
+        };
+        Ok(Some((t, spans)))
+    })
+    .await?;
+    let Some((t, spans)) = found else {
         return Err(PageError::NotFound(format!(
             "no trace with request id {id}"
         )));
     };
-    Ok(shell(&format!("Trace {}", t.id), "/ui/traces", &body(&t)))
+    let mut html = body(&t);
+    html.push_str(&app_spans(&t, &spans));
+    Ok(shell(&format!("Trace {}", t.id), "/ui/traces", &html))
+}
+
+/// The app's spans beside Keel's call: name, service, start relative to the call, duration.
+fn app_spans(t: &TraceRecord, spans: &[keel_store::spans::AppSpan]) -> String {
+    if spans.is_empty() {
+        return "<h2>App spans</h2><p class=\"empty\">No spans from the app in this trace \
+                (send them to POST /v1/traces with the same traceparent).</p>"
+            .to_string();
+    }
+    let call_start_ns = i128::from(t.started_at_ms) * 1_000_000;
+    let rows: Vec<Vec<String>> = spans
+        .iter()
+        .map(|s| {
+            let offset_ms = (i128::from(s.start_unix_nano) - call_start_ns) as f64 / 1e6;
+            let dur_ms = s.end_unix_nano.saturating_sub(s.start_unix_nano) as f64 / 1e6;
+            vec![
+                esc(&s.name),
+                opt(s.service.clone()),
+                format!("{offset_ms:+.1} ms"),
+                format!("{dur_ms:.1} ms"),
+                format!("<code>{}</code>", esc(&s.span_id)),
+                opt(s.parent_span_id.clone()),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>App spans</h2>{}",
+        table(
+            "app-spans",
+            &[
+                "span",
+                "service",
+                "start vs call",
+                "duration",
+                "span id",
+                "parent"
+            ],
+            &rows
+        )
+    )
 }
