@@ -89,7 +89,7 @@ mod tests {
     fn buckets_count_spend_errors_and_latency() {
         let store = Store::open(":memory:").unwrap();
         let mut w = store.writer_connection().unwrap();
-        let mut t = |id: &str, at: i64, cost: Option<i64>, err: bool, lat: u64| {
+        let t = |id: &str, at: i64, cost: Option<i64>, err: bool, lat: u64| {
             let mut r = TraceRecord::new(id.into(), at, "openai", "/v1/chat/completions");
             r.cost = cost.map(Nanos);
             r.latency_ms = lat;

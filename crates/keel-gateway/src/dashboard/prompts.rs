@@ -71,11 +71,10 @@ fn diff(a: &PromptVersion, b: &PromptVersion) -> String {
             similar::ChangeTag::Equal => ("eq", ' '),
         };
         let line = change.value();
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<span class=\"{class}\">{sign} {}</span>{}",
-            esc(line.trim_end_matches('\n')),
-            "\n"
+            "<span class=\"{class}\">{sign} {}</span>",
+            esc(line.trim_end_matches('\n'))
         );
     }
     out.push_str("</pre>");
