@@ -81,7 +81,7 @@ chat mock-1 acme search u9 '[mock:status=500] fail please'
 for i in $(seq 1 8); do
     curl -sS -o /dev/null "$BASE/v1/chat/completions" -H 'content-type: application/json' \
         -H "x-keel-user: f$i" -H 'x-keel-tenant: acme' \
-        -d "{\"model\":\"support-answer\",\"variables\":{\"question\":\"How do I reset my password? $i\"}}"
+        -d "{\"model\":\"support-answer\",\"variables\":{\"product\":\"Keel\",\"question\":\"How do I reset my password? $i\"}}"
 done
 
 # 5. Evals: the broken prompt against production (exit 1: a known regression).
@@ -152,6 +152,8 @@ grep -q 'class="tag regression"' "$ARTIFACTS/eval-compare.html" || fail "the com
 visit functions "/ui/functions"
 dom_has functions 'support-answer'
 dom_has functions 'candidate'
+grep -q '<td>0.0%</td>' "$ARTIFACTS/functions.html" || fail "functions: no variant served its calls without errors"
+
 visit governance "/ui/governance"
 dom_has governance 'id="audit"'
 visit login "/ui/login"
