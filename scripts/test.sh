@@ -16,6 +16,15 @@ cargo fmt --all -- --check
 step "cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
+# The Redis-backed tests (shared limits across replicas) need Redis at 127.0.0.1:6379;
+# start it when it is installed but not running.
+if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 \
+    && command -v redis-server >/dev/null; then
+  step "starting redis-server on 127.0.0.1:6379"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+  sleep 1
+fi
+
 step "cargo test (unit + integration)"
 cargo test --workspace
 
