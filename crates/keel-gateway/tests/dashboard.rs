@@ -202,6 +202,18 @@ async fn every_page_renders_the_gateways_data() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // One call on each variant, whatever the random split gave the calls above.
+    for variant in ["control", "candidate"] {
+        let body = json!({"model": "support", "variables": {"question": "hi"}});
+        let resp = h
+            .post_json(
+                "/v1/chat/completions",
+                &body,
+                &[("x-keel-variant", variant)],
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+    }
     for i in 0..6 {
         let user = format!("u{}", i % 2);
         post(
@@ -227,7 +239,18 @@ async fn every_page_renders_the_gateways_data() {
     )
     .await;
     let fallback_id = post(&h, "down", "fall back please", &[]).await;
-    wait_for_traces(&h, 12).await;
+    wait_for_traces(&h, 14).await;
+    // The function calls before are a variable number: wait for the last calls themselves.
+    let start = Instant::now();
+    for id in [&xss_id, &fallback_id] {
+        while count(&page(&h, &format!("/ui/traces?id={id}")).await) < 1 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "trace {id} not written"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     // Overview.
     let body = page(&h, "/").await;
@@ -255,8 +278,16 @@ async fn every_page_renders_the_gateways_data() {
     // Traces: filters narrow.
     let all = count(&page(&h, "/ui/traces").await);
     assert!(all >= 12, "{all}");
+    // (The function calls above run on a variant of their own; the tenant keeps this exact
+    // however many of them the registry wait took.)
     assert_eq!(
-        count(&page(&h, "/ui/traces?model=mock-1&origin=live&function=").await),
+        count(
+            &page(
+                &h,
+                "/ui/traces?model=mock-1&tenant=acme&origin=live&function="
+            )
+            .await
+        ),
         6
     );
     assert_eq!(count(&page(&h, "/ui/traces?tenant=acme&user=u1").await), 3);
