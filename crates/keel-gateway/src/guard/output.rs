@@ -83,29 +83,11 @@ pub fn check_output(
                     }
                 }
             }
-            CheckKind::Banned { .. } => {
-                let Some(m) = &check.terms else { continue };
+            // Per answer text, the same matching as on input.
+            CheckKind::Banned { .. } | CheckKind::MaxLength { .. } => {
                 for choice in &resp.choices {
                     if let Some(text) = text_of(&choice.message.content) {
-                        evidence.extend(m.find(text).into_iter().map(|t| GuardEvidence {
-                            what: "banned_term".into(),
-                            message: None,
-                            start: t.start,
-                            end: t.end,
-                        }));
-                    }
-                }
-            }
-            CheckKind::MaxLength { max_chars } => {
-                for choice in &resp.choices {
-                    let n = text_of(&choice.message.content).map_or(0, |t| t.chars().count());
-                    if n as u64 > *max_chars {
-                        evidence.push(GuardEvidence {
-                            what: format!("length {n} > {max_chars} characters"),
-                            message: None,
-                            start: 0,
-                            end: n,
-                        });
+                        evidence.extend(check.find_in(text).0);
                     }
                 }
             }

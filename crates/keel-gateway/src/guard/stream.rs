@@ -65,7 +65,8 @@ impl StreamGuard {
         })
     }
 
-    fn restoring(&self) -> bool {
+    /// Whether placeholders are being put back (text may be held back until the end).
+    pub fn restoring(&self) -> bool {
         self.input.restore && !self.input.redaction.is_empty()
     }
 
@@ -244,26 +245,7 @@ impl StreamGuard {
                         .map(|f| evidence(f.kind.as_str(), f.start, f.end))
                         .collect()
                 }
-                CheckKind::Banned { .. } => match &c.terms {
-                    Some(m) => m
-                        .find(output)
-                        .into_iter()
-                        .map(|t| evidence("banned_term", t.start, t.end))
-                        .collect(),
-                    None => Vec::new(),
-                },
-                CheckKind::MaxLength { max_chars } => {
-                    let n = output.chars().count();
-                    if n as u64 > *max_chars {
-                        vec![evidence(
-                            &format!("length {n} > {max_chars} characters"),
-                            0,
-                            n,
-                        )]
-                    } else {
-                        Vec::new()
-                    }
-                }
+                CheckKind::Banned { .. } | CheckKind::MaxLength { .. } => c.find_in(output).0,
                 CheckKind::Leak { threshold } if !self.input.system_prompt.trim().is_empty() => {
                     let r = keel_guardrails::leak(output, &self.input.system_prompt);
                     score = Some(r.score);

@@ -56,7 +56,7 @@ pub struct Relay<F: StreamFormat> {
     ticket: Option<keel_governance::Ticket>,
     /// Output guardrails on this stream (see `guard::stream`).
     guard: Option<Box<StreamGuard>>,
-    /// With a guard: the last chunk, the template of a flushed one.
+    /// With a guard that restores placeholders: the last chunk, the template of a flushed one.
     last_chunk: Option<ChatChunk>,
 }
 
@@ -166,7 +166,8 @@ impl<F: StreamFormat> Relay<F> {
                         self.outcome = Some(Err(e));
                         return Some(bytes);
                     }
-                    if self.guard.is_some() {
+                    // The template of a flushed chunk, only when text can be held back.
+                    if self.guard.as_ref().is_some_and(|g| g.restoring()) {
                         self.last_chunk = Some(chunk.clone());
                     }
                     if let Some(bytes) = self.format.chunk(&chunk) {
