@@ -99,6 +99,14 @@ fn the_gate_passes_blocks_a_bad_prompt_and_refuses_a_changed_dataset() {
     assert!(out.contains("min_pass_rate"), "{out}");
     let md = fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(md.contains("❌"), "{md}");
+    // The reports read back only the failing cases, the baseline's beside them.
+    let regression = md.lines().find(|l| l.contains("(regression)"));
+    let regression = regression.unwrap_or_else(|| panic!("no regression row: {md}"));
+    assert!(
+        !regression.trim_end().ends_with("| — |"),
+        "the baseline's output is missing: {regression}"
+    );
+    assert!(out.contains("Regressions (44") && out.contains("✗ delete-1"), "{out}");
     let junit = fs::read_to_string(dir.join("junit.xml")).unwrap();
     assert!(
         junit.contains("<testsuite") && junit.contains("<failure"),

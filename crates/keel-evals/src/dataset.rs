@@ -38,11 +38,200 @@ pub enum DatasetError {
     Empty { path: String },
 }
 
-/// A dataset read and checked against its lock.
+/// A dataset read and checked against its lock, every case in memory (for `keel eval
+/// lock` and small consumers; the runner streams with [`scan_dataset`] instead).
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub hash: String,
     pub cases: Vec<Case>,
+}
+
+/// A dataset checked line by line without keeping its cases: its hash and case count.
+/// [`DatasetInfo::cases`] reads the cases again, one at a time, so a run over 20,000
+/// cases holds only the cases in flight.
+#[derive(Debug, Clone)]
+pub struct DatasetInfo {
+    pub path: std::path::PathBuf,
+    pub hash: String,
+    pub cases: usize,
+}
+
+fn read_error(path: &Path, e: impl std::fmt::Display) -> DatasetError {
+    DatasetError::Read {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn check_lock(
+    path: &Path,
+    suite: &str,
+    locked: Option<&str>,
+    hash: &str,
+) -> Result<(), DatasetError> {
+    let p = path.display().to_string();
+    match locked {
+        None => Err(DatasetError::NotLocked {
+            path: p,
+            suite: suite.into(),
+        }),
+        Some(l) if l != hash => Err(DatasetError::Changed {
+            path: p,
+            suite: suite.into(),
+            locked: l.into(),
+            actual: hash.into(),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Parse one non-empty line `n` (1-based) into a validated case.
+fn parse_line(line: &str, n: usize, path: &str) -> Result<Case, DatasetError> {
+    let at = |message: String| DatasetError::Line {
+        path: path.into(),
+        line: n,
+        message,
+    };
+    let mut case: Case = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
+    if case.id.is_empty() {
+        case.id = format!("line-{n}");
+    }
+    for (j, spec) in case.assertions.iter().enumerate() {
+        spec.validate()
+            .map_err(|m| at(format!("assert[{j}]: {m}")))?;
+    }
+    Ok(case)
+}
+
+/// Calls `each(line_number, line)` for every line of `path` (without its newline) and
+/// returns the SHA-256 of the file's exact bytes; one line in memory at a time.
+fn for_each_line(
+    path: &Path,
+    mut each: impl FnMut(usize, &str) -> Result<(), DatasetError>,
+) -> Result<String, DatasetError> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut hasher = Sha256::new();
+    let mut buf = Vec::new();
+    let mut n = 0;
+    loop {
+        buf.clear();
+        let read = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| read_error(path, e))?;
+        if read == 0 {
+            break;
+        }
+        n += 1;
+        hasher.update(&buf);
+        let line = std::str::from_utf8(&buf)
+            .map_err(|e| read_error(path, format!("line {n} is not UTF-8: {e}")))?;
+        each(n, line.trim_end_matches(['\n', '\r']))?;
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
+/// Check `path` in one streaming pass: every line parses into a valid case, ids are
+/// unique, and (with `require_lock`) the bytes match the suite's lock. Holds the case ids
+/// (for the uniqueness check), never the cases.
+pub fn scan_dataset(
+    path: &Path,
+    suite: &str,
+    locked: Option<&str>,
+    require_lock: bool,
+) -> Result<DatasetInfo, DatasetError> {
+    let p = path.display().to_string();
+    let mut seen = HashSet::new();
+    let hash = for_each_line(path, |n, line| {
+        if line.trim().is_empty() {
+            return Ok(());
+        }
+        let case = parse_line(line, n, &p)?;
+        if !seen.insert(case.id.clone()) {
+            return Err(DatasetError::Line {
+                path: p.clone(),
+                line: n,
+                message: format!("duplicate case id `{}`", case.id),
+            });
+        }
+        Ok(())
+    });
+    // A changed file is reported as changed even when it also has a bad line.
+    let hash = match hash {
+        Ok(h) => h,
+        Err(e) => {
+            if require_lock {
+                if let Ok(bytes) = std::fs::read(path) {
+                    check_lock(path, suite, locked, &dataset_hash(&bytes))?;
+                }
+            }
+            return Err(e);
+        }
+    };
+    if require_lock {
+        check_lock(path, suite, locked, &hash)?;
+    }
+    if seen.is_empty() {
+        return Err(DatasetError::Empty { path: p });
+    }
+    Ok(DatasetInfo {
+        path: path.to_path_buf(),
+        hash,
+        cases: seen.len(),
+    })
+}
+
+impl DatasetInfo {
+    /// The cases, read from the file again one line at a time, in file order. A line
+    /// that no longer parses (the file changed since the scan) is yielded as an error;
+    /// [`DatasetInfo::verify_unchanged`] after the run tells whether it did.
+    pub fn cases(&self) -> Result<CaseReader, DatasetError> {
+        let file = std::fs::File::open(&self.path).map_err(|e| read_error(&self.path, e))?;
+        Ok(CaseReader {
+            path: self.path.display().to_string(),
+            lines: std::io::BufRead::lines(std::io::BufReader::new(file)),
+            n: 0,
+        })
+    }
+
+    /// The file still hashes to what was scanned (a run's results belong to the locked
+    /// dataset only if nobody edited it mid-run).
+    pub fn verify_unchanged(&self, suite: &str) -> Result<(), DatasetError> {
+        let hash = for_each_line(&self.path, |_, _| Ok(()))?;
+        check_lock(&self.path, suite, Some(&self.hash), &hash)
+    }
+}
+
+/// Iterator over a dataset's cases, one line in memory at a time.
+pub struct CaseReader {
+    path: String,
+    lines: std::io::Lines<std::io::BufReader<std::fs::File>>,
+    n: usize,
+}
+
+impl Iterator for CaseReader {
+    type Item = Result<Case, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let line = self.lines.next()?;
+            self.n += 1;
+            let line = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    return Some(Err(DatasetError::Read {
+                        path: self.path.clone(),
+                        message: e.to_string(),
+                    }))
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            return Some(parse_line(&line, self.n, &self.path));
+        }
+    }
 }
 
 /// Read `path` and parse every line. `locked` is the suite's recorded hash; `suite`
@@ -55,29 +244,10 @@ pub fn load_dataset(
     require_lock: bool,
 ) -> Result<Dataset, DatasetError> {
     let p = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| DatasetError::Read {
-        path: p.clone(),
-        message: e.to_string(),
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| read_error(path, e))?;
     let hash = dataset_hash(&bytes);
     if require_lock {
-        match locked {
-            None => {
-                return Err(DatasetError::NotLocked {
-                    path: p,
-                    suite: suite.into(),
-                })
-            }
-            Some(l) if l != hash => {
-                return Err(DatasetError::Changed {
-                    path: p,
-                    suite: suite.into(),
-                    locked: l.into(),
-                    actual: hash,
-                })
-            }
-            Some(_) => {}
-        }
+        check_lock(path, suite, locked, &hash)?;
     }
     let cases = parse_cases(&bytes, &p)?;
     Ok(Dataset { hash, cases })
@@ -96,21 +266,13 @@ pub fn parse_cases(bytes: &[u8], path: &str) -> Result<Vec<Case>, DatasetError> 
         if line.trim().is_empty() {
             continue;
         }
-        let at = |message: String| DatasetError::Line {
-            path: path.into(),
-            line: n,
-            message,
-        };
-        let mut case: Case = serde_json::from_str(line).map_err(|e| at(e.to_string()))?;
-        if case.id.is_empty() {
-            case.id = format!("line-{n}");
-        }
-        for (j, spec) in case.assertions.iter().enumerate() {
-            spec.validate()
-                .map_err(|m| at(format!("assert[{j}]: {m}")))?;
-        }
+        let case = parse_line(line, n, path)?;
         if !seen.insert(case.id.clone()) {
-            return Err(at(format!("duplicate case id `{}`", case.id)));
+            return Err(DatasetError::Line {
+                path: path.into(),
+                line: n,
+                message: format!("duplicate case id `{}`", case.id),
+            });
         }
         cases.push(case);
     }
@@ -181,6 +343,44 @@ mod tests {
         let cases = parse_cases(b"{}\n{}\n", "d.jsonl").unwrap();
         assert_eq!(cases[1].id, "line-2");
         assert!(parse_cases(b"\n", "d.jsonl").is_err());
+    }
+
+    #[test]
+    fn the_streaming_scan_agrees_with_loading_and_reads_the_cases_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "{\"id\":\"a\",\"input\":\"hi\"}\r\n\n{\"input\":\"no id\"}\n{\"id\":\"c\"}";
+        let data = write(dir.path(), "d.jsonl", text);
+        let loaded = load_dataset(&data, "s", None, false).unwrap();
+        let info = scan_dataset(&data, "s", Some(&loaded.hash), true).unwrap();
+        assert_eq!(info.hash, loaded.hash);
+        assert_eq!(info.cases, 3);
+        let streamed: Vec<Case> = info.cases().unwrap().map(Result::unwrap).collect();
+        assert_eq!(streamed, loaded.cases);
+        assert_eq!(streamed[1].id, "line-3");
+        info.verify_unchanged("s").unwrap();
+
+        // The same errors as loading, named by line; a changed file reads as changed.
+        let e = scan_dataset(&data, "s", None, true).unwrap_err();
+        assert!(matches!(e, DatasetError::NotLocked { .. }), "{e}");
+        std::fs::write(&data, "{\"id\":\"a\"}\n{\"id\":\"a\"}\n").unwrap();
+        let e = scan_dataset(&data, "s", None, false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "{}:2: duplicate case id `a`".replace("{}", &data.display().to_string())
+        );
+        let e = scan_dataset(&data, "s", Some(&loaded.hash), true).unwrap_err();
+        assert!(matches!(e, DatasetError::Changed { .. }), "{e}");
+        let e = info.verify_unchanged("s").unwrap_err();
+        assert!(e.to_string().contains("changed since it was locked"), "{e}");
+        std::fs::write(&data, "\n\n").unwrap();
+        assert!(matches!(
+            scan_dataset(&data, "s", None, false).unwrap_err(),
+            DatasetError::Empty { .. }
+        ));
+        // A line that breaks after the scan is an error from the reader, not a skip.
+        std::fs::write(&data, "{\"id\":\"a\"}\nnot json\n").unwrap();
+        let read: Vec<_> = info.cases().unwrap().collect();
+        assert!(read[0].is_ok() && read[1].is_err());
     }
 
     #[test]

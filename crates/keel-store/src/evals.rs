@@ -200,36 +200,57 @@ pub fn list_eval_runs(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+const RESULT_COLUMNS: &str = "run_id, case_id, repeat_idx, pass, score, output, error, latency_ms,
+     cost_nanos, input_tokens, output_tokens, cached, trace_id, assertions_json";
+
+fn result_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EvalResult> {
+    let latency: i64 = r.get(7)?;
+    Ok(EvalResult {
+        run_id: r.get(0)?,
+        case_id: r.get(1)?,
+        repeat_idx: r.get(2)?,
+        pass: r.get(3)?,
+        score: r.get(4)?,
+        output: r.get(5)?,
+        error: r.get(6)?,
+        latency_ms: u64::try_from(latency).unwrap_or(0),
+        cost_nanos: r.get(8)?,
+        input_tokens: r
+            .get::<_, Option<i64>>(9)?
+            .and_then(|v| u64::try_from(v).ok()),
+        output_tokens: r
+            .get::<_, Option<i64>>(10)?
+            .and_then(|v| u64::try_from(v).ok()),
+        cached: r.get(11)?,
+        trace_id: r.get(12)?,
+        assertions_json: r.get(13)?,
+    })
+}
+
 /// Every result of a run, by case id then repeat.
 pub fn eval_results(conn: &Connection, run_id: &str) -> Result<Vec<EvalResult>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT run_id, case_id, repeat_idx, pass, score, output, error, latency_ms, cost_nanos,
-             input_tokens, output_tokens, cached, trace_id, assertions_json
-         FROM eval_results WHERE run_id = ?1 ORDER BY case_id, repeat_idx",
-    )?;
-    let rows = stmt.query_map([run_id], |r| {
-        let latency: i64 = r.get(7)?;
-        Ok(EvalResult {
-            run_id: r.get(0)?,
-            case_id: r.get(1)?,
-            repeat_idx: r.get(2)?,
-            pass: r.get(3)?,
-            score: r.get(4)?,
-            output: r.get(5)?,
-            error: r.get(6)?,
-            latency_ms: u64::try_from(latency).unwrap_or(0),
-            cost_nanos: r.get(8)?,
-            input_tokens: r
-                .get::<_, Option<i64>>(9)?
-                .and_then(|v| u64::try_from(v).ok()),
-            output_tokens: r
-                .get::<_, Option<i64>>(10)?
-                .and_then(|v| u64::try_from(v).ok()),
-            cached: r.get(11)?,
-            trace_id: r.get(12)?,
-            assertions_json: r.get(13)?,
-        })
-    })?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RESULT_COLUMNS} FROM eval_results WHERE run_id = ?1 ORDER BY case_id, repeat_idx"
+    ))?;
+    let rows = stmt.query_map([run_id], result_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The results of `run_id` (every repeat) for the cases that failed at least one repeat
+/// in `failing_in` (the same run, or the candidate a baseline is read for), by case id
+/// then repeat. What a report lists, without reading a large run's passing results.
+pub fn eval_results_of_failing_cases(
+    conn: &Connection,
+    run_id: &str,
+    failing_in: &str,
+) -> Result<Vec<EvalResult>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RESULT_COLUMNS} FROM eval_results
+         WHERE run_id = ?1 AND case_id IN
+               (SELECT case_id FROM eval_results WHERE run_id = ?2 AND pass = 0)
+         ORDER BY case_id, repeat_idx"
+    ))?;
+    let rows = stmt.query_map([run_id, failing_in], result_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -191,17 +191,37 @@ fn execute(
 
 /// Cases in the dataset, for the progress bar (0 when unreadable: the run reports it).
 fn suite_cases(suite: &Suite) -> u64 {
-    std::fs::read_to_string(&suite.dataset_path)
-        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count() as u64)
+    use std::io::BufRead;
+    std::fs::File::open(&suite.dataset_path)
+        .map(|f| {
+            std::io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| !l.trim().is_empty())
+                .count() as u64
+        })
         .unwrap_or(0)
 }
 
+/// Reports read back from the store only what they list: the terminal and the PR
+/// comment the failing cases (and the baseline's rows for them), JUnit every result (one
+/// testcase per result is what the format is), `--json` nothing — so a large run's
+/// passing outputs are never loaded for a summary.
 fn report(store: &keel_store::Store, o: &RunOutcome, out: &Outputs) -> Result<()> {
     let conn = store.reader()?;
-    let cand = keel_store::evals::eval_results(&conn, &o.candidate.run_id)?;
-    let base = match &o.baseline {
-        Some(b) => keel_store::evals::eval_results(&conn, &b.run_id)?,
-        None => Vec::new(),
+    let failing = |run: &str| {
+        keel_store::evals::eval_results_of_failing_cases(&conn, run, &o.candidate.run_id)
+    };
+    let needs_failing = !out.json || out.markdown.is_some();
+    let (cand, base) = if needs_failing {
+        let cand = failing(&o.candidate.run_id)?;
+        let base = match &o.baseline {
+            Some(b) => failing(&b.run_id)?,
+            None => Vec::new(),
+        };
+        (cand, base)
+    } else {
+        (Vec::new(), Vec::new())
     };
     if out.json {
         println!("{}", keel_evals::report::render_json(o));
@@ -209,7 +229,8 @@ fn report(store: &keel_store::Store, o: &RunOutcome, out: &Outputs) -> Result<()
         println!("{}", keel_evals::report::render_terminal(o, &cand, &base));
     }
     if let Some(path) = &out.junit {
-        std::fs::write(path, keel_evals::report::render_junit(o, &cand))
+        let all = keel_store::evals::eval_results(&conn, &o.candidate.run_id)?;
+        std::fs::write(path, keel_evals::report::render_junit(o, &all))
             .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
     }
     if let Some(path) = &out.markdown {
@@ -221,14 +242,12 @@ fn report(store: &keel_store::Store, o: &RunOutcome, out: &Outputs) -> Result<()
 
 fn lock(a: LockArgs) -> Result<ExitCode> {
     let (config, suite) = load(&a.config, &a.suite)?;
-    let data = keel_evals::dataset::load_dataset(&suite.dataset_path, &suite.name, None, false)
+    let data = keel_evals::dataset::scan_dataset(&suite.dataset_path, &suite.name, None, false)
         .map_err(|e| anyhow!("{e}"))?;
     if suite.dataset_hash.as_deref() == Some(data.hash.as_str()) {
         println!(
             "{}: already locked at {} ({} cases)",
-            suite.name,
-            data.hash,
-            data.cases.len()
+            suite.name, data.hash, data.cases
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -247,16 +266,14 @@ fn lock(a: LockArgs) -> Result<ExitCode> {
             from_value: previous.clone(),
             to_value: Some(data.hash.clone()),
             reason: Some(&a.reason),
-            details: Some(
-                serde_json::json!({"dataset": suite.dataset_path, "cases": data.cases.len()}),
-            ),
+            details: Some(serde_json::json!({"dataset": suite.dataset_path, "cases": data.cases})),
         },
     )?;
     println!(
         "{}: locked {} ({} cases){}",
         suite.name,
         data.hash,
-        data.cases.len(),
+        data.cases,
         previous.map(|p| format!(", was {p}")).unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)

@@ -107,7 +107,7 @@ pub fn render_markdown(
         }
         let _ = writeln!(out, "{line}.");
     }
-    let failed_calls = o.candidate.failures.len();
+    let failed_calls = o.candidate.failed_calls.max(o.candidate.failures.len());
     if failed_calls > 0 {
         let _ = writeln!(out, "\n**Failed calls:** {failed_calls}.");
     }

@@ -17,7 +17,8 @@ use crate::runner::RunOutcome;
 const LISTED: usize = 10;
 const PREVIEW_CHARS: usize = 100;
 
-/// The human report of a run; `candidate` and `baseline` are the arms' stored results.
+/// The human report of a run; `candidate` and `baseline` are the arms' stored results
+/// (those of the failing cases are enough: only they are listed).
 pub fn render_terminal(
     o: &RunOutcome,
     candidate: &[EvalResult],
@@ -87,9 +88,14 @@ pub fn render_terminal(
         let _ = writeln!(out, "\nFailing cases ({}):", failing.len());
         list_cases(&mut out, &others);
     }
-    failed_calls(&mut out, "candidate", &o.candidate.failures);
+    failed_calls(
+        &mut out,
+        "candidate",
+        &o.candidate.failures,
+        o.candidate.failed_calls,
+    );
     if let Some(b) = &o.baseline {
-        failed_calls(&mut out, "baseline", &b.failures);
+        failed_calls(&mut out, "baseline", &b.failures, b.failed_calls);
     }
     gate(&mut out, o);
     out
@@ -156,11 +162,13 @@ fn list_cases(out: &mut String, cases: &[&FailingCase]) {
     }
 }
 
-fn failed_calls(out: &mut String, role: &str, failures: &[(String, String)]) {
-    if failures.is_empty() {
+/// `total` counts every failed call; `failures` lists the first of them.
+fn failed_calls(out: &mut String, role: &str, failures: &[(String, String)], total: usize) {
+    let total = total.max(failures.len());
+    if total == 0 {
         return;
     }
-    let _ = writeln!(out, "\nFailed calls, {role} ({}):", failures.len());
+    let _ = writeln!(out, "\nFailed calls, {role} ({total}):");
     for (case, error) in failures.iter().take(LISTED) {
         let _ = writeln!(
             out,
@@ -168,8 +176,9 @@ fn failed_calls(out: &mut String, role: &str, failures: &[(String, String)]) {
             preview(&one_line(error), PREVIEW_CHARS)
         );
     }
-    if failures.len() > LISTED {
-        let _ = writeln!(out, "  … and {} more", failures.len() - LISTED);
+    let shown = failures.len().min(LISTED);
+    if total > shown {
+        let _ = writeln!(out, "  … and {} more", total - shown);
     }
 }
 

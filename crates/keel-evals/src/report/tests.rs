@@ -82,6 +82,7 @@ fn arm(role: &'static str, run_id: &str, label: &str, records: Vec<CaseRecord>) 
         upstream_model: Some("mock-1".into()),
         stats: summarize(&records, 0.95, 7),
         failures: Vec::new(),
+        failed_calls: 0,
         records,
     }
 }

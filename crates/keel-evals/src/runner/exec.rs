@@ -9,8 +9,8 @@
 //! is over and halves the number of calls in flight (regained one at a time after 20
 //! successes), so a run slows to what the provider allows instead of hammering it.
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -36,7 +36,6 @@ pub trait Progress: Send + Sync {
 
 /// One case × repeat, as folded into the case's record.
 struct Sample {
-    case_id: String,
     pass: bool,
     score: f64,
     metrics: BTreeMap<String, f64>,
@@ -54,12 +53,19 @@ pub struct ExecOptions {
     pub tags: Vec<String>,
 }
 
-/// One arm's results, one record per case (repeats folded: pass when at least half the
-/// repeats passed, score and metrics the means, cost and latency the means).
+/// One arm's results, one record per case in dataset order (repeats folded: pass when at
+/// least half the repeats passed, score and metrics the means, cost and latency the means).
 pub struct ArmResults {
     pub records: Vec<CaseRecord>,
+    /// The first [`LISTED_FAILURES`] cases whose call failed after retries, with the error.
     pub failures: Vec<(String, String)>,
+    /// Every case whose call failed after retries (the list above is capped).
+    pub failed_calls: usize,
 }
+
+/// Failed calls kept with their error message; the rest are only counted (their errors
+/// are in the store), so a run where every call fails stays small.
+pub const LISTED_FAILURES: usize = 100;
 
 /// The request a case makes on an arm.
 pub fn case_request(arm: &Arm, case: &Case) -> Result<(ChatRequest, Option<String>), String> {
@@ -119,24 +125,35 @@ pub struct Executor<'a> {
 }
 
 impl Executor<'_> {
-    /// Run every case × repeat of `arm`, writing results under `run_id`.
+    /// Run every case × repeat of `arm`, writing results under `run_id`. Cases are
+    /// pulled from `cases` as workers free up and each sample is folded into its case's
+    /// record as it completes: memory holds the calls in flight and one small record per
+    /// finished case, never the dataset or the outputs (those go to the store).
     pub async fn run_arm(
         &self,
         arm: &Arm,
         identity: &str,
         run_id: &str,
-        cases: &[Case],
+        cases: impl Iterator<Item = Case>,
     ) -> ArmResults {
         let throttle = Throttle::new(self.opts.concurrency);
-        let jobs = cases
-            .iter()
-            .flat_map(|c| (0..self.opts.repeat).map(move |r| (c, r)));
-        let per_case: Vec<Sample> = futures::stream::iter(jobs)
-            .map(|(case, r)| self.one(arm, identity, run_id, case, r, &throttle))
-            .buffer_unordered(self.opts.concurrency.max(1))
-            .collect()
-            .await;
-        fold(cases, per_case)
+        let repeat = self.opts.repeat.max(1);
+        let jobs = cases.enumerate().flat_map(move |(i, c)| {
+            let c = Arc::new(c);
+            (0..repeat).map(move |r| (i, Arc::clone(&c), r))
+        });
+        let throttle = &throttle;
+        let mut samples = futures::stream::iter(jobs)
+            .map(|(i, case, r)| async move {
+                let sample = self.one(arm, identity, run_id, &case, r, throttle).await;
+                (i, case, sample)
+            })
+            .buffer_unordered(self.opts.concurrency.max(1));
+        let mut folder = Folder::new(repeat);
+        while let Some((i, case, sample)) = samples.next().await {
+            folder.add(i, &case.id, sample);
+        }
+        folder.finish()
     }
 
     async fn one(
@@ -205,7 +222,6 @@ impl Executor<'_> {
         }
         self.progress.case_done(arm.role, pass);
         Sample {
-            case_id: case.id.clone(),
             pass,
             score,
             metrics,
@@ -322,41 +338,94 @@ impl Executor<'_> {
     }
 }
 
-fn fold(cases: &[Case], per_case: Vec<Sample>) -> ArmResults {
-    let mut by_case: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
-    for row in per_case {
-        by_case.entry(row.case_id.clone()).or_default().push(row);
+/// A case's repeats so far.
+#[derive(Default)]
+struct Partial {
+    samples: u32,
+    passes: u32,
+    score: f64,
+    metrics: BTreeMap<String, f64>,
+    cost_nanos: i64,
+    priced: u32,
+    latency_ms: u64,
+    error: Option<String>,
+}
+
+/// Folds samples into per-case records as they complete (out of order, repeats of one
+/// case possibly interleaved with others'). Only cases with repeats still in flight are
+/// pending, so the pending map stays as small as the concurrency.
+struct Folder {
+    repeat: u32,
+    pending: HashMap<usize, Partial>,
+    done: Vec<(usize, CaseRecord)>,
+    failures: Vec<(usize, String, String)>,
+    failed_calls: usize,
+}
+
+impl Folder {
+    fn new(repeat: u32) -> Self {
+        Folder {
+            repeat,
+            pending: HashMap::new(),
+            done: Vec::new(),
+            failures: Vec::new(),
+            failed_calls: 0,
+        }
     }
-    let mut records = Vec::with_capacity(cases.len());
-    let mut failures = Vec::new();
-    for case in cases {
-        let Some(rows) = by_case.get(&case.id) else {
-            continue;
+
+    fn add(&mut self, index: usize, case_id: &str, s: Sample) {
+        let p = self.pending.entry(index).or_default();
+        p.samples += 1;
+        p.passes += u32::from(s.pass);
+        p.score += s.score;
+        for (k, v) in s.metrics {
+            *p.metrics.entry(k).or_default() += v;
+        }
+        if let Some(c) = s.cost_nanos {
+            p.cost_nanos = p.cost_nanos.saturating_add(c);
+            p.priced += 1;
+        }
+        p.latency_ms += s.latency_ms;
+        if p.error.is_none() {
+            p.error = s.error;
+        }
+        if p.samples < self.repeat {
+            return;
+        }
+        let Some(p) = self.pending.remove(&index) else {
+            return;
         };
-        let n = rows.len() as f64;
-        let passes = rows.iter().filter(|r| r.pass).count();
-        let mut metrics: BTreeMap<String, f64> = BTreeMap::new();
-        for r in rows {
-            for (k, v) in &r.metrics {
-                *metrics.entry(k.clone()).or_default() += v / n;
+        let n = f64::from(p.samples);
+        if let Some(err) = p.error {
+            self.failed_calls += 1;
+            if self.failures.len() < LISTED_FAILURES {
+                self.failures.push((index, case_id.to_string(), err));
             }
         }
-        let priced: Vec<i64> = rows.iter().filter_map(|r| r.cost_nanos).collect();
-        let cost = (priced.len() == rows.len() && !priced.is_empty())
-            .then(|| priced.iter().sum::<i64>() / priced.len() as i64);
-        if let Some(err) = rows.iter().find_map(|r| r.error.clone()) {
-            failures.push((case.id.clone(), err));
-        }
-        records.push(CaseRecord {
-            case_id: case.id.clone(),
-            pass: passes * 2 >= rows.len(),
-            score: rows.iter().map(|r| r.score).sum::<f64>() / n,
-            metrics,
-            cost_nanos: cost,
-            latency_ms: rows.iter().map(|r| r.latency_ms).sum::<u64>() / rows.len() as u64,
-        });
+        let record = CaseRecord {
+            case_id: case_id.to_string(),
+            pass: p.passes * 2 >= p.samples,
+            score: p.score / n,
+            metrics: p.metrics.into_iter().map(|(k, v)| (k, v / n)).collect(),
+            cost_nanos: (p.priced == p.samples).then(|| p.cost_nanos / i64::from(p.samples)),
+            latency_ms: p.latency_ms / u64::from(p.samples),
+        };
+        self.done.push((index, record));
     }
-    ArmResults { records, failures }
+
+    fn finish(mut self) -> ArmResults {
+        self.done.sort_by_key(|(i, _)| *i);
+        self.failures.sort_by_key(|(i, _, _)| *i);
+        ArmResults {
+            records: self.done.into_iter().map(|(_, r)| r).collect(),
+            failures: self
+                .failures
+                .into_iter()
+                .map(|(_, id, e)| (id, e))
+                .collect(),
+            failed_calls: self.failed_calls,
+        }
+    }
 }
 
 /// The judge: the suite's judge model, called through the same pipeline (traced as eval
@@ -396,3 +465,63 @@ impl Judge for EngineJudge<'_> {
 
 /// Record origin for eval traffic.
 pub const ORIGIN: Origin = Origin::Eval;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(pass: bool, score: f64, cost: Option<i64>, error: Option<&str>) -> Sample {
+        Sample {
+            pass,
+            score,
+            metrics: BTreeMap::from([("m".to_string(), score)]),
+            cost_nanos: cost,
+            latency_ms: 100,
+            error: error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn repeats_fold_as_they_complete_out_of_order_into_dataset_order() {
+        let mut f = Folder::new(2);
+        // Case 1 completes before case 0; their repeats interleave.
+        f.add(1, "b", sample(true, 1.0, Some(10), None));
+        f.add(
+            0,
+            "a",
+            sample(false, 0.0, Some(10), Some("upstream_timeout: slow")),
+        );
+        assert_eq!(f.pending.len(), 2);
+        f.add(1, "b", sample(false, 0.5, None, None));
+        assert_eq!(f.pending.len(), 1, "a finished case leaves the pending map");
+        f.add(0, "a", sample(false, 0.0, Some(30), None));
+        let out = f.finish();
+        let ids: Vec<&str> = out.records.iter().map(|r| r.case_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        let (a, b) = (&out.records[0], &out.records[1]);
+        assert!(
+            !a.pass && b.pass,
+            "half or more of the repeats passing is a pass"
+        );
+        assert_eq!((a.cost_nanos, b.cost_nanos), (Some(20), None));
+        assert_eq!((b.score, b.metrics["m"]), (0.75, 0.75));
+        assert_eq!(out.failed_calls, 1);
+        assert_eq!(
+            out.failures,
+            [("a".to_string(), "upstream_timeout: slow".to_string())]
+        );
+    }
+
+    #[test]
+    fn failed_calls_are_all_counted_and_the_first_listed() {
+        let mut f = Folder::new(1);
+        for i in 0..(LISTED_FAILURES + 50) {
+            f.add(i, &format!("c{i}"), sample(false, 0.0, None, Some("boom")));
+        }
+        let out = f.finish();
+        assert_eq!(out.failed_calls, LISTED_FAILURES + 50);
+        assert_eq!(out.failures.len(), LISTED_FAILURES);
+        assert_eq!(out.records.len(), LISTED_FAILURES + 50);
+        assert_eq!(out.failures[0].0, "c0");
+    }
+}

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::compare::{compare, summarize, Comparison, RunStats};
-use crate::dataset::{load_dataset, DatasetError};
+use crate::dataset::{scan_dataset, DatasetError, DatasetInfo};
 use crate::gate::{check, GateVerdict};
 use crate::suite::Suite;
 use exec::{ArmResults, EngineJudge, ExecOptions, Executor, Progress};
@@ -53,8 +53,11 @@ pub struct ArmRun {
     pub prompt_version: Option<i64>,
     pub upstream_model: Option<String>,
     pub stats: RunStats,
-    /// (case id, error) of calls that failed after retries.
+    /// (case id, error) of the first calls that failed after retries (capped at
+    /// [`exec::LISTED_FAILURES`]; `failed_calls` counts them all).
     pub failures: Vec<(String, String)>,
+    #[serde(default)]
+    pub failed_calls: usize,
     #[serde(skip)]
     pub records: Vec<crate::compare::CaseRecord>,
 }
@@ -94,7 +97,9 @@ pub async fn run_suite(
     settings: &RunSettings,
     progress: &dyn Progress,
 ) -> Result<RunOutcome, EvalError> {
-    let dataset = load_dataset(
+    // One streaming pass checks every line and the lock; the arms read the cases again
+    // one at a time, so the dataset is never held in memory.
+    let dataset = scan_dataset(
         &suite.dataset_path,
         &suite.name,
         suite.dataset_hash.as_deref(),
@@ -158,7 +163,7 @@ pub async fn run_suite(
     let outcome = RunOutcome {
         suite: suite.name.clone(),
         dataset_hash: dataset.hash.clone(),
-        cases: dataset.cases.len(),
+        cases: dataset.cases,
         repeat: opts.repeat,
         candidate,
         baseline,
@@ -187,7 +192,7 @@ async fn run_arm(
     exec: &Executor<'_>,
     conn: &Mutex<keel_store::Connection>,
     suite: &Suite,
-    dataset: &crate::dataset::Dataset,
+    dataset: &DatasetInfo,
     arm: &Arm,
     settings: &RunSettings,
 ) -> Result<ArmRun, EvalError> {
@@ -264,8 +269,28 @@ async fn run_arm(
     if let Ok(c) = conn.lock() {
         create_eval_run(&c, &new).map_err(|e| EvalError::Setup(e.to_string()))?;
     }
-    let ArmResults { records, failures } =
-        exec.run_arm(arm, &identity, &run_id, &dataset.cases).await;
+    // A line that stops parsing mid-run means the file changed under the run: its
+    // results would not belong to the locked dataset.
+    let unreadable: Mutex<Option<DatasetError>> = Mutex::new(None);
+    let cases = dataset.cases()?.filter_map(|c| match c {
+        Ok(case) => Some(case),
+        Err(e) => {
+            if let Ok(mut slot) = unreadable.lock() {
+                slot.get_or_insert(e);
+            }
+            None
+        }
+    });
+    let ArmResults {
+        records,
+        failures,
+        failed_calls,
+    } = exec.run_arm(arm, &identity, &run_id, cases).await;
+    let unreadable = unreadable.into_inner().ok().flatten();
+    if let Some(e) = unreadable {
+        return Err(e.into());
+    }
+    dataset.verify_unchanged(&suite.name)?;
     let stats = summarize(&records, LEVEL, SEED);
     if let Ok(c) = conn.lock() {
         // Results were counted per case × repeat as they came; the run counts cases.
@@ -296,6 +321,7 @@ async fn run_arm(
         upstream_model: upstream,
         stats,
         failures,
+        failed_calls,
         records,
     })
 }
