@@ -106,7 +106,10 @@ fn the_gate_passes_blocks_a_bad_prompt_and_refuses_a_changed_dataset() {
         !regression.trim_end().ends_with("| — |"),
         "the baseline's output is missing: {regression}"
     );
-    assert!(out.contains("Regressions (44") && out.contains("✗ delete-1"), "{out}");
+    assert!(
+        out.contains("Regressions (44") && out.contains("✗ delete-1"),
+        "{out}"
+    );
     let junit = fs::read_to_string(dir.join("junit.xml")).unwrap();
     assert!(
         junit.contains("<testsuite") && junit.contains("<failure"),

@@ -85,6 +85,8 @@ pub struct Metrics {
     limits_fail_open: Counter,
     spend_spikes: Counter,
     shadow_skipped: Family<FunctionLabels, Counter>,
+    /// Streams cut mid-way and continued on the chain (`resume_streams`).
+    pub streams_resumed: Counter,
     pub otel: OtelMetrics,
 }
 
@@ -279,6 +281,12 @@ impl Metrics {
             "Sampled shadow calls not sent because the function's shadows in flight were at max_concurrent",
             shadow_skipped.clone(),
         );
+        let streams_resumed = Counter::default();
+        registry.register(
+            "streams_resumed",
+            "Streams that failed after their first chunk and were continued on the fallback chain (resume_streams)",
+            streams_resumed.clone(),
+        );
         let otel = OtelMetrics::default();
         registry.register(
             "otel_spans_exported",
@@ -325,6 +333,7 @@ impl Metrics {
             limits_fail_open,
             spend_spikes,
             shadow_skipped,
+            streams_resumed,
         }
     }
 

@@ -110,6 +110,8 @@ pub struct RawModel {
     pub max_retry_wait: Option<String>,
     pub fallbacks: Option<Vec<String>>,
     pub fallback_on: Option<Vec<String>>,
+    /// Continue a stream cut mid-way on the chain (see `config::routing`).
+    pub resume_streams: Option<bool>,
     pub circuit_breaker: Option<RawBreaker>,
 }
 

@@ -9,7 +9,18 @@
 //! fallbacks = ["claude", "local"]                  # tried in order after this one fails
 //! fallback_on = ["rate_limit", "server_error", "timeout", "unreachable",
 //!                "invalid_response", "context_length", "content_policy"]   # the default: all
+//! resume_streams = false      # continue a stream cut mid-way on the chain (below)
 //! ```
+//!
+//! A stream that fails *after* its first chunk reached the client cannot be retried: the
+//! client already has part of the answer. With `resume_streams = true` it is continued
+//! instead: the same request plus the text already sent, as a final assistant message,
+//! goes to the next model of the chain (the same model when the chain is used up), and
+//! only the continuation is forwarded — the client sees one uninterrupted stream, no byte
+//! twice. It needs upstreams that continue a trailing assistant message (Anthropic's
+//! prefill, vLLM's `continue_final_message`, the mock), so it is off by default; it is
+//! never done once a tool call has started streaming, and at most
+//! [`MAX_STREAM_RESUMES`] times per stream.
 //!
 //! The chain is flat: a fallback's own `fallbacks` are not followed (no cycles, no
 //! surprises), but its own `retries` are.
@@ -105,6 +116,8 @@ pub struct Routing {
     /// Configured model names, in order.
     pub fallbacks: Vec<String>,
     pub fallback_on: FailureSet,
+    /// Continue a stream cut after its first chunk on the chain (see the module docs).
+    pub resume_streams: bool,
     /// `None`: no breaker (the default for a model without retries or fallbacks).
     pub breaker: Option<BreakerSettings>,
 }
@@ -144,6 +157,7 @@ impl Default for Routing {
             max_retry_wait: Duration::from_secs(10),
             fallbacks: Vec::new(),
             fallback_on: FailureSet::all(),
+            resume_streams: false,
             breaker: None,
         }
     }
@@ -151,6 +165,9 @@ impl Default for Routing {
 
 /// Most retries per model: beyond this a retry loop is a hammer, not resilience.
 pub const MAX_RETRIES: u32 = 10;
+
+/// Most times one stream is continued after a mid-stream failure.
+pub const MAX_STREAM_RESUMES: u32 = 2;
 
 fn push(issues: &mut Vec<ConfigIssue>, path: String, message: String, hint: &str) {
     issues.push(ConfigIssue {
@@ -268,6 +285,7 @@ pub(crate) fn validate_routing(
         max_retry_wait,
         fallbacks,
         fallback_on,
+        resume_streams: m.resume_streams.unwrap_or(false),
         breaker,
     }
 }

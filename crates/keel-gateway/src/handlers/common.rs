@@ -17,6 +17,7 @@ use crate::pipeline::cache::CACHE_HEADER;
 use crate::pipeline::call::{self, OpenedStream};
 use crate::pipeline::function::{self, PROMPT_VERSION_HEADER, VARIANT_HEADER};
 use crate::pipeline::pending::PendingTrace;
+use crate::pipeline::resume::Resume;
 use crate::pipeline::route::{self, Reply};
 use crate::pipeline::{account, admit, relay::Relay, relay::StreamFormat};
 use crate::state::AppState;
@@ -146,6 +147,17 @@ pub async fn run(
         }
         trace.cache = Some("miss".into());
     }
+    // A stream of a model that resumes cut streams keeps its request for that.
+    let resume = (req.stream && first.config.routing.resume_streams && req.n.unwrap_or(1) == 1)
+        .then(|| {
+            let chain = plan.chain.unwrap_or(&first.config.routing.fallbacks);
+            Box::new(Resume::new(
+                req.clone(),
+                &first.config.name,
+                chain,
+                plan.limits,
+            ))
+        });
     let call = route::call_routed(app, first, plan.chain, plan.limits, req, trace);
     let (route, dep, reply) = match plan.limits.total {
         None => call.await?,
@@ -158,7 +170,8 @@ pub async fn run(
         trace.upstream_model = Some(dep.upstream_model.clone());
     }
     let mut resp = match reply {
-        Reply::Stream(opened) => {
+        Reply::Stream(mut opened) => {
+            opened.resume = resume;
             let guard = guard::stream::StreamGuard::new(applied, guarded).map(Box::new);
             return Ok(Served::Stream(opened, guard));
         }

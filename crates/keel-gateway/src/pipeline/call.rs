@@ -56,6 +56,9 @@ pub struct OpenedStream {
     /// counts from here, not from the request's start, so a stream answered by a retry
     /// or a fallback is not cut short by the time earlier attempts used up.
     pub attempt_started: Instant,
+    /// How to continue the stream if it fails mid-way (`resume_streams`; set by the
+    /// request path, `None` from here).
+    pub resume: Option<Box<super::resume::Resume>>,
 }
 
 pub async fn open_stream(
@@ -88,6 +91,7 @@ pub async fn open_stream(
             rest,
             first_at: Instant::now(),
             attempt_started,
+            resume: None,
         }),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(ProviderError::Timeout(limit).into()),

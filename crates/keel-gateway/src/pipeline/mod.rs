@@ -1,7 +1,7 @@
 //! The request pipeline, one step per module, in the order a request meets them:
 //! attribution → auth (virtual key) → body → parse → function (variant + prompt)
 //! → admit (rate limits, budget reservation) → cache → route (retries, fallbacks)
-//! → call → relay (streams) → account (settle the reservation, write the trace).
+//! → call → relay (streams; resume continues one cut mid-way) → account (settle the reservation, write the trace).
 //!
 //! Later capabilities (guardrails) slot in between function and call, each as its own
 //! step.
@@ -17,6 +17,7 @@ pub mod function;
 pub mod parse;
 pub mod pending;
 pub mod relay;
+pub mod resume;
 pub mod route;
 pub mod shadow;
 pub mod variant;

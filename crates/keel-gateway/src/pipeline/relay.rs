@@ -6,6 +6,11 @@
 //! trace: when the client disconnects, the response body — and with it the relay and
 //! the upstream connection — is dropped, and the trace says `client_disconnected`.
 //! Nothing leaks and no request goes untraced.
+//!
+//! A stream that fails after it started ends with an error event — unless its model
+//! resumes cut streams (`pipeline::resume`): then the relay asks the chain for the
+//! continuation of the text already sent and goes on forwarding, the chunks keeping the
+//! stream's first id, so the client reads one stream.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,11 +19,13 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use keel_core::chat::{ChatChunk, Usage};
 use keel_core::config::Capture;
-use keel_core::trace::{TraceRecord, TraceStatus};
+use keel_core::trace::{Attempt, TraceRecord, TraceStatus};
 use keel_providers::{ChunkStream, ProviderError};
 
 use super::account;
 use super::call::OpenedStream;
+use super::resume::Resume;
+use super::route::{self, Reply};
 use crate::error::GatewayError;
 use crate::guard::stream::StreamGuard;
 use crate::state::AppState;
@@ -58,6 +65,14 @@ pub struct Relay<F: StreamFormat> {
     guard: Option<Box<StreamGuard>>,
     /// With a guard that restores placeholders: the last chunk, the template of a flushed one.
     last_chunk: Option<ChatChunk>,
+    /// When the serving attempt started (the latency of a cut attempt).
+    attempt_started: Instant,
+    /// How to continue after a mid-stream failure (see `pipeline::resume`).
+    resume: Option<Box<Resume>>,
+    /// With `resume`: the stream's first chunk id, kept on every chunk after a
+    /// continuation (`resumed`).
+    stream_id: Option<String>,
+    resumed: bool,
 }
 
 impl<F: StreamFormat> Relay<F> {
@@ -76,6 +91,8 @@ impl<F: StreamFormat> Relay<F> {
             None => (started, app.config.gateway.request_timeout),
         };
         let deadline = tokio::time::Instant::from_std(from + limit);
+        let attempt_started = opened.attempt_started;
+        let resume = opened.resume;
         trace.ttft_ms = Some(opened.first_at.duration_since(started).as_millis() as u64);
         Relay {
             app,
@@ -94,6 +111,10 @@ impl<F: StreamFormat> Relay<F> {
             ticket,
             guard: None,
             last_chunk: None,
+            attempt_started,
+            resume,
+            stream_id: None,
+            resumed: false,
         }
     }
 
@@ -159,6 +180,13 @@ impl<F: StreamFormat> Relay<F> {
             };
             match item {
                 Some(Ok(mut chunk)) => {
+                    if self.resume.is_some() {
+                        match &self.stream_id {
+                            Some(id) if self.resumed => chunk.id.clone_from(id),
+                            Some(_) => {}
+                            None => self.stream_id = Some(chunk.id.clone()),
+                        }
+                    }
                     self.observe(&chunk);
                     if let Err(e) = self.guard_chunk(&mut chunk) {
                         self.upstream = None;
@@ -187,12 +215,92 @@ impl<F: StreamFormat> Relay<F> {
                 Some(Err(e)) => {
                     self.upstream = None;
                     let err = GatewayError::from(e);
+                    if self.resume_after(&err).await {
+                        continue;
+                    }
                     let bytes = self.format.error(&err);
                     self.outcome = Some(Err(err));
                     return Some(bytes);
                 }
             }
         }
+    }
+
+    /// Continue the stream after `err` cut it (see `pipeline::resume`): record the cut
+    /// attempt, ask the next model for the continuation of the text sent, and go on with
+    /// its stream (its first chunk loses the `assistant` role: the client has had one).
+    /// `false` when the stream does not resume, cannot (a tool call under way, several
+    /// choices, a failure its chain does not cover), or the continuation failed too.
+    async fn resume_after(&mut self, err: &GatewayError) -> bool {
+        let app = Arc::clone(&self.app);
+        let (Some(resume), Some(trace)) = (self.resume.as_mut(), self.trace.as_mut()) else {
+            return false;
+        };
+        let covered = app.models.get(&self.model).is_some_and(|r| {
+            route::classify(err).is_some_and(|c| r.config.routing.fallback_on.contains(c))
+        });
+        if !covered || !self.tool_calls.is_empty() {
+            return false;
+        }
+        let Some((next, rest)) = resume.take(&self.model) else {
+            return false;
+        };
+        let Some(next_route) = app.models.get(&next) else {
+            return false;
+        };
+        trace.attempts.push(Attempt {
+            model: self.model.clone(),
+            provider: trace.provider.clone().unwrap_or_default(),
+            upstream_model: trace.upstream_model.clone().unwrap_or_default(),
+            outcome: err.class().into(),
+            latency_ms: u64::try_from(self.attempt_started.elapsed().as_millis())
+                .unwrap_or(u64::MAX),
+            error: Some(format!(
+                "{} (after {} characters had been sent; continued on `{next}`)",
+                err.view().message,
+                self.output.chars().count()
+            )),
+        });
+        let req = resume.request(&self.output);
+        let limits = resume.limits;
+        let Ok((served, dep, Reply::Stream(opened))) =
+            route::call_routed(&app, next_route, Some(&rest), limits, req, trace).await
+        else {
+            return false;
+        };
+        // The routing fast path (one plain model) records no attempt; the trace must
+        // still say who finished the stream.
+        if trace.attempts.last().is_some_and(|a| a.outcome != "ok") {
+            trace.attempts.push(Attempt {
+                model: served.config.name.clone(),
+                provider: dep.provider_name.clone(),
+                upstream_model: dep.upstream_model.clone(),
+                outcome: "ok".into(),
+                latency_ms: u64::try_from(
+                    opened
+                        .first_at
+                        .duration_since(opened.attempt_started)
+                        .as_millis(),
+                )
+                .unwrap_or(u64::MAX),
+                error: None,
+            });
+        }
+        trace.provider = Some(dep.provider_name.clone());
+        trace.upstream_model = Some(dep.upstream_model.clone());
+        app.metrics.streams_resumed.inc();
+        self.model.clone_from(&served.config.name);
+        self.limit = served.config.timeout;
+        self.deadline = tokio::time::Instant::from_std(opened.attempt_started + self.limit);
+        self.attempt_started = opened.attempt_started;
+        self.resumed = true;
+        let mut first = opened.first;
+        for choice in first.choices.iter_mut() {
+            choice.delta.role = None;
+        }
+        self.pending_first = Some(first);
+        self.upstream = Some(opened.rest);
+        true
     }
 
     fn observe(&mut self, chunk: &ChatChunk) {
@@ -214,7 +322,8 @@ impl<F: StreamFormat> Relay<F> {
         if let Some(u) = chunk.usage {
             self.usage = Some(u);
         }
-        if self.app.capture == Capture::None && self.guard.is_none() {
+        // The text is also what a continuation is asked for.
+        if self.app.capture == Capture::None && self.guard.is_none() && self.resume.is_none() {
             return;
         }
         for choice in &chunk.choices {

@@ -5,7 +5,9 @@
 //!
 //! A stream is retried or falls back only before its first chunk: `call::open_stream`
 //! waits for that chunk before the client is answered, so nothing has reached the client
-//! yet; once the response has started, a failure ends the stream with an error event.
+//! yet; once the response has started, a failure ends the stream with an error event —
+//! or, for a model with `resume_streams`, the relay continues it on the chain (see
+//! `pipeline::resume`).
 //!
 //! A model with a circuit breaker is skipped while its breaker is open (the attempt is
 //! recorded as `circuit_open`); when every model is skipped the caller gets 503

@@ -10,6 +10,8 @@
 //! - text: `"Mock reply to: <last user message, directives removed, first 200 chars>"`;
 //!   after a tool result (last message has role `tool`, and the request declares tools):
 //!   `"Tool result received: <its content, first 100 chars>"`;
+//! - a trailing assistant message is a prefill: the reply is what follows it when the
+//!   text above starts with it (a stream resumed after a cut reads like the uncut one);
 //! - `response_format` `json_object` → `{"reply": "<that text>"}`; `json_schema` → a
 //!   placeholder object for the schema (see below); both stay valid JSON (the
 //!   `output_tokens` setting is not applied to them);

@@ -220,7 +220,8 @@ fn json_mode(req: &ChatRequest) -> Option<JsonMode<'_>> {
 
 /// Apply `stop` (cut before the first stop sequence) and the output-token ceiling
 /// (cut at that many tokens, finish reason `length`).
-fn finish_text(req: &ChatRequest, mut text: String) -> Body {
+fn finish_text(req: &ChatRequest, text: String) -> Body {
+    let mut text = continuation(req, text);
     let mut finish = "stop";
     let stops = req.stop.as_ref().map(Stop::to_vec).unwrap_or_default();
     let first_stop = stops
@@ -239,6 +240,21 @@ fn finish_text(req: &ChatRequest, mut text: String) -> Body {
         }
     }
     Body::Text { text, finish }
+}
+
+/// A trailing assistant message is a prefill: the reply continues it, as Anthropic's
+/// prefill and vLLM's `continue_final_message` do. When the reply the conversation
+/// would get starts with the prefill, only the rest is answered (so a stream resumed
+/// after a cut reads exactly like the uncut one); otherwise the whole reply.
+fn continuation(req: &ChatRequest, text: String) -> String {
+    let prefill = match req.messages.last() {
+        Some(m) if m.role == "assistant" && m.tool_calls.is_none() => m.text_content(),
+        _ => return text,
+    };
+    match text.strip_prefix(prefill.as_str()) {
+        Some(rest) if !prefill.is_empty() => rest.to_string(),
+        _ => text,
+    }
 }
 
 /// The parts of a request its reply depends on (not `stream`: streamed or not, the

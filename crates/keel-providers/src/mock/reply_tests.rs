@@ -355,3 +355,19 @@ fn json_modes_reply_with_valid_json() {
     let v: Value = serde_json::from_str(&text(run(&r))).unwrap();
     assert_eq!(v, json!({"score": 1}));
 }
+
+#[test]
+fn a_trailing_assistant_message_is_continued_not_repeated() {
+    let mut r = req("Tell me a story");
+    r.messages
+        .push(Message::text("assistant", "Mock reply to: Tell"));
+    assert_eq!(text(run(&r)), " me a story");
+    // A prefill the reply does not start with: the whole reply, as a new answer.
+    r.messages.pop();
+    r.messages.push(Message::text("assistant", "Once upon"));
+    assert_eq!(text(run(&r)), "Mock reply to: Tell me a story");
+    // An empty prefill changes nothing.
+    r.messages.pop();
+    r.messages.push(Message::text("assistant", ""));
+    assert_eq!(text(run(&r)), "Mock reply to: Tell me a story");
+}
