@@ -236,6 +236,23 @@ pub fn eval_results(conn: &Connection, run_id: &str) -> Result<Vec<EvalResult>, 
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Every result of a run, by case id then repeat, handed to `f` one at a time (for a
+/// report over a run too large to hold).
+pub fn each_eval_result(
+    conn: &Connection,
+    run_id: &str,
+    f: &mut dyn FnMut(&EvalResult),
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {RESULT_COLUMNS} FROM eval_results WHERE run_id = ?1 ORDER BY case_id, repeat_idx"
+    ))?;
+    let mut rows = stmt.query([run_id])?;
+    while let Some(row) = rows.next()? {
+        f(&result_row(row)?);
+    }
+    Ok(())
+}
+
 /// The results of `run_id` (every repeat) for the cases that failed at least one repeat
 /// in `failing_in` (the same run, or the candidate a baseline is read for), by case id
 /// then repeat. What a report lists, without reading a large run's passing results.

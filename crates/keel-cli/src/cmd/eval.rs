@@ -229,15 +229,40 @@ fn report(store: &keel_store::Store, o: &RunOutcome, out: &Outputs) -> Result<()
         println!("{}", keel_evals::report::render_terminal(o, &cand, &base));
     }
     if let Some(path) = &out.junit {
-        let all = keel_store::evals::eval_results(&conn, &o.candidate.run_id)?;
-        std::fs::write(path, keel_evals::report::render_junit(o, &all))
-            .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
+        write_junit(&conn, o, path)?;
     }
     if let Some(path) = &out.markdown {
         std::fs::write(path, keel_evals::report::render_markdown(o, &cand, &base))
             .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// `--junit FILE`, streamed from the store to the file (one result in memory at a time).
+fn write_junit(
+    conn: &keel_store::Connection,
+    o: &RunOutcome,
+    path: &std::path::Path,
+) -> Result<()> {
+    use std::io::Write;
+    let cannot = |e: &dyn std::fmt::Display| anyhow!("cannot write {}: {e}", path.display());
+    let file = std::fs::File::create(path).map_err(|e| cannot(&e))?;
+    let mut w = std::io::BufWriter::new(file);
+    let mut failed: Option<std::io::Error> = None;
+    let run = o.candidate.run_id.as_str();
+    keel_evals::report::write_junit(
+        o,
+        |f| keel_store::evals::each_eval_result(conn, run, f),
+        &mut |s: &str| {
+            if failed.is_none() {
+                failed = w.write_all(s.as_bytes()).err();
+            }
+        },
+    )?;
+    if let Some(e) = failed {
+        return Err(cannot(&e));
+    }
+    w.flush().map_err(|e| cannot(&e))
 }
 
 fn lock(a: LockArgs) -> Result<ExitCode> {

@@ -164,17 +164,43 @@ fn gate_cases(o: &RunOutcome) -> Vec<TestCase> {
 
 /// The candidate's results (`candidate`, as stored) and the gate as JUnit XML.
 pub fn render_junit(o: &RunOutcome, candidate: &[EvalResult]) -> String {
-    let mut cases: Vec<TestCase> = candidate.iter().map(|r| result_case(o, r)).collect();
-    cases.extend(gate_cases(o));
-    let count = |f: fn(&Verdict) -> bool| cases.iter().filter(|c| f(&c.verdict)).count();
-    let failures = count(|v| matches!(v, Verdict::Failure { .. }));
-    let errors = count(|v| matches!(v, Verdict::Error { .. }));
-    let skipped = count(|v| matches!(v, Verdict::Skipped { .. }));
-    let total_ms: u64 = candidate.iter().map(|r| r.latency_ms).sum();
+    let mut out = String::new();
+    let each = |f: &mut dyn FnMut(&EvalResult)| -> Result<(), std::convert::Infallible> {
+        candidate.iter().for_each(f);
+        Ok(())
+    };
+    let _ = write_junit(o, each, &mut |s: &str| out.push_str(s));
+    out
+}
+
+/// [`render_junit`] for a run too large to hold: `each` feeds the candidate's stored
+/// results, in order, to the function it is given — it is called twice (to count for the
+/// header, then to write), so a caller streams them from the store — and the XML goes to
+/// `sink` piece by piece. Memory holds one result at a time.
+pub fn write_junit<E>(
+    o: &RunOutcome,
+    mut each: impl FnMut(&mut dyn FnMut(&EvalResult)) -> Result<(), E>,
+    sink: &mut dyn FnMut(&str),
+) -> Result<(), E> {
+    let gate = gate_cases(o);
+    let (mut tests, mut failures, mut errors, mut skipped, mut total_ms) = (0usize, 0, 0, 0, 0u64);
+    let mut tally = |v: &Verdict| {
+        tests += 1;
+        match v {
+            Verdict::Failure { .. } => failures += 1,
+            Verdict::Error { .. } => errors += 1,
+            Verdict::Skipped { .. } => skipped += 1,
+            Verdict::Pass => {}
+        }
+    };
+    each(&mut |r| {
+        tally(&result_case(o, r).verdict);
+        total_ms += r.latency_ms;
+    })?;
+    gate.iter().for_each(|c| tally(&c.verdict));
     let suite = xml(&o.suite);
     let counts = format!(
-        "tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{}\"",
-        cases.len(),
+        "tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{}\"",
         seconds(total_ms)
     );
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -202,33 +228,41 @@ pub fn render_junit(o: &RunOutcome, candidate: &[EvalResult]) -> String {
         );
     }
     let _ = writeln!(out, "    </properties>");
-    for case in &cases {
-        let open = format!(
-            "    <testcase classname=\"{suite}\" name=\"{}\" time=\"{}\"",
-            xml(&case.name),
-            case.time
-        );
-        let _ = match &case.verdict {
-            Verdict::Pass => writeln!(out, "{open}/>"),
-            Verdict::Skipped { message } => writeln!(
-                out,
-                "{open}>\n      <skipped message=\"{}\"/>\n    </testcase>",
-                xml(message)
-            ),
-            Verdict::Failure { message, body } | Verdict::Error { message, body } => {
-                let tag = match &case.verdict {
-                    Verdict::Error { .. } => "error",
-                    _ => "failure",
-                };
-                writeln!(
-                    out,
-                    "{open}>\n      <{tag} message=\"{}\">{}</{tag}>\n    </testcase>",
-                    xml(message),
-                    xml_escape(body, false)
-                )
-            }
-        };
+    sink(&out);
+    each(&mut |r| sink(&case_xml(&suite, &result_case(o, r))))?;
+    for case in &gate {
+        sink(&case_xml(&suite, case));
     }
-    out.push_str("  </testsuite>\n</testsuites>\n");
+    sink("  </testsuite>\n</testsuites>\n");
+    Ok(())
+}
+
+fn case_xml(suite: &str, case: &TestCase) -> String {
+    let mut out = String::new();
+    let open = format!(
+        "    <testcase classname=\"{suite}\" name=\"{}\" time=\"{}\"",
+        xml(&case.name),
+        case.time
+    );
+    let _ = match &case.verdict {
+        Verdict::Pass => writeln!(out, "{open}/>"),
+        Verdict::Skipped { message } => writeln!(
+            out,
+            "{open}>\n      <skipped message=\"{}\"/>\n    </testcase>",
+            xml(message)
+        ),
+        Verdict::Failure { message, body } | Verdict::Error { message, body } => {
+            let tag = match &case.verdict {
+                Verdict::Error { .. } => "error",
+                _ => "failure",
+            };
+            writeln!(
+                out,
+                "{open}>\n      <{tag} message=\"{}\">{}</{tag}>\n    </testcase>",
+                xml(message),
+                xml_escape(body, false)
+            )
+        }
+    };
     out
 }

@@ -23,7 +23,7 @@ mod junit_tests;
 mod tests;
 
 pub use history::render_history;
-pub use junit::render_junit;
+pub use junit::{render_junit, write_junit};
 pub use markdown::render_markdown;
 pub use terminal::render_terminal;
 
