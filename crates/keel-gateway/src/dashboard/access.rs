@@ -55,9 +55,13 @@ pub fn form_token(headers: &HeaderMap) -> Option<String> {
 pub fn check_form(app: &AppState, headers: &HeaderMap, token: Option<&str>) -> Result<(), String> {
     if let Some(origin) = headers.get(ORIGIN) {
         let origin = origin.to_str().unwrap_or("null");
-        let host = headers.get(HOST).and_then(|h| h.to_str().ok());
+        // This host as the browser addressed it: Host, or the proxy's X-Forwarded-Host.
+        let hosts: Vec<&str> = [HOST.as_str(), "x-forwarded-host"]
+            .iter()
+            .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+            .collect();
         let origin_host = origin.split_once("://").map(|(_, h)| h);
-        if origin_host.is_none() || origin_host != host {
+        if !origin_host.is_some_and(|o| hosts.contains(&o)) {
             return Err(format!(
                 "a form from {origin} cannot post here; use the dashboard's own page"
             ));
