@@ -69,7 +69,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Draft> {
 
 /// Keep `edit` as draft `id`: created when it does not exist, else replaced (its
 /// creation time and saved version stay). A draft of another prompt is never
-/// overwritten: the id then names a new draft's fate to the caller as `false`.
+/// overwritten: then nothing is written and this returns `false` (keep it under a new id).
 pub fn keep_draft(conn: &Connection, id: &str, edit: &DraftEdit<'_>) -> rusqlite::Result<bool> {
     let at = now_ms();
     let changed = conn.execute(
