@@ -8,7 +8,8 @@
 # For every page: a screenshot (kept in $ARTIFACTS, default target/browser-artifacts/),
 # the DOM as Chromium built it (asserted on), and Chromium's console log (any console
 # error or uncaught exception fails the test). Also: filters narrow the traces, a trace
-# opens, the eval comparison shows the regression.
+# opens, the eval comparison shows the regression, the playground keeps a draft and runs
+# it beside the live version.
 #
 # Environment: KEEL_BIN (a prebuilt binary; else `cargo build -p keel-cli`),
 # CARGO_TARGET_DIR (honoured when building), ARTIFACTS, CHROMIUM (the browser binary).
@@ -149,6 +150,30 @@ compare_href="$(grep -o 'class="compare baseline" href="[^"]*"' "$ARTIFACTS/eval
 visit eval-compare "${compare_href:-/ui/evals/compare}&only=regressions"
 dom_has eval-compare 'regression: '
 grep -q 'class="tag regression"' "$ARTIFACTS/eval-compare.html" || fail "the comparison shows no regressed case"
+# The playground: its pages, a draft kept by the form (the broken prompt file), the
+# draft reloaded, and a run beside the live version (a POST: its HTML is kept).
+visit playground "/ui/playground"
+dom_has playground 'href="/ui/playground/support/answer"'
+visit playground-editor "/ui/playground/support/answer"
+dom_has playground-editor 'id="editor"'
+dom_has playground-editor 'name="var.question"'
+draft_url="$(curl -sS -o /dev/null -w '%{redirect_url}' "$BASE/ui/playground/support/answer" \
+    --data-urlencode action=keep --data-urlencode model=mock-1 --data-urlencode author=browser \
+    --data-urlencode "source@$WORK/prompts/support/answer.toml")"
+case "$draft_url" in
+    *"/ui/playground/support/answer?draft=drf_"*) ;;
+    *) fail "keeping a draft did not redirect to it (got '$draft_url')" ;;
+esac
+visit playground-draft "${draft_url#"$BASE"}"
+dom_has playground-draft 'question | upper'
+curl -sS "$BASE/ui/playground/support/answer" --data-urlencode action=run \
+    --data-urlencode "draft=${draft_url##*draft=}" --data-urlencode model=mock-1 \
+    --data-urlencode "source@$WORK/prompts/support/answer.toml" \
+    --data-urlencode var.product=Keel --data-urlencode 'var.question=How do I rotate a key?' \
+    >"$ARTIFACTS/playground-run.html" || fail "the playground run did not answer"
+dom_has playground-run 'id="results"'
+dom_has playground-run 'HOW DO I ROTATE A KEY?'
+
 visit functions "/ui/functions"
 dom_has functions 'support-answer'
 dom_has functions 'candidate'

@@ -6,7 +6,8 @@
 //! - [`stats`] — confidence intervals and paired significance tests;
 //! - [`compare`] — a run's summary, and a candidate compared with a baseline case by case;
 //! - [`gate`] — the suite's rules, checked against a run and its baseline;
-//! - [`report`] — a run rendered for a terminal, a PR comment, JUnit and JSON.
+//! - [`report`] — a run rendered for a terminal, a PR comment, JUnit and JSON;
+//! - [`playground`] — the dashboard playground's suite runner (a draft against the live version).
 
 pub mod assert;
 pub mod case;
@@ -14,6 +15,7 @@ pub mod compare;
 pub mod dataset;
 pub mod gate;
 pub mod output;
+pub mod playground;
 pub mod report;
 pub mod runner;
 pub mod stats;

@@ -13,6 +13,8 @@
 //! - `otel/` — OpenTelemetry: span export (GenAI conventions, `traceparent`) and
 //!   `POST /v1/traces` ingest of apps' spans;
 //! - `dashboard/` — the server-rendered dashboard under `/` and `/ui/*`, one module per page;
+//! - `playground/` — the prompt playground's work: drafts checked and tried beside the
+//!   live version (its pages are in `dashboard/playground/`);
 //! - `server.rs` — start, serve, drain the trace queue on shutdown.
 //!
 //! The trace writer itself lives in `keel-store` (`writer.rs`).
@@ -28,9 +30,10 @@ pub mod inproc;
 pub mod metrics;
 pub mod otel;
 pub mod pipeline;
+pub mod playground;
 pub mod registry;
 pub mod replay;
 pub mod server;
 pub mod state;
 
-pub use server::{router, Gateway, StopReport};
+pub use server::{router, Extensions, Gateway, StopReport};

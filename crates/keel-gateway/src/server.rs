@@ -65,6 +65,13 @@ fn route_error(
     (status, axum::Json(body)).into_response()
 }
 
+/// What crates that depend on the gateway plug into it (it cannot call them itself).
+#[derive(Default)]
+pub struct Extensions {
+    /// Runs eval suites for the dashboard's playground (`keel_evals::playground`).
+    pub suites: Option<Arc<dyn crate::playground::suites::SuiteRunner>>,
+}
+
 /// What a stopped gateway reports.
 #[derive(Debug)]
 pub struct StopReport {
@@ -83,6 +90,15 @@ pub struct Gateway {
 impl Gateway {
     /// Open the store, start the writer and serve on `listener` in a background task.
     pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Gateway> {
+        Gateway::start_with(config, listener, Extensions::default()).await
+    }
+
+    /// [`Gateway::start`], with what crates above this one provide.
+    pub async fn start_with(
+        config: Config,
+        listener: TcpListener,
+        extensions: Extensions,
+    ) -> anyhow::Result<Gateway> {
         let config = Arc::new(config);
         let store = Arc::new(Store::open(&config.gateway.store)?);
         let opts = WriterOptions {
@@ -96,6 +112,7 @@ impl Gateway {
         let (governor, governance) = crate::governance::start(&config, &store)?;
         state.governor = governor.clone();
         state.store = Some(store.clone());
+        state.suites = extensions.suites;
         let mut otel_task = None;
         if let Some(settings) = &config.otel {
             let (exporter, task) =

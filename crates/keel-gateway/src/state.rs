@@ -65,6 +65,8 @@ pub struct AppState {
     pub shadow_slots: HashMap<String, Arc<tokio::sync::Semaphore>>,
     /// OTLP span export, when `[otel] endpoint` is set (started by `Gateway::start`).
     pub otel: Option<crate::otel::SpanExporter>,
+    /// The playground's eval-suite runner (from keel-evals, given by `keel serve`).
+    pub suites: Option<Arc<dyn crate::playground::suites::SuiteRunner>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +195,7 @@ impl AppState {
         Ok(AppState {
             shadow_slots,
             otel: None,
+            suites: None,
             governor: Arc::new(keel_governance::Governor::inert()),
             store: None,
             cache: config

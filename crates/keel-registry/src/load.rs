@@ -106,6 +106,23 @@ pub fn check_prompts(dir: &Path) -> PromptCheck {
     check
 }
 
+/// Parse and validate one prompt's text as if it were the file `file` of prompt `name`
+/// (what the dashboard's playground checks a draft with): the prompt and its warnings,
+/// or every error.
+pub fn check_prompt_text(
+    name: &str,
+    file: &Path,
+    text: &str,
+) -> Result<(Prompt, Vec<PromptIssue>), Vec<PromptIssue>> {
+    let p = parse_prompt(name, file, text)?;
+    let (errors, warnings) = validate(&p, file);
+    if errors.is_empty() {
+        Ok((p, warnings))
+    } else {
+        Err(errors)
+    }
+}
+
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();

@@ -9,11 +9,13 @@
 //! ([`releases`], [`list_releases`]), replay runs for `keel replay` ([`replays`]), and
 //! governance: virtual keys ([`keys`]), alert events ([`alerts`]) and spend by scope
 //! ([`spend`]), functions' traffic-split overrides ([`splits`]), the spans apps send over OTLP
-//! ([`spans`]), and the dashboard's charts over time ([`timeline`]).
+//! ([`spans`]), and the dashboard's charts over time ([`timeline`]), and the prompt playground's
+//! drafts ([`drafts`]).
 
 pub mod alerts;
 pub mod audit;
 mod db;
+pub mod drafts;
 mod error;
 pub mod evals;
 pub mod keys;
@@ -38,8 +40,9 @@ pub use db::Store;
 pub use error::StoreError;
 pub use prompts::{
     all_labels, get_version, label_moves, label_version, latest_version, list_prompts,
-    push_version, rollback_label, set_label, version_by_hash, versions, LabelMove, LabelOutcome,
-    LabelPosition, PromptStoreError, PromptSummary, PromptVersion, PushOutcome,
+    push_version, push_version_with, rollback_label, set_label, version_by_hash, versions,
+    LabelMove, LabelOutcome, LabelPosition, PromptStoreError, PromptSummary, PromptVersion,
+    PushOutcome,
 };
 pub use query::{count_traces, get_trace, list_traces, TraceFilter};
 pub use release_report::{list_releases, ReleaseFilter, ReleaseRow, ReleaseTraffic};

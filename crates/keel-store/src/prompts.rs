@@ -117,6 +117,22 @@ pub fn push_version(
     reason: &str,
     commit_id: Option<&str>,
 ) -> Result<PushOutcome, PromptStoreError> {
+    push_version_with(conn, name, hash, json, author, reason, commit_id, None)
+}
+
+/// [`push_version`], with `source` added to the audit event's details (the playground
+/// says `{"source": "playground", "draft": …}`, so the log tells where a version came from).
+#[allow(clippy::too_many_arguments)]
+pub fn push_version_with(
+    conn: &Connection,
+    name: &str,
+    hash: &str,
+    json: &str,
+    author: &str,
+    reason: &str,
+    commit_id: Option<&str>,
+    source: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<PushOutcome, PromptStoreError> {
     let tx = immediate(conn)?;
     let latest: Option<(i64, String)> = tx
         .query_row(
@@ -148,7 +164,13 @@ pub fn push_version(
             from_value: latest.map(|(v, _)| format!("v{v}")),
             to_value: Some(format!("v{version}")),
             reason: Some(reason),
-            details: Some(json!({"content_hash": hash, "commit_id": commit_id})),
+            details: Some({
+                let mut d = json!({"content_hash": hash, "commit_id": commit_id});
+                if let (Some(obj), Some(extra)) = (d.as_object_mut(), source) {
+                    obj.extend(extra.clone());
+                }
+                d
+            }),
         },
     )?;
     tx.commit()?;

@@ -39,7 +39,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {listen} (is another process using it? change [gateway] listen or pass --listen)"))?;
         let store = config.gateway.store.clone();
-        let gateway = Gateway::start(config, listener).await?;
+        // The playground runs eval suites with keel-evals, which the gateway cannot
+        // depend on: it is handed the runner here.
+        let extensions = keel_gateway::Extensions {
+            suites: Some(std::sync::Arc::new(keel_evals::playground::PlaygroundSuites)),
+        };
+        let gateway = Gateway::start_with(config, listener, extensions).await?;
         tracing::info!(addr = %gateway.addr, store = %store, "keel gateway listening");
         println!("keel gateway listening on http://{}", gateway.addr);
         let report = gateway.run_until(shutdown_signal()).await?;

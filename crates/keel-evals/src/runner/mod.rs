@@ -89,6 +89,22 @@ fn now_ms() -> i64 {
     keel_store::prompts::now_ms()
 }
 
+/// What a caller other than `keel eval run` narrows a run to (the dashboard's playground
+/// runs a suite on a draft: its own prompts, the first cases only, unlocked datasets
+/// allowed, its own trace tags). The default is a full `keel eval run`.
+#[derive(Debug, Clone, Default)]
+pub struct RunScope {
+    /// Prompts to test instead of the prompts folder's, by name.
+    pub folder: Option<HashMap<String, keel_registry::Prompt>>,
+    /// Run only the dataset's first N cases.
+    pub max_cases: Option<usize>,
+    /// Run a dataset that is not locked (or changed since its lock) rather than refuse:
+    /// an experiment, not a gate.
+    pub allow_unlocked: bool,
+    /// More tags on every call's trace.
+    pub tags: Vec<String>,
+}
+
 /// Run `suite` against `store`'s prompt versions, writing runs and results to it.
 pub async fn run_suite(
     config: &Config,
@@ -97,17 +113,42 @@ pub async fn run_suite(
     settings: &RunSettings,
     progress: &dyn Progress,
 ) -> Result<RunOutcome, EvalError> {
+    run_suite_scoped(
+        config,
+        store,
+        suite,
+        settings,
+        &RunScope::default(),
+        progress,
+    )
+    .await
+}
+
+/// [`run_suite`], narrowed by `scope`.
+pub async fn run_suite_scoped(
+    config: &Config,
+    store: &Store,
+    suite: &Suite,
+    settings: &RunSettings,
+    scope: &RunScope,
+    progress: &dyn Progress,
+) -> Result<RunOutcome, EvalError> {
     // One streaming pass checks every line and the lock; the arms read the cases again
     // one at a time, so the dataset is never held in memory.
-    let dataset = scan_dataset(
+    let mut dataset = scan_dataset(
         &suite.dataset_path,
         &suite.name,
         suite.dataset_hash.as_deref(),
-        true,
+        !scope.allow_unlocked,
     )?;
-    let folder: HashMap<String, keel_registry::Prompt> = match &config.prompts_dir {
-        None => HashMap::new(),
-        Some(dir) => match keel_registry::load_prompts(dir) {
+    if let Some(n) = scope.max_cases {
+        dataset.cases = dataset.cases.min(n);
+    }
+    let folder: HashMap<String, keel_registry::Prompt> = match (&scope.folder, &config.prompts_dir)
+    {
+        (Some(f), _) => f.clone(),
+        (None, None) => HashMap::new(),
+        (None, Some(dir)) => match keel_registry::load_prompts(dir) {
             Ok(set) => set.prompts.into_iter().collect(),
             Err(issues) => {
                 let lines: Vec<String> = issues.iter().map(ToString::to_string).collect();
@@ -129,18 +170,26 @@ pub async fn run_suite(
     let judge = EngineJudge {
         engine: &engine,
         model: suite.judge_model.clone(),
-        tags: vec![
-            "keel:eval".into(),
-            format!("suite:{}", suite.name),
-            "judge".into(),
-        ],
+        tags: [
+            vec![
+                "keel:eval".into(),
+                format!("suite:{}", suite.name),
+                "judge".into(),
+            ],
+            scope.tags.clone(),
+        ]
+        .concat(),
     };
     let opts = ExecOptions {
         concurrency: settings.concurrency.unwrap_or(suite.concurrency).max(1),
         repeat: settings.repeat.unwrap_or(suite.repeat).max(1),
         max_retries: suite.max_retries,
         use_cache: settings.use_cache,
-        tags: vec!["keel:eval".into(), format!("suite:{}", suite.name)],
+        tags: [
+            vec!["keel:eval".into(), format!("suite:{}", suite.name)],
+            scope.tags.clone(),
+        ]
+        .concat(),
     };
     let exec = Executor {
         engine: &engine,
@@ -272,15 +321,18 @@ async fn run_arm(
     // A line that stops parsing mid-run means the file changed under the run: its
     // results would not belong to the locked dataset.
     let unreadable: Mutex<Option<DatasetError>> = Mutex::new(None);
-    let cases = dataset.cases()?.filter_map(|c| match c {
-        Ok(case) => Some(case),
-        Err(e) => {
-            if let Ok(mut slot) = unreadable.lock() {
-                slot.get_or_insert(e);
+    let cases = dataset
+        .cases()?
+        .take(dataset.cases)
+        .filter_map(|c| match c {
+            Ok(case) => Some(case),
+            Err(e) => {
+                if let Ok(mut slot) = unreadable.lock() {
+                    slot.get_or_insert(e);
+                }
+                None
             }
-            None
-        }
-    });
+        });
     let ArmResults {
         records,
         failures,

@@ -78,10 +78,11 @@ pub fn pct(v: f64) -> String {
 }
 
 /// The navigation entries: (path, label).
-const NAV: [(&str, &str); 6] = [
+const NAV: [(&str, &str); 7] = [
     ("/", "Overview"),
     ("/ui/traces", "Traces"),
     ("/ui/prompts", "Prompts"),
+    ("/ui/playground", "Playground"),
     ("/ui/evals", "Evals"),
     ("/ui/functions", "Experiments"),
     ("/ui/governance", "Governance"),
@@ -139,6 +140,8 @@ pub fn table(id: &str, headers: &[&str], rows: &[Vec<String>]) -> String {
 pub enum PageError {
     NotFound(String),
     BadRequest(String),
+    /// A form post refused (cross-site, or without its token).
+    Forbidden(String),
     Internal(String),
 }
 
@@ -147,6 +150,7 @@ impl IntoResponse for PageError {
         let (status, title, message) = match self {
             PageError::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
             PageError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Bad request", m),
+            PageError::Forbidden(m) => (StatusCode::FORBIDDEN, "Refused", m),
             PageError::Internal(m) => {
                 tracing::warn!(error = %m, "dashboard page failed");
                 (StatusCode::INTERNAL_SERVER_ERROR, "Something failed", m)

@@ -5,7 +5,8 @@
 //!
 //! One module per page; each reads the store through [`read`] (a blocking-pool task,
 //! never the async threads) with bounded, indexed queries. [`access`] guards every page
-//! with the admin key when auth is required.
+//! with the admin key when auth is required. The playground is the one page that writes
+//! (drafts, and a saved version), through [`write`].
 
 mod access;
 mod charts;
@@ -14,6 +15,7 @@ mod functions;
 mod governance;
 mod html;
 mod overview;
+mod playground;
 mod prompts;
 mod trace;
 mod traces;
@@ -45,6 +47,11 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/traces/{id}", get(trace::page))
         .route("/ui/prompts", get(prompts::list))
         .route("/ui/prompts/{*name}", get(prompts::detail))
+        .route("/ui/playground", get(playground::index))
+        .route(
+            "/ui/playground/{*name}",
+            get(playground::editor).post(playground::post),
+        )
         .route("/ui/evals", get(evals::runs))
         .route("/ui/evals/compare", get(evals::compare))
         .route("/ui/functions", get(functions::page))
@@ -64,6 +71,24 @@ async fn style() -> Response {
         STYLE,
     )
         .into_response()
+}
+
+/// Run `f` on a read-write connection in the blocking pool (the playground's drafts and
+/// saves; every other page only reads).
+pub(crate) async fn write<T: Send + 'static>(
+    app: &AppState,
+    f: impl FnOnce(&Connection) -> Result<T, PageError> + Send + 'static,
+) -> Result<T, PageError> {
+    let store = app
+        .store
+        .clone()
+        .ok_or_else(|| PageError::Internal("this gateway has no store".into()))?;
+    tokio::task::spawn_blocking(move || {
+        let conn = store.writer_conn()?;
+        f(&conn)
+    })
+    .await
+    .map_err(|e| PageError::Internal(e.to_string()))?
 }
 
 /// Run `f` on a read connection in the blocking pool.

@@ -246,11 +246,13 @@ pub async fn detail(
         })
         .collect();
     let body = format!(
-        "<h2>Labels and versions</h2>{}\
+        "<p><a class=\"playground\" href=\"/ui/playground/{}\">Edit a draft in the playground</a></p>\
+         <h2>Labels and versions</h2>{}\
          <h2>Label history</h2>{}\
          <h2>Diff</h2>{picker}{diff_html}\
          <h2>Releases</h2><p class=\"hint\">Each release is a prompt version × model × parameters, with its \
          traffic over all time and its newest eval runs.</p>{}",
+        name.split('/').map(urlenc).collect::<Vec<_>>().join("/"),
         table("versions", &["version", "labels", "created (UTC)", "author", "reason", "commit", "hash"], &version_rows),
         table("label-moves", &["at (UTC)", "label", "from", "to", "actor", "reason"], &move_rows),
         table(

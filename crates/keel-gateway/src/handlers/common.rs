@@ -346,7 +346,7 @@ fn serve_hit(
 }
 
 /// What a trace keeps of a whole reply: the text, then the tool calls as JSON.
-fn captured_output(resp: &ChatResponse) -> String {
+pub(crate) fn captured_output(resp: &ChatResponse) -> String {
     let mut out = resp.output_text();
     for c in &resp.choices {
         if let Some(calls) = &c.message.tool_calls {

@@ -97,6 +97,26 @@ pub fn apply<'a>(
     trace.release_id = Some(deployment.release.id.clone());
     trace.model_requested = Some(deployment.model.clone());
 
+    render_into(&deployment, req, &format!("function `{}` ", f.name))?;
+    Ok(CallPlan {
+        chain: variant.fallbacks.as_deref(),
+        limits: Limits {
+            total: f.timeout,
+            first_token: f.first_token_timeout,
+        },
+    })
+}
+
+/// Render `deployment`'s prompt with the request's `variables` and rewrite `req` into a
+/// call to its model: the rendered messages first, then the caller's; the prompt's
+/// parameters, tools and output schema. `context` starts a variable error's message.
+/// Shared by function calls and the dashboard's playground (which builds deployments of
+/// drafts), so a draft is tried exactly as a function would serve it.
+pub(crate) fn render_into(
+    deployment: &crate::registry::Deployment,
+    req: &mut ChatRequest,
+    context: &str,
+) -> Result<(), GatewayError> {
     let variables = match req.extra.remove("variables") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m,
@@ -109,8 +129,8 @@ pub fn apply<'a>(
     };
     let rendered = deployment.prompt.compiled.render(&variables).map_err(|e| {
         GatewayError::InvalidVariables(format!(
-            "function `{}` (prompt `{}` v{}): {e}",
-            f.name, deployment.prompt_name, deployment.prompt_version
+            "{context}(prompt `{}` v{}): {e}",
+            deployment.prompt_name, deployment.prompt_version
         ))
     })?;
     let callers = std::mem::take(&mut req.messages);
@@ -132,13 +152,7 @@ pub fn apply<'a>(
         req.response_format.clone_from(&deployment.response_format);
     }
     req.model.clone_from(&deployment.model);
-    Ok(CallPlan {
-        chain: variant.fallbacks.as_deref(),
-        limits: Limits {
-            total: f.timeout,
-            first_token: f.first_token_timeout,
-        },
-    })
+    Ok(())
 }
 
 fn json_kind(v: &Value) -> &'static str {

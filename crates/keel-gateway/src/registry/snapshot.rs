@@ -348,7 +348,7 @@ fn load_version(
         .map_err(|e| format!("prompt `{name}` v{version} cannot be served: {e}")))
 }
 
-fn deployment(
+pub(crate) fn deployment(
     config: &Config,
     f: &FunctionConfig,
     v: &VariantConfig,

@@ -119,6 +119,11 @@ impl Harness {
     }
 
     pub async fn with(opts: Options) -> Harness {
+        Harness::with_extensions(opts, keel_gateway::Extensions::default()).await
+    }
+
+    /// [`Harness::with`], with what `keel serve` plugs in (the playground's suite runner).
+    pub async fn with_extensions(opts: Options, extensions: keel_gateway::Extensions) -> Harness {
         let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mock_addr = mock_listener.local_addr().unwrap();
         let settings = opts.mock.clone();
@@ -135,7 +140,9 @@ impl Harness {
             .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"));
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let gateway = Gateway::start(config, listener).await.unwrap();
+        let gateway = Gateway::start_with(config, listener, extensions)
+            .await
+            .unwrap();
         let base = format!("http://{}", gateway.addr);
         Harness {
             gateway,
