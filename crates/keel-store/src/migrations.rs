@@ -89,7 +89,27 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0014_otel",
         sql: include_str!("../migrations/0014_otel.sql"),
     },
+    Migration {
+        version: 15,
+        name: "0015_rollups",
+        sql: include_str!("../migrations/0015_rollups.sql"),
+    },
 ];
+
+/// The step of a migration that SQL alone cannot do, run in the same transaction right
+/// after its SQL (so a failure rolls back both). Keyed by version, so `Migration` stays
+/// plain data.
+fn rust_step(tx: &rusqlite::Transaction<'_>, version: u32) -> rusqlite::Result<()> {
+    if version == 15 {
+        // The histograms are computed in Rust (histogram.rs); a large store takes a
+        // while here, once.
+        let traces = crate::rollup::rebuild_all(tx)?;
+        if traces > 0 {
+            tracing::info!(traces, "trace rollups backfilled");
+        }
+    }
+    Ok(())
+}
 
 /// The schema version this binary writes.
 pub(crate) fn latest_version() -> u32 {
@@ -159,6 +179,7 @@ pub(crate) fn migrate(
             continue;
         }
         tx.execute_batch(m.sql).map_err(mig_err)?;
+        rust_step(&tx, m.version).map_err(mig_err)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at)
              VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
@@ -350,7 +371,10 @@ mod tests {
         assert_eq!(crate::audit::list_audit(&conn, 0, 0).unwrap().len(), 1);
         // And from version 13, only 0014: traces gain their W3C trace context (old ones
         // read back without one) and app spans get their table.
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![14]);
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..14]).unwrap(),
+            vec![14]
+        );
         let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
         assert_eq!((old.function, old.release_id), (None, None));
         assert_eq!(old.origin, keel_core::trace::Origin::Live);
@@ -362,6 +386,21 @@ mod tests {
                 .is_empty()
         );
         assert!(index_names(&conn).iter().any(|i| i == "traces_otel_trace"));
+        // And from version 14, only 0015: the rollups, backfilled from the traces
+        // already stored (the one written at version 4).
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![15]);
+        let (requests, latency): (i64, Vec<u8>) = conn
+            .query_row(
+                "SELECT requests, latency_hist FROM trace_rollups
+                 WHERE res_ms = 300000 AND origin = 'live' AND dim = 'all' AND bucket_ms = 0",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(requests, 1);
+        let latency = crate::histogram::Histogram::decode(&latency).unwrap();
+        assert_eq!(latency.percentile(50), Some(5));
+        assert!(index_names(&conn).iter().any(|i| i == "traces_started_at"));
     }
 
     #[test]

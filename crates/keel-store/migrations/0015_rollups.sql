@@ -1,0 +1,51 @@
+-- Speed at scale: rollups for the dashboard's overview, and an index that lets trace
+-- search test its range filters without reading every row.
+--
+-- trace_rollups: per bucket (res_ms = 300000, five minutes, or 3600000, one hour; UTC),
+-- origin and dimension value, the report's sums and log-scale histograms of latency and
+-- time to first token (keel-store/src/histogram.rs). Dimensions are rolled up one at a
+-- time (dim = all | model | function | feature | tenant; value '(all)' or the group's
+-- name, '(none)' when unset), never crossed. The trace writer keeps it up to date in
+-- each batch's transaction; this migration's Rust step (rollup::rebuild_all) backfills
+-- it from the traces already stored.
+CREATE TABLE trace_rollups (
+    res_ms           INTEGER NOT NULL,
+    origin           TEXT    NOT NULL,
+    dim              TEXT    NOT NULL,
+    bucket_ms        INTEGER NOT NULL,   -- bucket start, Unix ms, a multiple of res_ms
+    value            TEXT    NOT NULL,
+    requests         INTEGER NOT NULL,
+    errors           INTEGER NOT NULL,   -- status = 'error'
+    input_tokens     INTEGER NOT NULL,
+    output_tokens    INTEGER NOT NULL,
+    calls_with_usage INTEGER NOT NULL,
+    cost_nanos       INTEGER NOT NULL,   -- priced calls only
+    unpriced         INTEGER NOT NULL,
+    latency_hist     BLOB    NOT NULL,
+    ttft_hist        BLOB    NOT NULL,   -- streamed calls with a time to first token
+    PRIMARY KEY (res_ms, origin, dim, bucket_ms, value)
+) WITHOUT ROWID;
+CREATE INDEX trace_rollups_bucket ON trace_rollups (bucket_ms);
+
+-- Hours whose rollups no longer match the traces, because a trace was deleted or
+-- changed (Keel itself only inserts). The writer (after each batch) and Store::open
+-- recompute them from the traces.
+CREATE TABLE trace_rollup_dirty (
+    hour_ms INTEGER PRIMARY KEY NOT NULL
+);
+CREATE TRIGGER traces_rollup_on_delete AFTER DELETE ON traces BEGIN
+    INSERT OR IGNORE INTO trace_rollup_dirty (hour_ms)
+    VALUES (old.started_at_ms - ((old.started_at_ms % 3600000) + 3600000) % 3600000);
+END;
+CREATE TRIGGER traces_rollup_on_update AFTER UPDATE ON traces BEGIN
+    INSERT OR IGNORE INTO trace_rollup_dirty (hour_ms)
+    VALUES (old.started_at_ms - ((old.started_at_ms % 3600000) + 3600000) % 3600000);
+    INSERT OR IGNORE INTO trace_rollup_dirty (hour_ms)
+    VALUES (new.started_at_ms - ((new.started_at_ms % 3600000) + 3600000) % 3600000);
+END;
+
+-- Trace search scans newest-first along this index; carrying cost, latency and status
+-- lets SQLite test those filters on the index entry and read a trace's row only when
+-- it matches (a rare range match no longer costs a row read per trace scanned).
+DROP INDEX traces_started_at;
+CREATE INDEX traces_started_at ON traces (started_at_ms, cost_nanos, latency_ms, status);
