@@ -1,5 +1,4 @@
--- Speed at scale: rollups for the dashboard's overview, and an index that lets trace
--- search test its range filters without reading every row.
+-- Speed at scale: rollups for the dashboard's overview.
 --
 -- trace_rollups: per bucket (res_ms = 300000, five minutes, or 3600000, one hour; UTC),
 -- origin and dimension value, the report's sums and log-scale histograms of latency and
@@ -43,9 +42,3 @@ CREATE TRIGGER traces_rollup_on_update AFTER UPDATE ON traces BEGIN
     INSERT OR IGNORE INTO trace_rollup_dirty (hour_ms)
     VALUES (new.started_at_ms - ((new.started_at_ms % 3600000) + 3600000) % 3600000);
 END;
-
--- Trace search scans newest-first along this index; carrying cost, latency and status
--- lets SQLite test those filters on the index entry and read a trace's row only when
--- it matches (a rare range match no longer costs a row read per trace scanned).
-DROP INDEX traces_started_at;
-CREATE INDEX traces_started_at ON traces (started_at_ms, cost_nanos, latency_ms, status);

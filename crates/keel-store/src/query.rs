@@ -90,9 +90,9 @@ pub fn list_traces(
 ///
 /// Each filter is a plain condition, so SQLite can take any index that serves it: every
 /// equality filter but model, variant and prompt version has a `(column, started_at_ms)`
-/// index that yields its rows already newest first; the others scan `traces_started_at`
-/// newest first, which carries cost, latency and status so those filters are tested
-/// without reading the row. No combination sorts the matches.
+/// index whose entries come out already newest first; the others scan
+/// `traces_started_at` newest first. No combination sorts its matches
+/// (`query_plan_tests.rs`), so a search stops as soon as its page is full.
 pub(crate) fn select_sql(filter: &TraceFilter) -> (String, Vec<Value>) {
     let mut sql = format!("SELECT {COLUMNS} FROM traces");
     let mut values: Vec<Value> = Vec::new();
@@ -551,3 +551,7 @@ mod tests {
         assert_eq!(get_trace(&r, "dup").unwrap().map(|t| t.latency_ms), Some(2));
     }
 }
+
+#[cfg(test)]
+#[path = "query_plan_tests.rs"]
+mod plan_tests;
