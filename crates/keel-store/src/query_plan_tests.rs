@@ -16,7 +16,9 @@ use crate::synth::{generate, SynthOptions};
 
 /// One value for each filter the trace page offers (the `id` filter aside: it matches
 /// one or two rows, which SQLite rightly sorts after reading them by `traces_id`).
-fn filters() -> Vec<(&'static str, fn(&mut TraceFilter))> {
+type SetFilter = fn(&mut TraceFilter);
+
+fn filters() -> Vec<(&'static str, SetFilter)> {
     vec![
         ("since", |f| f.since_ms = Some(1_000)),
         ("user", |f| f.user = Some("user-00-001".into())),

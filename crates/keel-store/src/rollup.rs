@@ -460,11 +460,12 @@ pub(crate) fn repair(conn: &mut Connection) -> rusqlite::Result<usize> {
     Ok(hours)
 }
 
-/// Every rollup row, keyed by (resolution, bucket, origin, dimension, value): how the
-/// tests compare the rollups kept by the writer with a rebuild from the traces.
-pub fn all_rows(
-    conn: &Connection,
-) -> rusqlite::Result<HashMap<(i64, i64, String, String, String), Counts>> {
+/// A rollup row's key: (resolution, bucket start, origin, dimension, value).
+pub type RowKey = (i64, i64, String, String, String);
+
+/// Every rollup row by its key: how the tests compare the rollups kept by the writer
+/// with a rebuild from the traces.
+pub fn all_rows(conn: &Connection) -> rusqlite::Result<HashMap<RowKey, Counts>> {
     let sql =
         format!("SELECT res_ms, bucket_ms, origin, dim, value, {COUNT_COLUMNS} FROM trace_rollups");
     let mut stmt = conn.prepare(&sql)?;

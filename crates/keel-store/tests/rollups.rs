@@ -16,7 +16,7 @@ use keel_store::{build_report, spawn, Connection, GroupRow, GroupStats, Store, W
 const NOW: i64 = 1_764_000_451_123;
 const HOUR: i64 = 3_600_000;
 
-type Rows = HashMap<(i64, i64, String, String, String), Counts>;
+type Rows = HashMap<rollup::RowKey, Counts>;
 
 fn rows(store: &Store) -> Rows {
     rollup::all_rows(&store.reader().unwrap()).unwrap()
