@@ -1,6 +1,7 @@
 -- Speed at scale: rollups for the dashboard's overview.
 --
--- trace_rollups: per bucket (res_ms = 300000, five minutes, or 3600000, one hour; UTC),
+-- trace_rollups: per bucket (res_ms = 300000, five minutes; 3600000, one hour; 86400000,
+-- one day; UTC),
 -- origin and dimension value, the report's sums and log-scale histograms of latency and
 -- time to first token (keel-store/src/histogram.rs). Dimensions are rolled up one at a
 -- time (dim = all | model | function | feature | tenant; value '(all)' or the group's
@@ -26,19 +27,19 @@ CREATE TABLE trace_rollups (
 ) WITHOUT ROWID;
 CREATE INDEX trace_rollups_bucket ON trace_rollups (bucket_ms);
 
--- Hours whose rollups no longer match the traces, because a trace was deleted or
+-- UTC days whose rollups no longer match the traces, because a trace was deleted or
 -- changed (Keel itself only inserts). The writer (after each batch) and Store::open
 -- recompute them from the traces.
 CREATE TABLE trace_rollup_dirty (
-    hour_ms INTEGER PRIMARY KEY NOT NULL
+    day_ms INTEGER PRIMARY KEY NOT NULL
 );
 CREATE TRIGGER traces_rollup_on_delete AFTER DELETE ON traces BEGIN
-    INSERT OR IGNORE INTO trace_rollup_dirty (hour_ms)
-    VALUES (old.started_at_ms - ((old.started_at_ms % 3600000) + 3600000) % 3600000);
+    INSERT OR IGNORE INTO trace_rollup_dirty (day_ms)
+    VALUES (old.started_at_ms - ((old.started_at_ms % 86400000) + 86400000) % 86400000);
 END;
 CREATE TRIGGER traces_rollup_on_update AFTER UPDATE ON traces BEGIN
-    INSERT OR IGNORE INTO trace_rollup_dirty (hour_ms)
-    VALUES (old.started_at_ms - ((old.started_at_ms % 3600000) + 3600000) % 3600000);
-    INSERT OR IGNORE INTO trace_rollup_dirty (hour_ms)
-    VALUES (new.started_at_ms - ((new.started_at_ms % 3600000) + 3600000) % 3600000);
+    INSERT OR IGNORE INTO trace_rollup_dirty (day_ms)
+    VALUES (old.started_at_ms - ((old.started_at_ms % 86400000) + 86400000) % 86400000);
+    INSERT OR IGNORE INTO trace_rollup_dirty (day_ms)
+    VALUES (new.started_at_ms - ((new.started_at_ms % 86400000) + 86400000) % 86400000);
 END;

@@ -1,7 +1,7 @@
 //! Rollups: traffic pre-aggregated per time bucket, so the dashboard's overview reads a
 //! few thousand rows instead of millions of traces (see `overview`).
 //!
-//! `trace_rollups` holds, per bucket (5 minutes and 1 hour, UTC), origin and dimension
+//! `trace_rollups` holds, per bucket (5 minutes, 1 hour and 1 day, UTC), origin and dimension
 //! value (`all`, and each model, function, feature and tenant), the sums of the report
 //! (requests, errors, tokens, priced cost, unpriced calls) and log-scale histograms of
 //! latency and time to first token (`histogram`). Dimensions are rolled up one at a
@@ -12,9 +12,9 @@
 //! upserts the touched rows in the batch's own transaction ([`RollupBatch`], called by
 //! `trace_row::insert_batch`); migration 0015 backfills existing traces
 //! ([`rebuild_all`]). Traces are never updated or deleted by Keel today; if one is
-//! (a retention job, an operator's `DELETE` in sqlite3), triggers mark its hour in
+//! (a retention job, an operator's `DELETE` in sqlite3), triggers mark its UTC day in
 //! `trace_rollup_dirty`, and [`rebuild_dirty`] — run by the writer after each batch and
-//! when a store is opened — recomputes those hours from the traces that remain.
+//! when a store is opened — recomputes those days from the traces that remain.
 
 use std::collections::HashMap;
 
@@ -27,8 +27,12 @@ use crate::report::{Cost, GroupStats};
 
 /// The fine bucket: 5 minutes. The overview's windows are aligned to it.
 pub const FINE_MS: i64 = 300_000;
-/// The coarse bucket: 1 hour, for the body of long windows.
+/// The hourly bucket, for the whole hours of a window.
 pub const COARSE_MS: i64 = 3_600_000;
+/// The daily bucket (UTC days), for the whole days of long windows.
+pub const DAY_MS: i64 = 86_400_000;
+/// Every bucket width kept, finest first.
+pub const LEVELS: [i64; 3] = [FINE_MS, COARSE_MS, DAY_MS];
 /// Traces aggregated per upsert when rebuilding from the traces table.
 const REBUILD_CHUNK: usize = 100_000;
 
@@ -242,7 +246,7 @@ struct Key<'a> {
     value: &'a str,
 }
 
-/// A batch of traces aggregated in memory: one entry per rollup row it touches (10 per
+/// A batch of traces aggregated in memory: one entry per rollup row it touches (15 per
 /// trace at most, far fewer for a busy batch), written with one upsert each.
 #[derive(Debug, Default)]
 pub(crate) struct RollupBatch<'a> {
@@ -251,7 +255,7 @@ pub(crate) struct RollupBatch<'a> {
 
 impl<'a> RollupBatch<'a> {
     pub(crate) fn add(&mut self, s: &Sample<'a>) {
-        for res_ms in [FINE_MS, COARSE_MS] {
+        for res_ms in LEVELS {
             let bucket_ms = floor_to(s.started_at_ms, res_ms);
             for dim in Dim::EVERY {
                 let key = Key {
@@ -410,45 +414,45 @@ pub fn rebuild_all(conn: &Connection) -> rusqlite::Result<u64> {
     add_traces(conn, None)
 }
 
-/// Mark every hour that overlaps `[since_ms, until_ms)` for recomputation (for code
-/// that changes traces in bulk; the triggers do it row by row). Run [`rebuild_dirty`]
-/// after.
+/// Mark every day that overlaps `[since_ms, until_ms)` for recomputation (for code that
+/// changes traces in bulk; the triggers do it row by row). Run [`rebuild_dirty`] after.
 pub fn mark_dirty(conn: &Connection, since_ms: i64, until_ms: i64) -> rusqlite::Result<()> {
     let mut stmt =
-        conn.prepare_cached("INSERT OR IGNORE INTO trace_rollup_dirty (hour_ms) VALUES (?1)")?;
-    let mut hour = floor_to(since_ms, COARSE_MS);
-    while hour < until_ms {
-        stmt.execute([hour])?;
-        hour += COARSE_MS;
+        conn.prepare_cached("INSERT OR IGNORE INTO trace_rollup_dirty (day_ms) VALUES (?1)")?;
+    let mut day = floor_to(since_ms, DAY_MS);
+    while day < until_ms {
+        stmt.execute([day])?;
+        day += DAY_MS;
     }
     Ok(())
 }
 
-/// Whether some hour waits for [`rebuild_dirty`] (cheap: the writer asks after each batch).
+/// Whether some day waits for [`rebuild_dirty`] (cheap: the writer asks after each batch).
 fn has_dirty(conn: &Connection) -> rusqlite::Result<bool> {
     conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM trace_rollup_dirty)")?
         .query_row([], |r| r.get(0))
 }
 
-/// Recompute the rollups of every hour marked dirty from the traces it still holds,
-/// and clear the marks. Returns the hours rebuilt. Run it in a transaction.
+/// Recompute the rollups of every day marked dirty from the traces it still holds (its
+/// 5-minute, hourly and daily rows all start within it), and clear the marks. Returns
+/// the days rebuilt. Run it in a transaction.
 pub fn rebuild_dirty(conn: &Connection) -> rusqlite::Result<usize> {
-    let hours: Vec<i64> = conn
-        .prepare("SELECT hour_ms FROM trace_rollup_dirty ORDER BY hour_ms")?
+    let days: Vec<i64> = conn
+        .prepare("SELECT day_ms FROM trace_rollup_dirty ORDER BY day_ms")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    for hour in &hours {
+    for day in &days {
         conn.execute(
             "DELETE FROM trace_rollups WHERE bucket_ms >= ?1 AND bucket_ms < ?2",
-            (hour, hour + COARSE_MS),
+            (day, day + DAY_MS),
         )?;
-        add_traces(conn, Some((*hour, hour + COARSE_MS)))?;
+        add_traces(conn, Some((*day, day + DAY_MS)))?;
     }
     conn.execute("DELETE FROM trace_rollup_dirty", [])?;
-    Ok(hours.len())
+    Ok(days.len())
 }
 
-/// [`rebuild_dirty`] in its own transaction when some hour is marked (a cheap check
+/// [`rebuild_dirty`] in its own transaction when some day is marked (a cheap check
 /// when none is): what the writer runs after each batch and `Store::open` at start.
 pub(crate) fn repair(conn: &mut Connection) -> rusqlite::Result<usize> {
     if !has_dirty(conn)? {
