@@ -14,6 +14,10 @@
 //!
 //! `WriterHandle::shutdown` stops intake, drains every queued record into the store and
 //! joins the thread. Records offered after that are counted as dropped.
+//!
+//! Each batch's transaction also updates the dashboard's rollups (`rollup`); after a
+//! batch the writer recomputes the rollups of any day whose traces were deleted or
+//! changed behind its back, and hourly it refreshes SQLite's planner statistics.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
