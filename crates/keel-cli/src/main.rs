@@ -81,6 +81,12 @@ enum Command {
     Releases(cmd::releases::ReleasesArgs),
     /// Replay recorded inputs through a candidate variant, prompt version or model, and compare side by side.
     Replay(Box<cmd::replay::ReplayArgs>),
+    /// Tools for developing Keel (the scale benchmark's trace generator).
+    #[command(hide = true)]
+    Dev {
+        #[command(subcommand)]
+        command: cmd::dev::DevCommand,
+    },
 }
 
 /// `--config`, shared by every command that reads keel.toml.
@@ -109,6 +115,7 @@ fn main() -> ExitCode {
         Command::Eval { command } => cmd::eval::run(command),
         Command::Releases(a) => cmd::releases::run(a),
         Command::Replay(a) => cmd::replay::run(*a),
+        Command::Dev { command } => cmd::dev::run(command),
     };
     match result {
         Ok(code) => code,

@@ -66,6 +66,14 @@ impl Store {
         if !applied.is_empty() {
             tracing::info!(path, ?applied, "trace store migrated");
         }
+        repair_rollups(&mut conn, path);
+        if let Location::File(_) = location {
+            // Fresh planner statistics (sampled, so quick on a large store): with them
+            // SQLite picks the most selective index when a search combines filters.
+            if let Err(error) = conn.execute_batch("PRAGMA optimize=0x10002") {
+                tracing::debug!(path, %error, "PRAGMA optimize failed");
+            }
+        }
         Ok(Store {
             path: path.to_string(),
             location,
@@ -112,6 +120,16 @@ impl Store {
     /// A read-write connection (for the trace writer thread and tests).
     pub(crate) fn writer_connection(&self) -> Result<Connection, StoreError> {
         open_connection(&self.path, &self.location)
+    }
+}
+
+/// Recompute rollups of hours whose traces were deleted or changed while no writer ran
+/// (see `rollup`). Best effort: a read-only store still opens, with its marks kept.
+fn repair_rollups(conn: &mut Connection, path: &str) {
+    match crate::rollup::repair(conn) {
+        Ok(0) => {}
+        Ok(hours) => tracing::info!(path, hours, "trace rollups recomputed after traces changed"),
+        Err(error) => tracing::warn!(path, %error, "trace rollups could not be recomputed"),
     }
 }
 

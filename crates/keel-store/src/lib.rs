@@ -9,8 +9,9 @@
 //! ([`releases`], [`list_releases`]), replay runs for `keel replay` ([`replays`]), and
 //! governance: virtual keys ([`keys`]), alert events ([`alerts`]) and spend by scope
 //! ([`spend`]), functions' traffic-split overrides ([`splits`]), the spans apps send over OTLP
-//! ([`spans`]), and the dashboard's charts over time ([`timeline`]), and the prompt playground's
-//! drafts ([`drafts`]).
+//! ([`spans`]), what the dashboard reads at scale: the overview from pre-aggregated
+//! [`rollup`]s ([`overview`], with latency [`histogram`]s) and trace search with a time
+//! budget ([`search_traces`]), and the prompt playground's drafts ([`drafts`]).
 
 pub mod alerts;
 pub mod audit;
@@ -18,8 +19,10 @@ mod db;
 pub mod drafts;
 mod error;
 pub mod evals;
+pub mod histogram;
 pub mod keys;
 mod migrations;
+pub mod overview;
 pub mod prompts;
 pub mod query;
 pub mod release_report;
@@ -27,11 +30,13 @@ pub mod releases;
 pub mod replays;
 pub mod report;
 mod report_render;
+pub mod rollup;
+pub mod search;
 pub mod shadow;
 pub mod spans;
 pub mod spend;
 pub mod splits;
-pub mod timeline;
+pub mod synth;
 mod trace_row;
 pub mod writer;
 
@@ -57,5 +62,6 @@ pub use report::{
 };
 pub use report_render::{render_markdown, render_table};
 pub use rusqlite::Connection;
+pub use search::{search_traces, TraceSearch};
 pub use spans::{calls_in_trace, spans_for_trace, AppSpan, SpanStatus};
 pub use writer::{spawn, TraceWriter, WriterHandle, WriterOptions, WriterStats};

@@ -89,14 +89,32 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0014_otel",
         sql: include_str!("../migrations/0014_otel.sql"),
     },
-    // 0015 is taken by the dashboard rollups (another branch); versions may have gaps
-    // until both land, and `migrate` applies every version not yet recorded.
+    Migration {
+        version: 15,
+        name: "0015_rollups",
+        sql: include_str!("../migrations/0015_rollups.sql"),
+    },
     Migration {
         version: 16,
         name: "0016_playground_drafts",
         sql: include_str!("../migrations/0016_playground_drafts.sql"),
     },
 ];
+
+/// The step of a migration that SQL alone cannot do, run in the same transaction right
+/// after its SQL (so a failure rolls back both). Keyed by version, so `Migration` stays
+/// plain data.
+fn rust_step(tx: &rusqlite::Transaction<'_>, version: u32) -> rusqlite::Result<()> {
+    if version == 15 {
+        // The histograms are computed in Rust (histogram.rs); a large store takes a
+        // while here, once.
+        let traces = crate::rollup::rebuild_all(tx)?;
+        if traces > 0 {
+            tracing::info!(traces, "trace rollups backfilled");
+        }
+    }
+    Ok(())
+}
 
 /// The schema version this binary writes.
 pub(crate) fn latest_version() -> u32 {
@@ -176,6 +194,7 @@ pub(crate) fn migrate(
             continue;
         }
         tx.execute_batch(m.sql).map_err(mig_err)?;
+        rust_step(&tx, m.version).map_err(mig_err)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at)
              VALUES (?1, ?2, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
@@ -214,13 +233,14 @@ mod tests {
 
     #[test]
     fn migrations_are_numbered_in_order_and_named_after_their_files() {
-        // Strictly increasing; a gap only where another branch holds the number (0015).
+        // Consecutive from 1 (`migrate` would still apply a missing lower version late,
+        // but the list itself has no gaps).
         let mut previous = 0;
         for m in MIGRATIONS {
-            assert!(m.version > previous, "{} out of order", m.name);
-            assert!(
-                m.version == previous + 1 || (previous == 14 && m.version == 16),
-                "{} leaves an unexplained gap",
+            assert_eq!(
+                m.version,
+                previous + 1,
+                "{} out of order or leaves a gap",
                 m.name
             );
             previous = m.version;
@@ -391,7 +411,25 @@ mod tests {
                 .is_empty()
         );
         assert!(index_names(&conn).iter().any(|i| i == "traces_otel_trace"));
-        // And from version 14, only 0016: the playground's drafts, empty.
+        // And from version 14, only 0015: the rollups, backfilled from the traces
+        // already stored (the one written at version 4).
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..15]).unwrap(),
+            vec![15]
+        );
+        let (requests, latency): (i64, Vec<u8>) = conn
+            .query_row(
+                "SELECT requests, latency_hist FROM trace_rollups
+                 WHERE res_ms = 300000 AND origin = 'live' AND dim = 'all' AND bucket_ms = 0",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(requests, 1);
+        let latency = crate::histogram::Histogram::decode(&latency).unwrap();
+        assert_eq!(latency.percentile(50), Some(5));
+        assert!(index_names(&conn).iter().any(|i| i == "traces_started_at"));
+        // And from version 15, only 0016: the playground's drafts, empty.
         assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![16]);
         assert!(crate::drafts::drafts_for(&conn, "any", 10)
             .unwrap()

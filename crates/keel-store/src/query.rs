@@ -1,7 +1,7 @@
 //! Reading traces back: the filters of `keel traces` and the dashboard, one trace by id,
 //! and the row count. Every value reaches SQL as a bound parameter, never as text.
 
-use keel_core::trace::{TraceRecord, TraceStatus};
+use keel_core::trace::{Origin, TraceRecord, TraceStatus};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
@@ -80,28 +80,46 @@ pub fn list_traces(
     conn: &Connection,
     filter: &TraceFilter,
 ) -> Result<Vec<TraceRecord>, StoreError> {
+    let (sql, values) = select_sql(filter);
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(values), trace_row::from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The statement (and its bound values) that lists `filter`'s traces newest first.
+///
+/// Each filter is a plain condition, so SQLite can take any index that serves it: every
+/// equality filter but model, variant and prompt version has a `(column, started_at_ms)`
+/// index whose entries come out already newest first; the others scan
+/// `traces_started_at` newest first. No combination sorts its matches
+/// (`query_plan_tests.rs`), so a search stops as soon as its page is full.
+pub(crate) fn select_sql(filter: &TraceFilter) -> (String, Vec<Value>) {
     let mut sql = format!("SELECT {COLUMNS} FROM traces");
     let mut values: Vec<Value> = Vec::new();
-    // `test` is a fixed condition with `{p}` where the bound value goes (maybe more than once).
-    let mut push = |test: &str, value: Value| {
-        values.push(value);
-        sql.push_str(if values.len() == 1 {
-            " WHERE "
-        } else {
-            " AND "
-        });
-        sql.push_str(&test.replace("{p}", &format!("?{}", values.len())));
+    let mut conditions = 0;
+    // `test` is a fixed condition with `{p}` where the bound value goes (maybe more than
+    // once); `None` adds a condition without a value.
+    let mut push = |test: &str, value: Option<Value>| {
+        conditions += 1;
+        sql.push_str(if conditions == 1 { " WHERE " } else { " AND " });
+        match value {
+            Some(value) => {
+                values.push(value);
+                sql.push_str(&test.replace("{p}", &format!("?{}", values.len())));
+            }
+            None => sql.push_str(test),
+        }
     };
     if let Some(since) = filter.since_ms {
-        push("started_at_ms >= {p}", Value::Integer(since));
+        push("started_at_ms >= {p}", Some(Value::Integer(since)));
     }
     if let Some(until) = filter.until_ms {
-        push("started_at_ms < {p}", Value::Integer(until));
+        push("started_at_ms < {p}", Some(Value::Integer(until)));
     }
     if let Some(model) = &filter.model {
         push(
             "(model_requested = {p} OR upstream_model = {p} OR served_model = {p})",
-            Value::Text(model.clone()),
+            Some(Value::Text(model.clone())),
         );
     }
     let text_filters = [
@@ -116,14 +134,25 @@ pub fn list_traces(
     ];
     for (test, value) in text_filters {
         if let Some(v) = value {
-            push(test, Value::Text(v.clone()));
+            push(test, Some(Value::Text(v.clone())));
         }
     }
     if let Some(status) = filter.status {
-        push("status = {p}", Value::Text(status.as_str().to_string()));
+        push(
+            "status = {p}",
+            Some(Value::Text(status.as_str().to_string())),
+        );
     }
     if let Some(origin) = filter.origin {
-        push("origin = {p}", Value::Text(origin.as_str().to_string()));
+        push(
+            "origin = {p}",
+            Some(Value::Text(origin.as_str().to_string())),
+        );
+        if origin != Origin::Live {
+            // Spelled out so SQLite may use the partial index `traces_origin` (its
+            // WHERE must be implied by the query's text, not by a bound value).
+            push("origin <> 'live'", None);
+        }
     }
     let int = |v: u64| Value::Integer(i64::try_from(v).unwrap_or(i64::MAX));
     let ranges = [
@@ -144,7 +173,7 @@ pub fn list_traces(
     ];
     for (test, value) in ranges {
         if let Some(v) = value {
-            push(test, v);
+            push(test, Some(v));
         }
     }
     sql.push_str(" ORDER BY started_at_ms DESC, rowid DESC");
@@ -161,10 +190,7 @@ pub fn list_traces(
         ));
         sql.push_str(&format!(" OFFSET ?{}", values.len()));
     }
-
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(values), trace_row::from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    (sql, values)
 }
 
 /// The trace with request id `id` (the newest, if a caller reused the id).
@@ -525,3 +551,7 @@ mod tests {
         assert_eq!(get_trace(&r, "dup").unwrap().map(|t| t.latency_ms), Some(2));
     }
 }
+
+#[cfg(test)]
+#[path = "query_plan_tests.rs"]
+mod plan_tests;

@@ -1,6 +1,6 @@
 //! How a `TraceRecord` maps to a row of `traces` and back: the column list, the insert
-//! statement, and the conversions (tags as JSON text, cost as integer nanos, booleans
-//! as 0/1, status as text).
+//! statement (which also maintains the rollups), and the conversions (tags as JSON text,
+//! cost as integer nanos, booleans as 0/1, status as text).
 //!
 //! Both directions destructure `TraceRecord` exhaustively, so a field added to it does
 //! not compile until it has a column here (and a migration).
@@ -9,6 +9,8 @@ use keel_core::money::Nanos;
 use keel_core::trace::{Origin, TraceRecord, TraceStatus};
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, Row, Statement};
+
+use crate::rollup::{RollupBatch, Sample};
 
 /// Every column, in the order `from_row` reads them.
 pub(crate) const COLUMNS: &str = "id, started_at_ms, api, endpoint, key_id, tenant, feature, user, session, tags, \
@@ -27,15 +29,19 @@ const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, 
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
      ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45)";
 
-/// Insert `traces` in one transaction. The statement is prepared once per connection
-/// and cached.
+/// Insert `traces` in one transaction, with the rollup rows they touch (aggregated in
+/// memory first, so a batch costs one upsert per touched row, not per trace). The
+/// statements are prepared once per connection and cached.
 pub(crate) fn insert_batch(conn: &mut Connection, traces: &[TraceRecord]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare_cached(INSERT_SQL)?;
+        let mut rollups = RollupBatch::default();
         for t in traces {
             insert_one(&mut stmt, t)?;
+            rollups.add(&Sample::of(t));
         }
+        rollups.write(&tx)?;
     }
     tx.commit()
 }

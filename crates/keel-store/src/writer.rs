@@ -14,6 +14,10 @@
 //!
 //! `WriterHandle::shutdown` stops intake, drains every queued record into the store and
 //! joins the thread. Records offered after that are counted as dropped.
+//!
+//! Each batch's transaction also updates the dashboard's rollups (`rollup`); after a
+//! batch the writer recomputes the rollups of any day whose traces were deleted or
+//! changed behind its back, and hourly it refreshes SQLite's planner statistics.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -294,6 +298,22 @@ fn lower_thread_priority() {
     }
 }
 
+/// Recompute the rollups of hours whose traces were deleted or changed since the last
+/// batch (see `rollup`); a cheap check when there are none. A failure is logged and
+/// retried after the next batch: the marks stay until a rebuild commits.
+fn repair_rollups(conn: &mut Connection) {
+    match crate::rollup::repair(conn) {
+        Ok(0) => {}
+        Ok(hours) => tracing::info!(hours, "trace rollups recomputed after traces changed"),
+        Err(error) => {
+            tracing::warn!(%error, "trace rollups could not be recomputed; retrying after the next batch")
+        }
+    }
+}
+
+/// How often the writer refreshes the planner's statistics.
+const OPTIMIZE_EVERY: Duration = Duration::from_secs(3600);
+
 /// How long the writer waits for more records before writing a small batch.
 const LINGER: Duration = Duration::from_millis(5);
 
@@ -318,6 +338,7 @@ fn run(
 ) {
     let mut batch: Vec<TraceRecord> = Vec::with_capacity(max_batch.min(1024));
     let mut closed = false;
+    let mut optimized = Instant::now();
     loop {
         if !closed && shutdown.load(Ordering::SeqCst) {
             // Refuse new records; blocking_recv still yields everything buffered, then None.
@@ -340,6 +361,14 @@ fn run(
         if !batch.is_empty() {
             flush(&mut conn, &mut batch, counters);
         }
+        if optimized.elapsed() >= OPTIMIZE_EVERY {
+            // Planner statistics follow the store's growth (SQLite re-analyzes only the
+            // tables that changed a lot, on a sample), so searches keep their indexes.
+            if let Err(error) = conn.execute_batch("PRAGMA optimize") {
+                tracing::debug!(%error, "PRAGMA optimize failed");
+            }
+            optimized = Instant::now();
+        }
     }
     tracing::debug!("trace writer stopped");
 }
@@ -352,6 +381,7 @@ fn flush(conn: &mut Connection, batch: &mut Vec<TraceRecord>, counters: &Counter
     match result {
         Ok(()) => {
             counters.written.fetch_add(n as u64, Ordering::Relaxed);
+            repair_rollups(conn);
         }
         Err(error) => {
             tracing::error!(%error, records = n, "trace batch could not be written; its traces are dropped");

@@ -4,6 +4,7 @@ pub mod alerts;
 pub mod audit;
 pub mod check;
 pub mod check_functions;
+pub mod dev;
 pub mod eval;
 pub mod function;
 pub mod keys;

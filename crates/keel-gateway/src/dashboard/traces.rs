@@ -1,6 +1,7 @@
 //! `/ui/traces`: search the traces. Every filter is a GET parameter of one form (so a
 //! search is a link that can be shared), mapped onto the store's `TraceFilter`; results
-//! are newest first, [`PAGE`] per page.
+//! are newest first, [`PAGE`] per page. No count of all matches is shown: on millions of
+//! traces counting would cost more than the search; the pager says whether there is more.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -17,6 +18,11 @@ use crate::state::AppState;
 
 /// Traces per page.
 pub const PAGE: usize = 50;
+
+/// How long one search may scan. Indexed filters answer well within it; a filter that
+/// matches almost nothing in a huge window (a cost above any call's) stops here and says
+/// so, rather than reading millions of traces (keel-store search.rs).
+const SEARCH_BUDGET: std::time::Duration = std::time::Duration::from_millis(150);
 
 /// The text filters: (parameter, label).
 const TEXT: [(&str, &str); 10] = [
@@ -220,7 +226,11 @@ pub async fn page(
     let mut f = filter(&params, keel_store::prompts::now_ms())?;
     let page_no: usize = number(&params, "page")?.unwrap_or(1).max(1);
     f.offset = (page_no - 1).saturating_mul(PAGE);
-    let mut traces = read(&app, move |c| Ok(keel_store::list_traces(c, &f)?)).await?;
+    let found = read(&app, move |c| {
+        Ok(keel_store::search_traces(c, &f, SEARCH_BUDGET)?)
+    })
+    .await?;
+    let mut traces = found.traces;
     let more = traces.len() > PAGE;
     traces.truncate(PAGE);
     let rows: Vec<Vec<String>> = traces.iter().map(row).collect();
@@ -233,8 +243,19 @@ pub async fn page(
         pager.push_str(&page_link(&params, page_no + 1, "older →"));
     }
     pager.push_str("</p>");
+    let stopped = if found.complete {
+        String::new()
+    } else {
+        format!(
+            "<p id=\"search-stopped\" class=\"warn\">The search stopped after {} ms: these are \
+             the newest matches among the traces it reached; older traces were not all looked \
+             at. Pick a shorter window or add a filter (user, tenant, feature, function, error \
+             class) to search further.</p>",
+            SEARCH_BUDGET.as_millis()
+        )
+    };
     let body = format!(
-        "{}<p id=\"trace-count\" data-count=\"{n}\">{n} trace{s} on this page{more}</p>{}{pager}",
+        "{}{stopped}<p id=\"trace-count\" data-count=\"{n}\">{n} trace{s} on this page{more}</p>{}{pager}",
         form(&params),
         table(
             "traces",

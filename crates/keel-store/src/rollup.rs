@@ -1,0 +1,483 @@
+//! Rollups: traffic pre-aggregated per time bucket, so the dashboard's overview reads a
+//! few thousand rows instead of millions of traces (see `overview`).
+//!
+//! `trace_rollups` holds, per bucket (5 minutes, 1 hour and 1 day, UTC), origin and dimension
+//! value (`all`, and each model, function, feature and tenant), the sums of the report
+//! (requests, errors, tokens, priced cost, unpriced calls) and log-scale histograms of
+//! latency and time to first token (`histogram`). Dimensions are rolled up one at a
+//! time, never crossed, so the table grows with the number of distinct values, not
+//! with their product.
+//!
+//! Kept exact by construction: the trace writer aggregates each batch in memory and
+//! upserts the touched rows in the batch's own transaction ([`RollupBatch`], called by
+//! `trace_row::insert_batch`); migration 0015 backfills existing traces
+//! ([`rebuild_all`]). Traces are never updated or deleted by Keel today; if one is
+//! (a retention job, an operator's `DELETE` in sqlite3), triggers mark its UTC day in
+//! `trace_rollup_dirty`, and [`rebuild_dirty`] — run by the writer after each batch and
+//! when a store is opened — recomputes those days from the traces that remain.
+
+use std::collections::HashMap;
+
+use keel_core::money::Nanos;
+use keel_core::trace::{TraceRecord, TraceStatus};
+use rusqlite::{params, Connection, Row};
+
+use crate::histogram::Histogram;
+use crate::report::{Cost, GroupStats};
+
+/// The fine bucket: 5 minutes. The overview's windows are aligned to it.
+pub const FINE_MS: i64 = 300_000;
+/// The hourly bucket, for the whole hours of a window.
+pub const COARSE_MS: i64 = 3_600_000;
+/// The daily bucket (UTC days), for the whole days of long windows.
+pub const DAY_MS: i64 = 86_400_000;
+/// Every bucket width kept, finest first.
+pub const LEVELS: [i64; 3] = [FINE_MS, COARSE_MS, DAY_MS];
+/// Traces aggregated per upsert when rebuilding from the traces table.
+const REBUILD_CHUNK: usize = 100_000;
+
+/// What a rollup row groups by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dim {
+    /// Every trace (value `(all)`).
+    All,
+    Model,
+    Function,
+    Feature,
+    Tenant,
+}
+
+impl Dim {
+    pub const EVERY: [Dim; 5] = [
+        Dim::All,
+        Dim::Model,
+        Dim::Function,
+        Dim::Feature,
+        Dim::Tenant,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dim::All => "all",
+            Dim::Model => "model",
+            Dim::Function => "function",
+            Dim::Feature => "feature",
+            Dim::Tenant => "tenant",
+        }
+    }
+}
+
+/// The start of the `res`-wide bucket holding `ms`.
+pub fn floor_to(ms: i64, res: i64) -> i64 {
+    ms - ms.rem_euclid(res)
+}
+
+/// The fields of one trace that the rollups count, borrowed from a record or a row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sample<'a> {
+    started_at_ms: i64,
+    origin: &'a str,
+    model: Option<&'a str>,
+    function: Option<&'a str>,
+    feature: Option<&'a str>,
+    tenant: Option<&'a str>,
+    error: bool,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cost_nanos: Option<i64>,
+    unpriced: bool,
+    latency_ms: u64,
+    /// Streamed calls only, as the report counts them.
+    ttft_ms: Option<u64>,
+}
+
+impl<'a> Sample<'a> {
+    pub(crate) fn of(t: &'a TraceRecord) -> Sample<'a> {
+        Sample {
+            started_at_ms: t.started_at_ms,
+            origin: t.origin.as_str(),
+            model: t.model_requested.as_deref(),
+            function: t.function.as_deref(),
+            feature: t.feature.as_deref(),
+            tenant: t.tenant.as_deref(),
+            error: t.status == TraceStatus::Error,
+            input_tokens: t.input_tokens,
+            output_tokens: t.output_tokens,
+            cost_nanos: t.cost.map(|c| c.0),
+            unpriced: t.unpriced,
+            latency_ms: t.latency_ms,
+            ttft_ms: if t.stream { t.ttft_ms } else { None },
+        }
+    }
+
+    /// The group name of `dim`, named as the report names it (`(none)` when unset).
+    fn value(&self, dim: Dim) -> &'a str {
+        let v = match dim {
+            Dim::All => return "(all)",
+            Dim::Model => self.model,
+            Dim::Function => self.function,
+            Dim::Feature => self.feature,
+            Dim::Tenant => self.tenant,
+        };
+        v.filter(|v| !v.is_empty()).unwrap_or("(none)")
+    }
+}
+
+/// The sums and histograms of one rollup row (or of several merged).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    pub requests: u64,
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub calls_with_usage: u64,
+    /// Priced calls only.
+    pub cost_nanos: i64,
+    pub unpriced: u64,
+    pub latency: Histogram,
+    pub ttft: Histogram,
+}
+
+impl Counts {
+    fn add(&mut self, s: &Sample<'_>) {
+        self.requests += 1;
+        self.errors += u64::from(s.error);
+        self.input_tokens = self
+            .input_tokens
+            .saturating_add(s.input_tokens.unwrap_or(0));
+        self.output_tokens = self
+            .output_tokens
+            .saturating_add(s.output_tokens.unwrap_or(0));
+        self.calls_with_usage += u64::from(s.input_tokens.is_some() || s.output_tokens.is_some());
+        if s.unpriced {
+            self.unpriced += 1;
+        } else {
+            self.cost_nanos = self.cost_nanos.saturating_add(s.cost_nanos.unwrap_or(0));
+        }
+        self.latency.add(s.latency_ms);
+        if let Some(t) = s.ttft_ms {
+            self.ttft.add(t);
+        }
+    }
+
+    pub fn merge(&mut self, o: &Counts) {
+        self.requests += o.requests;
+        self.errors += o.errors;
+        self.input_tokens = self.input_tokens.saturating_add(o.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(o.output_tokens);
+        self.calls_with_usage += o.calls_with_usage;
+        self.cost_nanos = self.cost_nanos.saturating_add(o.cost_nanos);
+        self.unpriced += o.unpriced;
+        self.latency.merge(&o.latency);
+        self.ttft.merge(&o.ttft);
+    }
+
+    /// The report's numbers for these counts; percentiles are histogram estimates.
+    pub fn stats(&self) -> GroupStats {
+        GroupStats {
+            requests: self.requests,
+            errors: self.errors,
+            error_rate: if self.requests == 0 {
+                0.0
+            } else {
+                self.errors as f64 / self.requests as f64
+            },
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            tokens_per_call: (self.calls_with_usage > 0).then(|| {
+                (self.input_tokens + self.output_tokens) as f64 / self.calls_with_usage as f64
+            }),
+            cost: Cost(Nanos(self.cost_nanos)),
+            unpriced_calls: self.unpriced,
+            latency_ms: self.latency.percentiles().unwrap_or_default(),
+            ttft_ms: self.ttft.percentiles(),
+        }
+    }
+
+    /// Columns in the order of [`COUNT_COLUMNS`], from `first`.
+    pub(crate) fn from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Counts> {
+        let n = |i: usize| -> rusqlite::Result<u64> {
+            let v: i64 = row.get(first + i)?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        let hist = |i: usize| -> rusqlite::Result<Histogram> {
+            let bytes = row.get_ref(first + i)?.as_blob()?;
+            Histogram::decode(bytes).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    first + i,
+                    rusqlite::types::Type::Blob,
+                    Box::new(e),
+                )
+            })
+        };
+        Ok(Counts {
+            requests: n(0)?,
+            errors: n(1)?,
+            input_tokens: n(2)?,
+            output_tokens: n(3)?,
+            calls_with_usage: n(4)?,
+            cost_nanos: row.get(first + 5)?,
+            unpriced: n(6)?,
+            latency: hist(7)?,
+            ttft: hist(8)?,
+        })
+    }
+}
+
+/// The count columns of `trace_rollups`, in the order `Counts::from_row` reads them.
+pub(crate) const COUNT_COLUMNS: &str = "requests, errors, input_tokens, output_tokens, \
+     calls_with_usage, cost_nanos, unpriced, latency_hist, ttft_hist";
+
+const SELECT_ROW: &str = "SELECT requests, errors, input_tokens, output_tokens, \
+     calls_with_usage, cost_nanos, unpriced, latency_hist, ttft_hist FROM trace_rollups \
+     WHERE res_ms = ?1 AND origin = ?2 AND dim = ?3 AND bucket_ms = ?4 AND value = ?5";
+
+const REPLACE_ROW: &str = "INSERT OR REPLACE INTO trace_rollups (res_ms, origin, dim, \
+     bucket_ms, value, requests, errors, input_tokens, output_tokens, calls_with_usage, \
+     cost_nanos, unpriced, latency_hist, ttft_hist) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key<'a> {
+    res_ms: i64,
+    bucket_ms: i64,
+    origin: &'a str,
+    dim: Dim,
+    value: &'a str,
+}
+
+/// A batch of traces aggregated in memory: one entry per rollup row it touches (15 per
+/// trace at most, far fewer for a busy batch), written with one upsert each.
+#[derive(Debug, Default)]
+pub(crate) struct RollupBatch<'a> {
+    rows: HashMap<Key<'a>, Counts>,
+}
+
+impl<'a> RollupBatch<'a> {
+    pub(crate) fn add(&mut self, s: &Sample<'a>) {
+        for res_ms in LEVELS {
+            let bucket_ms = floor_to(s.started_at_ms, res_ms);
+            for dim in Dim::EVERY {
+                let key = Key {
+                    res_ms,
+                    bucket_ms,
+                    origin: s.origin,
+                    dim,
+                    value: s.value(dim),
+                };
+                self.rows.entry(key).or_default().add(s);
+            }
+        }
+    }
+
+    /// Merge every row into the table (read, add, replace). Run it in the transaction
+    /// that writes the traces, so both commit or neither does.
+    pub(crate) fn write(self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut select = conn.prepare_cached(SELECT_ROW)?;
+        let mut replace = conn.prepare_cached(REPLACE_ROW)?;
+        for (k, mut counts) in self.rows {
+            let key = params![k.res_ms, k.origin, k.dim.as_str(), k.bucket_ms, k.value];
+            let mut rows = select.query(key)?;
+            if let Some(row) = rows.next()? {
+                counts.merge(&Counts::from_row(row, 0)?);
+            }
+            drop(rows);
+            replace.execute(params![
+                k.res_ms,
+                k.origin,
+                k.dim.as_str(),
+                k.bucket_ms,
+                k.value,
+                i64::try_from(counts.requests).unwrap_or(i64::MAX),
+                i64::try_from(counts.errors).unwrap_or(i64::MAX),
+                i64::try_from(counts.input_tokens).unwrap_or(i64::MAX),
+                i64::try_from(counts.output_tokens).unwrap_or(i64::MAX),
+                i64::try_from(counts.calls_with_usage).unwrap_or(i64::MAX),
+                counts.cost_nanos,
+                i64::try_from(counts.unpriced).unwrap_or(i64::MAX),
+                counts.latency.encode(),
+                counts.ttft.encode(),
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+/// The trace columns a rebuild reads, in the order `OwnedSample::from_row` reads them.
+const SAMPLE_COLUMNS: &str = "started_at_ms, origin, model_requested, function, feature, \
+     tenant, status = 'error', input_tokens, output_tokens, cost_nanos, unpriced, latency_ms, \
+     CASE WHEN stream = 1 THEN ttft_ms END";
+
+/// A trace row read back for a rebuild (owned, so a chunk can be borrowed by a batch).
+struct OwnedSample {
+    started_at_ms: i64,
+    origin: String,
+    model: Option<String>,
+    function: Option<String>,
+    feature: Option<String>,
+    tenant: Option<String>,
+    error: bool,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cost_nanos: Option<i64>,
+    unpriced: bool,
+    latency_ms: u64,
+    ttft_ms: Option<u64>,
+}
+
+impl OwnedSample {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<OwnedSample> {
+        let count = |i: usize| -> rusqlite::Result<Option<u64>> {
+            Ok(row
+                .get::<_, Option<i64>>(i)?
+                .map(|v| u64::try_from(v).unwrap_or(0)))
+        };
+        Ok(OwnedSample {
+            started_at_ms: row.get(0)?,
+            origin: row.get(1)?,
+            model: row.get(2)?,
+            function: row.get(3)?,
+            feature: row.get(4)?,
+            tenant: row.get(5)?,
+            error: row.get(6)?,
+            input_tokens: count(7)?,
+            output_tokens: count(8)?,
+            cost_nanos: row.get(9)?,
+            unpriced: row.get(10)?,
+            latency_ms: count(11)?.unwrap_or(0),
+            ttft_ms: count(12)?,
+        })
+    }
+
+    fn sample(&self) -> Sample<'_> {
+        Sample {
+            started_at_ms: self.started_at_ms,
+            origin: &self.origin,
+            model: self.model.as_deref(),
+            function: self.function.as_deref(),
+            feature: self.feature.as_deref(),
+            tenant: self.tenant.as_deref(),
+            error: self.error,
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            cost_nanos: self.cost_nanos,
+            unpriced: self.unpriced,
+            latency_ms: self.latency_ms,
+            ttft_ms: self.ttft_ms,
+        }
+    }
+}
+
+/// Add the traces that started in `[since, until)` (every trace for `None`) to the
+/// rollups, a chunk at a time so memory stays bounded on a large store. Returns how
+/// many traces were read.
+fn add_traces(conn: &Connection, range: Option<(i64, i64)>) -> rusqlite::Result<u64> {
+    let mut stmt;
+    let mut rows = match range {
+        Some(range) => {
+            stmt = conn.prepare(&format!(
+                "SELECT {SAMPLE_COLUMNS} FROM traces WHERE started_at_ms >= ?1 AND started_at_ms < ?2"
+            ))?;
+            stmt.query(range)?
+        }
+        None => {
+            stmt = conn.prepare(&format!("SELECT {SAMPLE_COLUMNS} FROM traces"))?;
+            stmt.query([])?
+        }
+    };
+    let mut chunk: Vec<OwnedSample> = Vec::new();
+    let mut total = 0u64;
+    loop {
+        let row = rows.next()?;
+        if let Some(row) = row {
+            chunk.push(OwnedSample::from_row(row)?);
+        }
+        let done = row.is_none();
+        if chunk.len() >= REBUILD_CHUNK || (done && !chunk.is_empty()) {
+            total += chunk.len() as u64;
+            let mut batch = RollupBatch::default();
+            chunk.iter().for_each(|s| batch.add(&s.sample()));
+            batch.write(conn)?;
+            chunk.clear();
+        }
+        if done {
+            return Ok(total);
+        }
+    }
+}
+
+/// Recompute every rollup from the traces (migration 0015's backfill; also a repair).
+/// Returns how many traces were read. Run it in a transaction.
+pub fn rebuild_all(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.execute("DELETE FROM trace_rollups", [])?;
+    conn.execute("DELETE FROM trace_rollup_dirty", [])?;
+    add_traces(conn, None)
+}
+
+/// Mark every day that overlaps `[since_ms, until_ms)` for recomputation (for code that
+/// changes traces in bulk; the triggers do it row by row). Run [`rebuild_dirty`] after.
+pub fn mark_dirty(conn: &Connection, since_ms: i64, until_ms: i64) -> rusqlite::Result<()> {
+    let mut stmt =
+        conn.prepare_cached("INSERT OR IGNORE INTO trace_rollup_dirty (day_ms) VALUES (?1)")?;
+    let mut day = floor_to(since_ms, DAY_MS);
+    while day < until_ms {
+        stmt.execute([day])?;
+        day += DAY_MS;
+    }
+    Ok(())
+}
+
+/// Whether some day waits for [`rebuild_dirty`] (cheap: the writer asks after each batch).
+fn has_dirty(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM trace_rollup_dirty)")?
+        .query_row([], |r| r.get(0))
+}
+
+/// Recompute the rollups of every day marked dirty from the traces it still holds (its
+/// 5-minute, hourly and daily rows all start within it), and clear the marks. Returns
+/// the days rebuilt. Run it in a transaction.
+pub fn rebuild_dirty(conn: &Connection) -> rusqlite::Result<usize> {
+    let days: Vec<i64> = conn
+        .prepare("SELECT day_ms FROM trace_rollup_dirty ORDER BY day_ms")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for day in &days {
+        conn.execute(
+            "DELETE FROM trace_rollups WHERE bucket_ms >= ?1 AND bucket_ms < ?2",
+            (day, day + DAY_MS),
+        )?;
+        add_traces(conn, Some((*day, day + DAY_MS)))?;
+    }
+    conn.execute("DELETE FROM trace_rollup_dirty", [])?;
+    Ok(days.len())
+}
+
+/// [`rebuild_dirty`] in its own transaction when some day is marked (a cheap check
+/// when none is): what the writer runs after each batch and `Store::open` at start.
+pub(crate) fn repair(conn: &mut Connection) -> rusqlite::Result<usize> {
+    if !has_dirty(conn)? {
+        return Ok(0);
+    }
+    let tx = conn.transaction()?;
+    let hours = rebuild_dirty(&tx)?;
+    tx.commit()?;
+    Ok(hours)
+}
+
+/// A rollup row's key: (resolution, bucket start, origin, dimension, value).
+pub type RowKey = (i64, i64, String, String, String);
+
+/// Every rollup row by its key: how the tests compare the rollups kept by the writer
+/// with a rebuild from the traces.
+pub fn all_rows(conn: &Connection) -> rusqlite::Result<HashMap<RowKey, Counts>> {
+    let sql =
+        format!("SELECT res_ms, bucket_ms, origin, dim, value, {COUNT_COLUMNS} FROM trace_rollups");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+            Counts::from_row(r, 5)?,
+        ))
+    })?;
+    rows.collect()
+}

@@ -1,0 +1,164 @@
+//! Trace search with a time budget, for the dashboard: on a store of millions of traces
+//! a search whose filters match almost nothing (a cost far above any call, a model no
+//! call used) would scan the whole window before it could say so. Here the scan stops
+//! after a budget and the page shows what was found, newest first, marked incomplete.
+//!
+//! The query is `list_traces`'s own (`query::select_sql`): indexed, newest first,
+//! never sorting the matches, so the rows found before the budget runs out are exactly
+//! the newest matches among the traces scanned so far.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use keel_core::trace::TraceRecord;
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, ErrorCode, Row};
+
+use crate::error::StoreError;
+use crate::query::{select_sql, TraceFilter};
+use crate::trace_row;
+
+/// What a budgeted search found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSearch {
+    /// Matches, newest first (all of them up to the filter's limit when `complete`).
+    pub traces: Vec<TraceRecord>,
+    /// False when the budget ran out first: older traces were not all looked at, so
+    /// more (older) matches may exist.
+    pub complete: bool,
+}
+
+/// The traces matching `filter`, newest first, looking for at most `budget`.
+pub fn search_traces(
+    conn: &Connection,
+    filter: &TraceFilter,
+    budget: Duration,
+) -> Result<TraceSearch, StoreError> {
+    let (sql, values) = select_sql(filter);
+    let (traces, complete) = budgeted(conn, &sql, values, budget, trace_row::from_row)?;
+    Ok(TraceSearch { traces, complete })
+}
+
+/// The rows of `sql`, read until done or until `budget` has passed; true when done.
+fn budgeted<T>(
+    conn: &Connection,
+    sql: &str,
+    values: Vec<Value>,
+    budget: Duration,
+    map: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<(Vec<T>, bool), StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let watchdog = Watchdog::start(conn, budget);
+    let mut out = Vec::new();
+    let result = (|| -> rusqlite::Result<()> {
+        let mut rows = stmt.query(params_from_iter(values))?;
+        while let Some(row) = rows.next()? {
+            out.push(map(row)?);
+        }
+        Ok(())
+    })();
+    // Stop the watchdog before anything else runs on this connection.
+    let fired = watchdog.stop();
+    match result {
+        Ok(()) => Ok((out, true)),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == ErrorCode::OperationInterrupted && fired =>
+        {
+            Ok((out, false))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Interrupts the connection's running statement once the budget has passed, unless
+/// stopped first. It repeats the interrupt every millisecond until stopped, because an
+/// interrupt that lands before the statement starts stepping is a no-op in SQLite.
+struct Watchdog {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<bool>,
+}
+
+impl Watchdog {
+    fn start(conn: &Connection, budget: Duration) -> Watchdog {
+        let handle = conn.get_interrupt_handle();
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let mut wait = budget;
+            let mut fired = false;
+            // Stopped, or the search ended and dropped the sender: done.
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait) {
+                handle.interrupt();
+                fired = true;
+                wait = Duration::from_millis(1);
+            }
+            fired
+        });
+        Watchdog { stop, thread }
+    }
+
+    /// Stop it and wait for it; true when it interrupted the search.
+    fn stop(self) -> bool {
+        let _ = self.stop.send(());
+        self.thread.join().unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Store;
+    use keel_core::money::Nanos;
+
+    #[test]
+    fn a_search_within_budget_is_complete() {
+        let store = Store::open(":memory:").unwrap();
+        let mut w = store.writer_connection().unwrap();
+        let traces: Vec<TraceRecord> = (0..2_000)
+            .map(|i| {
+                let mut t = TraceRecord::new(format!("t{i}"), i, "openai", "/v1/chat/completions");
+                t.cost = Some(Nanos(if i == 1_990 { 1_000 } else { 1 }));
+                t
+            })
+            .collect();
+        crate::trace_row::insert_batch(&mut w, &traces).unwrap();
+        let r = store.reader().unwrap();
+        let rare = TraceFilter {
+            min_cost_nanos: Some(500),
+            ..TraceFilter::default()
+        };
+        let found = search_traces(&r, &rare, Duration::from_secs(30)).unwrap();
+        assert!(found.complete);
+        assert_eq!(found.traces.len(), 1);
+        assert_eq!(found.traces[0].id, "t1990");
+        let all = search_traces(&r, &TraceFilter::default(), Duration::from_secs(30)).unwrap();
+        assert!(all.complete);
+        assert_eq!(all.traces.len(), TraceFilter::DEFAULT_LIMIT);
+        assert_eq!(all.traces[0].id, "t1999");
+    }
+
+    #[test]
+    fn a_scan_past_its_budget_stops_with_what_it_found_and_the_connection_still_works() {
+        let store = Store::open(":memory:").unwrap();
+        let r = store.reader().unwrap();
+        // Minutes of work: every 10 millionth number below 10 billion.
+        let slow = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 10000000000) \
+                    SELECT x FROM n WHERE x % 10000000 = 0";
+        let started = std::time::Instant::now();
+        let (found, complete) = budgeted(&r, slow, Vec::new(), Duration::from_millis(300), |row| {
+            row.get::<_, i64>(0)
+        })
+        .unwrap();
+        assert!(!complete);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // What was found before the stop is what the query yields first, in order.
+        let want: Vec<i64> = (1..=found.len() as i64).map(|i| i * 10_000_000).collect();
+        assert_eq!(found, want);
+        let (again, complete) =
+            budgeted(&r, "SELECT 1", Vec::new(), Duration::from_secs(30), |row| {
+                row.get::<_, i64>(0)
+            })
+            .unwrap();
+        assert!(complete);
+        assert_eq!(again, vec![1]);
+    }
+}

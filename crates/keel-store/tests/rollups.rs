@@ -1,0 +1,260 @@
+//! The rollups behind the dashboard's overview: kept by the writer batch by batch, they
+//! must equal a rebuild from the traces and agree with the exact report over the same
+//! window; deleting traces must be followed; the synthetic generator's store must read
+//! back the totals it wrote.
+
+use std::collections::HashMap;
+
+use keel_core::money::Nanos;
+use keel_core::trace::{Origin, TraceRecord, TraceStatus};
+use keel_store::overview::{aligned_window, overview};
+use keel_store::rollup::{self, Counts};
+use keel_store::synth::{generate, SynthOptions};
+use keel_store::{build_report, spawn, Connection, GroupRow, GroupStats, Store, WriterOptions};
+
+/// 2025-11-24 15:07:31.123 UTC: not on any bucket boundary.
+const NOW: i64 = 1_764_000_451_123;
+const HOUR: i64 = 3_600_000;
+
+type Rows = HashMap<rollup::RowKey, Counts>;
+
+fn rows(store: &Store) -> Rows {
+    rollup::all_rows(&store.reader().unwrap()).unwrap()
+}
+
+fn rebuilt(store: &Store) -> Rows {
+    let mut w = store.writer_conn().unwrap();
+    let tx = w.transaction().unwrap();
+    rollup::rebuild_all(&tx).unwrap();
+    tx.commit().unwrap();
+    rows(store)
+}
+
+/// Hand-made traces around the window's edges and of every kind the rollups tell
+/// apart, written by the writer thread in batches of 7.
+fn edge_traces(store: &Store) {
+    let (writer, handle) = spawn(
+        store,
+        WriterOptions {
+            max_batch: 7,
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    let (since, until) = aligned_window(NOW, 24 * HOUR);
+    for i in 0..300i64 {
+        let at = match i % 5 {
+            0 => since + i,            // the first 5-minute bucket
+            1 => since - 1 - i,        // just before the window
+            2 => until - 1 - i,        // the last bucket
+            3 => since + 7 * HOUR + i, // the body
+            _ => NOW - 40 * HOUR + i,  // far before
+        };
+        let mut t = TraceRecord::new(format!("e{i}"), at, "openai", "/v1/chat/completions");
+        t.model_requested = (i % 7 != 0).then(|| format!("m{}", i % 3));
+        t.function = (i % 4 == 0).then(|| "f".to_string());
+        t.feature = (i % 6 != 0).then(|| ["", "chat"][(i % 2) as usize].to_string());
+        t.tenant = Some(format!("t{}", i % 4));
+        t.latency_ms = (i as u64 * 37) % 5000;
+        t.stream = i % 3 == 0;
+        t.ttft_ms = Some(i as u64 % 90);
+        t.input_tokens = (i % 9 != 0).then_some(i as u64);
+        t.output_tokens = Some(3);
+        match i % 11 {
+            0 => t.unpriced = true,
+            1 => t.status = TraceStatus::Error,
+            2 => t.origin = Origin::Eval,
+            3 => t.status = TraceStatus::ClientDisconnected,
+            _ => t.cost = Some(Nanos(1000 + i)),
+        }
+        writer.record(t);
+    }
+    assert_eq!(handle.shutdown().written_total, 300);
+}
+
+fn close(estimate: u64, exact: u64) -> bool {
+    estimate.abs_diff(exact) as f64 <= (exact as f64 / 32.0).max(1.0)
+}
+
+fn same(what: &str, rolled: &GroupStats, exact: &GroupStats) {
+    let counts = |s: &GroupStats| {
+        (
+            s.requests,
+            s.errors,
+            s.input_tokens,
+            s.output_tokens,
+            s.cost,
+            s.unpriced_calls,
+            s.tokens_per_call.map(|t| (t * 1000.0).round() as i64),
+        )
+    };
+    assert_eq!(counts(rolled), counts(exact), "{what}");
+    let (r, e) = (rolled.latency_ms, exact.latency_ms);
+    assert!(
+        close(r.p50, e.p50) && close(r.p95, e.p95) && close(r.p99, e.p99),
+        "{what}: latency {r:?} vs {e:?}"
+    );
+    match (rolled.ttft_ms, exact.ttft_ms) {
+        (None, None) => {}
+        (Some(r), Some(e)) => assert!(close(r.p50, e.p50) && close(r.p95, e.p95), "{what}"),
+        other => panic!("{what}: ttft {other:?}"),
+    }
+}
+
+fn same_rows(what: &str, rolled: &[GroupRow], exact: &[GroupRow]) {
+    let names = |rows: &[GroupRow]| rows.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(rolled), names(exact), "{what}");
+    for (r, e) in rolled.iter().zip(exact) {
+        same(&format!("{what} {}", r.name), &r.stats, &e.stats);
+    }
+}
+
+/// The overview over each window against the exact report over the same window.
+fn check_overview(conn: &Connection) {
+    for (span, buckets) in [
+        (HOUR, 12),
+        (24 * HOUR, 24),
+        (7 * 24 * HOUR, 28),
+        (30 * 24 * HOUR, 30),
+    ] {
+        let o = overview(conn, NOW, span, buckets).unwrap();
+        assert_eq!((o.since_ms, o.until_ms), aligned_window(NOW, span));
+        let exact = build_report(conn, o.since_ms, o.until_ms, 5).unwrap();
+        same("totals", &o.totals, &exact.totals);
+        same_rows("model", &o.by_model, &exact.by_model);
+        same_rows("feature", &o.by_feature, &exact.by_feature);
+        same_rows("tenant", &o.by_tenant, &exact.by_tenant);
+        let functions =
+            keel_store::report::function_breakdown(conn, o.since_ms, o.until_ms).unwrap();
+        same_rows("function", &o.by_function, &functions);
+        assert_eq!(o.timeline.len(), buckets);
+        let width = span / buckets as i64;
+        for b in &o.timeline {
+            let exact = build_report(conn, b.start_ms, b.start_ms + width, 1).unwrap();
+            assert_eq!(
+                (b.requests, b.errors, b.cost, b.unpriced),
+                (
+                    exact.totals.requests,
+                    exact.totals.errors,
+                    exact.totals.cost.nanos(),
+                    exact.totals.unpriced_calls
+                ),
+                "bucket at {}",
+                b.start_ms
+            );
+        }
+    }
+}
+
+#[test]
+fn rollups_kept_batch_by_batch_equal_a_rebuild_and_the_exact_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keel.db");
+    let store = Store::open(path.to_str().unwrap()).unwrap();
+    // Synthetic traffic in batches of 997, then edge cases by the writer thread.
+    let mut w = store.writer_conn().unwrap();
+    let opts = SynthOptions {
+        count: 6_000,
+        days: 31,
+        now_ms: NOW,
+        seed: 7,
+        batch: 997,
+    };
+    assert_eq!(generate(&mut w, &opts, |_| {}).unwrap(), 6_000);
+    edge_traces(&store);
+
+    let kept = rows(&store);
+    assert!(kept.len() > 1000, "{}", kept.len());
+    check_overview(&store.reader().unwrap());
+    assert_eq!(
+        kept,
+        rebuilt(&store),
+        "the writer's rollups differ from a rebuild"
+    );
+}
+
+#[test]
+fn deleted_traces_leave_the_rollups_at_the_next_batch_or_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keel.db");
+    let path = path.to_str().unwrap();
+    let store = Store::open(path).unwrap();
+    edge_traces(&store);
+    let before = rows(&store);
+    let (since, _) = aligned_window(NOW, 24 * HOUR);
+
+    // Deleted while no writer runs: repaired when the store is opened.
+    let w = store.writer_conn().unwrap();
+    let gone = w
+        .execute("DELETE FROM traces WHERE started_at_ms < ?1", [since])
+        .unwrap();
+    assert!(gone > 0);
+    drop(store);
+    let store = Store::open(path).unwrap();
+    let after_open = rows(&store);
+    assert_ne!(after_open, before);
+    assert_eq!(after_open, rebuilt(&store));
+
+    // Deleted while the writer runs: repaired after its next batch.
+    w.execute("DELETE FROM traces WHERE id LIKE 'e1%'", [])
+        .unwrap();
+    let (writer, handle) = spawn(&store, WriterOptions::default()).unwrap();
+    writer.record(TraceRecord::new(
+        "late".into(),
+        NOW,
+        "openai",
+        "/v1/chat/completions",
+    ));
+    handle.shutdown();
+    let after_batch = rows(&store);
+    assert_eq!(after_batch, rebuilt(&store));
+    check_overview(&store.reader().unwrap());
+}
+
+#[test]
+fn a_generated_store_reads_back_the_totals_it_wrote() {
+    let store = Store::open(":memory:").unwrap();
+    let mut w = store.writer_conn().unwrap();
+    let opts = SynthOptions {
+        count: 20_000,
+        days: 30,
+        now_ms: NOW,
+        seed: 42,
+        batch: 5_000,
+    };
+    let mut seen = Vec::new();
+    assert_eq!(generate(&mut w, &opts, |n| seen.push(n)).unwrap(), 20_000);
+    assert_eq!(seen, vec![5_000, 10_000, 15_000, 20_000]);
+    let r = store.reader().unwrap();
+    let raw = |sql: &str| -> i64 { r.query_row(sql, [], |row| row.get(0)).unwrap() };
+    // Spread over the 30 days, with eval traffic, errors, streams and unpriced calls.
+    assert_eq!(raw("SELECT COUNT(*) FROM traces"), 20_000);
+    assert!(raw("SELECT MIN(started_at_ms) FROM traces") >= NOW - 30 * 24 * HOUR);
+    assert!(raw("SELECT MAX(started_at_ms) FROM traces") < NOW);
+    for (sql, share) in [
+        ("SELECT COUNT(*) FROM traces WHERE origin = 'eval'", 0.02),
+        ("SELECT COUNT(*) FROM traces WHERE status = 'error'", 0.028),
+        ("SELECT COUNT(*) FROM traces WHERE stream = 1", 0.4),
+        ("SELECT COUNT(*) FROM traces WHERE unpriced = 1", 0.05),
+        (
+            "SELECT COUNT(*) FROM traces WHERE function IS NOT NULL",
+            0.33,
+        ),
+    ] {
+        let got = raw(sql) as f64 / 20_000.0;
+        assert!((got - share).abs() < share / 4.0, "{sql}: {got}");
+    }
+    let o = overview(&r, NOW, 30 * 24 * HOUR, 30).unwrap();
+    let live: i64 = r
+        .query_row(
+            "SELECT COUNT(*) FROM traces WHERE origin = 'live' AND started_at_ms >= ?1 AND started_at_ms < ?2",
+            [o.since_ms, o.until_ms],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(live > 19_000, "{live}");
+    assert_eq!(o.totals.requests as i64, live);
+    assert_eq!(o.by_tenant.len(), 40);
+    assert_eq!(o.by_model.len(), 5);
+    check_overview(&r);
+}
