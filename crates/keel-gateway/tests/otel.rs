@@ -1,7 +1,8 @@
 //! OpenTelemetry at the gateway: spans exported to a local OTLP/HTTP receiver (GenAI
 //! attribute names and values, span name, `traceparent` honoured, error status, custom
 //! headers), a dead collector that never slows or fails a call, and `POST /v1/traces`
-//! ingest of JSON and protobuf spans that come back by trace id beside Keel's own call.
+//! ingest of JSON and protobuf spans (plain or gzip) that come back by trace id beside
+//! Keel's own call.
 
 mod common;
 
@@ -480,4 +481,83 @@ async fn a_keel_call_and_the_apps_spans_meet_by_trace_id() {
         calls[0].otel_parent_span_id.as_deref(),
         Some(app[0].span_id.as_str())
     );
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+#[tokio::test]
+async fn gzip_bodies_are_inflated_under_the_body_limit() {
+    let h = Harness::with(Options {
+        gateway: "max_body_bytes = 65536".into(),
+        ..Options::default()
+    })
+    .await;
+    let post = |encoding: &'static str, ct: &'static str, body: Vec<u8>| {
+        h.client
+            .post(h.url("/v1/traces"))
+            .header("content-type", ct)
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+    };
+    let trace_hex = "5a".repeat(16);
+    let json_body = json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+        "traceId": trace_hex, "spanId": "2222222222222222", "name": "gzip json",
+        "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000"
+    }]}]}]});
+    let resp = post(
+        "gzip",
+        "application/json",
+        gzip(json_body.to_string().as_bytes()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let req = proto::ExportTraceServiceRequest {
+        resource_spans: vec![proto::ResourceSpans {
+            resource: None,
+            scope_spans: vec![proto::ScopeSpans {
+                scope: None,
+                spans: vec![proto_span(
+                    &[0x5a; 16],
+                    [0x44; 8],
+                    vec![0x22; 8],
+                    "gzip protobuf",
+                    1_700_000_000_200_000_000,
+                )],
+            }],
+        }],
+    };
+    let resp = post("gzip", "application/x-protobuf", gzip(&req.encode_to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // A bomb: 1 MB of zeros is ~1 KB compressed, far under the limit, but inflates past it.
+    let resp = post("gzip", "application/json", gzip(&vec![b' '; 1 << 20]))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let resp = post("gzip", "application/json", b"not gzip at all".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["message"].as_str().unwrap().contains("gzip"), "{v}");
+    let resp = post("br", "application/json", b"{}".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+
+    let path = h.store_path.clone();
+    h.gateway.shutdown().await.unwrap();
+    let store = keel_store::Store::open(&path).unwrap();
+    let spans = keel_store::spans_for_trace(&store.reader().unwrap(), &trace_hex).unwrap();
+    let names: Vec<_> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["gzip json", "gzip protobuf"]);
 }

@@ -3,7 +3,9 @@
 //! Keel's call on the trace page (joined by trace id).
 //!
 //! Needs a virtual key or the admin key when auth is required. The body is read under
-//! `[gateway] max_body_bytes`; decoding happens here, the store write on a blocking
+//! `[gateway] max_body_bytes` — a `Content-Encoding: gzip` body (what OTLP exporters send
+//! with compression on) is inflated under the same limit, so a small bomb cannot grow
+//! past it; decoding happens here, the store write on a blocking
 //! thread. Answers follow OTLP/HTTP: `ExportTraceServiceResponse` in the request's
 //! encoding (with `partialSuccess` when some spans had unusable ids), or a
 //! `google.rpc.Status` with a message saying what was wrong.
@@ -48,7 +50,7 @@ impl Decoded {
 }
 
 pub async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let encoding = match encoding_of(&headers) {
+    let (encoding, gzip) = match encoding_of(&headers) {
         Ok(e) => e,
         Err(msg) => return status(Encoding::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, &msg),
     };
@@ -58,6 +60,14 @@ pub async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
     let bytes = match body::read_body(body, app.max_body_bytes, app.body_read_timeout).await {
         Ok(b) => b,
         Err(e) => return error(encoding, &e),
+    };
+    let bytes = if gzip {
+        match gunzip(&bytes, app.max_body_bytes) {
+            Ok(b) => bytes::Bytes::from(b),
+            Err(e) => return error(encoding, &e),
+        }
+    } else {
+        bytes
     };
     let decoded = match encoding {
         Encoding::Json => decode_json(&bytes),
@@ -112,11 +122,34 @@ fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), GatewayError> {
     }
 }
 
-fn encoding_of(headers: &HeaderMap) -> Result<Encoding, String> {
+/// Inflate a gzip body, at most `limit` bytes of it (the same limit as a plain body).
+fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, GatewayError> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::GzDecoder::new(bytes)
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            GatewayError::InvalidRequest(format!(
+                "the body says `content-encoding: gzip` but does not inflate: {e}"
+            ))
+        })?;
+    if out.len() > limit {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// The body's encoding, and whether it is gzip-compressed.
+fn encoding_of(headers: &HeaderMap) -> Result<(Encoding, bool), String> {
+    let mut gzip = false;
     if let Some(enc) = headers.get(axum::http::header::CONTENT_ENCODING) {
         let enc = enc.to_str().unwrap_or("?").trim();
-        if !enc.eq_ignore_ascii_case("identity") {
-            return Err(format!("content-encoding `{enc}` is not supported; configure the exporter without compression (e.g. OTEL_EXPORTER_OTLP_COMPRESSION=none)"));
+        if enc.eq_ignore_ascii_case("gzip") {
+            gzip = true;
+        } else if !enc.eq_ignore_ascii_case("identity") {
+            return Err(format!("content-encoding `{enc}` is not supported; send gzip or no compression (OTEL_EXPORTER_OTLP_COMPRESSION=gzip or none)"));
         }
     }
     let ct = headers
@@ -125,9 +158,9 @@ fn encoding_of(headers: &HeaderMap) -> Result<Encoding, String> {
         .unwrap_or(JSON);
     let mime = ct.split(';').next().unwrap_or("").trim();
     if mime.eq_ignore_ascii_case(JSON) {
-        Ok(Encoding::Json)
+        Ok((Encoding::Json, gzip))
     } else if mime.eq_ignore_ascii_case(PROTOBUF) {
-        Ok(Encoding::Protobuf)
+        Ok((Encoding::Protobuf, gzip))
     } else {
         Err(format!(
             "content-type `{ct}` is not OTLP/HTTP; send application/json or application/x-protobuf"
