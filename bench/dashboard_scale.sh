@@ -86,6 +86,8 @@ PAGES=(
   "/?since=24h"
   "/?since=7d"
   "/?since=30d"
+  "/ui/functions"
+  "/ui/functions?since=7d"
   "/ui/traces"
   "/ui/traces?tenant=tenant-07&status=error&since=7d"
   "/ui/traces?user=user-00-123"

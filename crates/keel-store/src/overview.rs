@@ -94,6 +94,18 @@ pub fn overview(
     })
 }
 
+/// Live traffic per function variant over the `span_ms` up to now (see
+/// [`aligned_window`]): one row per `function` + `VARIANT_SEP` + `variant`, as
+/// `report::variant_breakdown` names them, from the rollups (percentiles estimated).
+pub fn variant_breakdown(
+    conn: &Connection,
+    now_ms: i64,
+    span_ms: i64,
+) -> Result<Vec<GroupRow>, StoreError> {
+    let (since_ms, until_ms) = aligned_window(now_ms, span_ms);
+    breakdown(conn, since_ms, until_ms, Dim::Variant)
+}
+
 /// The rollup buckets that tile `[from, to)` (multiples of 5 minutes), as
 /// (width, first start, end) runs: the coarsest whole buckets in the middle, finer ones
 /// at the ends. `level` is the coarsest index into `LEVELS` to use.

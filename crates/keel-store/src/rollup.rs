@@ -45,15 +45,19 @@ pub enum Dim {
     Function,
     Feature,
     Tenant,
+    /// Function and variant, the value joined by `report::VARIANT_SEP` as the report
+    /// names it (the experiments page's per-variant numbers).
+    Variant,
 }
 
 impl Dim {
-    pub const EVERY: [Dim; 5] = [
+    pub const EVERY: [Dim; 6] = [
         Dim::All,
         Dim::Model,
         Dim::Function,
         Dim::Feature,
         Dim::Tenant,
+        Dim::Variant,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +67,7 @@ impl Dim {
             Dim::Function => "function",
             Dim::Feature => "feature",
             Dim::Tenant => "tenant",
+            Dim::Variant => "variant",
         }
     }
 }
@@ -81,6 +86,7 @@ pub(crate) struct Sample<'a> {
     function: Option<&'a str>,
     feature: Option<&'a str>,
     tenant: Option<&'a str>,
+    variant: Option<&'a str>,
     error: bool,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
@@ -100,6 +106,7 @@ impl<'a> Sample<'a> {
             function: t.function.as_deref(),
             feature: t.feature.as_deref(),
             tenant: t.tenant.as_deref(),
+            variant: t.variant.as_deref(),
             error: t.status == TraceStatus::Error,
             input_tokens: t.input_tokens,
             output_tokens: t.output_tokens,
@@ -110,16 +117,22 @@ impl<'a> Sample<'a> {
         }
     }
 
-    /// The group name of `dim`, named as the report names it (`(none)` when unset).
-    fn value(&self, dim: Dim) -> &'a str {
+    /// The group name of `dim`, named as the report names it (`(none)` when unset), in
+    /// two parts: the variant dimension's is (function, variant) — joined only when the
+    /// row is written, so aggregating a batch allocates nothing.
+    fn value(&self, dim: Dim) -> (&'a str, &'a str) {
         let v = match dim {
-            Dim::All => return "(all)",
+            Dim::All => return ("(all)", ""),
             Dim::Model => self.model,
             Dim::Function => self.function,
             Dim::Feature => self.feature,
             Dim::Tenant => self.tenant,
+            Dim::Variant => {
+                let variant = self.variant.filter(|v| !v.is_empty()).unwrap_or("(none)");
+                return (self.function.unwrap_or(""), variant);
+            }
         };
-        v.filter(|v| !v.is_empty()).unwrap_or("(none)")
+        (v.filter(|v| !v.is_empty()).unwrap_or("(none)"), "")
     }
 }
 
@@ -243,10 +256,26 @@ struct Key<'a> {
     bucket_ms: i64,
     origin: &'a str,
     dim: Dim,
-    value: &'a str,
+    value: (&'a str, &'a str),
 }
 
-/// A batch of traces aggregated in memory: one entry per rollup row it touches (15 per
+impl Key<'_> {
+    /// The `value` column: the variant dimension's two parts joined as the report does.
+    fn value_column(&self) -> std::borrow::Cow<'_, str> {
+        match self.dim {
+            Dim::Variant => format!(
+                "{}{}{}",
+                self.value.0,
+                crate::report::VARIANT_SEP,
+                self.value.1
+            )
+            .into(),
+            _ => self.value.0.into(),
+        }
+    }
+}
+
+/// A batch of traces aggregated in memory: one entry per rollup row it touches (18 per
 /// trace at most, far fewer for a busy batch), written with one upsert each.
 #[derive(Debug, Default)]
 pub(crate) struct RollupBatch<'a> {
@@ -276,7 +305,8 @@ impl<'a> RollupBatch<'a> {
         let mut select = conn.prepare_cached(SELECT_ROW)?;
         let mut replace = conn.prepare_cached(REPLACE_ROW)?;
         for (k, mut counts) in self.rows {
-            let key = params![k.res_ms, k.origin, k.dim.as_str(), k.bucket_ms, k.value];
+            let value = k.value_column();
+            let key = params![k.res_ms, k.origin, k.dim.as_str(), k.bucket_ms, value];
             let mut rows = select.query(key)?;
             if let Some(row) = rows.next()? {
                 counts.merge(&Counts::from_row(row, 0)?);
@@ -287,7 +317,7 @@ impl<'a> RollupBatch<'a> {
                 k.origin,
                 k.dim.as_str(),
                 k.bucket_ms,
-                k.value,
+                value,
                 i64::try_from(counts.requests).unwrap_or(i64::MAX),
                 i64::try_from(counts.errors).unwrap_or(i64::MAX),
                 i64::try_from(counts.input_tokens).unwrap_or(i64::MAX),
@@ -306,7 +336,7 @@ impl<'a> RollupBatch<'a> {
 /// The trace columns a rebuild reads, in the order `OwnedSample::from_row` reads them.
 const SAMPLE_COLUMNS: &str = "started_at_ms, origin, model_requested, function, feature, \
      tenant, status = 'error', input_tokens, output_tokens, cost_nanos, unpriced, latency_ms, \
-     CASE WHEN stream = 1 THEN ttft_ms END";
+     CASE WHEN stream = 1 THEN ttft_ms END, variant";
 
 /// A trace row read back for a rebuild (owned, so a chunk can be borrowed by a batch).
 struct OwnedSample {
@@ -316,6 +346,7 @@ struct OwnedSample {
     function: Option<String>,
     feature: Option<String>,
     tenant: Option<String>,
+    variant: Option<String>,
     error: bool,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
@@ -346,6 +377,7 @@ impl OwnedSample {
             unpriced: row.get(10)?,
             latency_ms: count(11)?.unwrap_or(0),
             ttft_ms: count(12)?,
+            variant: row.get(13)?,
         })
     }
 
@@ -357,6 +389,7 @@ impl OwnedSample {
             function: self.function.as_deref(),
             feature: self.feature.as_deref(),
             tenant: self.tenant.as_deref(),
+            variant: self.variant.as_deref(),
             error: self.error,
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,

@@ -53,6 +53,11 @@ fn edge_traces(store: &Store) {
         let mut t = TraceRecord::new(format!("e{i}"), at, "openai", "/v1/chat/completions");
         t.model_requested = (i % 7 != 0).then(|| format!("m{}", i % 3));
         t.function = (i % 4 == 0).then(|| "f".to_string());
+        t.variant = match i % 8 {
+            0 => Some("control".to_string()),
+            4 => Some("candidate".to_string()),
+            _ => None,
+        };
         t.feature = (i % 6 != 0).then(|| ["", "chat"][(i % 2) as usize].to_string());
         t.tenant = Some(format!("t{}", i % 4));
         t.latency_ms = (i as u64 * 37) % 5000;
@@ -127,6 +132,9 @@ fn check_overview(conn: &Connection) {
         let functions =
             keel_store::report::function_breakdown(conn, o.since_ms, o.until_ms).unwrap();
         same_rows("function", &o.by_function, &functions);
+        let variants = keel_store::report::variant_breakdown(conn, o.since_ms, o.until_ms).unwrap();
+        let rolled = keel_store::overview::variant_breakdown(conn, NOW, span).unwrap();
+        same_rows("variant", &rolled, &variants);
         assert_eq!(o.timeline.len(), buckets);
         let width = span / buckets as i64;
         for b in &o.timeline {
@@ -166,6 +174,12 @@ fn rollups_kept_batch_by_batch_equal_a_rebuild_and_the_exact_report() {
     let kept = rows(&store);
     assert!(kept.len() > 1000, "{}", kept.len());
     check_overview(&store.reader().unwrap());
+    let variants =
+        keel_store::overview::variant_breakdown(&store.reader().unwrap(), NOW, 24 * HOUR).unwrap();
+    assert!(
+        variants.iter().any(|r| r.name == "f\u{1f}candidate"),
+        "{variants:?}"
+    );
     assert_eq!(
         kept,
         rebuilt(&store),
