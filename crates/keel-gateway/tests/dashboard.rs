@@ -61,24 +61,8 @@ weight = 50
 "#;
 
 fn push(store_path: &str, text: &str) -> i64 {
-    let store = Store::open(store_path).unwrap();
-    let conn = store.writer_conn().unwrap();
-    let p = keel_registry::parse_prompt("support/answer", std::path::Path::new("a.toml"), text)
-        .unwrap();
-    let v = match keel_store::push_version(
-        &conn,
-        "support/answer",
-        &p.content_hash(),
-        &p.to_json().to_string(),
-        "test",
-        "test push",
-        None,
-    )
-    .unwrap()
-    {
-        keel_store::PushOutcome::Created(v) | keel_store::PushOutcome::Unchanged(v) => v,
-    };
-    keel_store::set_label(&conn, "support/answer", v, "production", "test", "ship it").unwrap();
+    let v = common::push_prompt(store_path, text);
+    common::set_prompt_label(store_path, v, "production");
     v
 }
 
@@ -331,7 +315,7 @@ async fn every_page_renders_the_gateways_data() {
     for want in [
         "id=\"versions\"",
         "id=\"label-moves\"",
-        "ship it",
+        "because",
         "id=\"diff\"",
         "class=\"ins\"",
         "id=\"releases\"",

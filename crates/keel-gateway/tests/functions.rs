@@ -7,8 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{Harness, Options};
-use keel_registry::parse_prompt;
+use common::{push_prompt as push, set_prompt_label as label, Harness, Options};
 use keel_store::Store;
 use serde_json::{json, Value};
 
@@ -61,32 +60,6 @@ async fn start(weights: (u32, u32)) -> Harness {
         ..Options::default()
     })
     .await
-}
-
-/// Push `text` as the next version of support/answer; returns the version.
-fn push(store_path: &str, text: &str) -> i64 {
-    let store = Store::open(store_path).unwrap();
-    let conn = store.writer_conn().unwrap();
-    let p = parse_prompt("support/answer", std::path::Path::new("a.toml"), text).unwrap();
-    match keel_store::push_version(
-        &conn,
-        "support/answer",
-        &p.content_hash(),
-        &p.to_json().to_string(),
-        "test",
-        "test push",
-        None,
-    )
-    .unwrap()
-    {
-        keel_store::PushOutcome::Created(v) | keel_store::PushOutcome::Unchanged(v) => v,
-    }
-}
-
-fn label(store_path: &str, version: i64, label: &str) {
-    let store = Store::open(store_path).unwrap();
-    let conn = store.writer_conn().unwrap();
-    keel_store::set_label(&conn, "support/answer", version, label, "test", "because").unwrap();
 }
 
 fn rollback(store_path: &str, label: &str) {

@@ -37,30 +37,14 @@ model = "local"
 weight = 1
 "#;
 
-const PAGE: &str = "/ui/playground/support/answer";
-
 /// Push `text` as the next version of support/answer and point `production` at it.
 fn push(h: &Harness, text: &str) -> i64 {
-    let store = Store::open(&h.store_path).unwrap();
-    let conn = store.writer_conn().unwrap();
-    let p = keel_registry::parse_prompt("support/answer", std::path::Path::new("a.toml"), text)
-        .unwrap();
-    let v = match keel_store::push_version(
-        &conn,
-        "support/answer",
-        &p.content_hash(),
-        &p.to_json().to_string(),
-        "test",
-        "first",
-        None,
-    )
-    .unwrap()
-    {
-        keel_store::PushOutcome::Created(v) | keel_store::PushOutcome::Unchanged(v) => v,
-    };
-    keel_store::set_label(&conn, "support/answer", v, "production", "test", "ship").unwrap();
+    let v = common::push_prompt(&h.store_path, text);
+    common::set_prompt_label(&h.store_path, v, "production");
     v
 }
+
+const PAGE: &str = "/ui/playground/support/answer";
 
 async fn start(extensions: keel_gateway::Extensions) -> Harness {
     let h = Harness::with_extensions(

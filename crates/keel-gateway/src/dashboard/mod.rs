@@ -79,16 +79,7 @@ pub(crate) async fn write<T: Send + 'static>(
     app: &AppState,
     f: impl FnOnce(&Connection) -> Result<T, PageError> + Send + 'static,
 ) -> Result<T, PageError> {
-    let store = app
-        .store
-        .clone()
-        .ok_or_else(|| PageError::Internal("this gateway has no store".into()))?;
-    tokio::task::spawn_blocking(move || {
-        let conn = store.writer_conn()?;
-        f(&conn)
-    })
-    .await
-    .map_err(|e| PageError::Internal(e.to_string()))?
+    on_store(app, true, f).await
 }
 
 /// Run `f` on a read connection in the blocking pool.
@@ -96,13 +87,24 @@ pub(crate) async fn read<T: Send + 'static>(
     app: &AppState,
     f: impl FnOnce(&Connection) -> Result<T, PageError> + Send + 'static,
 ) -> Result<T, PageError> {
+    on_store(app, false, f).await
+}
+
+async fn on_store<T: Send + 'static>(
+    app: &AppState,
+    writes: bool,
+    f: impl FnOnce(&Connection) -> Result<T, PageError> + Send + 'static,
+) -> Result<T, PageError> {
     let store = app
         .store
         .clone()
         .ok_or_else(|| PageError::Internal("this gateway has no store".into()))?;
     tokio::task::spawn_blocking(move || {
-        let conn = store.reader()?;
-        f(&conn)
+        if writes {
+            f(&store.writer_conn()?)
+        } else {
+            f(&store.reader()?)
+        }
     })
     .await
     .map_err(|e| PageError::Internal(e.to_string()))?

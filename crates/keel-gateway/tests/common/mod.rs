@@ -447,3 +447,31 @@ pub async fn capturing_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Ve
     });
     (format!("http://{addr}/v1"), seen)
 }
+
+/// Push `text` (a prompt file) as the next version of `support/answer` in the store at
+/// `store_path`; returns the version (the existing one when the content is unchanged).
+pub fn push_prompt(store_path: &str, text: &str) -> i64 {
+    let store = keel_store::Store::open(store_path).unwrap();
+    let conn = store.writer_conn().unwrap();
+    let p = keel_registry::parse_prompt("support/answer", Path::new("a.toml"), text).unwrap();
+    match keel_store::push_version(
+        &conn,
+        "support/answer",
+        &p.content_hash(),
+        &p.to_json().to_string(),
+        "test",
+        "test push",
+        None,
+    )
+    .unwrap()
+    {
+        keel_store::PushOutcome::Created(v) | keel_store::PushOutcome::Unchanged(v) => v,
+    }
+}
+
+/// Point `label` of `support/answer` at `version`.
+pub fn set_prompt_label(store_path: &str, version: i64, label: &str) {
+    let store = keel_store::Store::open(store_path).unwrap();
+    let conn = store.writer_conn().unwrap();
+    keel_store::set_label(&conn, "support/answer", version, label, "test", "because").unwrap();
+}
