@@ -87,6 +87,15 @@ impl SuiteRunner for PlaygroundSuites {
 }
 
 async fn run_job(job: SuiteJob) -> Result<SuiteComparison, String> {
+    // Only a suite the page offers (by name, from the evals folder): a form field is
+    // never a path to read.
+    let (offered, _) = PlaygroundSuites.suites_for(&job.config, &job.prompt_name);
+    if !offered.contains(&job.suite) {
+        return Err(format!(
+            "`{}` is not an eval suite of the evals folder that tests prompt `{}`",
+            job.suite, job.prompt_name
+        ));
+    }
     let file = suite_path(&job.config.evals_dir, &job.suite);
     let mut suite = load_suite(&file).map_err(|e| e.to_string())?;
     let Some(variant) = variant_for(&job.config, &suite, &job.prompt_name) else {

@@ -385,6 +385,19 @@ async fn a_suite_shows_the_drafts_regression_against_live() {
         keel_store::label_version(&conn, "support/answer", "production").unwrap(),
         Some(1)
     );
+    // A form field is never a path: only the suites the page offers run.
+    let probe = h.store_path.clone();
+    let refused = post_page(
+        &h,
+        &[
+            ("action", "eval"),
+            ("suite", probe.as_str()),
+            ("source", &upper),
+        ],
+    )
+    .await;
+    assert!(refused.contains("is not an eval suite"), "{refused}");
+    assert!(!refused.contains("id=\"eval-results\""), "{refused}");
     h.finish().await;
 }
 

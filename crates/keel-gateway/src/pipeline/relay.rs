@@ -73,6 +73,9 @@ pub struct Relay<F: StreamFormat> {
     /// continuation (`resumed`).
     stream_id: Option<String>,
     resumed: bool,
+    /// Whitespace the client already has that the prefill left out (Anthropic refuses a
+    /// prefill ending in whitespace): dropped from the start of the continuation.
+    skip_ws: String,
 }
 
 impl<F: StreamFormat> Relay<F> {
@@ -115,6 +118,7 @@ impl<F: StreamFormat> Relay<F> {
             resume,
             stream_id: None,
             resumed: false,
+            skip_ws: String::new(),
         }
     }
 
@@ -186,6 +190,7 @@ impl<F: StreamFormat> Relay<F> {
                             Some(_) => {}
                             None => self.stream_id = Some(chunk.id.clone()),
                         }
+                        self.skip_sent_whitespace(&mut chunk);
                     }
                     self.observe(&chunk);
                     if let Err(e) = self.guard_chunk(&mut chunk) {
@@ -214,6 +219,21 @@ impl<F: StreamFormat> Relay<F> {
                 }
                 Some(Err(e)) => {
                     self.upstream = None;
+                    // With resumption on, a cut after the answer's finish reason lost
+                    // nothing but the trailer: the stream ends as it would have.
+                    let finished = self
+                        .trace
+                        .as_ref()
+                        .is_some_and(|t| t.finish_reason.is_some());
+                    if self.resume.is_some() && finished {
+                        self.outcome = Some(Ok(()));
+                        let last = self.last_chunk.take();
+                        let done = self.format.done();
+                        return Some(match self.guard_flush(last.as_ref()) {
+                            Some(rest) => [rest, done].concat().into(),
+                            None => done,
+                        });
+                    }
                     let err = GatewayError::from(e);
                     if self.resume_after(&err).await {
                         continue;
@@ -261,13 +281,24 @@ impl<F: StreamFormat> Relay<F> {
                 self.output.chars().count()
             )),
         });
-        let req = resume.request(&self.output);
+        let (req, skip_ws) = resume.request(&self.output);
         let limits = resume.limits;
-        let Ok((served, dep, Reply::Stream(opened))) =
-            route::call_routed(&app, next_route, Some(&rest), limits, req, trace).await
-        else {
+        let call = route::call_routed(&app, next_route, Some(&rest), limits, req, trace);
+        // A function's `timeout` bounds every attempt of the call, continuations too.
+        let result = match limits.total {
+            None => call.await,
+            Some(total) => {
+                let until = tokio::time::Instant::from_std(self.started + total);
+                match tokio::time::timeout_at(until, call).await {
+                    Ok(r) => r,
+                    Err(_) => return false,
+                }
+            }
+        };
+        let Ok((served, dep, Reply::Stream(opened))) = result else {
             return false;
         };
+        self.skip_ws = skip_ws;
         // The routing fast path (one plain model) records no attempt; the trace must
         // still say who finished the stream.
         if trace.attempts.last().is_some_and(|a| a.outcome != "ok") {
@@ -301,6 +332,20 @@ impl<F: StreamFormat> Relay<F> {
         self.pending_first = Some(first);
         self.upstream = Some(opened.rest);
         true
+    }
+
+    /// Drop from a continuation's first text what [`Self::skip_ws`] holds (the
+    /// whitespace the prefill left out but the client already has). A continuation that
+    /// does not repeat it is forwarded as is.
+    fn skip_sent_whitespace(&mut self, chunk: &mut ChatChunk) {
+        if self.skip_ws.is_empty() {
+            return;
+        }
+        for choice in chunk.choices.iter_mut() {
+            if let Some(text) = choice.delta.content.as_mut() {
+                super::resume::drop_repeated(text, &mut self.skip_ws);
+            }
+        }
     }
 
     fn observe(&mut self, chunk: &ChatChunk) {

@@ -57,13 +57,42 @@ impl Resume {
         })
     }
 
-    /// The request that asks for the continuation of `sent` (the text the client has).
-    pub fn request(&self, sent: &str) -> ChatRequest {
+    /// The request that asks for the continuation of `sent` (the text the client has),
+    /// and the trailing whitespace of `sent` the prefill leaves out (Anthropic refuses a
+    /// final assistant message that ends in whitespace; the relay drops it from the
+    /// continuation). The output limit shrinks by an estimate of the tokens already
+    /// produced (4 characters a token), so a continued answer stays near the limit the
+    /// caller asked for.
+    pub fn request(&self, sent: &str) -> (ChatRequest, String) {
         let mut req = self.req.clone();
-        if !sent.is_empty() {
-            req.messages.push(Message::text("assistant", sent));
+        let prefill = sent.trim_end();
+        if !prefill.is_empty() {
+            req.messages.push(Message::text("assistant", prefill));
         }
-        req
+        let produced = u32::try_from(sent.chars().count().div_ceil(4)).unwrap_or(u32::MAX);
+        for limit in [&mut req.max_tokens, &mut req.max_completion_tokens] {
+            if let Some(n) = limit.as_mut() {
+                *n = n.saturating_sub(produced).max(1);
+            }
+        }
+        (req, sent[prefill.len()..].to_string())
+    }
+}
+
+/// Drop from the start of `text` what it repeats of `skip` (the whitespace the client
+/// already has), consuming `skip` as it goes; once `text` has anything else, nothing more
+/// is dropped (`skip` is cleared) — a continuation that does not repeat it is kept whole.
+pub fn drop_repeated(text: &mut String, skip: &mut String) {
+    let same: usize = text
+        .chars()
+        .zip(skip.chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum();
+    text.drain(..same);
+    skip.drain(..same);
+    if !text.is_empty() {
+        skip.clear();
     }
 }
 
@@ -91,14 +120,58 @@ mod tests {
             ..ChatRequest::default()
         };
         let r = Resume::new(req, "a", &[], Limits::default());
-        let again = r.request("Hello, wor");
+        let (again, ws) = r.request("Hello, wor");
         assert_eq!(again.messages.len(), 2);
         assert_eq!(again.messages[1].role, "assistant");
         assert_eq!(again.messages[1].text_content(), "Hello, wor");
+        assert_eq!(ws, "");
         assert_eq!(
-            r.request("").messages.len(),
+            r.request("").0.messages.len(),
             1,
             "nothing sent: the same request"
+        );
+        // A prefill never ends in whitespace; what it leaves out is handed back.
+        let (again, ws) = r.request("Hello,\n ");
+        assert_eq!(again.messages[1].text_content(), "Hello,");
+        assert_eq!(ws, "\n ");
+        assert_eq!(r.request(" \n").0.messages.len(), 1);
+    }
+
+    #[test]
+    fn repeated_whitespace_is_dropped_across_chunks_and_only_once() {
+        let mut skip = "\n\n".to_string();
+        let mut a = "\n".to_string();
+        drop_repeated(&mut a, &mut skip);
+        assert_eq!((a.as_str(), skip.as_str()), ("", "\n"));
+        let mut b = "\nNext".to_string();
+        drop_repeated(&mut b, &mut skip);
+        assert_eq!((b.as_str(), skip.as_str()), ("Next", ""));
+        // Not repeated: kept whole, and nothing is dropped later.
+        let mut skip = " ".to_string();
+        let mut c = "word".to_string();
+        drop_repeated(&mut c, &mut skip);
+        assert_eq!((c.as_str(), skip.as_str()), ("word", ""));
+        let mut skip = "\u{3000}".to_string();
+        let mut d = "\u{3000}é".to_string();
+        drop_repeated(&mut d, &mut skip);
+        assert_eq!(d, "é");
+    }
+
+    #[test]
+    fn the_output_limit_shrinks_by_what_was_already_produced() {
+        let req = ChatRequest {
+            messages: vec![Message::text("user", "hi")],
+            max_tokens: Some(100),
+            max_completion_tokens: Some(3),
+            ..ChatRequest::default()
+        };
+        let r = Resume::new(req, "a", &[], Limits::default());
+        let (again, _) = r.request(&"x".repeat(40));
+        assert_eq!(again.max_tokens, Some(90));
+        assert_eq!(
+            again.max_completion_tokens,
+            Some(1),
+            "never below one token"
         );
     }
 }
