@@ -398,8 +398,12 @@ impl Folder {
         let n = f64::from(p.samples);
         if let Some(err) = p.error {
             self.failed_calls += 1;
-            if self.failures.len() < LISTED_FAILURES {
-                self.failures.push((index, case_id.to_string(), err));
+            // The first in dataset order, not in completion order: trim the list back
+            // to the lowest indices whenever it doubles.
+            self.failures.push((index, case_id.to_string(), err));
+            if self.failures.len() >= 2 * LISTED_FAILURES {
+                self.failures.sort_by_key(|(i, _, _)| *i);
+                self.failures.truncate(LISTED_FAILURES);
             }
         }
         let record = CaseRecord {
@@ -416,6 +420,7 @@ impl Folder {
     fn finish(mut self) -> ArmResults {
         self.done.sort_by_key(|(i, _)| *i);
         self.failures.sort_by_key(|(i, _, _)| *i);
+        self.failures.truncate(LISTED_FAILURES);
         ArmResults {
             records: self.done.into_iter().map(|(_, r)| r).collect(),
             failures: self
@@ -515,13 +520,17 @@ mod tests {
     #[test]
     fn failed_calls_are_all_counted_and_the_first_listed() {
         let mut f = Folder::new(1);
-        for i in 0..(LISTED_FAILURES + 50) {
+        // Completed in reverse: the listed ones are still the first in dataset order.
+        let n = 3 * LISTED_FAILURES + 7;
+        for i in (0..n).rev() {
             f.add(i, &format!("c{i}"), sample(false, 0.0, None, Some("boom")));
         }
         let out = f.finish();
-        assert_eq!(out.failed_calls, LISTED_FAILURES + 50);
+        assert_eq!(out.failed_calls, n);
         assert_eq!(out.failures.len(), LISTED_FAILURES);
-        assert_eq!(out.records.len(), LISTED_FAILURES + 50);
+        assert_eq!(out.records.len(), n);
         assert_eq!(out.failures[0].0, "c0");
+        let last = format!("c{}", LISTED_FAILURES - 1);
+        assert_eq!(out.failures[LISTED_FAILURES - 1].0, last);
     }
 }

@@ -339,10 +339,15 @@ async fn run_arm(
         failed_calls,
     } = exec.run_arm(arm, &identity, &run_id, cases).await;
     let unreadable = unreadable.into_inner().ok().flatten();
-    if let Some(e) = unreadable {
+    if let Some(e) = unreadable.map_or_else(|| dataset.verify_unchanged(&suite.name).err(), Some) {
+        // The run's rows are not results of the locked dataset: close it as failed,
+        // saying why, rather than leave it `running`.
+        if let Ok(c) = conn.lock() {
+            let why = json!({ "error": e.to_string() }).to_string();
+            let _ = finish_eval_run(&c, &run_id, "failed", now_ms(), Some(&why), None, None);
+        }
         return Err(e.into());
     }
-    dataset.verify_unchanged(&suite.name)?;
     let stats = summarize(&records, LEVEL, SEED);
     if let Ok(c) = conn.lock() {
         // Results were counted per case × repeat as they came; the run counts cases.
