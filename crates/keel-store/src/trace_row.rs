@@ -32,16 +32,35 @@ const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, 
 /// Insert `traces` in one transaction, with the rollup rows they touch (aggregated in
 /// memory first, so a batch costs one upsert per touched row, not per trace). The
 /// statements are prepared once per connection and cached.
+///
+/// The traces come first: a rollup that cannot be updated (a damaged row) never costs
+/// them. The rollup writes run under a savepoint; on failure it is rolled back, the
+/// batch's days are marked for recomputation from the traces, and the traces commit.
 pub(crate) fn insert_batch(conn: &mut Connection, traces: &[TraceRecord]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    let mut tx = conn.transaction()?;
+    let mut rollups = RollupBatch::default();
     {
         let mut stmt = tx.prepare_cached(INSERT_SQL)?;
-        let mut rollups = RollupBatch::default();
         for t in traces {
             insert_one(&mut stmt, t)?;
             rollups.add(&Sample::of(t));
         }
-        rollups.write(&tx)?;
+    }
+    let written = {
+        let sp = tx.savepoint()?;
+        match rollups.write(&sp) {
+            Ok(()) => sp.commit(),
+            Err(e) => Err(e),
+        }
+    };
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "cannot update the rollups for a batch; its days will be recomputed from the traces");
+        let (lo, hi) = traces.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| {
+            (lo.min(t.started_at_ms), hi.max(t.started_at_ms))
+        });
+        if lo <= hi {
+            crate::rollup::mark_dirty(&tx, lo, hi.saturating_add(1))?;
+        }
     }
     tx.commit()
 }

@@ -272,3 +272,46 @@ fn a_generated_store_reads_back_the_totals_it_wrote() {
     assert_eq!(o.by_model.len(), 5);
     check_overview(&r);
 }
+
+#[test]
+fn a_damaged_rollup_row_never_costs_traces_and_is_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keel.db");
+    let store = Store::open(path.to_str().unwrap()).unwrap();
+    edge_traces(&store);
+    // Damage every 5-minute row of the live totals: the next batch touching one of
+    // them cannot merge into it.
+    let w = store.writer_conn().unwrap();
+    let damaged = w
+        .execute(
+            "UPDATE trace_rollups SET latency_hist = x'ff00ff' WHERE dim = 'all' AND res_ms = 300000",
+            [],
+        )
+        .unwrap();
+    assert!(damaged > 0);
+    let (writer, handle) = spawn(&store, WriterOptions::default()).unwrap();
+    let (since, until) = aligned_window(NOW, 24 * HOUR);
+    for i in 0..20i64 {
+        let at = since + (until - since) * i / 20;
+        writer.record(TraceRecord::new(
+            format!("after-{i}"),
+            at,
+            "openai",
+            "/v1/chat/completions",
+        ));
+    }
+    let report = handle.shutdown();
+    assert_eq!(report.written_total, 20, "every trace is kept");
+    let conn = store.reader().unwrap();
+    let n: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM traces WHERE id LIKE 'after-%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 20);
+    // The batch's days were recomputed from the traces: the rollups equal a rebuild.
+    drop(conn);
+    assert_eq!(rows(&store), rebuilt(&store));
+}
