@@ -62,9 +62,13 @@ pub async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
         Err(e) => return error(encoding, &e),
     };
     let bytes = if gzip {
-        match gunzip(&bytes, app.max_body_bytes) {
-            Ok(b) => bytes::Bytes::from(b),
-            Err(e) => return error(encoding, &e),
+        // Inflating up to the body limit is CPU work: off the runtime's threads.
+        let limit = app.max_body_bytes;
+        let inflated = tokio::task::spawn_blocking(move || gunzip(&bytes, limit)).await;
+        match inflated {
+            Ok(Ok(b)) => bytes::Bytes::from(b),
+            Ok(Err(e)) => return error(encoding, &e),
+            Err(e) => return status(encoding, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         }
     } else {
         bytes
