@@ -4,8 +4,9 @@
 -- one day; UTC),
 -- origin and dimension value, the report's sums and log-scale histograms of latency and
 -- time to first token (keel-store/src/histogram.rs). Dimensions are rolled up one at a
--- time (dim = all | model | function | feature | tenant; value '(all)' or the group's
--- name, '(none)' when unset), never crossed. The trace writer keeps it up to date in
+-- time (dim = all | model | function | variant | feature | tenant; value '(all)' or the
+-- group's name — a variant's is function, U+001F, variant — '(none)' when unset), never
+-- crossed. The trace writer keeps it up to date in
 -- each batch's transaction; this migration's Rust step (rollup::rebuild_all) backfills
 -- it from the traces already stored.
 CREATE TABLE trace_rollups (

@@ -18,7 +18,7 @@
 //! goes to the next model of the chain (the same model when the chain is used up), and
 //! only the continuation is forwarded — the client sees one uninterrupted stream, no byte
 //! twice. It needs upstreams that continue a trailing assistant message (Anthropic's
-//! prefill, vLLM's `continue_final_message`, the mock), so it is off by default; it is
+//! prefill, the mock; vLLM only with `continue_final_message`), so it is off by default; it is
 //! never done once a tool call has started streaming, and at most
 //! [`MAX_STREAM_RESUMES`] times per stream.
 //!
