@@ -103,15 +103,14 @@ fn parse_line(line: &str, n: usize, path: &str) -> Result<Case, DatasetError> {
     Ok(case)
 }
 
-/// Calls `each(line_number, line)` for every line of `path` (without its newline) and
-/// returns the SHA-256 of the file's exact bytes; one line in memory at a time.
+/// Calls `each(line_number, line)` for every line of `reader` (without its newline)
+/// and returns the SHA-256 of its exact bytes; one line in memory at a time. `path`
+/// names the source in errors.
 fn for_each_line(
+    mut reader: impl std::io::BufRead,
     path: &Path,
     mut each: impl FnMut(usize, &str) -> Result<(), DatasetError>,
 ) -> Result<String, DatasetError> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
-    let mut reader = std::io::BufReader::new(file);
     let mut hasher = Sha256::new();
     let mut buf = Vec::new();
     let mut n = 0;
@@ -132,18 +131,22 @@ fn for_each_line(
     Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 
-/// Check `path` in one streaming pass: every line parses into a valid case, ids are
-/// unique, and (with `require_lock`) the bytes match the suite's lock. Holds the case ids
-/// (for the uniqueness check), never the cases.
-pub fn scan_dataset(
+fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, DatasetError> {
+    let file = std::fs::File::open(path).map_err(|e| read_error(path, e))?;
+    Ok(std::io::BufReader::new(file))
+}
+
+/// Parse and check every case of `reader` — one per non-empty line, ids defaulting to
+/// `line-N` and unique — handing each to `keep`. Returns the hash of the bytes and the
+/// number of cases (none is an error).
+fn check_cases(
+    reader: impl std::io::BufRead,
     path: &Path,
-    suite: &str,
-    locked: Option<&str>,
-    require_lock: bool,
-) -> Result<DatasetInfo, DatasetError> {
+    mut keep: impl FnMut(Case),
+) -> Result<(String, usize), DatasetError> {
     let p = path.display().to_string();
     let mut seen = HashSet::new();
-    let hash = for_each_line(path, |n, line| {
+    let hash = for_each_line(reader, path, |n, line| {
         if line.trim().is_empty() {
             return Ok(());
         }
@@ -155,11 +158,27 @@ pub fn scan_dataset(
                 message: format!("duplicate case id `{}`", case.id),
             });
         }
+        keep(case);
         Ok(())
-    });
+    })?;
+    if seen.is_empty() {
+        return Err(DatasetError::Empty { path: p });
+    }
+    Ok((hash, seen.len()))
+}
+
+/// Check `path` in one streaming pass: every line parses into a valid case, ids are
+/// unique, and (with `require_lock`) the bytes match the suite's lock. Holds the case ids
+/// (for the uniqueness check), never the cases.
+pub fn scan_dataset(
+    path: &Path,
+    suite: &str,
+    locked: Option<&str>,
+    require_lock: bool,
+) -> Result<DatasetInfo, DatasetError> {
     // A changed file is reported as changed even when it also has a bad line.
-    let hash = match hash {
-        Ok(h) => h,
+    let (hash, cases) = match check_cases(open(path)?, path, |_| {}) {
+        Ok(checked) => checked,
         Err(e) => {
             if require_lock {
                 if let Ok(bytes) = std::fs::read(path) {
@@ -172,13 +191,10 @@ pub fn scan_dataset(
     if require_lock {
         check_lock(path, suite, locked, &hash)?;
     }
-    if seen.is_empty() {
-        return Err(DatasetError::Empty { path: p });
-    }
     Ok(DatasetInfo {
         path: path.to_path_buf(),
         hash,
-        cases: seen.len(),
+        cases,
     })
 }
 
@@ -187,10 +203,9 @@ impl DatasetInfo {
     /// that no longer parses (the file changed since the scan) is yielded as an error;
     /// [`DatasetInfo::verify_unchanged`] after the run tells whether it did.
     pub fn cases(&self) -> Result<CaseReader, DatasetError> {
-        let file = std::fs::File::open(&self.path).map_err(|e| read_error(&self.path, e))?;
         Ok(CaseReader {
             path: self.path.display().to_string(),
-            lines: std::io::BufRead::lines(std::io::BufReader::new(file)),
+            lines: std::io::BufRead::lines(open(&self.path)?),
             n: 0,
         })
     }
@@ -198,7 +213,7 @@ impl DatasetInfo {
     /// The file still hashes to what was scanned (a run's results belong to the locked
     /// dataset only if nobody edited it mid-run).
     pub fn verify_unchanged(&self, suite: &str) -> Result<(), DatasetError> {
-        let hash = for_each_line(&self.path, |_, _| Ok(()))?;
+        let hash = for_each_line(open(&self.path)?, &self.path, |_, _| Ok(()))?;
         check_lock(&self.path, suite, Some(&self.hash), &hash)
     }
 }
@@ -255,30 +270,8 @@ pub fn load_dataset(
 
 /// One case per non-empty line; ids default to `line-N` and must be unique.
 pub fn parse_cases(bytes: &[u8], path: &str) -> Result<Vec<Case>, DatasetError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| DatasetError::Read {
-        path: path.into(),
-        message: format!("not UTF-8: {e}"),
-    })?;
     let mut cases = Vec::new();
-    let mut seen = HashSet::new();
-    for (i, line) in text.lines().enumerate() {
-        let n = i + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let case = parse_line(line, n, path)?;
-        if !seen.insert(case.id.clone()) {
-            return Err(DatasetError::Line {
-                path: path.into(),
-                line: n,
-                message: format!("duplicate case id `{}`", case.id),
-            });
-        }
-        cases.push(case);
-    }
-    if cases.is_empty() {
-        return Err(DatasetError::Empty { path: path.into() });
-    }
+    check_cases(bytes, Path::new(path), |c| cases.push(c))?;
     Ok(cases)
 }
 

@@ -213,13 +213,7 @@ fn breakdown(
             stats: c.stats(),
         })
         .collect();
-    out.sort_by(|a, b| {
-        b.stats
-            .cost
-            .cmp(&a.stats.cost)
-            .then(b.stats.requests.cmp(&a.stats.requests))
-            .then_with(|| a.name.cmp(&b.name))
-    });
+    crate::report::sort_groups(&mut out);
     Ok(out)
 }
 

@@ -269,14 +269,14 @@ const SUMS_SQL: &str = "COUNT(*), \
      SUM(unpriced)";
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Sums {
-    requests: u64,
-    errors: u64,
-    input_tokens: u64,
-    output_tokens: u64,
-    calls_with_usage: u64,
-    cost_nanos: i64,
-    unpriced_calls: u64,
+pub(crate) struct Sums {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) input_tokens: u64,
+    pub(crate) output_tokens: u64,
+    pub(crate) calls_with_usage: u64,
+    pub(crate) cost_nanos: i64,
+    pub(crate) unpriced_calls: u64,
 }
 
 pub(crate) fn count(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
@@ -301,25 +301,49 @@ impl Sums {
         (self.calls_with_usage > 0)
             .then(|| (self.input_tokens + self.output_tokens) as f64 / self.calls_with_usage as f64)
     }
+
+    /// The group's numbers, with its percentiles (exact here, estimated by the rollups).
+    pub(crate) fn stats(
+        &self,
+        latency_ms: Percentiles,
+        ttft_ms: Option<Percentiles>,
+    ) -> GroupStats {
+        GroupStats {
+            requests: self.requests,
+            errors: self.errors,
+            error_rate: if self.requests == 0 {
+                0.0
+            } else {
+                self.errors as f64 / self.requests as f64
+            },
+            input_tokens: self.input_tokens,
+            output_tokens: self.output_tokens,
+            tokens_per_call: self.tokens_per_call(),
+            cost: Cost(Nanos(self.cost_nanos)),
+            unpriced_calls: self.unpriced_calls,
+            latency_ms,
+            ttft_ms,
+        }
+    }
 }
 
 fn finish(sums: Sums, latencies: Vec<u64>, ttfts: Vec<u64>) -> GroupStats {
-    GroupStats {
-        requests: sums.requests,
-        errors: sums.errors,
-        error_rate: if sums.requests == 0 {
-            0.0
-        } else {
-            sums.errors as f64 / sums.requests as f64
-        },
-        input_tokens: sums.input_tokens,
-        output_tokens: sums.output_tokens,
-        tokens_per_call: sums.tokens_per_call(),
-        cost: Cost(Nanos(sums.cost_nanos)),
-        unpriced_calls: sums.unpriced_calls,
-        latency_ms: Percentiles::nearest_rank(latencies).unwrap_or_default(),
-        ttft_ms: Percentiles::nearest_rank(ttfts),
-    }
+    sums.stats(
+        Percentiles::nearest_rank(latencies).unwrap_or_default(),
+        Percentiles::nearest_rank(ttfts),
+    )
+}
+
+/// Breakdown order: cost, then requests (descending), then name — the report's and the
+/// dashboard's alike.
+pub(crate) fn sort_groups(rows: &mut [GroupRow]) {
+    rows.sort_by(|a, b| {
+        b.stats
+            .cost
+            .cmp(&a.stats.cost)
+            .then(b.stats.requests.cmp(&a.stats.requests))
+            .then_with(|| a.name.cmp(&b.name))
+    });
 }
 
 /// One row per group, sorted by cost, then requests (descending), then name.
@@ -360,13 +384,7 @@ fn breakdown(conn: &Connection, w: Window, dim: Dimension) -> Result<Vec<GroupRo
             }
         })
         .collect();
-    out.sort_by(|a, b| {
-        b.stats
-            .cost
-            .cmp(&a.stats.cost)
-            .then(b.stats.requests.cmp(&a.stats.requests))
-            .then_with(|| a.name.cmp(&b.name))
-    });
+    sort_groups(&mut out);
     Ok(out)
 }
 

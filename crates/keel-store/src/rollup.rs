@@ -18,12 +18,11 @@
 
 use std::collections::HashMap;
 
-use keel_core::money::Nanos;
 use keel_core::trace::{TraceRecord, TraceStatus};
 use rusqlite::{params, Connection, Row};
 
 use crate::histogram::Histogram;
-use crate::report::{Cost, GroupStats};
+use crate::report::{GroupStats, Sums};
 
 /// The fine bucket: 5 minutes. The overview's windows are aligned to it.
 pub const FINE_MS: i64 = 300_000;
@@ -187,24 +186,19 @@ impl Counts {
 
     /// The report's numbers for these counts; percentiles are histogram estimates.
     pub fn stats(&self) -> GroupStats {
-        GroupStats {
+        Sums {
             requests: self.requests,
             errors: self.errors,
-            error_rate: if self.requests == 0 {
-                0.0
-            } else {
-                self.errors as f64 / self.requests as f64
-            },
             input_tokens: self.input_tokens,
             output_tokens: self.output_tokens,
-            tokens_per_call: (self.calls_with_usage > 0).then(|| {
-                (self.input_tokens + self.output_tokens) as f64 / self.calls_with_usage as f64
-            }),
-            cost: Cost(Nanos(self.cost_nanos)),
+            calls_with_usage: self.calls_with_usage,
+            cost_nanos: self.cost_nanos,
             unpriced_calls: self.unpriced,
-            latency_ms: self.latency.percentiles().unwrap_or_default(),
-            ttft_ms: self.ttft.percentiles(),
         }
+        .stats(
+            self.latency.percentiles().unwrap_or_default(),
+            self.ttft.percentiles(),
+        )
     }
 
     /// Columns in the order of [`COUNT_COLUMNS`], from `first`.
