@@ -97,7 +97,7 @@ pub fn apply<'a>(
     trace.release_id = Some(deployment.release.id.clone());
     trace.model_requested = Some(deployment.model.clone());
 
-    render_into(&deployment, req, &format!("function `{}` ", f.name))?;
+    render_into(&deployment, req, Some(&f.name))?;
     Ok(CallPlan {
         chain: variant.fallbacks.as_deref(),
         limits: Limits {
@@ -109,13 +109,14 @@ pub fn apply<'a>(
 
 /// Render `deployment`'s prompt with the request's `variables` and rewrite `req` into a
 /// call to its model: the rendered messages first, then the caller's; the prompt's
-/// parameters, tools and output schema. `context` starts a variable error's message.
+/// parameters, tools and output schema. A variable error names `function` when there is
+/// one (formatted only on error: the request path allocates nothing for it).
 /// Shared by function calls and the dashboard's playground (which builds deployments of
 /// drafts), so a draft is tried exactly as a function would serve it.
 pub(crate) fn render_into(
     deployment: &crate::registry::Deployment,
     req: &mut ChatRequest,
-    context: &str,
+    function: Option<&str>,
 ) -> Result<(), GatewayError> {
     let variables = match req.extra.remove("variables") {
         None | Some(Value::Null) => Map::new(),
@@ -128,6 +129,9 @@ pub(crate) fn render_into(
         }
     };
     let rendered = deployment.prompt.compiled.render(&variables).map_err(|e| {
+        let context = function
+            .map(|f| format!("function `{f}` "))
+            .unwrap_or_default();
         GatewayError::InvalidVariables(format!(
             "{context}(prompt `{}` v{}): {e}",
             deployment.prompt_name, deployment.prompt_version
