@@ -204,6 +204,10 @@ pub struct TraceRecord {
     /// The caller's span (from `traceparent`) that this call's span is a child of.
     #[serde(default)]
     pub otel_parent_span_id: Option<String>,
+    /// True when tokens and cost are Keel's tokenizer estimate, not the provider's
+    /// report: a stream cut (or ended) before its usage arrived.
+    #[serde(default)]
+    pub usage_estimated: bool,
 }
 
 impl TraceRecord {
@@ -255,6 +259,7 @@ impl TraceRecord {
             otel_trace_id: None,
             otel_span_id: None,
             otel_parent_span_id: None,
+            usage_estimated: false,
         }
     }
 }

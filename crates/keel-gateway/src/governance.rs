@@ -76,6 +76,7 @@ pub fn start(
     ));
     let keys = reload_keys(&gov, store)?;
     let seeded = gov.seed_from_store(&store.reader()?)?;
+    gov.set_store(store.clone());
     record_config_load(config, store);
     tracing::info!(keys, seeded_budgets = seeded, backend = gov.backend_name(), auth = ?g.auth.mode, "governance ready");
 

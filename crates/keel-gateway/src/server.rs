@@ -124,6 +124,7 @@ impl Gateway {
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
+        let state_for_stop = state.clone();
         let task = tokio::spawn(async move {
             // TCP_NODELAY: streamed chunks are small writes; without it Nagle's algorithm
             // holds them back waiting for ACKs (up to a delayed-ACK timeout per chunk).
@@ -135,6 +136,15 @@ impl Gateway {
                     let _ = stop_rx.await;
                 })
                 .await?;
+            // Streams whose clients left are read to their end for the provider's
+            // usage; past the deadline they close with an estimate.
+            let afterwork = state_for_stop.afterwork.clone();
+            afterwork.close();
+            let limit = state_for_stop.config.gateway.shutdown_timeout;
+            if tokio::time::timeout(limit, afterwork.wait()).await.is_err() {
+                state_for_stop.stopping.cancel();
+                afterwork.wait().await;
+            }
             governance.stop(&governor).await;
             if let Some(r) = refresher {
                 tokio::task::spawn_blocking(move || r.stop()).await?;

@@ -67,6 +67,12 @@ pub struct AppState {
     pub otel: Option<crate::otel::SpanExporter>,
     /// The playground's eval-suite runner (from keel-evals, given by `keel serve`).
     pub suites: Option<Arc<dyn crate::playground::suites::SuiteRunner>>,
+    /// Work that outlives its response: reading an abandoned stream to its end for the
+    /// provider's usage (`pipeline::close`). Shutdown waits for it, up to
+    /// `shutdown_timeout`.
+    pub afterwork: tokio_util::task::TaskTracker,
+    /// Cancelled when shutdown stops waiting: afterwork closes with what it has.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +202,8 @@ impl AppState {
             shadow_slots,
             otel: None,
             suites: None,
+            afterwork: tokio_util::task::TaskTracker::new(),
+            stopping: tokio_util::sync::CancellationToken::new(),
             governor: Arc::new(keel_governance::Governor::inert()),
             store: None,
             cache: config

@@ -164,10 +164,10 @@ async fn in_process_mock_model_streams_and_answers_whole() {
 }
 
 #[tokio::test]
-async fn client_disconnect_mid_stream_is_traced_as_client_disconnected() {
+async fn client_disconnect_mid_stream_is_traced_and_billed_at_the_providers_usage() {
     let h = Harness::with(Options {
         mock: MockSettings {
-            chunk_delay_ms: 200,
+            chunk_delay_ms: 20,
             ..MockSettings::default()
         },
         ..Options::default()
@@ -189,12 +189,47 @@ async fn client_disconnect_mid_stream_is_traced_as_client_disconnected() {
     );
     drop(resp);
 
-    // The full stream would take ~10 s (50 chunks, 200 ms apart); the gateway must notice
-    // the hang-up, stop relaying and close the trace.
-    let started = Instant::now();
+    // The gateway stops relaying, but reads the upstream to its end (~1 s: 50 chunks,
+    // 20 ms apart) for the usage the provider bills; shutdown waits for that.
     let (report, traces) = tokio::time::timeout(Duration::from_secs(8), h.finish())
         .await
-        .expect("shutdown must not wait for an abandoned stream to finish upstream");
+        .expect("shutdown waits for an abandoned stream only until its end");
+    assert_eq!(report.traces_dropped, 0);
+    let t = trace(&traces, &id);
+    assert_eq!(t.status, TraceStatus::ClientDisconnected);
+    assert_eq!(t.error_class.as_deref(), Some("client_disconnected"));
+    assert!(t.stream);
+    assert!(t.ttft_ms.is_some());
+    assert_eq!(t.output_tokens, Some(200));
+    assert!(!t.usage_estimated);
+    assert!(t.cost.is_some());
+}
+
+#[tokio::test]
+async fn shutdown_stops_reading_an_abandoned_stream_at_its_deadline() {
+    let h = Harness::with(Options {
+        mock: MockSettings {
+            chunk_delay_ms: 200,
+            ..MockSettings::default()
+        },
+        gateway: "shutdown_timeout = \"500ms\"".into(),
+        ..Options::default()
+    })
+    .await;
+    let mut resp = h
+        .chat(&stream_body(
+            "mock-1",
+            "[mock:tokens=200] a long story",
+            true,
+        ))
+        .await;
+    let id = request_id(&resp);
+    resp.chunk().await.unwrap().expect("a first chunk");
+    drop(resp);
+    // The full stream would take ~10 s; shutdown gives it 500 ms, then prices what
+    // was produced.
+    let started = Instant::now();
+    let (report, traces) = h.finish().await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -203,9 +238,8 @@ async fn client_disconnect_mid_stream_is_traced_as_client_disconnected() {
     assert_eq!(report.traces_dropped, 0);
     let t = trace(&traces, &id);
     assert_eq!(t.status, TraceStatus::ClientDisconnected);
-    assert_eq!(t.error_class.as_deref(), Some("client_disconnected"));
-    assert!(t.stream);
-    assert!(t.ttft_ms.is_some());
+    assert!(t.usage_estimated);
+    assert!(t.cost.is_some_and(|c| c.0 > 0));
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@
 //! and [`Prompt::to_toml`] writes a version back as file text. Versions and labels
 //! themselves live in `keel-store`.
 
+mod billed;
 mod compiled;
 mod diff;
 mod file;
@@ -19,6 +20,7 @@ mod render;
 mod tokens;
 mod validate;
 
+pub use billed::ImageRule;
 pub use compiled::CompiledPrompt;
 pub use diff::{diff, PromptDiff, SectionDiff};
 pub use format::parse_prompt;

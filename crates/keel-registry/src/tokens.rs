@@ -24,6 +24,7 @@ use keel_core::chat::Message;
 use serde_json::{Map, Value};
 use tiktoken_rs::CoreBPE;
 
+use crate::billed::ImageRule;
 use crate::prompt::{Prompt, VarType};
 use crate::render::RenderError;
 
@@ -112,9 +113,16 @@ impl Encoding {
         }
     }
 
-    /// Input tokens of a chat: each message's framing, role, name and content, and the
-    /// reply primer.
+    /// Input tokens of a chat: each message's framing, role, name, content (every billed
+    /// part: see `billed`) and tool calls, and the reply primer. Images are counted by the
+    /// encoding's provider ([`ImageRule::for_encoding`]).
     pub fn count_messages(self, messages: &[Message]) -> u64 {
+        self.count_messages_with(messages, ImageRule::for_encoding(self))
+    }
+
+    /// [`Encoding::count_messages`] with the image rule of a known model
+    /// ([`ImageRule::for_model`]).
+    pub fn count_messages_with(self, messages: &[Message], images: ImageRule) -> u64 {
         let body: u64 = messages
             .iter()
             .map(|m| {
@@ -124,7 +132,7 @@ impl Encoding {
                     .map_or(0, |n| self.count_text(n) + TOKENS_PER_NAME);
                 TOKENS_PER_MESSAGE
                     + self.count_text(&m.role)
-                    + self.count_text(&m.text_content())
+                    + crate::billed::message_body(self, images, m)
                     + name
             })
             .sum();

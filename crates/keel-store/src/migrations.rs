@@ -99,6 +99,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0016_playground_drafts",
         sql: include_str!("../migrations/0016_playground_drafts.sql"),
     },
+    Migration {
+        version: 17,
+        name: "0017_usage_estimated",
+        sql: include_str!("../migrations/0017_usage_estimated.sql"),
+    },
 ];
 
 /// The step of a migration that SQL alone cannot do, run in the same transaction right
@@ -400,11 +405,6 @@ mod tests {
             migrate(&mut conn, "mem", &MIGRATIONS[..14]).unwrap(),
             vec![14]
         );
-        let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
-        assert_eq!((old.function, old.release_id), (None, None));
-        assert_eq!(old.origin, keel_core::trace::Origin::Live);
-        assert!(old.guardrails.is_empty());
-        assert_eq!((old.otel_trace_id, old.otel_span_id), (None, None));
         assert!(
             crate::spans::spans_for_trace(&conn, "4bf92f3577b34da6a3ce929d0e0e4736")
                 .unwrap()
@@ -430,10 +430,22 @@ mod tests {
         assert_eq!(latency.percentile(50), Some(5));
         assert!(index_names(&conn).iter().any(|i| i == "traces_started_at"));
         // And from version 15, only 0016: the playground's drafts, empty.
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![16]);
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..16]).unwrap(),
+            vec![16]
+        );
         assert!(crate::drafts::drafts_for(&conn, "any", 10)
             .unwrap()
             .is_empty());
+        // And from version 16, only 0017: traces say whether their usage is estimated;
+        // the trace written at version 4 reads back with every later column at its default.
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![17]);
+        let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
+        assert_eq!((old.function, old.release_id), (None, None));
+        assert_eq!(old.origin, keel_core::trace::Origin::Live);
+        assert!(old.guardrails.is_empty());
+        assert_eq!((old.otel_trace_id, old.otel_span_id), (None, None));
+        assert!(!old.usage_estimated);
     }
 
     #[test]

@@ -277,6 +277,7 @@ mod tests {
             otel_trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             otel_span_id: Some("00f067aa0ba902b7".into()),
             otel_parent_span_id: Some("b7ad6b7169203331".into()),
+            usage_estimated: true,
         }
     }
 

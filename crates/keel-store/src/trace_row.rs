@@ -18,16 +18,16 @@ pub(crate) const COLUMNS: &str = "id, started_at_ms, api, endpoint, key_id, tena
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
      function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos, parent_id, guardrails_json, \
-     otel_trace_id, otel_span_id, otel_parent_span_id";
+     otel_trace_id, otel_span_id, otel_parent_span_id, usage_estimated";
 
 const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, key_id, tenant, feature, user, session, tags, \
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
      function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos, parent_id, guardrails_json, \
-     otel_trace_id, otel_span_id, otel_parent_span_id) \
+     otel_trace_id, otel_span_id, otel_parent_span_id, usage_estimated) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45)";
+     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46)";
 
 /// Insert `traces` in one transaction, with the rollup rows they touch (aggregated in
 /// memory first, so a batch costs one upsert per touched row, not per trace). The
@@ -118,6 +118,7 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         otel_trace_id,
         otel_span_id,
         otel_parent_span_id,
+        usage_estimated,
     } = t;
     let tags = serde_json::to_string(tags)
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
@@ -183,6 +184,7 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         otel_trace_id,
         otel_span_id,
         otel_parent_span_id,
+        usage_estimated,
     ])?;
     Ok(())
 }
@@ -274,5 +276,6 @@ pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<TraceRecord> {
         otel_trace_id: row.get(42)?,
         otel_span_id: row.get(43)?,
         otel_parent_span_id: row.get(44)?,
+        usage_estimated: row.get(45)?,
     })
 }

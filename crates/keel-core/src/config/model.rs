@@ -87,6 +87,20 @@ pub struct GatewaySettings {
     pub trace_batch_max: NonZeroUsize,
     /// When the trace queue is full, how long a trace may wait for room before it is dropped.
     pub trace_full_wait: Duration,
+    /// A connection must send a request's whole header within this, counted from the
+    /// connection's start or the end of its previous response; else it is closed.
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// Open client connections at most; past it a new one gets 503 `overloaded` and is
+    /// closed.
+    pub max_connections: NonZeroUsize,
+    /// Request body bytes held at once across all requests; past it a request gets 503
+    /// `overloaded` before its body is read.
+    pub max_inflight_body_bytes: NonZeroUsize,
+    /// After a stop signal, in-flight work (and streams read for their usage) gets this
+    /// long; then it is traced as `shutdown` and the process exits.
+    pub shutdown_timeout: Duration,
 }
 
 /// `[registry]`, validated.

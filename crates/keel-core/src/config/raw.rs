@@ -69,6 +69,11 @@ pub struct RawGateway {
     pub trace_queue_capacity: Option<u64>,
     pub trace_batch_max: Option<u64>,
     pub trace_full_wait: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections: Option<u64>,
+    pub max_inflight_body_bytes: Option<u64>,
+    pub shutdown_timeout: Option<String>,
 }
 
 /// `[registry]`: how a running gateway follows prompt versions and labels.

@@ -422,6 +422,27 @@ fn validate_gateway(g: &RawGateway, config_dir: &Path, issues: &mut Issues) -> G
             65_536,
         ),
         trace_batch_max: issues.nonzero("gateway.trace_batch_max", g.trace_batch_max, 1024),
+        header_read_timeout: issues.duration(
+            "gateway.header_read_timeout",
+            g.header_read_timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        idle_timeout: issues.duration(
+            "gateway.idle_timeout",
+            g.idle_timeout.as_deref(),
+            Duration::from_secs(75),
+        ),
+        max_connections: issues.nonzero("gateway.max_connections", g.max_connections, 10_000),
+        max_inflight_body_bytes: issues.nonzero(
+            "gateway.max_inflight_body_bytes",
+            g.max_inflight_body_bytes,
+            256 * 1024 * 1024,
+        ),
+        shutdown_timeout: issues.duration(
+            "gateway.shutdown_timeout",
+            g.shutdown_timeout.as_deref(),
+            Duration::from_secs(30),
+        ),
         trace_full_wait: match g.trace_full_wait.as_deref() {
             None => Duration::from_millis(50),
             Some("0") | Some("0s") | Some("0ms") => Duration::ZERO,

@@ -158,6 +158,13 @@ pub async fn run(
                 plan.limits,
             ))
         });
+    // A stream that ends without the provider's usage is priced from this count.
+    let input_estimate = if req.stream {
+        let margin = app.governor.config().limits.input_margin;
+        keel_governance::estimate::input_tokens(&req, &first.primary().upstream_model, margin).0
+    } else {
+        0
+    };
     let call = route::call_routed(app, first, plan.chain, plan.limits, req, trace);
     let (route, dep, reply) = match plan.limits.total {
         None => call.await?,
@@ -172,6 +179,7 @@ pub async fn run(
     let mut resp = match reply {
         Reply::Stream(mut opened) => {
             opened.resume = resume;
+            opened.input_estimate = input_estimate;
             let guard = guard::stream::StreamGuard::new(applied, guarded).map(Box::new);
             return Ok(Served::Stream(opened, guard));
         }

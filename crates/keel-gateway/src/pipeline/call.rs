@@ -59,6 +59,9 @@ pub struct OpenedStream {
     /// How to continue the stream if it fails mid-way (`resume_streams`; set by the
     /// request path, `None` from here).
     pub resume: Option<Box<super::resume::Resume>>,
+    /// Keel's count of the request's input tokens, for pricing a stream that ends
+    /// without the provider's usage (set by the request path, 0 from here).
+    pub input_estimate: u64,
 }
 
 pub async fn open_stream(
@@ -92,6 +95,7 @@ pub async fn open_stream(
             first_at: Instant::now(),
             attempt_started,
             resume: None,
+            input_estimate: 0,
         }),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(ProviderError::Timeout(limit).into()),

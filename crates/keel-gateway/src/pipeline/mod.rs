@@ -1,7 +1,9 @@
 //! The request pipeline, one step per module, in the order a request meets them:
 //! attribution → auth (virtual key) → body → parse → function (variant + prompt)
 //! → admit (rate limits, budget reservation) → cache → route (retries, fallbacks)
-//! → call → relay (streams; resume continues one cut mid-way) → account (settle the reservation, write the trace).
+//! → call → relay (streams; resume continues one cut mid-way) → close (a stream's usage:
+//! the provider's, read to the end when the client left, else estimated) → account
+//! (settle the reservation, write the trace).
 //!
 //! Later capabilities (guardrails) slot in between function and call, each as its own
 //! step.
@@ -13,6 +15,7 @@ pub mod auth;
 pub mod body;
 pub mod cache;
 pub mod call;
+pub mod close;
 pub mod function;
 pub mod parse;
 pub mod pending;

@@ -18,12 +18,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use keel_core::chat::{ChatChunk, Usage};
-use keel_core::config::Capture;
-use keel_core::trace::{Attempt, TraceRecord, TraceStatus};
+use keel_core::trace::{Attempt, TraceRecord};
 use keel_providers::{ChunkStream, ProviderError};
 
-use super::account;
 use super::call::OpenedStream;
+use super::close::{StreamEnd, ToolCallCapture};
 use super::resume::Resume;
 use super::route::{self, Reply};
 use crate::error::GatewayError;
@@ -38,11 +37,6 @@ pub trait StreamFormat: Send + 'static {
     fn done(&mut self) -> Bytes;
     /// Bytes that report an error after the stream started.
     fn error(&mut self, err: &GatewayError) -> Bytes;
-}
-
-struct ToolCallCapture {
-    name: String,
-    arguments: String,
 }
 
 pub struct Relay<F: StreamFormat> {
@@ -76,6 +70,9 @@ pub struct Relay<F: StreamFormat> {
     /// Whitespace the client already has that the prefill left out (Anthropic refuses a
     /// prefill ending in whitespace): dropped from the start of the continuation.
     skip_ws: String,
+    /// Keel's count of the request's input tokens (prices a stream that ends without
+    /// the provider's usage: `pipeline::close`).
+    input_estimate: u64,
 }
 
 impl<F: StreamFormat> Relay<F> {
@@ -96,6 +93,7 @@ impl<F: StreamFormat> Relay<F> {
         let deadline = tokio::time::Instant::from_std(from + limit);
         let attempt_started = opened.attempt_started;
         let resume = opened.resume;
+        let input_estimate = opened.input_estimate;
         trace.ttft_ms = Some(opened.first_at.duration_since(started).as_millis() as u64);
         Relay {
             app,
@@ -119,6 +117,7 @@ impl<F: StreamFormat> Relay<F> {
             stream_id: None,
             resumed: false,
             skip_ws: String::new(),
+            input_estimate,
         }
     }
 
@@ -349,102 +348,44 @@ impl<F: StreamFormat> Relay<F> {
     }
 
     fn observe(&mut self, chunk: &ChatChunk) {
+        // The text is kept whatever the capture: it prices a stream that ends without
+        // usage, guards check it, and a continuation is asked for it.
         if let Some(trace) = self.trace.as_mut() {
-            if !chunk.model.is_empty() && trace.served_model.is_none() {
-                trace.served_model = Some(chunk.model.clone());
-            }
-            if chunk.system_fingerprint.is_some() && trace.system_fingerprint.is_none() {
-                trace
-                    .system_fingerprint
-                    .clone_from(&chunk.system_fingerprint);
-            }
-            for choice in &chunk.choices {
-                if let Some(reason) = &choice.finish_reason {
-                    trace.finish_reason = Some(reason.clone());
-                }
-            }
-        }
-        if let Some(u) = chunk.usage {
-            self.usage = Some(u);
-        }
-        // The text is also what a continuation is asked for.
-        if self.app.capture == Capture::None && self.guard.is_none() && self.resume.is_none() {
-            return;
-        }
-        for choice in &chunk.choices {
-            if let Some(text) = &choice.delta.content {
-                self.output.push_str(text);
-            }
-            for tc in choice.delta.tool_calls.iter().flatten() {
-                let i = tc.index as usize;
-                while self.tool_calls.len() <= i {
-                    self.tool_calls.push(ToolCallCapture {
-                        name: String::new(),
-                        arguments: String::new(),
-                    });
-                }
-                if let Some(f) = &tc.function {
-                    if let Some(n) = &f.name {
-                        self.tool_calls[i].name.push_str(n);
-                    }
-                    if let Some(a) = &f.arguments {
-                        self.tool_calls[i].arguments.push_str(a);
-                    }
-                }
-            }
+            super::close::observe(
+                trace,
+                &mut self.usage,
+                &mut self.output,
+                &mut self.tool_calls,
+                chunk,
+            );
         }
     }
 }
 
 impl<F: StreamFormat> Drop for Relay<F> {
+    /// Account for the stream (see `pipeline::close`): a client that left before the
+    /// provider's usage arrived leaves the rest of the upstream to be read for it.
     fn drop(&mut self) {
-        let Some(mut trace) = self.trace.take() else {
+        let Some(trace) = self.trace.take() else {
             return;
         };
-        if let Some(usage) = self.usage {
-            if let Some(route) = self.app.models.get(&self.model) {
-                account::settle(&self.app, route, &mut trace, &usage);
-            }
-        }
-        if let Some(g) = self.guard.take() {
-            let tools: Vec<(String, String)> = self
-                .tool_calls
-                .iter()
-                .map(|c| (c.name.clone(), c.arguments.clone()))
-                .collect();
-            if let Some(redacted) = g.finish(&self.app, &mut trace, &self.output, &tools) {
-                self.output = redacted;
-            }
-        }
-        if self.app.capture.keeps_text() {
-            let mut out = std::mem::take(&mut self.output);
-            if !self.tool_calls.is_empty() {
-                let calls: Vec<serde_json::Value> = self
-                    .tool_calls
-                    .iter()
-                    .map(|c| serde_json::json!({"name": c.name, "arguments": c.arguments}))
-                    .collect();
-                if !out.is_empty() {
-                    out.push('\n');
-                }
-                out.push_str(&serde_json::Value::Array(calls).to_string());
-            }
-            trace.output = Some(out);
-        }
-        match self.outcome.take() {
-            Some(Ok(())) => trace.status = TraceStatus::Ok,
-            Some(Err(err)) => {
-                account::fail(&mut trace, &err);
-                // The client already got 200 and the stream; record what the failure was.
-                trace.http_status = 200;
-            }
-            None => {
-                trace.status = TraceStatus::ClientDisconnected;
-                trace.error_class = Some("client_disconnected".to_string());
-                trace.error_message =
-                    Some("the client closed the connection before the stream ended".to_string());
-            }
-        }
-        account::finish(&self.app, trace, self.started, self.ticket.take());
+        let end = StreamEnd {
+            app: Arc::clone(&self.app),
+            model: std::mem::take(&mut self.model),
+            trace,
+            started: self.started,
+            output: std::mem::take(&mut self.output),
+            tool_calls: std::mem::take(&mut self.tool_calls),
+            usage: self.usage,
+            outcome: self.outcome.take(),
+            ticket: self.ticket.take(),
+            guard: self.guard.take(),
+            input_estimate: self.input_estimate,
+        };
+        end.close_or_drain(
+            self.upstream.take(),
+            self.pending_first.take(),
+            self.deadline,
+        );
     }
 }

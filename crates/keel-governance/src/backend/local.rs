@@ -174,6 +174,7 @@ mod tests {
             id: id.into(),
             limit: Some(Nanos(limit)),
             window_end_ms: i64::MAX,
+            source: None,
         }
     }
 

@@ -18,7 +18,7 @@ use keel_core::money::Nanos;
 use crate::gcra::{RateState, Refusal};
 
 /// One budget bucket a call falls in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BucketSpec {
     /// Stable id: budget, scope value and window label.
     pub id: String,
@@ -26,11 +26,27 @@ pub struct BucketSpec {
     pub limit: Option<Nanos>,
     /// When its window ends (Unix ms; `i64::MAX` for total).
     pub window_end_ms: i64,
+    /// Where the store records this bucket's spend: what a shared ledger that lost the
+    /// bucket (a Redis restart, an eviction, a failover) is re-seeded from.
+    pub source: Option<SpendSource>,
+}
+
+/// The store's view of a bucket: live priced spend of one scope value since `start_ms`
+/// (until the bucket's window end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpendSource {
+    /// The scope with its value (`tenant=acme`; `key=…` for a key's own budget).
+    pub scope: keel_core::scope::Scope,
+    pub start_ms: i64,
 }
 
 /// The outcome of a reservation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reserve {
+    /// The shared ledger has no record of these buckets (by index; nothing was
+    /// reserved): ask again with their spend from the store ([`Backend::reserve`]'s
+    /// `seeds`).
+    Missing(Vec<usize>),
     Admitted,
     /// Bucket `index` would overrun: what it had spent and reserved (nothing was reserved).
     Blocked {
@@ -82,6 +98,9 @@ impl Backend {
         }
     }
 
+    /// Reserve `amount` in every bucket or none. `seeds`: the spend to start each
+    /// missing bucket from; without them, a shared ledger answers [`Reserve::Missing`]
+    /// for buckets it lost that have a [`SpendSource`].
     pub async fn reserve(
         &self,
         buckets: &[BucketSpec],
@@ -89,10 +108,14 @@ impl Backend {
         reservation: &str,
         hold: Duration,
         now_ms: i64,
+        seeds: Option<&[Nanos]>,
     ) -> Result<Reserve, BackendError> {
         match self {
             Backend::Local(l) => Ok(l.reserve(buckets, amount, now_ms)),
-            Backend::Redis(r) => r.reserve(buckets, amount, reservation, hold, now_ms).await,
+            Backend::Redis(r) => {
+                r.reserve(buckets, amount, reservation, hold, now_ms, seeds)
+                    .await
+            }
         }
     }
 

@@ -63,6 +63,11 @@ impl RedisBackend {
         self.seeds.insert(id.to_string(), spent);
     }
 
+    /// This replica's start-up seed of a bucket (0 when it had none).
+    pub fn seed_of(&self, id: &str) -> Nanos {
+        self.seeds.get(id).map_or(Nanos(0), |s| *s)
+    }
+
     fn budget_key(&self, id: &str) -> String {
         format!("{}b:{id}", self.prefix)
     }
@@ -81,6 +86,9 @@ impl RedisBackend {
         }
     }
 
+    /// See [`super::Backend::reserve`]. A bucket whose hash is missing starts from
+    /// `seeds[i]`; without `seeds`, from this replica's start-up seed when it has no
+    /// [`super::SpendSource`], else the script answers which buckets are missing.
     pub async fn reserve(
         &self,
         buckets: &[BucketSpec],
@@ -88,14 +96,20 @@ impl RedisBackend {
         reservation: &str,
         hold: Duration,
         now_ms: i64,
+        seeds: Option<&[Nanos]>,
     ) -> Result<Reserve, BackendError> {
         let mut inv = self.reserve.prepare_invoke();
         let expiry = now_ms.saturating_add(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
         inv.arg(now_ms).arg(amount.0).arg(reservation).arg(expiry);
-        for b in buckets {
+        for (i, b) in buckets.iter().enumerate() {
             let key = self.budget_key(&b.id);
             inv.key(&key).key(format!("{key}:r"));
-            let seed = self.seeds.get(&b.id).map_or(0, |s| s.0);
+            // -1: "tell me it is missing" (the store knows its spend).
+            let seed = match (seeds.and_then(|s| s.get(i)), &b.source) {
+                (Some(s), _) => s.0,
+                (None, Some(_)) => -1,
+                (None, None) => self.seed_of(&b.id).0,
+            };
             let ttl = if b.window_end_ms == i64::MAX {
                 0
             } else {
@@ -106,6 +120,12 @@ impl RedisBackend {
         let out: Vec<i64> = self.run(inv).await?;
         match out.as_slice() {
             [0] => Ok(Reserve::Admitted),
+            [-1, missing @ ..] => Ok(Reserve::Missing(
+                missing
+                    .iter()
+                    .filter_map(|i| usize::try_from(*i - 1).ok())
+                    .collect(),
+            )),
             [i, spent, reserved] if *i >= 1 => Ok(Reserve::Blocked {
                 index: usize::try_from(*i - 1).unwrap_or(0),
                 spent: Nanos(*spent),
@@ -260,6 +280,7 @@ mod tests {
             id: "budget|acme|2026-12".into(),
             limit: Some(Nanos(100)),
             window_end_ms: 10_000_000,
+            source: None,
         };
         r.seed(&b.id, Nanos(40));
         local.seed(&b, Nanos(40));
@@ -272,6 +293,7 @@ mod tests {
                     &format!("r{i}"),
                     hold,
                     1_000,
+                    None,
                 )
                 .await
                 .unwrap();
@@ -294,11 +316,65 @@ mod tests {
         // An unsettled reservation lapses after its hold.
         let later = 1_000 + 61_000;
         assert_eq!(
-            r.reserve(std::slice::from_ref(&b), Nanos(50), "r3", hold, later)
+            r.reserve(std::slice::from_ref(&b), Nanos(50), "r3", hold, later, None)
                 .await
                 .unwrap(),
             Reserve::Admitted
         );
+        cleanup(&r).await;
+    }
+
+    #[tokio::test]
+    async fn a_lost_bucket_is_reported_missing_then_started_from_the_given_seed() {
+        let p = prefix();
+        let Some(r) = redis_or_skip(&p).await else {
+            return;
+        };
+        let b = BucketSpec {
+            id: "budget|acme|lost".into(),
+            limit: Some(Nanos(100)),
+            window_end_ms: 10_000_000,
+            source: Some(super::super::SpendSource {
+                scope: keel_core::scope::Scope {
+                    kind: keel_core::scope::ScopeKind::Tenant,
+                    value: Some("acme".into()),
+                },
+                start_ms: 0,
+            }),
+        };
+        let hold = Duration::from_secs(60);
+        let one = std::slice::from_ref(&b);
+        let ask = r
+            .reserve(one, Nanos(30), "a", hold, 1_000, None)
+            .await
+            .unwrap();
+        assert_eq!(ask, Reserve::Missing(vec![0]));
+        // Nothing was created by the question.
+        assert_eq!(
+            r.usage(std::slice::from_ref(&b.id)).await.unwrap(),
+            vec![(Nanos(0), Nanos(0))]
+        );
+        let seeded = r
+            .reserve(one, Nanos(30), "a", hold, 1_000, Some(&[Nanos(90)]))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                seeded,
+                Reserve::Blocked {
+                    spent: Nanos(90),
+                    ..
+                }
+            ),
+            "{seeded:?}"
+        );
+        // Once it exists, no question is asked.
+        assert!(matches!(
+            r.reserve(one, Nanos(5), "b", hold, 1_000, None)
+                .await
+                .unwrap(),
+            Reserve::Admitted
+        ));
         cleanup(&r).await;
     }
 

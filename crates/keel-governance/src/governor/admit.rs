@@ -2,6 +2,7 @@
 //! happens when the limits backend cannot be reached.
 
 use super::*;
+use crate::backend::SpendSource;
 
 impl Governor {
     /// Rate limits, then budgets; see the module doc.
@@ -131,6 +132,13 @@ impl Governor {
                 id,
                 limit: (b.mode == BudgetMode::Hard).then_some(b.limit),
                 window_end_ms: span.end_ms,
+                source: Some(SpendSource {
+                    scope: Scope {
+                        kind: b.scope.kind,
+                        value: (b.scope.kind != ScopeKind::Global).then(|| v.to_string()),
+                    },
+                    start_ms: span.start_ms,
+                }),
             });
             metas.push(BucketMeta {
                 name: b.name.clone(),
@@ -149,6 +157,13 @@ impl Governor {
                 id: key_bucket(&k.id, &span.label),
                 limit: Some(limit),
                 window_end_ms: span.end_ms,
+                source: Some(SpendSource {
+                    scope: Scope {
+                        kind: ScopeKind::Key,
+                        value: Some(k.id.clone()),
+                    },
+                    start_ms: span.start_ms,
+                }),
             });
             metas.push(BucketMeta {
                 name: format!("key {}", k.id),
@@ -172,11 +187,27 @@ impl Governor {
                     cap_output = u32::try_from(e.output_tokens).ok();
                 }
                 let id = reservation_id(request_id);
-                match self
+                let mut reserved_now = self
                     .backend
-                    .reserve(&buckets, amount, &id, self.hold, now)
-                    .await
-                {
+                    .reserve(&buckets, amount, &id, self.hold, now, None)
+                    .await;
+                if let Ok(Reserve::Missing(missing)) = &reserved_now {
+                    // The shared ledger lost these buckets: start them again from what
+                    // the store recorded, never from zero.
+                    match self.spend_from_store(&buckets, missing).await {
+                        Ok(seeds) => {
+                            reserved_now = self
+                                .backend
+                                .reserve(&buckets, amount, &id, self.hold, now, Some(&seeds))
+                                .await;
+                        }
+                        Err(e) => reserved_now = Err(e),
+                    }
+                }
+                match reserved_now {
+                    Ok(Reserve::Missing(_)) => self.backend_failed(
+                        "the limits backend lost a budget bucket twice in one admission",
+                    )?,
                     Ok(Reserve::Admitted) => {
                         self.backend_ok();
                         reserved = amount;
@@ -203,14 +234,16 @@ impl Governor {
                         self.give_back_tokens(&charged_tokens, e.total_tokens())
                             .await;
                         let m = &metas[index];
-                        return Err(GovError::BudgetExceeded(Box::new(BudgetExhausted {
+                        let exhausted = BudgetExhausted {
                             budget: m.name.clone(),
                             scope: m.scope.clone(),
                             window: m.window.as_str().to_string(),
                             spent: spent.saturating_add(held).to_dollar_string(),
                             limit: m.limit.to_dollar_string(),
                             needed: amount.to_dollar_string(),
-                        })));
+                        };
+                        self.note_first_refusal(&buckets[index], m, spent, &exhausted);
+                        return Err(GovError::BudgetExceeded(Box::new(exhausted)));
                     }
                     Err(e) => self.backend_failed(&e.0)?,
                 }

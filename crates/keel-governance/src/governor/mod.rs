@@ -111,6 +111,8 @@ pub struct GovStats {
     pub backend_errors: AtomicU64,
     pub fail_open_admits: AtomicU64,
     pub spikes: AtomicU64,
+    /// Budget buckets a shared ledger had lost, started again from the store.
+    pub reseeded: AtomicU64,
 }
 
 pub struct Governor {
@@ -127,6 +129,11 @@ pub struct Governor {
     hold: Duration,
     backend_down: AtomicBool,
     pub stats: GovStats,
+    /// The store: what a shared ledger that lost a bucket is re-seeded from, and where
+    /// a budget's first refusal in a window is audited (set by the gateway at start).
+    store: std::sync::OnceLock<Arc<keel_store::Store>>,
+    /// Budget buckets whose first refusal was alerted and audited (bounded).
+    refusals_noted: DashMap<String, ()>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -159,6 +166,8 @@ impl Governor {
             hold,
             backend_down: AtomicBool::new(false),
             stats: GovStats::default(),
+            store: std::sync::OnceLock::new(),
+            refusals_noted: DashMap::new(),
         }
     }
 
@@ -179,6 +188,11 @@ impl Governor {
 
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// The store budgets are re-seeded from and refusals audited in.
+    pub fn set_store(&self, store: Arc<keel_store::Store>) {
+        let _ = self.store.set(store);
     }
 
     /// Where alerts go (set once the dispatcher runs).

@@ -90,6 +90,7 @@ impl Governor {
                         id,
                         limit: None,
                         window_end_ms: span.end_ms,
+                        source: None,
                     },
                     spent,
                 );
@@ -114,6 +115,7 @@ impl Governor {
                         id,
                         limit: None,
                         window_end_ms: span.end_ms,
+                        source: None,
                     },
                     spent,
                 );
@@ -183,5 +185,120 @@ impl Governor {
         let now = now_ms();
         self.backend.prune(now);
         self.downgraded.retain(|_, end| *end > now);
+    }
+}
+
+impl Governor {
+    /// The store's recorded spend of each bucket in `missing` (others: 0), read off the
+    /// async workers. Without a store (tests, eval), this replica's start-up seeds.
+    pub(crate) async fn spend_from_store(
+        &self,
+        buckets: &[BucketSpec],
+        missing: &[usize],
+    ) -> Result<Vec<Nanos>, crate::backend::BackendError> {
+        let mut seeds = vec![Nanos(0); buckets.len()];
+        let Some(store) = self.store.get().cloned() else {
+            if let Backend::Redis(r) = &self.backend {
+                for &i in missing {
+                    if let Some(b) = buckets.get(i) {
+                        seeds[i] = r.seed_of(&b.id);
+                    }
+                }
+            }
+            return Ok(seeds);
+        };
+        let asks: Vec<(usize, crate::backend::SpendSource, i64)> = missing
+            .iter()
+            .filter_map(|&i| {
+                let b = buckets.get(i)?;
+                Some((i, b.source.clone()?, b.window_end_ms))
+            })
+            .collect();
+        let found = tokio::task::spawn_blocking(move || {
+            let conn = store.reader()?;
+            let mut out = Vec::with_capacity(asks.len());
+            for (i, src, end) in asks {
+                let rows = keel_store::spend::spend_by_scope(&conn, &src.scope, src.start_ms, end)?;
+                out.push((i, Nanos(rows.iter().map(|(_, n)| n.0).sum())));
+            }
+            Ok::<_, keel_store::StoreError>(out)
+        })
+        .await
+        .map_err(|e| crate::backend::BackendError(format!("re-seeding a budget: {e}")))?
+        .map_err(|e| {
+            crate::backend::BackendError(format!("re-seeding a budget from the store: {e}"))
+        })?;
+        for (i, spent) in found {
+            seeds[i] = spent;
+            self.stats.reseeded.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(seeds)
+    }
+
+    /// The first refusal of a bucket in its window: an alert (even below the budget's
+    /// `alert_at` thresholds, which a refusal may never cross) and an audit entry.
+    pub(crate) fn note_first_refusal(
+        &self,
+        bucket: &BucketSpec,
+        m: &BucketMeta,
+        spent: Nanos,
+        why: &BudgetExhausted,
+    ) {
+        if self.refusals_noted.contains_key(&bucket.id) {
+            return;
+        }
+        if self.refusals_noted.len() >= MAX_SEEN {
+            self.refusals_noted.clear();
+        }
+        self.refusals_noted.insert(bucket.id.clone(), ());
+        let message = format!(
+            "the {} budget `{}` ({}) refused its first call of the window ({}): {}",
+            m.window.as_str(),
+            m.name,
+            m.scope,
+            m.window_label,
+            why
+        );
+        self.alert(AlertNotice {
+            source: "budget",
+            name: m.name.clone(),
+            scope: m.scope.clone(),
+            state: AlertState::Firing,
+            value: Some(spent.0 as f64 / m.limit.0.max(1) as f64),
+            threshold: None,
+            message: message.clone(),
+            dedupe_key: format!("budget-refused|{}", bucket.id),
+            to: m.to.clone(),
+            repeat: None,
+            at_ms: now_ms(),
+        });
+        if let (Some(store), Ok(rt)) = (
+            self.store.get().cloned(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            let (target, window) = (m.scope.clone(), m.window_label.clone());
+            let name = m.name.clone();
+            rt.spawn_blocking(move || {
+                let event = keel_store::audit::NewAuditEvent {
+                    actor: "keel",
+                    action: "budget.refused",
+                    target: &target,
+                    from_value: None,
+                    to_value: Some(name),
+                    reason: Some(&message),
+                    details: Some(serde_json::json!({"window": window})),
+                };
+                let r = store
+                    .writer_conn()
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| {
+                        keel_store::audit::record_audit(&c, now_ms(), &event)
+                            .map_err(|e| e.to_string())
+                    });
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot audit a budget's first refusal");
+                }
+            });
+        }
     }
 }
