@@ -15,12 +15,15 @@
 //! - `dashboard/` — the server-rendered dashboard under `/` and `/ui/*`, one module per page;
 //! - `playground/` — the prompt playground's work: drafts checked and tried beside the
 //!   live version (its pages are in `dashboard/playground/`);
-//! - `server.rs` — start, serve, drain the trace queue on shutdown.
+//! - `server.rs` — start, serve, drain the trace queue on shutdown;
+//! - `connections.rs` — accepting connections under explicit limits (header-read and idle
+//!   timeouts, a connection cap, a shutdown deadline).
 //!
 //! The trace writer itself lives in `keel-store` (`writer.rs`).
 
 pub mod balance;
 pub mod breaker;
+pub mod connections;
 pub mod dashboard;
 pub mod error;
 pub mod governance;

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use keel_core::config::Config;
 use keel_store::{Store, WriterOptions};
@@ -125,24 +124,28 @@ impl Gateway {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
         let state_for_stop = state.clone();
+        let limits = crate::connections::Limits {
+            header_read_timeout: config.gateway.header_read_timeout,
+            idle_timeout: config.gateway.idle_timeout,
+            max_connections: config.gateway.max_connections.get(),
+            shutdown_timeout: config.gateway.shutdown_timeout,
+        };
         let task = tokio::spawn(async move {
-            // TCP_NODELAY: streamed chunks are small writes; without it Nagle's algorithm
-            // holds them back waiting for ACKs (up to a delayed-ACK timeout per chunk).
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.await;
-                })
-                .await?;
+            let stopping = state_for_stop.stopping.clone();
+            let stop = async move {
+                let _ = stop_rx.await;
+            };
+            let deadline =
+                crate::connections::serve(listener, app, limits, stop, stopping.clone()).await;
             // Streams whose clients left are read to their end for the provider's
-            // usage; past the deadline they close with an estimate.
+            // usage, within the same deadline; past it they close with an estimate.
             let afterwork = state_for_stop.afterwork.clone();
             afterwork.close();
-            let limit = state_for_stop.config.gateway.shutdown_timeout;
-            if tokio::time::timeout(limit, afterwork.wait()).await.is_err() {
-                state_for_stop.stopping.cancel();
+            if tokio::time::timeout_at(deadline, afterwork.wait())
+                .await
+                .is_err()
+            {
+                stopping.cancel();
                 afterwork.wait().await;
             }
             governance.stop(&governor).await;

@@ -390,3 +390,54 @@ async fn streams_and_the_anthropic_api_serve_functions_too() {
     assert_eq!(f["variants"][1]["prompt_version"], 1);
     h.finish().await;
 }
+
+/// A prompt that loops without end (nested `range`s) stops at the fuel limit with an
+/// error naming the prompt, and renders off the async workers: `/health` stays fast
+/// while two such calls run (issue: hardening, item 7).
+#[tokio::test]
+async fn a_runaway_template_runs_out_of_fuel_without_stalling_the_gateway() {
+    let h = start((1, 0)).await;
+    let runaway = r#"
+[[messages]]
+role = "user"
+content = "{% for i in range(10000) %}{% for j in range(10000) %}{{ question }}{% endfor %}{% endfor %}"
+[variables.question]
+type = "string"
+[variables.product]
+type = "string"
+required = false
+"#;
+    let v = push(&h.store_path, runaway);
+    label(&h.store_path, v, "production");
+    wait_for_version(&h, "control", &v.to_string()).await;
+    let body = json!({"model": "support", "variables": {"question": "q"}});
+    let calls: Vec<_> = (0..2)
+        .map(|_| {
+            let (client, url, body) = (
+                h.client.clone(),
+                h.url("/v1/chat/completions"),
+                body.clone(),
+            );
+            tokio::spawn(async move { client.post(url).json(&body).send().await.unwrap() })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    assert_eq!(h.get("/health").await.status(), 200);
+    let health = started.elapsed();
+    for c in calls {
+        let resp = c.await.unwrap();
+        assert_eq!(resp.status(), 400);
+        let v: Value = resp.json().await.unwrap();
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("support/answer") && msg.contains("fuel limit"),
+            "{msg}"
+        );
+    }
+    assert!(
+        health < Duration::from_millis(500),
+        "/health took {health:?}"
+    );
+    h.finish().await;
+}

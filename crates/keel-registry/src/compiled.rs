@@ -9,12 +9,17 @@ use serde_json::{Map, Value};
 
 use crate::prompt::{Prompt, PromptBody, Role};
 use crate::render::RenderError;
-use crate::validate::{environment, templates};
+use crate::validate::{
+    environment, environment_with_fuel, render_message, templates, OUT_OF_FUEL, QUICK_FUEL,
+};
 
 /// A prompt whose templates are parsed and ready to render.
 pub struct CompiledPrompt {
     prompt: Prompt,
+    /// With [`crate::RENDER_FUEL`]: any prompt, on a thread that may block.
     env: Environment<'static>,
+    /// With [`QUICK_FUEL`]: ordinary prompts, on an async worker.
+    quick: Environment<'static>,
     /// Template name (its key path) and the role of the message it renders.
     parts: Vec<(String, Role)>,
 }
@@ -31,41 +36,68 @@ impl CompiledPrompt {
     /// Parse every template of `prompt`; a syntax error names its key path.
     pub fn new(prompt: Prompt) -> Result<CompiledPrompt, RenderError> {
         let mut env = environment();
+        let mut quick = environment_with_fuel(QUICK_FUEL);
         let roles: Vec<Role> = match &prompt.body {
             PromptBody::Chat(msgs) => msgs.iter().map(|m| m.role).collect(),
             PromptBody::Text(_) => vec![Role::User],
         };
         let mut parts = Vec::with_capacity(roles.len());
         for ((path, source), role) in templates(&prompt).into_iter().zip(roles) {
+            let fail = |e: minijinja::Error| RenderError::Template {
+                path: path.clone(),
+                message: render_message(&e),
+            };
             env.add_template_owned(path.clone(), source.to_string())
-                .map_err(|e| RenderError::Template {
-                    path: path.clone(),
-                    message: e
-                        .detail()
-                        .map_or_else(|| e.kind().to_string(), str::to_string),
-                })?;
+                .map_err(fail)?;
+            quick
+                .add_template_owned(path.clone(), source.to_string())
+                .map_err(fail)?;
             parts.push((path, role));
         }
-        Ok(CompiledPrompt { prompt, env, parts })
+        Ok(CompiledPrompt {
+            prompt,
+            env,
+            quick,
+            parts,
+        })
     }
 
     pub fn prompt(&self) -> &Prompt {
         &self.prompt
     }
 
-    /// Render with `vars` (checked against the declarations first), in message order.
+    /// Render with `vars` (checked against the declarations first), in message order,
+    /// with up to [`crate::RENDER_FUEL`] template steps. May take a while: not on an async worker.
     pub fn render(&self, vars: &Map<String, Value>) -> Result<Vec<Message>, RenderError> {
+        self.render_in(&self.env, vars)
+    }
+
+    /// Render with at most [`QUICK_FUEL`] steps (cheap enough for an async worker);
+    /// `Ok(None)` when the prompt needs more: render it with [`Self::render`] on a
+    /// blocking thread.
+    pub fn render_quick(
+        &self,
+        vars: &Map<String, Value>,
+    ) -> Result<Option<Vec<Message>>, RenderError> {
+        match self.render_in(&self.quick, vars) {
+            Err(RenderError::Template { message, .. }) if message == OUT_OF_FUEL => Ok(None),
+            other => other.map(Some),
+        }
+    }
+
+    fn render_in(
+        &self,
+        env: &Environment<'static>,
+        vars: &Map<String, Value>,
+    ) -> Result<Vec<Message>, RenderError> {
         let ctx = self.prompt.context(vars)?;
         let mut out = Vec::with_capacity(self.parts.len());
         for (path, role) in &self.parts {
             let fail = |e: minijinja::Error| RenderError::Template {
                 path: path.clone(),
-                message: e
-                    .detail()
-                    .map_or_else(|| e.kind().to_string(), str::to_string),
+                message: render_message(&e),
             };
-            let text = self
-                .env
+            let text = env
                 .get_template(path)
                 .map_err(fail)?
                 .render(&ctx)
@@ -111,6 +143,32 @@ type = "string"
         assert_eq!(msgs[0].role, "system");
         assert_eq!(msgs[0].text_content(), "You help with Keel.");
         assert_eq!(msgs[1].text_content(), "How?");
+    }
+
+    #[test]
+    fn a_template_that_loops_without_end_runs_out_of_fuel_with_a_clear_error() {
+        let p = prompt(
+            r#"template = "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}""#,
+        );
+        let compiled = CompiledPrompt::new(p.clone()).unwrap();
+        let none = Map::new();
+        let started = std::time::Instant::now();
+        // Too much for an async worker: the caller renders it on a blocking thread …
+        assert_eq!(compiled.render_quick(&none).unwrap(), None);
+        // … where it stops at the fuel limit, naming the template.
+        let err = compiled.render(&none).unwrap_err().to_string();
+        assert!(
+            err.contains("template") && err.contains("fuel limit"),
+            "{err}"
+        );
+        assert_eq!(p.render(&none).unwrap_err().to_string(), err);
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        // An ordinary loop renders on the quick path.
+        let small = CompiledPrompt::new(prompt(
+            r#"template = "{% for i in range(100) %}{{ i }}{% endfor %}""#,
+        ))
+        .unwrap();
+        assert!(small.render_quick(&none).unwrap().is_some());
     }
 
     #[test]

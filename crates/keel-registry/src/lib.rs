@@ -33,6 +33,7 @@ pub use tokens::{
     render_pair, synthetic_variables, Encoding, RenderedPair, TokenDelta, VariableSource,
     MAX_SAMPLES,
 };
+pub use validate::{OUT_OF_FUEL, QUICK_FUEL, RENDER_FUEL};
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,7 @@ use keel_core::chat::Message;
 use serde_json::{Map, Value};
 
 use crate::prompt::{json_type_name, Prompt, PromptBody};
-use crate::validate::{article, environment};
+use crate::validate::{article, environment, render_message};
 
 /// Why a prompt could not be rendered with the given variables.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,9 +37,7 @@ impl Prompt {
         let one = |path: String, source: &str| -> Result<String, RenderError> {
             let fail = |e: minijinja::Error| RenderError::Template {
                 path: path.clone(),
-                message: e
-                    .detail()
-                    .map_or_else(|| e.kind().to_string(), str::to_string),
+                message: render_message(&e),
             };
             env.template_from_str(source)
                 .map_err(fail)?

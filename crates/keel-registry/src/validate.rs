@@ -10,12 +10,37 @@ use minijinja::{Environment, UndefinedBehavior};
 use crate::load::PromptIssue;
 use crate::prompt::{json_type_name, Prompt, PromptBody};
 
+/// Template steps one render may take ([MiniJinja fuel]): enough for any prompt that
+/// fits a model's context, and a bound on a template that loops without end (nested
+/// `range`s), which fails with [`OUT_OF_FUEL`] instead of holding a thread.
+pub const RENDER_FUEL: u64 = 5_000_000;
+/// The fuel of a render on the gateway's async workers: ordinary prompts take a few
+/// thousand steps; one that needs more is rendered again on a blocking thread with
+/// [`RENDER_FUEL`] (`CompiledPrompt::render_quick`).
+pub const QUICK_FUEL: u64 = 50_000;
+/// What a render that ran out of fuel says.
+pub const OUT_OF_FUEL: &str = "the template stopped after 5,000,000 steps (the render fuel limit): a loop renders too much for one call — bound its `range` or the data it iterates";
+
 /// The environment every prompt is compiled and rendered in: strict undefined, so a
-/// missing variable is an error rather than empty text.
+/// missing variable is an error rather than empty text; fuel-limited.
 pub(crate) fn environment() -> Environment<'static> {
+    environment_with_fuel(RENDER_FUEL)
+}
+
+pub(crate) fn environment_with_fuel(fuel: u64) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(fuel));
     env
+}
+
+/// A render error's message; running out of fuel says what to do about it.
+pub(crate) fn render_message(e: &minijinja::Error) -> String {
+    if e.kind() == minijinja::ErrorKind::OutOfFuel {
+        return OUT_OF_FUEL.to_string();
+    }
+    e.detail()
+        .map_or_else(|| e.kind().to_string(), str::to_string)
 }
 
 /// Each template of a prompt with its key path (`messages[1].content`, `template`).

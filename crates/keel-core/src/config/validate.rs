@@ -430,7 +430,7 @@ fn validate_gateway(g: &RawGateway, config_dir: &Path, issues: &mut Issues) -> G
         idle_timeout: issues.duration(
             "gateway.idle_timeout",
             g.idle_timeout.as_deref(),
-            Duration::from_secs(75),
+            Duration::from_secs(180),
         ),
         max_connections: issues.nonzero("gateway.max_connections", g.max_connections, 10_000),
         max_inflight_body_bytes: issues.nonzero(

@@ -103,7 +103,7 @@ pub async fn run(
     }
     let mut plan = function::CallPlan::default();
     if let Some(f) = app.config.functions.get(&req.model) {
-        plan = function::apply(app, f, &mut req, opts.variant, trace)?;
+        plan = function::apply(app, f, &mut req, opts.variant, trace).await?;
     }
     let first = call::resolve(app, &req.model)?;
     // Guardrails: the policies of this function, model and key; input checks on the

@@ -46,6 +46,9 @@ pub struct StreamEnd {
     pub guard: Option<Box<StreamGuard>>,
     /// Keel's count of the request's input tokens (prices a stream without usage).
     pub input_estimate: u64,
+    /// Set when the stream was read on after its client left: a shutdown that cuts the
+    /// reading does not make it a `shutdown` trace (the client had already gone).
+    pub client_left: bool,
 }
 
 /// Record what a stream chunk says about the call: model, fingerprint, finish reason,
@@ -120,6 +123,7 @@ impl StreamEnd {
         pending: Option<ChatChunk>,
         deadline: tokio::time::Instant,
     ) {
+        self.client_left = true;
         if let Some(chunk) = pending {
             self.observe(&chunk);
         }
@@ -205,6 +209,7 @@ impl StreamEnd {
                 // The client already got 200 and the stream; record what the failure was.
                 trace.http_status = 200;
             }
+            None if app.stopping.is_cancelled() && !self.client_left => mark_shutdown(&mut trace),
             None => {
                 trace.status = TraceStatus::ClientDisconnected;
                 trace.error_class = Some("client_disconnected".to_string());
@@ -214,4 +219,14 @@ impl StreamEnd {
         }
         account::finish(&app, trace, self.started, self.ticket.take());
     }
+}
+
+/// The gateway's `shutdown_timeout` ended the call before it finished.
+pub fn mark_shutdown(trace: &mut TraceRecord) {
+    trace.status = TraceStatus::Error;
+    trace.http_status = 503;
+    trace.error_class = Some("shutdown".to_string());
+    trace.error_message = Some(
+        "the gateway shut down before the call finished ([gateway] shutdown_timeout)".to_string(),
+    );
 }

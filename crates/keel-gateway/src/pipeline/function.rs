@@ -38,7 +38,7 @@ pub struct Limits {
 }
 
 /// Turn a function call into a model call, filling the trace's function fields.
-pub fn apply<'a>(
+pub async fn apply<'a>(
     app: &AppState,
     f: &'a FunctionConfig,
     req: &mut ChatRequest,
@@ -97,7 +97,7 @@ pub fn apply<'a>(
     trace.release_id = Some(deployment.release.id.clone());
     trace.model_requested = Some(deployment.model.clone());
 
-    render_into(&deployment, req, Some(&f.name))?;
+    render_into(&deployment, req, Some(&f.name)).await?;
     Ok(CallPlan {
         chain: variant.fallbacks.as_deref(),
         limits: Limits {
@@ -113,7 +113,7 @@ pub fn apply<'a>(
 /// one (formatted only on error: the request path allocates nothing for it).
 /// Shared by function calls and the dashboard's playground (which builds deployments of
 /// drafts), so a draft is tried exactly as a function would serve it.
-pub(crate) fn render_into(
+pub(crate) async fn render_into(
     deployment: &crate::registry::Deployment,
     req: &mut ChatRequest,
     function: Option<&str>,
@@ -128,7 +128,19 @@ pub(crate) fn render_into(
             )))
         }
     };
-    let rendered = deployment.prompt.compiled.render(&variables).map_err(|e| {
+    // Ordinary prompts render here; one that needs more steps than an async worker
+    // should spend renders on a blocking thread, under the full fuel limit.
+    let rendered = match deployment.prompt.compiled.render_quick(&variables) {
+        Ok(Some(messages)) => Ok(messages),
+        Ok(None) => {
+            let prompt = std::sync::Arc::clone(&deployment.prompt);
+            tokio::task::spawn_blocking(move || prompt.compiled.render(&variables))
+                .await
+                .map_err(|e| GatewayError::Internal(format!("rendering a prompt: {e}")))?
+        }
+        Err(e) => Err(e),
+    };
+    let rendered = rendered.map_err(|e| {
         let context = function
             .map(|f| format!("function `{f}` "))
             .unwrap_or_default();

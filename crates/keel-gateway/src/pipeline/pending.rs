@@ -92,11 +92,15 @@ impl Drop for PendingTrace {
         }
         let mut trace =
             std::mem::replace(&mut self.trace, TraceRecord::new(String::new(), 0, "", ""));
-        trace.status = TraceStatus::ClientDisconnected;
-        trace.http_status = 499;
-        trace.error_class = Some("client_disconnected".to_string());
-        trace.error_message =
-            Some("the client closed the connection before the response started".to_string());
+        if self.app.stopping.is_cancelled() {
+            super::close::mark_shutdown(&mut trace);
+        } else {
+            trace.status = TraceStatus::ClientDisconnected;
+            trace.http_status = 499;
+            trace.error_class = Some("client_disconnected".to_string());
+            trace.error_message =
+                Some("the client closed the connection before the response started".to_string());
+        }
         account::finish(&self.app, trace, self.started, self.ticket.take());
     }
 }

@@ -381,6 +381,7 @@ impl<F: StreamFormat> Drop for Relay<F> {
             ticket: self.ticket.take(),
             guard: self.guard.take(),
             input_estimate: self.input_estimate,
+            client_left: false,
         };
         end.close_or_drain(
             self.upstream.take(),

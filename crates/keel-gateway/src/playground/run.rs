@@ -111,7 +111,7 @@ pub async fn try_side(
         unpriced: false,
         output_tokens: None,
     };
-    if let Err(e) = render_into(d, &mut req, None) {
+    if let Err(e) = render_into(d, &mut req, None).await {
         side.error = Some(e.view().message);
         return side;
     }
