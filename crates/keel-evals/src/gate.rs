@@ -12,7 +12,13 @@
 //! max_regression = 0.05               # largest allowed *significant* drop vs baseline
 //! max_cost_increase_pct = 10          # mean cost per case vs baseline, percent
 //! max_p95_latency_ms = 2000           # nearest-rank p95 of the run
+//! allow_unpriced = false              # let max_cost_increase_pct pass on cases without a price
 //! ```
+//!
+//! A rule that cannot be checked for want of prices fails with that reason: a candidate
+//! on a model without a price would otherwise pass `max_cost_increase_pct` unseen. A
+//! suite that accepts unpriced cases says `allow_unpriced = true` (the rule then judges
+//! the pairs priced in both runs, and is not checked when there are none).
 //!
 //! Decision: `min_pass_rate` and `min_metric` compare the **point estimate**, not the low
 //! end of the interval. The gate asks "did this run meet the bar"; the interval is reported
@@ -44,6 +50,8 @@ pub struct GateRules {
     pub max_cost_increase_pct: Option<f64>,
     /// Largest allowed p95 latency of the run, milliseconds.
     pub max_p95_latency_ms: Option<u64>,
+    /// Whether `max_cost_increase_pct` may pass when cases are unpriced.
+    pub allow_unpriced: bool,
 }
 
 impl GateRules {
@@ -298,16 +306,46 @@ impl Checker {
         }
     }
 
-    fn max_cost_increase(&mut self, max: f64, comparison: Option<&Comparison>) {
+    fn max_cost_increase(
+        &mut self,
+        max: f64,
+        comparison: Option<&Comparison>,
+        allow_unpriced: bool,
+    ) {
         const RULE: &str = "max_cost_increase_pct";
         let Some(cmp) = comparison else {
             return self.ok(format!("{RULE}: not checked (no baseline)"));
         };
+        let unpriced = cmp.paired_cases.saturating_sub(cmp.cost_cases);
+        if unpriced > 0 && !allow_unpriced {
+            let message = format!(
+                "{RULE} cannot be checked: {unpriced} of {} paired cases have no price in the candidate or the baseline run; give the model a price ([models.NAME] input_price_per_mtok / output_price_per_mtok) or set allow_unpriced = true in [gate]",
+                cmp.paired_cases
+            );
+            let (bar, actual) = (format!("≤ +{max:.1}%"), "unpriced".to_string());
+            return self.fail(
+                RULE.into(),
+                bar,
+                actual,
+                format!("{unpriced} unpriced cases"),
+                message,
+            );
+        }
         let Some(cost) = cmp.cost_per_case else {
-            return self.ok(format!("{RULE}: not checked (no case priced in both runs)"));
+            return self.ok(format!(
+                "{RULE}: not checked (no case priced in both runs; allow_unpriced)"
+            ));
         };
         let Some(pct) = cost.change_pct else {
-            return self.ok(format!("{RULE}: not checked (baseline cost is $0)"));
+            if cost.candidate > 0.0 {
+                let message = format!(
+                    "cost per case rose from $0 in the baseline to {}: {RULE} {max:.1}% cannot hold",
+                    dollars(cost.candidate)
+                );
+                let (bar, actual) = (format!("≤ +{max:.1}%"), "from $0".to_string());
+                return self.fail(RULE.into(), bar, actual, dollars(cost.candidate), message);
+            }
+            return self.ok(format!("{RULE}: ok — $0 in both runs"));
         };
         if pct > max + EPSILON {
             let by = format!("{:.1} percentage points", pct - max);
@@ -361,9 +399,9 @@ impl Change {
 /// Check `rules` against a run's `stats` and, when a baseline ran, its `comparison`.
 ///
 /// Rules needing a baseline (`max_regression`, `max_cost_increase_pct`) are listed in
-/// `checked` as "not checked (no baseline)" without one; cost is also not checked when no
-/// case is priced in both runs or the baseline cost is 0. A metric named in `min_metric`
-/// that the run did not report fails.
+/// `checked` as "not checked (no baseline)" without one. A cost rule that cannot be checked
+/// because cases are unpriced fails, unless `allow_unpriced`. A metric named in
+/// `min_metric` that the run did not report fails.
 pub fn check(rules: &GateRules, stats: &RunStats, comparison: Option<&Comparison>) -> GateVerdict {
     let mut gate = Checker::default();
     if let Some(min) = rules.min_pass_rate {
@@ -376,7 +414,7 @@ pub fn check(rules: &GateRules, stats: &RunStats, comparison: Option<&Comparison
         gate.max_regression(max, comparison);
     }
     if let Some(max) = rules.max_cost_increase_pct {
-        gate.max_cost_increase(max, comparison);
+        gate.max_cost_increase(max, comparison, rules.allow_unpriced);
     }
     if let Some(max) = rules.max_p95_latency_ms {
         gate.max_p95_latency(max, stats);

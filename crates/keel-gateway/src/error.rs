@@ -57,6 +57,9 @@ pub enum GatewayError {
         check: String,
         detail: String,
     },
+    /// A gateway-wide limit is reached (request bodies in flight); retry shortly.
+    #[error("{0}")]
+    Overloaded(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -89,6 +92,7 @@ impl GatewayError {
             GatewayError::GuardrailBlocked { stage: "input", .. } => "guardrail_input_blocked",
             GatewayError::GuardrailBlocked { .. } => "guardrail_output_blocked",
             GatewayError::OutputContract { .. } => "output_schema_violation",
+            GatewayError::Overloaded(_) => "overloaded",
             GatewayError::Internal(_) => "internal",
         }
     }
@@ -156,6 +160,11 @@ impl GatewayError {
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
                 "output_schema_violation".to_string(),
+            ),
+            GatewayError::Overloaded(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "overloaded".to_string(),
             ),
             GatewayError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -247,6 +256,7 @@ impl GatewayError {
                 retry_after: Some(d),
                 ..
             }) => Some(d.as_secs_f64().ceil() as u64),
+            GatewayError::Overloaded(_) => Some(1),
             _ => None,
         }
     }
@@ -285,6 +295,7 @@ mod tests {
         let cases: Vec<(GatewayError, u16)> = vec![
             (GatewayError::InvalidRequest("x".into()), 400),
             (GatewayError::BodyTooLarge { limit: 1 }, 413),
+            (GatewayError::Overloaded("x".into()), 503),
             (
                 GatewayError::ModelNotFound {
                     model: "m".into(),

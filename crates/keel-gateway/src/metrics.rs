@@ -24,7 +24,9 @@ pub struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub model: String,
-    pub class: &'static str,
+    /// The trace's error class, as the error type names it (`GatewayError::class`):
+    /// a fixed set in the code, never a client's text.
+    pub class: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -59,6 +59,8 @@ pub struct AppState {
     /// Guardrail policies, compiled, indexed by function, model and key.
     pub guards: crate::guard::Guards,
     pub max_body_bytes: usize,
+    /// Request body bytes held at once, across requests (`max_inflight_body_bytes`).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
     pub body_read_timeout: Duration,
     /// Per function with a shadow: permits for its shadow calls in flight
     /// (`max_concurrent`); a sampled call that finds none is skipped.
@@ -214,6 +216,13 @@ impl AppState {
             guards: crate::guard::Guards::new(&config.guardrails)
                 .map_err(StateError::Guardrails)?,
             max_body_bytes: config.gateway.max_body_bytes.get(),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(
+                config
+                    .gateway
+                    .max_inflight_body_bytes
+                    .get()
+                    .min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
             body_read_timeout: config.gateway.body_read_timeout,
             config,
             models,

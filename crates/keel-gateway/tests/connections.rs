@@ -180,3 +180,46 @@ async fn shutdown_ends_within_its_deadline_and_traces_the_calls_it_cut() {
     assert!(pending.await.unwrap().is_err());
     drop(slow);
 }
+
+/// Request bodies in flight are capped (issue: hardening, item 8): past
+/// `max_inflight_body_bytes` a request gets 503 `overloaded` before its body is read;
+/// once the bytes are released, calls go through again.
+#[tokio::test]
+async fn bodies_in_flight_past_the_cap_are_refused_with_503_overloaded() {
+    let h = Harness::with(Options {
+        mock: MockSettings {
+            latency_ms: 800,
+            ..MockSettings::default()
+        },
+        gateway: "max_inflight_body_bytes = 3000000\nmax_body_bytes = 4000000".into(),
+        ..Options::default()
+    })
+    .await;
+    let big = "word ".repeat(400_000); // ~2 MB
+    let body = chat_body("mock-1", &big);
+    // The first holds ~2 MB of the 3 MB budget while the upstream thinks.
+    let (client, url, b) = (
+        h.client.clone(),
+        h.url("/v1/chat/completions"),
+        body.clone(),
+    );
+    let first = tokio::spawn(async move { client.post(url).json(&b).send().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = h.chat(&body).await;
+    assert_eq!(second.status(), 503);
+    assert_eq!(second.headers()["retry-after"], "1");
+    let v: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "overloaded");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_inflight_body_bytes"));
+    // Small calls still fit beside it.
+    assert_eq!(h.chat(&chat_body("mock-1", "hi")).await.status(), 200);
+    assert_eq!(first.await.unwrap().status(), 200);
+    // The first's bytes are released with its answer.
+    assert_eq!(h.chat(&body).await.status(), 200);
+    let m = h.metrics().await;
+    assert!(m.contains("class=\"overloaded\""), "{m}");
+    h.finish().await;
+}

@@ -131,6 +131,16 @@ async fn a_secret_is_blocked_with_a_message_that_does_not_echo_it() {
         Some(1.0),
         "{m}"
     );
+    // The error metric names the class the error type gives (it was `other`).
+    assert_eq!(
+        metric(
+            &m,
+            "keel_errors_total",
+            &[("model", "mock-1"), ("class", "guardrail_input_blocked")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
     let (_, traces) = h.finish().await;
     let t = trace(&traces, &id);
     assert_eq!(t.error_class.as_deref(), Some("guardrail_input_blocked"));

@@ -48,8 +48,9 @@ pub async fn messages(
         Err(e) => return common::reject(pending, e, API),
     };
 
-    let bytes = match body::read_body(body, app.max_body_bytes, app.body_read_timeout).await {
-        Ok(b) => b,
+    // `_hold` keeps the body's share of the in-flight byte budget until the answer.
+    let (bytes, _hold) = match body::read_body(&app, &headers, body).await {
+        Ok(b) => (b.bytes, b.hold),
         Err(e) => return common::reject(pending, e, API),
     };
     common::capture_input(&app, pending.trace(), &bytes);

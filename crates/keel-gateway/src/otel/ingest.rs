@@ -57,8 +57,8 @@ pub async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
     if let Err(e) = authorize(&app, &headers) {
         return error(encoding, &e);
     }
-    let bytes = match body::read_body(body, app.max_body_bytes, app.body_read_timeout).await {
-        Ok(b) => b,
+    let (bytes, _hold) = match body::read_body(&app, &headers, body).await {
+        Ok(b) => (b.bytes, b.hold),
         Err(e) => return error(encoding, &e),
     };
     let bytes = if gzip {

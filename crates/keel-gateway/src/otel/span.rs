@@ -59,14 +59,23 @@ fn count(v: u64) -> i64 {
 /// served it, when one was chosen. Ids missing from the trace (a call that did not come
 /// through an HTTP handler) are made up here.
 pub fn to_span(trace: &TraceRecord, provider: Option<&str>) -> Value {
-    let model = trace.model_requested.as_deref().unwrap_or("unknown");
+    // What the app asked for: the function when it called one (the trace's
+    // `model_requested` is then the variant's model, kept as `keel.model`).
+    let requested = trace
+        .function
+        .as_deref()
+        .or(trace.model_requested.as_deref());
+    let model = requested.unwrap_or("unknown");
     let mut a: Vec<Value> = Vec::with_capacity(32);
     a.push(string("gen_ai.operation.name", OPERATION));
     if let Some(p) = provider {
         a.push(string("gen_ai.provider.name", p));
     }
-    if let Some(m) = &trace.model_requested {
+    if let Some(m) = requested {
         a.push(string("gen_ai.request.model", m));
+    }
+    if let (Some(_), Some(m)) = (&trace.function, &trace.model_requested) {
+        a.push(string("keel.model", m));
     }
     if let Some(m) = &trace.served_model {
         a.push(string("gen_ai.response.model", m));
@@ -212,7 +221,8 @@ mod tests {
             "openai",
             "/v1/chat/completions",
         );
-        t.model_requested = Some("support-answer".into());
+        // A function call: the trace's model is the variant's; the span is the function's.
+        t.model_requested = Some("gpt-4o-mini".into());
         t.served_model = Some("gpt-4o-mini-2024-07-18".into());
         t.finish_reason = Some("stop".into());
         t.input_tokens = Some(12);
