@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel eval …` on a copy of the quickstart: lock the dataset, run the gate (exit 0),
 //! break the prompt (exit 1, with the regression in every output format), change the
 //! dataset (exit 2 until re-locked), and read the history.

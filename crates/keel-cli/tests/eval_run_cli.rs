@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel eval run` beyond the quickstart's function suite: `--repeat N` against a mock
 //! whose answers vary per sample (seeded 500s, no retries, one call in flight so the
 //! dice fall the same way every run), and suites whose target is a prompt on a model —

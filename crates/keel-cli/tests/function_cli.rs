@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel function canary | split | history`, driven through the built binary: a split
 //! moved in steps and reset, each move in the history and the audit log with who and
 //! why, and the errors an operator can make.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel keys`, `keel report`'s governance figures and `keel alerts`, driven through the
 //! built binary: a key's lifecycle with its audit trail and no secret in the store; spend
 //! by key, budget use and top callers by tokens per call; alert rules listed and a test

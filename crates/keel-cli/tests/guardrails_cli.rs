@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel eval redteam` (the built-in red-team set through a policy's input checks) and
 //! `keel check` on guardrail policies.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel prompt …`, `keel audit` and the prompt part of `keel check`, driven through the
 //! built binary against a config in a temporary folder.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel prompt impact` and the "Token impact" paragraph of `keel prompt diff`, driven
 //! through the built binary against a config in a temporary folder, with traffic seeded
 //! into its store.

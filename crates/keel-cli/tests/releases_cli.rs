@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel releases`, driven through the built binary against a store seeded through
 //! keel_store (releases as the gateway records them, traces through the trace writer).
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel replay`, driven through the built binary: recorded traffic is seeded by a real
 //! `keel serve` (mock provider in-process, prompts pushed on start), then replayed on
 //! another variant, another model and a new prompt version, and read back as a run.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Two `keel serve` processes sharing one Redis: a hard budget and a rate limit hold
 //! across replicas, not per process — the reason `[limits] backend = "redis"` exists.
 //!

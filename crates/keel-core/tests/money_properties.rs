@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Properties of money arithmetic: exact, monotonic, additive to within one nano-dollar,
 //! and printed without loss.
 

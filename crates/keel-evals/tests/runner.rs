@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The runner end to end, in-process against the built-in mock provider: rate limits are
 //! retried (the run completes with every case answered), eval calls are traced as eval
 //! traffic, and the response cache skips unchanged calls unless it is bypassed.

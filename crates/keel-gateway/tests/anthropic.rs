@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Anthropic on both sides: clients calling Keel's `POST /v1/messages`, and Keel calling
 //! an upstream of `kind = "anthropic"` (the mock server's `/v1/messages`) for an
 //! OpenAI-format request.

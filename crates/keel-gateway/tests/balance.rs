@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Load balancing across a model's deployments, in-process: weighted shares, least
 //! latency, open circuits skipped, per-deployment rpm limits.
 

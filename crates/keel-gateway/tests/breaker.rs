@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Circuit breakers, in-process: a model that keeps failing is skipped (its attempt
 //! recorded as `circuit_open`) until a probe after the cool-down; with nowhere else to
 //! go the caller gets 503 `circuit_open`; the state is in /metrics and /status.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The budget ledger is the store's recorded spend, whatever happens to the shared
 //! counter (issue: hardening, money items 3 and 5):
 //! - two replicas on Redis: deleting a budget's Redis key mid-run (a Redis restart

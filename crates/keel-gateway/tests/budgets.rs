@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Budgets at the gateway: a hard budget holds under a burst of concurrent calls (the
 //! overshoot bound of DESIGN: zero when reservations are true ceilings), a request with
 //! no output limit is capped to what was reserved, thresholds alert a webhook, a spend

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The response cache, in-process: an identical deterministic request from the same
 //! tenant is answered from the cache at $0 with the saved cost traced; other tenants,
 //! non-zero temperature, streams and `x-keel-cache: bypass` go upstream; entries expire.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! A canary moved in the store is served by the running gateway within seconds, with no
 //! restart: 100 % sends every user to the canary, 0 % sends none, an intermediate step
 //! moves only users toward the canary, and a reset returns every user to the variant the

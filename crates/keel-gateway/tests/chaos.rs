@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Chaos: 10,000 requests (half streamed) at 32 in flight through a primary model whose
 //! upstream fails about 30 % of calls — 429s with a Retry-After too long to wait, 500s,
 //! hangs past a 300 ms timeout, and streams cut half-way — with one retry and one healthy

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `POST /v1/chat/completions`, whole replies: the OpenAI shape, Keel's headers, exact
 //! cost, attribution, capture, pass-through of parameters, tools, unpriced models.
 

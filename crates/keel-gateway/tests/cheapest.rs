@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Cheapest-variant routing: a function with a quality tier sends its traffic to the
 //! cheapest variant whose release's latest eval run meets the tier, follows new eval
 //! results within a refresh, and falls back to the split when none qualifies.

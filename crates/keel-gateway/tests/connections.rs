@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! No client can pin the gateway (issue: hardening, item 6): a header sent a byte at a
 //! time and an idle kept-alive socket are closed, connections past the cap get a clear
 //! 503, and a stop signal ends the process within `shutdown_timeout` whatever is open,

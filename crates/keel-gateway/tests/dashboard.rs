@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The dashboard in-process: traffic through the gateway, then every page fetched as a
 //! browser would — status, the data it must show, filters that narrow the trace list,
 //! a trace's attempts, escaping of user-controlled text, and the admin key when auth

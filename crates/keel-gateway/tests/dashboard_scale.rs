@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The dashboard on a generated store (the scale benchmark's generator, at 20,000
 //! traces over 30 days): the overview's totals are the store's, read from the rollups;
 //! filtered searches return what the traces hold, newest first.

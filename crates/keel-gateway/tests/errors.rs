@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Failures, each as a client sees it (status, OpenAI error shape, headers) and as the
 //! trace records it (status `error`, error class), with the gateway still serving after.
 

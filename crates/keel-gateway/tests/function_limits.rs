@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! A function's deadlines bound the whole call (all attempts) and the first streamed
 //! chunk, whatever the models' own timeouts.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Functions end to end, in-process: variant choice (sticky, weighted, overridden),
 //! prompt rendering with `variables`, labels moved while the gateway runs, response
 //! headers, trace lineage, and the errors a caller can cause.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Guardrails at the gateway: redaction the provider never sees and the caller gets back
 //! whole, blocks that name the policy and leak nothing, an injection stopped, output
 //! checks on whole answers and on streams, the JSON-schema retry, the tool policy, and

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Virtual keys and rate limits at the gateway: what a caller sees with no key, a wrong
 //! key, a revoked or rotated key, a model the key may not call, and a rate limit; and
 //! that the key binds the tenant and never reaches a trace.

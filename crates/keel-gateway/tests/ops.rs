@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! What operators rely on: the model list, health, Prometheus metrics that move with
 //! traffic, and a shutdown that writes every trace.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! OpenTelemetry at the gateway: spans exported to a local OTLP/HTTP receiver (GenAI
 //! attribute names and values, span name, `traceparent` honoured, error status, custom
 //! headers), a dead collector that never slows or fails a call, and `POST /v1/traces`

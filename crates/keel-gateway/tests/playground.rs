@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The prompt playground in-process, as a browser uses it: the pages render, a draft is
 //! kept and reloaded, a draft runs beside the live version on typed and recorded
 //! variables (through the request path, traced as playground traffic, not live), a

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The Prometheus examples in `examples/` stay true to the gateway: every metric the
 //! alert rules and the Grafana dashboard query is one a running gateway exposes on
 //! `/metrics`, the dashboard is valid JSON with its panels, and every rule has an

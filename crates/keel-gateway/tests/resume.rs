@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Streams cut after their first chunk reached the client, continued on the chain
 //! (`resume_streams`, `pipeline::resume`): the client reads one stream with exactly the
 //! uncut answer, on the OpenAI and the Anthropic surfaces and from an Anthropic upstream;

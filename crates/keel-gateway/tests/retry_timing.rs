@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Retry timing, in-process: a short `Retry-After` from the upstream (a real header from
 //! the keel-mock HTTP server) is waited out before the retry — not less, not much more —
 //! while one longer than `max_retry_wait` moves straight to the fallback; a function

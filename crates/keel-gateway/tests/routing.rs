@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Retries and fallbacks, in-process: a failing model is retried with back-off, then the
 //! chain is walked; every attempt is on the trace; the response names the model that
 //! answered; the answer is priced at that model's price; failures the chain does not

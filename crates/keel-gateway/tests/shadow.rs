@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Shadow traffic, in-process: every sampled live call is mirrored to the shadow variant
 //! in the background; the live answer is unchanged even when the shadow fails; the
 //! shadow's trace has origin `shadow` and points at the live call.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Shadow isolation, in-process: a slow shadow model does not delay the live answer,
 //! shadows in flight are capped per function (the excess is skipped and counted in
 //! `keel_shadow_skipped_total`), and shadow calls never count against the caller's

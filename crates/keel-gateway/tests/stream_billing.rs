@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! What the provider bills is what Keel records and budgets, for streams that do not end
 //! the ordinary way (issue: hardening, money items 1–3):
 //! - a client that reads the answer and hangs up before the usage chunk: Keel reads the

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Streamed chat completions: SSE framing, the usage chunk, time to first token, cost of
 //! streams, and a client that hangs up half-way.
 

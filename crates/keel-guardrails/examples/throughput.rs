@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Throughput of the full detector stack on realistic mixed text: `scan` (all kinds),
 //! `injection` and a `TermMatcher` with 50 terms and 2 regexes, plus redaction of what was
 //! found. Run with `cargo run --release -p keel-guardrails --example throughput [KB]`.

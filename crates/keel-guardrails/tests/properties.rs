@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Properties over random text: scanning never panics and reports valid spans; redaction
 //! followed by restoration is the identity, whole or streamed in random chunks.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Runs the red-team set (`redteam/*.jsonl`) through the detectors at their default
 //! thresholds: attacks must be blocked, benign look-alikes allowed. Prints the rates so a
 //! regression shows which category moved.

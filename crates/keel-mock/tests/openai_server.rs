@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The mock server over real HTTP: started on 127.0.0.1:0, driven with reqwest, the
 //! responses checked as an OpenAI client would see them.
 

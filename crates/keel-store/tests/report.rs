@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The weekly report over a hand-made week of traces with known numbers, written through
 //! the public writer and read back as `keel report` would: the computed report, its JSON,
 //! and both renderings.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The rollups behind the dashboard's overview: kept by the writer batch by batch, they
 //! must equal a rebuild from the traces and agree with the exact report over the same
 //! window; deleting traces must be followed; the synthetic generator's store must read

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The trace writer as the gateway uses it: records from many tasks all land, a full
 //! queue counts drops instead of blocking, shutdown drains, failures are counted.
 //!
