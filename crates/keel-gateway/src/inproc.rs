@@ -16,8 +16,8 @@ use keel_core::trace::{Origin, TraceRecord};
 use keel_store::{Store, WriterHandle, WriterOptions};
 
 use crate::error::GatewayError;
-use crate::handlers::common::{self, Served};
 use crate::pipeline::account;
+use crate::pipeline::drive::{self, Served};
 use crate::registry::{PromptOverrides, Registry, Snapshot};
 use crate::state::AppState;
 
@@ -98,7 +98,7 @@ impl InProcess {
         };
         let mut trace = TraceRecord::new(
             uuid::Uuid::now_v7().to_string(),
-            common::now_ms(),
+            drive::now_ms(),
             "openai",
             endpoint,
         );
@@ -110,12 +110,12 @@ impl InProcess {
         req.stream = false;
         req.stream_options = None;
         // Eval and replay measure the upstream: never the gateway's response cache.
-        let opts = common::CallOptions {
+        let opts = drive::CallOptions {
             variant,
             bypass_cache: true,
             key: None,
         };
-        let result = match common::run(&self.app, req, opts, &mut trace, None).await {
+        let result = match drive::run(&self.app, req, opts, &mut trace, None).await {
             Ok(Served::Whole { resp, .. }) => Ok(resp),
             Ok(Served::Stream(..)) => Err(GatewayError::Internal(
                 "asked for a whole reply but got a stream".into(),

@@ -3,7 +3,9 @@
 //! Where to look:
 //! - `handlers/chat.rs` — `POST /v1/chat/completions`, read top to bottom in pipeline order;
 //! - `handlers/messages.rs` — `POST /v1/messages` (Anthropic wire format);
-//! - `pipeline/` — one module per step (attribution, body, parse, call, relay, account);
+//! - `pipeline/` — one module per step (attribution, body, parse, call, relay, close,
+//!   account); `pipeline/drive.rs` takes a call through them for every entry point;
+//! - `handlers/` — HTTP only: parse the request, call `drive::run`, shape the response;
 //! - `registry/` — which prompt version, model and params each function variant serves;
 //! - `pipeline/function.rs` — a function call: pick the variant, render its prompt;
 //! - `pipeline/auth.rs`, `pipeline/admit.rs` — keys, rate limits, budget reservations

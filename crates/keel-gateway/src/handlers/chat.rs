@@ -14,9 +14,10 @@ use bytes::Bytes;
 use keel_core::chat::{ChatChunk, ChatRequest};
 use keel_core::trace::TraceRecord;
 
-use super::common::{self, ClientApi, Served};
+use super::common::{self, ClientApi};
 use crate::error::GatewayError;
 use crate::pipeline::admit::Governed;
+use crate::pipeline::drive::{self, CallOptions, Served};
 use crate::pipeline::pending::PendingTrace;
 use crate::pipeline::relay::StreamFormat;
 use crate::pipeline::{attribution, auth, body, parse, shadow};
@@ -30,7 +31,7 @@ pub async fn chat_completions(
     const API: ClientApi = ClientApi::OpenAi;
     let mut trace = TraceRecord::new(
         attribution::request_id(&headers),
-        common::now_ms(),
+        drive::now_ms(),
         "openai",
         "/v1/chat/completions",
     );
@@ -56,11 +57,11 @@ pub async fn chat_completions(
     };
     let include_usage = req.wants_stream_usage();
 
-    let mut opts = common::CallOptions::from_headers(&headers);
+    let mut opts = CallOptions::from_headers(&headers);
     opts.key = key.as_deref();
     let sampled = shadow::sample(&app, &req, &opts);
     let mut governed = Governed::default();
-    let result = common::run(&app, req, opts, pending.trace(), Some(&mut governed)).await;
+    let result = drive::run(&app, req, opts, pending.trace(), Some(&mut governed)).await;
     pending.attach(governed);
     shadow::launch(&app, sampled, pending.trace(), result.as_ref().map(|_| ()));
     match result {

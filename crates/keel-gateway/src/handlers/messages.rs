@@ -20,9 +20,10 @@ use keel_providers::anthropic::{
     MessagesRequest,
 };
 
-use super::common::{self, ClientApi, Served};
+use super::common::{self, ClientApi};
 use crate::error::GatewayError;
 use crate::pipeline::admit::Governed;
+use crate::pipeline::drive::{self, CallOptions, Served};
 use crate::pipeline::pending::PendingTrace;
 use crate::pipeline::relay::StreamFormat;
 use crate::pipeline::{attribution, auth, body, parse, shadow};
@@ -36,7 +37,7 @@ pub async fn messages(
     const API: ClientApi = ClientApi::Anthropic;
     let mut trace = TraceRecord::new(
         attribution::request_id(&headers),
-        common::now_ms(),
+        drive::now_ms(),
         "anthropic",
         "/v1/messages",
     );
@@ -71,11 +72,11 @@ pub async fn messages(
     };
     let model = req.model.clone();
 
-    let mut opts = common::CallOptions::from_headers(&headers);
+    let mut opts = CallOptions::from_headers(&headers);
     opts.key = key.as_deref();
     let sampled = shadow::sample(&app, &req, &opts);
     let mut governed = Governed::default();
-    let result = common::run(&app, req, opts, pending.trace(), Some(&mut governed)).await;
+    let result = drive::run(&app, req, opts, pending.trace(), Some(&mut governed)).await;
     pending.attach(governed);
     shadow::launch(&app, sampled, pending.trace(), result.as_ref().map(|_| ()));
     match result {

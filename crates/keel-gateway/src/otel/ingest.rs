@@ -91,7 +91,7 @@ pub async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
     let n = decoded.spans.len() as u64;
     if n > 0 {
         let spans = decoded.spans;
-        let now = crate::handlers::common::now_ms();
+        let now = crate::pipeline::drive::now_ms();
         let written =
             tokio::task::spawn_blocking(move || store.insert_app_spans(&spans, now)).await;
         match written {

@@ -1,4 +1,5 @@
-//! The request pipeline, one step per module, in the order a request meets them:
+//! The request pipeline, one step per module, in the order a request meets them
+//! (`drive::run` takes a call through them, for every entry point):
 //! attribution → auth (virtual key) → body → parse → function (variant + prompt)
 //! → admit (rate limits, budget reservation) → cache → route (retries, fallbacks)
 //! → call → relay (streams; resume continues one cut mid-way) → close (a stream's usage:
@@ -16,6 +17,7 @@ pub mod body;
 pub mod cache;
 pub mod call;
 pub mod close;
+pub mod drive;
 pub mod function;
 pub mod parse;
 pub mod pending;

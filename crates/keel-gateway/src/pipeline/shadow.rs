@@ -23,8 +23,8 @@ use keel_core::chat::ChatRequest;
 use keel_core::trace::{Origin, TraceRecord};
 
 use super::account;
+use super::drive::{self, CallOptions};
 use crate::error::GatewayError;
-use crate::handlers::common::{self, CallOptions};
 use crate::state::AppState;
 
 /// A live call picked for mirroring: the request as the caller sent it, kept until the
@@ -78,7 +78,7 @@ pub fn launch(
     req.stream_options = None;
     let mut trace = TraceRecord::new(
         uuid::Uuid::now_v7().to_string(),
-        common::now_ms(),
+        drive::now_ms(),
         &live.api,
         &live.endpoint,
     );
@@ -105,7 +105,7 @@ pub fn launch(
             bypass_cache: true,
             key: None,
         };
-        if let Err(e) = common::run(&app, req, opts, &mut trace, None).await {
+        if let Err(e) = drive::run(&app, req, opts, &mut trace, None).await {
             account::fail(&mut trace, &e);
         }
         trace.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

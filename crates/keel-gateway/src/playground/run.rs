@@ -14,8 +14,8 @@ use keel_core::money::Nanos;
 use keel_core::trace::{Origin, TraceRecord};
 use serde_json::{Map, Value};
 
-use crate::handlers::common::{self, CallOptions, Served};
 use crate::pipeline::account;
+use crate::pipeline::drive::{self, CallOptions, Served};
 use crate::pipeline::function::render_into;
 use crate::registry::Deployment;
 use crate::state::AppState;
@@ -119,7 +119,7 @@ pub async fn try_side(
     let started = std::time::Instant::now();
     let mut trace = TraceRecord::new(
         uuid::Uuid::now_v7().to_string(),
-        common::now_ms(),
+        drive::now_ms(),
         "openai",
         ENDPOINT,
     );
@@ -136,7 +136,7 @@ pub async fn try_side(
         bypass_cache: true,
         key: None,
     };
-    let result = match common::run(app, req, opts, &mut trace, None).await {
+    let result = match drive::run(app, req, opts, &mut trace, None).await {
         Ok(Served::Whole { resp, .. }) => Ok(resp),
         Ok(Served::Stream(..)) => Err(crate::error::GatewayError::Internal(
             "asked for a whole reply but got a stream".into(),
@@ -145,7 +145,7 @@ pub async fn try_side(
     };
     match &result {
         Ok(resp) => {
-            side.output = Some(common::captured_output(resp));
+            side.output = Some(drive::captured_output(resp));
         }
         Err(e) => {
             account::fail(&mut trace, e);
