@@ -48,10 +48,10 @@ pub async fn chat_completions(
         Ok(b) => (b.bytes, b.hold),
         Err(e) => return common::reject(pending, e, API),
     };
-    common::capture_input(&app, pending.trace(), &bytes);
-    let req: ChatRequest = match parse::parse_json(&bytes)
-        .and_then(|r: ChatRequest| parse::validate_chat(&r, app.is_function(&r.model)).map(|_| r))
-    {
+    let parsed = parse::parse_json(&bytes)
+        .and_then(|r: ChatRequest| parse::validate_chat(&r, app.is_function(&r.model)).map(|_| r));
+    common::capture_input(&app, pending.trace(), bytes);
+    let req: ChatRequest = match parsed {
         Ok(r) => r,
         Err(e) => return common::reject(pending, e, API),
     };

@@ -210,8 +210,14 @@ pub fn insert_header(h: &mut axum::http::HeaderMap, name: &'static str, value: &
 }
 
 /// Keep the request body in the trace when capture is on (lossy for invalid UTF-8).
-pub fn capture_input(app: &AppState, trace: &mut TraceRecord, body: &[u8]) {
+/// Called once the body is parsed: the buffer then has no other owner, so it becomes the
+/// captured text without a copy.
+pub fn capture_input(app: &AppState, trace: &mut TraceRecord, body: bytes::Bytes) {
     if app.capture.keeps_text() {
-        trace.input = Some(String::from_utf8_lossy(body).into_owned());
+        let bytes: Vec<u8> = body.into();
+        trace.input = Some(match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        });
     }
 }

@@ -54,8 +54,7 @@ pub async fn messages(
         Ok(b) => (b.bytes, b.hold),
         Err(e) => return common::reject(pending, e, API),
     };
-    common::capture_input(&app, pending.trace(), &bytes);
-    let req = match parse::parse_json::<MessagesRequest>(&bytes)
+    let parsed = parse::parse_json::<MessagesRequest>(&bytes)
         .and_then(require_max_tokens)
         .and_then(|r| {
             messages_request_to_chat(r).map_err(|e| {
@@ -65,8 +64,9 @@ pub async fn messages(
                 ))
             })
         })
-        .and_then(|r| parse::validate_chat(&r, app.is_function(&r.model)).map(|_| r))
-    {
+        .and_then(|r| parse::validate_chat(&r, app.is_function(&r.model)).map(|_| r));
+    common::capture_input(&app, pending.trace(), bytes);
+    let req = match parsed {
         Ok(r) => r,
         Err(e) => return common::reject(pending, e, API),
     };
