@@ -165,6 +165,14 @@ def test_traces_record_the_function_variant_and_release(quickstart):
     assert t["prompt_version"] in (1, 2)
     assert t["release_id"].startswith("rel_")
     assert "variables" in t["input"]
+    # `traces show` rebuilds what the call sent: the prompt rendered with its variables.
+    shown = keel(project, "traces", "show", t["id"], "--json")
+    assert shown.returncode == 0, shown.stderr
+    sent = json.loads(shown.stdout)["sent_messages"]
+    assert sent and sent[0]["role"] == "system", sent
+    assert "{{" not in json.dumps(sent), sent
+    human = keel(project, "traces", "show", t["id"])
+    assert "--- sent to the provider ---" in human.stdout, human.stdout
 
 
 def test_status_reports_models_and_circuits(quickstart):

@@ -12,6 +12,8 @@
 //!   (the rules live in `keel-governance`); `governance.rs` — starting it;
 //! - `handlers/admin.rs` — `/admin/keys`, `/admin/budgets`;
 //! - `error.rs` — the one error type and its HTTP mapping;
+//! - `rendered.rs` — the messages a traced call sent (its prompt rendered again), for the
+//!   trace page and `keel traces show`;
 //! - `otel/` — OpenTelemetry: span export (GenAI conventions, `traceparent`) and
 //!   `POST /v1/traces` ingest of apps' spans;
 //! - `dashboard/` — the server-rendered dashboard under `/` and `/ui/*`, one module per page;
@@ -37,6 +39,7 @@ pub mod otel;
 pub mod pipeline;
 pub mod playground;
 pub mod registry;
+pub mod rendered;
 pub mod replay;
 pub mod server;
 pub mod state;

@@ -188,6 +188,7 @@ async fn every_page_renders_the_gateways_data() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // One call on each variant, whatever the random split gave the calls above.
+    let mut function_call = String::new();
     for variant in ["control", "candidate"] {
         let body = json!({"model": "support", "variables": {"question": "hi"}});
         let resp = h
@@ -198,6 +199,7 @@ async fn every_page_renders_the_gateways_data() {
             )
             .await;
         assert_eq!(resp.status(), 200);
+        function_call = common::request_id(&resp);
     }
     for i in 0..6 {
         let user = format!("u{}", i % 2);
@@ -308,6 +310,14 @@ async fn every_page_renders_the_gateways_data() {
     assert!(!body.contains(XSS), "input not escaped");
     assert!(body.contains("&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;"));
     assert_eq!(h.get("/ui/traces/no-such-trace").await.status(), 404);
+    // A function call's page shows what was sent: its prompt rendered with the variables
+    // (escaped), not only the variables the app sent.
+    let body = page(&h, &format!("/ui/traces/{function_call}")).await;
+    assert!(body.contains("Sent to the provider"), "{body}");
+    assert!(
+        body.contains("Answer briefly &lt;script&gt;x()&lt;/script&gt;: hi"),
+        "{body}"
+    );
 
     // Prompts: versions, labels, history, diff, releases.
     let body = page(&h, "/ui/prompts").await;

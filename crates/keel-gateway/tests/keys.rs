@@ -313,3 +313,42 @@ async fn a_key_token_limit_counts_prompt_and_output_tokens() {
     assert_eq!(statuses, [200, 200, 200, 429]);
     h.finish().await;
 }
+
+/// A key's own budget is listed with the configured ones (`/admin/budgets`, and the
+/// dashboard's budget panel, which reads the same list) — issue 14, item 19.
+#[tokio::test]
+async fn a_keys_own_budget_is_listed_with_its_use() {
+    let h = with_auth("").await;
+    let (id, key) = create_key(&h, json!({"tenant": "acme", "budget": "10/day"})).await;
+    // Keys reload within `refresh` (100 ms).
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(call(&h, Some(&key), "mock-1", "acme").await.status(), 200);
+    let mut row = None;
+    for _ in 0..50 {
+        let v: Value = h
+            .client
+            .get(h.url("/admin/budgets"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        row = v["budgets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["scope"] == format!("key={id}"))
+            .cloned();
+        if row.as_ref().is_some_and(|r| r["spent_usd"] != "0.00") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let row = row.expect("the key's budget is listed");
+    assert_eq!(row["budget"], format!("key {id}"));
+    assert_eq!(row["limit_usd"], "10.00");
+    assert!(row["hard"].as_bool().unwrap());
+    h.finish().await;
+}

@@ -181,8 +181,15 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         eprintln!("no trace with id `{}` in {}", a.id, config.gateway.store);
         return Ok(ExitCode::from(1));
     };
+    // What the call sent to its provider (a function's prompt rendered again).
+    let sent = keel_gateway::rendered::sent_messages(&conn, &t);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&t)?);
+        let mut v = serde_json::to_value(&t)?;
+        v["sent_messages"] = match &sent {
+            Ok(m) => serde_json::to_value(m)?,
+            Err(_) => serde_json::Value::Null,
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
@@ -218,6 +225,14 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         ("cached tokens", num(t.cached_tokens)),
         ("reasoning tokens", num(t.reasoning_tokens)),
         ("cost", cost_text(&t)),
+        (
+            "usage",
+            if t.usage_estimated {
+                "estimated by Keel (the stream ended without the provider's usage)".into()
+            } else {
+                "as the provider reported it".into()
+            },
+        ),
         ("latency", format!("{} ms", t.latency_ms)),
         (
             "time to first token",
@@ -265,6 +280,15 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         "\n--- input ---\n{}",
         t.input.as_deref().unwrap_or("(not captured)")
     );
+    println!("\n--- sent to the provider ---");
+    match &sent {
+        Ok(messages) => {
+            for m in messages {
+                println!("[{}] {}", m.role, m.text_content());
+            }
+        }
+        Err(why) => println!("(cannot be shown: {why})"),
+    }
     println!(
         "\n--- output ---\n{}",
         t.output.as_deref().unwrap_or("(not captured)")

@@ -24,8 +24,15 @@ pub(crate) async fn budgets_panel(app: &AppState) -> String {
         }
     };
     if list.is_empty() {
-        return "<p class=\"empty\">No budgets configured (<code>[[governance.budgets]]</code>).</p>"
-            .into();
+        let configured = app.governor.config().budgets.len();
+        return if configured == 0 {
+            "<p class=\"empty\">No budgets configured (<code>[[budgets]]</code> in keel.toml, or a key's <code>--budget</code>).</p>".into()
+        } else {
+            format!(
+                "<p class=\"empty\">{configured} budget{} configured (<code>[[budgets]]</code>); none has been used in its current window yet.</p>",
+                if configured == 1 { "" } else { "s" }
+            )
+        };
     }
     let rows: Vec<Vec<String>> = list
         .iter()

@@ -256,17 +256,45 @@ pub async fn page(
             Some(tid) => keel_store::spans::spans_for_trace(c, tid)?,
             None => Vec::new(),
         };
-        Ok(Some((t, spans)))
+        let sent = crate::rendered::sent_messages(c, &t);
+        Ok(Some((t, spans, sent)))
     })
     .await?;
-    let Some((t, spans)) = found else {
+    let Some((t, spans, sent)) = found else {
         return Err(PageError::NotFound(format!(
             "no trace with request id {id}"
         )));
     };
     let mut html = body(&t);
+    html.push_str(&sent_section(&sent));
     html.push_str(&app_spans(&t, &spans));
     Ok(shell(&format!("Trace {}", t.id), "/ui/traces", &html))
+}
+
+/// The messages the call sent to its provider (a function's prompt rendered with the
+/// recorded variables, then the caller's messages: `crate::rendered`).
+fn sent_section(sent: &Result<Vec<keel_core::chat::Message>, String>) -> String {
+    match sent {
+        Ok(messages) => {
+            let rows: Vec<Vec<String>> = messages
+                .iter()
+                .map(|m| {
+                    let text = serde_json::to_value(&m.content)
+                        .map(|v| content(&v))
+                        .unwrap_or_default();
+                    vec![esc(&m.role), format!("<pre>{}</pre>", esc(&text))]
+                })
+                .collect();
+            format!(
+                "<h2>Sent to the provider</h2>{}",
+                table("sent", &["role", "content"], &rows)
+            )
+        }
+        Err(why) => format!(
+            "<h2>Sent to the provider</h2><p class=\"empty\">Cannot be shown: {}</p>",
+            esc(why)
+        ),
+    }
 }
 
 /// The app's spans beside Keel's call: name, service, start relative to the call, duration.

@@ -153,7 +153,7 @@ impl Governor {
     }
 
     /// Every budget bucket of the current windows this gateway has seen (fixed-scope
-    /// budgets always), with its live use.
+    /// budgets always) and every key's own budget, with its live use.
     pub async fn all_budget_use(&self) -> Result<Vec<BudgetUse>, String> {
         let now = now_ms();
         let mut wanted: Vec<(String, String)> = Vec::new();
@@ -175,6 +175,28 @@ impl Governor {
             if let Some(u) = self.budget_use(&name, &v, now).await? {
                 out.push(u);
             }
+        }
+        // Keys' own budgets (`keel keys create --budget`), for keys still in force.
+        let keys: Vec<(String, Nanos, Window)> = self
+            .keys
+            .load()
+            .entries()
+            .filter(|k| !k.revoked && k.expires_at_ms.is_none_or(|e| e > now))
+            .filter_map(|k| k.budget.map(|(limit, w)| (k.id.clone(), limit, w)))
+            .collect();
+        for (id, limit, window) in keys {
+            let span = window.span(now);
+            let bucket = key_bucket(&id, &span.label);
+            let (spent, reserved) = self.backend.usage(&[bucket]).await.map_err(|e| e.0)?[0];
+            out.push(BudgetUse {
+                budget: format!("key {id}"),
+                scope: format!("key={id}"),
+                window: span.label,
+                spent,
+                reserved,
+                limit,
+                hard: true,
+            });
         }
         out.sort_by(|a, b| (&a.budget, &a.scope).cmp(&(&b.budget, &b.scope)));
         Ok(out)
