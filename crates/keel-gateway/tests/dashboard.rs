@@ -310,6 +310,57 @@ async fn every_page_renders_the_gateways_data() {
     assert!(!body.contains(XSS), "input not escaped");
     assert!(body.contains("&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;"));
     assert_eq!(h.get("/ui/traces/no-such-trace").await.status(), 404);
+    // An eval run of the release that served the call: the prompt page shows its pass
+    // rate with its gate verdict.
+    {
+        let store = Store::open(&h.store_path).unwrap();
+        let conn = store.writer_conn().unwrap();
+        let release = loop {
+            if let Some(t) =
+                keel_store::get_trace(&store.reader().unwrap(), &function_call).unwrap()
+            {
+                break t.release_id.unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let at = keel_store::prompts::now_ms();
+        keel_store::evals::create_eval_run(
+            &conn,
+            &NewEvalRun {
+                id: "run_gated".into(),
+                suite: "gated-suite".into(),
+                started_at_ms: at,
+                actor: "test".into(),
+                dataset_hash: "h".into(),
+                role: "candidate".into(),
+                target_json: "{}".into(),
+                function: Some("support".into()),
+                variant: Some("candidate".into()),
+                prompt_name: None,
+                prompt_version: None,
+                model: None,
+                upstream_model: None,
+                release_id: Some(release),
+                repeat: 1,
+            },
+        )
+        .unwrap();
+        keel_store::evals::finish_eval_run(
+            &conn,
+            "run_gated",
+            "done",
+            at + 1,
+            None,
+            Some(false),
+            None,
+        )
+        .unwrap();
+        let body = page(&h, "/ui/prompts/support/answer").await;
+        assert!(
+            body.contains("gated-suite</a> 0.0% · gate <span class=\"tag error\">failed</span>"),
+            "{body}"
+        );
+    }
     // A function call's page shows what was sent: its prompt rendered with the variables
     // (escaped), not only the variables the app sent.
     let body = page(&h, &format!("/ui/traces/{function_call}")).await;

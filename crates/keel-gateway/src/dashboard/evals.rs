@@ -46,7 +46,8 @@ fn target(r: &EvalRun) -> String {
     esc(&parts.join(" · "))
 }
 
-fn gate(g: Option<bool>) -> String {
+/// A run's gate verdict as a tag (shared with the prompt page's release table).
+pub(crate) fn gate(g: Option<bool>) -> String {
     match g {
         Some(true) => "<span class=\"tag ok\">passed</span>".into(),
         Some(false) => "<span class=\"tag error\">failed</span>".into(),

@@ -208,11 +208,13 @@ pub async fn detail(
                     } else {
                         0.0
                     };
+                    // The pass rate means little without the gate it was judged by.
                     format!(
-                        "<a href=\"/ui/evals#{}\">{}</a> {}",
+                        "<a href=\"/ui/evals#{}\">{}</a> {} · gate {}",
                         urlenc(&e.suite),
                         esc(&e.suite),
-                        pct(rate)
+                        pct(rate),
+                        super::evals::gate(e.gate_passed)
                     )
                 })
                 .collect::<Vec<_>>()
