@@ -213,3 +213,11 @@ def test_shadow_report_pairs_live_and_shadow_calls(quickstart):
     assert report["similarity"]["estimate"] == 1.0  # both variants answer alike on the mock
     assert report["judge"]["estimate"] >= 0.8
     assert report["at_parity"] is True, report["reasons"]
+    # The Experiments page computes parity with the same code: same agreement, same verdict.
+    import urllib.request
+    no_judge = json.loads(keel(project, "shadow", "report", "support-answer", "--json").stdout)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui/functions?since=7d", timeout=30) as r:
+        page = r.read().decode()
+    agreement = f"{no_judge['exact_agreement'] * 100:.1f}%"
+    assert agreement in page, (agreement, page)
+    assert "at parity</span>" in page, page

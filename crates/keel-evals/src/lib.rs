@@ -3,7 +3,8 @@
 //! - [`case`] — one dataset case (JSONL line) and the dataset's content hash;
 //! - [`output`] — what a target produced for a case (text, tool calls, cost, latency);
 //! - [`assert`] — every assertion type, each a pure (or judge-backed) scoring of an output;
-//! - [`stats`] — confidence intervals and paired significance tests;
+//! - [`stats`] — confidence intervals and paired significance tests (`keel-stats`, shared
+//!   with the CLI and the dashboard);
 //! - [`compare`] — a run's summary, and a candidate compared with a baseline case by case;
 //! - [`gate`] — the suite's rules, checked against a run and its baseline;
 //! - [`report`] — a run rendered for a terminal, a PR comment, JUnit and JSON;
@@ -18,5 +19,5 @@ pub mod output;
 pub mod playground;
 pub mod report;
 pub mod runner;
-pub mod stats;
+pub use keel_stats::intervals as stats;
 pub mod suite;

@@ -12,6 +12,8 @@
 //!   (the rules live in `keel-governance`); `governance.rs` — starting it;
 //! - `handlers/admin.rs` — `/admin/keys`, `/admin/budgets`;
 //! - `error.rs` — the one error type and its HTTP mapping;
+//! - `parity.rs` — shadow parity, one definition for `keel shadow report` and the
+//!   Experiments page;
 //! - `rendered.rs` — the messages a traced call sent (its prompt rendered again), for the
 //!   trace page and `keel traces show`;
 //! - `otel/` — OpenTelemetry: span export (GenAI conventions, `traceparent`) and
@@ -36,6 +38,7 @@ pub mod handlers;
 pub mod inproc;
 pub mod metrics;
 pub mod otel;
+pub mod parity;
 pub mod pipeline;
 pub mod playground;
 pub mod registry;

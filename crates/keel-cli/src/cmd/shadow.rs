@@ -12,10 +12,9 @@ use anyhow::Result;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::Table;
 use keel_core::money::Nanos;
-use keel_evals::assert::similarity::rouge_l_f1;
-use keel_evals::stats::{bootstrap_mean, percentile, Interval};
+use keel_evals::stats::{bootstrap_mean, Interval};
+use keel_gateway::parity::shadow_parity;
 use keel_store::shadow::{shadow_pairs, ShadowPair};
-use serde::Serialize;
 use serde_json::json;
 
 use crate::since::parse_since;
@@ -38,7 +37,7 @@ pub struct ReportArgs {
     #[arg(long, default_value_t = 5000)]
     limit: usize,
     /// Mean similarity the shadow must reach to be at parity.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = keel_gateway::parity::DEFAULT_THRESHOLD)]
     threshold: f64,
     /// Also have this configured model judge each shadow answer against the live one
     /// (factuality); its mean score must reach --threshold too.
@@ -54,116 +53,6 @@ pub struct ReportArgs {
 pub fn run(cmd: ShadowCommand) -> Result<ExitCode> {
     match cmd {
         ShadowCommand::Report(a) => report(a),
-    }
-}
-
-#[derive(Serialize)]
-struct Side {
-    requests: usize,
-    error_rate: f64,
-    mean_cost_nanos: Option<f64>,
-    latency_p50_ms: Option<f64>,
-    latency_p95_ms: Option<f64>,
-}
-
-#[derive(Serialize)]
-struct Report {
-    function: String,
-    pairs: usize,
-    /// Pairs where both calls succeeded: the basis of agreement.
-    compared: usize,
-    exact_agreement: Option<f64>,
-    similarity: Option<Interval>,
-    live: Side,
-    shadow: Side,
-    /// Over pairs priced on both sides.
-    cost_change_pct: Option<f64>,
-    /// With --judge: the judge's agreement score (factuality of the shadow's answer
-    /// against the live one).
-    judge: Option<Interval>,
-    at_parity: bool,
-    reasons: Vec<String>,
-}
-
-fn side(pairs: &[&ShadowPair], pick: fn(&ShadowPair) -> &keel_store::shadow::ShadowSide) -> Side {
-    let n = pairs.len();
-    let errors = pairs.iter().filter(|p| pick(p).status != "ok").count();
-    let latencies: Vec<f64> = pairs.iter().map(|p| pick(p).latency_ms as f64).collect();
-    let costs: Vec<f64> = pairs
-        .iter()
-        .filter_map(|p| pick(p).cost_nanos)
-        .map(|c| c as f64)
-        .collect();
-    Side {
-        requests: n,
-        error_rate: if n == 0 {
-            0.0
-        } else {
-            errors as f64 / n as f64
-        },
-        mean_cost_nanos: (!costs.is_empty())
-            .then(|| costs.iter().sum::<f64>() / costs.len() as f64),
-        latency_p50_ms: percentile(&latencies, 50.0),
-        latency_p95_ms: percentile(&latencies, 95.0),
-    }
-}
-
-fn build(function: &str, pairs: &[ShadowPair], threshold: f64) -> Report {
-    let all: Vec<&ShadowPair> = pairs.iter().collect();
-    let ok: Vec<&ShadowPair> = pairs
-        .iter()
-        .filter(|p| p.live.status == "ok" && p.shadow.status == "ok")
-        .collect();
-    let text = |o: &Option<String>| o.as_deref().unwrap_or("").trim().to_string();
-    let sims: Vec<f64> = ok
-        .iter()
-        .map(|p| rouge_l_f1(&text(&p.shadow.output), &text(&p.live.output)))
-        .collect();
-    let exact = ok
-        .iter()
-        .filter(|p| text(&p.live.output) == text(&p.shadow.output))
-        .count();
-    let similarity = (!sims.is_empty()).then(|| bootstrap_mean(&sims, 0.95, 2000, 7));
-    let live = side(&all, |p| &p.live);
-    let shadow = side(&all, |p| &p.shadow);
-    let both_priced: Vec<(i64, i64)> = pairs
-        .iter()
-        .filter_map(|p| Some((p.live.cost_nanos?, p.shadow.cost_nanos?)))
-        .collect();
-    let cost_change_pct = {
-        let (l, s) = both_priced.iter().fold((0i64, 0i64), |(a, b), (l, s)| {
-            (a.saturating_add(*l), b.saturating_add(*s))
-        });
-        (l > 0).then(|| (s - l) as f64 * 100.0 / l as f64)
-    };
-    let mut reasons = Vec::new();
-    match &similarity {
-        None => reasons.push("no pair where both calls succeeded".to_string()),
-        Some(iv) if iv.estimate < threshold => reasons.push(format!(
-            "similarity {:.3} [{:.3}–{:.3}] is below {threshold:.2}",
-            iv.estimate, iv.low, iv.high
-        )),
-        Some(_) => {}
-    }
-    if shadow.error_rate > live.error_rate + 0.02 {
-        reasons.push(format!(
-            "shadow error rate {:.1}% vs live {:.1}%",
-            shadow.error_rate * 100.0,
-            live.error_rate * 100.0
-        ));
-    }
-    Report {
-        function: function.to_string(),
-        pairs: pairs.len(),
-        compared: ok.len(),
-        exact_agreement: (!ok.is_empty()).then(|| exact as f64 / ok.len() as f64),
-        similarity,
-        live,
-        shadow,
-        cost_change_pct,
-        judge: None,
-        at_parity: reasons.is_empty(),
-        reasons,
     }
 }
 
@@ -253,7 +142,7 @@ fn report(a: ReportArgs) -> Result<ExitCode> {
     let since = parse_since(&a.since)?;
     let (_store, conn) = super::open_store(&config)?;
     let pairs = shadow_pairs(&conn, &a.function, since, a.limit)?;
-    let mut r = build(&a.function, &pairs, a.threshold);
+    let mut r = shadow_parity(&a.function, &pairs, a.threshold);
     if let (Some(model), false) = (&a.judge, pairs.is_empty()) {
         let store = keel_store::Store::open(&config.gateway.store)?;
         let iv = judge_pairs(&config, &store, model, &pairs, a.judge_limit)?;
@@ -347,63 +236,4 @@ fn report(a: ReportArgs) -> Result<ExitCode> {
         println!("NOT AT PARITY: {}", r.reasons.join("; "));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use keel_store::shadow::ShadowSide;
-
-    fn side(variant: &str, status: &str, out: &str, cost: Option<i64>, ms: u64) -> ShadowSide {
-        ShadowSide {
-            variant: Some(variant.into()),
-            upstream_model: None,
-            prompt_version: Some(1),
-            status: status.into(),
-            error_class: None,
-            output: Some(out.into()),
-            cost_nanos: cost,
-            latency_ms: ms,
-        }
-    }
-
-    fn pair(live: &str, shadow: &str, shadow_status: &str) -> ShadowPair {
-        ShadowPair {
-            live_id: "x".into(),
-            started_at_ms: 1,
-            live: side("control", "ok", live, Some(100), 10),
-            shadow: side("candidate", shadow_status, shadow, Some(150), 20),
-        }
-    }
-
-    #[test]
-    fn identical_answers_are_at_parity_with_the_cost_delta() {
-        let pairs: Vec<_> = (0..20)
-            .map(|_| pair("refunds take 30 days", "refunds take 30 days", "ok"))
-            .collect();
-        let r = build("f", &pairs, 0.8);
-        assert!(r.at_parity, "{:?}", r.reasons);
-        assert_eq!(r.exact_agreement, Some(1.0));
-        assert_eq!(r.cost_change_pct.map(|c| c.round()), Some(50.0));
-    }
-
-    #[test]
-    fn different_answers_or_more_errors_are_not_at_parity() {
-        let pairs: Vec<_> = (0..20)
-            .map(|_| pair("refunds take 30 days", "please contact support", "ok"))
-            .collect();
-        let r = build("f", &pairs, 0.8);
-        assert!(!r.at_parity);
-        assert!(r.reasons[0].contains("similarity"), "{:?}", r.reasons);
-        let mut pairs: Vec<_> = (0..20).map(|_| pair("a b c", "a b c", "ok")).collect();
-        for p in pairs.iter_mut().take(5) {
-            p.shadow.status = "error".into();
-        }
-        let r = build("f", &pairs, 0.8);
-        assert!(
-            r.reasons.iter().any(|m| m.contains("error rate")),
-            "{:?}",
-            r.reasons
-        );
-    }
 }

@@ -20,45 +20,49 @@ use crate::state::AppState;
 /// Most shadow pairs read per function.
 const PAIRS: usize = 500;
 
-fn parity(pairs: &[ShadowPair]) -> String {
+/// The shadow's parity, as `keel shadow report` computes it (`crate::parity`).
+fn parity(function: &str, pairs: &[ShadowPair]) -> String {
     if pairs.is_empty() {
         return "<p class=\"empty\">No shadow pairs in this window.</p>".into();
     }
-    let n = pairs.len() as f64;
-    let same = pairs
-        .iter()
-        .filter(|p| p.live.output.is_some() && p.live.output == p.shadow.output)
-        .count();
-    let errs = |f: fn(&ShadowPair) -> &str| pairs.iter().filter(|p| f(p) == "error").count();
-    let live_err = errs(|p| p.live.status.as_str());
-    let shadow_err = errs(|p| p.shadow.status.as_str());
-    let mean = |f: fn(&ShadowPair) -> Option<i64>| {
-        let v: Vec<i64> = pairs.iter().filter_map(f).collect();
-        (!v.is_empty()).then(|| v.iter().sum::<i64>() as f64 / v.len() as f64)
-    };
-    let cost_live = mean(|p| p.live.cost_nanos);
-    let cost_shadow = mean(|p| p.shadow.cost_nanos);
-    let lat = |f: fn(&ShadowPair) -> u64| pairs.iter().map(f).sum::<u64>() as f64 / n;
-    let cost_delta = match (cost_live, cost_shadow) {
-        (Some(l), Some(s)) if l > 0.0 => format!("{:+.1}%", (s - l) / l * 100.0),
-        _ => "—".into(),
-    };
+    let r = crate::parity::shadow_parity(function, pairs, crate::parity::DEFAULT_THRESHOLD);
+    let opt_pct = |v: Option<f64>| v.map_or_else(|| "—".into(), pct);
+    let similarity = r.similarity.map_or_else(
+        || "—".into(),
+        |s| format!("{:.3} [{:.3}–{:.3}]", s.estimate, s.low, s.high),
+    );
+    let latency = |v: Option<f64>| v.map_or_else(|| "—".into(), |v| ms(v as u64));
     let rows = vec![vec![
-        pairs.len().to_string(),
-        pct(same as f64 / n),
-        format!("{live_err} / {shadow_err}"),
-        cost_delta,
+        r.pairs.to_string(),
+        r.compared.to_string(),
+        opt_pct(r.exact_agreement),
+        similarity,
+        format!("{} / {}", pct(r.live.error_rate), pct(r.shadow.error_rate)),
+        r.cost_change_pct
+            .map_or_else(|| "—".into(), |c| format!("{c:+.1}%")),
         format!(
             "{} → {}",
-            ms(lat(|p| p.live.latency_ms) as u64),
-            ms(lat(|p| p.shadow.latency_ms) as u64)
+            latency(r.live.latency_p50_ms),
+            latency(r.shadow.latency_p50_ms)
         ),
     ]];
+    let verdict = if r.at_parity {
+        format!(
+            "<p><span class=\"tag ok\">at parity</span> (similarity threshold {:.2})</p>",
+            crate::parity::DEFAULT_THRESHOLD
+        )
+    } else {
+        format!(
+            "<p><span class=\"tag error\">not at parity</span> {}</p>",
+            esc(&r.reasons.join("; "))
+        )
+    };
     table(
         "shadow",
-        &["pairs", "identical output", "errors live / shadow", "cost vs live", "mean latency live → shadow"],
+        &["pairs", "both ok", "exact agreement", "similarity (ROUGE-L)", "error rate live / shadow", "cost vs live", "p50 latency live → shadow"],
         &rows,
-    ) + "<p class=\"hint\"><code>keel shadow report FUNCTION</code> gives the full verdict (similarity and thresholds).</p>"
+    ) + &verdict
+        + "<p class=\"hint\">The same figures as <code>keel shadow report FUNCTION</code> (which can also ask a judge model).</p>"
 }
 
 /// `GET /ui/functions`.
@@ -190,7 +194,7 @@ pub async fn page(
                 "<h3>Shadow: {} ({} of live calls)</h3>{}",
                 esc(&s.variant),
                 pct(s.sample),
-                parity(pairs.get(&f.name).map_or(&[][..], Vec::as_slice))
+                parity(&f.name, pairs.get(&f.name).map_or(&[][..], Vec::as_slice))
             );
         }
         body.push_str("</section>");

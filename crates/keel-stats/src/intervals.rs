@@ -364,7 +364,7 @@ pub struct PairedScores {
 /// Paired test of candidate against baseline scores on the same cases, index by index.
 ///
 /// The slices are paired by position; if their lengths differ the extra tail of the longer
-/// one is ignored ([`crate::compare::compare`] always pairs by case id first).
+/// one is ignored (`keel_evals::compare::compare` always pairs by case id first).
 pub fn paired_scores(baseline: &[f64], candidate: &[f64], level: f64, seed: u64) -> PairedScores {
     let differences: Vec<f64> = baseline.iter().zip(candidate).map(|(b, c)| c - b).collect();
     let difference_ci = bootstrap_mean(&differences, level, DEFAULT_RESAMPLES, seed);
@@ -395,5 +395,5 @@ pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
 }
 
 #[cfg(test)]
-#[path = "stats_tests.rs"]
+#[path = "intervals_tests.rs"]
 mod tests;

@@ -1,0 +1,10 @@
+//! The statistics and text measures Keel's figures are made of, in one crate below every
+//! consumer, so the eval gate (`keel-evals`), the CLI and the dashboard (`keel-gateway`)
+//! compute each figure with one implementation.
+//!
+//! - [`intervals`] — confidence intervals (Wilson, bootstrap), paired tests (McNemar,
+//!   Wilcoxon), nearest-rank percentiles;
+//! - [`text`] — text similarity (normalized Levenshtein, ROUGE-L F1).
+
+pub mod intervals;
+pub mod text;
