@@ -3,7 +3,8 @@
 # requests through `keel serve` (release) to a `keel mock-provider` upstream in its own
 # process, whole (non-streamed) replies, full capture; the gateway's peak RSS (VmHWM) is
 # read from /proc after the burst. Run it against another build with KEEL=path/to/keel
-# (e.g. a build of the commit before a change) to compare. Appends to bench/RESULTS.md.
+# (e.g. a build of the commit before a change) to compare; CAP=BYTES sets
+# [gateway] max_inflight_body_bytes (default 256 MiB). Appends to bench/RESULTS.md.
 #
 # Usage: bash bench/body_memory.sh [CONCURRENCY] [BODY_MB]   (default: 32 3.4)
 set -euo pipefail
@@ -28,6 +29,7 @@ cat > "$WORK/keel.toml" <<TOML
 listen = "127.0.0.1:$GW_PORT"
 store = "keel.db"
 max_body_bytes = 8000000
+${CAP:+max_inflight_body_bytes = $CAP}
 
 [providers.up]
 kind = "openai"
@@ -39,13 +41,13 @@ upstream_model = "mock-1"
 input_price_per_mtok = 0.15
 output_price_per_mtok = 0.60
 TOML
-(cd "$WORK" && "$KEEL" serve --config keel.toml >"$WORK/serve.log" 2>&1) &
-pids+=($!)
+(cd "$WORK" && exec "$KEEL" serve --config keel.toml >"$WORK/serve.log" 2>&1) &
+GW_PID=$!
+pids+=("$GW_PID")
 for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$GW_PORT/health" >/dev/null 2>&1 && break
   sleep 0.1
 done
-GW_PID=$(pgrep -f "serve --config keel.toml" | head -1)
 idle=$(awk '/VmRSS/ {print $2}' "/proc/$GW_PID/status")
 out=$(python3 - "$GW_PORT" "$N" "$MB" <<'PY'
 import json, sys, threading, time, urllib.request
