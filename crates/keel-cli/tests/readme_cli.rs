@@ -175,3 +175,148 @@ fn every_quickstart_command_in_the_readme_works_verbatim_on_a_fresh_copy() {
         }
     }
 }
+
+/// The `run:` steps of a GitHub Actions workflow, in order: (step name, env, script).
+/// Enough YAML for the example: `- name:`/`- uses:` start a step, `run: |` takes the
+/// more-indented lines after it, `env:` a block of `KEY: value` lines.
+fn workflow_steps(yaml: &str) -> Vec<(String, Vec<(String, String)>, String)> {
+    let mut steps = Vec::new();
+    let mut name = String::new();
+    let mut env = Vec::new();
+    let mut lines = yaml.lines().peekable();
+    while let Some(line) = lines.next() {
+        let t = line.trim_start();
+        let indent = line.len() - t.len();
+        if let Some(rest) = t.strip_prefix("- ") {
+            name = rest.strip_prefix("name: ").unwrap_or(rest).to_string();
+            env.clear();
+        } else if t == "env:" {
+            while let Some(next) = lines.peek() {
+                let nt = next.trim_start();
+                if next.len() - nt.len() <= indent || nt.is_empty() {
+                    break;
+                }
+                let (k, v) = nt.split_once(": ").unwrap();
+                env.push((k.to_string(), v.to_string()));
+                lines.next();
+            }
+        } else if let Some(rest) = t.strip_prefix("run: ") {
+            let mut script = String::new();
+            if rest == "|" {
+                while let Some(next) = lines.peek() {
+                    let nt = next.trim_start();
+                    if !nt.is_empty() && next.len() - nt.len() <= indent {
+                        break;
+                    }
+                    script.push_str(nt);
+                    script.push('\n');
+                    lines.next();
+                }
+            } else {
+                script = rest.to_string();
+            }
+            steps.push((name.clone(), env.clone(), script));
+        }
+    }
+    steps
+}
+
+/// GitHub's `${{ … }}` expressions as a pull request from `base` would see them.
+fn expand(text: &str, base: &str) -> String {
+    let mut out = text.replace("${{ github.event.pull_request.base.sha }}", base);
+    while let Some(start) = out.find("${{") {
+        let end = out[start..].find("}}").map_or(out.len(), |e| start + e + 2);
+        out.replace_range(start..end, "");
+    }
+    out
+}
+
+/// Run the example workflow's steps in `repo` (checked out at the pull request, with
+/// `base` its base commit), `keel` on the PATH; returns the gate step's exit code.
+fn run_workflow(repo: &Path, base: &str) -> i32 {
+    let yaml = fs::read_to_string(repo_root().join("examples/ci/keel-eval-gate.yml")).unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_keel"), bin.path().join("keel")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut gate = None;
+    for (name, env, script) in workflow_steps(&yaml) {
+        if script.starts_with("cargo install") {
+            continue; // the binary under test is on the PATH instead
+        }
+        let mut cmd = Command::new("bash");
+        cmd.args(["-e", "-c", &expand(&script, base)])
+            .current_dir(repo)
+            .env("PATH", &path)
+            .env_remove("KEEL_CONFIG")
+            .env_remove("KEEL_ACTOR");
+        for (k, v) in env {
+            cmd.env(k, expand(&v, base));
+        }
+        let out = cmd.output().unwrap();
+        if name == "Run the gate" {
+            gate = out.status.code();
+            fs::write(repo.join("gate.log"), stdout_and_stderr(&out)).unwrap();
+        } else {
+            assert!(
+                out.status.success(),
+                "workflow step `{name}` failed:\n{}",
+                stdout_and_stderr(&out)
+            );
+        }
+    }
+    gate.expect("the workflow has a step named `Run the gate`")
+}
+
+fn head(repo: &Path) -> String {
+    let out = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn the_ci_example_gates_pull_requests_from_a_fresh_repository() {
+    // A repository with no prompts yet; the first pull request adds the quickstart.
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path();
+    fs::write(dir.join("README.md"), "an app\n").unwrap();
+    fs::write(dir.join(".gitignore"), "keel.db*\neval-*\ngate.log\n").unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "an app"]);
+    let empty_base = head(dir);
+    copy_dir(&repo_root().join("examples/quickstart"), dir);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "add keel"]);
+    let gate = run_workflow(dir, &empty_base);
+    let log = fs::read_to_string(dir.join("gate.log")).unwrap();
+    assert_eq!(gate, 0, "first pull request, fresh store:\n{log}");
+    assert!(dir.join("eval-report.md").exists() && dir.join("eval-junit.xml").exists());
+
+    // The next pull request breaks the prompt: a fresh store again (each CI job starts
+    // empty), the base commit's prompt is the baseline, and the gate blocks it.
+    let merged = head(dir);
+    for f in ["keel.db", "keel.db-wal", "keel.db-shm", "eval-report.md"] {
+        let _ = fs::remove_file(dir.join(f));
+    }
+    let prompt = dir.join("prompts/support/answer.toml");
+    let src = fs::read_to_string(&prompt).unwrap();
+    fs::write(
+        &prompt,
+        src.replace("{{ question }}", "{{ question | upper }}"),
+    )
+    .unwrap();
+    git(dir, &["commit", "-q", "-am", "shout the question"]);
+    let gate = run_workflow(dir, &merged);
+    let log = fs::read_to_string(dir.join("gate.log")).unwrap();
+    assert_eq!(gate, 1, "a regressing pull request:\n{log}");
+    assert!(log.contains("GATE FAILED"), "{log}");
+    let report = fs::read_to_string(dir.join("eval-report.md")).unwrap();
+    assert!(report.contains("(regression)"), "{report}");
+}

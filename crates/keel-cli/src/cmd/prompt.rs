@@ -46,8 +46,12 @@ pub struct PushArgs {
     #[arg(long)]
     author: Option<String>,
     /// Why (default: the subject of the last git commit of each file).
-    #[arg(long, short = 'm')]
+    #[arg(long, short = 'm', visible_alias = "reason")]
     message: Option<String>,
+    /// Also point this label at each prompt's pushed version (created or unchanged),
+    /// recorded like `keel prompt label`: how CI builds its baseline in a fresh store.
+    #[arg(long, value_name = "LABEL")]
+    label: Option<String>,
     /// Show what would be pushed without writing.
     #[arg(long)]
     dry_run: bool,
@@ -189,6 +193,15 @@ fn push(a: PushArgs) -> Result<ExitCode> {
             PushOutcome::Created(v) => ("created", v),
             PushOutcome::Unchanged(v) => ("unchanged", v),
         };
+        let moved = match (&a.label, a.dry_run) {
+            (Some(label), false) => {
+                match keel_store::set_label(&conn, name, version, label, &author, &reason) {
+                    Ok(out) => Some((label.as_str(), out)),
+                    Err(e) => return refused(e, a.json),
+                }
+            }
+            _ => None,
+        };
         if !a.json {
             let would = if a.dry_run { "would be " } else { "" };
             match outcome {
@@ -197,10 +210,14 @@ fn push(a: PushArgs) -> Result<ExitCode> {
                 }
                 PushOutcome::Unchanged(v) => println!("{name}: unchanged (v{v})"),
             }
+            if let Some((label, out)) = moved {
+                report_move(name, label, out, &author, false);
+            }
         }
         results.push(
             json!({"name": name, "outcome": word, "version": version, "content_hash": hash,
-            "author": author, "reason": reason, "commit_id": commit_id}),
+            "author": author, "reason": reason, "commit_id": commit_id,
+            "label": moved.map(|(l, out)| json!({"label": l, "from_version": out.from_version, "to_version": out.to_version}))}),
         );
     }
     if a.json {
