@@ -173,10 +173,13 @@ fn push(a: PushArgs) -> Result<ExitCode> {
         let commit_id = commit.map(|c| c.commit_id);
         let hash = prompt.content_hash();
         let outcome = if a.dry_run {
-            match keel_store::latest_version(&conn, name)? {
-                Some(v) if v.content_hash == hash => PushOutcome::Unchanged(v.version),
-                Some(v) => PushOutcome::Created(v.version + 1),
-                None => PushOutcome::Created(1),
+            match (
+                keel_store::version_by_hash(&conn, name, &hash)?,
+                keel_store::latest_version(&conn, name)?,
+            ) {
+                (Some(v), _) => PushOutcome::Unchanged(v),
+                (None, Some(v)) => PushOutcome::Created(v.version + 1),
+                (None, None) => PushOutcome::Created(1),
             }
         } else {
             keel_store::push_version(
