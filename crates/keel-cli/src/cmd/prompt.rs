@@ -128,15 +128,23 @@ pub fn print_issues(errors: &[PromptIssue], json_out: bool) {
     if json_out {
         println!("{}", json!({"ok": false, "errors": issues_json(errors)}));
     } else {
-        for e in errors {
-            eprintln!("error: {e}");
-        }
-        eprintln!(
-            "{} error{} in the prompts folder",
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" }
-        );
+        print_errors_in(errors, "the prompts folder");
     }
+}
+
+/// Each error on stderr, then how many there are in `place` (nothing when none).
+pub fn print_errors_in(errors: &[PromptIssue], place: &str) {
+    if errors.is_empty() {
+        return;
+    }
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    eprintln!(
+        "{} error{} in {place}",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
 }
 
 pub fn issues_json(issues: &[PromptIssue]) -> Vec<serde_json::Value> {
