@@ -42,7 +42,8 @@ pub enum PromptCommand {
 pub struct PushArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// Author of the new versions (default: the last git commit of each file, else $USER).
+    /// Author of the new versions (default: the last git commit of each file, else $USER;
+    /// required with --reason when a file has uncommitted changes).
     #[arg(long)]
     author: Option<String>,
     /// Why (default: the subject of the last git commit of each file).
@@ -165,9 +166,42 @@ fn push(a: PushArgs) -> Result<ExitCode> {
         }
     };
     let conn = open_writer(&config)?;
+    // Content that would be a new version but differs from its file's last commit: that
+    // commit's author and message do not describe it, so they are never credited.
+    let mut uncommitted = std::collections::BTreeSet::new();
+    for (name, prompt) in &set.prompts {
+        let new = keel_store::version_by_hash(&conn, name, &prompt.content_hash())?.is_none();
+        if new && set.files.get(name).is_some_and(|f| git::uncommitted(f)) {
+            uncommitted.insert(name.clone());
+        }
+    }
+    if !uncommitted.is_empty() && (a.author.is_none() || a.message.is_none()) {
+        let files: Vec<String> = uncommitted
+            .iter()
+            .filter_map(|n| set.files.get(n).map(|f| f.display().to_string()))
+            .collect();
+        let message = format!(
+            "uncommitted changes in {}: the last commit's author and message do not describe them — commit first, or pass --author and --reason to push the content as uncommitted",
+            files.join(", ")
+        );
+        if a.json {
+            println!(
+                "{}",
+                json!({"ok": false, "error": message, "uncommitted": files})
+            );
+        } else {
+            eprintln!("error: {message}");
+        }
+        return Ok(ExitCode::from(1));
+    }
     let mut results = Vec::new();
     for (name, prompt) in &set.prompts {
-        let commit = set.files.get(name).and_then(|f| git::last_commit(f));
+        let is_uncommitted = uncommitted.contains(name);
+        let commit = set
+            .files
+            .get(name)
+            .filter(|_| !is_uncommitted)
+            .and_then(|f| git::last_commit(f));
         let author = a
             .author
             .clone()
@@ -217,7 +251,8 @@ fn push(a: PushArgs) -> Result<ExitCode> {
             let would = if a.dry_run { "would be " } else { "" };
             match outcome {
                 PushOutcome::Created(v) => {
-                    println!("{name}: {would}created v{v} ({author}: {reason})")
+                    let note = if is_uncommitted { "; uncommitted" } else { "" };
+                    println!("{name}: {would}created v{v} ({author}: {reason}{note})")
                 }
                 PushOutcome::Unchanged(v) => println!("{name}: unchanged (v{v})"),
             }
@@ -227,7 +262,7 @@ fn push(a: PushArgs) -> Result<ExitCode> {
         }
         results.push(
             json!({"name": name, "outcome": word, "version": version, "content_hash": hash,
-            "author": author, "reason": reason, "commit_id": commit_id,
+            "author": author, "reason": reason, "commit_id": commit_id, "uncommitted": is_uncommitted,
             "label": moved.map(|(l, out)| json!({"label": l, "from_version": out.from_version, "to_version": out.to_version}))}),
         );
     }
