@@ -176,10 +176,17 @@ fn every_quickstart_command_in_the_readme_works_verbatim_on_a_fresh_copy() {
     }
 }
 
-/// The `run:` steps of a GitHub Actions workflow, in order: (step name, env, script).
-/// Enough YAML for the example: `- name:`/`- uses:` start a step, `run: |` takes the
-/// more-indented lines after it, `env:` a block of `KEY: value` lines.
-fn workflow_steps(yaml: &str) -> Vec<(String, Vec<(String, String)>, String)> {
+/// One `run:` step of a workflow.
+struct Step {
+    name: String,
+    env: Vec<(String, String)>,
+    script: String,
+}
+
+/// The `run:` steps of a GitHub Actions workflow, in order. Enough YAML for the example:
+/// `- name:`/`- uses:` start a step, `run: |` takes the more-indented lines after it,
+/// `env:` a block of `KEY: value` lines.
+fn workflow_steps(yaml: &str) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut name = String::new();
     let mut env = Vec::new();
@@ -215,7 +222,11 @@ fn workflow_steps(yaml: &str) -> Vec<(String, Vec<(String, String)>, String)> {
             } else {
                 script = rest.to_string();
             }
-            steps.push((name.clone(), env.clone(), script));
+            steps.push(Step {
+                name: name.clone(),
+                env: env.clone(),
+                script,
+            });
         }
     }
     steps
@@ -243,7 +254,7 @@ fn run_workflow(repo: &Path, base: &str) -> i32 {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut gate = None;
-    for (name, env, script) in workflow_steps(&yaml) {
+    for Step { name, env, script } in workflow_steps(&yaml) {
         if script.starts_with("cargo install") {
             continue; // the binary under test is on the PATH instead
         }

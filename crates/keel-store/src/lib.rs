@@ -57,8 +57,8 @@ pub use replays::{
     ReplayRun, ReplayRunDetail,
 };
 pub use report::{
-    build_report, CallerKind, CallerRow, Cost, GroupRow, GroupStats, Percentiles, Report,
-    ReportWindow, UnpricedModel,
+    build_report, previous_period, CallerKind, CallerRow, Cost, GroupRow, GroupStats, Percentiles,
+    PreviousPeriod, Report, ReportWindow, UnpricedModel,
 };
 pub use report_render::{render_markdown, render_table};
 pub use rusqlite::Connection;

@@ -35,6 +35,17 @@ pub struct Report {
     pub budgets: Vec<crate::spend::BudgetRow>,
     /// Per model, the calls with tokens but no known price.
     pub unpriced: Vec<UnpricedModel>,
+    /// The previous period's totals, for comparison (the monthly review: the month
+    /// before); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousPeriod>,
+}
+
+/// Another window's totals, shown beside this one's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreviousPeriod {
+    pub window: ReportWindow,
+    pub totals: GroupStats,
 }
 
 impl Report {
@@ -194,10 +205,7 @@ pub fn build_report(
         return Err(StoreError::InvalidWindow { since_ms, until_ms });
     }
     let window = Window { since_ms, until_ms };
-    let totals = breakdown(conn, window, Dimension::All)?
-        .pop()
-        .map(|row| row.stats)
-        .unwrap_or_else(|| finish(Sums::default(), Vec::new(), Vec::new()));
+    let totals = totals(conn, window)?;
     Ok(Report {
         title: "Keel report".to_string(),
         window: ReportWindow {
@@ -215,7 +223,39 @@ pub fn build_report(
         top_by_tokens_per_call: top_callers(conn, window, top_n, CallerOrder::TokensPerCall)?,
         budgets: Vec::new(),
         unpriced: unpriced(conn, window)?,
+        previous: None,
     })
+}
+
+/// The totals over `[since_ms, until_ms)`, to compare a report with (see
+/// [`Report::previous`]).
+pub fn previous_period(
+    conn: &Connection,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<PreviousPeriod, StoreError> {
+    if since_ms >= until_ms {
+        return Err(StoreError::InvalidWindow { since_ms, until_ms });
+    }
+    let window = Window { since_ms, until_ms };
+    let totals = totals(conn, window)?;
+    Ok(PreviousPeriod {
+        window: ReportWindow {
+            since_ms,
+            until_ms,
+            since: rfc3339(since_ms),
+            until: rfc3339(until_ms),
+        },
+        totals,
+    })
+}
+
+/// Every request of the window, as one group.
+fn totals(conn: &Connection, window: Window) -> Result<GroupStats, StoreError> {
+    Ok(breakdown(conn, window, Dimension::All)?
+        .pop()
+        .map(|row| row.stats)
+        .unwrap_or_else(|| finish(Sums::default(), Vec::new(), Vec::new())))
 }
 
 #[derive(Debug, Clone, Copy)]
