@@ -90,4 +90,8 @@ fn the_monthly_review_compares_with_the_month_before() {
     assert!(text.contains("+50.0%"), "{text}");
     let md = KEEL.stdout_ok(dir.path(), &["report", "--month", "2026-10", "--markdown"]);
     assert!(md.contains("### Compared with the previous period"), "{md}");
+    assert!(
+        md.contains("> previous: 2026-09-01 00:00 UTC"),
+        "not a warning: {md}"
+    );
 }

@@ -38,14 +38,7 @@ pub struct Report {
     /// The previous period's totals, for comparison (the monthly review: the month
     /// before); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub previous: Option<PreviousPeriod>,
-}
-
-/// Another window's totals, shown beside this one's.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PreviousPeriod {
-    pub window: ReportWindow,
-    pub totals: GroupStats,
+    pub previous: Option<crate::report_compare::PreviousPeriod>,
 }
 
 impl Report {
@@ -227,31 +220,8 @@ pub fn build_report(
     })
 }
 
-/// The totals over `[since_ms, until_ms)`, to compare a report with (see
-/// [`Report::previous`]).
-pub fn previous_period(
-    conn: &Connection,
-    since_ms: i64,
-    until_ms: i64,
-) -> Result<PreviousPeriod, StoreError> {
-    if since_ms >= until_ms {
-        return Err(StoreError::InvalidWindow { since_ms, until_ms });
-    }
-    let window = Window { since_ms, until_ms };
-    let totals = totals(conn, window)?;
-    Ok(PreviousPeriod {
-        window: ReportWindow {
-            since_ms,
-            until_ms,
-            since: rfc3339(since_ms),
-            until: rfc3339(until_ms),
-        },
-        totals,
-    })
-}
-
 /// Every request of the window, as one group.
-fn totals(conn: &Connection, window: Window) -> Result<GroupStats, StoreError> {
+pub(crate) fn totals(conn: &Connection, window: Window) -> Result<GroupStats, StoreError> {
     Ok(breakdown(conn, window, Dimension::All)?
         .pop()
         .map(|row| row.stats)
@@ -259,9 +229,9 @@ fn totals(conn: &Connection, window: Window) -> Result<GroupStats, StoreError> {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Window {
-    since_ms: i64,
-    until_ms: i64,
+pub(crate) struct Window {
+    pub(crate) since_ms: i64,
+    pub(crate) until_ms: i64,
 }
 
 /// Reports cover live traffic: eval and replay calls are traced but kept apart.
@@ -562,7 +532,7 @@ fn unpriced(conn: &Connection, w: Window) -> Result<Vec<UnpricedModel>, StoreErr
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {

@@ -12,7 +12,8 @@ use std::fmt::Write as _;
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 use keel_core::money::Nanos;
 
-use crate::report::{GroupRow, GroupStats, Percentiles, PreviousPeriod, Report, ReportWindow};
+use crate::report::{GroupRow, GroupStats, Percentiles, Report, ReportWindow};
+use crate::report_compare::PreviousPeriod;
 
 const GROUP_HEADER: [&str; 9] = [
     "requests",
@@ -37,6 +38,8 @@ struct Section {
     empty: &'static str,
     /// A paragraph under the title.
     note: Option<String>,
+    /// Whether the note is a warning (flagged as one in markdown).
+    warning: bool,
 }
 
 /// The report for a terminal.
@@ -85,7 +88,8 @@ pub fn render_markdown(report: &Report) -> String {
     for section in sections(report) {
         let _ = writeln!(out, "\n### {}\n", section.title);
         if let Some(note) = &section.note {
-            let _ = writeln!(out, "> ⚠️ {note}\n");
+            let flag = if section.warning { "⚠️ " } else { "" };
+            let _ = writeln!(out, "> {flag}{note}\n");
         }
         if section.rows.is_empty() {
             let _ = writeln!(out, "{}", section.empty);
@@ -126,6 +130,7 @@ fn sections(report: &Report) -> Vec<Section> {
             .collect(),
         empty: "(none)",
         note: None,
+        warning: false,
     };
     let mut out = vec![Section {
         title: "Totals",
@@ -134,6 +139,7 @@ fn sections(report: &Report) -> Vec<Section> {
         rows: vec![group_cells(&report.totals)],
         empty: "",
         note: None,
+        warning: false,
     }];
     if let Some(prev) = &report.previous {
         out.push(comparison(&report.totals, prev));
@@ -173,6 +179,7 @@ fn sections(report: &Report) -> Vec<Section> {
                 .collect(),
             empty: "(none)",
             note: None,
+            warning: false,
         },
         Section {
             title: "Top callers by tokens per call",
@@ -195,6 +202,7 @@ fn sections(report: &Report) -> Vec<Section> {
                 .collect(),
             empty: "(none)",
             note: None,
+            warning: false,
         },
         Section {
             title: "Budgets (current windows)",
@@ -217,6 +225,7 @@ fn sections(report: &Report) -> Vec<Section> {
                 .collect(),
             empty: "No budgets are configured ([[budgets]] in keel.toml, or keel keys create --budget).",
             note: None,
+            warning: false,
         },
         Section {
             title: "Unpriced calls",
@@ -236,6 +245,7 @@ fn sections(report: &Report) -> Vec<Section> {
                 .collect(),
             empty: "None: every call with usage had a known price.",
             note: unpriced_note(report),
+            warning: true,
         },
     ]);
     out
@@ -298,6 +308,7 @@ fn comparison(now: &GroupStats, prev: &PreviousPeriod) -> Section {
         ],
         empty: "",
         note: Some(format!("previous: {}", window_line_of(&prev.window))),
+        warning: false,
     }
 }
 
