@@ -73,9 +73,11 @@ impl Config {
             );
             // Serde stops at the first unknown key: collect every other one too.
             if err.issues[0].message.starts_with("unknown field `") {
+                // Read as a value, tables may come in another order: use that reading
+                // when it found the same key (its hints are the same "did you mean").
                 let all = unknown::unknown_keys(text);
-                if all.len() > 1 && all[0].path == err.issues[0].path {
-                    err.issues.extend(all.into_iter().skip(1));
+                if all.iter().any(|i| i.path == err.issues[0].path) {
+                    err.issues = all;
                 }
             }
             err
