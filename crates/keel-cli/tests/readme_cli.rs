@@ -44,6 +44,7 @@ fn readme_blocks() -> Vec<(String, Vec<String>)> {
 
 fn git(dir: &Path, args: &[&str]) {
     let out = Command::new("git")
+        .args(["-c", "commit.gpgsign=false"])
         .args(args)
         .current_dir(dir)
         .env("GIT_AUTHOR_NAME", "you")
