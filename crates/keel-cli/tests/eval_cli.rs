@@ -16,7 +16,15 @@ const KEEL: Keel = Keel::with_env(&[("KEEL_ACTOR", "ci")]);
 fn the_gate_passes_blocks_a_bad_prompt_and_refuses_a_changed_dataset() {
     let (_guard, dir) = quickstart();
     KEEL.push_and_label_production(&dir, &["--author", "t", "--message", "m"], "launch");
-    // Unlocked: exit 2 with the fix.
+    // The quickstart ships locked; without its lock, a run is refused (exit 2) with the fix.
+    let suite = dir.join("evals/support.toml");
+    let locked = fs::read_to_string(&suite).unwrap();
+    assert!(locked.contains("hash = \"sha256:"), "{locked}");
+    let unlocked: Vec<&str> = locked
+        .lines()
+        .filter(|l| !l.starts_with("hash = "))
+        .collect();
+    fs::write(&suite, unlocked.join("\n")).unwrap();
     let o = KEEL.run(&dir, &["eval", "run", "support"]);
     assert_eq!(o.status.code(), Some(2), "{}", stdout_and_stderr(&o));
     assert!(

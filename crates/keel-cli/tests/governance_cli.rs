@@ -145,6 +145,12 @@ fn a_key_is_shown_once_stored_as_a_hash_rotated_revoked_and_audited() {
     KEEL.stdout_ok(p, &["keys", "revoke", &id, "-m", "left the project"]);
     let list = KEEL.json_ok(p, &["keys", "list", "--all"]);
     assert!(list["keys"][0]["revoked_at_ms"].is_i64(), "{list}");
+    // Without --all the revoked key is not listed, and the output says where it is.
+    let plain = KEEL.stdout_ok(p, &["keys", "list"]);
+    assert!(
+        plain.contains("1 revoked or expired") && plain.contains("keel keys list --all"),
+        "{plain}"
+    );
 
     // Neither secret is anywhere in the store's files.
     for f in std::fs::read_dir(p).unwrap() {

@@ -110,6 +110,59 @@ fn git(dir: &Path, args: &[&str]) {
 }
 
 #[test]
+fn uncommitted_content_is_never_credited_to_the_last_commit() {
+    let dir = project();
+    git(dir.path(), &["init", "-q"]);
+    git(dir.path(), &["add", "prompts"]);
+    git(
+        dir.path(),
+        &["commit", "-q", "-m", "Answer prompt: be concise"],
+    );
+    KEEL.json_ok(dir.path(), &["prompt", "push"]);
+    // Edited after the commit: refused without an author and a reason.
+    let file = dir.path().join("prompts/support/answer.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("support agent", "helpful support agent"),
+    )
+    .unwrap();
+    let out = KEEL.run(dir.path(), &["prompt", "push"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("uncommitted") && err.contains("--author") && err.contains("--reason"),
+        "{err}"
+    );
+    let history = KEEL.json_ok(dir.path(), &["prompt", "history", "support/answer"]);
+    assert!(!history.to_string().contains("\"version\":2"), "{history}");
+    // With both: pushed as uncommitted, with no commit credited.
+    let out = KEEL.stdout_ok(
+        dir.path(),
+        &[
+            "prompt",
+            "push",
+            "--author",
+            "Ann",
+            "--reason",
+            "trying a tone",
+        ],
+    );
+    assert!(
+        out.contains("created v2 (Ann: trying a tone; uncommitted)"),
+        "{out}"
+    );
+    let shown = KEEL.json_ok(dir.path(), &["prompt", "show", "support/answer"]);
+    assert_eq!(shown["version"], 2);
+    assert_eq!(shown["author"], "Ann");
+    assert_eq!(shown["reason"], "trying a tone");
+    assert_eq!(shown["commit_id"], serde_json::Value::Null);
+    // Pushing it again is no new version, so nothing needs to be said.
+    let again = KEEL.stdout_ok(dir.path(), &["prompt", "push"]);
+    assert!(again.contains("unchanged (v2)"), "{again}");
+}
+
+#[test]
 fn author_reason_and_commit_come_from_git() {
     let dir = project();
     git(dir.path(), &["init", "-q"]);

@@ -194,3 +194,40 @@ fn unknown_prompt_version_or_label_names_the_fix() {
     );
     assert!(text.contains("no cost projection"), "{text}");
 }
+
+#[test]
+fn impact_measures_the_prompts_folder_before_any_push() {
+    let dir = project(3000, "fast", "gpt-4o-mini");
+    // The pull request's edit, in the folder only: 400 tokens more than v1, not pushed.
+    let longer = SUPPORT_ANSWER.replace(
+        "for {{ product }}.",
+        &format!("for {{{{ product }}}}.{}", " token".repeat(400)),
+    );
+    write_prompt(dir.path(), "support/answer.toml", &longer);
+    let j = KEEL.json_ok(dir.path(), &["prompt", "impact", "support/answer"]);
+    assert_eq!(j["baseline"], 1, "{j}");
+    assert_eq!(j["candidate"], 0, "not pushed: {j}");
+    assert_eq!(j["candidate_source"], "prompts_folder");
+    assert_eq!(j["tokens"][0]["delta"], 400.0);
+    assert_eq!(j["monthly_change_usd"], "+0.18");
+    let text = KEEL.stdout_ok(dir.path(), &["prompt", "impact", "support/answer"]);
+    assert!(
+        text.contains("support/answer: v1 → the prompts folder (not pushed)"),
+        "{text}"
+    );
+    // Nothing was pushed by measuring it.
+    let list = KEEL.json_ok(dir.path(), &["prompt", "history", "support/answer"]);
+    assert!(!list.to_string().contains("\"version\":3"), "{list}");
+
+    // Folder content that was pushed is named by its version.
+    write_prompt(dir.path(), "support/answer.toml", SUPPORT_ANSWER);
+    let j = KEEL.json_ok(
+        dir.path(),
+        &["prompt", "impact", "support/answer", "--against", "2"],
+    );
+    assert_eq!(
+        (j["baseline"].clone(), j["candidate"].clone()),
+        (2.into(), 1.into())
+    );
+    assert_eq!(j["monthly_change_usd"], "-0.09");
+}

@@ -17,7 +17,8 @@ pub enum GatewayError {
     BodyTooLarge { limit: usize },
     #[error("the client did not send the request body within {0:?}")]
     BodyTimeout(std::time::Duration),
-    #[error("The model `{model}` does not exist. Configured models: {known}")]
+    /// `known`: "models: a, b; functions: f" — what the caller may send as `model`.
+    #[error("The model `{model}` does not exist. Configured {known}")]
     ModelNotFound { model: String, known: String },
     /// The request's `variables` do not fit the prompt's declarations.
     #[error("{0}")]

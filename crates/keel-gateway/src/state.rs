@@ -40,6 +40,8 @@ pub struct AppState {
     pub models: HashMap<String, ModelRoute>,
     /// Comma-separated model names, for "model not found" messages.
     pub model_list: String,
+    /// Comma-separated function names, for the same messages (a caller may have meant one).
+    pub function_list: String,
     pub writer: TraceWriter,
     /// What each function variant serves now (refreshed off the request path).
     pub registry: Arc<Registry>,
@@ -178,6 +180,12 @@ impl AppState {
             );
         }
         let model_list = config.models.keys().cloned().collect::<Vec<_>>().join(", ");
+        let function_list = config
+            .functions
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         let mut model_metrics = HashMap::new();
         for m in config.models.values() {
             model_metrics.insert(
@@ -227,6 +235,7 @@ impl AppState {
             config,
             models,
             model_list,
+            function_list,
             writer,
             registry,
             metrics,

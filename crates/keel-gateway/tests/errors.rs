@@ -133,14 +133,24 @@ async fn ten_megabyte_body_is_413() {
 }
 
 #[tokio::test]
-async fn unknown_model_is_404_naming_the_configured_models() {
-    let h = Harness::start().await;
+async fn unknown_model_is_404_naming_the_configured_models_and_functions() {
+    let h = Harness::with(Options {
+        extra: "[functions.support-answer]\n[[functions.support-answer.variants]]\n\
+                name = \"control\"\nprompt = \"support/answer\"\nmodel = \"local\"\nweight = 1\n"
+            .into(),
+        ..Options::default()
+    })
+    .await;
     let resp = h.chat(&chat_body("gpt-17", "hi")).await;
     let (id, msg) = expect_error(resp, 404, "model_not_found").await;
     assert!(msg.contains("gpt-17"), "{msg}");
     for m in MODELS {
         assert!(msg.contains(m), "the message lists `{m}`: {msg}");
     }
+    assert!(
+        msg.contains("functions: support-answer"),
+        "the message lists the functions a caller may have meant: {msg}"
+    );
     still_serving(&h).await;
     let (_, traces) = h.finish().await;
     let t = trace(&traces, &id);

@@ -3,6 +3,8 @@
 //!
 //! Terms match whole words only (no letter or digit on either side after normalisation) and
 //! are combined into one regex, longest first, so a text is scanned once for all terms.
+//! Between a term's words any run of separators matches, or none: "wire transfer" also
+//! finds `Wire-Transfer`, `W1RE-TRANSFER`, `wire_transfer` and `wiretransfer`.
 //! Regexes run case-insensitively on the normalised text and are not limited to whole words;
 //! write them in plain lower-case. Mind the leet fold: `l` reads as `i` (write `ki[li]+`), and
 //! the digits 0 1 3 4 5 7 read as letters, so `\d` only ever matches 2, 6, 8 and 9 — banned
@@ -26,7 +28,7 @@ pub struct TermMatch {
 #[derive(Debug, Clone)]
 pub struct TermMatcher {
     terms: Option<Regex>,
-    /// Normalised term -> the term as configured.
+    /// Normalised term without separators -> the term as configured.
     term_names: HashMap<String, String>,
     regexes: Vec<(String, Regex)>,
 }
@@ -34,18 +36,31 @@ pub struct TermMatcher {
 impl TermMatcher {
     pub fn new(terms: &[String], regexes: &[String]) -> Result<TermMatcher, GuardError> {
         let mut term_names = HashMap::new();
+        let mut folded_terms = Vec::new();
         for term in terms {
             let folded = normalize(term.trim()).text.trim().to_owned();
             if !folded.is_empty() {
-                term_names.entry(folded).or_insert_with(|| term.clone());
+                term_names
+                    .entry(without_separators(&folded))
+                    .or_insert_with(|| term.clone());
+                folded_terms.push(folded);
             }
         }
-        let mut alternatives: Vec<&String> = term_names.keys().collect();
-        alternatives.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        folded_terms.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        folded_terms.dedup();
+        let alternatives = folded_terms;
         let terms_regex = if alternatives.is_empty() {
             None
         } else {
-            let body: Vec<String> = alternatives.iter().map(|t| regex::escape(t)).collect();
+            let body: Vec<String> = alternatives
+                .iter()
+                .map(|t| {
+                    t.split(' ')
+                        .map(regex::escape)
+                        .collect::<Vec<_>>()
+                        .join(SEPARATORS)
+                })
+                .collect();
             let pattern = format!("(?:{})", body.join("|"));
             Some(
                 regex::RegexBuilder::new(&pattern)
@@ -98,7 +113,7 @@ impl TermMatcher {
                 }
                 let term = self
                     .term_names
-                    .get(m.as_str())
+                    .get(&without_separators(m.as_str()))
                     .cloned()
                     .unwrap_or_else(|| m.as_str().to_owned());
                 let (start, end) = normalized.original_span(m.start(), m.end());
@@ -121,6 +136,18 @@ impl TermMatcher {
         found.sort_by_key(|m| (m.start, m.end));
         found
     }
+}
+
+/// What may stand between the words of a term in a text: any run of the separators
+/// `normalize` knows (space . - _ * · / | + ~), or nothing.
+const SEPARATORS: &str = "[ ._*·/|+~-]*";
+
+/// `wire-transfer`, `wire transfer`, `wiretransfer` → `wiretransfer`: how a match is
+/// named by the term it came from.
+fn without_separators(s: &str) -> String {
+    s.chars()
+        .filter(|c| !matches!(c, ' ' | '.' | '_' | '*' | '·' | '/' | '|' | '+' | '~' | '-'))
+        .collect()
 }
 
 #[cfg(test)]
@@ -155,6 +182,28 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(hits(&m, text), [("banned".to_string(), want)], "{text}");
         }
+    }
+
+    #[test]
+    fn separators_and_case_between_words_do_not_hide_a_term() {
+        let m = matcher(&["wire transfer"], &[]);
+        for text in [
+            "send a Wire-Transfer now",
+            "send a W1RE-TRANSFER now",
+            "send a wire_transfer now",
+            "send a wire  transfer now",
+            "send a wire.transfer now",
+            "send a wiretransfer now",
+        ] {
+            let found = hits(&m, text);
+            assert_eq!(found.len(), 1, "{text}: {found:?}");
+            assert_eq!(found[0].0, "wire transfer", "{text}");
+            assert!(
+                found[0].1.to_lowercase().starts_with("w"),
+                "{text}: {found:?}"
+            );
+        }
+        assert!(hits(&m, "a wired transfer, wire transfers").is_empty());
     }
 
     #[test]

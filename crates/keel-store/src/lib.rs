@@ -29,6 +29,7 @@ pub mod release_report;
 pub mod releases;
 pub mod replays;
 pub mod report;
+pub mod report_compare;
 mod report_render;
 pub mod rollup;
 pub mod search;
@@ -60,6 +61,7 @@ pub use report::{
     build_report, CallerKind, CallerRow, Cost, GroupRow, GroupStats, Percentiles, Report,
     ReportWindow, UnpricedModel,
 };
+pub use report_compare::{previous_period, PreviousPeriod};
 pub use report_render::{render_markdown, render_table};
 pub use rusqlite::Connection;
 pub use search::{search_traces, TraceSearch};

@@ -1,7 +1,8 @@
-//! Prompt versions and labels in the store. A push creates a new version only when the
-//! content hash differs from the latest version's (so pushing is idempotent); a label
-//! moves only by [`set_label`] or [`rollback_label`], and every move is kept in
-//! `prompt_label_moves` and in the audit log, in the same transaction as the change.
+//! Prompt versions and labels in the store. A push creates a new version only when no
+//! version has its content hash (so pushing is idempotent, and one content is one
+//! version); a label moves only by [`set_label`] or [`rollback_label`], and every move
+//! is kept in `prompt_label_moves` and in the audit log, in the same transaction as the
+//! change.
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::Serialize;
@@ -45,7 +46,7 @@ pub struct PromptVersion {
 #[serde(tag = "outcome", content = "version", rename_all = "lowercase")]
 pub enum PushOutcome {
     Created(i64),
-    /// The content equals the latest version's: nothing written.
+    /// The content equals a stored version's (this one): nothing written.
     Unchanged(i64),
 }
 
@@ -107,7 +108,8 @@ fn immediate(conn: &Connection) -> rusqlite::Result<Transaction<'_>> {
     Transaction::new_unchecked(conn, TransactionBehavior::Immediate)
 }
 
-/// Record `json` (hash `hash`) as the next version of `name`, unless it equals the latest.
+/// Record `json` (hash `hash`) as the next version of `name`, unless that content
+/// already has a version.
 pub fn push_version(
     conn: &Connection,
     name: &str,
@@ -134,6 +136,11 @@ pub fn push_version_with(
     source: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<PushOutcome, PromptStoreError> {
     let tx = immediate(conn)?;
+    // Content that already has a version keeps it: going back to an older content (a
+    // revert, a replayed startup push) never mints a duplicate version.
+    if let Some(v) = version_by_hash(&tx, name, hash)? {
+        return Ok(PushOutcome::Unchanged(v));
+    }
     let latest: Option<(i64, String)> = tx
         .query_row(
             "SELECT version, content_hash FROM prompt_versions WHERE name = ?1
@@ -142,11 +149,6 @@ pub fn push_version_with(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    if let Some((v, h)) = &latest {
-        if h == hash {
-            return Ok(PushOutcome::Unchanged(*v));
-        }
-    }
     let version = latest.as_ref().map_or(1, |(v, _)| v + 1);
     let at = now_ms();
     tx.execute(

@@ -29,11 +29,12 @@ fn push_is_idempotent_and_new_content_is_a_new_version() {
     assert_eq!(push(&conn, "h1"), PushOutcome::Unchanged(1));
     assert_eq!(push(&conn, "h2"), PushOutcome::Created(2));
     assert_eq!(push(&conn, "h2"), PushOutcome::Unchanged(2));
-    // Going back to old content is a new version: only the latest is compared.
-    assert_eq!(push(&conn, "h1"), PushOutcome::Created(3));
+    // Going back to old content keeps its version: one content is one version.
+    assert_eq!(push(&conn, "h1"), PushOutcome::Unchanged(1));
+    assert_eq!(push(&conn, "h3"), PushOutcome::Created(3));
 
     let v = latest_version(&conn, "support/answer").unwrap().unwrap();
-    assert_eq!((v.version, v.content_hash.as_str()), (3, "h1"));
+    assert_eq!((v.version, v.content_hash.as_str()), (3, "h3"));
     assert_eq!(v.author, "Ann <ann@x>");
     assert_eq!(v.commit_id.as_deref(), Some("abc123"));
     let all: Vec<i64> = versions(&conn, "support/answer")

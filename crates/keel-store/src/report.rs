@@ -35,6 +35,10 @@ pub struct Report {
     pub budgets: Vec<crate::spend::BudgetRow>,
     /// Per model, the calls with tokens but no known price.
     pub unpriced: Vec<UnpricedModel>,
+    /// The previous period's totals, for comparison (the monthly review: the month
+    /// before); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<crate::report_compare::PreviousPeriod>,
 }
 
 impl Report {
@@ -194,10 +198,7 @@ pub fn build_report(
         return Err(StoreError::InvalidWindow { since_ms, until_ms });
     }
     let window = Window { since_ms, until_ms };
-    let totals = breakdown(conn, window, Dimension::All)?
-        .pop()
-        .map(|row| row.stats)
-        .unwrap_or_else(|| finish(Sums::default(), Vec::new(), Vec::new()));
+    let totals = totals(conn, window)?;
     Ok(Report {
         title: "Keel report".to_string(),
         window: ReportWindow {
@@ -215,13 +216,22 @@ pub fn build_report(
         top_by_tokens_per_call: top_callers(conn, window, top_n, CallerOrder::TokensPerCall)?,
         budgets: Vec::new(),
         unpriced: unpriced(conn, window)?,
+        previous: None,
     })
 }
 
+/// Every request of the window, as one group.
+pub(crate) fn totals(conn: &Connection, window: Window) -> Result<GroupStats, StoreError> {
+    Ok(breakdown(conn, window, Dimension::All)?
+        .pop()
+        .map(|row| row.stats)
+        .unwrap_or_else(|| finish(Sums::default(), Vec::new(), Vec::new())))
+}
+
 #[derive(Debug, Clone, Copy)]
-struct Window {
-    since_ms: i64,
-    until_ms: i64,
+pub(crate) struct Window {
+    pub(crate) since_ms: i64,
+    pub(crate) until_ms: i64,
 }
 
 /// Reports cover live traffic: eval and replay calls are traced but kept apart.
@@ -522,7 +532,7 @@ fn unpriced(conn: &Connection, w: Window) -> Result<Vec<UnpricedModel>, StoreErr
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {

@@ -12,7 +12,8 @@ use std::fmt::Write as _;
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 use keel_core::money::Nanos;
 
-use crate::report::{GroupRow, GroupStats, Percentiles, Report};
+use crate::report::{GroupRow, GroupStats, Percentiles, Report, ReportWindow};
+use crate::report_compare::PreviousPeriod;
 
 const GROUP_HEADER: [&str; 9] = [
     "requests",
@@ -37,6 +38,8 @@ struct Section {
     empty: &'static str,
     /// A paragraph under the title.
     note: Option<String>,
+    /// Whether the note is a warning (flagged as one in markdown).
+    warning: bool,
 }
 
 /// The report for a terminal.
@@ -85,7 +88,8 @@ pub fn render_markdown(report: &Report) -> String {
     for section in sections(report) {
         let _ = writeln!(out, "\n### {}\n", section.title);
         if let Some(note) = &section.note {
-            let _ = writeln!(out, "> ⚠️ {note}\n");
+            let flag = if section.warning { "⚠️ " } else { "" };
+            let _ = writeln!(out, "> {flag}{note}\n");
         }
         if section.rows.is_empty() {
             let _ = writeln!(out, "{}", section.empty);
@@ -126,16 +130,21 @@ fn sections(report: &Report) -> Vec<Section> {
             .collect(),
         empty: "(none)",
         note: None,
+        warning: false,
     };
-    vec![
-        Section {
-            title: "Totals",
-            header: GROUP_HEADER.to_vec(),
-            text_columns: 0,
-            rows: vec![group_cells(&report.totals)],
-            empty: "",
-            note: None,
-        },
+    let mut out = vec![Section {
+        title: "Totals",
+        header: GROUP_HEADER.to_vec(),
+        text_columns: 0,
+        rows: vec![group_cells(&report.totals)],
+        empty: "",
+        note: None,
+        warning: false,
+    }];
+    if let Some(prev) = &report.previous {
+        out.push(comparison(&report.totals, prev));
+    }
+    out.extend([
         breakdown("By model", "model", &report.by_model),
         breakdown("By feature", "feature", &report.by_feature),
         breakdown("By tenant", "tenant", &report.by_tenant),
@@ -170,6 +179,7 @@ fn sections(report: &Report) -> Vec<Section> {
                 .collect(),
             empty: "(none)",
             note: None,
+            warning: false,
         },
         Section {
             title: "Top callers by tokens per call",
@@ -192,6 +202,7 @@ fn sections(report: &Report) -> Vec<Section> {
                 .collect(),
             empty: "(none)",
             note: None,
+            warning: false,
         },
         Section {
             title: "Budgets (current windows)",
@@ -214,6 +225,7 @@ fn sections(report: &Report) -> Vec<Section> {
                 .collect(),
             empty: "No budgets are configured ([[budgets]] in keel.toml, or keel keys create --budget).",
             note: None,
+            warning: false,
         },
         Section {
             title: "Unpriced calls",
@@ -233,8 +245,79 @@ fn sections(report: &Report) -> Vec<Section> {
                 .collect(),
             empty: "None: every call with usage had a known price.",
             note: unpriced_note(report),
+            warning: true,
         },
-    ]
+    ]);
+    out
+}
+
+/// This window's totals beside the previous period's, with the change.
+fn comparison(now: &GroupStats, prev: &PreviousPeriod) -> Section {
+    let p = &prev.totals;
+    let row = |what: &str, before: String, after: String, change: String| {
+        vec![what.to_string(), before, after, change]
+    };
+    let count_change = |a: u64, b: u64| change_pct(a as f64, b as f64);
+    // A cost with unpriced calls on either side is a lower bound: no % is claimed.
+    let cost_change = if now.unpriced_calls + p.unpriced_calls == 0 {
+        change_pct(p.cost.nanos().0 as f64, now.cost.nanos().0 as f64)
+    } else {
+        "— (unpriced calls)".to_string()
+    };
+    Section {
+        title: "Compared with the previous period",
+        header: vec!["", "previous", "this period", "change"],
+        text_columns: 1,
+        rows: vec![
+            row(
+                "requests",
+                thousands(p.requests),
+                thousands(now.requests),
+                count_change(p.requests, now.requests),
+            ),
+            row(
+                "error rate",
+                percent(p.error_rate),
+                percent(now.error_rate),
+                format!("{:+.1} pts", (now.error_rate - p.error_rate) * 100.0),
+            ),
+            row(
+                "tokens in",
+                thousands(p.input_tokens),
+                thousands(now.input_tokens),
+                count_change(p.input_tokens, now.input_tokens),
+            ),
+            row(
+                "tokens out",
+                thousands(p.output_tokens),
+                thousands(now.output_tokens),
+                count_change(p.output_tokens, now.output_tokens),
+            ),
+            row(
+                "cost",
+                cost(p.cost.nanos(), p.unpriced_calls),
+                cost(now.cost.nanos(), now.unpriced_calls),
+                cost_change,
+            ),
+            row(
+                "latency p95",
+                format!("{} ms", p.latency_ms.p95),
+                format!("{} ms", now.latency_ms.p95),
+                count_change(p.latency_ms.p95, now.latency_ms.p95),
+            ),
+        ],
+        empty: "",
+        note: Some(format!("previous: {}", window_line_of(&prev.window))),
+        warning: false,
+    }
+}
+
+/// `+12.5%`; `new` when there was nothing before.
+fn change_pct(before: f64, after: f64) -> String {
+    if before == 0.0 {
+        return if after == 0.0 { "0.0%" } else { "new" }.to_string();
+    }
+    format!("{:+.1}%", (after - before) / before * 100.0)
 }
 
 fn group_cells(s: &GroupStats) -> Vec<String> {
@@ -252,11 +335,11 @@ fn group_cells(s: &GroupStats) -> Vec<String> {
 }
 
 fn window_line(report: &Report) -> String {
-    format!(
-        "{} → {}",
-        human_time(report.window.since_ms),
-        human_time(report.window.until_ms)
-    )
+    window_line_of(&report.window)
+}
+
+fn window_line_of(w: &ReportWindow) -> String {
+    format!("{} → {}", human_time(w.since_ms), human_time(w.until_ms))
 }
 
 fn summary_line(report: &Report) -> String {
@@ -367,6 +450,8 @@ mod tests {
         assert_eq!(cost(Nanos(0), 3), "unpriced");
         assert_eq!(cost(Nanos(0), 0), "$0.00");
         assert_eq!(percent(2.0 / 17.0), "11.8%");
+        assert_eq!(change_pct(200.0, 250.0), "+25.0%");
+        assert_eq!(change_pct(0.0, 5.0), "new");
         assert_eq!(human_time(0), "1970-01-01 00:00 UTC");
         assert_eq!(md_cell("a|b\nc"), "a\\|b c");
     }

@@ -23,14 +23,12 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     match Config::load(&args.config.config) {
         Ok(c) => {
             let prompts = c.prompts_dir.as_deref().map(keel_registry::check_prompts);
-            let mut all_errors = prompts.as_ref().map_or(Vec::new(), |p| p.errors.clone());
-            all_errors.extend(super::check_functions::function_issues(
-                &c,
-                prompts.as_ref().map(|p| &p.set),
-            ));
-            let prompt_errors = &all_errors[..];
+            let prompt_errors = prompts.as_ref().map_or(&[][..], |p| &p.errors[..]);
+            // Functions are keel.toml's: their errors are counted there, not in the folder.
+            let config_errors =
+                super::check_functions::function_issues(&c, prompts.as_ref().map(|p| &p.set));
             let prompt_warnings = prompts.as_ref().map_or(&[][..], |p| &p.set.warnings[..]);
-            let ok = prompt_errors.is_empty();
+            let ok = prompt_errors.is_empty() && config_errors.is_empty();
             if args.json {
                 let models: Vec<_> = c
                     .models
@@ -52,6 +50,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
                 println!(
                     "{}",
                     json!({"ok": ok, "file": c.source, "providers": c.providers.keys().collect::<Vec<_>>(), "models": models, "warnings": c.warnings,
+                    "errors": super::prompt::issues_json(&config_errors),
                     "prompts": prompts.as_ref().map(|p| json!({
                         "dir": c.prompts_dir,
                         "names": p.set.prompts.keys().collect::<Vec<_>>(),
@@ -67,7 +66,9 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
                     println!("warning: {w}");
                 }
                 if !ok {
-                    super::prompt::print_issues(prompt_errors, false);
+                    let file = c.source.display().to_string();
+                    super::prompt::print_errors_in(&config_errors, &file);
+                    super::prompt::print_errors_in(prompt_errors, "the prompts folder");
                     return Ok(ExitCode::from(1));
                 }
                 let mut prompt_count = prompts

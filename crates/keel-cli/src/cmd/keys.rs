@@ -163,7 +163,19 @@ fn list(a: ListArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if keys.is_empty() {
-        println!("no keys (create one with `keel keys create --tenant T`)");
+        // Revoked and expired keys are listed only with --all: say they exist.
+        let hidden = if a.all {
+            0
+        } else {
+            list_keys(&conn, true)?.len()
+        };
+        if hidden > 0 {
+            println!(
+                "no active keys ({hidden} revoked or expired: `keel keys list --all` shows them; `keel keys create --tenant T` makes a new one)"
+            );
+        } else {
+            println!("no keys (create one with `keel keys create --tenant T`)");
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let now = keel_store::prompts::now_ms();

@@ -42,12 +42,17 @@ pub enum PromptCommand {
 pub struct PushArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// Author of the new versions (default: the last git commit of each file, else $USER).
+    /// Author of the new versions (default: the last git commit of each file, else $USER;
+    /// required with --reason when a file has uncommitted changes).
     #[arg(long)]
     author: Option<String>,
     /// Why (default: the subject of the last git commit of each file).
-    #[arg(long, short = 'm')]
+    #[arg(long, short = 'm', visible_alias = "reason")]
     message: Option<String>,
+    /// Also point this label at each prompt's pushed version (created or unchanged),
+    /// recorded like `keel prompt label`: how CI builds its baseline in a fresh store.
+    #[arg(long, value_name = "LABEL")]
+    label: Option<String>,
     /// Show what would be pushed without writing.
     #[arg(long)]
     dry_run: bool,
@@ -124,15 +129,23 @@ pub fn print_issues(errors: &[PromptIssue], json_out: bool) {
     if json_out {
         println!("{}", json!({"ok": false, "errors": issues_json(errors)}));
     } else {
-        for e in errors {
-            eprintln!("error: {e}");
-        }
-        eprintln!(
-            "{} error{} in the prompts folder",
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" }
-        );
+        print_errors_in(errors, "the prompts folder");
     }
+}
+
+/// Each error on stderr, then how many there are in `place` (nothing when none).
+pub fn print_errors_in(errors: &[PromptIssue], place: &str) {
+    if errors.is_empty() {
+        return;
+    }
+    for e in errors {
+        eprintln!("error: {e}");
+    }
+    eprintln!(
+        "{} error{} in {place}",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
 }
 
 pub fn issues_json(issues: &[PromptIssue]) -> Vec<serde_json::Value> {
@@ -153,9 +166,42 @@ fn push(a: PushArgs) -> Result<ExitCode> {
         }
     };
     let conn = open_writer(&config)?;
+    // Content that would be a new version but differs from its file's last commit: that
+    // commit's author and message do not describe it, so they are never credited.
+    let mut uncommitted = std::collections::BTreeSet::new();
+    for (name, prompt) in &set.prompts {
+        let new = keel_store::version_by_hash(&conn, name, &prompt.content_hash())?.is_none();
+        if new && set.files.get(name).is_some_and(|f| git::uncommitted(f)) {
+            uncommitted.insert(name.clone());
+        }
+    }
+    if !uncommitted.is_empty() && (a.author.is_none() || a.message.is_none()) {
+        let files: Vec<String> = uncommitted
+            .iter()
+            .filter_map(|n| set.files.get(n).map(|f| f.display().to_string()))
+            .collect();
+        let message = format!(
+            "uncommitted changes in {}: the last commit's author and message do not describe them — commit first, or pass --author and --reason to push the content as uncommitted",
+            files.join(", ")
+        );
+        if a.json {
+            println!(
+                "{}",
+                json!({"ok": false, "error": message, "uncommitted": files})
+            );
+        } else {
+            eprintln!("error: {message}");
+        }
+        return Ok(ExitCode::from(1));
+    }
     let mut results = Vec::new();
     for (name, prompt) in &set.prompts {
-        let commit = set.files.get(name).and_then(|f| git::last_commit(f));
+        let is_uncommitted = uncommitted.contains(name);
+        let commit = set
+            .files
+            .get(name)
+            .filter(|_| !is_uncommitted)
+            .and_then(|f| git::last_commit(f));
         let author = a
             .author
             .clone()
@@ -169,10 +215,13 @@ fn push(a: PushArgs) -> Result<ExitCode> {
         let commit_id = commit.map(|c| c.commit_id);
         let hash = prompt.content_hash();
         let outcome = if a.dry_run {
-            match keel_store::latest_version(&conn, name)? {
-                Some(v) if v.content_hash == hash => PushOutcome::Unchanged(v.version),
-                Some(v) => PushOutcome::Created(v.version + 1),
-                None => PushOutcome::Created(1),
+            match (
+                keel_store::version_by_hash(&conn, name, &hash)?,
+                keel_store::latest_version(&conn, name)?,
+            ) {
+                (Some(v), _) => PushOutcome::Unchanged(v),
+                (None, Some(v)) => PushOutcome::Created(v.version + 1),
+                (None, None) => PushOutcome::Created(1),
             }
         } else {
             keel_store::push_version(
@@ -189,18 +238,32 @@ fn push(a: PushArgs) -> Result<ExitCode> {
             PushOutcome::Created(v) => ("created", v),
             PushOutcome::Unchanged(v) => ("unchanged", v),
         };
+        let moved = match (&a.label, a.dry_run) {
+            (Some(label), false) => {
+                match keel_store::set_label(&conn, name, version, label, &author, &reason) {
+                    Ok(out) => Some((label.as_str(), out)),
+                    Err(e) => return refused(e, a.json),
+                }
+            }
+            _ => None,
+        };
         if !a.json {
             let would = if a.dry_run { "would be " } else { "" };
             match outcome {
                 PushOutcome::Created(v) => {
-                    println!("{name}: {would}created v{v} ({author}: {reason})")
+                    let note = if is_uncommitted { "; uncommitted" } else { "" };
+                    println!("{name}: {would}created v{v} ({author}: {reason}{note})")
                 }
                 PushOutcome::Unchanged(v) => println!("{name}: unchanged (v{v})"),
+            }
+            if let Some((label, out)) = moved {
+                report_move(name, label, out, &author, false);
             }
         }
         results.push(
             json!({"name": name, "outcome": word, "version": version, "content_hash": hash,
-            "author": author, "reason": reason, "commit_id": commit_id}),
+            "author": author, "reason": reason, "commit_id": commit_id, "uncommitted": is_uncommitted,
+            "label": moved.map(|(l, out)| json!({"label": l, "from_version": out.from_version, "to_version": out.to_version}))}),
         );
     }
     if a.json {

@@ -1,6 +1,7 @@
 //! `keel report`: the weekly review — totals, by model/feature/tenant/key, top callers
 //! by spend and by tokens per call, budget use, unpriced calls — as a terminal table,
-//! JSON or Markdown. `--month 2026-11` makes it the monthly review of that month.
+//! JSON or Markdown. `--since`/`--until` pick any past window; `--month 2026-11` makes it
+//! the monthly review of that month, compared with the month before.
 
 use std::process::ExitCode;
 
@@ -16,6 +17,10 @@ pub struct ReportArgs {
     /// Window start: a duration back from now (24h, 7d, 30d) or an RFC 3339 time.
     #[arg(long, default_value = "7d", conflicts_with = "month")]
     since: String,
+    /// Window end (default: now): a duration back from now or an RFC 3339 time, so any
+    /// past window can be reported (`--since 14d --until 7d`: the week before last).
+    #[arg(long, conflicts_with = "month")]
+    until: Option<String>,
     /// The monthly review of a calendar month (UTC), e.g. 2026-11; `last` for the
     /// previous month, `this` for the current one so far.
     #[arg(long)]
@@ -34,7 +39,23 @@ pub struct ReportArgs {
 pub fn run(a: ReportArgs) -> Result<ExitCode> {
     let config = super::load_config(&a.config)?;
     let (since, until, title) = match a.month.as_deref() {
-        None => (parse_since(&a.since)?, now_ms() + 1, None),
+        None => {
+            let since = parse_since(&a.since)?;
+            let until = match &a.until {
+                Some(u) => parse_since(u).map_err(|_| {
+                    anyhow::anyhow!("--until `{u}` is neither a duration back from now (e.g. 7d) nor an RFC 3339 time (e.g. 2026-11-01T00:00:00Z)")
+                })?,
+                None => now_ms() + 1,
+            };
+            if since >= until {
+                anyhow::bail!(
+                    "--since ({}) is not before --until ({}): the window is empty",
+                    a.since,
+                    a.until.as_deref().unwrap_or("now")
+                );
+            }
+            (since, until, None)
+        }
         Some(m) => {
             let (start, end, label) = month_window(m, now_ms())?;
             (
@@ -48,6 +69,11 @@ pub fn run(a: ReportArgs) -> Result<ExitCode> {
     let mut report = keel_store::build_report(&conn, since, until, a.top)?;
     if let Some(t) = title {
         report.title = t;
+        // The month before, over as many days as this one has had (all of it for a
+        // finished month).
+        let prev_start = keel_core::scope::Window::Month.span(since - 1).start_ms;
+        let prev_end = since.min(prev_start + (until - since));
+        report.previous = Some(keel_store::previous_period(&conn, prev_start, prev_end)?);
     }
     report.budgets = keel_store::spend::budget_rows(&conn, &config.governance.budgets, now_ms())?;
     if a.json {

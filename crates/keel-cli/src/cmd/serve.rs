@@ -23,21 +23,23 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     if let Some(l) = args.listen {
         config.gateway.listen = l;
     }
+    // Unpriced models are among the warnings: once per model, at startup.
     for w in &config.warnings {
         tracing::warn!("{w}");
-    }
-    // Unpriced models are among the warnings: once per model, at startup.
-    for line in super::serve_prompts::prepare(&config)? {
-        tracing::info!("{line}");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        // Bind first: a gateway that cannot serve (the port is taken) writes nothing to
+        // the store.
         let listen = config.gateway.listen;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen} (is another process using it? change [gateway] listen or pass --listen)"))?;
+        for line in super::serve_prompts::prepare(&config)? {
+            tracing::info!("{line}");
+        }
         let store = config.gateway.store.clone();
         // The playground runs eval suites with keel-evals, which the gateway cannot
         // depend on: it is handed the runner here.

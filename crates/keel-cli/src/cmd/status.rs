@@ -18,18 +18,28 @@ pub struct StatusArgs {
     /// The gateway's address (default: [gateway] listen of the config).
     #[arg(long)]
     url: Option<String>,
+    /// The admin key, which `GET /status` needs when the gateway has one (default:
+    /// $KEEL_ADMIN_KEY, else the variable the config's [auth] admin_key_env names).
+    #[arg(long, env = "KEEL_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(a: StatusArgs) -> Result<ExitCode> {
-    let base = match a.url {
-        Some(u) => u.trim_end_matches('/').to_string(),
-        None => {
-            let config = super::load_config(&a.config)?;
-            format!("http://{}", config.gateway.listen)
-        }
+    let config = match &a.url {
+        Some(_) => super::load_config(&a.config).ok(),
+        None => Some(super::load_config(&a.config)?),
     };
+    let base = match (&a.url, &config) {
+        (Some(u), _) => u.trim_end_matches('/').to_string(),
+        (None, Some(c)) => format!("http://{}", c.gateway.listen),
+        (None, None) => return Err(anyhow!("no gateway address: pass --url")),
+    };
+    let admin_key = a.admin_key.clone().filter(|k| !k.is_empty()).or_else(|| {
+        let var = &config.as_ref()?.governance.auth.admin_key_env;
+        std::env::var(var).ok().filter(|k| !k.is_empty())
+    });
     let url = format!("{base}/status");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -39,9 +49,23 @@ pub fn run(a: StatusArgs) -> Result<ExitCode> {
             .no_proxy()
             .timeout(Duration::from_secs(5))
             .build()?;
-        let resp = client.get(&url).send().await.map_err(|e| {
+        let mut req = client.get(&url);
+        if let Some(key) = &admin_key {
+            req = req.bearer_auth(key);
+        }
+        let resp = req.send().await.map_err(|e| {
             anyhow!("cannot reach a gateway at {url}: {e} — is `keel serve` running? (pass --url to point elsewhere)")
         })?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            let sent = if admin_key.is_some() {
+                "the admin key sent was refused"
+            } else {
+                "no admin key was sent"
+            };
+            return Err(anyhow!(
+                "{url} answered 401: {sent} — pass the gateway's admin key with --admin-key or $KEEL_ADMIN_KEY"
+            ));
+        }
         if !resp.status().is_success() {
             return Err(anyhow!("{url} answered {}", resp.status()));
         }

@@ -174,6 +174,11 @@ impl Replica {
     /// `STORE` becomes `<name>.db`; listen on port 0) and wait for its address. Its
     /// stderr (the log, at `$KEEL_LOG` = debug) goes to `<name>.log`.
     pub fn start(dir: &Path, name: &str, config: &str) -> Replica {
+        Replica::start_with_env(dir, name, config, &[])
+    }
+
+    /// [`Replica::start`] with these environment variables set for the gateway.
+    pub fn start_with_env(dir: &Path, name: &str, config: &str, env: &[(&str, &str)]) -> Replica {
         let cfg = dir.join(format!("{name}.toml"));
         std::fs::write(&cfg, config.replace("STORE", &format!("{name}.db"))).unwrap();
         let log = File::create(dir.join(format!("{name}.log"))).unwrap();
@@ -182,6 +187,7 @@ impl Replica {
             .arg(&cfg)
             .env_remove("KEEL_CONFIG")
             .env("KEEL_LOG", "debug")
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

@@ -2,7 +2,8 @@
 //!
 //! Loading is two steps, as the style guide asks: deserialise the raw file with every
 //! table rejecting unknown keys (errors carry the key path and a "did you mean"), then
-//! validate into `model::Config`, collecting every problem. `keel check` and
+//! validate into `model::Config`, collecting every problem (every unknown key too:
+//! `unknown`). `keel check` and
 //! `keel serve` call the same `Config::load`.
 
 pub mod alerting;
@@ -17,6 +18,7 @@ pub mod model;
 pub mod otel;
 pub mod raw;
 pub mod routing;
+mod unknown;
 mod validate;
 
 use std::path::Path;
@@ -63,12 +65,22 @@ impl Config {
                     .span()
                     .map(|s| format!("at {}", line_col(text, s.start)))
             });
-            ConfigError::single(
+            let mut err = ConfigError::single(
                 file.clone(),
                 if path_s == "." { "" } else { &path_s },
                 message,
                 hint,
-            )
+            );
+            // Serde stops at the first unknown key: collect every other one too.
+            if err.issues[0].message.starts_with("unknown field `") {
+                // Read as a value, tables may come in another order: use that reading
+                // when it found the same key (its hints are the same "did you mean").
+                let all = unknown::unknown_keys(text);
+                if all.iter().any(|i| i.path == err.issues[0].path) {
+                    err.issues = all;
+                }
+            }
+            err
         })?;
         let prices = PriceTable::builtin()
             .map_err(|e| ConfigError::single(file.clone(), "", e.to_string(), None))?;

@@ -49,6 +49,31 @@ fn unknown_keys_name_the_path_and_suggest_the_fix() {
 }
 
 #[test]
+fn every_unknown_key_is_reported_at_once() {
+    let text = CONTRACT
+        .replace("upstream_model =", "upstrem_model =")
+        .replace("listen =", "lisen =")
+        .replace("api_key_env =", "api_key_var =")
+        + "\n[[budgets]]\nname = \"b\"\nscope = \"global\"\nlimit_usd = 1\nwindow = \"day\"\nmod = \"hard\"\n[gatway]\n";
+    let e = load(&text).unwrap_err();
+    let paths: Vec<&str> = e.issues.iter().map(|i| i.path.as_str()).collect();
+    for want in [
+        "gateway.lisen",
+        "providers.up.api_key_var",
+        "models.mock-1.upstrem_model",
+        "budgets[0].mod",
+        "gatway",
+    ] {
+        assert!(paths.contains(&want), "{want} missing from {paths:?}\n{e}");
+    }
+    assert_eq!(paths.len(), 5, "{e}");
+    let s = e.to_string();
+    assert!(s.contains("did you mean `upstream_model`?"), "{s}");
+    assert!(s.contains("did you mean `listen`?"), "{s}");
+    assert!(s.contains("did you mean `mode`?"), "{s}");
+}
+
+#[test]
 fn unknown_tables_are_rejected() {
     let e = load("[gatway]\nlisten = \"x\"\n").unwrap_err().to_string();
     assert!(e.contains("did you mean `gateway`?"), "{e}");

@@ -16,16 +16,23 @@ use crate::error::GatewayError;
 use crate::state::{AppState, ModelRoute};
 
 pub fn resolve<'a>(app: &'a AppState, model: &str) -> Result<&'a ModelRoute, GatewayError> {
-    app.models
-        .get(model)
-        .ok_or_else(|| GatewayError::ModelNotFound {
-            model: model.to_string(),
-            known: if app.model_list.is_empty() {
+    app.models.get(model).ok_or_else(|| {
+        let or_none = |list: &str| {
+            if list.is_empty() {
                 "(none)".to_string()
             } else {
-                app.model_list.clone()
-            },
-        })
+                list.to_string()
+            }
+        };
+        GatewayError::ModelNotFound {
+            model: model.to_string(),
+            known: format!(
+                "models: {}; functions: {}",
+                or_none(&app.model_list),
+                or_none(&app.function_list)
+            ),
+        }
+    })
 }
 
 /// The request as it goes upstream: the deployment's pinned upstream model id in `model`.

@@ -1,5 +1,6 @@
 //! Who changed a prompt file and why, from git: the last commit that touched it. Used by
-//! `keel prompt push` when `--author`/`--message` are not given.
+//! `keel prompt push` when `--author`/`--message` are not given, and whether the file has
+//! changes no commit describes yet.
 
 use std::path::Path;
 use std::process::Command;
@@ -60,4 +61,21 @@ pub fn default_user() -> String {
 
 fn non_empty_env(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Whether `file` differs from the last commit (modified, staged or never committed):
+/// then that commit's author and message do not describe its content. `false` outside
+/// a git work tree or without git.
+pub fn uncommitted(file: &Path) -> bool {
+    let (Some(dir), Some(name)) = (file.parent(), file.file_name()) else {
+        return false;
+    };
+    Command::new("git")
+        .current_dir(dir)
+        .args(["status", "--porcelain", "--"])
+        .arg(name)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .is_some_and(|o| !o.stdout.iter().all(u8::is_ascii_whitespace))
 }

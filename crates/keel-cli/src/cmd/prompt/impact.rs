@@ -36,9 +36,10 @@ pub struct ImpactArgs {
     #[command(flatten)]
     config: ConfigArg,
     name: String,
-    /// The candidate: a version number (or a label).
+    /// The candidate: a version number (or a label). Default: the prompt as it is in the
+    /// prompts folder (the working tree), pushed or not.
     #[arg(long)]
-    version: String,
+    version: Option<String>,
     /// The baseline: a label or version (default: the `production` label, else the
     /// latest other version).
     #[arg(long)]
@@ -294,6 +295,36 @@ fn default_baseline(
         }))
 }
 
+/// The prompt as it is in the prompts folder (what a pull request changes), and the
+/// version that content was pushed as (0 when it was not).
+fn working_tree(
+    config: &Config,
+    conn: &Connection,
+    name: &str,
+) -> Result<std::result::Result<(i64, Prompt), String>> {
+    let dir = super::prompts_dir(config)?;
+    let set = match keel_registry::load_prompts(&dir) {
+        Ok(set) => set,
+        Err(issues) => {
+            let lines: Vec<String> = issues.iter().map(ToString::to_string).collect();
+            return Ok(Err(format!(
+                "the prompts folder has errors (run `keel check`):\n{}",
+                lines.join("\n")
+            )));
+        }
+    };
+    let Some(prompt) = set.prompts.get(name) else {
+        let names: Vec<&str> = set.prompts.keys().map(String::as_str).collect();
+        return Ok(Err(format!(
+            "no prompt `{name}` in the prompts folder {} (it has: {}); pass --version N to measure a stored version",
+            dir.display(),
+            names.join(", ")
+        )));
+    };
+    let version = keel_store::version_by_hash(conn, name, &prompt.content_hash())?.unwrap_or(0);
+    Ok(Ok((version, prompt.clone())))
+}
+
 pub(super) fn content(v: &PromptVersion) -> Result<Prompt> {
     let value: Value = serde_json::from_str(&v.content_json)?;
     Prompt::from_json(&v.name, &value).map_err(|e| anyhow!("{e}"))
@@ -332,30 +363,54 @@ pub fn run(a: ImpactArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::from(1))
     };
-    let candidate = match resolve(&conn, &a.name, &a.version)? {
-        Ok(v) => v,
-        Err(m) => return refuse(m),
+    let (candidate, new) = match &a.version {
+        Some(which) => match resolve(&conn, &a.name, which)? {
+            Ok(v) => {
+                let new = content(&v)?;
+                (v.version, new)
+            }
+            Err(m) => return refuse(m),
+        },
+        None => match working_tree(&config, &conn, &a.name)? {
+            Ok(found) => found,
+            Err(m) => return refuse(m),
+        },
     };
+    if keel_store::latest_version(&conn, &a.name)?.is_none() && a.against.is_none() {
+        return refuse(format!(
+            "prompt `{}` has no version in the store to compare against — `keel prompt push` stores the baseline (or run this where the store has `production`)",
+            a.name
+        ));
+    }
     let baseline = match &a.against {
         Some(which) => resolve(&conn, &a.name, which)?,
-        None => default_baseline(&conn, &a.name, candidate.version)?,
+        None => default_baseline(&conn, &a.name, candidate)?,
     };
     let baseline = match baseline {
         Ok(v) => v,
         Err(m) => return refuse(m),
     };
-    let (old, new) = (content(&baseline)?, content(&candidate)?);
+    let old = content(&baseline)?;
     let impact = compute(
         &conn,
         &config,
         &a.name,
         (baseline.version, &old),
-        (candidate.version, &new),
+        (candidate, &new),
         since_ms,
         now_ms(),
     )?;
     if a.json {
-        println!("{}", report::to_json(&impact));
+        let mut v = report::to_json(&impact);
+        if let Some(obj) = v.as_object_mut() {
+            let source = if a.version.is_some() {
+                "store"
+            } else {
+                "prompts_folder"
+            };
+            obj.insert("candidate_source".into(), json!(source));
+        }
+        println!("{v}");
     } else {
         print!("{}", report::full(&impact, &format_ms(since_ms)));
     }

@@ -28,7 +28,11 @@ fn price_text(p: Option<Nanos>) -> String {
 pub fn full(i: &Impact, since: &str) -> String {
     let mut out = String::new();
     let source = i.pair.source.describe();
-    let _ = writeln!(out, "{}: v{} → v{}", i.name, i.baseline, i.candidate);
+    let candidate = match i.candidate {
+        0 => "the prompts folder (not pushed)".to_string(),
+        v => format!("v{v}"),
+    };
+    let _ = writeln!(out, "{}: v{} → {candidate}", i.name, i.baseline);
     for d in &i.tokens {
         let _ = writeln!(
             out,
