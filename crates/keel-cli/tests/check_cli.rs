@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel check` reports every problem at once and says where each is: every unknown key
 //! of keel.toml in one run, and a function's error counted in keel.toml, not in the
 //! prompts folder.

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Every command the README shows works verbatim on a fresh copy of `examples/`.
 //!
 //! Each ```sh block of README.md that starts with `cd examples/NAME` is run line by line

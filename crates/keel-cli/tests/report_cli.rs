@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel report` over any past window (`--since … --until …`), and the monthly review
 //! compared with the month before.
 

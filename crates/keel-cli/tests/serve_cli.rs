@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel serve` binds its port before it touches the store: one that cannot listen
 //! (the port is taken) exits 2 having pushed nothing, labelled nothing.
 

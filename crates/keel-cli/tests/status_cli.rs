@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel status` against a running gateway whose `/status` needs the admin key: the key
 //! is sent from `--admin-key` or `$KEEL_ADMIN_KEY`; without it the 401 says how to fix it.
 
