@@ -41,7 +41,7 @@ PROFILE=${BENCH_PROFILE:-plain}
 case "$PROFILE" in plain|governed|governed-redis|guarded) ;; *) echo "BENCH_PROFILE must be plain, governed, governed-redis or guarded (got $PROFILE)"; exit 2;; esac
 ROUNDS=${ROUNDS:-3}
 cargo build --release -p keel-cli
-KEEL=$ROOT/target/release/keel
+KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
 
 WORK=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
