@@ -44,6 +44,7 @@ pub mod playground;
 pub mod registry;
 pub mod rendered;
 pub mod replay;
+pub mod replay_totals;
 pub mod server;
 pub mod state;
 

@@ -289,6 +289,24 @@ pub fn cache_put(conn: &Connection, key: &str, json: &str, at_ms: i64) -> Result
     Ok(())
 }
 
+/// `(passed, cases)` of the newest finished candidate run of `suite` on `release_id`
+/// (cheapest-variant routing's quality bar).
+pub fn latest_candidate_result(
+    conn: &Connection,
+    release_id: &str,
+    suite: &str,
+) -> rusqlite::Result<Option<(i64, i64)>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        "SELECT passed, cases FROM eval_runs WHERE release_id = ?1 AND suite = ?2
+           AND role = 'candidate' AND status = 'done'
+         ORDER BY started_at_ms DESC LIMIT 1",
+        [release_id, suite],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@ pub mod histogram;
 pub mod keys;
 mod migrations;
 pub mod overview;
+pub mod prompt_traffic;
 pub mod prompts;
 pub mod query;
 pub mod release_report;

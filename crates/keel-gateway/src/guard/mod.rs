@@ -11,6 +11,7 @@
 
 pub mod input;
 pub mod output;
+pub mod redteam;
 pub mod scrub;
 pub mod stream;
 

@@ -271,19 +271,7 @@ fn cheapest_variant(
     let mut seen = Vec::new();
     for (i, slot) in slots.iter().enumerate() {
         let Ok(d) = slot else { continue };
-        let rate: Option<(i64, i64)> = conn
-            .query_row(
-                "SELECT passed, cases FROM eval_runs WHERE release_id = ?1 AND suite = ?2
-                   AND role = 'candidate' AND status = 'done'
-                 ORDER BY started_at_ms DESC LIMIT 1",
-                [&d.release.id, &tier.suite],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })?;
+        let rate = keel_store::evals::latest_candidate_result(conn, &d.release.id, &tier.suite)?;
         let Some((passed, cases)) = rate.filter(|(_, c)| *c > 0) else {
             seen.push(format!("{}: no eval run of `{}`", d.variant, tier.suite));
             continue;

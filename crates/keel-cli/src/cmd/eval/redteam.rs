@@ -1,22 +1,24 @@
-//! `keel eval redteam`: the built-in red-team suite — attacks (prompt injection, PII
-//! extraction, jailbreaks, system-prompt leak requests) and a benign set of the same
-//! size that looks like them — run through a guardrail policy's input checks, apart
-//! from quality evals. No model is called: it measures the checks themselves.
+//! `keel eval redteam`: a guardrail policy's input checks against attacks and benign
+//! inputs — the built-in red-team set, a JSONL dataset, or any corpora of attacks and
+//! ordinary prompts (`--attacks FILE --benign FILE`, JSONL or plain lists). The scoring
+//! is `keel_gateway::guard::redteam`; this file reads files and prints.
 //!
 //! For each check it reports the block rate on the attacks it is meant for and its
-//! false-positive rate on the benign set; `--min-block-rate` and
-//! `--max-false-positive-rate` make it a gate (exit 1 when a check misses either).
+//! false-positive rate on the benign set (and, with corpora, the rates per corpus);
+//! `--min-block-rate` and `--max-false-positive-rate` make it a gate (exit 1 when a
+//! check misses either).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context, Result};
 use comfy_table::Table;
-use keel_core::config::guardrails::{
-    CheckConfig, CheckKind, GuardAction, PolicyConfig, Stage, StreamChecks,
+use keel_gateway::guard::redteam::{
+    builtin_cases, builtin_policy, evaluate, parse_cases, Case, Expect, RedteamReport,
 };
 use keel_gateway::guard::{CompiledPolicy, Guards};
-use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::ConfigArg;
 
@@ -31,6 +33,14 @@ pub struct RedteamArgs {
     /// A JSONL dataset of your own instead of the built-in one (same line format).
     #[arg(long)]
     dataset: Option<std::path::PathBuf>,
+    /// A corpus of attacks instead of the built-in set: JSONL cases, JSON strings or
+    /// objects with `input`/`prompt`/`text`, or one plain prompt per line (all expected
+    /// to be blocked). Repeat for several corpora; each is reported on its own too.
+    #[arg(long, value_name = "FILE")]
+    attacks: Vec<std::path::PathBuf>,
+    /// A corpus of ordinary prompts (expected to pass), in the same formats.
+    #[arg(long, value_name = "FILE")]
+    benign: Vec<std::path::PathBuf>,
     /// Fail (exit 1) when a check blocks less than this share of its attacks.
     #[arg(long)]
     min_block_rate: Option<f64>,
@@ -41,179 +51,51 @@ pub struct RedteamArgs {
     json: bool,
 }
 
-/// One line of a red-team dataset.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Case {
-    pub id: String,
-    pub category: String,
-    pub input: String,
-    /// `block` (an attack) or `allow` (benign).
-    pub expect: String,
-    /// The checks an attack is meant for (`injection`, `pii`, `secrets`, `leak`…).
-    #[serde(default)]
-    pub checks: Vec<String>,
+/// One corpus file's cases, labelled by its file name.
+fn corpus(path: &Path, expect: Expect) -> Result<(String, Vec<Case>)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the corpus {}", path.display()))?;
+    let label = path.file_stem().map_or_else(
+        || "corpus".to_string(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let cases =
+        parse_cases(&text, &label, Some(expect)).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Ok((label, cases))
 }
 
-#[derive(Debug, Serialize)]
-struct CheckScore {
-    check: String,
-    kind: String,
-    attacks: usize,
-    blocked: usize,
-    block_rate: Option<f64>,
-    benign: usize,
-    false_positives: usize,
-    false_positive_rate: f64,
-}
+/// The cases to run, and each corpus on its own (when corpora were given).
+type Corpora = Vec<(String, Vec<Case>)>;
 
-fn kind_name(k: &CheckKind) -> &'static str {
-    match k {
-        CheckKind::Detect { kinds, .. } => {
-            if kinds.iter().all(|k| k.is_secret()) {
-                "secrets"
-            } else {
-                "pii"
-            }
+fn load(a: &RedteamArgs) -> Result<(Vec<Case>, Corpora)> {
+    if !a.attacks.is_empty() || !a.benign.is_empty() {
+        if a.dataset.is_some() {
+            anyhow::bail!(
+                "--dataset and --attacks/--benign are alternatives: give one or the other"
+            );
         }
-        CheckKind::Banned { .. } => "banned",
-        CheckKind::MaxLength { .. } => "max_length",
-        CheckKind::Injection { .. } => "injection",
-        CheckKind::Leak { .. } => "leak",
-        CheckKind::JsonSchema { .. } => "json_schema",
-        CheckKind::Tools { .. } => "tools",
-    }
-}
-
-/// The built-in policy: every PII and secret detector, and injection at its default
-/// threshold, all blocking.
-pub fn builtin_policy() -> PolicyConfig {
-    let check = |name: &str, kind: CheckKind| CheckConfig {
-        name: name.into(),
-        on: Stage::Input,
-        action: GuardAction::Block,
-        kind,
-    };
-    let family = |secret: bool| {
-        keel_guardrails::Kind::ALL
+        let mut parts = Vec::new();
+        let files: Vec<(&PathBuf, Expect)> = a
+            .attacks
             .iter()
-            .copied()
-            .filter(|k| k.is_secret() == secret)
-            .collect()
+            .map(|p| (p, Expect::Block))
+            .chain(a.benign.iter().map(|p| (p, Expect::Allow)))
+            .collect();
+        for (path, expect) in files {
+            parts.push(corpus(path, expect)?);
+        }
+        let all = parts.iter().flat_map(|(_, c)| c.iter().cloned()).collect();
+        return Ok((all, parts));
+    }
+    let cases = match &a.dataset {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the dataset {}", p.display()))?;
+            parse_cases(&text, "dataset", None).map_err(|e| anyhow!("{}: {e}", p.display()))?
+        }
+        None => builtin_cases().map_err(|e| anyhow!(e))?,
     };
-    PolicyConfig {
-        name: "redteam".into(),
-        functions: Default::default(),
-        models: Default::default(),
-        keys: Default::default(),
-        default: true,
-        stream: StreamChecks::Final,
-        checks: vec![
-            check(
-                "pii",
-                CheckKind::Detect {
-                    kinds: family(false),
-                    restore: false,
-                },
-            ),
-            check(
-                "secrets",
-                CheckKind::Detect {
-                    kinds: family(true),
-                    restore: false,
-                },
-            ),
-            check(
-                "injection",
-                CheckKind::Injection {
-                    threshold: keel_guardrails::DEFAULT_INJECTION_THRESHOLD,
-                },
-            ),
-        ],
-    }
-}
-
-fn load_cases(path: Option<&std::path::Path>) -> Result<Vec<Case>> {
-    let text = match path {
-        Some(p) => std::fs::read_to_string(p)
-            .with_context(|| format!("cannot read the dataset {}", p.display()))?,
-        None => format!(
-            "{}\n{}",
-            keel_guardrails::redteam::ATTACKS,
-            keel_guardrails::redteam::BENIGN
-        ),
-    };
-    let mut cases = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let c: Case = serde_json::from_str(line).map_err(|e| {
-            anyhow!(
-                "dataset line {}: {e}; each line is {{\"id\", \"category\", \"input\", \"expect\": \"block\"|\"allow\", \"checks\": [...]}}",
-                i + 1
-            )
-        })?;
-        cases.push(c);
-    }
-    Ok(cases)
-}
-
-/// Whether a case is meant for a check (of `kind`, named `name`): its `checks` list it
-/// (a `leak` request is the injection check's to catch on input), or it lists none.
-fn targets(c: &Case, kind: &str, name: &str) -> bool {
-    c.checks.is_empty()
-        || c.checks
-            .iter()
-            .any(|k| k == kind || k == name || (kind == "injection" && k == "leak"))
-}
-
-/// Whether some blocking input check meant for the case fires on it.
-fn blocked_by(policy: &CompiledPolicy, c: &Case) -> bool {
-    policy.checks.iter().any(|k| {
-        k.cfg.on.input()
-            && k.cfg.action == GuardAction::Block
-            && targets(c, kind_name(&k.cfg.kind), &k.cfg.name)
-            && !k.find_in(&c.input).0.is_empty()
-    })
-}
-
-/// Score every input check of `policy` on `cases`.
-fn score(policy: &CompiledPolicy, cases: &[Case]) -> Vec<CheckScore> {
-    let mut out = Vec::new();
-    for check in &policy.checks {
-        if !check.cfg.on.input() {
-            continue;
-        }
-        let kind = kind_name(&check.cfg.kind);
-        let mut s = CheckScore {
-            check: check.cfg.name.clone(),
-            kind: kind.to_string(),
-            attacks: 0,
-            blocked: 0,
-            block_rate: None,
-            benign: 0,
-            false_positives: 0,
-            false_positive_rate: 0.0,
-        };
-        for c in cases.iter().filter(|c| targets(c, kind, &check.cfg.name)) {
-            let fired = !check.find_in(&c.input).0.is_empty();
-            if c.expect == "block" {
-                s.attacks += 1;
-                s.blocked += usize::from(fired);
-            } else {
-                s.benign += 1;
-                s.false_positives += usize::from(fired);
-            }
-        }
-        s.block_rate = (s.attacks > 0).then(|| s.blocked as f64 / s.attacks as f64);
-        s.false_positive_rate = if s.benign == 0 {
-            0.0
-        } else {
-            s.false_positives as f64 / s.benign as f64
-        };
-        out.push(s);
-    }
-    out
+    Ok((cases, Vec::new()))
 }
 
 pub fn run(a: RedteamArgs) -> Result<ExitCode> {
@@ -246,32 +128,14 @@ pub fn run(a: RedteamArgs) -> Result<ExitCode> {
         .first()
         .cloned()
         .ok_or_else(|| anyhow!("the policy did not compile"))?;
-    let cases = load_cases(a.dataset.as_deref())?;
-    let attacks = cases.iter().filter(|c| c.expect == "block").count();
-    let benign = cases.len() - attacks;
-    let scores = score(&policy, &cases);
-    // Overall: an attack is stopped when any blocking check fires on it.
-    let stopped = cases
+    let (cases, corpora) = load(&a)?;
+    let report = evaluate(&policy, &cases);
+    let per_corpus: Vec<(String, RedteamReport)> = corpora
         .iter()
-        .filter(|c| c.expect == "block" && blocked_by(&policy, c))
-        .count();
-    let wrongly = cases
-        .iter()
-        .filter(|c| c.expect != "block" && blocked_by(&policy, c))
-        .count();
-    let missed: Vec<_> = cases
-        .iter()
-        .filter(|c| c.expect == "block" && !blocked_by(&policy, c))
-        .map(|c| format!("{} ({})", c.id, c.category))
+        .map(|(label, c)| (label.clone(), evaluate(&policy, c)))
         .collect();
-    let false_alarms: Vec<_> = cases
-        .iter()
-        .filter(|c| c.expect != "block" && blocked_by(&policy, c))
-        .map(|c| format!("{} ({})", c.id, c.category))
-        .collect();
-    let rate = |n: usize, d: usize| if d == 0 { 0.0 } else { n as f64 / d as f64 };
     let mut failures = Vec::new();
-    for s in &scores {
+    for s in &report.checks {
         if let (Some(min), Some(r)) = (a.min_block_rate, s.block_rate) {
             if r < min {
                 failures.push(format!(
@@ -294,63 +158,93 @@ pub fn run(a: RedteamArgs) -> Result<ExitCode> {
         }
     }
     if a.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "policy": policy.name,
-                "attacks": attacks, "benign": benign,
-                "block_rate": rate(stopped, attacks),
-                "false_positive_rate": rate(wrongly, benign),
-                "checks": scores,
-                "missed_attacks": missed,
-                "false_alarms": false_alarms,
-                "failures": failures,
-            })
-        );
+        let mut v = serde_json::to_value(&report)?;
+        v["failures"] = json!(failures);
+        if !per_corpus.is_empty() {
+            v["corpora"] = per_corpus
+                .iter()
+                .map(|(label, r)| {
+                    json!({"corpus": label, "attacks": r.attacks, "benign": r.benign,
+                        "block_rate": r.block_rate, "false_positive_rate": r.false_positive_rate})
+                })
+                .collect();
+        }
+        println!("{v}");
     } else {
-        println!(
-            "red team: policy `{}`, {attacks} attacks, {benign} benign inputs",
-            policy.name
-        );
-        let mut t = Table::new();
-        t.set_header([
-            "check",
-            "kind",
-            "blocked attacks",
-            "block rate",
-            "false positives",
-            "FP rate",
-        ]);
-        for s in &scores {
-            t.add_row([
-                s.check.clone(),
-                s.kind.clone(),
-                format!("{}/{}", s.blocked, s.attacks),
-                s.block_rate
-                    .map_or("—".into(), |r| format!("{:.1}%", r * 100.0)),
-                format!("{}/{}", s.false_positives, s.benign),
-                format!("{:.1}%", s.false_positive_rate * 100.0),
-            ]);
-        }
-        println!("{t}");
-        println!(
-            "overall: {:.1}% of attacks blocked, {:.1}% of benign inputs blocked",
-            rate(stopped, attacks) * 100.0,
-            rate(wrongly, benign) * 100.0
-        );
-        if !missed.is_empty() {
-            println!("attacks that got through: {}", missed.join(", "));
-        }
-        if !false_alarms.is_empty() {
-            println!("benign inputs blocked: {}", false_alarms.join(", "));
-        }
-        for f in &failures {
-            println!("FAIL {f}");
-        }
+        print_report(&report, &per_corpus, &failures);
     }
     Ok(if failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+fn print_report(r: &RedteamReport, per_corpus: &[(String, RedteamReport)], failures: &[String]) {
+    println!(
+        "red team: policy `{}`, {} attacks, {} benign inputs",
+        r.policy, r.attacks, r.benign
+    );
+    let mut t = Table::new();
+    t.set_header([
+        "check",
+        "kind",
+        "blocked attacks",
+        "block rate",
+        "false positives",
+        "FP rate",
+    ]);
+    for s in &r.checks {
+        t.add_row([
+            s.check.clone(),
+            s.kind.clone(),
+            format!("{}/{}", s.blocked, s.attacks),
+            s.block_rate
+                .map_or("—".into(), |r| format!("{:.1}%", r * 100.0)),
+            format!("{}/{}", s.false_positives, s.benign),
+            format!("{:.1}%", s.false_positive_rate * 100.0),
+        ]);
+    }
+    println!("{t}");
+    if !per_corpus.is_empty() {
+        let mut t = Table::new();
+        t.set_header(["corpus", "prompts", "blocked"]);
+        for (label, c) in per_corpus {
+            let (n, rate) = if c.attacks > 0 {
+                (c.attacks, c.block_rate)
+            } else {
+                (c.benign, c.false_positive_rate)
+            };
+            t.add_row([
+                label.clone(),
+                n.to_string(),
+                format!("{:.1}%", rate * 100.0),
+            ]);
+        }
+        println!("{t}");
+    }
+    println!(
+        "overall: {:.1}% of attacks blocked, {:.1}% of benign inputs blocked",
+        r.block_rate * 100.0,
+        r.false_positive_rate * 100.0
+    );
+    if !r.missed_attacks.is_empty() && r.missed_attacks.len() <= 50 {
+        println!("attacks that got through: {}", r.missed_attacks.join(", "));
+    } else if !r.missed_attacks.is_empty() {
+        println!(
+            "{} attacks got through (--json lists them)",
+            r.missed_attacks.len()
+        );
+    }
+    if !r.false_alarms.is_empty() && r.false_alarms.len() <= 50 {
+        println!("benign inputs blocked: {}", r.false_alarms.join(", "));
+    } else if !r.false_alarms.is_empty() {
+        println!(
+            "{} benign inputs blocked (--json lists them)",
+            r.false_alarms.len()
+        );
+    }
+    for f in failures {
+        println!("FAIL {f}");
+    }
 }

@@ -1,20 +1,11 @@
-//! What `keel prompt impact` reads from the store: the prompt's traffic in a window,
-//! grouped by function, variant and model, and the variables of its recent calls.
+//! What `keel prompt impact` reads from the store (`keel_store::prompt_traffic`).
 
 use anyhow::Result;
 use keel_registry::MAX_SAMPLES;
 use keel_store::Connection;
 use serde_json::{Map, Value};
 
-/// Calls of one function × variant × model in the window.
-pub(super) struct Group {
-    pub function: Option<String>,
-    pub variant: Option<String>,
-    pub model_requested: Option<String>,
-    pub upstream_model: Option<String>,
-    pub calls: u64,
-    pub first_ms: i64,
-}
+pub(super) use keel_store::prompt_traffic::TrafficGroup as Group;
 
 /// The prompt's calls that reached a model (ok, or with usage), grouped.
 pub(super) fn traffic(
@@ -23,43 +14,16 @@ pub(super) fn traffic(
     since_ms: i64,
     until_ms: i64,
 ) -> Result<Vec<Group>> {
-    let mut stmt = conn.prepare(
-        "SELECT function, variant, model_requested, upstream_model, COUNT(*), MIN(started_at_ms)
-         FROM traces
-         WHERE prompt_name = ?1 AND started_at_ms >= ?2 AND started_at_ms < ?3
-           AND origin = 'live' AND (status = 'ok' OR input_tokens IS NOT NULL)
-         GROUP BY function, variant, model_requested, upstream_model",
-    )?;
-    let rows = stmt.query_map((name, since_ms, until_ms), |r| {
-        Ok(Group {
-            function: r.get(0)?,
-            variant: r.get(1)?,
-            model_requested: r.get(2)?,
-            upstream_model: r.get(3)?,
-            calls: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
-            first_ms: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(keel_store::prompt_traffic::prompt_traffic(
+        conn, name, since_ms, until_ms,
+    )?)
 }
 
 /// The `variables` of the prompt's newest recorded calls, at most [`MAX_SAMPLES`].
 pub(super) fn recorded_variables(conn: &Connection, name: &str) -> Result<Vec<Map<String, Value>>> {
-    let mut stmt = conn.prepare(
-        "SELECT input FROM traces WHERE prompt_name = ?1 AND input IS NOT NULL
-         ORDER BY started_at_ms DESC, rowid DESC LIMIT ?2",
-    )?;
-    let limit = i64::try_from(MAX_SAMPLES * 5).unwrap_or(i64::MAX);
-    let mut out = Vec::new();
-    for input in stmt.query_map((name, limit), |r| r.get::<_, String>(0))? {
-        if let Ok(Value::Object(mut request)) = serde_json::from_str::<Value>(&input?) {
-            if let Some(Value::Object(vars)) = request.remove("variables") {
-                out.push(vars);
-            }
-        }
-        if out.len() == MAX_SAMPLES {
-            break;
-        }
-    }
-    Ok(out)
+    Ok(keel_store::prompt_traffic::recorded_variables(
+        conn,
+        name,
+        MAX_SAMPLES,
+    )?)
 }
