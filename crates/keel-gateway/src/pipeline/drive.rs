@@ -159,6 +159,28 @@ struct CallGuards {
     kept: Option<KeptRequest>,
 }
 
+impl CallGuards {
+    /// The output checks on a whole answer (`reasked`: it may not be asked for again).
+    fn check_output(
+        &self,
+        app: &AppState,
+        resp: &mut ChatResponse,
+        trace: &mut TraceRecord,
+        reasked: bool,
+    ) -> Result<guard::output::Verdict, GatewayError> {
+        let schema = self.kept.as_ref().and_then(|k| k.schema.as_ref());
+        guard::output::check_output(
+            app,
+            &self.applied,
+            &self.found,
+            schema,
+            resp,
+            trace,
+            reasked,
+        )
+    }
+}
+
 /// The policies of this function, model and key; input checks on the rendered request
 /// (redaction rewrites it) before anything is reserved or sent.
 fn input_guardrails(
@@ -238,15 +260,9 @@ async fn output_guardrails<'a>(
         return Ok(resp);
     };
     let mut reasked = false;
-    while let guard::output::Verdict::Reask { feedback, fallback } = guard::output::check_output(
-        app,
-        &guards.applied,
-        &guards.found,
-        kept.schema.as_ref(),
-        &mut resp,
-        trace,
-        reasked,
-    )? {
+    while let guard::output::Verdict::Reask { feedback, fallback } =
+        guards.check_output(app, &mut resp, trace, reasked)?
+    {
         reasked = true;
         let target = if fallback {
             let next = plan
@@ -388,16 +404,8 @@ fn serve_hit(
         trace.output = Some(captured_output(&resp));
     }
     app.metrics.cache_hit(&route.config.name, hit.cost);
-    if let Some(kept) = &guards.kept {
-        guard::output::check_output(
-            app,
-            &guards.applied,
-            &guards.found,
-            kept.schema.as_ref(),
-            &mut resp,
-            trace,
-            true,
-        )?;
+    if guards.kept.is_some() {
+        guards.check_output(app, &mut resp, trace, true)?;
     }
     Ok(Served::Whole {
         resp,
