@@ -130,11 +130,15 @@ impl Gateway {
             let listener = listener.tap_io(|tcp| {
                 let _ = tcp.set_nodelay(true);
             });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop_rx.await;
-                })
-                .await?;
+            // The peer address reaches handlers (the dashboard's login throttle).
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await?;
             governance.stop(&governor).await;
             if let Some(r) = refresher {
                 tokio::task::spawn_blocking(move || r.stop()).await?;

@@ -67,6 +67,8 @@ pub struct AppState {
     pub otel: Option<crate::otel::SpanExporter>,
     /// The playground's eval-suite runner (from keel-evals, given by `keel serve`).
     pub suites: Option<Arc<dyn crate::playground::suites::SuiteRunner>>,
+    /// The dashboard's sign-in sessions and login throttle (in memory).
+    pub sessions: crate::dashboard::Sessions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +198,7 @@ impl AppState {
             shadow_slots,
             otel: None,
             suites: None,
+            sessions: crate::dashboard::Sessions::default(),
             governor: Arc::new(keel_governance::Governor::inert()),
             store: None,
             cache: config
