@@ -635,3 +635,53 @@ async fn dashboard_sessions_are_random_revocable_and_logins_are_throttled() {
     assert!(resp.headers().get("set-cookie").is_none());
     h.finish().await;
 }
+
+/// A caller that reuses another tenant's request id does not take over its trace: ids
+/// are unique, the first call keeps the id (for `keel traces show` and the trace page),
+/// the second is stored under a fresh id with the caller's id as `client_request_id`.
+#[tokio::test]
+async fn a_reused_request_id_never_resolves_to_another_tenants_call() {
+    let h = Harness::start().await;
+    let id = "order-42";
+    let first = post(
+        &h,
+        "mock-1",
+        "the victim's question",
+        &[("x-keel-request-id", id), ("x-keel-tenant", "victim")],
+    )
+    .await;
+    assert_eq!(first, id);
+    wait_for_traces(&h, 1).await;
+    post(
+        &h,
+        "mock-1",
+        "the intruder's question",
+        &[("x-keel-request-id", id), ("x-keel-tenant", "intruder")],
+    )
+    .await;
+    wait_for_traces(&h, 2).await;
+    let body = page(&h, &format!("/ui/traces/{id}")).await;
+    assert!(body.contains("victim"), "{body}");
+    assert!(!body.contains("intruder"), "{body}");
+    let traces = common::read_traces(&h.store_path);
+    assert_eq!(traces.len(), 2);
+    let store = keel_store::Store::open(&h.store_path).unwrap();
+    let conn = store.reader().unwrap();
+    let shown = keel_store::get_trace(&conn, id).unwrap().unwrap();
+    assert_eq!(shown.tenant.as_deref(), Some("victim"));
+    let moved = traces
+        .iter()
+        .find(|t| t.tenant.as_deref() == Some("intruder"))
+        .unwrap();
+    assert_ne!(moved.id, id);
+    let kept: Option<String> = conn
+        .query_row(
+            "SELECT client_request_id FROM traces WHERE id = ?1",
+            [&moved.id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some(id));
+    drop(conn);
+    h.finish().await;
+}

@@ -561,3 +561,84 @@ async fn gzip_bodies_are_inflated_under_the_body_limit() {
     let names: Vec<_> = spans.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["gzip json", "gzip protobuf"]);
 }
+
+/// Span ingest never replaces another tenant's spans: the same trace and span ids sent
+/// with another tenant's key are refused (reported in `partialSuccess`), while the
+/// owner's own retry still replaces its copy.
+#[tokio::test]
+async fn ingest_never_replaces_another_tenants_spans() {
+    let var = format!("KEEL_TEST_OTEL_OWNER_{}", std::process::id());
+    std::env::set_var(&var, "otel-owner-admin");
+    let h = Harness::with(Options {
+        extra: auth_harness_extra(&var),
+        ..Options::default()
+    })
+    .await;
+    let key_for = |tenant: &'static str| {
+        let h = &h;
+        async move {
+            let resp = h
+                .client
+                .post(h.url("/admin/keys"))
+                .bearer_auth("otel-owner-admin")
+                .json(&json!({"tenant": tenant}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201);
+            let v: serde_json::Value = resp.json().await.unwrap();
+            v["key"].as_str().unwrap().to_string()
+        }
+    };
+    let owner = key_for("acme").await;
+    let intruder = key_for("globex").await;
+    let trace_hex = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let body = |name: &str| {
+        json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+            "traceId": trace_hex, "spanId": "2222222222222222", "name": name,
+            "kind": 1, "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000"
+        }]}]}]})
+    };
+    let send = |key: String, name: &'static str| {
+        let h = &h;
+        let b = body(name);
+        async move {
+            let resp = h
+                .client
+                .post(h.url("/v1/traces"))
+                .bearer_auth(key)
+                .json(&b)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    send(owner.clone(), "retrieve documents").await;
+    let refused = send(intruder, "forged span").await;
+    assert_eq!(
+        refused["partialSuccess"]["rejectedSpans"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| refused["partialSuccess"]["rejectedSpans"]
+                .as_i64()
+                .map(|n| n.to_string()))
+            .as_deref(),
+        Some("1"),
+        "{refused}"
+    );
+    let path = h.store_path.clone();
+    let read = |path: &str| {
+        let store = keel_store::Store::open(path).unwrap();
+        keel_store::spans_for_trace(&store.reader().unwrap(), trace_hex).unwrap()
+    };
+    let spans = read(&path);
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].name, "retrieve documents");
+    // The owner's retry replaces its own copy.
+    send(owner, "retrieve documents (retry)").await;
+    let spans = read(&path);
+    assert_eq!(spans[0].name, "retrieve documents (retry)");
+    h.finish().await;
+}

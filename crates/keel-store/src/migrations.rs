@@ -99,6 +99,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0016_playground_drafts",
         sql: include_str!("../migrations/0016_playground_drafts.sql"),
     },
+    Migration {
+        version: 17,
+        name: "0017_unique_trace_ids_and_span_owners",
+        sql: include_str!("../migrations/0017_unique_trace_ids_and_span_owners.sql"),
+    },
 ];
 
 /// The step of a migration that SQL alone cannot do, run in the same transaction right
@@ -429,11 +434,49 @@ mod tests {
         let latency = crate::histogram::Histogram::decode(&latency).unwrap();
         assert_eq!(latency.percentile(50), Some(5));
         assert!(index_names(&conn).iter().any(|i| i == "traces_started_at"));
-        // And from version 15, only 0016: the playground's drafts, empty.
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![16]);
+        // And from version 15, 0016 (the playground's drafts, empty) and 0017.
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![16, 17]);
         assert!(crate::drafts::drafts_for(&conn, "any", 10)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn migration_17_makes_trace_ids_unique_and_keeps_the_callers_id() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, "mem", &MIGRATIONS[..16]).unwrap();
+        for (id, at) in [("same", 1), ("same", 2), ("other", 3), ("same", 4)] {
+            conn.execute(
+                "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms, status, http_status)
+                 VALUES (?1, ?2, 'openai', '/v1/chat/completions', 0, 0, 5, 'ok', 200)",
+                rusqlite::params![id, at],
+            )
+            .unwrap();
+        }
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![17]);
+        // The oldest keeps the id; the others moved, with the caller's id kept.
+        let kept: i64 = conn
+            .query_row(
+                "SELECT started_at_ms FROM traces WHERE id = 'same'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, 1);
+        let moved: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM traces WHERE client_request_id = 'same' AND id != 'same'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(moved, 2);
+        let dup = conn.execute(
+            "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms, status, http_status)
+             VALUES ('other', 9, 'openai', '/v1/chat/completions', 0, 0, 5, 'ok', 200)",
+            [],
+        );
+        assert!(dup.is_err(), "ids are unique now");
     }
 
     #[test]
