@@ -423,7 +423,17 @@ async fn app_spans_in_json_and_protobuf_are_stored_beside_keels_call() {
         .unwrap();
     assert_eq!(resp.status(), 401, "chat still needs a virtual key");
 
-    let metrics = h.metrics().await;
+    // Auth is required: /metrics needs the admin key (`[auth] public_metrics`).
+    let metrics = h
+        .client
+        .get(h.url("/metrics"))
+        .bearer_auth("otel-admin")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains("keel_otel_spans_ingested_total 3"),
         "{metrics}"
