@@ -652,3 +652,73 @@ async fn ingest_never_replaces_another_tenants_spans() {
     assert_eq!(spans[0].name, "retrieve documents (retry)");
     h.finish().await;
 }
+
+/// A shadow call is exported as a span too (the README's promise), a child of the live
+/// call's span with `keel.origin = "shadow"` and `keel.parent_request_id`.
+#[tokio::test]
+async fn shadow_calls_are_exported_as_spans() {
+    let (endpoint, got) = receiver().await;
+    let function = r#"
+[functions.ask]
+shadow = { variant = "candidate", sample = 1.0 }
+[[functions.ask.variants]]
+name = "control"
+prompt = "ask"
+model = "local"
+weight = 1
+[[functions.ask.variants]]
+name = "candidate"
+prompt = "ask"
+model = "mock-1"
+weight = 0
+"#;
+    let h = Harness::with(Options {
+        extra: otel_extra(&endpoint, function),
+        gateway: String::new(),
+        ..Options::default()
+    })
+    .await;
+    {
+        let store = keel_store::Store::open(&h.store_path).unwrap();
+        let conn = store.writer_conn().unwrap();
+        let prompt = "[[messages]]\nrole = \"user\"\ncontent = \"{{ question }}\"\n[variables.question]\ntype = \"string\"\n";
+        let p =
+            keel_registry::parse_prompt("ask", std::path::Path::new("ask.toml"), prompt).unwrap();
+        keel_store::push_version(
+            &conn,
+            "ask",
+            &p.content_hash(),
+            &p.to_json().to_string(),
+            "t",
+            "t",
+            None,
+        )
+        .unwrap();
+        keel_store::set_label(&conn, "ask", 1, "production", "t", "t").unwrap();
+    }
+    let body = json!({"model": "ask", "variables": {"question": "why?"}});
+    let mut live = String::new();
+    for _ in 0..100 {
+        let resp = h.post_json("/v1/chat/completions", &body, &[]).await;
+        if resp.status() == 200 {
+            live = request_id(&resp);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!live.is_empty(), "the function never answered");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    h.finish().await;
+    let spans = spans(&got);
+    let live_span = span_of(&spans, &live);
+    let shadow = spans
+        .iter()
+        .map(|(s, _)| s)
+        .find(|s| {
+            has_attr(s, "keel.parent_request_id") && attr(s, "keel.parent_request_id") == live
+        })
+        .unwrap_or_else(|| panic!("no shadow span among {spans:#?}"));
+    assert_eq!(attr(shadow, "keel.origin"), "shadow");
+    assert_eq!(shadow["traceId"], live_span["traceId"]);
+    assert_eq!(shadow["parentSpanId"], live_span["spanId"]);
+}
