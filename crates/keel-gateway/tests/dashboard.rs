@@ -663,6 +663,8 @@ async fn a_reused_request_id_never_resolves_to_another_tenants_call() {
     let body = page(&h, &format!("/ui/traces/{id}")).await;
     assert!(body.contains("victim"), "{body}");
     assert!(!body.contains("intruder"), "{body}");
+    // The page points at the later call, stored under its own id.
+    assert!(body.contains("id=\"reused\""), "{body}");
     let traces = common::read_traces(&h.store_path);
     assert_eq!(traces.len(), 2);
     let store = keel_store::Store::open(&h.store_path).unwrap();
@@ -682,6 +684,7 @@ async fn a_reused_request_id_never_resolves_to_another_tenants_call() {
         )
         .unwrap();
     assert_eq!(kept.as_deref(), Some(id));
+    assert!(body.contains(&format!("/ui/traces/{}", moved.id)), "{body}");
     drop(conn);
     h.finish().await;
 }

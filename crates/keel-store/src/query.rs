@@ -200,6 +200,24 @@ pub fn get_trace(conn: &Connection, id: &str) -> Result<Option<TraceRecord>, Sto
     Ok(conn.query_row(&sql, [id], trace_row::from_row).optional()?)
 }
 
+/// The ids of later traces whose caller sent `id` as its request id when it was already
+/// taken (stored under fresh ids, `id` kept as `client_request_id`), oldest first, at
+/// most `limit`.
+pub fn reused_request_id(
+    conn: &Connection,
+    id: &str,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM traces WHERE client_request_id = ?1 ORDER BY started_at_ms, rowid LIMIT ?2",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let ids = stmt
+        .query_map(rusqlite::params![id, limit], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
+}
+
 /// How many traces the store holds.
 pub fn count_traces(conn: &Connection) -> Result<u64, StoreError> {
     let n: i64 = conn.query_row("SELECT COUNT(*) FROM traces", [], |row| row.get(0))?;
@@ -561,6 +579,7 @@ mod tests {
             .unwrap();
         assert_ne!(moved.0, "dup");
         assert_eq!(moved.1, 2);
+        assert_eq!(reused_request_id(&r, "dup", 10).unwrap(), vec![moved.0]);
     }
 }
 

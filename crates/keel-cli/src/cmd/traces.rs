@@ -189,6 +189,15 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         eprintln!("no trace with id `{}` in {}", a.id, config.gateway.store);
         return Ok(ExitCode::from(1));
     };
+    // Ids are unique: later calls that sent the same request id have their own.
+    let reused = keel_store::reused_request_id(&conn, &t.id, 20)?;
+    if !reused.is_empty() {
+        eprintln!(
+            "note: later calls also sent the request id `{}`; they are stored as: {}",
+            t.id,
+            reused.join(", ")
+        );
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&t)?);
         return Ok(ExitCode::SUCCESS);
