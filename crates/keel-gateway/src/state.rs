@@ -77,6 +77,8 @@ pub struct AppState {
     pub afterwork: tokio_util::task::TaskTracker,
     /// Cancelled when shutdown stops waiting: afterwork closes with what it has.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// The dashboard's sign-in sessions and login throttle (in memory).
+    pub sessions: crate::dashboard::Sessions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +216,7 @@ impl AppState {
             suites: None,
             afterwork: tokio_util::task::TaskTracker::new(),
             stopping: tokio_util::sync::CancellationToken::new(),
+            sessions: crate::dashboard::Sessions::default(),
             governor: Arc::new(keel_governance::Governor::inert()),
             store: None,
             cache: config

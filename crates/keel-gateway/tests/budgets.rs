@@ -338,10 +338,22 @@ rpm = 100
     assert_eq!(r.status(), 503);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "limits_unavailable");
-    assert!(v["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("fail_closed"));
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("fail_closed"), "{message}");
+    // Redis internals (its address, the driver's error) stay in the log.
+    for internal in [
+        "127.0.0.1",
+        "redis://",
+        "connection refused",
+        "os error",
+        "timed out",
+        "io error",
+    ] {
+        assert!(
+            !message.to_lowercase().contains(internal),
+            "the 503 shows {internal}: {message}"
+        );
+    }
     closed.finish().await;
 
     let open = Harness::with(Options {

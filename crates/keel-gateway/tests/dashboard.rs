@@ -491,9 +491,14 @@ async fn the_admin_key_guards_the_dashboard_when_auth_is_required() {
     assert_eq!(resp.status(), 303);
     let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(
-        cookie.starts_with("keel_admin=") && cookie.contains("HttpOnly"),
+        cookie.starts_with("keel_session=") && cookie.contains("HttpOnly"),
         "{cookie}"
     );
+    // A session id, never the key; it expires; `Secure` only over TLS.
+    assert!(!cookie.contains(ADMIN), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict") && cookie.contains("Path=/"));
+    assert!(cookie.contains("Max-Age="), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
     let pair = cookie.split(';').next().unwrap();
     let resp = no_redirects
         .get(h.url("/ui/governance"))
@@ -504,7 +509,7 @@ async fn the_admin_key_guards_the_dashboard_when_auth_is_required() {
     assert_eq!(resp.status(), 200);
     let resp = no_redirects
         .get(h.url("/"))
-        .header("cookie", "keel_admin=nope")
+        .header("cookie", "keel_session=nope")
         .send()
         .await
         .unwrap();
@@ -554,4 +559,194 @@ async fn a_trace_page_shows_the_apps_own_spans_from_the_same_trace() {
         "{section}"
     );
     assert!(section.contains("500.0 ms"), "{section}");
+}
+
+/// Sign-in sessions: the cookie is a random session id (`Secure` behind TLS), logout
+/// needs the session's form token (a cross-site post is refused) and ends the session
+/// for good, and failed logins from one address are throttled with 429 + Retry-After.
+#[tokio::test]
+async fn dashboard_sessions_are_random_revocable_and_logins_are_throttled() {
+    const ADMIN: &str = "dash-session-secret";
+    let var = format!("KEEL_TEST_DASH_SESSION_{}", std::process::id());
+    std::env::set_var(&var, ADMIN);
+    let h = Harness::with(Options {
+        extra: format!("[auth]\nmode = \"required\"\nadmin_key_env = \"{var}\"\n"),
+        ..Options::default()
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = |proto: Option<&'static str>| {
+        let mut r = client.post(h.url("/ui/login")).form(&[("key", ADMIN)]);
+        if let Some(p) = proto {
+            r = r.header("x-forwarded-proto", p);
+        }
+        r.send()
+    };
+    let pair = |resp: &reqwest::Response| {
+        let c = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+        (c.split(';').next().unwrap().to_string(), c)
+    };
+
+    // Behind a TLS proxy the cookie is Secure; two logins get two different sessions.
+    let resp = login(Some("https")).await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let (_, full) = pair(&resp);
+    assert!(full.contains("; Secure"), "{full}");
+    let (a, _) = pair(&login(None).await.unwrap());
+    let (b, _) = pair(&login(None).await.unwrap());
+    assert_ne!(a, b);
+    assert_eq!(a.len(), "keel_session=".len() + 64, "{a}");
+
+    // The sign-out page carries the session's token.
+    let page = client
+        .get(h.url("/ui/logout"))
+        .header("cookie", &a)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = page
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(token.len(), 64);
+
+    // A cross-site logout (no token, another origin) is refused; the session lives on.
+    for (origin, tok) in [("https://evil.example", ""), ("", ""), ("", "wrong")] {
+        let mut r = client
+            .post(h.url("/ui/logout"))
+            .header("cookie", &a)
+            .form(&[("token", tok)]);
+        if !origin.is_empty() {
+            r = r.header("origin", origin);
+        }
+        let resp = r.send().await.unwrap();
+        assert_eq!(
+            resp.status(),
+            403,
+            "logout from {origin:?} with token {tok:?}"
+        );
+    }
+    let ok = client
+        .get(h.url("/"))
+        .header("cookie", &a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    // With its token, logout ends the session server-side: replaying the cookie fails.
+    let resp = client
+        .post(h.url("/ui/logout"))
+        .header("cookie", &a)
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let gone = client
+        .get(h.url("/"))
+        .header("cookie", &a)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 401);
+    // The other session is untouched.
+    let other = client
+        .get(h.url("/"))
+        .header("cookie", &b)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+
+    // Guessing: after a handful of failures the address gets 429 with Retry-After,
+    // even for the right key.
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let resp = client
+            .post(h.url("/ui/login"))
+            .form(&[("key", "guess")])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status().as_u16());
+    }
+    let first_429 = statuses.iter().position(|s| *s == 429).unwrap();
+    assert!(first_429 <= 5, "{statuses:?}");
+    assert!(
+        statuses[..first_429].iter().all(|s| *s == 401),
+        "{statuses:?}"
+    );
+    let resp = login(None).await.unwrap();
+    assert_eq!(resp.status(), 429);
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait > 0 && wait <= 300, "{wait}");
+    assert!(resp.headers().get("set-cookie").is_none());
+    h.finish().await;
+}
+
+/// A caller that reuses another tenant's request id does not take over its trace: ids
+/// are unique, the first call keeps the id (for `keel traces show` and the trace page),
+/// the second is stored under a fresh id with the caller's id as `client_request_id`.
+#[tokio::test]
+async fn a_reused_request_id_never_resolves_to_another_tenants_call() {
+    let h = Harness::start().await;
+    let id = "order-42";
+    let first = post(
+        &h,
+        "mock-1",
+        "the victim's question",
+        &[("x-keel-request-id", id), ("x-keel-tenant", "victim")],
+    )
+    .await;
+    assert_eq!(first, id);
+    wait_for_traces(&h, 1).await;
+    post(
+        &h,
+        "mock-1",
+        "the intruder's question",
+        &[("x-keel-request-id", id), ("x-keel-tenant", "intruder")],
+    )
+    .await;
+    wait_for_traces(&h, 2).await;
+    let body = page(&h, &format!("/ui/traces/{id}")).await;
+    assert!(body.contains("victim"), "{body}");
+    assert!(!body.contains("intruder"), "{body}");
+    // The page points at the later call, stored under its own id.
+    assert!(body.contains("id=\"reused\""), "{body}");
+    let traces = common::read_traces(&h.store_path);
+    assert_eq!(traces.len(), 2);
+    let store = keel_store::Store::open(&h.store_path).unwrap();
+    let conn = store.reader().unwrap();
+    let shown = keel_store::get_trace(&conn, id).unwrap().unwrap();
+    assert_eq!(shown.tenant.as_deref(), Some("victim"));
+    let moved = traces
+        .iter()
+        .find(|t| t.tenant.as_deref() == Some("intruder"))
+        .unwrap();
+    assert_ne!(moved.id, id);
+    let kept: Option<String> = conn
+        .query_row(
+            "SELECT client_request_id FROM traces WHERE id = ?1",
+            [&moved.id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept.as_deref(), Some(id));
+    assert!(body.contains(&format!("/ui/traces/{}", moved.id)), "{body}");
+    drop(conn);
+    h.finish().await;
 }

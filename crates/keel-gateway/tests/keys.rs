@@ -352,3 +352,47 @@ async fn a_keys_own_budget_is_listed_with_its_use() {
     assert!(row["hard"].as_bool().unwrap());
     h.finish().await;
 }
+
+/// With auth required, `/metrics` and `/v1/models` are closed unless the config opens
+/// them by name (`[auth] public_metrics` / `public_models`).
+#[tokio::test]
+async fn metrics_and_the_model_list_are_public_only_when_the_config_says_so() {
+    let h = with_auth("").await;
+    for path in ["/metrics", "/v1/models"] {
+        let resp = h.get(path).await;
+        assert_eq!(resp.status(), 401, "{path} is open by default");
+        let resp = h
+            .client
+            .get(h.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path} with the admin key");
+    }
+    // A virtual key may list the models (what an SDK does), not read the metrics.
+    let (_, key) = create_key(&h, json!({"tenant": "acme"})).await;
+    let resp = h
+        .client
+        .get(h.url("/v1/models"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = h
+        .client
+        .get(h.url("/metrics"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    h.finish().await;
+
+    let h = with_auth("public_metrics = true\npublic_models = true\n").await;
+    for path in ["/metrics", "/v1/models"] {
+        assert_eq!(h.get(path).await.status(), 200, "{path} opened by config");
+    }
+    h.finish().await;
+}

@@ -424,7 +424,17 @@ async fn app_spans_in_json_and_protobuf_are_stored_beside_keels_call() {
         .unwrap();
     assert_eq!(resp.status(), 401, "chat still needs a virtual key");
 
-    let metrics = h.metrics().await;
+    // Auth is required: /metrics needs the admin key (`[auth] public_metrics`).
+    let metrics = h
+        .client
+        .get(h.url("/metrics"))
+        .bearer_auth("otel-admin")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics.contains("keel_otel_spans_ingested_total 3"),
         "{metrics}"
@@ -561,4 +571,155 @@ async fn gzip_bodies_are_inflated_under_the_body_limit() {
     let spans = keel_store::spans_for_trace(&store.reader().unwrap(), &trace_hex).unwrap();
     let names: Vec<_> = spans.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["gzip json", "gzip protobuf"]);
+}
+
+/// Span ingest never replaces another tenant's spans: the same trace and span ids sent
+/// with another tenant's key are refused (reported in `partialSuccess`), while the
+/// owner's own retry still replaces its copy.
+#[tokio::test]
+async fn ingest_never_replaces_another_tenants_spans() {
+    let var = format!("KEEL_TEST_OTEL_OWNER_{}", std::process::id());
+    std::env::set_var(&var, "otel-owner-admin");
+    let h = Harness::with(Options {
+        extra: auth_harness_extra(&var),
+        ..Options::default()
+    })
+    .await;
+    let key_for = |tenant: &'static str| {
+        let h = &h;
+        async move {
+            let resp = h
+                .client
+                .post(h.url("/admin/keys"))
+                .bearer_auth("otel-owner-admin")
+                .json(&json!({"tenant": tenant}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 201);
+            let v: serde_json::Value = resp.json().await.unwrap();
+            v["key"].as_str().unwrap().to_string()
+        }
+    };
+    let owner = key_for("acme").await;
+    let intruder = key_for("globex").await;
+    let trace_hex = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let body = |name: &str| {
+        json!({"resourceSpans": [{"scopeSpans": [{"spans": [{
+            "traceId": trace_hex, "spanId": "2222222222222222", "name": name,
+            "kind": 1, "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000001000000000"
+        }]}]}]})
+    };
+    let send = |key: String, name: &'static str| {
+        let h = &h;
+        let b = body(name);
+        async move {
+            let resp = h
+                .client
+                .post(h.url("/v1/traces"))
+                .bearer_auth(key)
+                .json(&b)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    send(owner.clone(), "retrieve documents").await;
+    let refused = send(intruder, "forged span").await;
+    assert_eq!(
+        refused["partialSuccess"]["rejectedSpans"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| refused["partialSuccess"]["rejectedSpans"]
+                .as_i64()
+                .map(|n| n.to_string()))
+            .as_deref(),
+        Some("1"),
+        "{refused}"
+    );
+    let path = h.store_path.clone();
+    let read = |path: &str| {
+        let store = keel_store::Store::open(path).unwrap();
+        keel_store::spans_for_trace(&store.reader().unwrap(), trace_hex).unwrap()
+    };
+    let spans = read(&path);
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].name, "retrieve documents");
+    // The owner's retry replaces its own copy.
+    send(owner, "retrieve documents (retry)").await;
+    let spans = read(&path);
+    assert_eq!(spans[0].name, "retrieve documents (retry)");
+    h.finish().await;
+}
+
+/// A shadow call is exported as a span too (the README's promise), a child of the live
+/// call's span with `keel.origin = "shadow"` and `keel.parent_request_id`.
+#[tokio::test]
+async fn shadow_calls_are_exported_as_spans() {
+    let (endpoint, got) = receiver().await;
+    let function = r#"
+[functions.ask]
+shadow = { variant = "candidate", sample = 1.0 }
+[[functions.ask.variants]]
+name = "control"
+prompt = "ask"
+model = "local"
+weight = 1
+[[functions.ask.variants]]
+name = "candidate"
+prompt = "ask"
+model = "mock-1"
+weight = 0
+"#;
+    let h = Harness::with(Options {
+        extra: otel_extra(&endpoint, function),
+        gateway: String::new(),
+        ..Options::default()
+    })
+    .await;
+    {
+        let store = keel_store::Store::open(&h.store_path).unwrap();
+        let conn = store.writer_conn().unwrap();
+        let prompt = "[[messages]]\nrole = \"user\"\ncontent = \"{{ question }}\"\n[variables.question]\ntype = \"string\"\n";
+        let p =
+            keel_registry::parse_prompt("ask", std::path::Path::new("ask.toml"), prompt).unwrap();
+        keel_store::push_version(
+            &conn,
+            "ask",
+            &p.content_hash(),
+            &p.to_json().to_string(),
+            "t",
+            "t",
+            None,
+        )
+        .unwrap();
+        keel_store::set_label(&conn, "ask", 1, "production", "t", "t").unwrap();
+    }
+    let body = json!({"model": "ask", "variables": {"question": "why?"}});
+    let mut live = String::new();
+    for _ in 0..100 {
+        let resp = h.post_json("/v1/chat/completions", &body, &[]).await;
+        if resp.status() == 200 {
+            live = request_id(&resp);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!live.is_empty(), "the function never answered");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    h.finish().await;
+    let spans = spans(&got);
+    let live_span = span_of(&spans, &live);
+    let shadow = spans
+        .iter()
+        .map(|(s, _)| s)
+        .find(|s| {
+            has_attr(s, "keel.parent_request_id") && attr(s, "keel.parent_request_id") == live
+        })
+        .unwrap_or_else(|| panic!("no shadow span among {spans:#?}"));
+    assert_eq!(attr(shadow, "keel.origin"), "shadow");
+    assert_eq!(shadow["traceId"], live_span["traceId"]);
+    assert_eq!(shadow["parentSpanId"], live_span["spanId"]);
 }

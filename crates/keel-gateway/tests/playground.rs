@@ -3,7 +3,7 @@
 //! kept and reloaded, a draft runs beside the live version on typed and recorded
 //! variables (through the request path, traced as playground traffic, not live), a
 //! suite shows a known regression, saving is audited and moves no label, errors are
-//! shown, and the admin key (and the form token with the cookie) guard it.
+//! shown, and the admin key (and the session's form token with the cookie) guard it.
 
 mod common;
 
@@ -434,8 +434,22 @@ async fn the_admin_key_and_the_form_token_guard_the_playground() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 303);
-    // With the cookie, the form must carry the token the page gives.
-    let cookie = format!("keel_admin={ADMIN}");
+    // With a session cookie (from the login form), the form must carry the session's
+    // token that the page gives.
+    let login = no_redirects()
+        .post(h.url("/ui/login"))
+        .form(&[("key", ADMIN)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let form = |token: &str| {
         vec![
             ("action".to_string(), "keep".to_string()),

@@ -150,3 +150,51 @@ async fn a_failing_shadow_never_reaches_the_caller() {
     assert_eq!(shadow.error_class.as_deref(), Some("upstream_server_error"));
     assert_eq!(common::trace(&traces, "live-x").status.as_str(), "ok");
 }
+
+/// A live call is mirrored only when it succeeded on another variant: the split serving
+/// the shadow variant itself, or a live call that failed, sends no shadow.
+#[tokio::test]
+async fn only_answered_live_calls_on_another_variant_are_mirrored() {
+    // The split sends every live call to the shadow variant.
+    let swapped = extra("mock-1")
+        .replace("weight = 1", "weight = 9")
+        .replace("weight = 0", "weight = 1")
+        .replace("weight = 9", "weight = 0");
+    // And a function whose live variant always fails.
+    let failing = extra("mock-1").replace("model = \"local\"", "model = \"down\"");
+    for (config, want_status, name) in [(swapped, 200, "split"), (failing, 502, "failed")] {
+        let h = Harness::with(Options {
+            extra: config,
+            gateway: String::new(),
+            ..Options::default()
+        })
+        .await;
+        {
+            let store = Store::open(&h.store_path).unwrap();
+            let conn = store.writer_conn().unwrap();
+            let p = keel_registry::parse_prompt("ask", std::path::Path::new("ask.toml"), PROMPT)
+                .unwrap();
+            keel_store::push_version(
+                &conn,
+                "ask",
+                &p.content_hash(),
+                &p.to_json().to_string(),
+                "t",
+                "t",
+                None,
+            )
+            .unwrap();
+            keel_store::set_label(&conn, "ask", 1, "production", "t", "t").unwrap();
+        }
+        ready(&h).await;
+        for i in 0..3 {
+            let r = ask(&h, &format!("{name}-{i}")).await;
+            assert_eq!(r.status(), want_status, "{name}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, traces) = h.finish().await;
+        let shadows = traces.iter().filter(|t| t.origin == Origin::Shadow).count();
+        assert_eq!(shadows, 0, "{name}: {traces:?}");
+        assert_eq!(traces.len(), 3, "{name}");
+    }
+}

@@ -48,7 +48,9 @@ pub enum GovError {
     AdminKeyRequired,
     #[error("admin endpoints are disabled: set the env var named by [auth] admin_key_env (default KEEL_ADMIN_KEY) before starting keel serve")]
     AdminDisabled,
-    #[error("the shared limits backend is unreachable ({0}); calls are refused while it is down ([limits] on_backend_error = \"fail_closed\")")]
+    /// The detail (the backend's own error: addresses, driver messages) is for the log,
+    /// never for the caller: the message shown does not include it.
+    #[error("the shared limits backend is unreachable; calls are refused while it is down ([limits] on_backend_error = \"fail_closed\"); the gateway's log has the cause")]
     BackendUnavailable(String),
 }
 

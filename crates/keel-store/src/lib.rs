@@ -51,7 +51,7 @@ pub use prompts::{
     LabelMove, LabelOutcome, LabelPosition, PromptStoreError, PromptSummary, PromptVersion,
     PushOutcome,
 };
-pub use query::{count_traces, get_trace, list_traces, TraceFilter};
+pub use query::{count_traces, get_trace, list_traces, reused_request_id, TraceFilter};
 pub use release_report::{list_releases, ReleaseFilter, ReleaseRow, ReleaseTraffic};
 pub use releases::record_release;
 pub use replays::{

@@ -104,6 +104,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0017_usage_estimated",
         sql: include_str!("../migrations/0017_usage_estimated.sql"),
     },
+    Migration {
+        version: 18,
+        name: "0018_unique_trace_ids_and_span_owners",
+        sql: include_str!("../migrations/0018_unique_trace_ids_and_span_owners.sql"),
+    },
 ];
 
 /// The step of a migration that SQL alone cannot do, run in the same transaction right
@@ -437,15 +442,54 @@ mod tests {
         assert!(crate::drafts::drafts_for(&conn, "any", 10)
             .unwrap()
             .is_empty());
-        // And from version 16, only 0017: traces say whether their usage is estimated;
-        // the trace written at version 4 reads back with every later column at its default.
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![17]);
+        // And from version 16, 0017 (traces say whether their usage is estimated) and 0018
+        // (unique trace ids, span owners); the trace written at version 4 reads back with
+        // every later column at its default.
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![17, 18]);
         let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
         assert_eq!((old.function, old.release_id), (None, None));
         assert_eq!(old.origin, keel_core::trace::Origin::Live);
         assert!(old.guardrails.is_empty());
         assert_eq!((old.otel_trace_id, old.otel_span_id), (None, None));
         assert!(!old.usage_estimated);
+    }
+
+    #[test]
+    fn migration_18_makes_trace_ids_unique_and_keeps_the_callers_id() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, "mem", &MIGRATIONS[..17]).unwrap();
+        for (id, at) in [("same", 1), ("same", 2), ("other", 3), ("same", 4)] {
+            conn.execute(
+                "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms, status, http_status)
+                 VALUES (?1, ?2, 'openai', '/v1/chat/completions', 0, 0, 5, 'ok', 200)",
+                rusqlite::params![id, at],
+            )
+            .unwrap();
+        }
+        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![18]);
+        // The oldest keeps the id; the others moved, with the caller's id kept.
+        let kept: i64 = conn
+            .query_row(
+                "SELECT started_at_ms FROM traces WHERE id = 'same'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(kept, 1);
+        let moved: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM traces WHERE client_request_id = 'same' AND id != 'same'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(moved, 2);
+        let dup = conn.execute(
+            "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms, status, http_status)
+             VALUES ('other', 9, 'openai', '/v1/chat/completions', 0, 0, 5, 'ok', 200)",
+            [],
+        );
+        assert!(dup.is_err(), "ids are unique now");
     }
 
     #[test]

@@ -193,10 +193,29 @@ pub(crate) fn select_sql(filter: &TraceFilter) -> (String, Vec<Value>) {
     (sql, values)
 }
 
-/// The trace with request id `id` (the newest, if a caller reused the id).
+/// The trace with id `id` (ids are unique: a caller's reused request id stays with the
+/// call that used it first).
 pub fn get_trace(conn: &Connection, id: &str) -> Result<Option<TraceRecord>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM traces WHERE id = ?1 ORDER BY started_at_ms DESC, rowid DESC LIMIT 1");
+    let sql = format!("SELECT {COLUMNS} FROM traces WHERE id = ?1");
     Ok(conn.query_row(&sql, [id], trace_row::from_row).optional()?)
+}
+
+/// The ids of later traces whose caller sent `id` as its request id when it was already
+/// taken (stored under fresh ids, `id` kept as `client_request_id`), oldest first, at
+/// most `limit`.
+pub fn reused_request_id(
+    conn: &Connection,
+    id: &str,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM traces WHERE client_request_id = ?1 ORDER BY started_at_ms, rowid LIMIT ?2",
+    )?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let ids = stmt
+        .query_map(rusqlite::params![id, limit], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(ids)
 }
 
 /// How many traces the store holds.
@@ -542,14 +561,26 @@ mod tests {
     }
 
     #[test]
-    fn a_reused_request_id_keeps_both_and_get_returns_the_newest() {
+    fn a_reused_request_id_keeps_both_and_the_id_stays_with_the_first() {
         let mut old = t("dup", 1);
         old.latency_ms = 1;
         let mut new = t("dup", 2);
         new.latency_ms = 2;
         let (_s, r) = seeded(&[old, new]);
         assert_eq!(count_traces(&r).unwrap(), 2);
-        assert_eq!(get_trace(&r, "dup").unwrap().map(|t| t.latency_ms), Some(2));
+        // The id resolves to the call that used it first; the later one moved to a
+        // fresh id, the caller's kept as `client_request_id` (migration 0018).
+        assert_eq!(get_trace(&r, "dup").unwrap().map(|t| t.latency_ms), Some(1));
+        let moved: (String, i64) = r
+            .query_row(
+                "SELECT id, latency_ms FROM traces WHERE client_request_id = 'dup'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_ne!(moved.0, "dup");
+        assert_eq!(moved.1, 2);
+        assert_eq!(reused_request_id(&r, "dup", 10).unwrap(), vec![moved.0]);
     }
 }
 

@@ -3,7 +3,9 @@
 //! show them beside Keel's own call (`traces.otel_trace_id`).
 //!
 //! Writes come from the ingest endpoint off the request path (one transaction per
-//! export request); a span sent twice (an exporter's retry) replaces the first copy.
+//! export request); a span sent twice (an exporter's retry) replaces the first copy —
+//! but only when the same owner (the sending key's tenant) sends it: a span is never
+//! replaced by another tenant's (migration 0018), whatever ids it names.
 
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
@@ -73,22 +75,33 @@ fn nanos(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Store `spans` in one transaction (a span already stored is replaced).
+/// Store `spans` sent by `owner` (the key's tenant; `None` for the admin key or an open
+/// gateway) in one transaction. A span already stored is replaced only when it has the
+/// same owner; the count of spans refused because another owner holds their ids.
 pub fn insert_spans(
     conn: &mut Connection,
     spans: &[AppSpan],
     received_at_ms: i64,
-) -> Result<(), StoreError> {
+    owner: Option<&str>,
+) -> Result<u64, StoreError> {
     let tx = conn.transaction()?;
+    let mut refused = 0u64;
     {
         let mut stmt = tx.prepare_cached(
-            "INSERT OR REPLACE INTO app_spans (trace_id, span_id, parent_span_id, name, service, kind,
-                 start_unix_nano, end_unix_nano, attributes_json, status, status_message, received_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            "INSERT INTO app_spans (trace_id, span_id, parent_span_id, name, service, kind,
+                 start_unix_nano, end_unix_nano, attributes_json, status, status_message, received_at_ms, owner)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (trace_id, span_id) DO UPDATE SET
+                 parent_span_id = excluded.parent_span_id, name = excluded.name,
+                 service = excluded.service, kind = excluded.kind,
+                 start_unix_nano = excluded.start_unix_nano, end_unix_nano = excluded.end_unix_nano,
+                 attributes_json = excluded.attributes_json, status = excluded.status,
+                 status_message = excluded.status_message, received_at_ms = excluded.received_at_ms
+             WHERE app_spans.owner IS excluded.owner",
         )?;
         for s in spans {
             let attrs = serde_json::Value::Object(s.attributes.clone()).to_string();
-            stmt.execute(params![
+            let written = stmt.execute(params![
                 s.trace_id,
                 s.span_id,
                 s.parent_span_id,
@@ -101,23 +114,28 @@ pub fn insert_spans(
                 s.status.as_str(),
                 s.status_message,
                 received_at_ms,
+                owner,
             ])?;
+            if written == 0 {
+                refused += 1;
+            }
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(refused)
 }
 
 impl Store {
-    /// Open a write connection and store `spans` (for the ingest endpoint, which calls
-    /// this on a blocking thread).
+    /// Open a write connection and store `spans` sent by `owner` (for the ingest
+    /// endpoint, which calls this on a blocking thread): see [`insert_spans`].
     pub fn insert_app_spans(
         &self,
         spans: &[AppSpan],
         received_at_ms: i64,
-    ) -> Result<(), StoreError> {
+        owner: Option<&str>,
+    ) -> Result<u64, StoreError> {
         let mut conn = self.writer_connection()?;
-        insert_spans(&mut conn, spans, received_at_ms)
+        insert_spans(&mut conn, spans, received_at_ms, owner)
     }
 }
 
@@ -199,10 +217,12 @@ mod tests {
         let store = Store::open(":memory:").unwrap();
         let b = span("bbbbbbbbbbbbbbbb", 2_000);
         let a = span("aaaaaaaaaaaaaaaa", 1_000);
-        store.insert_app_spans(&[b.clone(), a.clone()], 1).unwrap();
+        store
+            .insert_app_spans(&[b.clone(), a.clone()], 1, None)
+            .unwrap();
         let mut again = b.clone();
         again.status = SpanStatus::Error;
-        store.insert_app_spans(&[again.clone()], 2).unwrap();
+        store.insert_app_spans(&[again.clone()], 2, None).unwrap();
         let conn = store.reader().unwrap();
         let got = spans_for_trace(&conn, "4BF92F3577B34DA6A3CE929D0E0E4736").unwrap();
         assert_eq!(got, vec![a, again]);

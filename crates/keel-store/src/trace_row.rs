@@ -25,9 +25,10 @@ const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, 
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
      function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos, parent_id, guardrails_json, \
-     otel_trace_id, otel_span_id, otel_parent_span_id, usage_estimated) \
+     otel_trace_id, otel_span_id, otel_parent_span_id, usage_estimated, client_request_id) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46)";
+     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47) \
+     ON CONFLICT (id) DO NOTHING";
 
 /// Insert `traces` in one transaction, with the rollup rows they touch (aggregated in
 /// memory first, so a batch costs one upsert per touched row, not per trace). The
@@ -42,7 +43,12 @@ pub(crate) fn insert_batch(conn: &mut Connection, traces: &[TraceRecord]) -> rus
     {
         let mut stmt = tx.prepare_cached(INSERT_SQL)?;
         for t in traces {
-            insert_one(&mut stmt, t)?;
+            // Ids are unique: a caller's id that is taken moves to `client_request_id`
+            // and the trace gets a fresh one (migration 0018).
+            if insert_one(&mut stmt, t, &t.id, None)? == 0 {
+                let fresh = uuid::Uuid::now_v7().to_string();
+                insert_one(&mut stmt, t, &fresh, Some(&t.id))?;
+            }
             rollups.add(&Sample::of(t));
         }
     }
@@ -71,9 +77,15 @@ fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()> {
+/// Insert `t` under `id`; the rows written (0 when `id` is taken).
+fn insert_one(
+    stmt: &mut Statement<'_>,
+    t: &TraceRecord,
+    id: &str,
+    client_request_id: Option<&str>,
+) -> rusqlite::Result<usize> {
     let TraceRecord {
-        id,
+        id: _,
         started_at_ms,
         api,
         endpoint,
@@ -185,8 +197,8 @@ fn insert_one(stmt: &mut Statement<'_>, t: &TraceRecord) -> rusqlite::Result<()>
         otel_span_id,
         otel_parent_span_id,
         usage_estimated,
-    ])?;
-    Ok(())
+        client_request_id,
+    ])
 }
 
 fn get_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {

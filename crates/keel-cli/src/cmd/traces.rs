@@ -49,7 +49,7 @@ pub struct ListArgs {
     /// Variant of the function that served.
     #[arg(long)]
     variant: Option<String>,
-    /// live, eval or replay (default: all).
+    /// live, shadow, eval or replay (default: all; the table's `origin` column says which).
     #[arg(long)]
     origin: Option<String>,
     /// Most traces to show (0 = all).
@@ -90,7 +90,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
         None => None,
         Some(s) => match keel_core::trace::Origin::parse(s) {
             Some(o) => Some(o),
-            None => bail!("--origin `{s}` is not an origin; use live, eval or replay"),
+            None => bail!("--origin `{s}` is not an origin; use live, shadow, eval or replay"),
         },
     };
     let filter = TraceFilter {
@@ -123,6 +123,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
     t.set_header([
         "time",
         "id",
+        "origin",
         "model",
         "status",
         "tokens in/out",
@@ -133,21 +134,7 @@ fn list(a: ListArgs) -> Result<ExitCode> {
         "user",
     ]);
     for tr in &traces {
-        t.add_row([
-            format_ms(tr.started_at_ms),
-            tr.id.clone(),
-            tr.model_requested.clone().unwrap_or_else(|| "-".into()),
-            status_text(tr),
-            match (tr.input_tokens, tr.output_tokens) {
-                (Some(i), Some(o)) => format!("{i}/{o}"),
-                _ => "-".into(),
-            },
-            cost_text(tr),
-            format!("{} ms", tr.latency_ms),
-            tr.tenant.clone().unwrap_or_else(|| "-".into()),
-            tr.feature.clone().unwrap_or_else(|| "-".into()),
-            tr.user.clone().unwrap_or_else(|| "-".into()),
-        ]);
+        t.add_row(row(tr));
     }
     println!("{t}");
     println!(
@@ -156,6 +143,27 @@ fn list(a: ListArgs) -> Result<ExitCode> {
         if traces.len() == 1 { "" } else { "s" }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// One row of `traces list`: origin shown, so shadow (and eval, replay) traces are
+/// never mistaken for live calls.
+fn row(tr: &TraceRecord) -> [String; 11] {
+    [
+        format_ms(tr.started_at_ms),
+        tr.id.clone(),
+        tr.origin.as_str().to_string(),
+        tr.model_requested.clone().unwrap_or_else(|| "-".into()),
+        status_text(tr),
+        match (tr.input_tokens, tr.output_tokens) {
+            (Some(i), Some(o)) => format!("{i}/{o}"),
+            _ => "-".into(),
+        },
+        cost_text(tr),
+        format!("{} ms", tr.latency_ms),
+        tr.tenant.clone().unwrap_or_else(|| "-".into()),
+        tr.feature.clone().unwrap_or_else(|| "-".into()),
+        tr.user.clone().unwrap_or_else(|| "-".into()),
+    ]
 }
 
 fn status_text(t: &TraceRecord) -> String {
@@ -183,6 +191,15 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
     };
     // What the call sent to its provider (a function's prompt rendered again).
     let sent = keel_gateway::rendered::sent_messages(&conn, &t);
+    // Ids are unique: later calls that sent the same request id have their own.
+    let reused = keel_store::reused_request_id(&conn, &t.id, 20)?;
+    if !reused.is_empty() {
+        eprintln!(
+            "note: later calls also sent the request id `{}`; they are stored as: {}",
+            t.id,
+            reused.join(", ")
+        );
+    }
     if a.json {
         let mut v = serde_json::to_value(&t)?;
         v["sent_messages"] = match &sent {
@@ -294,4 +311,18 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         t.output.as_deref().unwrap_or("(not captured)")
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_core::trace::Origin;
+
+    #[test]
+    fn a_listed_trace_shows_its_origin() {
+        let mut t = TraceRecord::new("s-1".into(), 0, "openai", "/v1/chat/completions");
+        t.origin = Origin::Shadow;
+        assert_eq!(row(&t)[2], "shadow");
+        assert_eq!(Origin::parse("shadow"), Some(Origin::Shadow));
+    }
 }

@@ -6,7 +6,8 @@
 //! mode = "required"            # "off" (default: no key needed) | "required"
 //! admin_key_env = "KEEL_ADMIN_KEY"
 //! refresh = "2s"               # a created or revoked key takes effect within this long
-//! public_metrics = true        # GET /metrics without the admin key
+//! public_metrics = true        # GET /metrics without the admin key (default: true only with mode = "off")
+//! public_models = true         # GET /v1/models without a key (default: true only with mode = "off")
 //!
 //! [limits]
 //! backend = "local"            # "local" (this process) | "redis" (shared by replicas)
@@ -50,6 +51,7 @@ pub struct RawAuth {
     pub admin_key_env: Option<String>,
     pub refresh: Option<String>,
     pub public_metrics: Option<bool>,
+    pub public_models: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,7 +102,11 @@ pub struct AuthSettings {
     /// The env var holding the admin key (for `/admin/*` and `/status`).
     pub admin_key_env: String,
     pub refresh: Duration,
+    /// `GET /metrics` without the admin key. Default: true with `mode = "off"`, false
+    /// with `mode = "required"` (opening it is an explicit choice).
     pub public_metrics: bool,
+    /// `GET /v1/models` without a virtual key (or the admin key). Same default.
+    pub public_models: bool,
 }
 
 impl Default for AuthSettings {
@@ -110,6 +116,7 @@ impl Default for AuthSettings {
             admin_key_env: "KEEL_ADMIN_KEY".into(),
             refresh: Duration::from_secs(2),
             public_metrics: true,
+            public_models: true,
         }
     }
 }
@@ -298,7 +305,10 @@ pub(crate) fn validate_governance(
             raw.auth.refresh.as_deref(),
             d.refresh,
         ),
-        public_metrics: raw.auth.public_metrics.unwrap_or(true),
+        // Open by default only when auth is off: under `mode = "required"` each endpoint
+        // stays closed unless the config opens it by name.
+        public_metrics: raw.auth.public_metrics.unwrap_or(mode == AuthMode::Off),
+        public_models: raw.auth.public_models.unwrap_or(mode == AuthMode::Off),
     };
     let limits = validate_limits(raw.limits, issues);
     let mut budgets = Vec::new();

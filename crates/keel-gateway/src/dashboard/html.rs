@@ -104,7 +104,8 @@ pub fn shell(title: &str, active: &str, body: &str) -> Html<String> {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title} · Keel</title><link rel=\"stylesheet\" href=\"/ui/style.css\"></head>\
-         <body><header><a class=\"brand\" href=\"/\">Keel</a><nav>{nav}</nav></header>\
+         <body><header><a class=\"brand\" href=\"/\">Keel</a><nav>{nav}</nav>\
+         <a class=\"signout\" href=\"/ui/logout\">Sign out</a></header>\
          <main><h1>{title}</h1>\n{body}\n</main></body></html>\n",
         title = esc(title),
     ))

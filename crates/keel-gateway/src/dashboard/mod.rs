@@ -5,7 +5,7 @@
 //!
 //! One module per page; each reads the store through [`read`] (a blocking-pool task,
 //! never the async threads) with bounded, indexed queries. [`access`] guards every page
-//! with the admin key when auth is required. The playground is the one page that writes
+//! with the admin key when auth is required ([`session`] keeps who signed in). The playground is the one page that writes
 //! (drafts, and a saved version), through [`write`].
 
 mod access;
@@ -17,6 +17,7 @@ mod html;
 mod overview;
 mod playground;
 mod prompts;
+mod session;
 mod trace;
 mod traces;
 
@@ -31,6 +32,7 @@ use keel_store::Connection;
 
 use crate::state::AppState;
 use html::PageError;
+pub use session::Sessions;
 
 /// The page's query parameters (each page reads the ones it knows).
 pub(crate) type Params = HashMap<String, String>;
@@ -56,6 +58,7 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/evals/compare", get(evals::compare))
         .route("/ui/functions", get(functions::page))
         .route("/ui/governance", get(governance::page))
+        .route("/ui/logout", get(access::logout_form))
         .route_layer(axum::middleware::from_fn_with_state(app, access::require))
         .route("/ui/login", get(access::form).post(access::login))
         .route("/ui/logout", post(access::logout))

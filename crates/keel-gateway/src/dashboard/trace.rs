@@ -257,16 +257,29 @@ pub async fn page(
             None => Vec::new(),
         };
         let sent = crate::rendered::sent_messages(c, &t);
-        Ok(Some((t, spans, sent)))
+        let reused = keel_store::reused_request_id(c, &t.id, 20)?;
+        Ok(Some((t, spans, sent, reused)))
     })
     .await?;
-    let Some((t, spans, sent)) = found else {
+    let Some((t, spans, sent, reused)) = found else {
         return Err(PageError::NotFound(format!(
             "no trace with request id {id}"
         )));
     };
     let mut html = body(&t);
     html.push_str(&sent_section(&sent));
+    if !reused.is_empty() {
+        // Ids are unique: later calls that sent this id are stored under their own.
+        let links: Vec<String> = reused
+            .iter()
+            .map(|r| format!("<a href=\"/ui/traces/{}\">{}</a>", urlenc(r), esc(r)))
+            .collect();
+        html.push_str(&format!(
+            "<p class=\"hint\" id=\"reused\">Later calls also sent this request id; each is \
+             stored under its own id (the one sent kept as <code>client_request_id</code>): {}</p>",
+            links.join(", ")
+        ));
+    }
     html.push_str(&app_spans(&t, &spans));
     Ok(shell(&format!("Trace {}", t.id), "/ui/traces", &html))
 }

@@ -204,8 +204,11 @@ pub async fn budgets(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Re
                 .collect();
             Json(json!({"backend": app.governor.backend_name(), "budgets": rows})).into_response()
         }
-        Err(e) => fail(GatewayError::Governance(
-            keel_governance::GovError::BackendUnavailable(e),
-        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read budgets from the limits backend");
+            fail(GatewayError::Governance(
+                keel_governance::GovError::BackendUnavailable(e),
+            ))
+        }
     }
 }

@@ -1,19 +1,43 @@
-//! The small endpoints: model list, health, metrics.
+//! The small endpoints: model list, health, metrics. With `[auth] mode = "required"` the
+//! model list and the metrics are closed unless `[auth] public_models` /
+//! `public_metrics` open them: what is public is a choice the config states.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::error::GatewayError;
 use crate::metrics::{GovFigures, WriterFigures};
 use crate::state::AppState;
 
+/// Whether a caller may read `/v1/models`: anyone when `[auth] public_models`, else a
+/// valid virtual key or the admin key.
+fn may_list_models(app: &AppState, headers: &HeaderMap) -> Result<(), GatewayError> {
+    if app.governor.config().auth.public_models
+        || crate::pipeline::auth::admin(app, headers).is_ok()
+    {
+        return Ok(());
+    }
+    match app
+        .governor
+        .authenticate(crate::pipeline::auth::credential(headers))?
+    {
+        Some(_) => Ok(()),
+        None => Err(keel_governance::GovError::MissingKey.into()),
+    }
+}
+
 /// `GET /v1/models` in OpenAI's list shape: the configured models, then the functions
 /// (callable by name the same way), each function with its variants and what they serve.
-pub async fn list_models(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+pub async fn list_models(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = may_list_models(&app, &headers) {
+        return super::common::error_response(&e, super::common::ClientApi::OpenAi, "");
+    }
     let mut data: Vec<_> = app
         .config
         .models
@@ -72,7 +96,7 @@ pub async fn list_models(State(app): State<Arc<AppState>>) -> Json<serde_json::V
             "split": split,
         }));
     }
-    Json(json!({"object": "list", "data": data}))
+    Json(json!({"object": "list", "data": data})).into_response()
 }
 
 /// `GET /status`: what `keel status` shows — per model its provider, upstream id,
@@ -159,7 +183,13 @@ pub async fn health(State(app): State<Arc<AppState>>) -> Json<serde_json::Value>
     }))
 }
 
-pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+/// `GET /metrics`: open when `[auth] public_metrics`, else the admin key.
+pub async fn metrics(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if !app.governor.config().auth.public_metrics {
+        if let Err(e) = crate::pipeline::auth::admin(&app, &headers) {
+            return super::common::error_response(&e, super::common::ClientApi::OpenAi, "");
+        }
+    }
     let w = &app.writer;
     let text = app.metrics.render(
         WriterFigures {

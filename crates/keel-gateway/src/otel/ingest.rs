@@ -54,9 +54,10 @@ pub async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
         Ok(e) => e,
         Err(msg) => return status(Encoding::Json, StatusCode::UNSUPPORTED_MEDIA_TYPE, &msg),
     };
-    if let Err(e) = authorize(&app, &headers) {
-        return error(encoding, &e);
-    }
+    let owner = match authorize(&app, &headers) {
+        Ok(owner) => owner,
+        Err(e) => return error(encoding, &e),
+    };
     let (bytes, _hold) = match body::read_body(&app, &headers, body).await {
         Ok(b) => (b.bytes, b.hold),
         Err(e) => return error(encoding, &e),
@@ -89,14 +90,29 @@ pub async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
         );
     };
     let n = decoded.spans.len() as u64;
+    let mut decoded_rejected = decoded.rejected;
+    let mut reason = decoded.reason;
     if n > 0 {
         let spans = decoded.spans;
         let now = crate::pipeline::drive::now_ms();
-        let written =
-            tokio::task::spawn_blocking(move || store.insert_app_spans(&spans, now)).await;
+        let written = tokio::task::spawn_blocking(move || {
+            store.insert_app_spans(&spans, now, owner.as_deref())
+        })
+        .await;
         match written {
-            Ok(Ok(())) => {
-                app.metrics.otel.spans_ingested.inc_by(n);
+            Ok(Ok(refused)) => {
+                app.metrics
+                    .otel
+                    .spans_ingested
+                    .inc_by(n.saturating_sub(refused));
+                if refused > 0 {
+                    decoded_rejected += i64::try_from(refused).unwrap_or(i64::MAX);
+                    reason.get_or_insert_with(|| {
+                        "a span with the same trace and span id was sent by another tenant; \
+                         it is kept, this one is not stored"
+                            .to_string()
+                    });
+                }
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot store ingested spans");
@@ -111,16 +127,17 @@ pub async fn ingest(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
             }
         }
     }
-    success(encoding, decoded.rejected, decoded.reason)
+    success(encoding, decoded_rejected, reason)
 }
 
-/// A virtual key or the admin key, when auth asks for one.
-fn authorize(app: &AppState, headers: &HeaderMap) -> Result<(), GatewayError> {
+/// A virtual key or the admin key, when auth asks for one; the spans' owner (the key's
+/// tenant; `None` for the admin key or no key).
+fn authorize(app: &AppState, headers: &HeaderMap) -> Result<Option<String>, GatewayError> {
     let credential = auth::credential(headers);
     match app.governor.authenticate(credential) {
-        Ok(_) => Ok(()),
+        Ok(key) => Ok(key.map(|k| k.tenant.clone())),
         Err(e) => match app.governor.check_admin(credential) {
-            Ok(()) if credential.is_some() => Ok(()),
+            Ok(()) if credential.is_some() => Ok(None),
             _ => Err(e.into()),
         },
     }

@@ -8,7 +8,9 @@
 //! reach the caller, it never reads or fills the response cache, and its trace has
 //! `origin = "shadow"` (kept out of reports and budgets) with `parent_id` = the live
 //! call's request id, which `keel shadow report` pairs on. A call that explicitly asked
-//! for the shadow variant (`x-keel-variant`) is not mirrored.
+//! for the shadow variant (`x-keel-variant`), or that the split served with it, is not
+//! mirrored; nor is a live call that failed or was refused or blocked. A shadow call is
+//! exported as an OpenTelemetry span like any call.
 //!
 //! Shadows are capped per function (`max_concurrent`, default 16): a slow shadow model
 //! must not pile up tasks, connections and memory beside live traffic. A sampled call
@@ -52,9 +54,10 @@ pub fn sample(app: &AppState, req: &ChatRequest, opts: &CallOptions<'_>) -> Opti
 }
 
 /// Start the shadow of a sampled call, once the live call has run as far as `live`
-/// says: a live call refused by a rate limit or budget (`Governance`) is not mirrored —
-/// a caller over its limits must not cause shadow spend either. Skipped, and counted,
-/// when the function's shadows in flight are at `max_concurrent`.
+/// says: only a live call that succeeded, on another variant than the shadow's, is
+/// mirrored — a caller over its limits, a failed call or a blocked one must not cause
+/// shadow spend. Skipped, and counted, when the function's shadows in flight are at
+/// `max_concurrent`.
 pub fn launch(
     app: &Arc<AppState>,
     sampled: Option<Sampled>,
@@ -64,7 +67,11 @@ pub fn launch(
     let Some(Sampled { mut req, variant }) = sampled else {
         return;
     };
-    if let Err(GatewayError::Governance(_)) = outcome {
+    // Only a live call that was answered is mirrored: a refused call (rate limit,
+    // budget), a failed one or one a guardrail blocked is not — a blocked input would
+    // be blocked again in the shadow, and show twice in the audit log. A call the split
+    // already served with the shadow variant is not mirrored to itself either.
+    if outcome.is_err() || live.variant.as_deref() == Some(variant.as_str()) {
         return;
     }
     let Some(slots) = app.shadow_slots.get(&req.model) else {
@@ -109,6 +116,10 @@ pub fn launch(
             account::fail(&mut trace, &e);
         }
         trace.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // Exported like any call (the README's promise), as a child of the live span.
+        if let Some(otel) = &app.otel {
+            otel.record(&trace);
+        }
         app.writer.record(trace);
     });
 }

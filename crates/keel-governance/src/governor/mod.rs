@@ -232,6 +232,12 @@ impl Governor {
         }
     }
 
+    /// The SHA-256 of the admin key, when one is set: what a dashboard session is bound
+    /// to, so a session opened with one key ends when the key changes.
+    pub fn admin_digest(&self) -> Option<[u8; 32]> {
+        self.admin
+    }
+
     /// Admin endpoints: open when auth is off and no admin key is set; otherwise the
     /// admin key, compared in constant time.
     pub fn check_admin(&self, presented: Option<&str>) -> Result<(), GovError> {

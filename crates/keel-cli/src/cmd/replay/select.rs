@@ -2,7 +2,7 @@
 //! `--limit` and `--filter KEY=VALUE`, and the one candidate from the flags.
 
 use anyhow::{anyhow, bail, Result};
-use keel_core::trace::TraceStatus;
+use keel_core::trace::{Origin, TraceStatus};
 use keel_gateway::replay::Candidate;
 use keel_store::TraceFilter;
 use serde_json::{json, Map, Value};
@@ -18,6 +18,8 @@ pub(super) fn trace_filter(a: &RunArgs, function: &str) -> Result<TraceFilter> {
         function: Some(function.to_string()),
         since_ms: Some(parse_since(&a.since)?),
         status: Some(TraceStatus::Ok),
+        // Recorded production calls only: never shadow, eval or replay traffic.
+        origin: Some(Origin::Live),
         limit: a.limit,
         ..TraceFilter::default()
     };
@@ -150,6 +152,8 @@ mod tests {
         assert_eq!(f.model.as_deref(), Some("mock-1"));
         assert_eq!(f.status, Some(TraceStatus::Error));
         assert_eq!((f.function.as_deref(), f.limit), (Some("f"), 50));
+        // Shadow (and eval, replay) traces are never "recorded production calls".
+        assert_eq!(f.origin, Some(Origin::Live));
 
         let a = parse(&[
             "--function",

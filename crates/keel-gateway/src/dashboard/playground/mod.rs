@@ -232,7 +232,7 @@ pub async fn editor(
     headers: HeaderMap,
 ) -> Result<Html<String>, PageError> {
     let ed = load(&app, name, &params).await?;
-    let token = access::form_token(&headers);
+    let token = access::form_token(&app, &headers);
     Ok(view::page(&app, &ed, &Outcome::default(), token.as_deref()))
 }
 
@@ -264,6 +264,6 @@ pub async fn post(
         ))
         .into_response();
     }
-    let token = access::form_token(&headers);
+    let token = access::form_token(&app, &headers);
     view::page(&app, &ed, &outcome, token.as_deref()).into_response()
 }
