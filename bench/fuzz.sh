@@ -49,23 +49,26 @@ for t in "${TARGETS[@]}"; do
   nice -n 19 cargo fuzz run -s none "$t" "corpus/$t" "seeds/$t" -- \
     -max_total_time="$SECS" -print_final_stats=1 -timeout=10 >"$log" 2>&1 || rc=$?
   end=$(date +%s)
-  stat() { grep -m1 "^stat::$1:" "$log" | awk '{print $2}'; }
+  stat() { grep -a -m1 "^stat::$1:" "$log" | awk '{print $2}'; }
+  # libFuzzer's own fuzzing time ("Done N runs in S second(s)"); wall time if absent.
+  secs=$(grep -a -Eo 'runs in [0-9]+ second' "$log" | tail -1 | awk '{print $3}')
+  secs=${secs:-$((end - start))}
   execs=$(stat number_of_executed_units)
   rate=$(stat average_exec_per_sec)
   rss=$(stat peak_rss_mb)
-  cov=$(grep -Eo 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+  cov=$(grep -a -Eo 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
   corpus=$(find "corpus/$t" -type f | wc -l)
   if [ "$rc" -eq 0 ]; then
     outcome="no crash"
   else
     FAILED=1
-    artifact=$(grep -Eo 'artifacts/[^ ]+' "$log" | tail -1 || true)
+    artifact=$(grep -a -Eo 'artifacts/[^ ]+' "$log" | tail -1 || true)
     outcome="**crash** (exit $rc) ${artifact:-see $log}"
     tail -40 "$log" >&2
   fi
   printf '%-18s %4ss  %12s execs  %8s exec/s  cov %6s  corpus %5s  %s\n' \
-    "$t" "$((end - start))" "${execs:-?}" "${rate:-?}" "${cov:-?}" "$corpus" "$outcome"
-  ROWS+=("| \`$t\` | $((end - start)) | ${execs:-?} | ${rate:-?} | ${cov:-?} | $corpus | ${rss:-?} | $outcome |")
+    "$t" "$secs" "${execs:-?}" "${rate:-?}" "${cov:-?}" "$corpus" "$outcome"
+  ROWS+=("| \`$t\` | $secs | ${execs:-?} | ${rate:-?} | ${cov:-?} | $corpus | ${rss:-?} | $outcome |")
 done
 
 {
