@@ -73,7 +73,7 @@ done
 
 {
   printf '\n## %s — commit %s — fuzzing\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  printf 'Machine: %s cores, %s, %s. `bash bench/fuzz.sh %s`: cargo-fuzz %s (libFuzzer, `-s none`, release with debug assertions), one process per target at `nice -n 19`, %s s each, corpus seeded from `fuzz/seeds/`. Executions are libFuzzer'"'"'s `stat::number_of_executed_units`; cov is its edge coverage at the end.\n\n' \
+  printf 'Machine: %s cores, %s, %s. `bash bench/fuzz.sh %s`: cargo-fuzz %s (libFuzzer, `-s none`, release with debug assertions), one process per target at `nice -n 19`, %s s each, corpus seeded from `fuzz/seeds/` and kept between runs in `fuzz/corpus/` (corpus files: its size after the run). Executions are libFuzzer'"'"'s `stat::number_of_executed_units`, seconds its own fuzzing time; cov is its edge coverage at the end.\n\n' \
     "$(nproc)" "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')" "$(uname -sr)" "$SECS" \
     "$(cargo fuzz --version | awk '{print $2}')" "$SECS"
   echo '| target | seconds | executions | exec/s | cov | corpus files | peak RSS MB | outcome |'
