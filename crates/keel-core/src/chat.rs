@@ -275,7 +275,8 @@ impl Usage {
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            // Counts can come from an upstream's bytes: saturate, never overflow.
+            total_tokens: prompt.saturating_add(completion),
             ..Default::default()
         }
     }

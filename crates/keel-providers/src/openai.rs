@@ -134,8 +134,9 @@ impl ChatProvider for OpenAiProvider {
     }
 }
 
-/// One `data:` payload: a chunk, or an in-stream error object.
-fn parse_chunk(data: &str) -> Result<ChatChunk, ProviderError> {
+/// One `data:` payload: a chunk, or an in-stream error object. Public so the fuzz
+/// targets (`fuzz/`) read a stream the way [`OpenAiProvider`] does.
+pub fn parse_chunk(data: &str) -> Result<ChatChunk, ProviderError> {
     match serde_json::from_str::<ChatChunk>(data) {
         Ok(chunk) => Ok(chunk),
         Err(e) => match serde_json::from_str::<Value>(data)

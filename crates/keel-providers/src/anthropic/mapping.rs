@@ -33,11 +33,16 @@ pub(crate) fn stop_reason_for(finish_reason: Option<&str>, stop_sequence: Option
 }
 
 /// Anthropic usage → canonical: `prompt_tokens` counts every input token (fresh, read
-/// from cache and written to cache); `cached_tokens` is the cache reads.
+/// from cache and written to cache); `cached_tokens` is the cache reads. The counts come
+/// from upstream bytes: sums saturate rather than overflow.
 pub(crate) fn usage_to_canonical(u: &MessagesUsage) -> Usage {
     let cache_read = u.cache_read_input_tokens.unwrap_or(0);
     let cache_write = u.cache_creation_input_tokens.unwrap_or(0);
-    let mut usage = Usage::new(u.input_tokens + cache_read + cache_write, u.output_tokens);
+    let prompt = u
+        .input_tokens
+        .saturating_add(cache_read)
+        .saturating_add(cache_write);
+    let mut usage = Usage::new(prompt, u.output_tokens);
     usage.prompt_tokens_details = Some(PromptTokensDetails {
         cached_tokens: cache_read,
     });

@@ -272,3 +272,16 @@ fn error_event_becomes_a_status_error() {
         assert!(matches!(t.push(e), Err(ProviderError::Status { status: s, .. }) if s == status));
     }
 }
+
+/// Found while writing the `anthropic_sse` fuzz target, which crashes on this input
+/// (kept as fuzz/seeds/anthropic_sse/usage_overflow): token counts near `u64::MAX` from upstream overflowed the sum into `prompt_tokens`
+/// (a panic with overflow checks, a wrapped, too-small count without). They saturate.
+#[tokio::test]
+async fn fuzz_usage_overflow_saturates() {
+    let sse = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"usage\":{\"input_tokens\":18446744073709551615,\"output_tokens\":1,\"cache_read_input_tokens\":1}}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    let chunks = translate(events(sse).await);
+    let usage = chunks.last().unwrap().usage.unwrap();
+    assert_eq!(usage.prompt_tokens, u64::MAX);
+    assert_eq!(usage.total_tokens, u64::MAX);
+    assert_eq!(usage.cached_tokens(), 1);
+}
