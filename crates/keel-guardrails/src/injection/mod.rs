@@ -6,6 +6,10 @@
 //!   characters and s.p.a.c.e.d letters do not hide them; a few common non-English ones;
 //! - role-override markers on the raw text (`<|im_start|>system`, `[INST]`, `<<SYS>>`,
 //!   "### System", a line starting with a fake `system:`/`assistant:` turn);
+//! - jailbreak framing (`framing`): the moves people use to take a model's limits away —
+//!   a persona set up, its limits removed, refusals forbidden, two answers side by side,
+//!   the model told it is not an AI, a fake override, a forced compliance prefix — each
+//!   weak alone and blocking only together;
 //! - encoded payloads (`encoded`): base64 or hex blobs that decode to text containing the
 //!   phrasings, Unicode tag-character smuggling, zero-width characters in bulk, and words that
 //!   mix Latin with Cyrillic/Greek letters.
@@ -15,6 +19,7 @@
 //! lists every occurrence with byte offsets into the original text.
 
 mod encoded;
+mod framing;
 mod phrases;
 
 use crate::normalize::normalize;
@@ -52,6 +57,10 @@ pub fn injection(text: &str) -> InjectionReport {
     phrases::role_markers(text, &mut hits);
     let normalized = normalize(text);
     phrases::phrasings(&normalized.text, &mut |signal, weight, s, e| {
+        let (start, end) = normalized.original_span(s, e);
+        hits.push((signal, weight, start, end));
+    });
+    framing::framing(&normalized.text, &mut |signal, weight, s, e| {
         let (start, end) = normalized.original_span(s, e);
         hits.push((signal, weight, start, end));
     });

@@ -7,15 +7,17 @@ use crate::normalize::fold_pattern;
 use regex::Regex;
 use std::sync::LazyLock;
 
-struct Signal {
-    name: &'static str,
-    weight: f64,
-    pattern: &'static str,
+pub(super) struct Signal {
+    pub(super) name: &'static str,
+    pub(super) weight: f64,
+    pub(super) pattern: &'static str,
 }
 
 const QUALIFIER: &str = "(?:previous|prior|above|earlier|preceding|initial|original|existing|system|developer|safety|all|any|every|your|these|those|old|former)";
-const FILLER: &str = "(?:the|my|of|these|those|and|other|previous|prior|above|earlier|initial|original|system|developer|safety|all|any|your|old)";
-const RULES: &str = "(?:instructions?|rules|ruleset|directions|directives?|prompts?|guidelines|guidance|context|messages|commands|constraints|restrictions|programming|policies|policy|orders|training|limitations)";
+const FILLER: &str = "(?:the|my|of|these|those|and|other|previous|prior|above|earlier|initial|original|system|developer|safety|all|any|your|old|usual|normal|core)";
+const RULES: &str = "(?:instructions?|rules|ruleset|directions|directives?|prompts?|guidelines|guidance|context|messages|commands|constraints|restrictions|programming|policies|policy|orders|training|limitations|input|inputs)";
+
+const LISTS: &[(&str, &str)] = &[("{Q}", QUALIFIER), ("{F}", FILLER), ("{R}", RULES)];
 
 /// Phrasings, matched on normalised text. `{Q}`, `{F}` and `{R}` expand to the lists above.
 const PHRASINGS: &[Signal] = &[
@@ -32,12 +34,12 @@ const PHRASINGS: &[Signal] = &[
     Signal {
         name: "ignore_previous",
         weight: 0.75,
-        pattern: r"\b(?:ignore|disregard|forget) (?:what|everything|anything|all) you (?:were|have been|'ve been) (?:told|given|instructed|programmed)\b",
+        pattern: r"\b(?:ignore|disregard|forget) (?:what|everything|anything|all) you (?:were|have been|'ve been|have|'ve) (?:told|given|instructed|programmed|learned|learnt|taught)\b",
     },
     Signal {
         name: "new_instructions",
         weight: 0.55,
-        pattern: r"\b(?:new|updated|real|actual|true|revised) (?:system )?(?:instructions?|rules|directives?|task|objective|system prompt|orders) ?:|\byour (?:new|real|true|actual) (?:instructions?|task|role|purpose|objective|goal|orders) (?:is|are|:)|\bthe (?:above|previous) (?:instructions?|rules) (?:are|were|is) (?:void|cancelled|obsolete|outdated|fake|no longer valid)",
+        pattern: r"\b(?:new|updated|real|actual|true|revised) (?:system )?(?:instructions?|rules|directives?|task|objective|system prompt|orders) ?:|\byour (?:new|real|true|actual) (?:instructions?|task|role|purpose|objective|goal|orders|rules) (?:is|are|:)|\bthe (?:above|previous) (?:instructions?|rules) (?:are|were|is) (?:void|cancelled|obsolete|outdated|fake|no longer valid)",
     },
     Signal {
         name: "persona_override",
@@ -62,7 +64,12 @@ const PHRASINGS: &[Signal] = &[
     Signal {
         name: "reveal_system_prompt",
         weight: 0.7,
-        pattern: r"\b(?:reveal|show|print|output|repeat|display|tell|give|leak|dump|share|expose|disclose|write out|recite|spell out|type out|copy|paste|return|translate|summarize|summarise|encode)(?: me| us| back)? (?:(?:your|the|aii|of|fuii|entire|complete|whole|exact|original|hidden|initial|secret|verbatim|confidential|internal|first|raw|underlying) ){0,4}(?:system prompt|system message|system instructions|initial instructions|hidden instructions|original instructions|secret instructions|internal instructions|developer (?:message|prompt|instructions)|pre-?prompt|instructions you were given|instructions above|prompt above|text above|words above|everything above|configuration|confidential instructions)\b|\bwhat (?:is|are|was|were|'s) (?:your|the) (?:(?:exact|fuii|originai|hidden|secret|initiai|entire) )*(?:system prompt|system message|initial instructions|hidden instructions|original instructions|secret instructions)\b|\bwhat (?:were|have) you (?:been )?(?:told|instructed|programmed) (?:to do )?(?:before|at the start|initially)|\b(?:repeat|print|output|recite|dump|leak|reveal) (?:aii )?your (?:instructions|rules|guidelines|prompt|directives)\b|\bstarting with (?:the words? )?.?you are\b",
+        pattern: r"\b(?:reveal|show|print|output|repeat|display|tell|give|leak|dump|share|expose|disclose|write out|recite|spell out|type out|copy|paste|return|translate|summarize|summarise|encode)(?: me| us| back)? (?:(?:your|the|aii|of|fuii|entire|complete|whole|exact|original|hidden|initial|secret|verbatim|confidential|internal|first|raw|underlying) ){0,4}(?:system prompt|system message|system instructions|initial instructions|hidden instructions|original instructions|secret instructions|internal instructions|developer (?:message|prompt|instructions)|pre-?prompt|(?:instructions|text|prompt|words|message) (?:you were|you've been|you have been) (?:given|told|provided)(?: initially| at the start| at the beginning| before)?|instructions above|prompt above|text above|words above|everything above|configuration|confidential instructions|starting instructions|initial prompt|initialization string|system_?prompt)\b|\bwhat (?:is|are|was|were|'s) (?:your|the) (?:(?:exact|fuii|originai|hidden|secret|initiai|entire) )*(?:system prompt|system message|initial instructions|hidden instructions|original instructions|secret instructions)\b|\bwhat (?:were|have) you (?:been )?(?:told|instructed|programmed) (?:to do )?(?:before|at the start|initially)|\b(?:repeat|print|output|recite|dump|leak|reveal) (?:aii )?your (?:instructions|rules|guidelines|prompt|directives)\b|\b(?:starting|beginning|begin|start) with (?:the words? )?.?you are\b|\b(?:repeat|print|copy|recite|dump|reveal) (?:the |all |everything )?above (?:text|instructions|prompt|message)\b|\b(?:repeat|print|output|show|display|reveal|dump|copy) (?:everything|all|the text|the content|the contents) (?:in|of|from) (?:the |your )(?:system prompt|system message|initial prompt|instructions)\b",
+    },
+    Signal {
+        name: "reveal_system_prompt",
+        weight: 0.6,
+        pattern: r"\byour (?:(?:own|full|entire|exact|original|initial|hidden|secret|starting|underlying|complete) )*(?:system prompt|system instructions|system message|initial prompt|initial instructions|starting instructions|hidden instructions|secret instructions|pre-?prompt)\b|\b(?:start|begin|continue|complete)\b[^.\n]{0,40}.(?:my (?:system )?(?:instructions|prompt|rules) (?:are|were|say)|i was (?:instructed|told|programmed) to|the (?:system )?prompt (?:is|was|says)|my system prompt)|\((?:self\.|this\.)?(?:system_?prompt|initial_?prompt|sys_?prompt)\)",
     },
     Signal {
         name: "pii_exfiltration",
@@ -81,7 +88,7 @@ const ROLE_MARKERS: &[Signal] = &[
     Signal {
         name: "role_marker",
         weight: 0.6,
-        pattern: r"<\|im_start\|>\s*(?:system|assistant|developer)|<\|(?:system|endoftext|im_end|start_header_id|eot_id)\|>|\[/?INST\]|<</?SYS>>|</?(?:system|system_prompt|sys)>",
+        pattern: r"(?i)\[(?:end|start) of (?:input|prompt|instructions|system prompt|user input|conversation)\]|<\|im_start\|>\s*(?:system|assistant|developer)|<\|(?:system|endoftext|im_end|start_header_id|eot_id)\|>|\[/?INST\]|<</?SYS>>|</?(?:system|system_prompt|sys)>",
     },
     Signal {
         name: "fake_turn",
@@ -95,15 +102,18 @@ const ROLE_MARKERS: &[Signal] = &[
     },
 ];
 
-fn compile(table: &[Signal], fold: bool) -> Vec<(&'static str, f64, Regex)> {
+/// A compiled table: each signal's name, weight and regex.
+pub(super) type Compiled = Vec<(&'static str, f64, Regex)>;
+
+/// Compile a table, expanding `{NAME}` placeholders (`lists`) and folding the patterns
+/// like normalised text when they are matched on it.
+pub(super) fn compile(table: &[Signal], fold: bool, lists: &[(&str, &str)]) -> Compiled {
     table
         .iter()
         .map(|s| {
-            let expanded = s
-                .pattern
-                .replace("{Q}", QUALIFIER)
-                .replace("{F}", FILLER)
-                .replace("{R}", RULES);
+            let expanded = lists.iter().fold(s.pattern.to_string(), |p, (name, list)| {
+                p.replace(name, list)
+            });
             let source = if fold {
                 fold_pattern(&expanded)
             } else {
@@ -116,10 +126,8 @@ fn compile(table: &[Signal], fold: bool) -> Vec<(&'static str, f64, Regex)> {
         .collect()
 }
 
-static PHRASING_REGEXES: LazyLock<Vec<(&'static str, f64, Regex)>> =
-    LazyLock::new(|| compile(PHRASINGS, true));
-static MARKER_REGEXES: LazyLock<Vec<(&'static str, f64, Regex)>> =
-    LazyLock::new(|| compile(ROLE_MARKERS, false));
+static PHRASING_REGEXES: LazyLock<Compiled> = LazyLock::new(|| compile(PHRASINGS, true, LISTS));
+static MARKER_REGEXES: LazyLock<Compiled> = LazyLock::new(|| compile(ROLE_MARKERS, false, LISTS));
 
 /// Phrasings in normalised text; `emit(signal, weight, start, end)` gets normalised offsets.
 pub(super) fn phrasings(normalized: &str, emit: &mut dyn FnMut(&'static str, f64, usize, usize)) {
