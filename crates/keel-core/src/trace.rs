@@ -50,6 +50,9 @@ pub enum Origin {
     Replay,
     /// A function's shadow variant, mirroring a live call (`parent_id`).
     Shadow,
+    /// An online eval's judge grading a live call (`parent_id`): budgeted by the online
+    /// eval, never counted as production traffic.
+    Judge,
 }
 
 impl Origin {
@@ -59,6 +62,7 @@ impl Origin {
             Origin::Eval => "eval",
             Origin::Replay => "replay",
             Origin::Shadow => "shadow",
+            Origin::Judge => "judge",
         }
     }
 
@@ -68,6 +72,7 @@ impl Origin {
             "eval" => Some(Origin::Eval),
             "replay" => Some(Origin::Replay),
             "shadow" => Some(Origin::Shadow),
+            "judge" => Some(Origin::Judge),
             _ => None,
         }
     }

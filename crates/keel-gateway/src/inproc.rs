@@ -94,6 +94,7 @@ impl InProcess {
             Some(Origin::Eval) => "eval",
             Some(Origin::Replay) | None => "replay",
             Some(Origin::Shadow) => "shadow",
+            Some(Origin::Judge) => "judge",
             Some(Origin::Live) => "/v1/chat/completions",
         };
         let mut trace = TraceRecord::new(

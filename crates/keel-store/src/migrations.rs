@@ -109,6 +109,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0018_unique_trace_ids_and_span_owners",
         sql: include_str!("../migrations/0018_unique_trace_ids_and_span_owners.sql"),
     },
+    Migration {
+        version: 19,
+        name: "0019_scores_and_feedback",
+        sql: include_str!("../migrations/0019_scores_and_feedback.sql"),
+    },
 ];
 
 /// The step of a migration that SQL alone cannot do, run in the same transaction right
