@@ -77,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd::alerts::AlertsCommand,
     },
+    /// Online evals: their judging status, and judging calls recorded before.
+    Online {
+        #[command(subcommand)]
+        command: cmd::online::OnlineCommand,
+    },
     /// Lineage: what shipped together (prompt version × model × params × tools), when it served, its traffic, cost and latency.
     Releases(cmd::releases::ReleasesArgs),
     /// Replay recorded inputs through a candidate variant, prompt version or model, and compare side by side.
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
         Command::Function { command } => cmd::function::run(command),
         Command::Eval { command } => cmd::eval::run(command),
         Command::Releases(a) => cmd::releases::run(a),
+        Command::Online { command } => cmd::online::run(command),
         Command::Replay(a) => cmd::replay::run(*a),
         Command::Dev { command } => cmd::dev::run(command),
     };

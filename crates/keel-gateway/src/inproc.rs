@@ -81,61 +81,83 @@ impl InProcess {
         &self.app.config
     }
 
+    /// The pipeline's state, for callers that run calls of their own through it (an
+    /// online eval's backfill judges with [`call_through`]).
+    pub fn app(&self) -> Arc<AppState> {
+        self.app.clone()
+    }
+
     /// Run `req` (never streamed) through the pipeline; `variant` is the
     /// `x-keel-variant` override for a function call. `tags` go on the trace.
     pub async fn call(
         &self,
-        mut req: ChatRequest,
+        req: ChatRequest,
         variant: Option<&str>,
         tags: &[String],
     ) -> CallOutcome {
-        let started = Instant::now();
-        let endpoint = match self.origin {
-            Some(Origin::Eval) => "eval",
-            Some(Origin::Replay) | None => "replay",
-            Some(Origin::Shadow) => "shadow",
-            Some(Origin::Judge) => "judge",
-            Some(Origin::Live) => "/v1/chat/completions",
-        };
-        let mut trace = TraceRecord::new(
-            uuid::Uuid::now_v7().to_string(),
-            drive::now_ms(),
-            "openai",
-            endpoint,
-        );
-        trace.origin = self.origin.unwrap_or(Origin::Replay);
-        trace.tags = tags.to_vec();
-        if let Ok(json) = serde_json::to_string(&req) {
-            trace.input = Some(json);
-        }
-        req.stream = false;
-        req.stream_options = None;
-        // Eval and replay measure the upstream: never the gateway's response cache.
-        let opts = drive::CallOptions {
-            variant,
-            bypass_cache: true,
-            key: None,
-        };
-        let result = match drive::run(&self.app, req, opts, &mut trace, None).await {
-            Ok(Served::Whole { resp, .. }) => Ok(resp),
-            Ok(Served::Stream(..)) => Err(GatewayError::Internal(
-                "asked for a whole reply but got a stream".into(),
-            )),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &result {
-            account::fail(&mut trace, e);
-        }
-        trace.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        if self.origin.is_some() {
-            // Straight to the writer: these calls stay out of the live gateway metrics.
-            self.app.writer.record(trace.clone());
-        }
-        CallOutcome { trace, result }
+        call_through(&self.app, self.origin, req, variant, tags, None).await
     }
 
     /// Drain the trace queue (blocking; call from a blocking context at the end).
     pub fn finish(mut self) -> u64 {
         self.writer.take().map_or(0, |w| w.shutdown().written_total)
     }
+}
+
+/// Run `req` (never streamed) through `app`'s pipeline as a call of `origin`, without
+/// HTTP: `keel eval` and `keel replay` through [`InProcess`], and an online eval's judge
+/// on the live gateway (`origin = Judge`, `parent_id` = the judged call). With `origin =
+/// None` nothing is recorded. The response cache is never read or filled: these calls
+/// measure the upstream.
+pub async fn call_through(
+    app: &AppState,
+    origin: Option<Origin>,
+    mut req: ChatRequest,
+    variant: Option<&str>,
+    tags: &[String],
+    parent_id: Option<String>,
+) -> CallOutcome {
+    let started = Instant::now();
+    let endpoint = match origin {
+        Some(Origin::Eval) => "eval",
+        Some(Origin::Replay) | None => "replay",
+        Some(Origin::Shadow) => "shadow",
+        Some(Origin::Judge) => "judge",
+        Some(Origin::Live) => "/v1/chat/completions",
+    };
+    let mut trace = TraceRecord::new(
+        uuid::Uuid::now_v7().to_string(),
+        drive::now_ms(),
+        "openai",
+        endpoint,
+    );
+    trace.origin = origin.unwrap_or(Origin::Replay);
+    trace.tags = tags.to_vec();
+    trace.parent_id = parent_id;
+    if let Ok(json) = serde_json::to_string(&req) {
+        trace.input = Some(json);
+    }
+    req.stream = false;
+    req.stream_options = None;
+    let opts = drive::CallOptions {
+        variant,
+        bypass_cache: true,
+        key: None,
+    };
+    let result = match drive::run(app, req, opts, &mut trace, None).await {
+        Ok(Served::Whole { resp, .. }) => Ok(resp),
+        Ok(Served::Stream(..)) => Err(GatewayError::Internal(
+            "asked for a whole reply but got a stream".into(),
+        )),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        account::fail(&mut trace, e);
+    }
+    trace.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if origin.is_some() {
+        // Straight to the writer: these calls stay out of the live gateway metrics.
+        app.writer.record(trace.clone());
+    }
+    CallOutcome { trace, result }
 }

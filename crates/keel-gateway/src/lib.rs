@@ -16,6 +16,8 @@
 //!   Experiments page;
 //! - `rendered.rs` — the messages a traced call sent (its prompt rendered again), for the
 //!   trace page and `keel traces show`;
+//! - `online.rs` — online evals' sampling of finished live calls and the bounded queue to
+//!   their judges (the judges are `keel-online`);
 //! - `otel/` — OpenTelemetry: span export (GenAI conventions, `traceparent`) and
 //!   `POST /v1/traces` ingest of apps' spans;
 //! - `dashboard/` — the server-rendered dashboard under `/` and `/ui/*`, one module per page;
@@ -37,6 +39,7 @@ pub mod guard;
 pub mod handlers;
 pub mod inproc;
 pub mod metrics;
+pub mod online;
 pub mod otel;
 pub mod parity;
 pub mod pipeline;

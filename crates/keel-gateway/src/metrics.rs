@@ -90,6 +90,8 @@ pub struct Metrics {
     /// Streams cut mid-way and continued on the chain (`resume_streams`).
     pub streams_resumed: Counter,
     pub otel: OtelMetrics,
+    /// Online evals: sampled, queued, judged, failed, dropped, judge lag.
+    pub online: crate::online::OnlineMetrics,
 }
 
 /// OpenTelemetry export and ingest counters (cloned into the exporter task; they share
@@ -310,8 +312,10 @@ impl Metrics {
             "Application spans received on POST /v1/traces and stored",
             otel.spans_ingested.clone(),
         );
+        let online = crate::online::OnlineMetrics::register(&mut registry);
         Metrics {
             otel,
+            online,
             registry,
             requests,
             errors,

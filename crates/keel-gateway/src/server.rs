@@ -64,11 +64,17 @@ fn route_error(
     (status, axum::Json(body)).into_response()
 }
 
+/// How long shutdown waits for online-eval judges to finish the call in hand.
+pub const JUDGES_STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// What crates that depend on the gateway plug into it (it cannot call them itself).
 #[derive(Default)]
 pub struct Extensions {
     /// Runs eval suites for the dashboard's playground (`keel_evals::playground`).
     pub suites: Option<Arc<dyn crate::playground::suites::SuiteRunner>>,
+    /// Judges live calls for `[[online_evals]]` (`keel_online`); without it nothing is
+    /// sampled.
+    pub online: Option<Arc<dyn crate::online::Judges>>,
 }
 
 /// What a stopped gateway reports.
@@ -120,6 +126,13 @@ impl Gateway {
             otel_task = Some(task);
         }
         let state = Arc::new(state);
+        let judges = match (
+            &extensions.online,
+            state.online.attach(crate::online::QUEUE_CAPACITY),
+        ) {
+            (Some(j), Some(queue)) => Some(j.start(state.clone(), queue)),
+            _ => None,
+        };
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
@@ -147,6 +160,11 @@ impl Gateway {
             {
                 stopping.cancel();
                 afterwork.wait().await;
+            }
+            // Judges finish the call in hand (their scores and judge traces go to the
+            // writer, still open); what is still queued is counted as skipped.
+            if let Some(j) = judges {
+                j.stop(JUDGES_STOP_WITHIN).await;
             }
             governance.stop(&governor).await;
             if let Some(r) = refresher {

@@ -79,6 +79,8 @@ pub struct AppState {
     pub stopping: tokio_util::sync::CancellationToken,
     /// The dashboard's sign-in sessions and login throttle (in memory).
     pub sessions: crate::dashboard::Sessions,
+    /// Online evals: which finished live calls go to the judges (`keel-online`).
+    pub online: crate::online::OnlineSampler,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,7 +212,9 @@ impl AppState {
                 ))
             })
             .collect();
+        let online = crate::online::OnlineSampler::new(&config, &metrics.online);
         Ok(AppState {
+            online,
             shadow_slots,
             otel: None,
             suites: None,

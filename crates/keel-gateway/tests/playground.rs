@@ -339,6 +339,7 @@ async fn saving_a_version_is_audited_and_moves_no_label() {
 async fn a_suite_shows_the_drafts_regression_against_live() {
     let h = start(keel_gateway::Extensions {
         suites: Some(Arc::new(keel_evals::playground::PlaygroundSuites)),
+        ..keel_gateway::Extensions::default()
     })
     .await;
     let dir = std::path::Path::new(&h.store_path)

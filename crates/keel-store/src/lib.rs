@@ -11,7 +11,8 @@
 //! ([`spend`]), functions' traffic-split overrides ([`splits`]), the spans apps send over OTLP
 //! ([`spans`]), what the dashboard reads at scale: the overview from pre-aggregated
 //! [`rollup`]s ([`overview`], with latency [`histogram`]s) and trace search with a time
-//! budget ([`search_traces`]), and the prompt playground's drafts ([`drafts`]).
+//! budget ([`search_traces`]), the prompt playground's drafts ([`drafts`]), and scores on
+//! traces from online evals with the figures of the judging itself ([`scores`]).
 
 pub mod alerts;
 pub mod audit;
@@ -33,6 +34,7 @@ pub mod report;
 pub mod report_compare;
 mod report_render;
 pub mod rollup;
+pub mod scores;
 pub mod search;
 pub mod shadow;
 pub mod spans;

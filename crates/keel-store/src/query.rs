@@ -10,7 +10,7 @@ use crate::trace_row::{self, COLUMNS};
 
 /// Which traces to list. Every `Some` narrows the result; the default lists the
 /// [`TraceFilter::DEFAULT_LIMIT`] newest traces.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TraceFilter {
     /// Unix ms, inclusive.
     pub since_ms: Option<i64>,
@@ -38,6 +38,10 @@ pub struct TraceFilter {
     /// Latency range in ms, inclusive.
     pub min_latency_ms: Option<u64>,
     pub max_latency_ms: Option<u64>,
+    /// Calls with a score on this metric below this value (`--score-below METRIC=VALUE`).
+    pub score_below: Option<(String, f64)>,
+    /// Calls this online eval judged and found failing (some assertion failed).
+    pub failed_eval: Option<String>,
     /// Most traces returned; 0 means no limit.
     pub limit: usize,
     /// Traces skipped before the first returned (pagination).
@@ -69,6 +73,8 @@ impl Default for TraceFilter {
             max_cost_nanos: None,
             min_latency_ms: None,
             max_latency_ms: None,
+            score_below: None,
+            failed_eval: None,
             limit: TraceFilter::DEFAULT_LIMIT,
             offset: 0,
         }
@@ -175,6 +181,21 @@ pub(crate) fn select_sql(filter: &TraceFilter) -> (String, Vec<Value>) {
         if let Some(v) = value {
             push(test, Some(v));
         }
+    }
+    if let Some((metric, below)) = &filter.score_below {
+        // The bound is a finite number, written into the SQL as one (no text from the
+        // caller goes there: the metric is bound).
+        let below = if below.is_finite() { *below } else { 0.0 };
+        push(
+            &format!("EXISTS (SELECT 1 FROM scores s WHERE s.trace_id = traces.id AND s.metric = {{p}} AND s.value < {below:?})"),
+            Some(Value::Text(metric.clone())),
+        );
+    }
+    if let Some(eval) = &filter.failed_eval {
+        push(
+            "EXISTS (SELECT 1 FROM scores s WHERE s.trace_id = traces.id AND s.eval = {p} AND s.passed = 0)",
+            Some(Value::Text(eval.clone())),
+        );
     }
     sql.push_str(" ORDER BY started_at_ms DESC, rowid DESC");
     if filter.limit > 0 || filter.offset > 0 {

@@ -25,8 +25,17 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             let prompts = c.prompts_dir.as_deref().map(keel_registry::check_prompts);
             let prompt_errors = prompts.as_ref().map_or(&[][..], |p| &p.errors[..]);
             // Functions are keel.toml's: their errors are counted there, not in the folder.
-            let config_errors =
+            let mut config_errors =
                 super::check_functions::function_issues(&c, prompts.as_ref().map(|p| &p.set));
+            // Online evals' assertions, compiled as `keel serve` compiles them.
+            if let Err(issues) = keel_online::compile_all(&c) {
+                config_errors.extend(issues.into_iter().map(|i| keel_registry::PromptIssue {
+                    file: c.source.clone(),
+                    path: i.path,
+                    message: i.message,
+                    hint: i.hint,
+                }));
+            }
             let prompt_warnings = prompts.as_ref().map_or(&[][..], |p| &p.set.warnings[..]);
             let ok = prompt_errors.is_empty() && config_errors.is_empty();
             if args.json {

@@ -9,6 +9,7 @@ pub mod eval;
 pub mod function;
 pub mod keys;
 pub mod mock;
+pub mod online;
 pub mod prompt;
 pub mod releases;
 pub mod replay;
@@ -24,9 +25,26 @@ use keel_core::config::Config;
 
 use crate::ConfigArg;
 
-/// Load and validate the config, printing every problem.
+/// Load and validate the config, printing every problem. Online evals' assertions are
+/// compiled here too (`keel_online`), so every command refuses a table `keel serve` would.
 pub fn load_config(arg: &ConfigArg) -> Result<Config> {
-    Config::load(&arg.config).map_err(|e| anyhow::anyhow!("{e}"))
+    let config = Config::load(&arg.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    online_issues(&config)?;
+    Ok(config)
+}
+
+/// The online evals' assertion problems of a loaded config, as a config error.
+pub fn online_issues(config: &Config) -> Result<()> {
+    match keel_online::compile_all(config) {
+        Ok(_) => Ok(()),
+        Err(issues) => Err(anyhow::anyhow!(
+            "{}",
+            keel_core::config::ConfigError {
+                file: config.source.clone(),
+                issues,
+            }
+        )),
+    }
 }
 
 /// Open the store named by the config, for reading.

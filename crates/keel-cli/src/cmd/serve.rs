@@ -43,8 +43,15 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let store = config.gateway.store.clone();
         // The playground runs eval suites with keel-evals, which the gateway cannot
         // depend on: it is handed the runner here.
+        // Online evals judge with keel-online (above the gateway too).
+        let online = keel_online::compile_all(&config)
+            .map_err(|issues| anyhow::anyhow!("{}", keel_core::config::ConfigError { file: config.source.clone(), issues }))?;
         let extensions = keel_gateway::Extensions {
             suites: Some(std::sync::Arc::new(keel_evals::playground::PlaygroundSuites)),
+            online: (!online.is_empty()).then(|| {
+                std::sync::Arc::new(keel_online::OnlineJudges::new(online))
+                    as std::sync::Arc<dyn keel_gateway::online::Judges>
+            }),
         };
         let gateway = Gateway::start_with(config, listener, extensions).await?;
         tracing::info!(addr = %gateway.addr, store = %store, "keel gateway listening");

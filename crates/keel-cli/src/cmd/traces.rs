@@ -49,9 +49,15 @@ pub struct ListArgs {
     /// Variant of the function that served.
     #[arg(long)]
     variant: Option<String>,
-    /// live, shadow, eval or replay (default: all; the table's `origin` column says which).
+    /// live, shadow, eval, replay or judge (default: all; the table's `origin` column says which).
     #[arg(long)]
     origin: Option<String>,
+    /// Calls with a score on METRIC below VALUE (0..1), e.g. `helpful=0.5`.
+    #[arg(long, value_name = "METRIC=VALUE")]
+    score_below: Option<String>,
+    /// Calls this online eval judged as failing.
+    #[arg(long, value_name = "NAME")]
+    failed_eval: Option<String>,
     /// Most traces to show (0 = all).
     #[arg(long, default_value_t = 50)]
     limit: usize,
@@ -90,10 +96,29 @@ fn list(a: ListArgs) -> Result<ExitCode> {
         None => None,
         Some(s) => match keel_core::trace::Origin::parse(s) {
             Some(o) => Some(o),
-            None => bail!("--origin `{s}` is not an origin; use live, shadow, eval or replay"),
+            None => {
+                bail!("--origin `{s}` is not an origin; use live, shadow, eval, replay or judge")
+            }
         },
     };
+    let score_below = match a.score_below.as_deref() {
+        None => None,
+        Some(s) => {
+            let parsed = s
+                .split_once('=')
+                .and_then(|(m, v)| Some((m.trim(), v.trim().parse::<f64>().ok()?)))
+                .filter(|(m, v)| !m.is_empty() && v.is_finite());
+            match parsed {
+                Some((m, v)) => Some((m.to_string(), v)),
+                None => {
+                    bail!("--score-below `{s}` is not METRIC=VALUE; e.g. --score-below helpful=0.5")
+                }
+            }
+        }
+    };
     let filter = TraceFilter {
+        score_below,
+        failed_eval: a.failed_eval,
         origin,
         since_ms: a.since.as_deref().map(parse_since).transpose()?,
         model: a.model,
@@ -200,12 +225,14 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
             reused.join(", ")
         );
     }
+    let scores = keel_store::scores::scores_for_trace(&conn, &t.id)?;
     if a.json {
         let mut v = serde_json::to_value(&t)?;
         v["sent_messages"] = match &sent {
             Ok(m) => serde_json::to_value(m)?,
             Err(_) => serde_json::Value::Null,
         };
+        v["scores"] = scores_json(&scores);
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -275,6 +302,7 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
     for (k, v) in rows {
         println!("{k:>20}  {v}");
     }
+    print_scores(&scores);
     if !t.attempts.is_empty() {
         println!("\n--- attempts ---");
         for (i, a) in t.attempts.iter().enumerate() {
@@ -311,6 +339,46 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         t.output.as_deref().unwrap_or("(not captured)")
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `"scores"` of `traces show --json`.
+fn scores_json(scores: &[keel_store::scores::StoredScore]) -> serde_json::Value {
+    scores
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "eval": s.eval,
+                "metric": s.metric,
+                "value": s.value,
+                "passed": s.passed,
+                "reason": s.reason,
+                "source": s.source,
+                "judge_cost_usd": s.judge_cost_nanos.map(|n| keel_core::money::Nanos(n).as_dollars()),
+                "at": format_ms(s.created_at_ms),
+            })
+        })
+        .collect()
+}
+
+fn print_scores(scores: &[keel_store::scores::StoredScore]) {
+    if scores.is_empty() {
+        return;
+    }
+    println!("\n--- scores ---");
+    for s in scores {
+        println!(
+            "{:>20}  {} {:.2} {} ({}){}",
+            s.eval,
+            s.metric,
+            s.value,
+            if s.passed { "pass" } else { "FAIL" },
+            s.source,
+            s.reason
+                .as_deref()
+                .map(|r| format!(" — {r}"))
+                .unwrap_or_default()
+        );
+    }
 }
 
 #[cfg(test)]

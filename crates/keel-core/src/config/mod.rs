@@ -15,6 +15,7 @@ pub mod governance;
 pub mod guardrails;
 pub mod mock;
 pub mod model;
+pub mod online;
 pub mod otel;
 pub mod raw;
 pub mod routing;
@@ -107,6 +108,7 @@ impl Config {
             governance: v.governance,
             alerting: v.alerting,
             guardrails: v.guardrails,
+            online_evals: v.online_evals,
             otel: v.otel,
             warnings: v.warnings,
         })

@@ -35,6 +35,8 @@ pub struct Config {
     pub guardrails: Vec<super::guardrails::PolicyConfig>,
     /// OTLP span export (`[otel]`); `None` when off (no endpoint).
     pub otel: Option<super::otel::OtelSettings>,
+    /// `[[online_evals]]`: assertions on a sampled share of live calls.
+    pub online_evals: Vec<super::online::OnlineEvalConfig>,
     /// Non-fatal findings (an unset key env var, unpriced models) for `keel check` and startup.
     pub warnings: Vec<String>,
 }

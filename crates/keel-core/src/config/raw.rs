@@ -53,6 +53,9 @@ pub struct RawConfig {
     /// OpenTelemetry export: `[otel]`.
     #[serde(default)]
     pub otel: super::otel::RawOtel,
+    /// Online evals: `[[online_evals]]`.
+    #[serde(default)]
+    pub online_evals: Vec<super::online::RawOnlineEval>,
 }
 
 #[derive(Debug, Default, Deserialize)]

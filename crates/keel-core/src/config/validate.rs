@@ -30,6 +30,7 @@ pub(crate) struct Validated {
     pub alerting: super::alerting::Alerting,
     pub guardrails: Vec<super::guardrails::PolicyConfig>,
     pub otel: Option<super::otel::OtelSettings>,
+    pub online_evals: Vec<super::online::OnlineEvalConfig>,
     pub warnings: Vec<String>,
 }
 
@@ -330,6 +331,12 @@ pub(crate) fn validate(
         &model_names,
         &mut issues.0,
     );
+    let online_evals = super::online::validate_online_evals(
+        &raw.online_evals,
+        &raw.functions.keys().cloned().collect(),
+        &raw.models,
+        &mut issues.0,
+    );
 
     if issues.0.is_empty() {
         Ok(Validated {
@@ -343,6 +350,7 @@ pub(crate) fn validate(
             alerting,
             guardrails,
             otel,
+            online_evals,
             warnings,
         })
     } else {

@@ -163,6 +163,7 @@ pub async fn status(State(app): State<Arc<AppState>>, headers: axum::http::Heade
         "split_problems": snapshot.split_problems(),
         "trace_queue": app.writer.queue_len(),
         "in_flight": app.metrics.in_flight.get(),
+        "online_evals": app.online.figures(),
         "governance": {
             "auth": format!("{:?}", app.governor.config().auth.mode).to_lowercase(),
             "keys": app.governor.keys().len(),

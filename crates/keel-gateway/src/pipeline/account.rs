@@ -121,5 +121,6 @@ pub fn finish(
     if let Some(otel) = &app.otel {
         otel.record(&trace);
     }
+    app.online.offer(&trace);
     app.writer.record(trace);
 }
