@@ -11,7 +11,8 @@
 //! ([`spend`]), functions' traffic-split overrides ([`splits`]), the spans apps send over OTLP
 //! ([`spans`]), what the dashboard reads at scale: the overview from pre-aggregated
 //! [`rollup`]s ([`overview`], with latency [`histogram`]s) and trace search with a time
-//! budget ([`search_traces`]), and the prompt playground's drafts ([`drafts`]).
+//! budget ([`search_traces`]), the prompt playground's drafts ([`drafts`]), and the
+//! feedback apps' users give calls (`POST /v1/feedback`: [`feedback`]).
 
 pub mod alerts;
 pub mod audit;
@@ -19,6 +20,7 @@ mod db;
 pub mod drafts;
 mod error;
 pub mod evals;
+pub mod feedback;
 pub mod histogram;
 pub mod keys;
 mod migrations;
@@ -45,6 +47,7 @@ pub mod writer;
 pub use audit::{list_audit, list_blocks, AuditEvent};
 pub use db::Store;
 pub use error::StoreError;
+pub use feedback::{feedback_for_trace, Feedback, FeedbackTarget, FeedbackValue};
 pub use prompts::{
     all_labels, get_version, label_moves, label_version, latest_version, list_prompts,
     push_version, push_version_with, rollback_label, set_label, version_by_hash, versions,
