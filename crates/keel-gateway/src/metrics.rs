@@ -90,6 +90,48 @@ pub struct Metrics {
     /// Streams cut mid-way and continued on the chain (`resume_streams`).
     pub streams_resumed: Counter,
     pub otel: OtelMetrics,
+    /// `POST /v1/feedback` values stored, by name.
+    pub feedback: FeedbackCounter,
+}
+
+/// Feedback names an app sent: at most this many become label values; the rest count
+/// under `(other)`, so a client cannot create unbounded series.
+pub const MAX_FEEDBACK_NAMES: usize = 100;
+pub const OTHER_FEEDBACK_NAME: &str = "(other)";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedbackLabels {
+    pub name: String,
+}
+
+/// `keel_feedback_total{name}`: feedback values stored (new or replacing), by name.
+#[derive(Default)]
+pub struct FeedbackCounter {
+    family: Family<FeedbackLabels, Counter>,
+    names: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl FeedbackCounter {
+    /// Count one value named `name` (`(other)` once `MAX_FEEDBACK_NAMES` are taken).
+    /// Off the chat path: the short lock is only taken by the feedback endpoint.
+    pub fn inc(&self, name: &str) {
+        let label = match self.names.lock() {
+            Ok(mut names) => {
+                if names.contains(name) || names.len() < MAX_FEEDBACK_NAMES {
+                    names.insert(name.to_string());
+                    name
+                } else {
+                    OTHER_FEEDBACK_NAME
+                }
+            }
+            Err(_) => OTHER_FEEDBACK_NAME,
+        };
+        self.family
+            .get_or_create(&FeedbackLabels {
+                name: label.to_string(),
+            })
+            .inc();
+    }
 }
 
 /// OpenTelemetry export and ingest counters (cloned into the exporter task; they share
@@ -310,8 +352,15 @@ impl Metrics {
             "Application spans received on POST /v1/traces and stored",
             otel.spans_ingested.clone(),
         );
+        let feedback = FeedbackCounter::default();
+        registry.register(
+            "feedback",
+            "Feedback values stored on POST /v1/feedback (new or replacing an earlier one), by name",
+            feedback.family.clone(),
+        );
         Metrics {
             otel,
+            feedback,
             registry,
             requests,
             errors,
