@@ -228,7 +228,11 @@ fn parse_body(bytes: &[u8]) -> Result<FeedbackBody, GatewayError> {
     let name = string_field(&m, "name", true, MAX_NAME)?.unwrap_or_default();
     let name = label_field(name, "name")?;
     let value = value_field(&m)?;
-    let comment = string_field(&m, "comment", false, MAX_COMMENT)?;
+    // An empty comment box is no comment.
+    let comment = match m.get("comment") {
+        Some(Value::String(c)) if c.is_empty() => None,
+        _ => string_field(&m, "comment", false, MAX_COMMENT)?,
+    };
     let source = match string_field(&m, "source", false, MAX_NAME)? {
         Some(s) => label_field(s, "source")?,
         None => DEFAULT_SOURCE.to_string(),
@@ -371,6 +375,9 @@ mod tests {
                 .unwrap();
         assert_eq!(b.value, FeedbackValue::Bool(true));
         assert_eq!(b.comment.as_deref(), Some("fine"));
+        let b =
+            parse_body(br#"{"request_id": "r", "name": "ok", "value": 1, "comment": ""}"#).unwrap();
+        assert_eq!(b.comment, None);
     }
 
     #[test]
