@@ -13,6 +13,14 @@ use serde_json::json;
 pub enum GatewayError {
     #[error("{0}")]
     InvalidRequest(String),
+    /// One field of a request body is missing or wrong; `param` names it (OpenAI's
+    /// `param`), and the message says what it must be.
+    #[error("{message}")]
+    InvalidField { param: String, message: String },
+    /// `POST /v1/feedback` named a call that is not in the store — or one the caller may
+    /// not see: the same answer, so another tenant's request ids cannot be probed.
+    #[error("no call with request id `{0}`: send the x-keel-request-id that the call's response carried, with a key of the tenant that made the call")]
+    UnknownRequestId(String),
     #[error("request body is larger than the limit of {limit} bytes; send a smaller request or raise [gateway] max_body_bytes")]
     BodyTooLarge { limit: usize },
     #[error("the client did not send the request body within {0:?}")]
@@ -79,7 +87,10 @@ impl GatewayError {
     /// A short, stable class for traces, metrics and reports.
     pub fn class(&self) -> &'static str {
         match self {
-            GatewayError::InvalidRequest(_) => "invalid_request",
+            GatewayError::InvalidRequest(_) | GatewayError::InvalidField { .. } => {
+                "invalid_request"
+            }
+            GatewayError::UnknownRequestId(_) => "request_not_found",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
             GatewayError::BodyTimeout(_) => "client_timeout",
             GatewayError::ModelNotFound { .. } => "model_not_found",
@@ -100,10 +111,15 @@ impl GatewayError {
 
     pub fn view(&self) -> ErrorView {
         let (status, kind, code) = match self {
-            GatewayError::InvalidRequest(_) => (
+            GatewayError::InvalidRequest(_) | GatewayError::InvalidField { .. } => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "invalid_request".to_string(),
+            ),
+            GatewayError::UnknownRequestId(_) => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "request_not_found".to_string(),
             ),
             GatewayError::BodyTooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -262,10 +278,19 @@ impl GatewayError {
         }
     }
 
+    /// The request field the error is about (OpenAI's `param`), when there is one.
+    pub fn param(&self) -> Option<&str> {
+        match self {
+            GatewayError::InvalidField { param, .. } => Some(param),
+            GatewayError::UnknownRequestId(_) => Some("request_id"),
+            _ => None,
+        }
+    }
+
     /// The OpenAI error body.
     pub fn openai_body(&self) -> serde_json::Value {
         let v = self.view();
-        json!({"error": {"message": v.message, "type": v.kind, "code": v.code, "param": null}})
+        json!({"error": {"message": v.message, "type": v.kind, "code": v.code, "param": self.param()}})
     }
 
     /// The Anthropic error body, for `/v1/messages`.
@@ -295,6 +320,14 @@ mod tests {
     fn statuses_follow_the_contract() {
         let cases: Vec<(GatewayError, u16)> = vec![
             (GatewayError::InvalidRequest("x".into()), 400),
+            (
+                GatewayError::InvalidField {
+                    param: "value".into(),
+                    message: "x".into(),
+                },
+                400,
+            ),
+            (GatewayError::UnknownRequestId("r".into()), 404),
             (GatewayError::BodyTooLarge { limit: 1 }, 413),
             (GatewayError::Overloaded("x".into()), 503),
             (

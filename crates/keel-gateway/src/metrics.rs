@@ -92,6 +92,48 @@ pub struct Metrics {
     pub otel: OtelMetrics,
     /// Online evals: sampled, queued, judged, failed, dropped, judge lag.
     pub online: crate::online::OnlineMetrics,
+    /// `POST /v1/feedback` values stored, by name.
+    pub feedback: FeedbackCounter,
+}
+
+/// Feedback names an app sent: at most this many become label values; the rest count
+/// under `(other)`, so a client cannot create unbounded series.
+pub const MAX_FEEDBACK_NAMES: usize = 100;
+pub const OTHER_FEEDBACK_NAME: &str = "(other)";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FeedbackLabels {
+    pub name: String,
+}
+
+/// `keel_feedback_total{name}`: feedback values stored (new or replacing), by name.
+#[derive(Default)]
+pub struct FeedbackCounter {
+    family: Family<FeedbackLabels, Counter>,
+    names: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl FeedbackCounter {
+    /// Count one value named `name` (`(other)` once `MAX_FEEDBACK_NAMES` are taken).
+    /// Off the chat path: the short lock is only taken by the feedback endpoint.
+    pub fn inc(&self, name: &str) {
+        let label = match self.names.lock() {
+            Ok(mut names) => {
+                if names.contains(name) || names.len() < MAX_FEEDBACK_NAMES {
+                    names.insert(name.to_string());
+                    name
+                } else {
+                    OTHER_FEEDBACK_NAME
+                }
+            }
+            Err(_) => OTHER_FEEDBACK_NAME,
+        };
+        self.family
+            .get_or_create(&FeedbackLabels {
+                name: label.to_string(),
+            })
+            .inc();
+    }
 }
 
 /// OpenTelemetry export and ingest counters (cloned into the exporter task; they share
@@ -313,9 +355,16 @@ impl Metrics {
             otel.spans_ingested.clone(),
         );
         let online = crate::online::OnlineMetrics::register(&mut registry);
+        let feedback = FeedbackCounter::default();
+        registry.register(
+            "feedback",
+            "Feedback values stored on POST /v1/feedback (new or replacing an earlier one), by name",
+            feedback.family.clone(),
+        );
         Metrics {
             otel,
             online,
+            feedback,
             registry,
             requests,
             errors,

@@ -11,7 +11,7 @@ use keel_core::config::Config;
 use keel_store::{Store, WriterOptions};
 use tokio::net::TcpListener;
 
-use crate::handlers::{admin, chat, messages, misc};
+use crate::handlers::{admin, chat, feedback, messages, misc};
 use crate::state::AppState;
 
 /// The gateway's routes.
@@ -29,6 +29,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/admin/keys/{id}/rotate", post(admin::rotate_key))
         .route("/admin/budgets", get(admin::budgets))
         .route("/v1/traces", post(crate::otel::ingest::ingest))
+        .route("/v1/feedback", post(feedback::post_feedback))
         .merge(crate::dashboard::routes(app.clone()))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
@@ -39,7 +40,7 @@ async fn unknown_route(uri: axum::http::Uri) -> axum::response::Response {
     route_error(
         axum::http::StatusCode::NOT_FOUND,
         "unknown_route",
-        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, POST /v1/traces, GET /health, GET /status, GET /metrics, /admin/* and the dashboard (/ and /ui/*)", uri.path()),
+        format!("Keel has no endpoint {}; it serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models, POST /v1/traces, POST /v1/feedback, GET /health, GET /status, GET /metrics, /admin/* and the dashboard (/ and /ui/*)", uri.path()),
     )
 }
 

@@ -11,8 +11,9 @@
 //! ([`spend`]), functions' traffic-split overrides ([`splits`]), the spans apps send over OTLP
 //! ([`spans`]), what the dashboard reads at scale: the overview from pre-aggregated
 //! [`rollup`]s ([`overview`], with latency [`histogram`]s) and trace search with a time
-//! budget ([`search_traces`]), the prompt playground's drafts ([`drafts`]), and scores on
-//! traces from online evals with the figures of the judging itself ([`scores`]).
+//! budget ([`search_traces`]), the prompt playground's drafts ([`drafts`]), scores on
+//! traces from online evals with the figures of the judging itself ([`scores`]), and the
+//! feedback apps' users give calls (`POST /v1/feedback`: [`feedback`]).
 
 pub mod alerts;
 pub mod audit;
@@ -20,6 +21,7 @@ mod db;
 pub mod drafts;
 mod error;
 pub mod evals;
+pub mod feedback;
 pub mod histogram;
 pub mod keys;
 mod migrations;
@@ -47,6 +49,7 @@ pub mod writer;
 pub use audit::{list_audit, list_blocks, AuditEvent};
 pub use db::Store;
 pub use error::StoreError;
+pub use feedback::{feedback_for_trace, Feedback, FeedbackTarget, FeedbackValue};
 pub use prompts::{
     all_labels, get_version, label_moves, label_version, latest_version, list_prompts,
     push_version, push_version_with, rollback_label, set_label, version_by_hash, versions,

@@ -114,6 +114,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0019_scores_and_feedback",
         sql: include_str!("../migrations/0019_scores_and_feedback.sql"),
     },
+    Migration {
+        version: 20,
+        name: "0020_feedback_value_kind",
+        sql: include_str!("../migrations/0020_feedback_value_kind.sql"),
+    },
 ];
 
 /// The step of a migration that SQL alone cannot do, run in the same transaction right
@@ -450,7 +455,10 @@ mod tests {
         // And from version 16, 0017 (traces say whether their usage is estimated) and 0018
         // (unique trace ids, span owners); the trace written at version 4 reads back with
         // every later column at its default.
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![17, 18]);
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..18]).unwrap(),
+            vec![17, 18]
+        );
         let old = crate::query::get_trace(&conn, "old").unwrap().unwrap();
         assert_eq!((old.function, old.release_id), (None, None));
         assert_eq!(old.origin, keel_core::trace::Origin::Live);
@@ -471,7 +479,10 @@ mod tests {
             )
             .unwrap();
         }
-        assert_eq!(migrate(&mut conn, "mem", MIGRATIONS).unwrap(), vec![18]);
+        assert_eq!(
+            migrate(&mut conn, "mem", &MIGRATIONS[..18]).unwrap(),
+            vec![18]
+        );
         // The oldest keeps the id; the others moved, with the caller's id kept.
         let kept: i64 = conn
             .query_row(

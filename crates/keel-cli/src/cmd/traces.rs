@@ -216,6 +216,8 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
     };
     // What the call sent to its provider (a function's prompt rendered again).
     let sent = keel_gateway::rendered::sent_messages(&conn, &t);
+    // What the app's users said about the call (`POST /v1/feedback`).
+    let feedback = keel_store::feedback_for_trace(&conn, &t.id)?;
     // Ids are unique: later calls that sent the same request id have their own.
     let reused = keel_store::reused_request_id(&conn, &t.id, 20)?;
     if !reused.is_empty() {
@@ -233,6 +235,7 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
             Err(_) => serde_json::Value::Null,
         };
         v["scores"] = scores_json(&scores);
+        v["feedback"] = feedback.iter().map(keel_store::Feedback::to_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -338,6 +341,7 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         "\n--- output ---\n{}",
         t.output.as_deref().unwrap_or("(not captured)")
     );
+    print_feedback(&feedback);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -377,6 +381,28 @@ fn print_scores(scores: &[keel_store::scores::StoredScore]) {
                 .as_deref()
                 .map(|r| format!(" — {r}"))
                 .unwrap_or_default()
+        );
+    }
+}
+
+/// `name = value (source, time): comment`, one line per feedback value.
+fn print_feedback(feedback: &[keel_store::Feedback]) {
+    println!("\n--- feedback ---");
+    if feedback.is_empty() {
+        println!("(none)");
+    }
+    for f in feedback {
+        let comment = f
+            .comment
+            .as_deref()
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
+        println!(
+            "{} = {} ({}, {}){comment}",
+            f.name,
+            f.value,
+            f.source,
+            format_ms(f.at_ms)
         );
     }
 }

@@ -258,15 +258,17 @@ pub async fn page(
         };
         let sent = crate::rendered::sent_messages(c, &t);
         let reused = keel_store::reused_request_id(c, &t.id, 20)?;
-        Ok(Some((t, spans, sent, reused)))
+        let feedback = keel_store::feedback_for_trace(c, &t.id)?;
+        Ok(Some((t, spans, sent, reused, feedback)))
     })
     .await?;
-    let Some((t, spans, sent, reused)) = found else {
+    let Some((t, spans, sent, reused, feedback)) = found else {
         return Err(PageError::NotFound(format!(
             "no trace with request id {id}"
         )));
     };
     let mut html = body(&t);
+    html.push_str(&feedback_section(&feedback));
     html.push_str(&sent_section(&sent));
     if !reused.is_empty() {
         // Ids are unique: later calls that sent this id are stored under their own.
@@ -282,6 +284,36 @@ pub async fn page(
     }
     html.push_str(&app_spans(&t, &spans));
     Ok(shell(&format!("Trace {}", t.id), "/ui/traces", &html))
+}
+
+/// What the app's users said about the call (`POST /v1/feedback`), oldest first.
+fn feedback_section(feedback: &[keel_store::Feedback]) -> String {
+    if feedback.is_empty() {
+        return "<h2>Feedback</h2><p class=\"empty\">No feedback on this call (an app sends it \
+                to POST /v1/feedback with the call's request id).</p>"
+            .to_string();
+    }
+    let rows: Vec<Vec<String>> = feedback
+        .iter()
+        .map(|f| {
+            vec![
+                esc(&f.name),
+                format!("<code>{}</code>", esc(&f.value.to_string())),
+                esc(&f.source),
+                opt(f.comment.as_deref()),
+                opt(f.key_id.as_deref()),
+                when(f.at_ms),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>Feedback</h2>{}",
+        table(
+            "feedback",
+            &["name", "value", "source", "comment", "key", "at (UTC)"],
+            &rows
+        )
+    )
 }
 
 /// The messages the call sent to its provider (a function's prompt rendered with the

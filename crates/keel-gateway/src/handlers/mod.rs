@@ -3,5 +3,6 @@
 pub mod admin;
 pub mod chat;
 pub mod common;
+pub mod feedback;
 pub mod messages;
 pub mod misc;
