@@ -259,15 +259,17 @@ pub async fn page(
         let sent = crate::rendered::sent_messages(c, &t);
         let reused = keel_store::reused_request_id(c, &t.id, 20)?;
         let feedback = keel_store::feedback_for_trace(c, &t.id)?;
-        Ok(Some((t, spans, sent, reused, feedback)))
+        let scores = keel_store::scores::scores_for_trace(c, &t.id)?;
+        Ok(Some((t, spans, sent, reused, (feedback, scores))))
     })
     .await?;
-    let Some((t, spans, sent, reused, feedback)) = found else {
+    let Some((t, spans, sent, reused, (feedback, scores))) = found else {
         return Err(PageError::NotFound(format!(
             "no trace with request id {id}"
         )));
     };
     let mut html = body(&t);
+    html.push_str(&scores_section(&scores));
     html.push_str(&feedback_section(&feedback));
     html.push_str(&sent_section(&sent));
     if !reused.is_empty() {
@@ -284,6 +286,52 @@ pub async fn page(
     }
     html.push_str(&app_spans(&t, &spans));
     Ok(shell(&format!("Trace {}", t.id), "/ui/traces", &html))
+}
+
+/// What online evals' judges found (`[[online_evals]]`): one row per assertion.
+fn scores_section(scores: &[keel_store::scores::StoredScore]) -> String {
+    if scores.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = scores
+        .iter()
+        .map(|s| {
+            vec![
+                esc(&s.eval),
+                esc(&s.metric),
+                format!("{:.2}", s.value),
+                if s.passed {
+                    "<span class=\"tag ok\">pass</span>".to_string()
+                } else {
+                    "<span class=\"tag fail\">fail</span>".to_string()
+                },
+                opt(s.reason.as_deref()),
+                esc(&s.source),
+                s.judge_cost_nanos.map_or_else(
+                    || "–".to_string(),
+                    |n| format!("${:.6}", keel_core::money::Nanos(n).as_dollars()),
+                ),
+                when(s.created_at_ms),
+            ]
+        })
+        .collect();
+    format!(
+        "<h2>Scores</h2>{}",
+        table(
+            "scores",
+            &[
+                "online eval",
+                "metric",
+                "value",
+                "result",
+                "reason",
+                "source",
+                "judge cost",
+                "at (UTC)"
+            ],
+            &rows
+        )
+    )
 }
 
 /// What the app's users said about the call (`POST /v1/feedback`), oldest first.
