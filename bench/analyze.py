@@ -43,6 +43,8 @@ def main():
         "rpm/tpm limits per key, retries + a fallback + a circuit breaker; limits in-process).",
         "guarded": "Profile: guarded (a typical guardrail policy on the model: PII redaction with restore and "
         "injection detection on input, secrets blocked both ways, card numbers blocked on output).",
+        "online": "Profile: online (plain + an online eval judging every call, sample_rate = 1.0, with "
+        "not-is-refusal and word-count: sampling, the bounded queue and the judging pool writing scores).",
         "governed-redis": "Profile: governed-redis (as governed, with budgets and rate limits in Redis "
         "at 127.0.0.1:6379, atomic Lua scripts).",
     }
@@ -69,6 +71,9 @@ def main():
         rows.append((rate, stats["direct"], stats["keel"]))
     db = sqlite3.connect(os.path.join(work, "bench.db"))
     traces = db.execute("select count(*) from traces").fetchone()[0]
+    judged = None
+    if profile == "online":
+        judged = db.execute("select count(distinct trace_id) from scores").fetchone()[0]
     db.close()
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -92,6 +97,9 @@ def main():
     verdict = "OK" if traces == sent_via_keel else "MISMATCH"
     lines.append(f"\nTraces: {sent_via_keel} requests sent through Keel, {traces} traces stored — {verdict} "
                  f"({sent_via_keel - traces} lost).\n")
+    if judged is not None:
+        lines.append(f"Online eval: {judged} of {traces} calls judged and scored; the rest were dropped "
+                     "at the full queue (counted) or still queued at shutdown (counted as skipped).\n")
     text = "\n".join(lines) + "\n"
     print(text)
     new = not os.path.exists(results_md)

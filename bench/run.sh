@@ -27,6 +27,10 @@
 #   guarded         plain + a typical guardrail policy on the model: PII redaction with
 #                   restore and injection detection on input, secrets blocked both ways,
 #                   card numbers blocked on output.
+#   online          plain + an online eval judging every call (sample_rate = 1.0) with
+#                   assertions that need no judge model (not-is-refusal, word-count): the
+#                   sampling, the queue and the judging pool with its score writes beside
+#                   the request path; calls judged and dropped are reported.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -38,7 +42,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 command -v oha >/dev/null || { echo "installing oha (cargo install oha --locked; a few minutes)"; cargo install oha --locked; }
 CONNS=${BENCH_CONNECTIONS:-64}
 PROFILE=${BENCH_PROFILE:-plain}
-case "$PROFILE" in plain|governed|governed-redis|guarded) ;; *) echo "BENCH_PROFILE must be plain, governed, governed-redis or guarded (got $PROFILE)"; exit 2;; esac
+case "$PROFILE" in plain|governed|governed-redis|guarded|online) ;; *) echo "BENCH_PROFILE must be plain, governed, governed-redis, guarded or online (got $PROFILE)"; exit 2;; esac
 ROUNDS=${ROUNDS:-3}
 cargo build --release -p keel-cli
 KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
@@ -64,7 +68,17 @@ input_price_per_mtok = 0.15
 output_price_per_mtok = 0.60
 TOML
 REDIS_PREFIX="keel-bench-$$:"
-if [ "$PROFILE" = guarded ]; then
+if [ "$PROFILE" = online ]; then
+  cat >> "$WORK/keel.toml" <<TOML
+
+[[online_evals]]
+name = "bench-quality"
+model = "bench-model"
+sample_rate = 1.0
+assert = [{ type = "not-is-refusal" }, { type = "word-count", max = 200 }]
+TOML
+  AUTH=()
+elif [ "$PROFILE" = guarded ]; then
   cat >> "$WORK/keel.toml" <<TOML
 
 [guardrails.policies.typical]

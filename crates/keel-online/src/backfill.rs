@@ -125,6 +125,7 @@ pub async fn run(
             }
         }
     }
+    let stores = crate::worker::Stores::new(store.clone());
     let spend = JudgeSpend::new(crate::now_ms(), spent);
     let start_spent = spent;
     let total = todo.len() as u64;
@@ -134,16 +135,9 @@ pub async fn run(
             report.stopped_for_budget = true;
             break;
         }
-        let g = grade(app.clone(), Some(store.clone()), eval, t).await;
+        let g = grade(app.clone(), Some(&stores), eval, t).await;
         spend.add(g.cost, crate::now_ms());
-        store_outcome(
-            Some(store.clone()),
-            &name,
-            crate::SOURCE_BACKFILL,
-            &t.id,
-            &g,
-        )
-        .await;
+        store_outcome(Some(&stores), &name, crate::SOURCE_BACKFILL, &t.id, &g).await;
         if g.error.is_some() {
             report.failed += 1;
         } else {

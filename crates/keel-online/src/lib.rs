@@ -10,6 +10,7 @@
 //! - [`judge`] — the judge model, called through the live gateway as `origin = "judge"`
 //!   traffic, retried with back-off on 429 and 5xx;
 //! - [`spend`] — each eval's daily judge spend and its cap;
+//! - [`conns`] — store connections kept between judged calls;
 //! - [`worker`] — the pool that takes sampled calls off the queue, judges them and stores
 //!   their scores (or the failure, when the judge could not grade);
 //! - [`status`] — what `keel online status` and the dashboard show per eval: judged in the
@@ -20,6 +21,7 @@
 pub mod assertions;
 pub mod backfill;
 pub mod call;
+pub mod conns;
 pub mod judge;
 pub mod spend;
 pub mod status;

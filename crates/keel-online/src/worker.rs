@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::assertions::CompiledEval;
+use crate::conns::ConnPool;
 use crate::judge::GatewayJudge;
 use crate::spend::JudgeSpend;
 
@@ -41,10 +42,26 @@ impl OnlineJudges {
     }
 }
 
+/// The store's reading and writing connections, kept between calls.
+#[derive(Clone)]
+pub struct Stores {
+    pub read: Arc<ConnPool>,
+    pub write: Arc<ConnPool>,
+}
+
+impl Stores {
+    pub fn new(store: Arc<Store>) -> Stores {
+        Stores {
+            read: Arc::new(ConnPool::readers(store.clone())),
+            write: Arc::new(ConnPool::writers(store)),
+        }
+    }
+}
+
 /// What every worker shares.
 pub(crate) struct Context {
     pub app: Arc<AppState>,
-    pub store: Option<Arc<Store>>,
+    pub store: Option<Stores>,
     pub evals: Vec<Arc<CompiledEval>>,
     pub spend: Vec<JudgeSpend>,
 }
@@ -68,7 +85,7 @@ impl Judges for OnlineJudges {
         drop(conn);
         let ctx = Arc::new(Context {
             app,
-            store,
+            store: store.map(Stores::new),
             evals: self.evals.clone(),
             spend,
         });
@@ -120,11 +137,11 @@ pub(crate) async fn judge_call(ctx: &Context, item: SampledCall) {
         metrics.skip(&name, "budget");
         return;
     }
-    let outcome = grade(ctx.app.clone(), ctx.store.clone(), eval, &item.trace).await;
+    let outcome = grade(ctx.app.clone(), ctx.store.as_ref(), eval, &item.trace).await;
     spend.add(outcome.cost, crate::now_ms());
     let labels = OnlineMetrics::labels(&name);
     let stored = store_outcome(
-        ctx.store.clone(),
+        ctx.store.as_ref(),
         &name,
         crate::SOURCE_ONLINE,
         &item.trace.id,
@@ -156,17 +173,22 @@ pub struct Graded {
 /// Run `eval`'s assertions on `trace`.
 pub async fn grade(
     app: Arc<AppState>,
-    store: Option<Arc<Store>>,
+    store: Option<&Stores>,
     eval: &CompiledEval,
     trace: &Arc<keel_core::trace::TraceRecord>,
 ) -> Graded {
-    let t = trace.clone();
-    let case = tokio::task::spawn_blocking(move || {
-        let conn = store.as_ref().and_then(|s| s.reader().ok());
-        crate::call::case_of(conn.as_ref(), &t)
-    })
-    .await
-    .unwrap_or_else(|_| crate::call::case_of(None, trace));
+    // Only a function call's messages need the store (its prompt version is rendered
+    // again); a model call's are in its request.
+    let case = match (store, trace.prompt_name.is_some()) {
+        (Some(s), true) => {
+            let t = trace.clone();
+            s.read
+                .with(move |c| Ok(crate::call::case_of(Some(c), &t)))
+                .await
+                .unwrap_or_else(|_| crate::call::case_of(None, trace))
+        }
+        _ => crate::call::case_of(None, trace),
+    };
     let out = crate::call::output_of(trace);
     let judge = GatewayJudge::new(app, &eval.config.name, eval.config.judge.clone(), &trace.id);
     let mut rows = Vec::with_capacity(eval.assertions.len());
@@ -193,7 +215,7 @@ pub async fn grade(
 
 /// Store a grading (scores, or the failure) on a blocking thread; whether it was stored.
 pub async fn store_outcome(
-    store: Option<Arc<Store>>,
+    store: Option<&Stores>,
     eval: &str,
     source: &str,
     trace_id: &str,
@@ -205,25 +227,22 @@ pub async fn store_outcome(
     let (eval, source, trace_id) = (eval.to_string(), source.to_string(), trace_id.to_string());
     let rows = g.rows.clone();
     let (cost, error) = (g.cost.map(|c| c.0), g.error.clone());
-    let done = tokio::task::spawn_blocking(move || -> Result<(), keel_store::StoreError> {
-        let mut conn = store.writer_conn()?;
-        let now = crate::now_ms();
-        match error {
-            Some(e) => keel_store::scores::record_failure(&conn, &eval, &trace_id, now, &e),
-            None => keel_store::scores::replace_scores(
-                &mut conn, &trace_id, &eval, &source, &rows, cost, now,
-            ),
-        }
-    })
-    .await;
+    let done = store
+        .write
+        .with(move |conn| {
+            let now = crate::now_ms();
+            match error {
+                Some(e) => keel_store::scores::record_failure(conn, &eval, &trace_id, now, &e),
+                None => keel_store::scores::replace_scores(
+                    conn, &trace_id, &eval, &source, &rows, cost, now,
+                ),
+            }
+        })
+        .await;
     match done {
-        Ok(Ok(())) => true,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "online eval: cannot store the outcome");
-            false
-        }
+        Ok(()) => true,
         Err(e) => {
-            tracing::warn!(error = %e, "online eval: the store task failed");
+            tracing::warn!(error = %e, "online eval: cannot store the outcome");
             false
         }
     }
