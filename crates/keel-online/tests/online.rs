@@ -348,3 +348,96 @@ assert = [{ type = "word-count", max = 100 }]
     assert_eq!(r.metric("keel_online_sampled_total").await, 0.0);
     r.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_judges_recorded_calls_once_and_skips_what_was_scored() {
+    // Served without judges (as before the online eval was added): nothing is sampled.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
+    let store_path = dir.path().join("keel.db").to_string_lossy().into_owned();
+    let text = format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+store = "{store_path}"
+[providers.mock]
+kind = "mock"
+[providers.mock.mock]
+rules = "rules.toml"
+[models.fast]
+provider = "mock"
+upstream_model = "fast"
+input_price_per_mtok = 0.15
+output_price_per_mtok = 0.60
+[[online_evals]]
+name = "later"
+model = "fast"
+sample_rate = 0.1
+judge = "fast"
+assert = [{{ type = "llm-rubric", rubric = "Answers the question" }}]
+"#
+    );
+    let config = Config::from_toml(&text, &dir.path().join("keel.toml")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gateway = Gateway::start(config.clone(), listener).await.unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for i in 0..6 {
+        let r = client
+            .post(format!("http://{}/v1/chat/completions", gateway.addr))
+            .json(&json!({"model": "fast", "messages": [{"role": "user", "content": format!("q{i}")}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    gateway.shutdown().await.unwrap();
+
+    let store = Arc::new(Store::open(&store_path).unwrap());
+    let evals = keel_online::compile_all(&config).unwrap();
+    let engine =
+        keel_gateway::inproc::InProcess::new(config.clone(), &store, Some(Origin::Judge)).unwrap();
+    let opts = keel_online::backfill::BackfillOptions {
+        since_ms: 0,
+        limit: 4,
+        rejudge: false,
+    };
+    let seen = std::sync::Mutex::new(Vec::new());
+    let progress = |done: u64, total: u64| seen.lock().unwrap().push((done, total));
+    let first =
+        keel_online::backfill::run(engine.app(), store.clone(), &evals[0], &opts, &progress)
+            .await
+            .unwrap();
+    assert_eq!(
+        (first.considered, first.judged, first.passed),
+        (6, 4, 4),
+        "{first:?}"
+    );
+    assert!(first.judge_spend_usd > 0.0);
+    assert_eq!(seen.lock().unwrap().last(), Some(&(4, 4)));
+    // Again without a limit: the 4 scored are skipped, the other 2 judged.
+    let opts = keel_online::backfill::BackfillOptions { limit: 0, ..opts };
+    let second =
+        keel_online::backfill::run(engine.app(), store.clone(), &evals[0], &opts, &progress)
+            .await
+            .unwrap();
+    assert_eq!(
+        (second.judged, second.skipped_already_scored),
+        (2, 4),
+        "{second:?}"
+    );
+    let written = tokio::task::spawn_blocking(move || engine.finish())
+        .await
+        .unwrap();
+    assert_eq!(written, 6, "one judge trace per judged call");
+    let conn = store.reader().unwrap();
+    let fig = keel_store::scores::judging_figures(&conn, "later", 0).unwrap();
+    assert_eq!(fig.judged, 6);
+    let sources: Vec<String> = conn
+        .prepare("SELECT DISTINCT source FROM scores")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(sources, ["backfill"]);
+}
