@@ -127,13 +127,11 @@ impl Gateway {
             otel_task = Some(task);
         }
         let state = Arc::new(state);
-        let judges = match (
-            &extensions.online,
-            state.online.attach(crate::online::QUEUE_CAPACITY),
-        ) {
-            (Some(j), Some(queue)) => Some(j.start(state.clone(), queue)),
-            _ => None,
-        };
+        // Sampling starts only when judges are plugged in: without them nothing is queued.
+        let judges = extensions.online.as_ref().and_then(|j| {
+            let queue = state.online.attach(crate::online::QUEUE_CAPACITY)?;
+            Some(j.start(state.clone(), queue))
+        });
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
