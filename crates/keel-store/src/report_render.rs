@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 use keel_core::money::Nanos;
 
+use crate::quality_figures::{Quality, QualityRow};
 use crate::report::{GroupRow, GroupStats, Percentiles, Report, ReportWindow};
 use crate::report_compare::PreviousPeriod;
 
@@ -248,7 +249,137 @@ fn sections(report: &Report) -> Vec<Section> {
             warning: true,
         },
     ]);
+    if !report.quality.is_empty() {
+        out.extend(quality_sections(&report.quality));
+    }
     out
+}
+
+const QUALITY_HEADER: [&str; 5] = [
+    "judged",
+    "pass rate (95% CI)",
+    "metrics: mean (95% CI)",
+    "feedback",
+    "positive (95% CI)",
+];
+
+/// Online quality per grouping, then each function's variants compared.
+fn quality_sections(q: &Quality) -> Vec<Section> {
+    let grouped = |title, name_header, rows: &[QualityRow], note: Option<String>| Section {
+        title,
+        header: std::iter::once(name_header).chain(QUALITY_HEADER).collect(),
+        text_columns: 1,
+        rows: rows.iter().map(quality_cells).collect(),
+        empty: "(none)",
+        note,
+        warning: false,
+    };
+    let note = "Live calls judged by online evals, and feedback from apps' users. A judged \
+                call passes when every assertion of every eval on it passed. Intervals are \
+                95%: Wilson for rates, normal for means. Feedback above 0 is positive, at \
+                or below 0 negative; categories are counted but left out of the rate.";
+    let mut out = vec![
+        grouped(
+            "Online quality by function",
+            "function",
+            &q.by_function,
+            Some(note.to_string()),
+        ),
+        grouped(
+            "Online quality by variant",
+            "function/variant",
+            &q.by_variant,
+            None,
+        ),
+        grouped(
+            "Online quality by prompt version",
+            "prompt",
+            &q.by_prompt_version,
+            None,
+        ),
+        grouped("Online quality by model", "model", &q.by_model, None),
+    ];
+    if !q.comparisons.is_empty() {
+        out.push(Section {
+            title: "Variants compared (two-proportion z-test)",
+            header: vec!["function", "baseline", "variant", "pass rate", "feedback"],
+            text_columns: 5,
+            rows: q
+                .comparisons
+                .iter()
+                .map(|c| {
+                    vec![
+                        one_line(&c.function),
+                        one_line(&c.baseline),
+                        one_line(&c.variant),
+                        one_line(&c.pass_rate.verdict),
+                        one_line(&c.feedback.verdict),
+                    ]
+                })
+                .collect(),
+            empty: "",
+            note: Some("Significant when p < 0.05; the baseline is the variant with the most judged calls.".into()),
+            warning: false,
+        });
+    }
+    out
+}
+
+fn quality_cells(r: &QualityRow) -> Vec<String> {
+    let metrics = r
+        .metrics
+        .iter()
+        .map(|m| {
+            let name = if m.eval == m.metric {
+                m.metric.clone()
+            } else {
+                format!("{}/{}", m.eval, m.metric)
+            };
+            format!(
+                "{} {:.2} [{:.2}–{:.2}] n={}",
+                one_line(&name),
+                m.mean,
+                m.low,
+                m.high,
+                thousands(m.n)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let f = &r.feedback;
+    let feedback = match f.category {
+        0 => thousands(f.count),
+        c => format!("{} ({} category)", thousands(f.count), thousands(c)),
+    };
+    vec![
+        one_line(&r.name),
+        thousands(r.judged),
+        rate_with_interval(r.pass_rate, r.pass_rate_low, r.pass_rate_high),
+        if metrics.is_empty() {
+            "—".to_string()
+        } else {
+            metrics
+        },
+        feedback,
+        match f.positive_rate {
+            None => "—".to_string(),
+            Some(_) => format!(
+                "{} of {}",
+                rate_with_interval(f.positive_rate, f.positive_rate_low, f.positive_rate_high),
+                thousands(f.positive + f.negative)
+            ),
+        },
+    ]
+}
+
+/// `75.0% [30.1–95.4%]`, or `—` when there is nothing to count.
+pub(crate) fn rate_with_interval(rate: Option<f64>, low: Option<f64>, high: Option<f64>) -> String {
+    match (rate, low, high) {
+        (Some(r), Some(l), Some(h)) => {
+            format!("{} [{:.1}–{:.1}%]", percent(r), l * 100.0, h * 100.0)
+        }
+        _ => "—".to_string(),
+    }
 }
 
 /// This window's totals beside the previous period's, with the change.
