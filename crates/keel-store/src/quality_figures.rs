@@ -223,6 +223,17 @@ pub fn format_p(p: f64) -> String {
     }
 }
 
+/// A rate with its interval for people: `75.0% [30.1–95.4%]`, or `—` when there is
+/// nothing to count (the report, `keel releases` and the dashboard all write it so).
+pub fn format_rate(rate: Option<f64>, low: Option<f64>, high: Option<f64>) -> String {
+    match (rate, low, high) {
+        (Some(r), Some(l), Some(h)) => {
+            format!("{} [{:.1}–{:.1}%]", percent(r), l * 100.0, h * 100.0)
+        }
+        _ => "—".to_string(),
+    }
+}
+
 fn percent(rate: f64) -> String {
     format!("{:.1}%", rate * 100.0)
 }

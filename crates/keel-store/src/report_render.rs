@@ -5,14 +5,16 @@
 //! cannot disagree; only the drawing differs. Money is shown as exact dollars, rates as
 //! percents, durations in ms. A cost that leaves out unpriced calls reads `≥ $X` (or
 //! `unpriced`), and unpriced calls get their own section saying they are not counted
-//! as $0.
+//! as $0. Online quality (judged calls, pass rates, metrics, feedback, variants
+//! compared) gets its sections only when some call in the window was judged or got
+//! feedback.
 
 use std::fmt::Write as _;
 
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 use keel_core::money::Nanos;
 
-use crate::quality_figures::{Quality, QualityRow};
+use crate::quality_figures::{format_rate, Quality, QualityRow};
 use crate::report::{GroupRow, GroupStats, Percentiles, Report, ReportWindow};
 use crate::report_compare::PreviousPeriod;
 
@@ -354,7 +356,7 @@ fn quality_cells(r: &QualityRow) -> Vec<String> {
     vec![
         one_line(&r.name),
         thousands(r.judged),
-        rate_with_interval(r.pass_rate, r.pass_rate_low, r.pass_rate_high),
+        format_rate(r.pass_rate, r.pass_rate_low, r.pass_rate_high),
         if metrics.is_empty() {
             "—".to_string()
         } else {
@@ -365,21 +367,11 @@ fn quality_cells(r: &QualityRow) -> Vec<String> {
             None => "—".to_string(),
             Some(_) => format!(
                 "{} of {}",
-                rate_with_interval(f.positive_rate, f.positive_rate_low, f.positive_rate_high),
+                format_rate(f.positive_rate, f.positive_rate_low, f.positive_rate_high),
                 thousands(f.positive + f.negative)
             ),
         },
     ]
-}
-
-/// `75.0% [30.1–95.4%]`, or `—` when there is nothing to count.
-pub(crate) fn rate_with_interval(rate: Option<f64>, low: Option<f64>, high: Option<f64>) -> String {
-    match (rate, low, high) {
-        (Some(r), Some(l), Some(h)) => {
-            format!("{} [{:.1}–{:.1}%]", percent(r), l * 100.0, h * 100.0)
-        }
-        _ => "—".to_string(),
-    }
 }
 
 /// This window's totals beside the previous period's, with the change.
