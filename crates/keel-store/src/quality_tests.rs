@@ -367,3 +367,15 @@ fn the_report_shows_online_quality_only_when_there_is_some() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn the_online_quality_sections_are_pinned() {
+    let (_s, conn) = seeded();
+    let report = crate::build_report(&conn, 0, 1_000, 5).unwrap();
+    let md = crate::render_markdown(&report);
+    let at = md.find("### Online quality").unwrap();
+    insta::assert_snapshot!("online_quality_markdown", &md[at..]);
+    let table = crate::render_table(&report);
+    let at = table.find("Online quality").unwrap();
+    insta::assert_snapshot!("online_quality_table", &table[at..]);
+}

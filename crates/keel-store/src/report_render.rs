@@ -34,8 +34,10 @@ const GROUP_HEADER: [&str; 9] = [
 struct Section {
     title: &'static str,
     header: Vec<&'static str>,
-    /// Columns before this index are text (left-aligned); the rest are numbers.
+    /// Columns before this index are text (left-aligned); the rest are numbers...
     text_columns: usize,
+    /// ...but for this many last columns, which are text too.
+    trailing_text: usize,
     rows: Vec<Vec<String>>,
     /// What to print when there are no rows.
     empty: &'static str,
@@ -70,7 +72,7 @@ pub fn render_table(report: &Report) -> String {
         for row in &section.rows {
             table.add_row(row.clone());
         }
-        for i in section.text_columns..section.header.len() {
+        for i in section.text_columns..section.header.len() - section.trailing_text {
             if let Some(column) = table.column_mut(i) {
                 column.set_cell_alignment(CellAlignment::Right);
             }
@@ -102,7 +104,7 @@ pub fn render_markdown(report: &Report) -> String {
         let _ = writeln!(out, "| {} |", cells.join(" | "));
         let rule: Vec<&str> = (0..section.header.len())
             .map(|i| {
-                if i < section.text_columns {
+                if i < section.text_columns || i >= section.header.len() - section.trailing_text {
                     "---"
                 } else {
                     "---:"
@@ -123,6 +125,7 @@ fn sections(report: &Report) -> Vec<Section> {
         title,
         header: std::iter::once(name_header).chain(GROUP_HEADER).collect(),
         text_columns: 1,
+        trailing_text: 0,
         rows: rows
             .iter()
             .map(|r| {
@@ -139,6 +142,7 @@ fn sections(report: &Report) -> Vec<Section> {
         title: "Totals",
         header: GROUP_HEADER.to_vec(),
         text_columns: 0,
+        trailing_text: 0,
         rows: vec![group_cells(&report.totals)],
         empty: "",
         note: None,
@@ -164,6 +168,7 @@ fn sections(report: &Report) -> Vec<Section> {
                 "unpriced",
             ],
             text_columns: 3,
+            trailing_text: 0,
             rows: report
                 .top_callers
                 .iter()
@@ -188,6 +193,7 @@ fn sections(report: &Report) -> Vec<Section> {
             title: "Top callers by tokens per call",
             header: vec!["#", "caller", "kind", "requests", "tokens/call", "cost"],
             text_columns: 3,
+            trailing_text: 0,
             rows: report
                 .top_by_tokens_per_call
                 .iter()
@@ -211,6 +217,7 @@ fn sections(report: &Report) -> Vec<Section> {
             title: "Budgets (current windows)",
             header: vec!["budget", "scope", "window", "mode", "spent", "limit", "used"],
             text_columns: 4,
+            trailing_text: 0,
             rows: report
                 .budgets
                 .iter()
@@ -234,6 +241,7 @@ fn sections(report: &Report) -> Vec<Section> {
             title: "Unpriced calls",
             header: vec!["model", "calls", "tokens in", "tokens out"],
             text_columns: 1,
+            trailing_text: 0,
             rows: report
                 .unpriced
                 .iter()
@@ -260,9 +268,9 @@ fn sections(report: &Report) -> Vec<Section> {
 const QUALITY_HEADER: [&str; 5] = [
     "judged",
     "pass rate (95% CI)",
-    "metrics: mean (95% CI)",
     "feedback",
     "positive (95% CI)",
+    "metrics: mean (95% CI)",
 ];
 
 /// Online quality per grouping, then each function's variants compared.
@@ -271,6 +279,7 @@ fn quality_sections(q: &Quality) -> Vec<Section> {
         title,
         header: std::iter::once(name_header).chain(QUALITY_HEADER).collect(),
         text_columns: 1,
+        trailing_text: 1,
         rows: rows.iter().map(quality_cells).collect(),
         empty: "(none)",
         note,
@@ -306,6 +315,7 @@ fn quality_sections(q: &Quality) -> Vec<Section> {
             title: "Variants compared (two-proportion z-test)",
             header: vec!["function", "baseline", "variant", "pass rate", "feedback"],
             text_columns: 5,
+            trailing_text: 0,
             rows: q
                 .comparisons
                 .iter()
@@ -357,11 +367,6 @@ fn quality_cells(r: &QualityRow) -> Vec<String> {
         one_line(&r.name),
         thousands(r.judged),
         format_rate(r.pass_rate, r.pass_rate_low, r.pass_rate_high),
-        if metrics.is_empty() {
-            "—".to_string()
-        } else {
-            metrics
-        },
         feedback,
         match f.positive_rate {
             None => "—".to_string(),
@@ -370,6 +375,11 @@ fn quality_cells(r: &QualityRow) -> Vec<String> {
                 format_rate(f.positive_rate, f.positive_rate_low, f.positive_rate_high),
                 thousands(f.positive + f.negative)
             ),
+        },
+        if metrics.is_empty() {
+            "—".to_string()
+        } else {
+            metrics
         },
     ]
 }
@@ -391,6 +401,7 @@ fn comparison(now: &GroupStats, prev: &PreviousPeriod) -> Section {
         title: "Compared with the previous period",
         header: vec!["", "previous", "this period", "change"],
         text_columns: 1,
+        trailing_text: 0,
         rows: vec![
             row(
                 "requests",
