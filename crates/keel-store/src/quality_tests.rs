@@ -296,26 +296,30 @@ fn the_report_carries_quality_per_grouping() {
 }
 
 #[test]
-fn quality_queries_seek_traces_by_id_and_scores_by_trace() {
+fn quality_queries_walk_the_window_and_seek_scores_and_feedback_by_trace() {
     let (_s, conn) = seeded();
-    let sql = format!(
-        "EXPLAIN QUERY PLAN SELECT {} AS grp, s.eval, s.metric, COUNT(*) {SCORED} GROUP BY grp, s.eval, s.metric",
-        QualityGrouping::Model.key_sql()
-    );
-    let mut stmt = conn.prepare(&sql).unwrap();
-    let plan: Vec<String> = stmt
-        .query_map(params![0, 1_000], |r| r.get::<_, String>(3))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let plan = plan.join("\n");
-    // One side is found through an index, never two full scans.
-    assert!(
-        plan.contains("USING INDEX")
-            || plan.contains("USING PRIMARY KEY")
-            || plan.contains("sqlite_autoindex_scores"),
-        "{plan}"
-    );
+    for g in [
+        QualityGrouping::Function,
+        QualityGrouping::Variant,
+        QualityGrouping::PromptVersion,
+        QualityGrouping::Model,
+    ] {
+        for sql in [calls_sql(g), evals_sql(g), metrics_sql(g), feedback_sql(g)] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(params![0, 1_000], |r| r.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("traces_started_at"), "{sql}\n{plan}");
+            assert!(
+                plan.contains("sqlite_autoindex_scores_1 (trace_id=?)")
+                    || plan.contains("sqlite_autoindex_feedback_1 (trace_id=?)"),
+                "{sql}\n{plan}"
+            );
+        }
+    }
 }
 
 #[test]
