@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 use crate::error::StoreError;
 use crate::report::count;
@@ -53,9 +53,13 @@ impl QualityGrouping {
         }
     }
 
-    fn filter_sql(self) -> &'static str {
-        match self {
-            QualityGrouping::Release => " AND t.release_id IS NOT NULL",
+    /// `by_ids`: only the releases in the JSON array `?3` (see [`release_quality_sums`]).
+    fn filter_sql(self, by_ids: bool) -> &'static str {
+        match (self, by_ids) {
+            (QualityGrouping::Release, true) => {
+                " AND t.release_id IN (SELECT value FROM json_each(?3))"
+            }
+            (QualityGrouping::Release, false) => " AND t.release_id IS NOT NULL",
             _ => "",
         }
     }
@@ -117,11 +121,46 @@ pub fn quality_sums(
     until_ms: i64,
     grouping: QualityGrouping,
 ) -> Result<Vec<QualitySums>, StoreError> {
+    sums(conn, since_ms, until_ms, grouping, None)
+}
+
+/// The quality sums of the releases `ids`, over their live calls since `since_ms` (one
+/// index range per release on `traces_release`, not every release's calls).
+pub fn release_quality_sums(
+    conn: &Connection,
+    ids: &[&str],
+    since_ms: i64,
+) -> Result<Vec<QualitySums>, StoreError> {
+    let ids = serde_json::to_string(ids)?;
+    sums(
+        conn,
+        since_ms,
+        i64::MAX,
+        QualityGrouping::Release,
+        Some(&ids),
+    )
+}
+
+fn sums(
+    conn: &Connection,
+    since_ms: i64,
+    until_ms: i64,
+    grouping: QualityGrouping,
+    release_ids: Option<&str>,
+) -> Result<Vec<QualitySums>, StoreError> {
+    let by_ids = release_ids.is_some() && grouping == QualityGrouping::Release;
+    let ids = release_ids.unwrap_or_default();
+    let args: Vec<&dyn rusqlite::ToSql> = if by_ids {
+        vec![&since_ms, &until_ms, &ids]
+    } else {
+        vec![&since_ms, &until_ms]
+    };
+    let args = args.as_slice();
     let mut groups: BTreeMap<String, QualitySums> = BTreeMap::new();
 
     // Judged calls: a call passes when every row of every eval on it passed.
-    let mut stmt = conn.prepare(&calls_sql(grouping))?;
-    let mut rows = stmt.query(params![since_ms, until_ms])?;
+    let mut stmt = conn.prepare(&calls_sql(grouping, by_ids))?;
+    let mut rows = stmt.query(args)?;
     while let Some(row) = rows.next()? {
         let g = group(&mut groups, row.get(0)?);
         g.judged = count(row, 1)?;
@@ -129,8 +168,8 @@ pub fn quality_sums(
     }
 
     // Per eval.
-    let mut stmt = conn.prepare(&evals_sql(grouping))?;
-    let mut rows = stmt.query(params![since_ms, until_ms])?;
+    let mut stmt = conn.prepare(&evals_sql(grouping, by_ids))?;
+    let mut rows = stmt.query(args)?;
     while let Some(row) = rows.next()? {
         let eval = EvalSums {
             eval: row.get(1)?,
@@ -141,8 +180,8 @@ pub fn quality_sums(
     }
 
     // Per metric: count, sum and sum of squares, for a mean with a normal interval.
-    let mut stmt = conn.prepare(&metrics_sql(grouping))?;
-    let mut rows = stmt.query(params![since_ms, until_ms])?;
+    let mut stmt = conn.prepare(&metrics_sql(grouping, by_ids))?;
+    let mut rows = stmt.query(args)?;
     while let Some(row) = rows.next()? {
         let metric = MetricSums {
             eval: row.get(1)?,
@@ -155,8 +194,8 @@ pub fn quality_sums(
     }
 
     // Feedback by kind.
-    let mut stmt = conn.prepare(&feedback_sql(grouping))?;
-    let mut rows = stmt.query(params![since_ms, until_ms])?;
+    let mut stmt = conn.prepare(&feedback_sql(grouping, by_ids))?;
+    let mut rows = stmt.query(args)?;
     while let Some(row) = rows.next()? {
         group(&mut groups, row.get(0)?).feedback = FeedbackCounts {
             count: count(row, 1)?,
@@ -173,8 +212,8 @@ pub fn quality_sums(
 // scores' primary key, instead of scanning every trace in id order.
 
 /// Judged calls and passes per group: a call passes when every row of every eval passed.
-fn calls_sql(g: QualityGrouping) -> String {
-    let (key, filter) = (g.key_sql(), g.filter_sql());
+fn calls_sql(g: QualityGrouping, by_ids: bool) -> String {
+    let (key, filter) = (g.key_sql(), g.filter_sql(by_ids));
     format!(
         "SELECT grp, COUNT(*), SUM(ok) FROM ( \
            SELECT {key} AS grp, MIN(s.passed) AS ok {SCORED}{filter} GROUP BY s.trace_id) \
@@ -183,8 +222,8 @@ fn calls_sql(g: QualityGrouping) -> String {
 }
 
 /// Judged calls and passes per group and eval.
-fn evals_sql(g: QualityGrouping) -> String {
-    let (key, filter) = (g.key_sql(), g.filter_sql());
+fn evals_sql(g: QualityGrouping, by_ids: bool) -> String {
+    let (key, filter) = (g.key_sql(), g.filter_sql(by_ids));
     format!(
         "SELECT grp, eval, COUNT(*), SUM(ok) FROM ( \
            SELECT {key} AS grp, s.eval AS eval, MIN(s.passed) AS ok {SCORED}{filter} \
@@ -194,8 +233,8 @@ fn evals_sql(g: QualityGrouping) -> String {
 }
 
 /// Count, sum and sum of squares per group, eval and metric.
-fn metrics_sql(g: QualityGrouping) -> String {
-    let (key, filter) = (g.key_sql(), g.filter_sql());
+fn metrics_sql(g: QualityGrouping, by_ids: bool) -> String {
+    let (key, filter) = (g.key_sql(), g.filter_sql(by_ids));
     format!(
         "SELECT {key} AS grp, s.eval, s.metric, COUNT(*), SUM(s.value), SUM(s.value * s.value) \
          {SCORED}{filter} GROUP BY grp, s.eval, s.metric ORDER BY grp, s.eval, s.metric"
@@ -203,8 +242,8 @@ fn metrics_sql(g: QualityGrouping) -> String {
 }
 
 /// Feedback per group by kind.
-fn feedback_sql(g: QualityGrouping) -> String {
-    let (key, filter) = (g.key_sql(), g.filter_sql());
+fn feedback_sql(g: QualityGrouping, by_ids: bool) -> String {
+    let (key, filter) = (g.key_sql(), g.filter_sql(by_ids));
     format!(
         "SELECT {key} AS grp, COUNT(*), \
                 SUM(f.value_kind <> 'category' AND f.value_num > 0), \

@@ -7,6 +7,7 @@ use crate::quality_figures::{quality_rows, report_quality, variant_comparisons, 
 use crate::scores::{replace_scores, ScoreRow};
 use crate::{trace_row, Store};
 use keel_core::trace::{Origin, TraceRecord};
+use rusqlite::params;
 
 /// A live call of `function`/`variant` on `model` at `at`.
 fn call(id: &str, at: i64, function: Option<(&str, &str)>, model: &str) -> TraceRecord {
@@ -304,7 +305,12 @@ fn quality_queries_walk_the_window_and_seek_scores_and_feedback_by_trace() {
         QualityGrouping::PromptVersion,
         QualityGrouping::Model,
     ] {
-        for sql in [calls_sql(g), evals_sql(g), metrics_sql(g), feedback_sql(g)] {
+        for sql in [
+            calls_sql(g, false),
+            evals_sql(g, false),
+            metrics_sql(g, false),
+            feedback_sql(g, false),
+        ] {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             let plan: Vec<String> = stmt
                 .query_map(params![0, 1_000], |r| r.get::<_, String>(3))
@@ -382,4 +388,31 @@ fn the_online_quality_sections_are_pinned() {
     let table = crate::render_table(&report);
     let at = table.find("Online quality").unwrap();
     insta::assert_snapshot!("online_quality_table", &table[at..]);
+}
+
+#[test]
+fn release_quality_reads_only_the_listed_releases_by_their_index() {
+    let (_s, conn) = seeded();
+    let sums = release_quality_sums(&conn, &["rel_control"], 0).unwrap();
+    assert_eq!(sums.len(), 1);
+    // Every control call from 0 on, the late one included (no upper bound).
+    assert_eq!(
+        (sums[0].name.as_str(), sums[0].judged, sums[0].passed),
+        ("rel_control", 5, 3)
+    );
+    let g = QualityGrouping::Release;
+    for sql in [
+        calls_sql(g, true),
+        metrics_sql(g, true),
+        feedback_sql(g, true),
+    ] {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(params![0, i64::MAX, "[]"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("traces_release"), "{sql}\n{plan}");
+    }
 }

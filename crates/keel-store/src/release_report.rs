@@ -21,8 +21,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::StoreError;
-use crate::quality::QualityGrouping;
-use crate::quality_figures::{quality_rows, QualityRow};
+use crate::quality::release_quality_sums;
+use crate::quality_figures::QualityRow;
 use crate::report::{count, Cost, Percentiles};
 
 /// Which releases to list.
@@ -115,11 +115,11 @@ pub fn list_releases(
     let since = filter.since_ms.unwrap_or(i64::MIN);
     let mut sums = traffic_sums(conn, &ids, since)?;
     let mut values = latencies(conn, &ids, since)?;
-    let mut quality: HashMap<String, QualityRow> =
-        quality_rows(conn, since, i64::MAX, QualityGrouping::Release)?
-            .into_iter()
-            .map(|q| (q.name.clone(), q))
-            .collect();
+    let listed: Vec<&str> = rows.iter().map(|r| r.release.id.as_str()).collect();
+    let mut quality: HashMap<String, QualityRow> = release_quality_sums(conn, &listed, since)?
+        .iter()
+        .map(|q| (q.name.clone(), QualityRow::from_sums(q)))
+        .collect();
     for row in &mut rows {
         row.quality = quality.remove(&row.release.id);
         if let Some(s) = sums.remove(&row.release.id) {
