@@ -108,10 +108,43 @@ pub struct QualitySums {
     pub feedback: FeedbackCounts,
 }
 
-/// Live calls that started in `[?1, ?2)` with their scores from judging.
-const SCORED: &str = "FROM traces t JOIN scores s ON s.trace_id = t.id \
-     WHERE t.started_at_ms >= ?1 AND t.started_at_ms < ?2 AND t.origin = 'live' \
-       AND s.source IN ('online', 'backfill')";
+/// How long before the window a score or feedback row may have been written and still
+/// belong to a call in it: none should (both come after their call), this absorbs clock
+/// skew between replicas.
+const SKEW_MS: i64 = 300_000;
+
+/// Live calls that started in `[?1, ?2)` with their scores from judging. A window's scores
+/// are found from the scores written since it began (`scores_created`, migration 0021: a
+/// sample of the traffic), each call by its id — not by walking every trace of the
+/// window, which at scale is hundreds of thousands of lookups for a few scores. The
+/// order is forced (`INDEXED BY`, `CROSS JOIN`): left to itself SQLite would rather scan
+/// scores in key order to save a sort. Listed releases (`?3`) are walked by
+/// `traces_release` instead, as their traffic is.
+fn scored(by_ids: bool) -> String {
+    let base = "WHERE t.started_at_ms >= ?1 AND t.started_at_ms < ?2 AND t.origin = 'live' \
+                AND s.source IN ('online', 'backfill')";
+    if by_ids {
+        format!("FROM traces t JOIN scores s ON s.trace_id = t.id {base}")
+    } else {
+        format!(
+            "FROM scores s INDEXED BY scores_created CROSS JOIN traces t ON t.id = s.trace_id {base} \
+             AND s.created_at_ms >= ?1 - {SKEW_MS}"
+        )
+    }
+}
+
+/// Live calls that started in `[?1, ?2)` with their feedback, found the same way.
+fn with_feedback(by_ids: bool) -> String {
+    let base = "WHERE t.started_at_ms >= ?1 AND t.started_at_ms < ?2 AND t.origin = 'live'";
+    if by_ids {
+        format!("FROM traces t JOIN feedback f ON f.trace_id = t.id {base}")
+    } else {
+        format!(
+            "FROM feedback f INDEXED BY feedback_at CROSS JOIN traces t ON t.id = f.trace_id {base} \
+             AND f.at_ms >= ?1 - {SKEW_MS}"
+        )
+    }
+}
 
 /// Per group, the quality sums of live calls that started in `[since_ms, until_ms)`,
 /// sorted by name; groups with neither scores nor feedback are absent.
@@ -207,26 +240,25 @@ fn sums(
     Ok(groups.into_values().collect())
 }
 
-// The scored queries group calls by `s.trace_id` (not `t.id`, the same value): so SQLite
-// walks the window's traces by `traces_started_at` and finds each one's scores by the
-// scores' primary key, instead of scanning every trace in id order.
+// The scored queries group calls by `s.trace_id` (not `t.id`, the same value), so a
+// release's calls are walked by `traces_release` rather than every trace in id order.
 
 /// Judged calls and passes per group: a call passes when every row of every eval passed.
 fn calls_sql(g: QualityGrouping, by_ids: bool) -> String {
-    let (key, filter) = (g.key_sql(), g.filter_sql(by_ids));
+    let (key, filter, scored) = (g.key_sql(), g.filter_sql(by_ids), scored(by_ids));
     format!(
         "SELECT grp, COUNT(*), SUM(ok) FROM ( \
-           SELECT {key} AS grp, MIN(s.passed) AS ok {SCORED}{filter} GROUP BY s.trace_id) \
+           SELECT {key} AS grp, MIN(s.passed) AS ok {scored}{filter} GROUP BY s.trace_id) \
          GROUP BY grp"
     )
 }
 
 /// Judged calls and passes per group and eval.
 fn evals_sql(g: QualityGrouping, by_ids: bool) -> String {
-    let (key, filter) = (g.key_sql(), g.filter_sql(by_ids));
+    let (key, filter, scored) = (g.key_sql(), g.filter_sql(by_ids), scored(by_ids));
     format!(
         "SELECT grp, eval, COUNT(*), SUM(ok) FROM ( \
-           SELECT {key} AS grp, s.eval AS eval, MIN(s.passed) AS ok {SCORED}{filter} \
+           SELECT {key} AS grp, s.eval AS eval, MIN(s.passed) AS ok {scored}{filter} \
            GROUP BY s.trace_id, s.eval) \
          GROUP BY grp, eval ORDER BY grp, eval"
     )
@@ -234,24 +266,22 @@ fn evals_sql(g: QualityGrouping, by_ids: bool) -> String {
 
 /// Count, sum and sum of squares per group, eval and metric.
 fn metrics_sql(g: QualityGrouping, by_ids: bool) -> String {
-    let (key, filter) = (g.key_sql(), g.filter_sql(by_ids));
+    let (key, filter, scored) = (g.key_sql(), g.filter_sql(by_ids), scored(by_ids));
     format!(
         "SELECT {key} AS grp, s.eval, s.metric, COUNT(*), SUM(s.value), SUM(s.value * s.value) \
-         {SCORED}{filter} GROUP BY grp, s.eval, s.metric ORDER BY grp, s.eval, s.metric"
+         {scored}{filter} GROUP BY grp, s.eval, s.metric ORDER BY grp, s.eval, s.metric"
     )
 }
 
 /// Feedback per group by kind.
 fn feedback_sql(g: QualityGrouping, by_ids: bool) -> String {
-    let (key, filter) = (g.key_sql(), g.filter_sql(by_ids));
+    let (key, filter, from) = (g.key_sql(), g.filter_sql(by_ids), with_feedback(by_ids));
     format!(
         "SELECT {key} AS grp, COUNT(*), \
                 SUM(f.value_kind <> 'category' AND f.value_num > 0), \
                 SUM(f.value_kind <> 'category' AND f.value_num <= 0), \
                 SUM(f.value_kind = 'category' OR f.value_num IS NULL) \
-         FROM traces t JOIN feedback f ON f.trace_id = t.id \
-         WHERE t.started_at_ms >= ?1 AND t.started_at_ms < ?2 AND t.origin = 'live'{filter} \
-         GROUP BY grp"
+         {from}{filter} GROUP BY grp"
     )
 }
 

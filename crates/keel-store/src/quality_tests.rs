@@ -297,7 +297,7 @@ fn the_report_carries_quality_per_grouping() {
 }
 
 #[test]
-fn quality_queries_walk_the_window_and_seek_scores_and_feedback_by_trace() {
+fn a_windows_quality_reads_the_scores_written_since_and_seeks_each_call_by_id() {
     let (_s, conn) = seeded();
     for g in [
         QualityGrouping::Function,
@@ -318,12 +318,14 @@ fn quality_queries_walk_the_window_and_seek_scores_and_feedback_by_trace() {
                 .map(Result::unwrap)
                 .collect();
             let plan = plan.join("\n");
-            assert!(plan.contains("traces_started_at"), "{sql}\n{plan}");
+            // The window's scores or feedback by when they were written, then each
+            // call by its id: never a walk over the window's traces.
             assert!(
-                plan.contains("sqlite_autoindex_scores_1 (trace_id=?)")
-                    || plan.contains("sqlite_autoindex_feedback_1 (trace_id=?)"),
+                plan.contains("scores_created (created_at_ms>?)")
+                    || plan.contains("feedback_at (at_ms>?)"),
                 "{sql}\n{plan}"
             );
+            assert!(plan.contains("traces_id (id=?)"), "{sql}\n{plan}");
         }
     }
 }
