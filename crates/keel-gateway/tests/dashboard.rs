@@ -807,8 +807,16 @@ async fn the_experiments_page_shows_online_quality_and_whether_variants_differ()
             passed,
             reason: None,
         };
-        keel_store::scores::replace_scores(&mut conn, &trace, "quality", "online", &[row], None, 1)
-            .unwrap();
+        keel_store::scores::replace_scores(
+            &mut conn,
+            &trace,
+            "quality",
+            "online",
+            &[row],
+            None,
+            keel_store::prompts::now_ms(),
+        )
+        .unwrap();
         if i % 4 == 0 {
             let fb = keel_store::Feedback {
                 trace_id: trace.clone(),
@@ -817,7 +825,7 @@ async fn the_experiments_page_shows_online_quality_and_whether_variants_differ()
                 value: keel_store::FeedbackValue::Bool(passed),
                 comment: None,
                 key_id: None,
-                at_ms: 1,
+                at_ms: keel_store::prompts::now_ms(),
             };
             store.record_feedback(&fb, "admin").unwrap();
         }
