@@ -177,6 +177,7 @@ dom_has playground-run 'HOW DO I ROTATE A KEY?'
 visit functions "/ui/functions"
 dom_has functions 'support-answer'
 dom_has functions 'candidate'
+dom_has functions 'online pass (95% CI)'
 grep -q '<td>0.0%</td>' "$ARTIFACTS/functions.html" || fail "functions: no variant served its calls without errors"
 
 visit governance "/ui/governance"

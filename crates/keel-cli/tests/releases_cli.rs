@@ -174,6 +174,7 @@ fn json_has_every_field_and_since_narrows_the_window() {
     assert_eq!(r1["priced_calls"], 1);
     assert_eq!(r1["unpriced_calls"], 1);
     assert_eq!(r1["latency_ms"]["p95"], 40);
+    assert_eq!(r1["quality"], Value::Null, "nothing judged");
     let r3 = rows.iter().find(|r| r["id"] == v3.id.as_str()).unwrap();
     assert_eq!(r3["first_served_ms"], Value::Null);
     assert_eq!(r3["requests"], 0);
@@ -308,4 +309,60 @@ fn a_release_shows_its_newest_eval_run_counted_by_case() {
     let line = out.lines().find(|l| l.contains(release)).unwrap();
     let pct = format!("support {:.0}% gate ok", passed as f64 * 100.0 / 8.0);
     assert!(line.contains(&pct), "{pct} in:\n{out}");
+}
+
+#[test]
+fn a_release_shows_its_online_pass_rate_and_feedback() {
+    let dir = common::project(CONFIG);
+    let [v1, v2, _, _] = seed(dir.path());
+    let store = keel_store::Store::open(dir.path().join("keel.db").to_str().unwrap()).unwrap();
+    let mut conn = store.writer_conn().unwrap();
+    for (id, passed) in [("v2-a", true), ("v2-b", false)] {
+        let row = keel_store::scores::ScoreRow {
+            metric: "helpful".into(),
+            value: if passed { 1.0 } else { 0.0 },
+            passed,
+            reason: None,
+        };
+        keel_store::scores::replace_scores(&mut conn, id, "quality", "online", &[row], None, T0)
+            .unwrap();
+    }
+    for (id, up) in [("v2-a", true), ("v2-b", true), ("v1-a", false)] {
+        let fb = keel_store::Feedback {
+            trace_id: id.into(),
+            name: "thumbs".into(),
+            source: "user".into(),
+            value: keel_store::FeedbackValue::Bool(up),
+            comment: None,
+            key_id: None,
+            at_ms: T0,
+        };
+        store.record_feedback(&fb, "admin").unwrap();
+    }
+    let all = KEEL.json_ok(dir.path(), &["releases"]);
+    let r2 = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == v2.id.as_str())
+        .unwrap();
+    assert_eq!(r2["quality"]["judged"], 2);
+    assert_eq!(r2["quality"]["pass_rate"], 0.5);
+    assert_eq!(r2["quality"]["feedback"]["positive_rate"], 1.0);
+    let r1 = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == v1.id.as_str())
+        .unwrap();
+    assert_eq!(r1["quality"]["judged"], 0);
+    assert_eq!(r1["quality"]["feedback"]["negative"], 1);
+
+    let out = KEEL.stdout_ok(dir.path(), &["releases"]);
+    assert!(out.contains("online pass (95% CI)"), "{out}");
+    assert!(out.contains("50.0% [9.5–90.5%] of 2"), "{out}");
+    assert!(
+        out.contains("100% of 2") && out.contains("0% of 1"),
+        "{out}"
+    );
 }

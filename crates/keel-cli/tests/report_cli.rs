@@ -96,3 +96,97 @@ fn the_monthly_review_compares_with_the_month_before() {
         "not a warning: {md}"
     );
 }
+
+/// Scores from an online eval on `trace` (one assertion).
+fn judged(store: &keel_store::Store, trace: &str, passed: bool) {
+    let mut conn = store.writer_conn().unwrap();
+    let row = keel_store::scores::ScoreRow {
+        metric: "helpful".into(),
+        value: if passed { 0.9 } else { 0.2 },
+        passed,
+        reason: None,
+    };
+    keel_store::scores::replace_scores(&mut conn, trace, "quality", "online", &[row], None, OCT)
+        .unwrap();
+}
+
+#[test]
+fn the_report_has_online_quality_per_function_variant_prompt_and_model() {
+    let dir = project(CONFIG);
+    let store = keel_store::Store::open(dir.path().join("keel.db").to_str().unwrap()).unwrap();
+    let traces = (0..6).map(|i| {
+        let mut t = call(&format!("f{i}"), OCT + i);
+        t.function = Some("support".into());
+        t.variant = Some(if i < 3 { "control" } else { "candidate" }.into());
+        t.prompt_name = Some("support/answer".into());
+        t.prompt_version = Some(if i < 3 { 1 } else { 2 });
+        t
+    });
+    assert_eq!(record_traces(&store, traces).dropped_total, 0);
+    for (id, passed) in [("f0", true), ("f1", true), ("f2", false), ("f3", true)] {
+        judged(&store, id, passed);
+    }
+    let thumbs = keel_store::Feedback {
+        trace_id: "f3".into(),
+        name: "thumbs".into(),
+        source: "user".into(),
+        value: keel_store::FeedbackValue::Bool(true),
+        comment: None,
+        key_id: None,
+        at_ms: OCT,
+    };
+    store.record_feedback(&thumbs, "admin").unwrap();
+    let window = [
+        "report",
+        "--since",
+        "2026-10-01T00:00:00Z",
+        "--until",
+        "2026-10-15T00:00:00Z",
+    ];
+
+    let r = KEEL.json_ok(dir.path(), &window);
+    let q = &r["quality"];
+    let f = &q["by_function"][0];
+    assert_eq!(f["name"], "support", "{q}");
+    assert_eq!(f["judged"], 4);
+    assert_eq!(f["pass_rate"], 0.75);
+    assert!(f["pass_rate_low"].as_f64().unwrap() < 0.75);
+    assert!(f["pass_rate_high"].as_f64().unwrap() > 0.75);
+    assert_eq!(f["metrics"][0]["metric"], "helpful");
+    assert_eq!(f["metrics"][0]["n"], 4);
+    assert!(f["metrics"][0]["low"].as_f64().unwrap() <= f["metrics"][0]["mean"].as_f64().unwrap());
+    assert_eq!(f["feedback"]["count"], 1);
+    assert_eq!(f["feedback"]["positive"], 1);
+    assert_eq!(f["feedback"]["negative"], 0);
+    assert_eq!(f["feedback"]["positive_rate"], 1.0);
+    let variants: Vec<&str> = q["by_variant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variants, ["support/candidate", "support/control"]);
+    assert_eq!(q["by_prompt_version"][1]["name"], "support/answer v2");
+    assert_eq!(q["by_model"][0]["name"], "mock-1");
+    let c = &q["comparisons"][0];
+    assert_eq!(
+        (c["baseline"].as_str(), c["variant"].as_str()),
+        (Some("control"), Some("candidate"))
+    );
+    assert!(c["pass_rate"]["verdict"]
+        .as_str()
+        .unwrap()
+        .starts_with("no significant difference"));
+    // The existing fields are unchanged.
+    assert_eq!(r["totals"]["requests"], 6);
+
+    let text = KEEL.stdout_ok(dir.path(), &window);
+    assert!(text.contains("Online quality by variant"), "{text}");
+    assert!(text.contains("75.0% ["), "{text}");
+    let md = KEEL.stdout_ok(dir.path(), &[&window[..], &["--markdown"]].concat());
+    assert!(md.contains("### Online quality by function"), "{md}");
+
+    // A window with traffic but nothing judged: no section.
+    let sept = KEEL.stdout_ok(dir.path(), &["report", "--month", "2026-09"]);
+    assert!(!sept.contains("Online quality"), "{sept}");
+}

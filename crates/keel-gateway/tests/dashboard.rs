@@ -750,3 +750,101 @@ async fn a_reused_request_id_never_resolves_to_another_tenants_call() {
     drop(conn);
     h.finish().await;
 }
+
+/// Online quality on the Experiments page: per variant, the judged calls and the pass
+/// rate with its interval, positive feedback, and whether the variants differ — the
+/// figures `keel report` computes, from scores and feedback on the variants' live calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_experiments_page_shows_online_quality_and_whether_variants_differ() {
+    let h = Harness::with(Options {
+        extra: EXTRA.into(),
+        ..Options::default()
+    })
+    .await;
+    push(&h.store_path, PROMPT_V1);
+    // Before any score: the page renders and says nothing was judged.
+    let body = page(&h, "/ui/functions").await;
+    assert!(body.contains("was judged online"), "{body}");
+
+    let mut ids: Vec<(String, &str)> = Vec::new();
+    let start = Instant::now();
+    for variant in ["control", "candidate"] {
+        let mut served = 0;
+        while served < 12 {
+            let body = json!({"model": "support", "variables": {"question": "hi"}});
+            let resp = h
+                .post_json(
+                    "/v1/chat/completions",
+                    &body,
+                    &[("x-keel-variant", variant)],
+                )
+                .await;
+            if resp.status() == 200 {
+                ids.push((common::request_id(&resp), variant));
+                served += 1;
+            } else {
+                // The registry has not loaded the prompt yet.
+                assert!(start.elapsed() < Duration::from_secs(5), "never served");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    wait_for_traces(&h, 24).await;
+    let store = Store::open(&h.store_path).unwrap();
+    let mut conn = store.writer_conn().unwrap();
+    for (i, (id, variant)) in ids.iter().enumerate() {
+        let trace = loop {
+            if let Some(t) = keel_store::get_trace(&store.reader().unwrap(), id).unwrap() {
+                break t.id;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // Control passes 2 of 12, candidate 12 of 12.
+        let passed = *variant == "candidate" || i < 2;
+        let row = keel_store::scores::ScoreRow {
+            metric: "helpful".into(),
+            value: if passed { 0.9 } else { 0.1 },
+            passed,
+            reason: None,
+        };
+        keel_store::scores::replace_scores(
+            &mut conn,
+            &trace,
+            "quality",
+            "online",
+            &[row],
+            None,
+            keel_store::prompts::now_ms(),
+        )
+        .unwrap();
+        if i % 4 == 0 {
+            let fb = keel_store::Feedback {
+                trace_id: trace.clone(),
+                name: "thumbs".into(),
+                source: "user".into(),
+                value: keel_store::FeedbackValue::Bool(passed),
+                comment: None,
+                key_id: None,
+                at_ms: keel_store::prompts::now_ms(),
+            };
+            store.record_feedback(&fb, "admin").unwrap();
+        }
+    }
+
+    let body = page(&h, "/ui/functions").await;
+    for want in [
+        "online pass (95% CI)",
+        "feedback +",
+        // Control 2/12 (Wilson 4.7–44.8 %), candidate 12/12 (75.8–100 %).
+        "16.7% [4.7–44.8%]",
+        "100.0% [75.8–100.0%]",
+        "candidate passes more often than control (100.0% vs 16.7%, p &lt; 0.001)",
+        "tag warn\">differ",
+    ] {
+        assert!(body.contains(want), "functions page lacks {want}: {body}");
+    }
+    // The prompt page's releases carry the same pass rates.
+    let body = page(&h, "/ui/prompts/support/answer").await;
+    assert!(body.contains("100.0% [75.8–100.0%] of 12"), "{body}");
+    h.finish().await;
+}

@@ -4,7 +4,10 @@
 //!
 //! - [`intervals`] — confidence intervals (Wilson, bootstrap), paired tests (McNemar,
 //!   Wilcoxon), nearest-rank percentiles;
+//! - [`proportions`] — two independent rates compared (a z-test), a mean's interval from
+//!   its sums;
 //! - [`text`] — text similarity (normalized Levenshtein, ROUGE-L F1).
 
 pub mod intervals;
+pub mod proportions;
 pub mod text;

@@ -13,7 +13,9 @@
 //! [`rollup`]s ([`overview`], with latency [`histogram`]s) and trace search with a time
 //! budget ([`search_traces`]), the prompt playground's drafts ([`drafts`]), scores on
 //! traces from online evals with the figures of the judging itself ([`scores`]), and the
-//! feedback apps' users give calls (`POST /v1/feedback`: [`feedback`]).
+//! feedback apps' users give calls (`POST /v1/feedback`: [`feedback`]), and both summed
+//! per function, variant, prompt version, model and release ([`quality`]) into pass rates
+//! with intervals and variants compared ([`quality_figures`]).
 
 pub mod alerts;
 pub mod audit;
@@ -28,6 +30,8 @@ mod migrations;
 pub mod overview;
 pub mod prompt_traffic;
 pub mod prompts;
+pub mod quality;
+pub mod quality_figures;
 pub mod query;
 pub mod release_report;
 pub mod releases;

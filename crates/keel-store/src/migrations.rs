@@ -119,6 +119,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0020_feedback_value_kind",
         sql: include_str!("../migrations/0020_feedback_value_kind.sql"),
     },
+    Migration {
+        version: 21,
+        name: "0021_scores_created",
+        sql: include_str!("../migrations/0021_scores_created.sql"),
+    },
 ];
 
 /// The step of a migration that SQL alone cannot do, run in the same transaction right

@@ -39,6 +39,10 @@ pub struct Report {
     /// before); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous: Option<crate::report_compare::PreviousPeriod>,
+    /// Online quality (judged calls, pass rates, metrics, feedback) per function,
+    /// variant, prompt version and model, and variants compared; empty lists when no
+    /// call in the window was judged or got feedback.
+    pub quality: crate::quality_figures::Quality,
 }
 
 impl Report {
@@ -217,6 +221,7 @@ pub fn build_report(
         budgets: Vec::new(),
         unpriced: unpriced(conn, window)?,
         previous: None,
+        quality: crate::quality_figures::report_quality(conn, since_ms, until_ms)?,
     })
 }
 

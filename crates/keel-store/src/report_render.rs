@@ -5,13 +5,16 @@
 //! cannot disagree; only the drawing differs. Money is shown as exact dollars, rates as
 //! percents, durations in ms. A cost that leaves out unpriced calls reads `≥ $X` (or
 //! `unpriced`), and unpriced calls get their own section saying they are not counted
-//! as $0.
+//! as $0. Online quality (judged calls, pass rates, metrics, feedback, variants
+//! compared) gets its sections only when some call in the window was judged or got
+//! feedback.
 
 use std::fmt::Write as _;
 
 use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 use keel_core::money::Nanos;
 
+use crate::quality_figures::{format_rate, Quality, QualityRow};
 use crate::report::{GroupRow, GroupStats, Percentiles, Report, ReportWindow};
 use crate::report_compare::PreviousPeriod;
 
@@ -31,8 +34,10 @@ const GROUP_HEADER: [&str; 9] = [
 struct Section {
     title: &'static str,
     header: Vec<&'static str>,
-    /// Columns before this index are text (left-aligned); the rest are numbers.
+    /// Columns before this index are text (left-aligned); the rest are numbers...
     text_columns: usize,
+    /// ...but for this many last columns, which are text too.
+    trailing_text: usize,
     rows: Vec<Vec<String>>,
     /// What to print when there are no rows.
     empty: &'static str,
@@ -67,7 +72,7 @@ pub fn render_table(report: &Report) -> String {
         for row in &section.rows {
             table.add_row(row.clone());
         }
-        for i in section.text_columns..section.header.len() {
+        for i in section.text_columns..section.header.len() - section.trailing_text {
             if let Some(column) = table.column_mut(i) {
                 column.set_cell_alignment(CellAlignment::Right);
             }
@@ -99,7 +104,7 @@ pub fn render_markdown(report: &Report) -> String {
         let _ = writeln!(out, "| {} |", cells.join(" | "));
         let rule: Vec<&str> = (0..section.header.len())
             .map(|i| {
-                if i < section.text_columns {
+                if i < section.text_columns || i >= section.header.len() - section.trailing_text {
                     "---"
                 } else {
                     "---:"
@@ -120,6 +125,7 @@ fn sections(report: &Report) -> Vec<Section> {
         title,
         header: std::iter::once(name_header).chain(GROUP_HEADER).collect(),
         text_columns: 1,
+        trailing_text: 0,
         rows: rows
             .iter()
             .map(|r| {
@@ -136,6 +142,7 @@ fn sections(report: &Report) -> Vec<Section> {
         title: "Totals",
         header: GROUP_HEADER.to_vec(),
         text_columns: 0,
+        trailing_text: 0,
         rows: vec![group_cells(&report.totals)],
         empty: "",
         note: None,
@@ -161,6 +168,7 @@ fn sections(report: &Report) -> Vec<Section> {
                 "unpriced",
             ],
             text_columns: 3,
+            trailing_text: 0,
             rows: report
                 .top_callers
                 .iter()
@@ -185,6 +193,7 @@ fn sections(report: &Report) -> Vec<Section> {
             title: "Top callers by tokens per call",
             header: vec!["#", "caller", "kind", "requests", "tokens/call", "cost"],
             text_columns: 3,
+            trailing_text: 0,
             rows: report
                 .top_by_tokens_per_call
                 .iter()
@@ -208,6 +217,7 @@ fn sections(report: &Report) -> Vec<Section> {
             title: "Budgets (current windows)",
             header: vec!["budget", "scope", "window", "mode", "spent", "limit", "used"],
             text_columns: 4,
+            trailing_text: 0,
             rows: report
                 .budgets
                 .iter()
@@ -231,6 +241,7 @@ fn sections(report: &Report) -> Vec<Section> {
             title: "Unpriced calls",
             header: vec!["model", "calls", "tokens in", "tokens out"],
             text_columns: 1,
+            trailing_text: 0,
             rows: report
                 .unpriced
                 .iter()
@@ -248,7 +259,129 @@ fn sections(report: &Report) -> Vec<Section> {
             warning: true,
         },
     ]);
+    if !report.quality.is_empty() {
+        out.extend(quality_sections(&report.quality));
+    }
     out
+}
+
+const QUALITY_HEADER: [&str; 5] = [
+    "judged",
+    "pass rate (95% CI)",
+    "feedback",
+    "positive (95% CI)",
+    "metrics: mean (95% CI)",
+];
+
+/// Online quality per grouping, then each function's variants compared.
+fn quality_sections(q: &Quality) -> Vec<Section> {
+    let grouped = |title, name_header, rows: &[QualityRow], note: Option<String>| Section {
+        title,
+        header: std::iter::once(name_header).chain(QUALITY_HEADER).collect(),
+        text_columns: 1,
+        trailing_text: 1,
+        rows: rows.iter().map(quality_cells).collect(),
+        empty: "(none)",
+        note,
+        warning: false,
+    };
+    let note = "Live calls judged by online evals, and feedback from apps' users. A judged \
+                call passes when every assertion of every eval on it passed. Intervals are \
+                95%: Wilson for rates, normal for means. Feedback above 0 is positive, at \
+                or below 0 negative; categories are counted but left out of the rate.";
+    let mut out = vec![
+        grouped(
+            "Online quality by function",
+            "function",
+            &q.by_function,
+            Some(note.to_string()),
+        ),
+        grouped(
+            "Online quality by variant",
+            "function/variant",
+            &q.by_variant,
+            None,
+        ),
+        grouped(
+            "Online quality by prompt version",
+            "prompt",
+            &q.by_prompt_version,
+            None,
+        ),
+        grouped("Online quality by model", "model", &q.by_model, None),
+    ];
+    if !q.comparisons.is_empty() {
+        out.push(Section {
+            title: "Variants compared (two-proportion z-test)",
+            header: vec!["function", "baseline", "variant", "pass rate", "feedback"],
+            text_columns: 5,
+            trailing_text: 0,
+            rows: q
+                .comparisons
+                .iter()
+                .map(|c| {
+                    vec![
+                        one_line(&c.function),
+                        one_line(&c.baseline),
+                        one_line(&c.variant),
+                        one_line(&c.pass_rate.verdict),
+                        one_line(&c.feedback.verdict),
+                    ]
+                })
+                .collect(),
+            empty: "",
+            note: Some("Significant when p < 0.05; the baseline is the variant with the most judged calls.".into()),
+            warning: false,
+        });
+    }
+    out
+}
+
+fn quality_cells(r: &QualityRow) -> Vec<String> {
+    let metrics = r
+        .metrics
+        .iter()
+        .map(|m| {
+            let name = if m.eval == m.metric {
+                m.metric.clone()
+            } else {
+                format!("{}/{}", m.eval, m.metric)
+            };
+            format!(
+                "{} {:.2} [{:.2}–{:.2}] n={}",
+                one_line(&name),
+                m.mean,
+                m.low,
+                m.high,
+                thousands(m.n)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let f = &r.feedback;
+    let feedback = match f.category {
+        0 => thousands(f.count),
+        c => format!("{} ({} category)", thousands(f.count), thousands(c)),
+    };
+    vec![
+        one_line(&r.name),
+        thousands(r.judged),
+        format_rate(r.pass_rate, r.pass_rate_low, r.pass_rate_high),
+        feedback,
+        match f.positive_rate {
+            None => "—".to_string(),
+            Some(_) => format!(
+                "{} of {}",
+                format_rate(f.positive_rate, f.positive_rate_low, f.positive_rate_high),
+                thousands(f.positive + f.negative)
+            ),
+        },
+        if metrics.is_empty() {
+            "—".to_string()
+        } else {
+            metrics
+        },
+    ]
 }
 
 /// This window's totals beside the previous period's, with the change.
@@ -268,6 +401,7 @@ fn comparison(now: &GroupStats, prev: &PreviousPeriod) -> Section {
         title: "Compared with the previous period",
         header: vec!["", "previous", "this period", "change"],
         text_columns: 1,
+        trailing_text: 0,
         rows: vec![
             row(
                 "requests",

@@ -1,10 +1,13 @@
 //! `keel releases`: lineage — what shipped together (prompt version × pinned model ×
-//! parameters × tools), when it served, and its traffic, errors, cost and latency.
+//! parameters × tools), when it served, and its traffic, errors, cost and latency, beside
+//! its online quality (pass rate of judged calls, share of positive feedback), so a
+//! canary is judged on quality too.
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, CellAlignment, Table};
+use keel_store::quality_figures::format_rate;
 use keel_store::{ReleaseFilter, ReleaseRow};
 use serde_json::Value;
 
@@ -115,6 +118,8 @@ fn table(rows: &[ReleaseRow]) -> Table {
         "cost",
         "cost/call",
         "p50/p95",
+        "online pass (95% CI)",
+        "feedback +",
         "latest eval",
     ]);
     for r in rows {
@@ -135,15 +140,41 @@ fn table(rows: &[ReleaseRow]) -> Table {
                 .map_or_else(|| "-".into(), |c| c.nanos().to_string()),
             tr.latency_ms
                 .map_or_else(|| "-".into(), |p| format!("{}/{} ms", p.p50, p.p95)),
+            online_pass_text(r),
+            feedback_text(r),
             eval_text(r),
         ]);
     }
-    for col in 6..=10 {
+    for col in 6..=12 {
         if let Some(c) = t.column_mut(col) {
             c.set_cell_alignment(CellAlignment::Right);
         }
     }
     t
+}
+
+/// The online pass rate with its interval and how many calls were judged.
+fn online_pass_text(r: &ReleaseRow) -> String {
+    match &r.quality {
+        Some(q) if q.judged > 0 => format!(
+            "{} of {}",
+            format_rate(q.pass_rate, q.pass_rate_low, q.pass_rate_high),
+            q.judged
+        ),
+        _ => "-".into(),
+    }
+}
+
+/// The share of positive feedback (thumbs up, `true`) among positive and negative.
+fn feedback_text(r: &ReleaseRow) -> String {
+    match r.quality.as_ref().map(|q| &q.feedback) {
+        Some(f) if f.positive + f.negative > 0 => format!(
+            "{:.0}% of {}",
+            f.positive_rate.unwrap_or(0.0) * 100.0,
+            f.positive + f.negative
+        ),
+        _ => "-".into(),
+    }
 }
 
 /// The newest eval run of the release: suite, pass rate and gate.

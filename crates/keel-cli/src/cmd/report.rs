@@ -1,5 +1,6 @@
 //! `keel report`: the weekly review — totals, by model/feature/tenant/key, top callers
-//! by spend and by tokens per call, budget use, unpriced calls — as a terminal table,
+//! by spend and by tokens per call, budget use, unpriced calls, online quality per
+//! function/variant/prompt version/model with variants compared — as a terminal table,
 //! JSON or Markdown. `--since`/`--until` pick any past window; `--month 2026-11` makes it
 //! the monthly review of that month, compared with the month before.
 

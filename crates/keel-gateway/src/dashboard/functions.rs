@@ -1,7 +1,9 @@
 //! `/ui/functions`: experiments — each function's variants, the traffic split served now
 //! (a `keel function canary` override or the config's weights), per-variant live
-//! metrics over a window, and, for a function with a shadow, how its shadow compares
-//! with the live calls it mirrored (parity).
+//! metrics over a window with online quality beside them (judged calls, pass rate with
+//! its interval, positive feedback) and whether the variants differ in quality (the
+//! same two-proportion test as `keel report`), and, for a function with a shadow, how
+//! its shadow compares with the live calls it mirrored (parity).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -10,6 +12,8 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::response::Html;
 use keel_core::config::function::PromptRef;
+use keel_store::quality::QualityGrouping;
+use keel_store::quality_figures::{format_rate, quality_rows, variant_comparisons, QualityRow};
 use keel_store::report::{GroupRow, VARIANT_SEP};
 use keel_store::shadow::ShadowPair;
 
@@ -65,6 +69,62 @@ fn parity(function: &str, pairs: &[ShadowPair]) -> String {
         + "<p class=\"hint\">The same figures as <code>keel shadow report FUNCTION</code> (which can also ask a judge model).</p>"
 }
 
+/// The share of positive feedback among positive and negative, with its interval.
+pub(super) fn feedback(r: &QualityRow) -> String {
+    let f = &r.feedback;
+    match f.positive_rate {
+        None => "—".into(),
+        Some(_) => format!(
+            "{} of {}",
+            esc(&format_rate(
+                f.positive_rate,
+                f.positive_rate_low,
+                f.positive_rate_high
+            )),
+            f.positive + f.negative
+        ),
+    }
+}
+
+/// Whether `function`'s variants differ in online quality, in words, as `keel report`
+/// says it (`keel_store::quality_figures::variant_comparisons`).
+fn verdicts(
+    function: &str,
+    comparisons: &[keel_store::quality_figures::VariantComparison],
+    judged: &HashMap<(&str, &str), &QualityRow>,
+) -> String {
+    let mine: Vec<_> = comparisons
+        .iter()
+        .filter(|c| c.function == function)
+        .collect();
+    if mine.is_empty() {
+        let any = judged.keys().any(|(f, _)| *f == function);
+        return if any {
+            "<p class=\"hint\">Only one variant has online quality in this window: nothing to compare.</p>".into()
+        } else {
+            "<p class=\"hint\">No call of this function was judged online or got feedback in this window (<code>[[online_evals]]</code> in keel.toml, <code>POST /v1/feedback</code>).</p>".into()
+        };
+    }
+    let mut out = String::from("<ul class=\"verdicts\">");
+    for c in mine {
+        let tag = if c.pass_rate.significant {
+            "<span class=\"tag warn\">differ</span>"
+        } else {
+            "<span class=\"tag\">no significant difference</span>"
+        };
+        let _ = write!(
+            out,
+            "<li>{tag} <b>{}</b> vs <b>{}</b> — online pass rate: {}; feedback: {}</li>",
+            esc(&c.variant),
+            esc(&c.baseline),
+            esc(&c.pass_rate.verdict),
+            esc(&c.feedback.verdict)
+        );
+    }
+    out.push_str("</ul><p class=\"hint\">Two-proportion z-test, significant when p &lt; 0.05; the baseline is the variant with the most judged calls.</p>");
+    out
+}
+
 /// `GET /ui/functions`.
 pub async fn page(
     State(app): State<Arc<AppState>>,
@@ -80,17 +140,27 @@ pub async fn page(
         .filter(|f| f.shadow.is_some())
         .map(|f| f.name.clone())
         .collect();
-    let (variants, pairs) = read(&app, move |c| {
+    let (variants, quality, pairs) = read(&app, move |c| {
         // From the rollups: a busy function's week is thousands of rows, not millions.
         let rows = keel_store::overview::variant_breakdown(c, until, span)?;
+        // Scores are a sample of live calls: joined through their traces in the window.
+        let quality = quality_rows(c, since, until, QualityGrouping::Variant)?;
         let mut pairs = HashMap::new();
         for f in shadowed {
             let p = keel_store::shadow::shadow_pairs(c, &f, since, PAIRS)?;
             pairs.insert(f, p);
         }
-        Ok((rows, pairs))
+        Ok((rows, quality, pairs))
     })
     .await?;
+    let comparisons = variant_comparisons(&quality);
+    let judged: HashMap<(&str, &str), &QualityRow> = quality
+        .iter()
+        .filter_map(|r| {
+            let (f, v) = r.name.split_once(VARIANT_SEP)?;
+            Some(((f, v), r))
+        })
+        .collect();
     let metrics: HashMap<(&str, &str), &GroupRow> = variants
         .iter()
         .filter_map(|r| {
@@ -134,6 +204,9 @@ pub async fn page(
                 };
                 let m = metrics.get(&(f.name.as_str(), v.name.as_str()));
                 let cell = |g: &dyn Fn(&GroupRow) -> String| m.map_or("—".to_string(), |r| g(r));
+                let q = judged.get(&(f.name.as_str(), v.name.as_str()));
+                let quality =
+                    |g: &dyn Fn(&QualityRow) -> String| q.map_or("—".to_string(), |r| g(r));
                 vec![
                     format!(
                         "<a href=\"/ui/traces?function={}&amp;variant={}\">{}</a>",
@@ -172,6 +245,9 @@ pub async fn page(
                             ms(r.stats.latency_ms.p95)
                         )
                     }),
+                    quality(&|r| r.judged.to_string()),
+                    quality(&|r| esc(&format_rate(r.pass_rate, r.pass_rate_low, r.pass_rate_high))),
+                    quality(&|r| feedback(r)),
                 ]
             })
             .collect();
@@ -184,14 +260,15 @@ pub async fn page(
             f.sticky,
             table(
                 &format!("variants-{}", f.name),
-                &["variant", "model", "prompt", "share now", "requests", "errors", "spend", "per call", "p50 / p95"],
+                &["variant", "model", "prompt", "share now", "requests", "errors", "spend", "per call", "p50 / p95", "judged", "online pass (95% CI)", "feedback +"],
                 &rows
             )
         );
+        body.push_str(&verdicts(&f.name, &comparisons, &judged));
         if let Some(s) = &f.shadow {
             let _ = write!(
                 body,
-                "<h3>Shadow: {} ({} of live calls)</h3>{}",
+                "<h3>Shadow: {} ({} of live calls)</h3>{}<p class=\"hint\">Online evals judge live calls only: a shadow's quality is its agreement with the live answers above.</p>",
                 esc(&s.variant),
                 pct(s.sample),
                 parity(&f.name, pairs.get(&f.name).map_or(&[][..], Vec::as_slice))

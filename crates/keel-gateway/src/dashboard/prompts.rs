@@ -1,7 +1,7 @@
 //! `/ui/prompts` and `/ui/prompts/{name}`: every prompt with its labels; for one prompt
 //! its versions, where each label points and how it moved (who, when, why), a diff
 //! between two versions (`?a=1&b=2`, default the two newest), and its releases with
-//! their traffic, cost, latency and eval runs (the lineage).
+//! their traffic, cost, latency, online quality and eval runs (the lineage).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -239,6 +239,10 @@ pub async fn detail(
                 opt(t
                     .latency_ms
                     .map(|p| format!("{} / {}", ms(p.p50), ms(p.p95)))),
+                online_pass(r.quality.as_ref()),
+                r.quality
+                    .as_ref()
+                    .map_or_else(|| "—".into(), super::functions::feedback),
                 if evals.is_empty() {
                     "—".into()
                 } else {
@@ -253,15 +257,32 @@ pub async fn detail(
          <h2>Label history</h2>{}\
          <h2>Diff</h2>{picker}{diff_html}\
          <h2>Releases</h2><p class=\"hint\">Each release is a prompt version × model × parameters, with its \
-         traffic over all time and its newest eval runs.</p>{}",
+         traffic over all time, its online quality (live calls judged by online evals, and users' feedback) and its newest eval runs.</p>{}",
         name.split('/').map(urlenc).collect::<Vec<_>>().join("/"),
         table("versions", &["version", "labels", "created (UTC)", "author", "reason", "commit", "hash"], &version_rows),
         table("label-moves", &["at (UTC)", "label", "from", "to", "actor", "reason"], &move_rows),
         table(
             "releases",
-            &["release", "version", "function / variant", "model", "deployed", "last served", "requests", "errors", "spend", "per call", "p50 / p95", "evals"],
+            &["release", "version", "function / variant", "model", "deployed", "last served", "requests", "errors", "spend", "per call", "p50 / p95", "online pass (95% CI)", "feedback +", "evals"],
             &release_rows
         ),
     );
     Ok(shell(&format!("Prompt {name}"), "/ui/prompts", &body))
+}
+
+/// A release's online pass rate with its interval and the calls judged, as `keel releases`
+/// shows it.
+fn online_pass(q: Option<&keel_store::quality_figures::QualityRow>) -> String {
+    match q {
+        Some(q) if q.judged > 0 => format!(
+            "{} of {}",
+            esc(&keel_store::quality_figures::format_rate(
+                q.pass_rate,
+                q.pass_rate_low,
+                q.pass_rate_high
+            )),
+            q.judged
+        ),
+        _ => "—".into(),
+    }
 }
