@@ -28,6 +28,7 @@ mod migrations;
 pub mod overview;
 pub mod prompt_traffic;
 pub mod prompts;
+pub mod quality;
 pub mod query;
 pub mod release_report;
 pub mod releases;

@@ -21,6 +21,8 @@
 //! name = "support-spend"
 //! metric = "cost"          # cost | spend_rate | budget_use | error_rate | latency_p50 | latency_p95
 //!                          # | latency_p99 | ttft_p95 | eval_pass_rate
+//!                          # | online_pass_rate | online_score | feedback_negative_rate
+//!                          # | online_judging_stalled (see `quality_alerts`)
 //! scope = "feature=support"
 //! window = "1h"
 //! above = 5.0              # or below = ... (e.g. eval_pass_rate)
@@ -34,6 +36,8 @@ use serde::Deserialize;
 
 use super::error::ConfigIssue;
 use super::governance::{check_model_scope, duration, scope};
+use super::online::OnlineEvalConfig;
+use super::quality_alerts::{validate_quality, QualityRule, QualityThreshold, RawQualityKeys};
 use crate::money::Nanos;
 use crate::scope::{Scope, ScopeKind};
 
@@ -73,6 +77,14 @@ pub struct RawAlert {
     pub min_requests: Option<u64>,
     pub to: Option<Vec<String>>,
     pub repeat: Option<String>,
+    // Quality rules (`quality_alerts`).
+    pub online_eval: Option<String>,
+    pub score_metric: Option<String>,
+    pub feedback_name: Option<String>,
+    pub baseline_windows: Option<u32>,
+    pub min_samples: Option<u64>,
+    pub sustained: Option<u32>,
+    pub confidence: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +141,14 @@ pub enum AlertMetric {
     TtftP95,
     /// Pass rate of a suite's latest eval run.
     EvalPassRate,
+    /// Share of an online eval's judged calls that passed every assertion.
+    OnlinePassRate,
+    /// Mean value of one assertion metric of an online eval.
+    OnlineScore,
+    /// Share of users' feedback values that are negative (`value <= 0`).
+    FeedbackNegativeRate,
+    /// An online eval judged nothing in a window in which its scope had traffic.
+    OnlineJudgingStalled,
 }
 
 impl AlertMetric {
@@ -143,6 +163,10 @@ impl AlertMetric {
             "latency_p99" => AlertMetric::LatencyP99,
             "ttft_p95" => AlertMetric::TtftP95,
             "eval_pass_rate" => AlertMetric::EvalPassRate,
+            "online_pass_rate" => AlertMetric::OnlinePassRate,
+            "online_score" => AlertMetric::OnlineScore,
+            "feedback_negative_rate" => AlertMetric::FeedbackNegativeRate,
+            "online_judging_stalled" => AlertMetric::OnlineJudgingStalled,
             _ => return None,
         })
     }
@@ -158,7 +182,23 @@ impl AlertMetric {
             AlertMetric::LatencyP99 => "latency_p99",
             AlertMetric::TtftP95 => "ttft_p95",
             AlertMetric::EvalPassRate => "eval_pass_rate",
+            AlertMetric::OnlinePassRate => "online_pass_rate",
+            AlertMetric::OnlineScore => "online_score",
+            AlertMetric::FeedbackNegativeRate => "feedback_negative_rate",
+            AlertMetric::OnlineJudgingStalled => "online_judging_stalled",
         }
+    }
+
+    /// Whether this is a quality metric, judged against a baseline with a significance
+    /// test ([`QualityRule`]).
+    pub fn is_quality(self) -> bool {
+        matches!(
+            self,
+            AlertMetric::OnlinePassRate
+                | AlertMetric::OnlineScore
+                | AlertMetric::FeedbackNegativeRate
+                | AlertMetric::OnlineJudgingStalled
+        )
     }
 
     /// The unit a value of this metric is in, for messages.
@@ -166,7 +206,13 @@ impl AlertMetric {
         match self {
             AlertMetric::Cost => "USD",
             AlertMetric::SpendRate => "USD/h",
-            AlertMetric::BudgetUse | AlertMetric::ErrorRate | AlertMetric::EvalPassRate => "share",
+            AlertMetric::BudgetUse
+            | AlertMetric::ErrorRate
+            | AlertMetric::EvalPassRate
+            | AlertMetric::OnlinePassRate
+            | AlertMetric::FeedbackNegativeRate => "share",
+            AlertMetric::OnlineScore => "score",
+            AlertMetric::OnlineJudgingStalled => "calls",
             _ => "ms",
         }
     }
@@ -176,13 +222,30 @@ impl AlertMetric {
 pub enum Threshold {
     Above(f64),
     Below(f64),
+    /// Quality rules: significantly worse than the previous N windows, pooled.
+    Baseline(u32),
+    /// `online_judging_stalled`: nothing judged while the scope had traffic.
+    Stall,
 }
 
 impl Threshold {
+    /// Whether `value` breaches a fixed threshold. `Baseline` and `Stall` have none
+    /// (their rules decide with a significance test): never.
     pub fn breached(self, value: f64) -> bool {
         match self {
             Threshold::Above(t) => value > t,
             Threshold::Below(t) => value < t,
+            Threshold::Baseline(_) | Threshold::Stall => false,
+        }
+    }
+
+    /// How the threshold reads in a list (`> 5`, `< 0.8`, `vs previous 6 windows`).
+    pub fn describe(self) -> String {
+        match self {
+            Threshold::Above(v) => format!("> {v}"),
+            Threshold::Below(v) => format!("< {v}"),
+            Threshold::Baseline(n) => format!("vs previous {n} windows"),
+            Threshold::Stall => "judged nothing".into(),
         }
     }
 }
@@ -202,6 +265,18 @@ pub struct AlertRule {
     pub to: Vec<String>,
     /// Re-send while still firing, this often; `None`: once per firing.
     pub repeat: Option<Duration>,
+    /// The settings of a quality metric ([`AlertMetric::is_quality`]); `None` otherwise.
+    pub quality: Option<QualityRule>,
+}
+
+impl AlertRule {
+    /// The scope as shown: a quality rule's (`function=F,variant=V`), or `scope`.
+    pub fn scope_label(&self) -> String {
+        match &self.quality {
+            Some(q) => q.scope.to_string(),
+            None => self.scope.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -382,6 +457,7 @@ pub(crate) fn validate_alerts(
     destinations: &BTreeMap<String, Destination>,
     budget_exists: &dyn Fn(&str) -> bool,
     callable: &dyn Fn(&str) -> bool,
+    online_evals: &[OnlineEvalConfig],
     issues: &mut Vec<ConfigIssue>,
 ) -> Vec<AlertRule> {
     let mut out: Vec<AlertRule> = Vec::new();
@@ -400,10 +476,63 @@ pub(crate) fn validate_alerts(
                 issues,
                 format!("{path}.metric"),
                 format!("unknown metric `{}`", a.metric),
-                "use cost, spend_rate, budget_use, error_rate, latency_p50, latency_p95, latency_p99, ttft_p95 or eval_pass_rate",
+                "use cost, spend_rate, budget_use, error_rate, latency_p50, latency_p95, latency_p99, ttft_p95, eval_pass_rate, online_pass_rate, online_score, feedback_negative_rate or online_judging_stalled",
             );
             continue;
         };
+        let keys = RawQualityKeys {
+            online_eval: a.online_eval.as_deref(),
+            score_metric: a.score_metric.as_deref(),
+            feedback_name: a.feedback_name.as_deref(),
+            baseline_windows: a.baseline_windows,
+            min_samples: a.min_samples,
+            sustained: a.sustained,
+            confidence: a.confidence,
+            scope: a.scope.as_deref(),
+            above: a.above,
+            below: a.below,
+            min_requests: a.min_requests,
+        };
+        if metric.is_quality() {
+            let Some((q, t)) = validate_quality(&path, metric.as_str(), keys, online_evals, issues)
+            else {
+                continue;
+            };
+            let to = a.to.clone().unwrap_or_else(|| vec!["log".into()]);
+            check_destinations(issues, &format!("{path}.to"), &to, destinations);
+            out.push(AlertRule {
+                name: a.name.clone(),
+                metric,
+                scope: Scope::GLOBAL,
+                window: duration(
+                    issues,
+                    &format!("{path}.window"),
+                    a.window.as_deref(),
+                    Duration::from_secs(3600),
+                ),
+                threshold: match t {
+                    QualityThreshold::Above(v) => Threshold::Above(v),
+                    QualityThreshold::Below(v) => Threshold::Below(v),
+                    QualityThreshold::Baseline(n) => Threshold::Baseline(n),
+                    QualityThreshold::Stall => Threshold::Stall,
+                },
+                budget: None,
+                suite: None,
+                min_requests: 0,
+                to,
+                repeat: repeat(issues, &path, a.repeat.as_deref()),
+                quality: Some(q),
+            });
+            continue;
+        }
+        for key in keys.set_keys() {
+            issue(
+                issues,
+                format!("{path}.{key}"),
+                format!("`{key}` applies to quality rules, not {}", metric.as_str()),
+                "remove it, or use metric = \"online_pass_rate\", \"online_score\", \"feedback_negative_rate\" or \"online_judging_stalled\"",
+            );
+        }
         let Some(sc) = scope(
             issues,
             &format!("{path}.scope"),
@@ -477,15 +606,20 @@ pub(crate) fn validate_alerts(
             suite: a.suite.clone(),
             min_requests: a.min_requests.unwrap_or(10),
             to,
-            repeat: a.repeat.as_deref().map(|r| {
-                duration(
-                    issues,
-                    &format!("{path}.repeat"),
-                    Some(r),
-                    Duration::from_secs(3600),
-                )
-            }),
+            repeat: repeat(issues, &path, a.repeat.as_deref()),
+            quality: None,
         });
     }
     out
+}
+
+fn repeat(issues: &mut Vec<ConfigIssue>, path: &str, r: Option<&str>) -> Option<Duration> {
+    r.map(|r| {
+        duration(
+            issues,
+            &format!("{path}.repeat"),
+            Some(r),
+            Duration::from_secs(3600),
+        )
+    })
 }
