@@ -37,7 +37,7 @@ use serde::Deserialize;
 use super::error::ConfigIssue;
 use super::governance::{check_model_scope, duration, scope};
 use super::online::OnlineEvalConfig;
-use super::quality_alerts::{validate_quality, QualityRule, QualityThreshold, RawQualityKeys};
+use super::quality_alerts::{quality_rule, QualityRule, RawQualityKeys};
 use crate::money::Nanos;
 use crate::scope::{Scope, ScopeKind};
 
@@ -286,7 +286,7 @@ pub struct Alerting {
     pub rules: Vec<AlertRule>,
 }
 
-fn issue(issues: &mut Vec<ConfigIssue>, path: String, message: String, hint: &str) {
+pub(super) fn issue(issues: &mut Vec<ConfigIssue>, path: String, message: String, hint: &str) {
     issues.push(ConfigIssue {
         path,
         message,
@@ -434,7 +434,7 @@ pub(crate) fn validate_spikes(
     })
 }
 
-fn check_destinations(
+pub(super) fn check_destinations(
     issues: &mut Vec<ConfigIssue>,
     path: &str,
     to: &[String],
@@ -480,49 +480,13 @@ pub(crate) fn validate_alerts(
             );
             continue;
         };
-        let keys = RawQualityKeys {
-            online_eval: a.online_eval.as_deref(),
-            score_metric: a.score_metric.as_deref(),
-            feedback_name: a.feedback_name.as_deref(),
-            baseline_windows: a.baseline_windows,
-            min_samples: a.min_samples,
-            sustained: a.sustained,
-            confidence: a.confidence,
-            scope: a.scope.as_deref(),
-            above: a.above,
-            below: a.below,
-            min_requests: a.min_requests,
-        };
+        let keys = RawQualityKeys::of(a);
         if metric.is_quality() {
-            let Some((q, t)) = validate_quality(&path, metric.as_str(), keys, online_evals, issues)
-            else {
-                continue;
-            };
-            let to = a.to.clone().unwrap_or_else(|| vec!["log".into()]);
-            check_destinations(issues, &format!("{path}.to"), &to, destinations);
-            out.push(AlertRule {
-                name: a.name.clone(),
-                metric,
-                scope: Scope::GLOBAL,
-                window: duration(
-                    issues,
-                    &format!("{path}.window"),
-                    a.window.as_deref(),
-                    Duration::from_secs(3600),
-                ),
-                threshold: match t {
-                    QualityThreshold::Above(v) => Threshold::Above(v),
-                    QualityThreshold::Below(v) => Threshold::Below(v),
-                    QualityThreshold::Baseline(n) => Threshold::Baseline(n),
-                    QualityThreshold::Stall => Threshold::Stall,
-                },
-                budget: None,
-                suite: None,
-                min_requests: 0,
-                to,
-                repeat: repeat(issues, &path, a.repeat.as_deref()),
-                quality: Some(q),
-            });
+            if let Some(rule) =
+                quality_rule(&path, a, metric, keys, destinations, online_evals, issues)
+            {
+                out.push(rule);
+            }
             continue;
         }
         for key in keys.set_keys() {
@@ -613,7 +577,11 @@ pub(crate) fn validate_alerts(
     out
 }
 
-fn repeat(issues: &mut Vec<ConfigIssue>, path: &str, r: Option<&str>) -> Option<Duration> {
+pub(super) fn repeat(
+    issues: &mut Vec<ConfigIssue>,
+    path: &str,
+    r: Option<&str>,
+) -> Option<Duration> {
     r.map(|r| {
         duration(
             issues,

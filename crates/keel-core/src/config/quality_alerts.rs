@@ -23,11 +23,17 @@
 //! to = ["ops"]
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
+use super::alerting::{
+    check_destinations, repeat, AlertMetric, AlertRule, Destination, RawAlert, Threshold,
+};
 use super::error::ConfigIssue;
+use super::governance::duration;
 use super::online::{OnlineEvalConfig, OnlineTarget};
-use crate::scope::ScopeKind;
+use crate::scope::{Scope, ScopeKind};
 
 /// Default of `baseline_windows`.
 pub const DEFAULT_BASELINE_WINDOWS: u32 = 6;
@@ -53,6 +59,22 @@ pub struct RawQualityKeys<'a> {
 }
 
 impl RawQualityKeys<'_> {
+    pub fn of(a: &RawAlert) -> RawQualityKeys<'_> {
+        RawQualityKeys {
+            online_eval: a.online_eval.as_deref(),
+            score_metric: a.score_metric.as_deref(),
+            feedback_name: a.feedback_name.as_deref(),
+            baseline_windows: a.baseline_windows,
+            min_samples: a.min_samples,
+            sustained: a.sustained,
+            confidence: a.confidence,
+            scope: a.scope.as_deref(),
+            above: a.above,
+            below: a.below,
+            min_requests: a.min_requests,
+        }
+    }
+
     /// The quality-only keys that are set (to refuse them on other metrics).
     pub fn set_keys(&self) -> Vec<&'static str> {
         [
@@ -186,34 +208,14 @@ pub struct QualityRule {
     pub confidence: f64,
 }
 
-/// What the threshold of a quality rule is, as validated.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum QualityThreshold {
-    Above(f64),
-    Below(f64),
-    /// The previous N windows, pooled.
-    Baseline(u32),
-    /// `online_judging_stalled`: no threshold.
-    Stall,
-}
-
-/// The metric names, for messages.
-pub const QUALITY_METRICS: [&str; 4] = [
-    "online_pass_rate",
-    "online_score",
-    "feedback_negative_rate",
-    "online_judging_stalled",
-];
-
-/// Validate the quality keys of `alerts[i]` (`path`) for `metric` (one of
-/// [`QUALITY_METRICS`]).
+/// Validate the quality keys of `alerts[i]` (`path`) for a quality `metric`.
 pub(crate) fn validate_quality(
     path: &str,
     metric: &str,
     raw: RawQualityKeys<'_>,
     online_evals: &[OnlineEvalConfig],
     issues: &mut Vec<ConfigIssue>,
-) -> Option<(QualityRule, QualityThreshold)> {
+) -> Option<(QualityRule, Threshold)> {
     let before = issues.len();
     let mut issue = |key: &str, message: String, hint: &str| {
         issues.push(ConfigIssue {
@@ -306,7 +308,7 @@ pub(crate) fn validate_quality(
                 );
             }
         }
-        QualityThreshold::Stall
+        Threshold::Stall
     } else {
         let (wrong, right) = if feedback {
             ("below", "above")
@@ -329,13 +331,13 @@ pub(crate) fn validate_quality(
                     format!("both `{right}` and `baseline_windows` are set"),
                     "compare with a fixed floor or with the previous windows: keep one",
                 );
-                QualityThreshold::Stall
+                Threshold::Stall
             }
             (Some(t), None) if (0.0..=1.0).contains(&t) => {
                 if feedback {
-                    QualityThreshold::Above(t)
+                    Threshold::Above(t)
                 } else {
-                    QualityThreshold::Below(t)
+                    Threshold::Below(t)
                 }
             }
             (Some(t), None) => {
@@ -344,7 +346,7 @@ pub(crate) fn validate_quality(
                     format!("{t} is not a share"),
                     &format!("a number from 0 to 1, e.g. {right} = 0.8"),
                 );
-                QualityThreshold::Stall
+                Threshold::Stall
             }
             (None, n) => {
                 let n = n.unwrap_or(DEFAULT_BASELINE_WINDOWS);
@@ -355,7 +357,7 @@ pub(crate) fn validate_quality(
                         "from 1 to 168, e.g. baseline_windows = 6",
                     );
                 }
-                QualityThreshold::Baseline(n)
+                Threshold::Baseline(n)
             }
         }
     };
@@ -441,4 +443,37 @@ pub(crate) fn validate_quality(
         },
         threshold,
     ))
+}
+
+/// The rule of `alerts[i]` (`path`) with a quality `metric`, or `None` after its issues.
+pub(crate) fn quality_rule(
+    path: &str,
+    a: &RawAlert,
+    metric: AlertMetric,
+    keys: RawQualityKeys<'_>,
+    destinations: &BTreeMap<String, Destination>,
+    online_evals: &[OnlineEvalConfig],
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<AlertRule> {
+    let (q, threshold) = validate_quality(path, metric.as_str(), keys, online_evals, issues)?;
+    let to = a.to.clone().unwrap_or_else(|| vec!["log".into()]);
+    check_destinations(issues, &format!("{path}.to"), &to, destinations);
+    Some(AlertRule {
+        name: a.name.clone(),
+        metric,
+        scope: Scope::GLOBAL,
+        window: duration(
+            issues,
+            &format!("{path}.window"),
+            a.window.as_deref(),
+            Duration::from_secs(3600),
+        ),
+        threshold,
+        budget: None,
+        suite: None,
+        min_requests: 0,
+        to,
+        repeat: repeat(issues, path, a.repeat.as_deref()),
+        quality: Some(q),
+    })
 }
