@@ -452,12 +452,19 @@ pub(super) fn check_destinations(
     }
 }
 
+/// What quality rules are checked against.
+#[derive(Clone, Copy)]
+pub(crate) struct Known<'a> {
+    pub online_evals: &'a [OnlineEvalConfig],
+    pub functions: &'a BTreeMap<String, super::FunctionConfig>,
+}
+
 pub(crate) fn validate_alerts(
     raw: &[RawAlert],
     destinations: &BTreeMap<String, Destination>,
     budget_exists: &dyn Fn(&str) -> bool,
     callable: &dyn Fn(&str) -> bool,
-    online_evals: &[OnlineEvalConfig],
+    known: Known<'_>,
     issues: &mut Vec<ConfigIssue>,
 ) -> Vec<AlertRule> {
     let mut out: Vec<AlertRule> = Vec::new();
@@ -482,9 +489,7 @@ pub(crate) fn validate_alerts(
         };
         let keys = RawQualityKeys::of(a);
         if metric.is_quality() {
-            if let Some(rule) =
-                quality_rule(&path, a, metric, keys, destinations, online_evals, issues)
-            {
+            if let Some(rule) = quality_rule(&path, a, metric, keys, destinations, known, issues) {
                 out.push(rule);
             }
             continue;

@@ -28,11 +28,12 @@ use std::fmt;
 use std::time::Duration;
 
 use super::alerting::{
-    check_destinations, repeat, AlertMetric, AlertRule, Destination, RawAlert, Threshold,
+    check_destinations, repeat, AlertMetric, AlertRule, Destination, Known, RawAlert, Threshold,
 };
 use super::error::ConfigIssue;
 use super::governance::duration;
 use super::online::{OnlineEvalConfig, OnlineTarget};
+use super::PromptRef;
 use crate::scope::{Scope, ScopeKind};
 
 /// Default of `baseline_windows`.
@@ -200,6 +201,9 @@ pub struct QualityRule {
     pub feedback_name: Option<String>,
     /// The calls read: the rule's `scope`, plus what its online eval covers.
     pub scope: QualityScope,
+    /// The prompt labels (`name@label`) the scope's variants serve, whose moves change
+    /// what it serves; `None` when the scope names no function (every label counts).
+    pub labels: Option<Vec<String>>,
     /// Quiet below this many samples in the window.
     pub min_samples: u64,
     /// Fire only when this many consecutive windows are bad (1 = the current one).
@@ -213,9 +217,10 @@ pub(crate) fn validate_quality(
     path: &str,
     metric: &str,
     raw: RawQualityKeys<'_>,
-    online_evals: &[OnlineEvalConfig],
+    known: Known<'_>,
     issues: &mut Vec<ConfigIssue>,
 ) -> Option<(QualityRule, Threshold)> {
+    let online_evals = known.online_evals;
     let before = issues.len();
     let mut issue = |key: &str, message: String, hint: &str| {
         issues.push(ConfigIssue {
@@ -428,6 +433,43 @@ pub(crate) fn validate_quality(
             "add function=NAME to the scope (or use an online eval of that function)",
         );
     }
+    let mut labels = None;
+    if let Some(f) = &scope.function {
+        match known.functions.get(f) {
+            None => issue(
+                "scope",
+                format!("no function `{f}` in [functions]"),
+                "name a configured function",
+            ),
+            Some(fc) => {
+                let variants: Vec<_> = fc
+                    .variants
+                    .iter()
+                    .filter(|v| scope.variant.as_ref().is_none_or(|want| *want == v.name))
+                    .collect();
+                if variants.is_empty() {
+                    let names: Vec<&str> = fc.variants.iter().map(|v| v.name.as_str()).collect();
+                    issue(
+                        "scope",
+                        format!(
+                            "function `{f}` has no variant `{}`",
+                            scope.variant.as_deref().unwrap_or_default()
+                        ),
+                        &format!("name one of: {}", names.join(", ")),
+                    );
+                }
+                labels = Some(
+                    variants
+                        .iter()
+                        .filter_map(|v| match &v.prompt_ref {
+                            PromptRef::Label(l) => Some(format!("{}@{l}", v.prompt)),
+                            PromptRef::Version(_) => None,
+                        })
+                        .collect(),
+                );
+            }
+        }
+    }
     if issues.len() > before {
         return None;
     }
@@ -437,6 +479,7 @@ pub(crate) fn validate_quality(
             score_metric: raw.score_metric.map(str::to_string),
             feedback_name: raw.feedback_name.map(str::to_string),
             scope,
+            labels,
             min_samples,
             sustained,
             confidence,
@@ -452,10 +495,10 @@ pub(crate) fn quality_rule(
     metric: AlertMetric,
     keys: RawQualityKeys<'_>,
     destinations: &BTreeMap<String, Destination>,
-    online_evals: &[OnlineEvalConfig],
+    known: Known<'_>,
     issues: &mut Vec<ConfigIssue>,
 ) -> Option<AlertRule> {
-    let (q, threshold) = validate_quality(path, metric.as_str(), keys, online_evals, issues)?;
+    let (q, threshold) = validate_quality(path, metric.as_str(), keys, known, issues)?;
     let to = a.to.clone().unwrap_or_else(|| vec!["log".into()]);
     check_destinations(issues, &format!("{path}.to"), &to, destinations);
     Some(AlertRule {
@@ -548,6 +591,16 @@ assert = [{ type = "not-is-refusal" }]
         assert!(e.contains("alerts[0].scope"), "{e}");
         assert!(e.contains("outside what online eval `q` judges"), "{e}");
         assert!(e.contains("alerts[0].below"), "{e}");
+        let e = Config::from_toml(
+            &format!("{BASE}[[alerts]]\nname = \"a\"\nmetric = \"online_pass_rate\"\nonline_eval = \"q\"\nscope = \"variant=long\"\n"),
+            Path::new("/tmp/keel.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("function `support-answer` has no variant `long`"),
+            "{e}"
+        );
         assert!(QualityScope::parse("function=a,function=b").is_err());
         assert!(QualityScope::parse("key=k1").is_err());
     }

@@ -327,8 +327,13 @@ pub(crate) fn validate(
         &raw.models,
         &mut issues.0,
     );
-    let (governance, alerting) =
-        validate_governance_and_alerting(&raw, &online_evals, &mut issues.0, &mut warnings);
+    let (governance, alerting) = validate_governance_and_alerting(
+        &raw,
+        &online_evals,
+        &functions,
+        &mut issues.0,
+        &mut warnings,
+    );
     let function_names = raw.functions.keys().cloned().collect();
     let model_names = raw.models.keys().cloned().collect();
     let guardrails = super::guardrails::validate_guardrails(
@@ -499,6 +504,7 @@ fn validate_registry(raw: &RawConfig, issues: &mut Issues) -> RegistrySettings {
 fn validate_governance_and_alerting(
     raw: &RawConfig,
     online_evals: &[super::online::OnlineEvalConfig],
+    functions: &BTreeMap<String, super::FunctionConfig>,
     issues: &mut Vec<ConfigIssue>,
     warnings: &mut Vec<String>,
 ) -> (super::governance::Governance, super::alerting::Alerting) {
@@ -523,7 +529,10 @@ fn validate_governance_and_alerting(
         &destinations,
         &|b| gov.budgets.iter().any(|x| x.name == b),
         &callable,
-        online_evals,
+        super::alerting::Known {
+            online_evals,
+            functions,
+        },
         issues,
     );
     if gov.auth.mode == governance::AuthMode::Off {

@@ -29,8 +29,9 @@
 //!
 //! The notice says the rate, its interval, the baseline and how it was computed, the
 //! sample counts, and what changed in scope during the bad windows and the one before:
-//! label moves, rollbacks, config loads, canary and split moves, model version changes,
-//! and any change naming one of the scope's values (the newest [`CHANGES_SHOWN`]).
+//! moves and rollbacks of the labels its variants serve, config loads, canary and split
+//! moves of its function, model version changes, and any change naming one of the
+//! scope's values (the newest [`CHANGES_SHOWN`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -433,20 +434,24 @@ fn describe(
     }
 }
 
-/// Whether an audit event can change what the scope serves.
+/// Whether an audit event can change what the scope serves: a move of a label its
+/// variants serve (any label when the scope names no function), a config load, a canary
+/// or split move of its function, a model version change, or any change naming one of
+/// the scope's values.
 fn in_scope(q: &QualityRule, e: &AuditEvent) -> bool {
-    const ALWAYS: [&str; 5] = [
-        "prompt.label",
-        "prompt.rollback",
-        "config.load",
-        "function.canary",
-        "model.version",
-    ];
-    ALWAYS.iter().any(|a| e.action.starts_with(a))
+    let a = e.action.as_str();
+    let label = a.starts_with("prompt.label") || a == "prompt.rollback";
+    (label && q.labels.as_ref().is_none_or(|l| l.contains(&e.target)))
+        || a == "config.load"
+        || a.starts_with("model.version")
+        || (a.starts_with("function.canary")
+            && q.scope.function.as_ref().is_none_or(|f| *f == e.target))
         || q.scope.values().iter().any(|v| {
             e.target == *v
                 || e.target.starts_with(&format!("{v}@"))
-                || e.details_json.as_deref().is_some_and(|d| d.contains(v))
+                || e.details_json
+                    .as_deref()
+                    .is_some_and(|d| d.contains(&format!("\"{v}\"")))
         })
 }
 

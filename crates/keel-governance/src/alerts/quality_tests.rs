@@ -256,13 +256,17 @@ impl Seed {
     }
 
     fn label_move(&self, at: i64) {
+        self.label_move_of("support/answer@production", at);
+    }
+
+    fn label_move_of(&self, target: &str, at: i64) {
         record_audit(
             &self.store.writer_conn().unwrap(),
             at,
             &NewAuditEvent {
                 actor: "alice",
                 action: "prompt.label",
-                target: "support/answer@production",
+                target,
                 from_value: Some("v3".into()),
                 to_value: Some("v4".into()),
                 reason: Some("shorter answers"),
@@ -297,6 +301,8 @@ fn a_degraded_variant_fires_and_says_rate_interval_baseline_n_and_the_label_move
     // The other variant did fine; it is not in scope.
     s.window(NOW, 0, "control", 80, 79, true);
     s.label_move(NOW - 50 * 60_000);
+    // A label no variant in scope serves: not a change in scope.
+    s.label_move_of("billing/answer@production", NOW - 40 * 60_000);
     let r = rule(PASS_RATE);
     let a = s.assess(&r, NOW);
     assert_eq!(a.firing, Some(true), "{}", a.measured.detail);
@@ -317,6 +323,7 @@ fn a_degraded_variant_fires_and_says_rate_interval_baseline_n_and_the_label_move
     ] {
         assert!(m.contains(want), "missing `{want}` in:\n{m}");
     }
+    assert!(!m.contains("billing/answer"), "{m}");
     assert_eq!(n.value, Some(0.6));
 }
 
