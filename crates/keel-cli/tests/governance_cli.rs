@@ -54,6 +54,12 @@ scope = "tenant=acme"
 window = "1h"
 above = 0.001
 to = ["ops"]
+
+[[alerts]]
+name = "support-thumbs"
+metric = "feedback_negative_rate"
+scope = "feature=support"
+to = ["log"]
 "#
     )
 }
@@ -258,6 +264,28 @@ fn alert_rules_are_listed_and_a_test_alert_reaches_the_webhook() {
     assert!(text.starts_with("[keel] TEST"), "{text}");
     assert!(text.contains("acme-spend"), "{text}");
     assert_eq!(body["keel"]["state"], "test");
+
+    // A quality rule: listed with its scope and baseline; with no feedback yet its test
+    // says it is quiet, and why.
+    let q = &list["rules"][1];
+    assert_eq!(q["metric"], "feedback_negative_rate");
+    assert_eq!(q["scope"], "feature=support");
+    assert_eq!(q["threshold"], "vs previous 6 windows");
+    let out = KEEL.json_ok(p, &["alerts", "test", "support-thumbs"]);
+    assert_eq!(out["delivered"]["log"], "ok", "{out}");
+    let events = KEEL.json_ok(p, &["alerts", "list"])["events"].clone();
+    let text = events
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["name"] == "support-thumbs"))
+        .and_then(|e| e["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        text.contains("negative feedback rate 0.0 %")
+            && text.contains("n = 0 feedback values")
+            && text.contains("Quiet: fewer than min_samples = 30"),
+        "{text}"
+    );
 
     let unknown = KEEL.run(p, &["alerts", "test", "nope"]);
     assert_eq!(unknown.status.code(), Some(2));

@@ -15,7 +15,8 @@
 //! traces from online evals with the figures of the judging itself ([`scores`]), and the
 //! feedback apps' users give calls (`POST /v1/feedback`: [`feedback`]), and both summed
 //! per function, variant, prompt version, model and release ([`quality`]) into pass rates
-//! with intervals and variants compared ([`quality_figures`]).
+//! with intervals and variants compared ([`quality_figures`]), and per consecutive window
+//! for quality alerts ([`quality_windows`]).
 
 pub mod alerts;
 pub mod audit;
@@ -32,6 +33,7 @@ pub mod prompt_traffic;
 pub mod prompts;
 pub mod quality;
 pub mod quality_figures;
+pub mod quality_windows;
 pub mod query;
 pub mod release_report;
 pub mod releases;

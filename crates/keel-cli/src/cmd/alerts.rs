@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use comfy_table::Table;
-use keel_core::config::alerting::Threshold;
 use keel_governance::alerts::rules::{measure, notice};
 use keel_governance::alerts::{AlertNotice, AlertState, Dispatched, Dispatcher};
 use keel_store::alerts::{firing_alerts, last_alert_event, list_alert_events};
@@ -56,13 +55,6 @@ pub fn run(cmd: AlertsCommand) -> Result<ExitCode> {
     }
 }
 
-fn threshold(t: Threshold) -> String {
-    match t {
-        Threshold::Above(v) => format!("> {v}"),
-        Threshold::Below(v) => format!("< {v}"),
-    }
-}
-
 fn list(a: ListArgs) -> Result<ExitCode> {
     let since = parse_since(&a.since)?;
     let config = super::load_config(&a.config)?;
@@ -71,9 +63,9 @@ fn list(a: ListArgs) -> Result<ExitCode> {
     for r in &config.alerting.rules {
         let last = last_alert_event(&conn, &format!("rule|{}", r.name))?;
         rules.push(json!({
-            "name": r.name, "metric": r.metric.as_str(), "scope": r.scope.to_string(),
+            "name": r.name, "metric": r.metric.as_str(), "scope": r.scope_label(),
             "window": humantime::format_duration(r.window).to_string(),
-            "threshold": threshold(r.threshold), "to": r.to,
+            "threshold": r.threshold.describe(), "to": r.to,
             "state": last.as_ref().map_or("ok", |e| if e.state == "firing" { "firing" } else { "ok" }),
             "since_ms": last.as_ref().map(|e| e.at_ms),
             "last_message": last.as_ref().map(|e| e.message.clone()),

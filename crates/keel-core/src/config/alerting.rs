@@ -21,6 +21,8 @@
 //! name = "support-spend"
 //! metric = "cost"          # cost | spend_rate | budget_use | error_rate | latency_p50 | latency_p95
 //!                          # | latency_p99 | ttft_p95 | eval_pass_rate
+//!                          # | online_pass_rate | online_score | feedback_negative_rate
+//!                          # | online_judging_stalled (see `quality_alerts`)
 //! scope = "feature=support"
 //! window = "1h"
 //! above = 5.0              # or below = ... (e.g. eval_pass_rate)
@@ -34,6 +36,8 @@ use serde::Deserialize;
 
 use super::error::ConfigIssue;
 use super::governance::{check_model_scope, duration, scope};
+use super::online::OnlineEvalConfig;
+use super::quality_alerts::{quality_rule, QualityRule, RawQualityKeys};
 use crate::money::Nanos;
 use crate::scope::{Scope, ScopeKind};
 
@@ -73,6 +77,14 @@ pub struct RawAlert {
     pub min_requests: Option<u64>,
     pub to: Option<Vec<String>>,
     pub repeat: Option<String>,
+    // Quality rules (`quality_alerts`).
+    pub online_eval: Option<String>,
+    pub score_metric: Option<String>,
+    pub feedback_name: Option<String>,
+    pub baseline_windows: Option<u32>,
+    pub min_samples: Option<u64>,
+    pub sustained: Option<u32>,
+    pub confidence: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +141,14 @@ pub enum AlertMetric {
     TtftP95,
     /// Pass rate of a suite's latest eval run.
     EvalPassRate,
+    /// Share of an online eval's judged calls that passed every assertion.
+    OnlinePassRate,
+    /// Mean value of one assertion metric of an online eval.
+    OnlineScore,
+    /// Share of users' feedback values that are negative (`value <= 0`).
+    FeedbackNegativeRate,
+    /// An online eval judged nothing in a window in which its scope had traffic.
+    OnlineJudgingStalled,
 }
 
 impl AlertMetric {
@@ -143,6 +163,10 @@ impl AlertMetric {
             "latency_p99" => AlertMetric::LatencyP99,
             "ttft_p95" => AlertMetric::TtftP95,
             "eval_pass_rate" => AlertMetric::EvalPassRate,
+            "online_pass_rate" => AlertMetric::OnlinePassRate,
+            "online_score" => AlertMetric::OnlineScore,
+            "feedback_negative_rate" => AlertMetric::FeedbackNegativeRate,
+            "online_judging_stalled" => AlertMetric::OnlineJudgingStalled,
             _ => return None,
         })
     }
@@ -158,7 +182,23 @@ impl AlertMetric {
             AlertMetric::LatencyP99 => "latency_p99",
             AlertMetric::TtftP95 => "ttft_p95",
             AlertMetric::EvalPassRate => "eval_pass_rate",
+            AlertMetric::OnlinePassRate => "online_pass_rate",
+            AlertMetric::OnlineScore => "online_score",
+            AlertMetric::FeedbackNegativeRate => "feedback_negative_rate",
+            AlertMetric::OnlineJudgingStalled => "online_judging_stalled",
         }
+    }
+
+    /// Whether this is a quality metric, judged against a baseline with a significance
+    /// test ([`QualityRule`]).
+    pub fn is_quality(self) -> bool {
+        matches!(
+            self,
+            AlertMetric::OnlinePassRate
+                | AlertMetric::OnlineScore
+                | AlertMetric::FeedbackNegativeRate
+                | AlertMetric::OnlineJudgingStalled
+        )
     }
 
     /// The unit a value of this metric is in, for messages.
@@ -166,7 +206,13 @@ impl AlertMetric {
         match self {
             AlertMetric::Cost => "USD",
             AlertMetric::SpendRate => "USD/h",
-            AlertMetric::BudgetUse | AlertMetric::ErrorRate | AlertMetric::EvalPassRate => "share",
+            AlertMetric::BudgetUse
+            | AlertMetric::ErrorRate
+            | AlertMetric::EvalPassRate
+            | AlertMetric::OnlinePassRate
+            | AlertMetric::FeedbackNegativeRate => "share",
+            AlertMetric::OnlineScore => "score",
+            AlertMetric::OnlineJudgingStalled => "calls",
             _ => "ms",
         }
     }
@@ -176,13 +222,30 @@ impl AlertMetric {
 pub enum Threshold {
     Above(f64),
     Below(f64),
+    /// Quality rules: significantly worse than the previous N windows, pooled.
+    Baseline(u32),
+    /// `online_judging_stalled`: nothing judged while the scope had traffic.
+    Stall,
 }
 
 impl Threshold {
+    /// Whether `value` breaches a fixed threshold. `Baseline` and `Stall` have none
+    /// (their rules decide with a significance test): never.
     pub fn breached(self, value: f64) -> bool {
         match self {
             Threshold::Above(t) => value > t,
             Threshold::Below(t) => value < t,
+            Threshold::Baseline(_) | Threshold::Stall => false,
+        }
+    }
+
+    /// How the threshold reads in a list (`> 5`, `< 0.8`, `vs previous 6 windows`).
+    pub fn describe(self) -> String {
+        match self {
+            Threshold::Above(v) => format!("> {v}"),
+            Threshold::Below(v) => format!("< {v}"),
+            Threshold::Baseline(n) => format!("vs previous {n} windows"),
+            Threshold::Stall => "judged nothing".into(),
         }
     }
 }
@@ -202,6 +265,18 @@ pub struct AlertRule {
     pub to: Vec<String>,
     /// Re-send while still firing, this often; `None`: once per firing.
     pub repeat: Option<Duration>,
+    /// The settings of a quality metric ([`AlertMetric::is_quality`]); `None` otherwise.
+    pub quality: Option<QualityRule>,
+}
+
+impl AlertRule {
+    /// The scope as shown: a quality rule's (`function=F,variant=V`), or `scope`.
+    pub fn scope_label(&self) -> String {
+        match &self.quality {
+            Some(q) => q.scope.to_string(),
+            None => self.scope.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -211,7 +286,7 @@ pub struct Alerting {
     pub rules: Vec<AlertRule>,
 }
 
-fn issue(issues: &mut Vec<ConfigIssue>, path: String, message: String, hint: &str) {
+pub(super) fn issue(issues: &mut Vec<ConfigIssue>, path: String, message: String, hint: &str) {
     issues.push(ConfigIssue {
         path,
         message,
@@ -359,7 +434,7 @@ pub(crate) fn validate_spikes(
     })
 }
 
-fn check_destinations(
+pub(super) fn check_destinations(
     issues: &mut Vec<ConfigIssue>,
     path: &str,
     to: &[String],
@@ -377,11 +452,19 @@ fn check_destinations(
     }
 }
 
+/// What quality rules are checked against.
+#[derive(Clone, Copy)]
+pub(crate) struct Known<'a> {
+    pub online_evals: &'a [OnlineEvalConfig],
+    pub functions: &'a BTreeMap<String, super::FunctionConfig>,
+}
+
 pub(crate) fn validate_alerts(
     raw: &[RawAlert],
     destinations: &BTreeMap<String, Destination>,
     budget_exists: &dyn Fn(&str) -> bool,
     callable: &dyn Fn(&str) -> bool,
+    known: Known<'_>,
     issues: &mut Vec<ConfigIssue>,
 ) -> Vec<AlertRule> {
     let mut out: Vec<AlertRule> = Vec::new();
@@ -400,10 +483,25 @@ pub(crate) fn validate_alerts(
                 issues,
                 format!("{path}.metric"),
                 format!("unknown metric `{}`", a.metric),
-                "use cost, spend_rate, budget_use, error_rate, latency_p50, latency_p95, latency_p99, ttft_p95 or eval_pass_rate",
+                "use cost, spend_rate, budget_use, error_rate, latency_p50, latency_p95, latency_p99, ttft_p95, eval_pass_rate, online_pass_rate, online_score, feedback_negative_rate or online_judging_stalled",
             );
             continue;
         };
+        let keys = RawQualityKeys::of(a);
+        if metric.is_quality() {
+            if let Some(rule) = quality_rule(&path, a, metric, keys, destinations, known, issues) {
+                out.push(rule);
+            }
+            continue;
+        }
+        for key in keys.set_keys() {
+            issue(
+                issues,
+                format!("{path}.{key}"),
+                format!("`{key}` applies to quality rules, not {}", metric.as_str()),
+                "remove it, or use metric = \"online_pass_rate\", \"online_score\", \"feedback_negative_rate\" or \"online_judging_stalled\"",
+            );
+        }
         let Some(sc) = scope(
             issues,
             &format!("{path}.scope"),
@@ -477,15 +575,24 @@ pub(crate) fn validate_alerts(
             suite: a.suite.clone(),
             min_requests: a.min_requests.unwrap_or(10),
             to,
-            repeat: a.repeat.as_deref().map(|r| {
-                duration(
-                    issues,
-                    &format!("{path}.repeat"),
-                    Some(r),
-                    Duration::from_secs(3600),
-                )
-            }),
+            repeat: repeat(issues, &path, a.repeat.as_deref()),
+            quality: None,
         });
     }
     out
+}
+
+pub(super) fn repeat(
+    issues: &mut Vec<ConfigIssue>,
+    path: &str,
+    r: Option<&str>,
+) -> Option<Duration> {
+    r.map(|r| {
+        duration(
+            issues,
+            &format!("{path}.repeat"),
+            Some(r),
+            Duration::from_secs(3600),
+        )
+    })
 }

@@ -17,6 +17,7 @@ pub mod mock;
 pub mod model;
 pub mod online;
 pub mod otel;
+pub mod quality_alerts;
 pub mod raw;
 pub mod routing;
 mod unknown;

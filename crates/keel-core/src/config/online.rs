@@ -47,7 +47,7 @@ pub enum OnlineTarget {
 }
 
 /// A validated online eval.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OnlineEvalConfig {
     pub name: String,
     pub target: OnlineTarget,

@@ -321,20 +321,25 @@ pub(crate) fn validate(
     }
 
     let functions = validate_functions(&raw.functions, &raw.models, &mut issues.0);
-    let (governance, alerting) =
-        validate_governance_and_alerting(&raw, &mut issues.0, &mut warnings);
+    let online_evals = super::online::validate_online_evals(
+        &raw.online_evals,
+        &raw.functions.keys().cloned().collect(),
+        &raw.models,
+        &mut issues.0,
+    );
+    let (governance, alerting) = validate_governance_and_alerting(
+        &raw,
+        &online_evals,
+        &functions,
+        &mut issues.0,
+        &mut warnings,
+    );
     let function_names = raw.functions.keys().cloned().collect();
     let model_names = raw.models.keys().cloned().collect();
     let guardrails = super::guardrails::validate_guardrails(
         std::mem::take(&mut raw.guardrails),
         &function_names,
         &model_names,
-        &mut issues.0,
-    );
-    let online_evals = super::online::validate_online_evals(
-        &raw.online_evals,
-        &raw.functions.keys().cloned().collect(),
-        &raw.models,
         &mut issues.0,
     );
 
@@ -498,6 +503,8 @@ fn validate_registry(raw: &RawConfig, issues: &mut Issues) -> RegistrySettings {
 
 fn validate_governance_and_alerting(
     raw: &RawConfig,
+    online_evals: &[super::online::OnlineEvalConfig],
+    functions: &BTreeMap<String, super::FunctionConfig>,
     issues: &mut Vec<ConfigIssue>,
     warnings: &mut Vec<String>,
 ) -> (super::governance::Governance, super::alerting::Alerting) {
@@ -522,6 +529,10 @@ fn validate_governance_and_alerting(
         &destinations,
         &|b| gov.budgets.iter().any(|x| x.name == b),
         &callable,
+        super::alerting::Known {
+            online_evals,
+            functions,
+        },
         issues,
     );
     if gov.auth.mode == governance::AuthMode::Off {

@@ -29,7 +29,8 @@ pub fn text(n: &AlertNotice, changes: &[AuditEvent]) -> String {
     out
 }
 
-fn describe(e: &AuditEvent) -> String {
+/// One audit event on one line: when, what, from → to, who and why.
+pub fn describe(e: &AuditEvent) -> String {
     let when = time::OffsetDateTime::from_unix_timestamp(e.at_ms / 1000)
         .ok()
         .and_then(|t| {

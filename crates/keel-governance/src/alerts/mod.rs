@@ -16,6 +16,7 @@
 //! 4. records the event in `alert_events`, with each destination's outcome.
 
 pub mod deliver;
+pub mod quality;
 pub mod rules;
 
 use std::collections::BTreeMap;
@@ -223,20 +224,24 @@ impl Dispatcher {
 }
 
 /// The audit events worth showing with an alert: everything for a global alert; for a
-/// scoped one, changes whose target or details mention the scope's value, and every
+/// scoped one, changes whose target or details mention one of the scope's values, and every
 /// prompt label move and config load (those change what every scope serves).
 fn relevant_changes(n: &AlertNotice, all: &[AuditEvent]) -> Vec<AuditEvent> {
-    let value = n.scope.split_once('=').map(|(_, v)| v);
+    // A quality rule's scope may name several values: `function=F,variant=V`.
+    let values: Vec<&str> = n
+        .scope
+        .split(',')
+        .filter_map(|p| p.split_once('=').map(|(_, v)| v))
+        .collect();
     all.iter()
-        .filter(|e| match value {
-            None => true,
-            Some(v) => {
-                e.action.starts_with("prompt.label")
-                    || e.action == "prompt.rollback"
-                    || e.action == "config.load"
-                    || e.target == v
-                    || e.details_json.as_deref().is_some_and(|d| d.contains(v))
-            }
+        .filter(|e| {
+            values.is_empty()
+                || e.action.starts_with("prompt.label")
+                || e.action == "prompt.rollback"
+                || e.action == "config.load"
+                || values.iter().any(|v| {
+                    e.target == *v || e.details_json.as_deref().is_some_and(|d| d.contains(v))
+                })
         })
         .cloned()
         .collect()

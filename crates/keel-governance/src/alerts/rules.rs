@@ -3,7 +3,9 @@
 //! store (budget use from the live ledger, eval pass rates from the latest run) and
 //! sends a notice when a rule starts or stops breaching its threshold. The dispatcher
 //! de-duplicates against the store, so a restarted gateway does not re-send what is
-//! already firing.
+//! already firing. Quality rules (`online_pass_rate`, …) are measured by
+//! [`super::quality`] with a significance test against their baseline, at most every
+//! [`QUALITY_INTERVAL`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -16,6 +18,9 @@ use crate::governor::Governor;
 
 /// How often a gateway evaluates its rules.
 pub const EVAL_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How often a quality rule is measured (its windows are long and its queries larger).
+pub const QUALITY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One rule's measurement.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +37,9 @@ pub async fn measure(
     gov: Option<&Governor>,
     now_ms: i64,
 ) -> Result<Measured, String> {
+    if rule.quality.is_some() {
+        return Ok(super::quality::assess(rule, store, now_ms).await?.measured);
+    }
     let since = now_ms - i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
     let window = humantime::format_duration(rule.window).to_string();
     match rule.metric {
@@ -123,7 +131,12 @@ pub async fn measure(
                     stats.ttft_ms.filter(|_| enough).map(|p| p.p95 as f64),
                     "p95 time to first token (ms)",
                 ),
-                AlertMetric::BudgetUse | AlertMetric::EvalPassRate => (None, ""),
+                AlertMetric::BudgetUse
+                | AlertMetric::EvalPassRate
+                | AlertMetric::OnlinePassRate
+                | AlertMetric::OnlineScore
+                | AlertMetric::FeedbackNegativeRate
+                | AlertMetric::OnlineJudgingStalled => (None, ""),
             };
             let detail = match value {
                 Some(v) => format!("{what} {v:.4} over the last {window} ({calls} calls)"),
@@ -138,25 +151,47 @@ pub async fn measure(
 
 /// The notice for a rule in `state`.
 pub fn notice(rule: &AlertRule, state: AlertState, m: &Measured, now_ms: i64) -> AlertNotice {
-    let (op, t) = match rule.threshold {
-        keel_core::config::alerting::Threshold::Above(t) => ("above", t),
-        keel_core::config::alerting::Threshold::Below(t) => ("below", t),
-    };
-    let message = match state {
-        AlertState::Resolved => format!(
-            "{} is back within {op} {t}: {}",
-            rule.metric.as_str(),
-            m.detail
-        ),
-        _ => format!("{} is {op} {t}: {}", rule.metric.as_str(), m.detail),
+    use keel_core::config::alerting::Threshold;
+    let metric = rule.metric.as_str();
+    let resolved = state == AlertState::Resolved;
+    let (message, threshold) = match rule.threshold {
+        Threshold::Above(t) | Threshold::Below(t) => {
+            let op = if matches!(rule.threshold, Threshold::Above(_)) {
+                "above"
+            } else {
+                "below"
+            };
+            let head = match (resolved, rule.quality.is_some()) {
+                (true, _) => format!("{metric} is back within {op} {t}"),
+                (false, true) => format!("{metric} is significantly {op} {t}"),
+                (false, false) => format!("{metric} is {op} {t}"),
+            };
+            (format!("{head}: {}", m.detail), Some(t))
+        }
+        Threshold::Baseline(_) => {
+            let head = if resolved {
+                "is back in line with its baseline"
+            } else {
+                "is significantly worse than its baseline"
+            };
+            (format!("{metric} {head}: {}", m.detail), None)
+        }
+        Threshold::Stall => {
+            let head = if resolved {
+                "judging resumed (or the scope had too little traffic to tell)"
+            } else {
+                "judged nothing while its scope had traffic"
+            };
+            (format!("{metric}: {head}: {}", m.detail), None)
+        }
     };
     AlertNotice {
         source: "rule",
         name: rule.name.clone(),
-        scope: rule.scope.to_string(),
+        scope: rule.scope_label(),
         state,
         value: m.value,
-        threshold: Some(t),
+        threshold,
         message,
         dedupe_key: format!("rule|{}", rule.name),
         to: rule.to.clone(),
@@ -169,6 +204,8 @@ pub fn notice(rule: &AlertRule, state: AlertState, m: &Measured, now_ms: i64) ->
 #[derive(Debug, Default)]
 pub struct RuleEvaluator {
     firing: HashMap<String, bool>,
+    /// When each quality rule was last measured.
+    quality_at: HashMap<String, i64>,
 }
 
 impl RuleEvaluator {
@@ -183,6 +220,27 @@ impl RuleEvaluator {
     ) -> Vec<AlertNotice> {
         let mut out = Vec::new();
         for rule in rules {
+            if rule.quality.is_some() {
+                let every = i64::try_from(QUALITY_INTERVAL.as_millis()).unwrap_or(60_000);
+                if self
+                    .quality_at
+                    .get(&rule.name)
+                    .is_some_and(|at| now_ms - at < every && now_ms >= *at)
+                {
+                    continue;
+                }
+                self.quality_at.insert(rule.name.clone(), now_ms);
+                let a = match super::quality::assess(rule, store, now_ms).await {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(rule = %rule.name, error = %e, "cannot evaluate an alert rule");
+                        continue;
+                    }
+                };
+                let Some(breached) = a.firing else { continue };
+                self.transition(rule, breached, &a.measured, now_ms, &mut out);
+                continue;
+            }
             let m = match measure(rule, store, gov, now_ms).await {
                 Ok(m) => m,
                 Err(e) => {
@@ -192,17 +250,28 @@ impl RuleEvaluator {
             };
             let Some(v) = m.value else { continue };
             let breached = rule.threshold.breached(v);
-            let was = self.firing.insert(rule.name.clone(), breached);
-            match (was, breached) {
-                (_, true) => out.push(notice(rule, AlertState::Firing, &m, now_ms)),
-                (Some(true), false) | (None, false) => {
-                    // Resolving a rule that is not firing is dropped by the dispatcher;
-                    // on the first round it clears an alert left firing by a restart.
-                    out.push(notice(rule, AlertState::Resolved, &m, now_ms))
-                }
-                (Some(false), false) => {}
-            }
+            self.transition(rule, breached, &m, now_ms, &mut out);
         }
         out
+    }
+
+    fn transition(
+        &mut self,
+        rule: &AlertRule,
+        breached: bool,
+        m: &Measured,
+        now_ms: i64,
+        out: &mut Vec<AlertNotice>,
+    ) {
+        let was = self.firing.insert(rule.name.clone(), breached);
+        match (was, breached) {
+            (_, true) => out.push(notice(rule, AlertState::Firing, m, now_ms)),
+            (Some(true), false) | (None, false) => {
+                // Resolving a rule that is not firing is dropped by the dispatcher;
+                // on the first round it clears an alert left firing by a restart.
+                out.push(notice(rule, AlertState::Resolved, m, now_ms))
+            }
+            (Some(false), false) => {}
+        }
     }
 }

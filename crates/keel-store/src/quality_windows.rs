@@ -1,0 +1,355 @@
+//! The counts quality alerts are computed from, per consecutive window: online evals'
+//! pass counts and score sums, users' negative feedback, and whether an eval judged
+//! anything while its scope had traffic.
+//!
+//! Windows are `count` back-to-back spans of `width_ms` ending at `end_ms`, index 0 the
+//! newest: `[end - (i+1)·width, end - i·width)`. Scores and feedback are placed in the
+//! window of the **call** they are on (its trace's `started_at_ms`), so a rate says how
+//! the calls made in that window did, whatever the judging or feedback delay. Only live
+//! calls count (`origin = 'live'`).
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use crate::error::StoreError;
+
+/// Which calls are read: every field set must match the trace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallFilter<'a> {
+    pub function: Option<&'a str>,
+    pub variant: Option<&'a str>,
+    pub tenant: Option<&'a str>,
+    pub feature: Option<&'a str>,
+    /// `model_requested`.
+    pub model: Option<&'a str>,
+}
+
+/// `count` consecutive windows of `width_ms` ending at `end_ms` (index 0 newest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub end_ms: i64,
+    pub width_ms: i64,
+    pub count: usize,
+}
+
+impl Windows {
+    pub fn start_ms(&self) -> i64 {
+        self.end_ms - self.width_ms.max(1) * i64::try_from(self.count).unwrap_or(i64::MAX / 2)
+    }
+}
+
+/// A window's binary samples: `n` samples, `hits` of them successes (passes, or
+/// negative feedback).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub n: u64,
+    pub hits: u64,
+}
+
+/// A window's scores: count, sum and sum of squares (for the mean and its variance).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Sums {
+    pub n: u64,
+    pub sum: f64,
+    pub sum_sq: f64,
+}
+
+/// The SQL of the call filter on `t`, numbered from `?3` (`?1`, `?2` are the window).
+const FILTER: &str = "t.origin = 'live' AND t.started_at_ms >= ?1 AND t.started_at_ms < ?2
+   AND (?3 IS NULL OR t.function = ?3) AND (?4 IS NULL OR t.variant = ?4)
+   AND (?5 IS NULL OR t.tenant = ?5) AND (?6 IS NULL OR t.feature = ?6)
+   AND (?7 IS NULL OR t.model_requested = ?7)";
+
+/// The window index of a call started at `t.started_at_ms` (`?2` the end, `?8` width).
+const BUCKET: &str = "(?2 - 1 - t.started_at_ms) / ?8";
+
+fn bucket(w: &Windows, idx: i64) -> Option<usize> {
+    usize::try_from(idx).ok().filter(|i| *i < w.count)
+}
+
+/// Per window: calls judged by `eval` and how many passed every assertion.
+pub fn pass_counts(
+    conn: &Connection,
+    eval: &str,
+    f: &CallFilter<'_>,
+    w: &Windows,
+) -> Result<Vec<Counts>, StoreError> {
+    let sql = format!(
+        "SELECT {BUCKET} AS b, COUNT(*), COALESCE(SUM(ok), 0) FROM (
+           SELECT t.started_at_ms, MIN(s.passed) AS ok
+             FROM scores s JOIN traces t ON t.id = s.trace_id
+            WHERE s.eval = ?9 AND s.source IN ('online', 'backfill')
+              AND s.created_at_ms >= ?1 AND {FILTER}
+            GROUP BY s.trace_id) t
+         GROUP BY b"
+    );
+    let mut out = vec![Counts::default(); w.count];
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(params![
+        w.start_ms(),
+        w.end_ms,
+        f.function,
+        f.variant,
+        f.tenant,
+        f.feature,
+        f.model,
+        w.width_ms.max(1),
+        eval
+    ])?;
+    while let Some(r) = rows.next()? {
+        if let Some(i) = bucket(w, r.get(0)?) {
+            out[i] = Counts {
+                n: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                hits: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// Per window: the values of `eval`'s assertion `metric`, one per judged call (the mean
+/// when a call was judged both online and by a backfill).
+pub fn score_sums(
+    conn: &Connection,
+    eval: &str,
+    metric: &str,
+    f: &CallFilter<'_>,
+    w: &Windows,
+) -> Result<Vec<Sums>, StoreError> {
+    let sql = format!(
+        "SELECT {BUCKET} AS b, COUNT(*), COALESCE(SUM(v), 0.0), COALESCE(SUM(v * v), 0.0) FROM (
+           SELECT t.started_at_ms, AVG(s.value) AS v
+             FROM scores s JOIN traces t ON t.id = s.trace_id
+            WHERE s.eval = ?9 AND s.metric = ?10 AND s.source IN ('online', 'backfill')
+              AND s.created_at_ms >= ?1 AND {FILTER}
+            GROUP BY s.trace_id) t
+         GROUP BY b"
+    );
+    let mut out = vec![Sums::default(); w.count];
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(params![
+        w.start_ms(),
+        w.end_ms,
+        f.function,
+        f.variant,
+        f.tenant,
+        f.feature,
+        f.model,
+        w.width_ms.max(1),
+        eval,
+        metric
+    ])?;
+    while let Some(r) = rows.next()? {
+        if let Some(i) = bucket(w, r.get(0)?) {
+            out[i] = Sums {
+                n: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                sum: r.get(2)?,
+                sum_sq: r.get(3)?,
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// Per window: feedback values (numbers and booleans; categories are neither positive nor
+/// negative and are left out) and how many were negative (`value <= 0`); `name` narrows
+/// to one feedback name.
+pub fn negative_feedback_counts(
+    conn: &Connection,
+    name: Option<&str>,
+    f: &CallFilter<'_>,
+    w: &Windows,
+) -> Result<Vec<Counts>, StoreError> {
+    let sql = format!(
+        "SELECT {BUCKET} AS b, COUNT(*), COALESCE(SUM(fb.value_num <= 0), 0)
+           FROM feedback fb JOIN traces t ON t.id = fb.trace_id
+          WHERE fb.value_kind != 'category' AND fb.value_num IS NOT NULL
+            AND (?9 IS NULL OR fb.name = ?9) AND fb.at_ms >= ?1 AND {FILTER}
+          GROUP BY b"
+    );
+    let mut out = vec![Counts::default(); w.count];
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(params![
+        w.start_ms(),
+        w.end_ms,
+        f.function,
+        f.variant,
+        f.tenant,
+        f.feature,
+        f.model,
+        w.width_ms.max(1),
+        name
+    ])?;
+    while let Some(r) = rows.next()? {
+        if let Some(i) = bucket(w, r.get(0)?) {
+            out[i] = Counts {
+                n: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                hits: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// Live calls matching `f` started in `[since_ms, until_ms)`.
+pub fn calls_between(
+    conn: &Connection,
+    f: &CallFilter<'_>,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<u64, StoreError> {
+    let n: i64 = conn.query_row(
+        &format!("SELECT COUNT(*) FROM traces t WHERE {FILTER}"),
+        params![since_ms, until_ms, f.function, f.variant, f.tenant, f.feature, f.model],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Calls matching `f` that `eval` judged (scored) in `[since_ms, until_ms)`, by when
+/// they were judged, and the calls it failed to judge then.
+pub fn judged_between(
+    conn: &Connection,
+    eval: &str,
+    f: &CallFilter<'_>,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<(u64, u64), StoreError> {
+    // The call may have started before the window; only its judging time is bounded.
+    let calls = "t.origin = 'live' AND (?3 IS NULL OR t.function = ?3)
+       AND (?4 IS NULL OR t.variant = ?4) AND (?5 IS NULL OR t.tenant = ?5)
+       AND (?6 IS NULL OR t.feature = ?6) AND (?7 IS NULL OR t.model_requested = ?7)";
+    let judged: i64 = conn.query_row(
+        &format!(
+            "SELECT COUNT(DISTINCT s.trace_id) FROM scores s JOIN traces t ON t.id = s.trace_id
+              WHERE s.eval = ?8 AND s.created_at_ms >= ?1 AND s.created_at_ms < ?2 AND {calls}"
+        ),
+        params![since_ms, until_ms, f.function, f.variant, f.tenant, f.feature, f.model, eval],
+        |r| r.get(0),
+    )?;
+    let failed: i64 = conn.query_row(
+        &format!(
+            "SELECT COUNT(*) FROM online_eval_failures x JOIN traces t ON t.id = x.trace_id
+              WHERE x.eval = ?8 AND x.at_ms >= ?1 AND x.at_ms < ?2 AND {calls}"
+        ),
+        params![since_ms, until_ms, f.function, f.variant, f.tenant, f.feature, f.model, eval],
+        |r| r.get(0),
+    )?;
+    Ok((
+        u64::try_from(judged).unwrap_or(0),
+        u64::try_from(failed).unwrap_or(0),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scores::{replace_scores, ScoreRow};
+    use crate::Store;
+
+    const H: i64 = 3_600_000;
+
+    fn trace(conn: &Connection, id: &str, at: i64, variant: &str, origin: &str) {
+        conn.execute(
+            "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms,
+                                 status, http_status, function, variant, origin)
+             VALUES (?1, ?2, 'openai', '/v1/chat/completions', 0, 0, 10, 'ok', 200,
+                     'support', ?3, ?4)",
+            params![id, at, variant, origin],
+        )
+        .unwrap();
+    }
+
+    fn score(conn: &mut Connection, id: &str, value: f64, passed: bool, at: i64) {
+        let row = ScoreRow {
+            metric: "helpful".into(),
+            value,
+            passed,
+            reason: None,
+        };
+        replace_scores(conn, id, "q", "online", &[row], None, at).unwrap();
+    }
+
+    #[test]
+    fn calls_land_in_the_window_they_started_in() {
+        let store = Store::open(":memory:").unwrap();
+        let mut c = store.writer_conn().unwrap();
+        let end = 10 * H;
+        // Window 0 = [9h, 10h): two calls, one passed; window 1: one passed call;
+        // a call of another variant, a replay and a call after the end are left out.
+        trace(&c, "a", 9 * H + 5, "b", "live");
+        trace(&c, "b", 10 * H - 1, "b", "live");
+        trace(&c, "c", 8 * H, "b", "live");
+        trace(&c, "d", 9 * H + 7, "a", "live");
+        trace(&c, "e", 9 * H + 8, "b", "replay");
+        trace(&c, "f", 10 * H, "b", "live");
+        for (id, v, ok) in [
+            ("a", 0.9, true),
+            ("b", 0.1, false),
+            ("c", 0.8, true),
+            ("d", 0.0, false),
+            ("e", 0.0, false),
+            ("f", 0.0, false),
+        ] {
+            score(&mut c, id, v, ok, end);
+        }
+        let w = Windows {
+            end_ms: end,
+            width_ms: H,
+            count: 3,
+        };
+        let f = CallFilter {
+            function: Some("support"),
+            variant: Some("b"),
+            ..CallFilter::default()
+        };
+        let p = pass_counts(&c, "q", &f, &w).unwrap();
+        assert_eq!(p[0], Counts { n: 2, hits: 1 });
+        assert_eq!(p[1], Counts { n: 1, hits: 1 });
+        assert_eq!(p[2], Counts::default());
+        let s = score_sums(&c, "q", "helpful", &f, &w).unwrap();
+        assert_eq!(s[0].n, 2);
+        assert!((s[0].sum - 1.0).abs() < 1e-9 && (s[0].sum_sq - 0.82).abs() < 1e-9);
+        assert_eq!(calls_between(&c, &f, 9 * H, end).unwrap(), 2);
+        // Judging is bounded by when it happened, whenever the call started (a, b, c, f).
+        assert_eq!(
+            judged_between(&c, "q", &f, end - 1, end + 1).unwrap(),
+            (4, 0)
+        );
+        assert_eq!(judged_between(&c, "q", &f, 0, end - 1).unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn feedback_counts_numbers_and_booleans_by_sign_and_skips_categories() {
+        let store = Store::open(":memory:").unwrap();
+        let c = store.writer_conn().unwrap();
+        for (i, (v, kind, text)) in [
+            (Some(1.0), "boolean", None),
+            (Some(0.0), "boolean", None),
+            (Some(-1.0), "number", None),
+            (None, "category", Some("rude")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = format!("t{i}");
+            trace(&c, &id, H + 1, "b", "live");
+            c.execute(
+                "INSERT INTO feedback (trace_id, name, source, value_num, value_text, value_kind, at_ms)
+                 VALUES (?1, 'thumbs', 'app', ?2, ?3, ?4, ?5)",
+                params![id, v, text, kind, H + 10],
+            )
+            .unwrap();
+        }
+        let w = Windows {
+            end_ms: 2 * H,
+            width_ms: H,
+            count: 1,
+        };
+        let f = CallFilter::default();
+        let got = negative_feedback_counts(&c, Some("thumbs"), &f, &w).unwrap();
+        assert_eq!(got, vec![Counts { n: 3, hits: 2 }]);
+        let other = negative_feedback_counts(&c, Some("stars"), &f, &w).unwrap();
+        assert_eq!(other, vec![Counts::default()]);
+    }
+}
