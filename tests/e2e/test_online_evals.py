@@ -106,3 +106,76 @@ def test_live_calls_are_judged_and_the_scores_tell_the_variants_apart(served):
     assert not row["stalled"]
     rate = row["pass_rate_24h"]
     assert rate["n"] == judged and 0 < rate["rate"] < 1
+
+
+@pytest.fixture(scope="module")
+def walkthrough(tmp_path_factory):
+    project = tmp_path_factory.mktemp("walkthrough")
+    shutil.copytree(QUICKSTART, project, dirs_exist_ok=True)
+    for stale in project.glob("keel.db*"):
+        stale.unlink()
+    port = free_port()
+    proc = KeelProcess(
+        "walkthrough",
+        ["serve", "--config", str(project / "keel.toml"), "--listen", f"127.0.0.1:{port}"],
+        project / "logs",
+    ).start()
+    proc.wait_http(f"http://127.0.0.1:{port}/health")
+    yield project, port, proc
+    proc.terminate()
+
+
+def forty_questions(port: int) -> None:
+    """Step 1's loop of the README walkthrough."""
+    for i in range(1, 41):
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            headers={"x-keel-user": f"u-{i}", "x-keel-variant": "control"},
+            json={
+                "model": "support-answer",
+                "variables": {"product": "Keel", "question": "How do I get a refund?"},
+            },
+        )
+        assert r.status_code == 200, r.text
+
+
+def rule(project: Path, name: str) -> dict:
+    listed = keel(project, "alerts", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return next(r for r in json.loads(listed.stdout)["rules"] if r["name"] == name)
+
+
+def test_the_readme_walkthrough_a_worse_prompt_fires_the_quality_alert(walkthrough):
+    project, port, _ = walkthrough
+    # 1. Good answers: judged, passing, the rule quiet.
+    forty_questions(port)
+    time.sleep(2)
+    status = keel(project, "online", "status", "--json", "--url", f"http://127.0.0.1:{port}")
+    assert status.returncode == 0, status.stderr
+    first = json.loads(status.stdout)["online_evals"][0]
+    assert first["judged_last_hour"] >= 10 and first["pass_rate_24h"]["rate"] == 1.0, first
+    assert rule(project, "support-quality-drop")["state"] == "ok"
+
+    # 2. A worse prompt to production (the README's sed and push).
+    prompt = project / "prompts" / "support" / "answer.toml"
+    text = prompt.read_text()
+    assert "\nmax_tokens = 300\n" in text
+    prompt.write_text(text.replace("\nmax_tokens = 300\n", "\nmax_tokens = 12\n"))
+    pushed = keel(project, "prompt", "push", "--label", "production", "--author", "you",
+                  "--reason", "shorter answers")
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    time.sleep(3)  # [registry] refresh = "2s"
+
+    # 3. The same traffic; rules are measured once a minute.
+    forty_questions(port)
+    deadline = time.time() + 150
+    r = rule(project, "support-quality-drop")
+    while r["state"] != "firing" and time.time() < deadline:
+        time.sleep(5)
+        r = rule(project, "support-quality-drop")
+    assert r["state"] == "firing", r
+    notice = r["last_message"]
+    assert "support-quality" in notice and "80.0" in notice, notice
+    assert "prompt.label" in notice and "support/answer" in notice, notice
+    failed = keel(project, "traces", "list", "--failed-eval", "support-quality", "--json")
+    assert failed.returncode == 0 and len(json.loads(failed.stdout)) >= 5, failed.stdout[:500]
