@@ -33,21 +33,26 @@ def keel(project: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    project = tmp_path_factory.mktemp("online")
+def serve_quickstart(tmp_path_factory, name: str):
+    """A fresh copy of the quickstart served by the real binary: (project, port, process)."""
+    project = tmp_path_factory.mktemp(name)
     shutil.copytree(QUICKSTART, project, dirs_exist_ok=True)
     for stale in project.glob("keel.db*"):
         stale.unlink()
     port = free_port()
     proc = KeelProcess(
-        "online",
+        name,
         ["serve", "--config", str(project / "keel.toml"), "--listen", f"127.0.0.1:{port}"],
         project / "logs",
     ).start()
     proc.wait_http(f"http://127.0.0.1:{port}/health")
     yield project, port, proc
     proc.terminate()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    yield from serve_quickstart(tmp_path_factory, "online")
 
 
 def test_live_calls_are_judged_and_the_scores_tell_the_variants_apart(served):
@@ -110,19 +115,7 @@ def test_live_calls_are_judged_and_the_scores_tell_the_variants_apart(served):
 
 @pytest.fixture(scope="module")
 def walkthrough(tmp_path_factory):
-    project = tmp_path_factory.mktemp("walkthrough")
-    shutil.copytree(QUICKSTART, project, dirs_exist_ok=True)
-    for stale in project.glob("keel.db*"):
-        stale.unlink()
-    port = free_port()
-    proc = KeelProcess(
-        "walkthrough",
-        ["serve", "--config", str(project / "keel.toml"), "--listen", f"127.0.0.1:{port}"],
-        project / "logs",
-    ).start()
-    proc.wait_http(f"http://127.0.0.1:{port}/health")
-    yield project, port, proc
-    proc.terminate()
+    yield from serve_quickstart(tmp_path_factory, "walkthrough")
 
 
 def forty_questions(port: int) -> None:
