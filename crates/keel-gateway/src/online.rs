@@ -9,8 +9,9 @@
 //! The same call is always in or out of an eval's sample, whichever replica serves it,
 //! and two evals sample independently.
 //!
-//! A sampled call is queued with `try_send`: the queue ([`QUEUE_CAPACITY`] calls) never
-//! makes a live call wait; a full queue drops the call and counts it
+//! A sampled call is queued with `try_send`: the queue ([`QUEUE_CAPACITY`] calls, at most
+//! [`QUEUE_MAX_BYTES`] of captured text) never makes a live call wait; a full queue drops
+//! the call and counts it
 //! (`keel_online_dropped_total{eval}`). Only successful calls whose text was kept are
 //! judged: a call that failed has no answer, and one stored with `capture = "none"` has
 //! no text (counted as `keel_online_skipped_total{eval,reason}`).
@@ -19,6 +20,7 @@
 //! live in `keel-online`, which `keel serve` plugs in through
 //! [`Extensions::online`](crate::server::Extensions); without it nothing is sampled.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use keel_core::config::online::{OnlineCall, OnlineEvalConfig};
@@ -34,6 +36,10 @@ use tokio::sync::mpsc;
 
 /// Sampled calls waiting for a judge, across online evals. A full queue drops (counted).
 pub const QUEUE_CAPACITY: usize = 1024;
+
+/// Captured text (input and output) held by queued calls, at most: a slow or paused judge
+/// with large requests must not pin memory. A call that would pass it is dropped (counted).
+pub const QUEUE_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// The judges, provided by a crate above the gateway (`keel-online`) through
 /// [`Extensions::online`](crate::server::Extensions).
@@ -71,6 +77,8 @@ pub struct SampledCall {
     pub trace: Arc<TraceRecord>,
     /// When it was queued (for the judge lag).
     pub queued_at: std::time::Instant,
+    /// Its captured text's bytes (counted against [`QUEUE_MAX_BYTES`]).
+    pub bytes: usize,
 }
 
 /// Whether the call `request_id` is in the sample of `eval` at `rate` (0..=1).
@@ -193,6 +201,8 @@ pub struct OnlineSampler {
     evals: Vec<EvalEntry>,
     tx: OnceLock<mpsc::Sender<SampledCall>>,
     metrics: OnlineMetrics,
+    /// Captured text held by queued calls, in bytes.
+    queued_bytes: AtomicUsize,
 }
 
 impl OnlineSampler {
@@ -214,6 +224,7 @@ impl OnlineSampler {
             evals,
             tx: OnceLock::new(),
             metrics: metrics.clone(),
+            queued_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -263,10 +274,11 @@ impl OnlineSampler {
     }
 
     /// A judge took a call off the queue.
-    pub fn dequeued(&self, eval: usize) {
-        if let Some(e) = self.evals.get(eval) {
+    pub fn dequeued(&self, call: &SampledCall) {
+        if let Some(e) = self.evals.get(call.eval) {
             e.queued.dec();
         }
+        self.queued_bytes.fetch_sub(call.bytes, Ordering::AcqRel);
     }
 
     /// Offer a finished call to every online eval (called with the trace as it goes to
@@ -296,6 +308,14 @@ impl OnlineSampler {
                 self.metrics.skip(&e.config.name, "no_text");
                 continue;
             }
+            let bytes = trace.input.as_ref().map_or(0, String::len)
+                + trace.output.as_ref().map_or(0, String::len);
+            let held = self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+            if held.saturating_add(bytes) > QUEUE_MAX_BYTES {
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                e.dropped.inc();
+                continue;
+            }
             let t = shared
                 .get_or_insert_with(|| Arc::new(trace.clone()))
                 .clone();
@@ -303,14 +323,15 @@ impl OnlineSampler {
                 eval: i,
                 trace: t,
                 queued_at: std::time::Instant::now(),
+                bytes,
             };
-            match tx.try_send(item) {
-                Ok(()) => {
-                    e.queued.inc();
-                }
-                Err(_) => {
-                    e.dropped.inc();
-                }
+            // Counted before the send: a judge may take the call off the queue (and
+            // count it out) before `try_send` returns.
+            e.queued.inc();
+            if tx.try_send(item).is_err() {
+                e.queued.dec();
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+                e.dropped.inc();
             }
         }
     }

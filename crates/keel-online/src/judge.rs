@@ -8,8 +8,9 @@
 //!
 //! A judge that answers 429 or 5xx, times out or cannot be reached is tried again after
 //! a back-off (0.5 s, 1 s, 2 s, each ± 25 %): [`RETRIES`] more tries. A judge that still
-//! fails leaves an error here, and the worker records the call as not judged rather than
-//! scoring it: an outage of the judge must not read as bad answers.
+//! fails — or replies without a score in 0..1 — leaves an error here, and the worker
+//! records the call as not judged rather than scoring it: an outage or a misbehaving
+//! judge must not read as bad answers.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -125,10 +126,18 @@ impl Judge for GatewayJudge {
             self.add(out.trace.cost, None);
             match out.result {
                 Ok(resp) => {
+                    let text = resp.output_text();
+                    // A reply without a score in 0..1 (a refusal, a cut-off answer, another
+                    // format) is the judge failing, not the answer: the call is recorded as
+                    // not judged instead of scored 0.
+                    if let Err(why) = keel_evals::assert::judge::parse_judge_reply(&text) {
+                        let e = format!("judge_unreadable: {why}");
+                        self.add(None, Some(e));
+                    }
                     return Ok(JudgeReply {
-                        text: resp.output_text(),
+                        text,
                         cost: out.trace.cost,
-                    })
+                    });
                 }
                 Err(e) if retryable(e.class()) && attempt < RETRIES => {
                     tokio::time::sleep(backoff(attempt)).await;

@@ -5,9 +5,9 @@
 //! store is the truth: at start the day's spend so far is read from it, then each
 //! judgment's cost is added in memory. Judging pauses once the day's spend reaches the
 //! cap (sampled calls are then counted as skipped, reason `budget`) and resumes at 00:00
-//! UTC. The judgment in hand when the cap is reached finishes, so a day may end above the
-//! cap by at most one judgment's cost. An unpriced judge model counts nothing: a cap on
-//! it is warned about at load and never reached.
+//! UTC. The judgments in hand when the cap is reached finish (one per judging task, four
+//! at most), so a day may end above the cap by at most that many judgments' cost. An
+//! unpriced judge model counts nothing, so a cap on it is never reached.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 

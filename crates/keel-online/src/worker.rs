@@ -113,12 +113,12 @@ async fn run(
         let Some(item) = next else {
             break;
         };
-        ctx.app.online.dequeued(item.eval);
+        ctx.app.online.dequeued(&item);
         judge_call(&ctx, item).await;
     }
     let mut q = queue.lock().await;
     while let Ok(item) = q.try_recv() {
-        ctx.app.online.dequeued(item.eval);
+        ctx.app.online.dequeued(&item);
         if let Some(e) = ctx.evals.get(item.eval) {
             ctx.app.online.metrics().skip(&e.config.name, "shutdown");
         }

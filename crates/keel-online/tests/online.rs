@@ -30,8 +30,13 @@ struct Running {
 /// A gateway whose `fast` model is judged by the online evals in `online` (TOML), with
 /// `judge` (a mock with `judge_mock` settings) as the judge model.
 async fn start(online: &str, judge_mock: &str) -> Running {
+    start_with_rules(online, judge_mock, RULES).await
+}
+
+/// [`start`], with the judge mock's rules.
+async fn start_with_rules(online: &str, judge_mock: &str, rules: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
+    std::fs::write(dir.path().join("rules.toml"), rules).unwrap();
     let store_path = dir.path().join("keel.db").to_string_lossy().into_owned();
     let text = format!(
         r#"
@@ -440,4 +445,31 @@ assert = [{{ type = "llm-rubric", rubric = "Answers the question" }}]
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(sources, ["backfill"]);
+}
+
+#[tokio::test]
+async fn a_judge_reply_without_a_score_is_a_failure_not_a_bad_score() {
+    let r = start_with_rules(
+        r#"
+[[online_evals]]
+name = "unreadable"
+model = "fast"
+sample_rate = 1.0
+judge = "judge"
+assert = [{ type = "llm-rubric", rubric = "Answers the question" }, { type = "word-count", max = 100 }]
+"#,
+        "",
+        "[[rules]]\nmatch = \"Grade the output against the rubric\"\nreply = \"I cannot grade this.\"\n",
+    )
+    .await;
+    let (id, _) = r.call("hello").await;
+    r.wait_for("keel_online_failed_total", 1.0).await;
+    assert_eq!(r.metric("keel_online_judged_total").await, 0.0);
+    let (store, _, _dir) = r.finish().await;
+    let conn = store.reader().unwrap();
+    assert!(keel_store::scores::scores_for_trace(&conn, &id)
+        .unwrap()
+        .is_empty());
+    let fig = keel_store::scores::judging_figures(&conn, "unreadable", 0).unwrap();
+    assert!(fig.last_error.unwrap().starts_with("judge_unreadable"));
 }

@@ -34,7 +34,12 @@ pub struct Windows {
 
 impl Windows {
     pub fn start_ms(&self) -> i64 {
-        self.end_ms - self.width_ms.max(1) * i64::try_from(self.count).unwrap_or(i64::MAX / 2)
+        // Saturating: a configured window may be absurdly long.
+        self.end_ms.saturating_sub(
+            self.width_ms
+                .max(1)
+                .saturating_mul(i64::try_from(self.count).unwrap_or(i64::MAX)),
+        )
     }
 }
 

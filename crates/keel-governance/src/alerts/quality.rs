@@ -319,7 +319,11 @@ pub fn assess_with(
             .map(|x| judge_rate(*x, against, worse, q.confidence))
             .collect()
     };
-    let changes = changes_in_scope(conn, q, now_ms - width * (k as i64 + 1))?;
+    let changes = changes_in_scope(
+        conn,
+        q,
+        now_ms.saturating_sub(width.saturating_mul(k as i64 + 1)),
+    )?;
     Ok(describe(rule, q, &judged, base_n, &changes))
 }
 
