@@ -35,12 +35,5 @@ pub const SOURCE_ONLINE: &str = "online";
 /// The score source of calls judged afterwards by `keel online run`.
 pub const SOURCE_BACKFILL: &str = "backfill";
 
-/// Now, in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis()),
-    )
-    .unwrap_or(i64::MAX)
-}
+/// Now, in Unix milliseconds (the gateway's clock, shared).
+pub use keel_gateway::pipeline::drive::now_ms;
