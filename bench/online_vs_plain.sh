@@ -22,27 +22,12 @@ cargo build --release -p keel-cli
 KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
 
 WORK=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$ROOT/bench/lib.sh"
 MOCK_PORT=$(free_port)
 declare -A PORT=([plain]=$(free_port) [online]=$(free_port))
 for profile in plain online; do
   mkdir -p "$WORK/$profile"
-  cat > "$WORK/$profile/keel.toml" <<TOML
-[gateway]
-listen = "127.0.0.1:${PORT[$profile]}"
-store = "$WORK/$profile/bench.db"
-capture = "full"
-
-[providers.up]
-kind = "openai"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-
-[models.bench-model]
-provider = "up"
-upstream_model = "bench-model"
-input_price_per_mtok = 0.15
-output_price_per_mtok = 0.60
-TOML
+  plain_config "${PORT[$profile]}" "$MOCK_PORT" "$WORK/$profile/bench.db" > "$WORK/$profile/keel.toml"
 done
 cat >> "$WORK/online/keel.toml" <<'TOML'
 

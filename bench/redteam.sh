@@ -25,11 +25,20 @@ cargo build --release --quiet -p keel-cli
 KEEL=$TARGET/release/keel
 
 cat > "$WORK/keel.toml" <<'EOF'
+# The judge model is never called by `keel eval redteam`: it counts what the judge would
+# read (the unsure band, fast score 0.3..0.5) beside what the fast check blocks alone.
+[providers.m]
+kind = "mock"
+
+[models.judge]
+provider = "m"
+
 [guardrails.policies.injection-only]
 default = true
 
 [[guardrails.policies.injection-only.checks]]
-check = "injection"
+check = "injection_judge"
+model = "judge"
 on = "input"
 action = "block"
 EOF
@@ -50,18 +59,25 @@ lines = [
     f"## {now} — commit {commit} — injection check on public corpora",
     "",
     f"Machine: {platform.machine()}, Linux {platform.release()}. `bash bench/redteam.sh`: "
-    "`keel eval redteam` with one policy holding only the injection check (`action = \"block\"`, "
-    "threshold 0.5), on corpora built by `bench/redteam_corpora.py` from pinned PyPI packages.",
+    "`keel eval redteam` with one policy holding only the injection check (`check = \"injection_judge\"`, "
+    "`action = \"block\"`, threshold 0.5, unsure from 0.3), on corpora built by `bench/redteam_corpora.py` "
+    "from pinned PyPI packages. Blocked = by the fast check alone; the judge column counts the prompts "
+    "in the unsure band its model would read (no model is called here: at most that many more blocked, "
+    "and the share of calls that would wait for a judge).",
     "",
-    "| corpus | kind | prompts | blocked | rate |",
-    "|---|---|---:|---:|---:|",
+    "| corpus | kind | prompts | blocked | rate | judge would read | blocked + judge band |",
+    "|---|---|---:|---:|---:|---:|---:|",
 ]
 for c in r.get("corpora", []):
     attack = c["attacks"] > 0
     n = c["attacks"] if attack else c["benign"]
     rate = c["block_rate"] if attack else c["false_positive_rate"]
     kind = "attacks (share blocked)" if attack else "ordinary (share blocked = false positives)"
-    lines.append(f"| `{c['corpus']}` | {kind} | {n} | {round(rate * n)} | {rate * 100:.1f} % |")
+    share = next((k.get("judge_would_read") for k in c.get("checks", []) if k.get("judge_would_read")), None) or {}
+    band = share.get("attacks", 0) if attack else share.get("benign", 0)
+    blocked = round(rate * n)
+    ceiling = (blocked + band) / n * 100 if n else 0.0
+    lines.append(f"| `{c['corpus']}` | {kind} | {n} | {blocked} | {rate * 100:.1f} % | {band} | {ceiling:.1f} % |")
 text = "\n".join(lines) + "\n"
 print(text)
 if flag != "--no-record":

@@ -48,25 +48,10 @@ cargo build --release -p keel-cli
 KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
 
 WORK=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$ROOT/bench/lib.sh"
 MOCK_PORT=$(free_port)
 KEEL_PORT=$(free_port)
-cat > "$WORK/keel.toml" <<TOML
-[gateway]
-listen = "127.0.0.1:$KEEL_PORT"
-store = "$WORK/bench.db"
-capture = "full"
-
-[providers.up]
-kind = "openai"
-base_url = "http://127.0.0.1:$MOCK_PORT/v1"
-
-[models.bench-model]
-provider = "up"
-upstream_model = "bench-model"
-input_price_per_mtok = 0.15
-output_price_per_mtok = 0.60
-TOML
+plain_config "$KEEL_PORT" "$MOCK_PORT" "$WORK/bench.db" > "$WORK/keel.toml"
 REDIS_PREFIX="keel-bench-$$:"
 if [ "$PROFILE" = online ]; then
   cat >> "$WORK/keel.toml" <<TOML

@@ -35,6 +35,20 @@ if [ -z "$CHROMIUM" ]; then
     CHROMIUM="$(command -v chromium)" || die "chromium still not found after install"
 fi
 
+# 1b. A small venv for the keyboard test (a DevTools-protocol client), reinstalled only
+# when requirements.txt changed.
+VENV="$REPO/.venv-browser"
+REQS="$HERE/requirements.txt"
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV" </dev/null || die "could not create the virtualenv $VENV (is python3-venv installed?)"
+fi
+want="$(sha256sum "$REQS" | cut -d' ' -f1)"
+if [ "$want" != "$(cat "$VENV/.keel-requirements.sha256" 2>/dev/null || true)" ]; then
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-input -r "$REQS" </dev/null \
+        || die "pip install -r $REQS failed"
+    echo "$want" >"$VENV/.keel-requirements.sha256"
+fi
+
 # 2. The binary.
 if [ -z "${KEEL_BIN:-}" ]; then
     say "building keel (cargo build -p keel-cli)"
@@ -180,8 +194,60 @@ dom_has functions 'candidate'
 dom_has functions 'online pass (95% CI)'
 grep -q '<td>0.0%</td>' "$ARTIFACTS/functions.html" || fail "functions: no variant served its calls without errors"
 
+# The reviewer's page: four calls added to the quickstart's queue by hand (as the trace
+# page's form does), three of them labelled with the keyboard in a real browser
+# (tests/browser/review_keys.py), then the list and the queue page showing them counted.
+for id in $(grep -o 'class="trace-link" href="/ui/traces/[^"]*"' "$ARTIFACTS/traces.html" | sed 's/.*\/ui\/traces\/\([^"]*\)"/\1/' | head -4); do
+    code="$(curl -sS -o /dev/null -w '%{http_code}' "$BASE/ui/review" --data-urlencode action=add \
+        --data-urlencode queue=support-review --data-urlencode reviewer=browser --data-urlencode "trace=$id")"
+    [ "$code" = 303 ] || fail "adding trace $id to the review queue answered $code"
+done
+"$VENV/bin/python" "$HERE/review_keys.py" "$CHROMIUM" "$BASE" support-review "$ARTIFACTS" \
+    || fail "labelling three items with the keyboard"
+visit review "/ui/review"
+dom_has review 'href="/ui/review/support-review"'
+visit review-queue "/ui/review/support-review?reviewer=browser"
+dom_has review-queue 'id="label-form"'
+dom_has review-queue 'data-done-today="3"'
+# Intake (every 5 s in keel serve) may add sampled or failed-judge calls beside the four
+# added by hand, so at least the one unlabelled hand-added item is left.
+left="$(sed -n 's/.*data-left="\([0-9]*\)".*/\1/p' "$ARTIFACTS/review-queue.html" | head -1)"
+[ "${left:-0}" -ge 1 ] || fail "review-queue: expected at least 1 item left, got '${left}'"
+
 visit governance "/ui/governance"
 dom_has governance 'id="audit"'
+
+# The Models page; an incident opened from the terminal, a note and a kill switch (an
+# action), then its page: metrics charted with marks, suspects, timeline, playbook.
+visit models "/ui/models"
+dom_has models 'id="models"'
+dom_has models 'mock-1'
+dom_has models 'class="tag regression retiring"'
+(cd "$WORK" && "$KEEL_BIN" incident open --title "answers got long" --kind cost-runaway \
+    --scope function=support-answer --since 20m >"$ARTIFACTS/incident.log" 2>&1 \
+    && "$KEEL_BIN" incident note 1 "looking at the label move" >>"$ARTIFACTS/incident.log" 2>&1 \
+    && "$KEEL_BIN" switch off --feature browser-test --reason "mitigation" >>"$ARTIFACTS/incident.log" 2>&1) \
+    || fail "opening an incident (see $ARTIFACTS/incident.log)"
+visit incidents "/ui/incidents"
+dom_has incidents 'href="/ui/incidents/1"'
+dom_has incidents 'data-open="1"'
+visit incident "/ui/incidents/1"
+dom_has incident 'id="timeline"'
+dom_has incident 'id="suspects"'
+dom_has incident 'id="playbook"'
+dom_has incident 'looking at the label move'
+dom_has incident 'switch.off feature=browser-test'
+dom_has incident 'class="metric"'
+dom_has incident 'class="mark action"'
+dom_has incident 'id="note-form"'
+# The page's forms: a note and the close, as a browser posts them.
+for form in "action=note&author=browser&text=noted+from+the+page" "action=close&author=browser&text=label+moved+back"; do
+    code="$(curl -sS -o /dev/null -w '%{http_code}' "$BASE/ui/incidents/1" --data "$form")"
+    [ "$code" = 303 ] || fail "posting '$form' to the incident page answered $code"
+done
+visit incident-closed "/ui/incidents/1"
+dom_has incident-closed 'noted from the page'
+dom_has incident-closed 'data-status="closed"'
 visit login "/ui/login"
 
 say "screenshots and DOMs in $ARTIFACTS"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -284,6 +285,68 @@ def run_keel(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
+
+
+# --- README walkthroughs ----------------------------------------------------------------
+
+README_STEP = "__KEEL_STEP_EXIT__"
+
+
+def readme_blocks(marker: str, count: int = 1) -> list[list[str]]:
+    """The first `count` ```sh blocks after `marker` in README.md, each as its commands:
+    comments and blank lines out, continuation lines (`\\`, `|`) and `for … done` loops
+    joined."""
+    readme = (REPO / "README.md").read_text()
+    at = readme.index(marker)
+    out = []
+    for _ in range(count):
+        start = readme.index("```sh\n", at) + 6
+        end = readme.index("```", start)
+        commands, current = [], ""
+        for line in readme[start:end].splitlines():
+            if not current and (not line.strip() or line.lstrip().startswith("#")):
+                continue
+            current += line + "\n"
+            continued = line.endswith("\\") or line.endswith("|")
+            in_loop = current.lstrip().startswith("for ") and line.strip() != "done"
+            if not (continued or in_loop):
+                commands.append(current)
+                current = ""
+        assert not current, "a command of the walkthrough does not end"
+        out.append(commands)
+        at = end + 3
+    return out
+
+
+def run_readme_commands(commands: list[str], project: Path, port: int, timeout: float = 300):
+    """Run README commands in one bash session, pointed at this test's binary, copy of
+    the quickstart and gateway port: [(command, exit code, stdout)]."""
+    script = ["set -u"]
+    for c in commands:
+        c = (
+            c.replace("cargo run --release -p keel-cli --", str(KEEL_BIN))
+            .replace("examples/quickstart/keel.toml", str(project / "keel.toml"))
+            .replace("127.0.0.1:8100", f"127.0.0.1:{port}")
+        )
+        script.append(f'{c.rstrip()}\necho "{README_STEP} $?"')
+    run = subprocess.run(
+        ["bash", "-c", "\n".join(script)], capture_output=True, text=True, timeout=timeout, cwd=project
+    )
+    steps = re.split(rf"{README_STEP} (\d+)\n", run.stdout)
+    outputs, codes = steps[0::2], [int(c) for c in steps[1::2]]
+    assert len(codes) == len(commands), f"{run.stdout}\n{run.stderr}"
+    return list(zip(commands, codes, outputs)), run.stderr
+
+
+def serve_project(project: Path, port: int, name: str) -> KeelProcess:
+    """`keel serve` on `project`'s keel.toml at `port`, once it answers /health."""
+    proc = KeelProcess(
+        name,
+        ["serve", "--config", str(project / "keel.toml"), "--listen", f"127.0.0.1:{port}"],
+        project / "logs",
+    ).start()
+    proc.wait_http(f"http://127.0.0.1:{port}/health")
+    return proc
 
 
 # --- fixtures --------------------------------------------------------------------------

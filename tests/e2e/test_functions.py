@@ -149,14 +149,16 @@ def test_a_moved_label_is_served_without_restart(quickstart):
 
 def test_traces_record_the_function_variant_and_release(quickstart):
     project, port, proc = quickstart
-    out = keel(project, "traces", "list", "--function", "support-answer", "--status", "ok", "--limit", "0", "--json")
+    # Live calls: a sampled shadow call (25 %) may be newer, and mirrors its live call's
+    # input rather than keeping a copy.
+    out = keel(project, "traces", "list", "--function", "support-answer", "--status", "ok", "--origin", "live", "--limit", "0", "--json")
     # The gateway's writer flushes within milliseconds; give it a moment.
     for _ in range(50):
         traces = json.loads(out.stdout)
         if traces:
             break
         time.sleep(0.1)
-        out = keel(project, "traces", "list", "--function", "support-answer", "--limit", "0", "--json")
+        out = keel(project, "traces", "list", "--function", "support-answer", "--status", "ok", "--origin", "live", "--limit", "0", "--json")
     assert traces, out.stderr
     t = traces[0]
     assert t["function"] == "support-answer"

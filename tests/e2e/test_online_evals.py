@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import KEEL_BIN, REPO, KeelProcess, free_port
+from conftest import KEEL_BIN, REPO, free_port, serve_project
 
 QUICKSTART = REPO / "examples" / "quickstart"
 
@@ -40,12 +40,7 @@ def serve_quickstart(tmp_path_factory, name: str):
     for stale in project.glob("keel.db*"):
         stale.unlink()
     port = free_port()
-    proc = KeelProcess(
-        name,
-        ["serve", "--config", str(project / "keel.toml"), "--listen", f"127.0.0.1:{port}"],
-        project / "logs",
-    ).start()
-    proc.wait_http(f"http://127.0.0.1:{port}/health")
+    proc = serve_project(project, port, name)
     yield project, port, proc
     proc.terminate()
 

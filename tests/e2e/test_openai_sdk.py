@@ -432,3 +432,22 @@ def test_metrics_move_with_requests(client, live_gateway):
     assert _metric(after, out_tokens, **tok) == _metric(before, out_tokens, **tok) + mock_tokens("Mock reply to: metered")
     # Every request so far has finished (errors, cuts and disconnects included).
     assert after[("keel_requests_in_flight", frozenset())] == 0
+
+
+def test_embeddings_create_gets_the_mocks_vectors_in_either_encoding(client):
+    # The SDK asks for base64 by default and decodes it; float must give the same vectors.
+    texts = ["the cat sat", "on the mat"]
+    default = client.embeddings.create(model=PRICED, input=texts)
+    floats = client.embeddings.create(model=PRICED, input=texts, encoding_format="float")
+    assert [d.index for d in default.data] == [0, 1]
+    assert len(default.data[0].embedding) == 64
+    for a, b in zip(default.data, floats.data):
+        assert a.embedding == pytest.approx(b.embedding, abs=1e-6)
+    norm = sum(x * x for x in floats.data[0].embedding) ** 0.5
+    assert norm == pytest.approx(1.0, abs=1e-4)
+    assert default.usage.prompt_tokens == sum(mock_tokens(t) for t in texts)
+    small = client.embeddings.create(model=PRICED, input="the cat sat", dimensions=8)
+    assert len(small.data[0].embedding) == 8
+    with pytest.raises(openai.BadRequestError) as e:
+        client.embeddings.create(model=PRICED, input=[])
+    assert "empty" in str(e.value)

@@ -82,6 +82,37 @@ enum Command {
         #[command(subcommand)]
         command: cmd::online::OnlineCommand,
     },
+    /// Datasets from production: cases from recorded calls, dashboard drafts pulled,
+    /// locked versions, fresh samples.
+    Dataset {
+        #[command(subcommand)]
+        command: cmd::dataset::DatasetCommand,
+    },
+    /// Incidents: open, show (timeline, suspects, playbook), note, close, export a
+    /// postmortem draft.
+    Incident {
+        #[command(subcommand)]
+        command: cmd::incident::IncidentCommand,
+    },
+    /// Kill switches: turn a function, feature, key, tenant or model off (503 `disabled`)
+    /// and back on.
+    Switch {
+        #[command(subcommand)]
+        command: cmd::switch::SwitchCommand,
+    },
+    /// Freeze and unfreeze a budget: stop all spend against it during an incident.
+    Budget {
+        #[command(subcommand)]
+        command: cmd::switch::BudgetCommand,
+    },
+    /// The model inventory: providers, versions seen, prices, lifecycle and what uses each
+    /// model; `check-successor` tests a retiring model's successor.
+    Models(cmd::models::ModelsArgs),
+    /// Human review: queues, labelling items from a terminal, export, agreement.
+    Review {
+        #[command(subcommand)]
+        command: cmd::review::ReviewCommand,
+    },
     /// Lineage: what shipped together (prompt version × model × params × tools), when it served, its traffic, cost and latency.
     Releases(cmd::releases::ReleasesArgs),
     /// Replay recorded inputs through a candidate variant, prompt version or model, and compare side by side.
@@ -120,6 +151,12 @@ fn main() -> ExitCode {
         Command::Eval { command } => cmd::eval::run(command),
         Command::Releases(a) => cmd::releases::run(a),
         Command::Online { command } => cmd::online::run(command),
+        Command::Review { command } => cmd::review::run(command),
+        Command::Models(a) => cmd::models::run(a),
+        Command::Switch { command } => cmd::switch::run(command),
+        Command::Incident { command } => cmd::incident::run(command),
+        Command::Budget { command } => cmd::switch::run_budget(command),
+        Command::Dataset { command } => cmd::dataset::run(command),
         Command::Replay(a) => cmd::replay::run(*a),
         Command::Dev { command } => cmd::dev::run(command),
     };

@@ -3,9 +3,12 @@
 
 pub mod chat;
 pub mod config;
+pub mod embeddings;
+pub mod lifecycle;
 pub mod money;
 pub mod prices;
 pub mod release;
+pub mod sample;
 pub mod scope;
 pub mod split;
 pub mod trace;

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::chat::Usage;
+use crate::lifecycle::{Lifecycle, LifecycleSource, RawLifecycle};
 use crate::money::Nanos;
 
 const BUILTIN_PRICES: &str = include_str!("../data/prices.toml");
@@ -43,6 +44,8 @@ impl ModelPrice {
 #[serde(deny_unknown_fields)]
 struct RawTable {
     as_of: String,
+    /// When the lifecycle fields were last checked against the providers' pages.
+    lifecycle_as_of: Option<String>,
     models: BTreeMap<String, RawPrice>,
 }
 
@@ -52,13 +55,20 @@ struct RawPrice {
     input: f64,
     output: f64,
     cached_input: Option<f64>,
+    /// Lifecycle (see [`crate::lifecycle`]): `YYYY-MM-DD` dates and the successor.
+    deprecated: Option<String>,
+    retires: Option<String>,
+    successor: Option<String>,
 }
 
-/// The built-in price table.
+/// The built-in price table, with each model's lifecycle where the provider published one.
 #[derive(Debug, Clone)]
 pub struct PriceTable {
     pub as_of: String,
+    /// When the lifecycle dates were checked (the prices' date when not given).
+    pub lifecycle_as_of: String,
     prices: BTreeMap<String, ModelPrice>,
+    lifecycle: BTreeMap<String, Lifecycle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +83,25 @@ impl PriceTable {
 
     pub fn parse(text: &str) -> Result<PriceTable, PriceTableError> {
         let raw: RawTable = toml::from_str(text).map_err(|e| PriceTableError(e.to_string()))?;
+        let lifecycle_as_of = raw.lifecycle_as_of.unwrap_or_else(|| raw.as_of.clone());
         let mut prices = BTreeMap::new();
+        let mut lifecycle = BTreeMap::new();
         for (name, p) in raw.models {
+            let life = RawLifecycle {
+                deprecated: p.deprecated.as_deref(),
+                retires: p.retires.as_deref(),
+                successor: p.successor.as_deref(),
+            }
+            .resolve(LifecycleSource::Builtin {
+                as_of: lifecycle_as_of.clone(),
+            })
+            .map_err(|issues| {
+                let i = &issues[0];
+                PriceTableError(format!("models.{name}.{}: {}", i.key, i.message))
+            })?;
+            if let Some(l) = life {
+                lifecycle.insert(name.clone(), l);
+            }
             let conv = |v: f64, what: &str| {
                 Nanos::from_dollars(v).ok_or_else(|| {
                     PriceTableError(format!("models.{name}.{what} = {v} is not a price"))
@@ -92,25 +119,21 @@ impl PriceTable {
         }
         Ok(PriceTable {
             as_of: raw.as_of,
+            lifecycle_as_of,
             prices,
+            lifecycle,
         })
     }
 
     /// The price of an upstream model id: exact match, else the longest table entry
     /// that is a prefix followed by `-` (dated snapshots such as `gpt-4o-2024-08-06`).
     pub fn lookup(&self, model: &str) -> Option<ModelPrice> {
-        if let Some(p) = self.prices.get(model) {
-            return Some(*p);
-        }
-        self.prices
-            .iter()
-            .filter(|(name, _)| {
-                model.len() > name.len()
-                    && model.starts_with(name.as_str())
-                    && model.as_bytes()[name.len()] == b'-'
-            })
-            .max_by_key(|(name, _)| name.len())
-            .map(|(_, p)| *p)
+        longest_match(&self.prices, model).copied()
+    }
+
+    /// The lifecycle of an upstream model id, matched as [`PriceTable::lookup`] matches.
+    pub fn lookup_lifecycle(&self, model: &str) -> Option<Lifecycle> {
+        longest_match(&self.lifecycle, model).cloned()
     }
 
     pub fn len(&self) -> usize {
@@ -120,6 +143,22 @@ impl PriceTable {
     pub fn is_empty(&self) -> bool {
         self.prices.is_empty()
     }
+}
+
+/// The entry for `model`: exact, else the longest name that prefixes it followed by `-`.
+fn longest_match<'a, T>(table: &'a BTreeMap<String, T>, model: &str) -> Option<&'a T> {
+    if let Some(v) = table.get(model) {
+        return Some(v);
+    }
+    table
+        .iter()
+        .filter(|(name, _)| {
+            model.len() > name.len()
+                && model.starts_with(name.as_str())
+                && model.as_bytes()[name.len()] == b'-'
+        })
+        .max_by_key(|(name, _)| name.len())
+        .map(|(_, v)| v)
 }
 
 #[cfg(test)]
@@ -146,6 +185,20 @@ mod tests {
         assert_eq!(full.input_per_mtok, Nanos(2_500_000_000));
         assert!(t.lookup("gpt-4ox").is_none());
         assert!(t.lookup("mock-1").is_none());
+    }
+
+    #[test]
+    fn the_table_carries_lifecycle_dates_matched_like_prices() {
+        let t = PriceTable::builtin().unwrap();
+        let mini = t.lookup_lifecycle("gpt-4o-mini-2024-07-18").unwrap();
+        assert!(mini.retires.is_some());
+        assert!(mini.successor.is_some());
+        assert!(matches!(mini.source, LifecycleSource::Builtin { .. }));
+        assert!(t.lookup_lifecycle("gpt-4o-mini").is_some());
+        assert!(t.lookup_lifecycle("mock-1").is_none());
+        let bad = "as_of = \"x\"\n[models.m]\ninput = 1\noutput = 1\nretires = \"soon\"\n";
+        let e = PriceTable::parse(bad).unwrap_err().to_string();
+        assert!(e.contains("models.m.retires"), "{e}");
     }
 
     #[test]

@@ -66,6 +66,14 @@ impl Scope {
     };
 
     /// Parse `global`, `tenant`, `tenant=acme`, `key=k_1`, `feature=support`, `model=gpt-4o`.
+    /// `feature=NAME` or `tenant=NAME` (what narrows an online eval or a review queue);
+    /// `None` for anything else.
+    pub fn feature_or_tenant(s: &str) -> Option<Scope> {
+        Scope::parse(s).ok().filter(|s| {
+            matches!(s.kind, ScopeKind::Feature | ScopeKind::Tenant) && s.value.is_some()
+        })
+    }
+
     pub fn parse(s: &str) -> Result<Scope, BadScope> {
         let s = s.trim();
         let (kind, value) = match s.split_once('=') {

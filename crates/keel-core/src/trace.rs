@@ -53,6 +53,8 @@ pub enum Origin {
     /// An online eval's judge grading a live call (`parent_id`): budgeted by the online
     /// eval, never counted as production traffic.
     Judge,
+    /// A scheduled canary eval (`[[canaries]]`) run by `keel serve`.
+    Canary,
 }
 
 impl Origin {
@@ -63,6 +65,7 @@ impl Origin {
             Origin::Replay => "replay",
             Origin::Shadow => "shadow",
             Origin::Judge => "judge",
+            Origin::Canary => "canary",
         }
     }
 
@@ -73,6 +76,7 @@ impl Origin {
             "replay" => Some(Origin::Replay),
             "shadow" => Some(Origin::Shadow),
             "judge" => Some(Origin::Judge),
+            "canary" => Some(Origin::Canary),
             _ => None,
         }
     }

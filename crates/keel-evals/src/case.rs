@@ -21,20 +21,20 @@ pub struct Case {
     /// Stable id (defaults to the 1-based line number as `line-N`).
     #[serde(default)]
     pub id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub variables: Map<String, Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<CaseInput>,
     /// The expected answer: text, or any JSON for structured outputs.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<Value>,
     /// Reference material the answer must be grounded in.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
     /// Assertions for this case only, added to the suite's defaults.
-    #[serde(default, rename = "assert")]
+    #[serde(default, rename = "assert", skip_serializing_if = "Vec::is_empty")]
     pub assertions: Vec<AssertionSpec>,
 }
 

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use keel_core::config::Config;
 use keel_gateway::playground::suites::{
@@ -74,6 +75,43 @@ impl SuiteRunner for PlaygroundSuites {
         (names, problems)
     }
 
+    fn suite_models(&self, config: &Config) -> (Vec<(String, Vec<String>)>, Vec<String>) {
+        crate::suite_models::suite_models(config)
+    }
+
+    fn run_canary(
+        &self,
+        config: Arc<Config>,
+        store: Arc<keel_store::Store>,
+        suite: String,
+        model: String,
+        trigger: &'static str,
+        governor: Arc<keel_governance::Governor>,
+    ) -> BoxFuture<Result<keel_gateway::canary::CanaryResult, String>> {
+        Box::pin(async move {
+            // The runner's future is not Send: a blocking thread of its own drives it.
+            let handle = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                handle.block_on(crate::canary::run(
+                    &config,
+                    &store,
+                    &suite,
+                    &model,
+                    trigger,
+                    Some(governor),
+                ))
+            })
+            .await
+            .map_err(|e| format!("the canary run stopped: {e}"))?
+            .map(|r| keel_gateway::canary::CanaryResult {
+                run_id: r.run_id,
+                model_version: r.model_version,
+                changed: r.changed,
+                pass_rate: r.pass_rate,
+            })
+        })
+    }
+
     fn run(&self, job: SuiteJob) -> BoxFuture<Result<SuiteComparison, String>> {
         Box::pin(async move {
             // The runner's future borrows its engine across awaits and need not be Send:
@@ -130,6 +168,8 @@ async fn run_job(job: SuiteJob) -> Result<SuiteComparison, String> {
         max_cases: Some(job.max_cases),
         allow_unlocked: true,
         tags: job.tags.clone(),
+        origin: None,
+        governor: None,
     };
     let total = crate::dataset::scan_dataset(&suite.dataset_path, &suite.name, None, false)
         .map(|d| d.cases)

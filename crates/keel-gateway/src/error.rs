@@ -69,6 +69,13 @@ pub enum GatewayError {
     /// A gateway-wide limit is reached (request bodies in flight); retry shortly.
     #[error("{0}")]
     Overloaded(String),
+    /// An operator's kill switch or budget freeze covers the call (`keel switch off`).
+    #[error("{what} by an operator: {reason} (undo: `{undo}`)")]
+    Disabled {
+        what: String,
+        reason: String,
+        undo: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -105,6 +112,7 @@ impl GatewayError {
             GatewayError::GuardrailBlocked { .. } => "guardrail_output_blocked",
             GatewayError::OutputContract { .. } => "output_schema_violation",
             GatewayError::Overloaded(_) => "overloaded",
+            GatewayError::Disabled { .. } => "disabled",
             GatewayError::Internal(_) => "internal",
         }
     }
@@ -182,6 +190,11 @@ impl GatewayError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
                 "overloaded".to_string(),
+            ),
+            GatewayError::Disabled { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "disabled".to_string(),
             ),
             GatewayError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -330,6 +343,14 @@ mod tests {
             (GatewayError::UnknownRequestId("r".into()), 404),
             (GatewayError::BodyTooLarge { limit: 1 }, 413),
             (GatewayError::Overloaded("x".into()), 503),
+            (
+                GatewayError::Disabled {
+                    what: "function `f` is switched off".into(),
+                    reason: "r".into(),
+                    undo: "keel switch on --function f".into(),
+                },
+                503,
+            ),
             (
                 GatewayError::ModelNotFound {
                     model: "m".into(),

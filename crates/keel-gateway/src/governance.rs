@@ -151,21 +151,41 @@ pub fn start(
 }
 
 /// Note in the audit log that this config was loaded, when it differs from the last
-/// one loaded (so alerts can say "the config changed an hour ago").
+/// one loaded (so alerts can say "the config changed an hour ago"), with the hash it
+/// replaced and which sections changed, were added or removed
+/// (`keel_core::config::sections`).
 fn record_config_load(config: &Config, store: &Store) {
     let Ok(text) = std::fs::read(&config.source) else {
         return;
     };
+    use keel_core::config::sections;
     use sha2::Digest;
     let hash = hex_digest(&sha2::Sha256::digest(&text));
     let path = config.source.display().to_string();
+    let now = sections::fingerprints(&String::from_utf8_lossy(&text)).unwrap_or_default();
     let result = (|| -> anyhow::Result<()> {
         let conn = store.writer_conn()?;
-        if keel_store::audit::last_value(&conn, "config.load", &path)?.as_deref()
-            == Some(hash.as_str())
-        {
+        let last = keel_store::audit::last_event_values(&conn, "config.load", &path)?;
+        let (previous_hash, previous_details) = last.unwrap_or_default();
+        if previous_hash.as_deref() == Some(hash.as_str()) {
             return Ok(());
         }
+        let before: std::collections::BTreeMap<String, String> = previous_details
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .and_then(|v| serde_json::from_value(v["sections"].clone()).ok())
+            .unwrap_or_default();
+        let (changed, added, removed) = if before.is_empty() {
+            (Vec::new(), Vec::new(), Vec::new())
+        } else {
+            sections::diff(&before, &now)
+        };
+        let what = sections::describe(&changed, &added, &removed);
+        let reason = if what.is_empty() {
+            "a changed config was loaded".to_string()
+        } else {
+            format!("a changed config was loaded: {what}")
+        };
         keel_store::audit::record_audit(
             &conn,
             keel_store::prompts::now_ms(),
@@ -173,9 +193,12 @@ fn record_config_load(config: &Config, store: &Store) {
                 actor: "keel serve",
                 action: "config.load",
                 target: &path,
+                from_value: previous_hash,
                 to_value: Some(hash.clone()),
-                reason: Some("a changed config was loaded"),
-                ..Default::default()
+                reason: Some(&reason),
+                details: Some(serde_json::json!({
+                    "sections": now, "changed": changed, "added": added, "removed": removed,
+                })),
             },
         )?;
         Ok(())

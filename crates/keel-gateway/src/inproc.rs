@@ -29,6 +29,8 @@ pub struct CallOutcome {
 
 pub struct InProcess {
     app: Arc<AppState>,
+    /// Calls are admitted against the (serving gateway's) governor.
+    governed: bool,
     origin: Option<Origin>,
     writer: Option<WriterHandle>,
     _scratch: Option<Store>,
@@ -49,6 +51,19 @@ impl InProcess {
         record: Option<Origin>,
         overrides: &PromptOverrides,
     ) -> anyhow::Result<InProcess> {
+        InProcess::governed(config, store, record, overrides, None)
+    }
+
+    /// [`InProcess::with_overrides`]; with `governor` (a serving gateway's), its calls are
+    /// admitted against that gateway's budgets and rate limits and settled with their cost
+    /// — scheduled canaries spend from the same budgets as live traffic.
+    pub fn governed(
+        config: Config,
+        store: &Store,
+        record: Option<Origin>,
+        overrides: &PromptOverrides,
+        governor: Option<Arc<keel_governance::Governor>>,
+    ) -> anyhow::Result<InProcess> {
         let config = Arc::new(config);
         let snapshot =
             Snapshot::build_with(&store.reader()?, &config, &Snapshot::empty(), overrides)?;
@@ -63,8 +78,13 @@ impl InProcess {
                 (w, h, Some(scratch))
             }
         };
-        let app = AppState::new(config, writer, Arc::new(Registry::new(snapshot)))?;
+        let mut app = AppState::new(config, writer, Arc::new(Registry::new(snapshot)))?;
+        let governed = governor.is_some();
+        if let Some(g) = governor {
+            app.governor = g;
+        }
         Ok(InProcess {
+            governed,
             app: Arc::new(app),
             origin: record,
             writer: Some(handle),
@@ -95,7 +115,16 @@ impl InProcess {
         variant: Option<&str>,
         tags: &[String],
     ) -> CallOutcome {
-        call_through(&self.app, self.origin, req, variant, tags, None).await
+        call_inner(
+            &self.app,
+            self.origin,
+            req,
+            variant,
+            tags,
+            None,
+            self.governed,
+        )
+        .await
     }
 
     /// Drain the trace queue (blocking; call from a blocking context at the end).
@@ -112,10 +141,24 @@ impl InProcess {
 pub async fn call_through(
     app: &AppState,
     origin: Option<Origin>,
+    req: ChatRequest,
+    variant: Option<&str>,
+    tags: &[String],
+    parent_id: Option<String>,
+) -> CallOutcome {
+    call_inner(app, origin, req, variant, tags, parent_id, false).await
+}
+
+/// [`call_through`]; `governed`: admitted against `app`'s budgets and rate limits, the
+/// reservation settled with the call's cost.
+async fn call_inner(
+    app: &AppState,
+    origin: Option<Origin>,
     mut req: ChatRequest,
     variant: Option<&str>,
     tags: &[String],
     parent_id: Option<String>,
+    governed: bool,
 ) -> CallOutcome {
     let started = Instant::now();
     let endpoint = match origin {
@@ -123,6 +166,7 @@ pub async fn call_through(
         Some(Origin::Replay) | None => "replay",
         Some(Origin::Shadow) => "shadow",
         Some(Origin::Judge) => "judge",
+        Some(Origin::Canary) => "canary",
         Some(Origin::Live) => "/v1/chat/completions",
     };
     let mut trace = TraceRecord::new(
@@ -144,7 +188,9 @@ pub async fn call_through(
         bypass_cache: true,
         key: None,
     };
-    let result = match drive::run(app, req, opts, &mut trace, None).await {
+    let mut admission = crate::pipeline::admit::Governed::default();
+    let gov = governed.then_some(&mut admission);
+    let result = match drive::run(app, req, opts, &mut trace, gov).await {
         Ok(Served::Whole { resp, .. }) => Ok(resp),
         Ok(Served::Stream(..)) => Err(GatewayError::Internal(
             "asked for a whole reply but got a stream".into(),
@@ -155,6 +201,14 @@ pub async fn call_through(
         account::fail(&mut trace, e);
     }
     trace.latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    if let Some(ticket) = admission.ticket.take() {
+        // As a live call settles (pipeline/account.rs): the cost, and the tokens if known.
+        let tokens = match (trace.input_tokens, trace.output_tokens) {
+            (None, None) => None,
+            (i, o) => Some(i.unwrap_or(0).saturating_add(o.unwrap_or(0))),
+        };
+        ticket.settle(trace.cost, tokens);
+    }
     if origin.is_some() {
         // Straight to the writer: these calls stay out of the live gateway metrics.
         app.writer.record(trace.clone());

@@ -16,11 +16,15 @@
 //!   Experiments page;
 //! - `rendered.rs` — the messages a traced call sent (its prompt rendered again), for the
 //!   trace page and `keel traces show`;
+//! - `model_watch.rs` — the version behind each model name, watched off the request path
+//!   (`model.version_changed` audit events, `keel_model_version_changes_total`);
 //! - `online.rs` — online evals' sampling of finished live calls and the bounded queue to
 //!   their judges (the judges are `keel-online`);
 //! - `otel/` — OpenTelemetry: span export (GenAI conventions, `traceparent`) and
 //!   `POST /v1/traces` ingest of apps' spans;
-//! - `dashboard/` — the server-rendered dashboard under `/` and `/ui/*`, one module per page;
+//! - `dashboard/` — the server-rendered dashboard under `/` and `/ui/*`, one module per page
+//!   (the reviewer's pages in `dashboard/review*.rs`; their logic is `keel-review`);
+//! - `case_drafts.rs` — "add to dataset": what the dashboard needs of `keel-evals`;
 //! - `playground/` — the prompt playground's work: drafts checked and tried beside the
 //!   live version (its pages are in `dashboard/playground/`);
 //! - `server.rs` — start, serve, drain the trace queue on shutdown;
@@ -31,6 +35,8 @@
 
 pub mod balance;
 pub mod breaker;
+pub mod canary;
+pub mod case_drafts;
 pub mod connections;
 pub mod dashboard;
 pub mod error;
@@ -38,7 +44,9 @@ pub mod governance;
 pub mod guard;
 pub mod handlers;
 pub mod inproc;
+pub mod inventory;
 pub mod metrics;
+pub mod model_watch;
 pub mod online;
 pub mod otel;
 pub mod parity;

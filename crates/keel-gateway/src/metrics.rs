@@ -40,6 +40,16 @@ pub struct ModelLabels {
     pub model: String,
 }
 
+/// A scheduled canary run: its suite (from config), trigger and outcome (fixed sets).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CanaryLabels {
+    pub suite: String,
+    /// `schedule` or `model_changed`.
+    pub trigger: String,
+    /// `ok`, `changed` or `failed`.
+    pub outcome: String,
+}
+
 /// A guardrail check's outcome; policy and check names come from the config (bounded).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GuardLabels {
@@ -94,6 +104,22 @@ pub struct Metrics {
     pub online: crate::online::OnlineMetrics,
     /// `POST /v1/feedback` values stored, by name.
     pub feedback: FeedbackCounter,
+    /// `keel_model_version_changes_total{model}`: versions new to a model's deployment
+    /// (`crate::model_watch`; models come from the config, so the series are bounded).
+    pub model_version_changes: Family<ModelLabels, Counter>,
+    /// `keel_canary_runs_total{suite,trigger,outcome}` (`crate::canary`).
+    pub canary_runs: Family<CanaryLabels, Counter>,
+    /// Review items the intake entered, by queue and reason (counted by `keel serve`'s
+    /// intake, `keel_review::intake`; queue names come from config, so series are few).
+    pub review_entered: Family<ReviewLabels, Counter>,
+    /// Intake passes that failed (logged, retried next pass).
+    pub review_intake_errors: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    pub queue: String,
+    pub reason: String,
 }
 
 /// Feedback names an app sent: at most this many become label values; the rest count
@@ -355,6 +381,30 @@ impl Metrics {
             otel.spans_ingested.clone(),
         );
         let online = crate::online::OnlineMetrics::register(&mut registry);
+        let model_version_changes = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "model_version_changes",
+            "Versions (system fingerprint, else the reported model) new to a model's deployment, by model",
+            model_version_changes.clone(),
+        );
+        let canary_runs = Family::<CanaryLabels, Counter>::default();
+        registry.register(
+            "canary_runs",
+            "Scheduled canary eval runs, by suite, trigger (schedule, model_changed) and outcome (ok, changed, failed)",
+            canary_runs.clone(),
+        );
+        let review_entered = Family::<ReviewLabels, Counter>::default();
+        registry.register(
+            "review_items_entered",
+            "Review items the intake entered (off the request path), by queue and why they entered",
+            review_entered.clone(),
+        );
+        let review_intake_errors = Counter::default();
+        registry.register(
+            "review_intake_errors",
+            "Review intake passes that failed (logged; retried on the next pass)",
+            review_intake_errors.clone(),
+        );
         let feedback = FeedbackCounter::default();
         registry.register(
             "feedback",
@@ -365,6 +415,10 @@ impl Metrics {
             otel,
             online,
             feedback,
+            model_version_changes,
+            canary_runs,
+            review_entered,
+            review_intake_errors,
             registry,
             requests,
             errors,

@@ -31,7 +31,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 /// Sampled calls waiting for a judge, across online evals. A full queue drops (counted).
@@ -81,21 +80,8 @@ pub struct SampledCall {
     pub bytes: usize,
 }
 
-/// Whether the call `request_id` is in the sample of `eval` at `rate` (0..=1).
-pub fn in_sample(eval: &str, request_id: &str, rate: f64) -> bool {
-    if rate >= 1.0 {
-        return true;
-    }
-    let mut h = Sha256::new();
-    h.update(eval.as_bytes());
-    h.update([0u8]);
-    h.update(request_id.as_bytes());
-    let digest = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    let point = u64::from_be_bytes(first) as f64 / 18_446_744_073_709_551_616.0;
-    point < rate
-}
+/// Whether a call is in an online eval's sample (the same draw everywhere: keel-core).
+pub use keel_core::sample::in_sample;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EvalLabels {

@@ -11,7 +11,7 @@ use keel_core::config::Config;
 use keel_store::{Store, WriterOptions};
 use tokio::net::TcpListener;
 
-use crate::handlers::{admin, chat, feedback, messages, misc};
+use crate::handlers::{admin, chat, embeddings, feedback, messages, misc};
 use crate::state::AppState;
 
 /// The gateway's routes.
@@ -19,6 +19,8 @@ pub fn router(app: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/chat/completions", post(chat::chat_completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/embeddings", post(embeddings::embeddings))
         .route("/v1/messages", post(messages::messages))
         .route("/v1/models", get(misc::list_models))
         .route("/health", get(misc::health))
@@ -76,6 +78,8 @@ pub struct Extensions {
     /// Judges live calls for `[[online_evals]]` (`keel_online`); without it nothing is
     /// sampled.
     pub online: Option<Arc<dyn crate::online::Judges>>,
+    /// Proposes recorded calls as eval cases ("add to dataset", `keel_evals`).
+    pub case_drafts: Option<Arc<dyn crate::case_drafts::CaseDrafts>>,
 }
 
 /// What a stopped gateway reports.
@@ -119,6 +123,7 @@ impl Gateway {
         state.governor = governor.clone();
         state.store = Some(store.clone());
         state.suites = extensions.suites;
+        state.case_drafts = extensions.case_drafts;
         let mut otel_task = None;
         if let Some(settings) = &config.otel {
             let (exporter, task) =
@@ -127,6 +132,9 @@ impl Gateway {
             otel_task = Some(task);
         }
         let state = Arc::new(state);
+        let model_watch = tokio::spawn(crate::model_watch::run_every(store.clone(), state.clone()));
+        let canaries = (!config.canaries.is_empty())
+            .then(|| tokio::spawn(crate::canary::run_every(state.clone(), store.clone())));
         // Sampling starts only when judges are plugged in: without them nothing is queued.
         let judges = extensions.online.as_ref().and_then(|j| {
             let queue = state.online.attach(crate::online::QUEUE_CAPACITY)?;
@@ -164,6 +172,10 @@ impl Gateway {
             // writer, still open); what is still queued is counted as skipped.
             if let Some(j) = judges {
                 j.stop(JUDGES_STOP_WITHIN).await;
+            }
+            model_watch.abort();
+            if let Some(c) = canaries {
+                c.abort();
             }
             governance.stop(&governor).await;
             if let Some(r) = refresher {

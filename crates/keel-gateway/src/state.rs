@@ -26,6 +26,9 @@ pub struct ModelRoute {
     /// Where it is served (at least one); balanced by `config.strategy`. Each has its own
     /// circuit breaker when `config.routing.breaker` is set.
     pub deployments: Vec<crate::balance::Deployment>,
+    /// `Deprecation` (RFC 9745) and `Sunset` (RFC 8594) for every response it answers,
+    /// when the provider deprecated it: built once here, cloned per response.
+    pub lifecycle_headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
 }
 
 impl ModelRoute {
@@ -33,6 +36,26 @@ impl ModelRoute {
     pub fn primary(&self) -> &crate::balance::Deployment {
         &self.deployments[0]
     }
+}
+
+/// The lifecycle headers a model's responses carry.
+fn lifecycle_headers(m: &ModelConfig) -> Vec<(axum::http::HeaderName, axum::http::HeaderValue)> {
+    use axum::http::{HeaderName, HeaderValue};
+    let Some(l) = &m.lifecycle else {
+        return Vec::new();
+    };
+    [
+        ("deprecation", l.deprecation_header()),
+        ("sunset", l.sunset_header()),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| {
+        Some((
+            HeaderName::from_static(name),
+            HeaderValue::from_str(&v?).ok()?,
+        ))
+    })
+    .collect()
 }
 
 pub struct AppState {
@@ -71,6 +94,8 @@ pub struct AppState {
     pub otel: Option<crate::otel::SpanExporter>,
     /// The playground's eval-suite runner (from keel-evals, given by `keel serve`).
     pub suites: Option<Arc<dyn crate::playground::suites::SuiteRunner>>,
+    /// "Add to dataset" on the trace and review pages (`keel_evals`, via `keel serve`).
+    pub case_drafts: Option<Arc<dyn crate::case_drafts::CaseDrafts>>,
     /// Work that outlives its response: reading an abandoned stream to its end for the
     /// provider's usage (`pipeline::close`). Shutdown waits for it, up to
     /// `shutdown_timeout`.
@@ -101,6 +126,9 @@ pub fn http_client() -> Result<reqwest::Client, StateError> {
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
+        // An LLM API answers; it does not redirect. Following one would resend the
+        // prompt (and its key) somewhere else, and the redirect layer costs on every call.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| StateError::Client(e.to_string()))
 }
@@ -124,6 +152,20 @@ impl AppState {
                 ProviderKind::OpenAi { base_url, .. } => Provider::OpenAi(
                     openai::OpenAiProvider::new(client.clone(), base_url, api_key),
                 ),
+                ProviderKind::Azure {
+                    base_url,
+                    api_version,
+                    ..
+                } => Provider::Azure(openai::OpenAiProvider::azure(
+                    client.clone(),
+                    base_url,
+                    api_version,
+                    match (p.kind.bearer_token(), api_key) {
+                        (Some(token), _) => openai::Auth::Bearer(token),
+                        (None, Some(key)) => openai::Auth::ApiKey(key),
+                        (None, None) => openai::Auth::None,
+                    },
+                )),
                 ProviderKind::Anthropic { base_url, .. } => Provider::Anthropic(
                     anthropic::AnthropicProvider::new(client.clone(), base_url.clone(), api_key),
                 ),
@@ -180,6 +222,7 @@ impl AppState {
                 ModelRoute {
                     config: m.clone(),
                     deployments,
+                    lifecycle_headers: lifecycle_headers(m),
                 },
             );
         }
@@ -218,6 +261,7 @@ impl AppState {
             shadow_slots,
             otel: None,
             suites: None,
+            case_drafts: None,
             afterwork: tokio_util::task::TaskTracker::new(),
             stopping: tokio_util::sync::CancellationToken::new(),
             sessions: crate::dashboard::Sessions::default(),

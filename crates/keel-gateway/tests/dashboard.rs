@@ -132,15 +132,6 @@ async fn post(h: &Harness, model: &str, text: &str, headers: &[(&str, &str)]) ->
     common::request_id(&resp)
 }
 
-async fn page(h: &Harness, path: &str) -> String {
-    let resp = h.get(path).await;
-    let status = resp.status();
-    let body = resp.text().await.unwrap();
-    assert_eq!(status, 200, "{path}: {body}");
-    assert!(body.starts_with("<!doctype html>"), "{path}: {body}");
-    body
-}
-
 fn count(body: &str) -> usize {
     let at = body.find("data-count=\"").expect("the trace count") + "data-count=\"".len();
     body[at..].split('"').next().unwrap().parse().unwrap()
@@ -149,7 +140,7 @@ fn count(body: &str) -> usize {
 /// Wait until the writer has flushed `n` traces.
 async fn wait_for_traces(h: &Harness, n: usize) {
     let start = Instant::now();
-    while count(&page(h, "/ui/traces?origin=live").await) < n {
+    while count(&h.page("/ui/traces?origin=live").await) < n {
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "traces not written"
@@ -230,7 +221,7 @@ async fn every_page_renders_the_gateways_data() {
     // The function calls before are a variable number: wait for the last calls themselves.
     let start = Instant::now();
     for id in [&xss_id, &fallback_id] {
-        while count(&page(&h, &format!("/ui/traces?id={id}")).await) < 1 {
+        while count(&h.page(&format!("/ui/traces?id={id}")).await) < 1 {
             assert!(
                 start.elapsed() < Duration::from_secs(5),
                 "trace {id} not written"
@@ -240,7 +231,7 @@ async fn every_page_renders_the_gateways_data() {
     }
 
     // Overview.
-    let body = page(&h, "/").await;
+    let body = h.page("/").await;
     for want in [
         "Requests",
         "Spend",
@@ -259,54 +250,50 @@ async fn every_page_renders_the_gateways_data() {
         !body.contains(XSS) && body.contains("&lt;script&gt;"),
         "tenant not escaped"
     );
-    page(&h, "/?since=7d").await;
+    h.page("/?since=7d").await;
     assert_eq!(h.get("/?since=forever").await.status(), 400);
 
     // Traces: filters narrow.
-    let all = count(&page(&h, "/ui/traces").await);
+    let all = count(&h.page("/ui/traces").await);
     assert!(all >= 12, "{all}");
     // (The function calls above run on a variant of their own; the tenant keeps this exact
     // however many of them the registry wait took.)
     assert_eq!(
         count(
-            &page(
-                &h,
-                "/ui/traces?model=mock-1&tenant=acme&origin=live&function="
-            )
-            .await
+            &h.page("/ui/traces?model=mock-1&tenant=acme&origin=live&function=")
+                .await
         ),
         6
     );
-    assert_eq!(count(&page(&h, "/ui/traces?tenant=acme&user=u1").await), 3);
+    assert_eq!(count(&h.page("/ui/traces?tenant=acme&user=u1").await), 3);
+    assert_eq!(count(&h.page("/ui/traces?tenant=globex&since=1h").await), 3);
+    assert_eq!(count(&h.page(&format!("/ui/traces?id={xss_id}")).await), 1);
+    assert_eq!(count(&h.page("/ui/traces?session=s-xss").await), 1);
+    assert!(count(&h.page("/ui/traces?function=support&variant=control").await) >= 1);
+    assert_eq!(count(&h.page("/ui/traces?min_latency=100000").await), 0);
     assert_eq!(
-        count(&page(&h, "/ui/traces?tenant=globex&since=1h").await),
-        3
-    );
-    assert_eq!(
-        count(&page(&h, &format!("/ui/traces?id={xss_id}")).await),
-        1
-    );
-    assert_eq!(count(&page(&h, "/ui/traces?session=s-xss").await), 1);
-    assert!(count(&page(&h, "/ui/traces?function=support&variant=control").await) >= 1);
-    assert_eq!(count(&page(&h, "/ui/traces?min_latency=100000").await), 0);
-    assert_eq!(
-        count(&page(&h, "/ui/traces?max_cost=0.000000001&model=mock-1").await),
+        count(&h.page("/ui/traces?max_cost=0.000000001&model=mock-1").await),
         0
     );
-    assert!(count(&page(&h, "/ui/traces?min_cost=0.000000001").await) >= 6);
-    assert!(count(&page(&h, &format!("/ui/traces?prompt_version={v2}&status=ok")).await) >= 1);
+    assert!(count(&h.page("/ui/traces?min_cost=0.000000001").await) >= 6);
+    assert!(
+        count(
+            &h.page(&format!("/ui/traces?prompt_version={v2}&status=ok"))
+                .await
+        ) >= 1
+    );
     assert_eq!(h.get("/ui/traces?min_cost=lots").await.status(), 400);
-    let list = page(&h, "/ui/traces").await;
+    let list = h.page("/ui/traces").await;
     assert!(!list.contains(XSS) && list.contains("&lt;script&gt;"));
 
     // A trace: attempts, escaping of the captured input.
-    let body = page(&h, &format!("/ui/traces/{fallback_id}")).await;
+    let body = h.page(&format!("/ui/traces/{fallback_id}")).await;
     assert!(body.contains("id=\"attempts\""), "{body}");
     assert!(
         body.contains("upstream_server_error") && body.contains("mock-down"),
         "{body}"
     );
-    let body = page(&h, &format!("/ui/traces/{xss_id}")).await;
+    let body = h.page(&format!("/ui/traces/{xss_id}")).await;
     assert!(!body.contains(XSS), "input not escaped");
     assert!(body.contains("&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt;"));
     assert_eq!(h.get("/ui/traces/no-such-trace").await.status(), 404);
@@ -355,7 +342,7 @@ async fn every_page_renders_the_gateways_data() {
             None,
         )
         .unwrap();
-        let body = page(&h, "/ui/prompts/support/answer").await;
+        let body = h.page("/ui/prompts/support/answer").await;
         assert!(
             body.contains("gated-suite</a> 0.0% · gate <span class=\"tag error\">failed</span>"),
             "{body}"
@@ -363,7 +350,7 @@ async fn every_page_renders_the_gateways_data() {
     }
     // A function call's page shows what was sent: its prompt rendered with the variables
     // (escaped), not only the variables the app sent.
-    let body = page(&h, &format!("/ui/traces/{function_call}")).await;
+    let body = h.page(&format!("/ui/traces/{function_call}")).await;
     assert!(body.contains("Sent to the provider"), "{body}");
     assert!(
         body.contains("Answer briefly &lt;script&gt;x()&lt;/script&gt;: hi"),
@@ -371,9 +358,9 @@ async fn every_page_renders_the_gateways_data() {
     );
 
     // Prompts: versions, labels, history, diff, releases.
-    let body = page(&h, "/ui/prompts").await;
+    let body = h.page("/ui/prompts").await;
     assert!(body.contains("support/answer") && body.contains("production"));
-    let body = page(&h, "/ui/prompts/support/answer").await;
+    let body = h.page("/ui/prompts/support/answer").await;
     for want in [
         "id=\"versions\"",
         "id=\"label-moves\"",
@@ -386,26 +373,28 @@ async fn every_page_renders_the_gateways_data() {
         assert!(body.contains(want), "prompt page lacks {want}");
     }
     assert!(!body.contains("<script>x()"), "prompt text not escaped");
-    page(&h, "/ui/prompts/support/answer?a=1&b=1").await;
+    h.page("/ui/prompts/support/answer?a=1&b=1").await;
     assert_eq!(h.get("/ui/prompts/nope").await.status(), 404);
 
     // Evals and the comparison with its regression.
-    let body = page(&h, "/ui/evals").await;
+    let body = h.page("/ui/evals").await;
     assert!(body.contains("Suite support") && body.contains("run_a") && body.contains("<svg"));
-    let body = page(&h, "/ui/evals/compare?a=run_a&b=run_b").await;
+    let body = h.page("/ui/evals/compare?a=run_a&b=run_b").await;
     assert!(body.contains("regression: 1"), "{body}");
     assert!(body.contains("c1") && !body.contains(XSS));
-    let body = page(&h, "/ui/evals/compare?a=run_a&b=run_b&only=regressions").await;
+    let body = h
+        .page("/ui/evals/compare?a=run_a&b=run_b&only=regressions")
+        .await;
     assert!(body.contains("c2") && !body.contains(">c1<"), "{body}");
 
     // Experiments.
-    let body = page(&h, "/ui/functions").await;
+    let body = h.page("/ui/functions").await;
     for want in ["support", "control", "candidate", "share now", "50.0%"] {
         assert!(body.contains(want), "functions page lacks {want}");
     }
 
     // Governance.
-    let body = page(&h, "/ui/governance").await;
+    let body = h.page("/ui/governance").await;
     for want in [
         "id=\"keys\"",
         "id=\"audit\"",
@@ -422,7 +411,7 @@ async fn every_page_renders_the_gateways_data() {
         .to_str()
         .unwrap()
         .starts_with("text/css"));
-    page(&h, "/ui/login").await;
+    h.page("/ui/login").await;
     h.finish().await;
 }
 
@@ -549,7 +538,7 @@ async fn a_trace_page_shows_the_apps_own_spans_from_the_same_trace() {
         .unwrap();
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
     wait_for_traces(&h, 1).await;
-    let body = page(&h, &format!("/ui/traces/{id}")).await;
+    let body = h.page(&format!("/ui/traces/{id}")).await;
     let at = body
         .find("<h2>App spans</h2>")
         .expect("an app spans section");
@@ -722,7 +711,7 @@ async fn a_reused_request_id_never_resolves_to_another_tenants_call() {
     )
     .await;
     wait_for_traces(&h, 2).await;
-    let body = page(&h, &format!("/ui/traces/{id}")).await;
+    let body = h.page(&format!("/ui/traces/{id}")).await;
     assert!(body.contains("victim"), "{body}");
     assert!(!body.contains("intruder"), "{body}");
     // The page points at the later call, stored under its own id.
@@ -763,7 +752,7 @@ async fn the_experiments_page_shows_online_quality_and_whether_variants_differ()
     .await;
     push(&h.store_path, PROMPT_V1);
     // Before any score: the page renders and says nothing was judged.
-    let body = page(&h, "/ui/functions").await;
+    let body = h.page("/ui/functions").await;
     assert!(body.contains("was judged online"), "{body}");
 
     let mut ids: Vec<(String, &str)> = Vec::new();
@@ -831,7 +820,7 @@ async fn the_experiments_page_shows_online_quality_and_whether_variants_differ()
         }
     }
 
-    let body = page(&h, "/ui/functions").await;
+    let body = h.page("/ui/functions").await;
     for want in [
         "online pass (95% CI)",
         "feedback +",
@@ -844,7 +833,7 @@ async fn the_experiments_page_shows_online_quality_and_whether_variants_differ()
         assert!(body.contains(want), "functions page lacks {want}: {body}");
     }
     // The prompt page's releases carry the same pass rates.
-    let body = page(&h, "/ui/prompts/support/answer").await;
+    let body = h.page("/ui/prompts/support/answer").await;
     assert!(body.contains("100.0% [75.8–100.0%] of 12"), "{body}");
     h.finish().await;
 }

@@ -9,14 +9,6 @@ use common::Harness;
 use keel_store::synth::{generate, SynthOptions};
 use keel_store::Store;
 
-async fn page(h: &Harness, path: &str) -> String {
-    let resp = h.get(path).await;
-    let status = resp.status();
-    let body = resp.text().await.unwrap();
-    assert_eq!(status, 200, "{path}: {body}");
-    body
-}
-
 /// The value of the overview card labelled `label`.
 fn card(body: &str, label: &str) -> String {
     let marker = format!("<div class=\"label\">{label}</div><div class=\"value\">");
@@ -61,7 +53,7 @@ async fn overview_and_search_on_a_generated_store_match_its_traces() {
         for _ in 0..3 {
             let window = |now| keel_store::overview::aligned_window(now, span);
             let (a, b) = window(keel_store::prompts::now_ms());
-            let body = page(&h, &format!("/?since={since}")).await;
+            let body = h.page(&format!("/?since={since}")).await;
             if window(keel_store::prompts::now_ms()) != (a, b) {
                 continue;
             }
@@ -110,7 +102,7 @@ async fn overview_and_search_on_a_generated_store_match_its_traces() {
             "SELECT COUNT(*) FROM traces WHERE cost_nanos >= 50000000",
         ),
     ] {
-        let body = page(&h, &format!("/ui/traces?{query}")).await;
+        let body = h.page(&format!("/ui/traces?{query}")).await;
         let want = raw(&h.store_path, sql, &[]).min(50) as usize;
         assert_eq!(count(&body), want, "{query}");
         assert!(!body.contains("search-stopped"), "{query}");

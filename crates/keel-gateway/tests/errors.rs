@@ -419,13 +419,13 @@ async fn configured_body_limit_is_exact() {
 
 #[tokio::test]
 async fn unknown_routes_answer_in_the_openai_error_shape() {
-    // An SDK calling an endpoint Keel does not serve (embeddings, a typo) gets an error
+    // An SDK calling an endpoint Keel does not serve (images, a typo) gets an error
     // it can parse, as from OpenAI: a JSON body naming the route.
     let h = Harness::start().await;
     let resp = h
         .post_json(
-            "/v1/embeddings",
-            &json!({"model": "mock-1", "input": "x"}),
+            "/v1/images/generations",
+            &json!({"model": "mock-1", "prompt": "x"}),
             &[],
         )
         .await;
@@ -436,7 +436,7 @@ async fn unknown_routes_answer_in_the_openai_error_shape() {
     let msg = v["error"]["message"]
         .as_str()
         .unwrap_or_else(|| panic!("no error.message: {v}"));
-    assert!(msg.contains("/v1/embeddings"), "{msg}");
+    assert!(msg.contains("/v1/images/generations"), "{msg}");
 
     let resp = h.get("/v1/chat/completions").await;
     assert_eq!(resp.status(), 405);

@@ -56,19 +56,7 @@ async fn guarded() -> Harness {
 }
 
 async fn chat(h: &Harness, model: &str, text: &str) -> (u16, Value, String) {
-    let r = h
-        .client
-        .post(h.url("/v1/chat/completions"))
-        .json(&json!({"model": model, "messages": [{"role": "user", "content": text}]}))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let id = r.headers()["x-keel-request-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    (status, r.json().await.unwrap(), id)
+    h.ask(model, text).await
 }
 
 #[tokio::test]

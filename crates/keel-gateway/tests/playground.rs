@@ -60,22 +60,6 @@ async fn start(extensions: keel_gateway::Extensions) -> Harness {
     h
 }
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-async fn page(h: &Harness, path: &str) -> String {
-    let resp = h.get(path).await;
-    let status = resp.status();
-    let body = resp.text().await.unwrap();
-    assert_eq!(status, 200, "{path}: {body}");
-    body
-}
-
 /// Post the editor form with `fields` (plus the draft text and model unless given).
 async fn post(h: &Harness, fields: &[(&str, &str)]) -> reqwest::Response {
     let mut form: Vec<(&str, &str)> = fields.to_vec();
@@ -85,7 +69,7 @@ async fn post(h: &Harness, fields: &[(&str, &str)]) -> reqwest::Response {
     if !fields.iter().any(|(k, _)| *k == "model") {
         form.push(("model", "local"));
     }
-    no_redirects()
+    common::no_redirects()
         .post(h.url(PAGE))
         .form(&form)
         .send()
@@ -120,13 +104,13 @@ async fn wait_traces(h: &Harness, n: usize, pred: impl Fn(&keel_core::trace::Tra
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draft_is_kept_reloaded_and_run_beside_the_live_version() {
     let h = start(keel_gateway::Extensions::default()).await;
-    let index = page(&h, "/ui/playground").await;
+    let index = h.page("/ui/playground").await;
     assert!(
         index.contains("href=\"/ui/playground/support/answer\""),
         "{index}"
     );
-    assert!(page(&h, "/").await.contains("href=\"/ui/playground\""));
-    let editor = page(&h, PAGE).await;
+    assert!(h.page("/").await.contains("href=\"/ui/playground\""));
+    let editor = h.page(PAGE).await;
     assert!(editor.contains("Answer: {{ question }}"), "{editor}");
     assert!(editor.contains("name=\"var.question\""));
     assert!(editor.contains("production</span> → v1"));
@@ -148,13 +132,13 @@ async fn a_draft_is_kept_reloaded_and_run_beside_the_live_version() {
         "{to}"
     );
     let id = to.split("draft=").nth(1).unwrap().to_string();
-    let reloaded = page(&h, &to).await;
+    let reloaded = h.page(&to).await;
     assert!(reloaded.contains("Briefly: {{ question }}") && reloaded.contains(&id));
     assert!(
         reloaded.contains(">hi</textarea>"),
         "typed variables come back"
     );
-    assert!(page(&h, "/ui/playground").await.contains(&id));
+    assert!(h.page("/ui/playground").await.contains(&id));
 
     // Run on typed variables: both outputs, side by side.
     let body = post_page(
@@ -362,7 +346,7 @@ async fn a_suite_shows_the_drafts_regression_against_live() {
         ),
     )
     .unwrap();
-    let editor = page(&h, PAGE).await;
+    let editor = h.page(PAGE).await;
     assert!(editor.contains("<option>support</option>"), "{editor}");
     let upper = LIVE.replace("{{ question }}", "{{ question | upper }}");
     let body = post_page(
@@ -431,7 +415,7 @@ async fn the_admin_key_and_the_form_token_guard_the_playground() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     // With the header, a post needs no token.
-    let resp = no_redirects()
+    let resp = common::no_redirects()
         .post(h.url(PAGE))
         .bearer_auth(ADMIN)
         .form(&[("action", "keep"), ("source", DRAFT), ("model", "local")])
@@ -441,7 +425,7 @@ async fn the_admin_key_and_the_form_token_guard_the_playground() {
     assert_eq!(resp.status(), 303);
     // With a session cookie (from the login form), the form must carry the session's
     // token that the page gives.
-    let login = no_redirects()
+    let login = common::no_redirects()
         .post(h.url("/ui/login"))
         .form(&[("key", ADMIN)])
         .send()
@@ -463,7 +447,7 @@ async fn the_admin_key_and_the_form_token_guard_the_playground() {
             ("token".into(), token.to_string()),
         ]
     };
-    let resp = no_redirects()
+    let resp = common::no_redirects()
         .post(h.url(PAGE))
         .header("cookie", &cookie)
         .form(&form("forged"))
@@ -471,7 +455,7 @@ async fn the_admin_key_and_the_form_token_guard_the_playground() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403);
-    let editor = no_redirects()
+    let editor = common::no_redirects()
         .get(h.url(PAGE))
         .header("cookie", &cookie)
         .send()
@@ -493,7 +477,7 @@ async fn the_admin_key_and_the_form_token_guard_the_playground() {
         !editor.contains(ADMIN),
         "the key itself is never in the page"
     );
-    let resp = no_redirects()
+    let resp = common::no_redirects()
         .post(h.url(PAGE))
         .header("cookie", &cookie)
         .form(&form(&token))
@@ -502,7 +486,7 @@ async fn the_admin_key_and_the_form_token_guard_the_playground() {
         .unwrap();
     assert_eq!(resp.status(), 303);
     // A post from another site is refused whatever it carries.
-    let resp = no_redirects()
+    let resp = common::no_redirects()
         .post(h.url(PAGE))
         .header("cookie", &cookie)
         .header("origin", "http://evil.example")

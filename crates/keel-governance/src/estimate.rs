@@ -81,6 +81,22 @@ pub fn input_tokens(req: &ChatRequest, upstream_model: &str, input_margin: f64) 
     (input, enc.is_exact())
 }
 
+/// An embeddings request's reservation: the input tokens of every input (raised by
+/// `input_margin` when not the model's own tokenizer), no output.
+pub fn embedding_estimate(inputs: &[String], upstream_model: &str, input_margin: f64) -> Estimate {
+    let enc = Encoding::for_model(upstream_model);
+    let mut input: u64 = inputs.iter().map(|t| enc.count_text(t)).sum();
+    if !enc.is_exact() {
+        input = (input as f64 * (1.0 + input_margin)).ceil() as u64;
+    }
+    Estimate {
+        input_tokens: input,
+        output_tokens: 0,
+        exact: enc.is_exact(),
+        output_defaulted: false,
+    }
+}
+
 /// The output tokens of text a model produced (a stream cut before its usage arrived).
 pub fn output_tokens(text: &str, upstream_model: &str) -> u64 {
     Encoding::for_model(upstream_model).count_text(text)

@@ -144,6 +144,7 @@ async fn run(inner: Inner, cost: Nanos, tokens: u64) {
                     to: m.to.clone(),
                     repeat: None,
                     at_ms: now_ms(),
+                    incident: None,
                 });
             }
         }

@@ -58,6 +58,17 @@ impl Redaction {
         Cow::Owned(out)
     }
 
+    /// Scan `text` with the detectors `kinds` and replace what they find (what a policy's
+    /// `redact` check does, for text outside a request: eval cases taken from traces).
+    /// `Cow::Borrowed` when nothing was found or `kinds` is empty.
+    pub fn redact_kinds<'a>(&mut self, text: &'a str, kinds: &[Kind]) -> Cow<'a, str> {
+        if kinds.is_empty() {
+            return Cow::Borrowed(text);
+        }
+        let findings = crate::scan(text, kinds);
+        self.redact(text, &findings)
+    }
+
     /// A token shaped like one of our placeholders that the user wrote themselves
     /// (`"see [EMAIL_1]"`) must never be issued, or restoring would replace the user's own
     /// text: bump the counter past it. Tokens already issued by us are left alone.
@@ -182,6 +193,26 @@ mod tests {
     fn redact_all(r: &mut Redaction, text: &str) -> String {
         let findings = scan(text, Kind::ALL);
         r.redact(text, &findings).into_owned()
+    }
+
+    #[test]
+    fn redacting_with_kinds_touches_only_those_kinds() {
+        let mut r = Redaction::new();
+        let text = "mail ana@example.com or call +1 415 555 0100";
+        let only_email = r.redact_kinds(text, &[Kind::Email]).into_owned();
+        assert!(
+            only_email.contains("[EMAIL_1]") && only_email.contains("415 555 0100"),
+            "{only_email}"
+        );
+        assert_eq!(
+            r.redact_kinds("again ana@example.com", &[Kind::Email]),
+            "again [EMAIL_1]"
+        );
+        assert!(matches!(r.redact_kinds(text, &[]), Cow::Borrowed(_)));
+        assert!(matches!(
+            r.redact_kinds("nothing here", &[Kind::Email]),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -69,6 +69,7 @@ pub fn router(state: Arc<MockServerState>) -> Router {
             "/v1/chat/completions",
             post(openai_routes::chat_completions),
         )
+        .route("/v1/embeddings", post(openai_routes::embeddings))
         .route("/v1/messages", post(anthropic_routes::messages))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))

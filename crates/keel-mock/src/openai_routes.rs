@@ -42,6 +42,20 @@ pub(crate) async fn chat_completions(
     }
 }
 
+/// `POST /v1/embeddings`: deterministic vectors (`keel_providers::mock::embed`).
+pub(crate) async fn embeddings(body: Bytes) -> Response {
+    match serde_json::from_slice::<keel_core::embeddings::EmbeddingRequest>(&body) {
+        Ok(req) => match req.problem() {
+            None => axum::Json(keel_providers::mock::embed::embed(&req)).into_response(),
+            Some((message, _)) => fault_response(&MockFault::status(400, message)),
+        },
+        Err(e) => fault_response(&MockFault::status(
+            400,
+            format!("We could not parse the JSON body of your request: {e}."),
+        )),
+    }
+}
+
 /// A fault as an HTTP response: the OpenAI error body with its status (and
 /// `Retry-After`), or for `Garbage` a 200 that is not JSON. `Timeout` gives the 504 a
 /// hang ends with; the caller hangs first.

@@ -39,8 +39,17 @@ impl ProviderError {
     /// A short, stable name for traces, metrics and reports.
     pub fn class(&self) -> &'static str {
         match self {
-            ProviderError::Status { status, .. } => match *status {
+            ProviderError::Status { status, code, .. } => match *status {
                 429 => "upstream_rate_limit",
+                // Azure's content filter (`content_filter`), OpenAI's moderation refusal.
+                400..=499
+                    if matches!(
+                        code.as_deref(),
+                        Some("content_filter" | "content_policy_violation")
+                    ) =>
+                {
+                    "upstream_content_policy"
+                }
                 400..=499 => "upstream_client_error",
                 _ => "upstream_server_error",
             },
@@ -51,6 +60,16 @@ impl ProviderError {
             ProviderError::Unsupported(_) => "unsupported_request",
         }
     }
+}
+
+/// Parse a `retry-after-ms` header value (Azure OpenAI): milliseconds.
+pub fn parse_retry_after_ms(value: Option<&str>) -> Option<Duration> {
+    value?
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .map(|ms| Duration::from_secs_f64(ms / 1000.0))
 }
 
 /// Parse a `Retry-After` header value given in seconds (the HTTP-date form is rare

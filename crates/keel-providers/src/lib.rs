@@ -16,6 +16,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use futures::Stream;
 use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse};
+use keel_core::embeddings::{EmbeddingRequest, EmbeddingResponse};
 
 pub use error::ProviderError;
 
@@ -31,11 +32,20 @@ pub trait ChatProvider: Send + Sync {
     /// A streamed completion. Errors before the first chunk come back as `Err`;
     /// errors after it come through the stream.
     async fn stream(&self, req: ChatRequest) -> Result<ChunkStream, ProviderError>;
+    /// Embeddings (`POST /v1/embeddings`), for providers that offer them.
+    async fn embed(&self, _req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        Err(ProviderError::Unsupported(
+            "this provider has no embeddings API in Keel (use an openai, azure or mock provider)"
+                .into(),
+        ))
+    }
 }
 
 /// The provider kinds Keel knows, dispatching to the trait.
 pub enum Provider {
     OpenAi(openai::OpenAiProvider),
+    /// Azure OpenAI (deployment URLs, `api-version`, `api-key`): the OpenAI wire format.
+    Azure(openai::OpenAiProvider),
     Anthropic(anthropic::AnthropicProvider),
     Mock(mock::MockProvider),
 }
@@ -43,7 +53,7 @@ pub enum Provider {
 impl Provider {
     fn inner(&self) -> &dyn ChatProvider {
         match self {
-            Provider::OpenAi(p) => p,
+            Provider::OpenAi(p) | Provider::Azure(p) => p,
             Provider::Anthropic(p) => p,
             Provider::Mock(p) => p,
         }
@@ -52,6 +62,7 @@ impl Provider {
     pub fn kind(&self) -> &'static str {
         match self {
             Provider::OpenAi(_) => "openai",
+            Provider::Azure(_) => "azure",
             Provider::Anthropic(_) => "anthropic",
             Provider::Mock(_) => "mock",
         }
@@ -63,5 +74,9 @@ impl Provider {
 
     pub async fn stream(&self, req: ChatRequest) -> Result<ChunkStream, ProviderError> {
         self.inner().stream(req).await
+    }
+
+    pub async fn embed(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        self.inner().embed(req).await
     }
 }

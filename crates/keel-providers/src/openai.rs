@@ -1,12 +1,18 @@
 //! The OpenAI-compatible adapter: OpenAI itself, Azure OpenAI's v1 API, vLLM, Ollama,
 //! Together, and Keel's own mock server all speak this wire format.
 //!
+//! Azure OpenAI's deployment API is the same wire format at a URL per deployment with an
+//! `api-version` and an `api-key` header ([`OpenAiProvider::azure`]).
+//!
 //! Canonical types *are* this wire format, so the request goes out as-is (with the
 //! pinned upstream model). Streams always ask for usage so that they can be priced.
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse, StreamOptions};
+use keel_core::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use serde_json::Value;
 
 use crate::sse::{self, without_url};
@@ -14,9 +20,43 @@ use crate::{ChatProvider, ChunkStream, ProviderError};
 
 pub struct OpenAiProvider {
     client: reqwest::Client,
+    target: Target,
+    auth: Auth,
+}
+
+/// Where a request goes.
+enum Target {
+    /// One URL for every model (`{base_url}/chat/completions`, `{base_url}/embeddings`).
     /// Parsed once: parsing (with IDNA) per request showed up in profiles.
-    url: Result<reqwest::Url, String>,
-    api_key: Option<String>,
+    Fixed {
+        chat: Result<reqwest::Url, String>,
+        embeddings: Result<reqwest::Url, String>,
+    },
+    /// Azure OpenAI: one URL per deployment (the pinned upstream model),
+    /// `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=V`, each
+    /// parsed on first use and kept.
+    Azure {
+        endpoint: String,
+        api_version: String,
+        urls: std::sync::RwLock<HashMap<(Op, String), reqwest::Url>>,
+    },
+}
+
+/// Which API of the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Op {
+    Chat,
+    Embeddings,
+}
+
+/// How a request authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    /// `Authorization: Bearer …` (OpenAI; Azure with a Microsoft Entra ID token).
+    Bearer(String),
+    /// Azure's `api-key: …` header.
+    ApiKey(String),
 }
 
 impl OpenAiProvider {
@@ -24,21 +64,95 @@ impl OpenAiProvider {
     pub fn new(client: reqwest::Client, base_url: &str, api_key: Option<String>) -> Self {
         OpenAiProvider {
             client,
-            url: reqwest::Url::parse(&format!(
-                "{}/chat/completions",
-                base_url.trim_end_matches('/')
-            ))
-            .map_err(|e| format!("invalid base_url: {e}")),
-            api_key,
+            target: {
+                let at = |op: &str| {
+                    reqwest::Url::parse(&format!("{}/{op}", base_url.trim_end_matches('/')))
+                        .map_err(|e| format!("invalid base_url: {e}"))
+                };
+                Target::Fixed {
+                    chat: at("chat/completions"),
+                    embeddings: at("embeddings"),
+                }
+            },
+            auth: api_key.map_or(Auth::None, Auth::Bearer),
+        }
+    }
+
+    /// Azure OpenAI at `endpoint` (`https://RESOURCE.openai.azure.com`): the model's
+    /// upstream id is the deployment name.
+    pub fn azure(client: reqwest::Client, endpoint: &str, api_version: &str, auth: Auth) -> Self {
+        OpenAiProvider {
+            client,
+            target: Target::Azure {
+                endpoint: endpoint.trim_end_matches('/').to_string(),
+                api_version: api_version.to_string(),
+                urls: std::sync::RwLock::new(HashMap::new()),
+            },
+            auth,
+        }
+    }
+
+    /// The URL of a chat request for `model`.
+    fn url(&self, model: &str) -> Result<reqwest::Url, ProviderError> {
+        self.url_of(Op::Chat, model)
+    }
+
+    /// The URL of `op` for `model`.
+    fn url_of(&self, op: Op, model: &str) -> Result<reqwest::Url, ProviderError> {
+        match &self.target {
+            Target::Fixed { chat, embeddings } => match op {
+                Op::Chat => chat,
+                Op::Embeddings => embeddings,
+            }
+            .clone()
+            .map_err(ProviderError::Unsupported),
+            Target::Azure {
+                endpoint,
+                api_version,
+                urls,
+            } => {
+                let cached = urls
+                    .read()
+                    .ok()
+                    .and_then(|m| m.get(&(op, model.to_string())).cloned());
+                if let Some(u) = cached {
+                    return Ok(u);
+                }
+                let mut u = reqwest::Url::parse(endpoint)
+                    .map_err(|e| ProviderError::Unsupported(format!("invalid base_url: {e}")))?;
+                u.path_segments_mut()
+                    .map_err(|()| ProviderError::Unsupported("invalid base_url".into()))?
+                    .pop_if_empty()
+                    .extend(["openai", "deployments", model])
+                    .extend(match op {
+                        Op::Chat => &["chat", "completions"][..],
+                        Op::Embeddings => &["embeddings"][..],
+                    });
+                u.query_pairs_mut().append_pair("api-version", api_version);
+                if let Ok(mut m) = urls.write() {
+                    m.insert((op, model.to_string()), u.clone());
+                }
+                Ok(u)
+            }
         }
     }
 
     async fn send(&self, req: &ChatRequest) -> Result<reqwest::Response, ProviderError> {
-        let url = self.url.clone().map_err(ProviderError::Unsupported)?;
-        let mut builder = self.client.post(url).json(req);
-        if let Some(key) = &self.api_key {
-            builder = builder.bearer_auth(key);
-        }
+        self.post(self.url(&req.model)?, req).await
+    }
+
+    /// POST `body` to `url` with this provider's auth; a non-2xx is the provider's error.
+    async fn post(
+        &self,
+        url: reqwest::Url,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut builder = self.client.post(url).json(body);
+        builder = match &self.auth {
+            Auth::None => builder,
+            Auth::Bearer(key) => builder.bearer_auth(key),
+            Auth::ApiKey(key) => builder.header("api-key", key),
+        };
         let resp = builder
             .send()
             .await
@@ -132,6 +246,22 @@ impl ChatProvider for OpenAiProvider {
         });
         Ok(Box::pin(stream))
     }
+
+    async fn embed(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        let resp = self
+            .post(self.url_of(Op::Embeddings, &req.model)?, &req)
+            .await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ProviderError::StreamCut(without_url(&e)))?;
+        serde_json::from_slice::<EmbeddingResponse>(&bytes).map_err(|e| {
+            ProviderError::InvalidResponse(format!(
+                "not an embeddings response ({e}): {}",
+                sse::truncate(&String::from_utf8_lossy(&bytes), 200)
+            ))
+        })
+    }
 }
 
 /// One `data:` payload: a chunk, or an in-stream error object. Public so the fuzz
@@ -156,5 +286,56 @@ pub fn parse_chunk(data: &str) -> Result<ChatChunk, ProviderError> {
                 sse::truncate(data, 200)
             ))),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azure_urls_name_the_deployment_and_the_api_version() {
+        let p = OpenAiProvider::azure(
+            reqwest::Client::new(),
+            "https://res.openai.azure.com/",
+            "2024-10-21",
+            Auth::ApiKey("k".into()),
+        );
+        let u = p.url("gpt-4o mini/eu").unwrap();
+        assert_eq!(
+            u.as_str(),
+            "https://res.openai.azure.com/openai/deployments/gpt-4o%20mini%2Feu/chat/completions?api-version=2024-10-21"
+        );
+        // Kept: the second call is the same URL.
+        assert_eq!(p.url("gpt-4o mini/eu").unwrap(), u);
+        let openai = OpenAiProvider::new(reqwest::Client::new(), "http://h:1/v1/", None);
+        assert_eq!(
+            openai.url("any").unwrap().as_str(),
+            "http://h:1/v1/chat/completions"
+        );
+        assert_eq!(
+            openai.url_of(Op::Embeddings, "any").unwrap().as_str(),
+            "http://h:1/v1/embeddings"
+        );
+        assert_eq!(
+            p.url_of(Op::Embeddings, "emb").unwrap().as_str(),
+            "https://res.openai.azure.com/openai/deployments/emb/embeddings?api-version=2024-10-21"
+        );
+    }
+
+    #[test]
+    fn retry_after_ms_is_milliseconds() {
+        use crate::error::parse_retry_after_ms;
+        assert_eq!(
+            parse_retry_after_ms(Some("150")),
+            Some(std::time::Duration::from_millis(150))
+        );
+        assert_eq!(
+            parse_retry_after_ms(Some(" 1500.5 ")),
+            Some(std::time::Duration::from_micros(1_500_500))
+        );
+        assert_eq!(parse_retry_after_ms(Some("-1")), None);
+        assert_eq!(parse_retry_after_ms(Some("soon")), None);
+        assert_eq!(parse_retry_after_ms(None), None);
     }
 }

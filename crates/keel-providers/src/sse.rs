@@ -22,11 +22,10 @@ pub type ErrorExtractor = fn(&Value) -> Option<(String, Option<String>)>;
 /// provider's own message. `extract` pulls `(message, code)` out of a JSON error body.
 pub async fn status_error(resp: reqwest::Response, extract: ErrorExtractor) -> ProviderError {
     let status = resp.status().as_u16();
-    let retry_after = parse_retry_after(
-        resp.headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok()),
-    );
+    // Azure sends `retry-after-ms` beside `Retry-After`: the finer one wins.
+    let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
+    let retry_after = crate::error::parse_retry_after_ms(header("retry-after-ms"))
+        .or_else(|| parse_retry_after(header(reqwest::header::RETRY_AFTER.as_str())));
     let text = match resp.text().await {
         Ok(t) => t,
         Err(e) => return ProviderError::Connect(without_url(&e)),

@@ -67,6 +67,39 @@ pub fn last_value(
     .map(Option::flatten)
 }
 
+/// The last `action` on `target`: its `to_value` and `details_json`.
+pub fn last_event_values(
+    conn: &Connection,
+    action: &str,
+    target: &str,
+) -> rusqlite::Result<Option<(Option<String>, Option<String>)>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        "SELECT to_value, details_json FROM audit_events WHERE action = ?1 AND target = ?2 ORDER BY id DESC LIMIT 1",
+        params![action, target],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// The `to_value` of the last `action` on `target` recorded before event `before_id`
+/// (e.g. the config hash loaded before a given load).
+pub fn value_before(
+    conn: &Connection,
+    action: &str,
+    target: &str,
+    before_id: i64,
+) -> rusqlite::Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        "SELECT to_value FROM audit_events WHERE action = ?1 AND target = ?2 AND id < ?3 ORDER BY id DESC LIMIT 1",
+        params![action, target, before_id],
+        |r| r.get(0),
+    )
+    .optional()
+    .map(Option::flatten)
+}
+
 /// Events at or after `since_ms`, newest first, at most `limit` (0 = all).
 pub fn list_audit(
     conn: &Connection,
@@ -82,20 +115,43 @@ pub fn list_audit(
         "SELECT id, at_ms, actor, action, target, from_value, to_value, reason, details_json
          FROM audit_events WHERE at_ms >= ?1 ORDER BY id DESC LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![since_ms, limit], |r| {
-        Ok(AuditEvent {
-            id: r.get(0)?,
-            at_ms: r.get(1)?,
-            actor: r.get(2)?,
-            action: r.get(3)?,
-            target: r.get(4)?,
-            from_value: r.get(5)?,
-            to_value: r.get(6)?,
-            reason: r.get(7)?,
-            details_json: r.get(8)?,
-        })
-    })?;
+    let rows = stmt.query_map(params![since_ms, limit], audit_row)?;
     rows.collect()
+}
+
+/// The events of one `action` (e.g. `model.version_changed`) at or after `since_ms`,
+/// newest first, at most `limit` (0 = all).
+pub fn list_audit_action(
+    conn: &Connection,
+    action: &str,
+    since_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<AuditEvent>> {
+    let limit = if limit == 0 {
+        -1
+    } else {
+        i64::try_from(limit).unwrap_or(i64::MAX)
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, at_ms, actor, action, target, from_value, to_value, reason, details_json
+         FROM audit_events WHERE action = ?1 AND at_ms >= ?2 ORDER BY id DESC LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![action, since_ms, limit], audit_row)?;
+    rows.collect()
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent {
+        id: r.get(0)?,
+        at_ms: r.get(1)?,
+        actor: r.get(2)?,
+        action: r.get(3)?,
+        target: r.get(4)?,
+        from_value: r.get(5)?,
+        to_value: r.get(6)?,
+        reason: r.get(7)?,
+        details_json: r.get(8)?,
+    })
 }
 
 /// Every call governance refused, read from the traces (each block is traced with its

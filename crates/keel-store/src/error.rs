@@ -53,4 +53,10 @@ pub enum StoreError {
 
     #[error("cannot encode a value for the store: {0}")]
     Encode(#[from] serde_json::Error),
+
+    /// A record named by the caller is not in the store (e.g. `incident 7`).
+    #[error(
+        "there is no {0} in this store — list what there is (e.g. `keel incident list --all`)"
+    )]
+    NotFound(String),
 }

@@ -43,6 +43,9 @@ pub struct EvalRun {
     pub baseline_run: Option<String>,
     pub gate_passed: Option<bool>,
     pub summary_json: Option<String>,
+    /// The model version that answered, for a scheduled canary's run (`canary_runs`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub model_version: Option<String>,
 }
 
 /// One case × repeat.
@@ -140,7 +143,8 @@ pub fn finish_eval_run(
 
 const RUN_COLS: &str = "id, suite, started_at_ms, actor, dataset_hash, role, target_json, function, variant,
     prompt_name, prompt_version, model, upstream_model, release_id, repeat, finished_at_ms, status, cases,
-    passed, baseline_run, gate_passed, summary_json";
+    passed, baseline_run, gate_passed, summary_json,
+    (SELECT c.model_version FROM canary_runs c WHERE c.run_id = eval_runs.id LIMIT 1)";
 
 fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EvalRun> {
     Ok(EvalRun {
@@ -168,6 +172,7 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EvalRun> {
         baseline_run: r.get(19)?,
         gate_passed: r.get(20)?,
         summary_json: r.get(21)?,
+        model_version: r.get(22)?,
     })
 }
 

@@ -20,14 +20,19 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod canaries;
+pub mod datasets;
 mod db;
 pub mod drafts;
 mod error;
 pub mod evals;
 pub mod feedback;
 pub mod histogram;
+pub mod incident_series;
+pub mod incidents;
 pub mod keys;
 mod migrations;
+pub mod model_versions;
 pub mod overview;
 pub mod prompt_traffic;
 pub mod prompts;
@@ -40,7 +45,10 @@ pub mod releases;
 pub mod replays;
 pub mod report;
 pub mod report_compare;
+pub mod report_embeddings;
 mod report_render;
+pub mod review;
+pub mod review_intake;
 pub mod rollup;
 pub mod scores;
 pub mod search;
@@ -48,6 +56,7 @@ pub mod shadow;
 pub mod spans;
 pub mod spend;
 pub mod splits;
+pub mod switches;
 pub mod synth;
 mod trace_row;
 pub mod writer;
@@ -79,3 +88,13 @@ pub use rusqlite::Connection;
 pub use search::{search_traces, TraceSearch};
 pub use spans::{calls_in_trace, spans_for_trace, AppSpan, SpanStatus};
 pub use writer::{spawn, TraceWriter, WriterHandle, WriterOptions, WriterStats};
+
+/// A writer connection to a fresh store in a temporary folder (kept while the folder is).
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_conn() -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("k.db").to_str().unwrap()).unwrap();
+    let c = store.writer_conn().unwrap();
+    (dir, c)
+}

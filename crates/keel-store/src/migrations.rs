@@ -124,6 +124,31 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0021_scores_created",
         sql: include_str!("../migrations/0021_scores_created.sql"),
     },
+    Migration {
+        version: 22,
+        name: "0022_review_queues",
+        sql: include_str!("../migrations/0022_review_queues.sql"),
+    },
+    Migration {
+        version: 23,
+        name: "0023_dataset_versions_and_drafts",
+        sql: include_str!("../migrations/0023_dataset_versions_and_drafts.sql"),
+    },
+    Migration {
+        version: 24,
+        name: "0024_model_versions",
+        sql: include_str!("../migrations/0024_model_versions.sql"),
+    },
+    Migration {
+        version: 25,
+        name: "0025_incidents_and_switches",
+        sql: include_str!("../migrations/0025_incidents_and_switches.sql"),
+    },
+    Migration {
+        version: 26,
+        name: "0026_canaries",
+        sql: include_str!("../migrations/0026_canaries.sql"),
+    },
 ];
 
 /// The step of a migration that SQL alone cannot do, run in the same transaction right

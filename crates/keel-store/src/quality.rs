@@ -9,9 +9,10 @@
 //!
 //! Scores and feedback belong to a group through their trace: joined on `traces.id`,
 //! live calls only, windowed on the trace's `started_at_ms` like the rest of the report.
-//! Scores from `online` and `backfill` judging count (not people's, which are another
-//! kind of figure). A judged call passes when every assertion of every eval on it
-//! passed; per eval, when every assertion of that eval passed.
+//! Scores from `online` and `backfill` judging count as the judges' figures; people's
+//! (`human`, from review queues) are their own figure beside them: calls with a clear
+//! human verdict and how many were good. A judged call passes when every assertion of
+//! every eval on it passed; per eval, when every assertion of that eval passed.
 
 use std::collections::BTreeMap;
 
@@ -106,6 +107,10 @@ pub struct QualitySums {
     /// Per eval and metric, by name.
     pub metrics: Vec<MetricSums>,
     pub feedback: FeedbackCounts,
+    /// Calls reviewers gave a clear verdict (good or bad; ties between two reviewers and
+    /// `unsure` left out), and those found good.
+    pub human_reviewed: u64,
+    pub human_good: u64,
 }
 
 /// How long before the window a score or feedback row may have been written and still
@@ -121,8 +126,21 @@ const SKEW_MS: i64 = 300_000;
 /// scores in key order to save a sort. Listed releases (`?3`) are walked by
 /// `traces_release` instead, as their traffic is.
 fn scored(by_ids: bool) -> String {
-    let base = "WHERE t.started_at_ms >= ?1 AND t.started_at_ms < ?2 AND t.origin = 'live' \
-                AND s.source IN ('online', 'backfill')";
+    scored_where(by_ids, "AND s.source IN ('online', 'backfill')")
+}
+
+/// The same for reviewers' verdicts: `human` scores on the `verdict` label, ties left out.
+fn human_scored(by_ids: bool) -> String {
+    scored_where(
+        by_ids,
+        "AND s.source = 'human' AND s.metric = 'verdict' AND s.value <> 0.5",
+    )
+}
+
+fn scored_where(by_ids: bool, which: &str) -> String {
+    let base = format!(
+        "WHERE t.started_at_ms >= ?1 AND t.started_at_ms < ?2 AND t.origin = 'live' {which}"
+    );
     if by_ids {
         format!("FROM traces t JOIN scores s ON s.trace_id = t.id {base}")
     } else {
@@ -226,6 +244,15 @@ fn sums(
         group(&mut groups, row.get(0)?).metrics.push(metric);
     }
 
+    // Reviewers' verdicts: a call is good when its (mean) human verdict is.
+    let mut stmt = conn.prepare(&humans_sql(grouping, by_ids))?;
+    let mut rows = stmt.query(args)?;
+    while let Some(row) = rows.next()? {
+        let g = group(&mut groups, row.get(0)?);
+        g.human_reviewed = count(row, 1)?;
+        g.human_good = count(row, 2)?;
+    }
+
     // Feedback by kind.
     let mut stmt = conn.prepare(&feedback_sql(grouping, by_ids))?;
     let mut rows = stmt.query(args)?;
@@ -249,6 +276,16 @@ fn calls_sql(g: QualityGrouping, by_ids: bool) -> String {
     format!(
         "SELECT grp, COUNT(*), SUM(ok) FROM ( \
            SELECT {key} AS grp, MIN(s.passed) AS ok {scored}{filter} GROUP BY s.trace_id) \
+         GROUP BY grp"
+    )
+}
+
+/// Calls with a clear human verdict, and the good ones, per group.
+fn humans_sql(g: QualityGrouping, by_ids: bool) -> String {
+    let (key, filter, scored) = (g.key_sql(), g.filter_sql(by_ids), human_scored(by_ids));
+    format!(
+        "SELECT grp, COUNT(*), SUM(good) FROM ( \
+           SELECT {key} AS grp, MAX(s.value > 0.5) AS good {scored}{filter} GROUP BY s.trace_id) \
          GROUP BY grp"
     )
 }

@@ -103,12 +103,25 @@ pub struct QualityRow {
     pub evals: Vec<EvalFigures>,
     pub metrics: Vec<MetricFigures>,
     pub feedback: FeedbackFigures,
+    /// Calls reviewers gave a clear verdict, the good ones, and the good rate with its
+    /// interval: people's figure beside the judges' pass rate.
+    pub human_reviewed: u64,
+    pub human_good: u64,
+    pub human_good_rate: Option<f64>,
+    pub human_good_rate_low: Option<f64>,
+    pub human_good_rate_high: Option<f64>,
 }
 
 impl QualityRow {
     pub fn from_sums(s: &QualitySums) -> QualityRow {
         let pass = Rate::of(s.passed, s.judged);
+        let human = Rate::of(s.human_good, s.human_reviewed);
         QualityRow {
+            human_reviewed: s.human_reviewed,
+            human_good: s.human_good,
+            human_good_rate: human.rate,
+            human_good_rate_low: human.low,
+            human_good_rate_high: human.high,
             name: s.name.clone(),
             judged: s.judged,
             passed: s.passed,

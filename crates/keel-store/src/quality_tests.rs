@@ -103,6 +103,25 @@ fn seeded() -> (Store, Connection) {
         1,
     )
     .unwrap();
+    // Reviewers' verdicts (a review queue `support-review`): their own figure, beside
+    // the judges'. c1 good, c3 bad, c2 a tie between two reviewers (left out).
+    for (trace, value) in [("c1", 1.0), ("c3", 0.0), ("c2", 0.5)] {
+        replace_scores(
+            &mut w,
+            trace,
+            "support-review",
+            "human",
+            &[ScoreRow {
+                metric: "verdict".into(),
+                value,
+                passed: value >= 0.5,
+                reason: None,
+            }],
+            None,
+            1,
+        )
+        .unwrap();
+    }
     feedback(&mut w, "c1", "thumbs", FeedbackValue::Number(1.0));
     feedback(&mut w, "c2", "thumbs", FeedbackValue::Number(-1.0));
     feedback(&mut w, "c3", "thumbs", FeedbackValue::Bool(true));

@@ -72,10 +72,30 @@ fn bucket(w: &Windows, idx: i64) -> Option<usize> {
     usize::try_from(idx).ok().filter(|i| *i < w.count)
 }
 
-/// Per window: calls judged by `eval` and how many passed every assertion.
+/// Whose scores are read: the online judges' (`online`, `backfill`) or people's
+/// (`human`, the scores a review queue's labels become; `eval` is then the queue).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ScoreSources {
+    #[default]
+    Judge,
+    Human,
+}
+
+impl ScoreSources {
+    fn sql(self) -> &'static str {
+        match self {
+            ScoreSources::Judge => "('online', 'backfill')",
+            ScoreSources::Human => "('human')",
+        }
+    }
+}
+
+/// Per window: calls judged by `eval` (scored by `sources`) and how many passed every
+/// assertion (for people: every scored label, e.g. the verdict good).
 pub fn pass_counts(
     conn: &Connection,
     eval: &str,
+    sources: ScoreSources,
     f: &CallFilter<'_>,
     w: &Windows,
 ) -> Result<Vec<Counts>, StoreError> {
@@ -83,10 +103,11 @@ pub fn pass_counts(
         "SELECT {BUCKET} AS b, COUNT(*), COALESCE(SUM(ok), 0) FROM (
            SELECT t.started_at_ms, MIN(s.passed) AS ok
              FROM scores s JOIN traces t ON t.id = s.trace_id
-            WHERE s.eval = ?9 AND s.source IN ('online', 'backfill')
+            WHERE s.eval = ?9 AND s.source IN {}
               AND s.created_at_ms >= ?1 AND {FILTER}
             GROUP BY s.trace_id) t
-         GROUP BY b"
+         GROUP BY b",
+        sources.sql()
     );
     let mut out = vec![Counts::default(); w.count];
     let mut stmt = conn.prepare(&sql)?;
@@ -118,6 +139,7 @@ pub fn score_sums(
     conn: &Connection,
     eval: &str,
     metric: &str,
+    sources: ScoreSources,
     f: &CallFilter<'_>,
     w: &Windows,
 ) -> Result<Vec<Sums>, StoreError> {
@@ -125,10 +147,11 @@ pub fn score_sums(
         "SELECT {BUCKET} AS b, COUNT(*), COALESCE(SUM(v), 0.0), COALESCE(SUM(v * v), 0.0) FROM (
            SELECT t.started_at_ms, AVG(s.value) AS v
              FROM scores s JOIN traces t ON t.id = s.trace_id
-            WHERE s.eval = ?9 AND s.metric = ?10 AND s.source IN ('online', 'backfill')
+            WHERE s.eval = ?9 AND s.metric = ?10 AND s.source IN {}
               AND s.created_at_ms >= ?1 AND {FILTER}
             GROUP BY s.trace_id) t
-         GROUP BY b"
+         GROUP BY b",
+        sources.sql()
     );
     let mut out = vec![Sums::default(); w.count];
     let mut stmt = conn.prepare(&sql)?;
@@ -308,11 +331,11 @@ mod tests {
             variant: Some("b"),
             ..CallFilter::default()
         };
-        let p = pass_counts(&c, "q", &f, &w).unwrap();
+        let p = pass_counts(&c, "q", ScoreSources::Judge, &f, &w).unwrap();
         assert_eq!(p[0], Counts { n: 2, hits: 1 });
         assert_eq!(p[1], Counts { n: 1, hits: 1 });
         assert_eq!(p[2], Counts::default());
-        let s = score_sums(&c, "q", "helpful", &f, &w).unwrap();
+        let s = score_sums(&c, "q", "helpful", ScoreSources::Judge, &f, &w).unwrap();
         assert_eq!(s[0].n, 2);
         assert!((s[0].sum - 1.0).abs() < 1e-9 && (s[0].sum_sq - 0.82).abs() < 1e-9);
         assert_eq!(calls_between(&c, &f, 9 * H, end).unwrap(), 2);
@@ -322,6 +345,70 @@ mod tests {
             (4, 0)
         );
         assert_eq!(judged_between(&c, "q", &f, 0, end - 1).unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn human_scores_are_read_apart_from_the_judges() {
+        let store = Store::open(":memory:").unwrap();
+        let mut c = store.writer_conn().unwrap();
+        let end = 10 * H;
+        trace(&c, "a", 9 * H + 5, "b", "live");
+        trace(&c, "b", 9 * H + 6, "b", "live");
+        trace(&c, "c", 9 * H + 7, "b", "live");
+        // The judge passed all three; the review queue `q` (its eval name; here the same
+        // as the online eval's, told apart by the source) said good to a only, and its accuracy label scored a 1.0 and b 0.25.
+        for id in ["a", "b", "c"] {
+            score(&mut c, id, 0.9, true, end);
+        }
+        let human = |verdict: f64, accuracy: Option<f64>| {
+            let mut rows = vec![ScoreRow {
+                metric: "verdict".into(),
+                value: verdict,
+                passed: verdict >= 0.5,
+                reason: None,
+            }];
+            if let Some(a) = accuracy {
+                rows.push(ScoreRow {
+                    metric: "accuracy".into(),
+                    value: a,
+                    passed: a >= 0.5,
+                    reason: None,
+                });
+            }
+            rows
+        };
+        replace_scores(&mut c, "a", "q", "human", &human(1.0, Some(1.0)), None, end).unwrap();
+        replace_scores(
+            &mut c,
+            "b",
+            "q",
+            "human",
+            &human(0.0, Some(0.25)),
+            None,
+            end,
+        )
+        .unwrap();
+        let w = Windows {
+            end_ms: end,
+            width_ms: H,
+            count: 1,
+        };
+        let f = CallFilter::default();
+        assert_eq!(
+            pass_counts(&c, "q", ScoreSources::Judge, &f, &w).unwrap()[0],
+            Counts { n: 3, hits: 3 }
+        );
+        assert_eq!(
+            pass_counts(&c, "q", ScoreSources::Human, &f, &w).unwrap()[0],
+            Counts { n: 2, hits: 1 }
+        );
+        let s = score_sums(&c, "q", "accuracy", ScoreSources::Human, &f, &w).unwrap();
+        assert_eq!(s[0].n, 2);
+        assert!((s[0].sum - 1.25).abs() < 1e-9);
+        assert_eq!(
+            score_sums(&c, "q", "accuracy", ScoreSources::Judge, &f, &w).unwrap()[0].n,
+            0
+        );
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub struct Report {
     /// variant, prompt version and model, and variants compared; empty lists when no
     /// call in the window was judged or got feedback.
     pub quality: crate::quality_figures::Quality,
+    /// Embeddings calls (`/v1/embeddings`) on their own — their cost grows with the
+    /// documents retrieved, not the answers written; absent when there were none. (They
+    /// are in the totals and breakdowns above too.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<crate::report_embeddings::EmbeddingsSection>,
 }
 
 impl Report {
@@ -222,6 +227,7 @@ pub fn build_report(
         unpriced: unpriced(conn, window)?,
         previous: None,
         quality: crate::quality_figures::report_quality(conn, since_ms, until_ms)?,
+        embeddings: crate::report_embeddings::embeddings_section(conn, window)?,
     })
 }
 
@@ -244,7 +250,7 @@ const IN_WINDOW: &str = "started_at_ms >= ?1 AND started_at_ms < ?2 AND origin =
 
 /// What a breakdown groups by; each maps to a fixed SQL expression (never user input).
 #[derive(Debug, Clone, Copy)]
-enum Dimension {
+pub(crate) enum Dimension {
     All,
     Model,
     Feature,
@@ -363,12 +369,24 @@ pub(crate) fn sort_groups(rows: &mut [GroupRow]) {
 
 /// One row per group, sorted by cost, then requests (descending), then name.
 fn breakdown(conn: &Connection, w: Window, dim: Dimension) -> Result<Vec<GroupRow>, StoreError> {
+    breakdown_of(conn, w, dim, None)
+}
+
+/// [`breakdown`] of the calls to one endpoint (`only`), or of all.
+pub(crate) fn breakdown_of(
+    conn: &Connection,
+    w: Window,
+    dim: Dimension,
+    only: Option<&str>,
+) -> Result<Vec<GroupRow>, StoreError> {
     let key = dim.key_sql();
-    let sql =
-        format!("SELECT {key} AS name, {SUMS_SQL} FROM traces WHERE {IN_WINDOW} GROUP BY name");
+    let filter = "AND (?3 IS NULL OR endpoint = ?3)";
+    let sql = format!(
+        "SELECT {key} AS name, {SUMS_SQL} FROM traces WHERE {IN_WINDOW} {filter} GROUP BY name"
+    );
     let mut stmt = conn.prepare(&sql)?;
     let sums = stmt
-        .query_map((w.since_ms, w.until_ms), |row| {
+        .query_map((w.since_ms, w.until_ms, only), |row| {
             Ok((row.get::<_, String>(0)?, Sums::from_row(row, 1)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -376,10 +394,10 @@ fn breakdown(conn: &Connection, w: Window, dim: Dimension) -> Result<Vec<GroupRo
     // Latency of every request, time to first token of streamed ones, per group.
     let sql = format!(
         "SELECT {key} AS name, latency_ms, CASE WHEN stream = 1 THEN ttft_ms END \
-         FROM traces WHERE {IN_WINDOW}"
+         FROM traces WHERE {IN_WINDOW} {filter}"
     );
     let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query((w.since_ms, w.until_ms))?;
+    let mut rows = stmt.query((w.since_ms, w.until_ms, only))?;
     let mut values: HashMap<String, (Vec<u64>, Vec<u64>)> = HashMap::new();
     while let Some(row) = rows.next()? {
         let entry = values.entry(row.get(0)?).or_default();

@@ -259,15 +259,33 @@ fn sections(report: &Report) -> Vec<Section> {
             warning: true,
         },
     ]);
+    if let Some(e) = &report.embeddings {
+        out.push(Section {
+            title: "Embeddings (also in the tables above)",
+            header: GROUP_HEADER.to_vec(),
+            text_columns: 0,
+            trailing_text: 0,
+            rows: vec![group_cells(&e.totals)],
+            empty: "",
+            note: None,
+            warning: false,
+        });
+        out.extend([
+            breakdown("Embeddings by model", "model", &e.by_model),
+            breakdown("Embeddings by feature", "feature", &e.by_feature),
+            breakdown("Embeddings by tenant", "tenant", &e.by_tenant),
+        ]);
+    }
     if !report.quality.is_empty() {
         out.extend(quality_sections(&report.quality));
     }
     out
 }
 
-const QUALITY_HEADER: [&str; 5] = [
+const QUALITY_HEADER: [&str; 6] = [
     "judged",
     "pass rate (95% CI)",
+    "human good (95% CI)",
     "feedback",
     "positive (95% CI)",
     "metrics: mean (95% CI)",
@@ -285,7 +303,8 @@ fn quality_sections(q: &Quality) -> Vec<Section> {
         note,
         warning: false,
     };
-    let note = "Live calls judged by online evals, and feedback from apps' users. A judged \
+    let note = "Live calls judged by online evals, reviewed by people (review queues' \
+                verdicts: good of those given good or bad), and feedback from apps' users. A judged \
                 call passes when every assertion of every eval on it passed. Intervals are \
                 95%: Wilson for rates, normal for means. Feedback above 0 is positive, at \
                 or below 0 negative; categories are counted but left out of the rate.";
@@ -367,6 +386,18 @@ fn quality_cells(r: &QualityRow) -> Vec<String> {
         one_line(&r.name),
         thousands(r.judged),
         format_rate(r.pass_rate, r.pass_rate_low, r.pass_rate_high),
+        match r.human_good_rate {
+            None => "—".to_string(),
+            Some(_) => format!(
+                "{} of {}",
+                format_rate(
+                    r.human_good_rate,
+                    r.human_good_rate_low,
+                    r.human_good_rate_high
+                ),
+                thousands(r.human_reviewed)
+            ),
+        },
         feedback,
         match f.positive_rate {
             None => "—".to_string(),

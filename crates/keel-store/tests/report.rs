@@ -324,3 +324,42 @@ fn the_markdown_report_is_pinned() {
 fn the_terminal_report_is_pinned() {
     insta::assert_snapshot!("weekly_report_table", render_table(&report(10)));
 }
+
+#[test]
+fn embeddings_get_their_own_section_only_when_there_are_some() {
+    assert!(report(3).embeddings.is_none(), "no embeddings in the week");
+    let store = Store::open(":memory:").unwrap();
+    let (writer, handle) = spawn(&store, WriterOptions::default()).unwrap();
+    for trace in week() {
+        writer.record(trace);
+    }
+    for (i, tenant) in ["acme", "acme", "globex"].iter().enumerate() {
+        let mut e = TraceRecord::new(
+            format!("emb-{i}"),
+            SINCE + 5_000,
+            "openai",
+            "/v1/embeddings",
+        );
+        e.model_requested = Some("embed-small".into());
+        e.tenant = Some((*tenant).into());
+        e.feature = Some("search".into());
+        e.input_tokens = Some(1_000);
+        e.output_tokens = Some(0);
+        e.cost = Some(Nanos(20_000));
+        writer.record(e);
+    }
+    handle.shutdown();
+    let r = build_report(&store.reader().unwrap(), SINCE, UNTIL, 3).unwrap();
+    let e = r.embeddings.as_ref().expect("an embeddings section");
+    assert_eq!(e.totals.requests, 3);
+    assert_eq!(e.totals.cost.nanos(), Nanos(60_000));
+    assert_eq!(e.by_model.len(), 1);
+    assert_eq!(e.by_model[0].name, "embed-small");
+    let tenants: Vec<&str> = e.by_tenant.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(tenants, ["acme", "globex"]);
+    // Still in the overall figures.
+    assert_eq!(r.totals.requests, 17 + 3);
+    let md = render_markdown(&r);
+    assert!(md.contains("Embeddings by model"), "{md}");
+    assert!(md.contains("embed-small"), "{md}");
+}

@@ -208,6 +208,7 @@ fn test(a: TestArgs) -> Result<ExitCode> {
             to: vec![a.name.clone()],
             repeat: None,
             at_ms: now,
+            incident: None,
         }
     } else {
         let rules: Vec<_> = config

@@ -17,6 +17,9 @@ pub struct CheckArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    /// Exit 1 when a configured model retires within 90 days (or has retired).
+    #[arg(long)]
+    strict: bool,
 }
 
 pub fn run(args: CheckArgs) -> Result<ExitCode> {
@@ -38,6 +41,13 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             }
             let prompt_warnings = prompts.as_ref().map_or(&[][..], |p| &p.set.warnings[..]);
             let ok = prompt_errors.is_empty() && config_errors.is_empty();
+            let today = keel_core::lifecycle::today();
+            let retiring: Vec<_> = c
+                .models
+                .values()
+                .filter(|m| m.lifecycle.as_ref().is_some_and(|l| l.retiring(today)))
+                .collect();
+            let strict_failed = args.strict && !retiring.is_empty();
             if args.json {
                 let models: Vec<_> = c
                     .models
@@ -53,12 +63,14 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
                                 PriceSource::Builtin { as_of } => format!("builtin ({as_of})"),
                                 PriceSource::Unpriced => "unpriced".to_string(),
                             },
+                            "lifecycle": m.lifecycle.as_ref().map(|l| super::models::lifecycle_json(&m.name, l, today)),
                         })
                     })
                     .collect();
                 println!(
                     "{}",
-                    json!({"ok": ok, "file": c.source, "providers": c.providers.keys().collect::<Vec<_>>(), "models": models, "warnings": c.warnings,
+                    json!({"ok": ok && !strict_failed, "file": c.source,
+                    "retiring": retiring.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), "providers": c.providers.keys().collect::<Vec<_>>(), "models": models, "warnings": c.warnings,
                     "errors": super::prompt::issues_json(&config_errors),
                     "prompts": prompts.as_ref().map(|p| json!({
                         "dir": c.prompts_dir,
@@ -104,7 +116,17 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
                     if c.models.len() == 1 { "" } else { "s" }
                 );
             }
-            Ok(if ok {
+            if strict_failed && !args.json {
+                let names: Vec<_> = retiring.iter().map(|m| m.name.as_str()).collect();
+                eprintln!(
+                    "error: --strict: {} configured model{} retire{} within 90 days or already retired: {} (see the warnings above; `keel models` shows each successor)",
+                    names.len(),
+                    if names.len() == 1 { "" } else { "s" },
+                    if names.len() == 1 { "s" } else { "" },
+                    names.join(", ")
+                );
+            }
+            Ok(if ok && !strict_failed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

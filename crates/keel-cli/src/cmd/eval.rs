@@ -4,7 +4,7 @@
 //! Exit codes of `run` and `compare`: 0 the gate holds, 1 it fails (each broken rule is
 //! printed with the amount), 2 on error (bad suite, changed dataset, unknown variant…).
 
-mod progress;
+pub(crate) mod progress;
 pub mod redteam;
 
 use std::path::PathBuf;
@@ -143,7 +143,7 @@ pub fn run(cmd: EvalCommand) -> Result<ExitCode> {
     }
 }
 
-fn load(config: &ConfigArg, suite: &str) -> Result<(Config, Suite)> {
+pub(crate) fn load(config: &ConfigArg, suite: &str) -> Result<(Config, Suite)> {
     let config = super::load_config(config)?;
     let path = suite_path(&config.evals_dir, suite);
     let suite = load_suite(&path).map_err(|e| anyhow!("{e}"))?;
@@ -190,7 +190,7 @@ fn execute(
 }
 
 /// Cases in the dataset, for the progress bar (0 when unreadable: the run reports it).
-fn suite_cases(suite: &Suite) -> u64 {
+pub(crate) fn suite_cases(suite: &Suite) -> u64 {
     use std::io::BufRead;
     std::fs::File::open(&suite.dataset_path)
         .map(|f| {
@@ -267,23 +267,46 @@ fn write_junit(
 
 fn lock(a: LockArgs) -> Result<ExitCode> {
     let (config, suite) = load(&a.config, &a.suite)?;
-    let data = keel_evals::dataset::scan_dataset(&suite.dataset_path, &suite.name, None, false)
+    let data = keel_evals::dataset::load_dataset(&suite.dataset_path, &suite.name, None, false)
         .map_err(|e| anyhow!("{e}"))?;
+    let (store, _) = super::open_store(&config)?;
+    let conn = store.writer_conn()?;
+    let actor = a.actor.unwrap_or_else(super::prompt::default_actor);
+    let now = keel_store::prompts::now_ms();
+    let ids: Vec<String> = data.cases.iter().map(|c| c.id.clone()).collect();
     if suite.dataset_hash.as_deref() == Some(data.hash.as_str()) {
+        // Recorded as a version too when it was locked before versions were kept.
+        let v = keel_store::datasets::record_version(
+            &conn,
+            &suite.name,
+            &data.hash,
+            &ids,
+            &actor,
+            Some(&a.reason),
+            now,
+        )?;
         println!(
-            "{}: already locked at {} ({} cases)",
-            suite.name, data.hash, data.cases
+            "{}: already locked at {} ({} cases, dataset v{v})",
+            suite.name,
+            data.hash,
+            data.cases.len()
         );
         return Ok(ExitCode::SUCCESS);
     }
     let previous = keel_evals::dataset::write_lock(&suite.file, &data.hash)
         .map_err(|e| anyhow!("cannot update {}: {e}", suite.file.display()))?;
-    let (store, _) = super::open_store(&config)?;
-    let conn = store.writer_conn()?;
-    let actor = a.actor.unwrap_or_else(super::prompt::default_actor);
+    let version = keel_store::datasets::record_version(
+        &conn,
+        &suite.name,
+        &data.hash,
+        &ids,
+        &actor,
+        Some(&a.reason),
+        now,
+    )?;
     record_audit(
         &conn,
-        keel_store::prompts::now_ms(),
+        now,
         &NewAuditEvent {
             actor: &actor,
             action: "eval.lock",
@@ -291,14 +314,16 @@ fn lock(a: LockArgs) -> Result<ExitCode> {
             from_value: previous.clone(),
             to_value: Some(data.hash.clone()),
             reason: Some(&a.reason),
-            details: Some(serde_json::json!({"dataset": suite.dataset_path, "cases": data.cases})),
+            details: Some(
+                serde_json::json!({"dataset": suite.dataset_path, "cases": data.cases.len(), "version": version}),
+            ),
         },
     )?;
     println!(
-        "{}: locked {} ({} cases){}",
+        "{}: locked {} ({} cases, dataset v{version}){}",
         suite.name,
         data.hash,
-        data.cases,
+        data.cases.len(),
         previous.map(|p| format!(", was {p}")).unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
@@ -317,7 +342,13 @@ fn history(a: HistoryArgs) -> Result<ExitCode> {
     } else if runs.is_empty() {
         println!("No runs of `{name}` yet — run `keel eval run {name}`.");
     } else {
-        println!("{}", keel_evals::report::render_history(&runs));
+        // Oldest first, so a hash locked again later (a revert) shows its newest version.
+        let versions = keel_store::datasets::versions(&conn, &name)?
+            .into_iter()
+            .rev()
+            .map(|v| (v.hash, v.version))
+            .collect();
+        println!("{}", keel_evals::report::render_history(&runs, &versions));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use comfy_table::Table;
 use keel_core::config::{Config, FunctionConfig};
 use keel_core::split::{self, format_bps, format_shares};
@@ -107,16 +107,6 @@ fn function<'c>(config: &'c Config, name: &str) -> Result<&'c FunctionConfig> {
     })
 }
 
-fn open_writer(config: &Config) -> Result<keel_store::Connection> {
-    let (store, _reader) = super::open_store(config)?;
-    store.writer_conn().with_context(|| {
-        format!(
-            "opening the store of {} for writing",
-            config.source.display()
-        )
-    })
-}
-
 fn canary(a: CanaryArgs) -> Result<ExitCode> {
     let config = super::load_config(&a.config)?;
     let f = function(&config, &a.function)?;
@@ -128,7 +118,7 @@ fn canary(a: CanaryArgs) -> Result<ExitCode> {
         config_weights: &configured,
     };
     if a.reset {
-        let conn = open_writer(&config)?;
+        let conn = super::open_writer(&config)?;
         let removed = keel_store::splits::reset_split(&conn, &f.name, &change)?;
         let now = format_shares(&configured);
         if a.json {
@@ -155,7 +145,7 @@ fn canary(a: CanaryArgs) -> Result<ExitCode> {
     };
     let bps = split::parse_percent(percent).map_err(|e| anyhow!("--percent: {e}"))?;
     let weights = split::canary_weights(f, variant, bps)?;
-    let conn = open_writer(&config)?;
+    let conn = super::open_writer(&config)?;
     let before = keel_store::splits::set_split(&conn, &f.name, variant, bps, &weights, &change)?;
     let from = before
         .as_ref()

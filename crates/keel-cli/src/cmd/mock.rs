@@ -41,6 +41,9 @@ pub struct MockArgs {
     /// A TOML or JSON file of input→output rules.
     #[arg(long)]
     rules: Option<String>,
+    /// The `system_fingerprint` replies carry (default fp_mock).
+    #[arg(long)]
+    fingerprint: Option<String>,
 }
 
 pub fn run(a: MockArgs) -> Result<ExitCode> {
@@ -66,6 +69,7 @@ pub fn run(a: MockArgs) -> Result<ExitCode> {
         rate_cut: a.rate_cut,
         seed: a.seed,
         rules: a.rules,
+        fingerprint: a.fingerprint,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

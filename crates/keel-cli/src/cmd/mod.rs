@@ -4,20 +4,26 @@ pub mod alerts;
 pub mod audit;
 pub mod check;
 pub mod check_functions;
+pub mod dataset;
 pub mod dev;
 pub mod eval;
 pub mod function;
+pub mod incident;
 pub mod keys;
 pub mod mock;
+pub mod models;
 pub mod online;
 pub mod prompt;
 pub mod releases;
 pub mod replay;
 pub mod report;
+pub mod review;
+pub mod review_next;
 pub mod serve;
 pub mod serve_prompts;
 pub mod shadow;
 pub mod status;
+pub mod switch;
 pub mod traces;
 
 use anyhow::{Context, Result};
@@ -48,6 +54,22 @@ pub fn online_issues(config: &Config) -> Result<()> {
 }
 
 /// Open the store named by the config, for reading.
+/// The store of `config`, opened for writing (commands that change state).
+pub fn open_writer(config: &Config) -> Result<keel_store::Connection> {
+    let (store, _reader) = open_store(config)?;
+    store.writer_conn().with_context(|| {
+        format!(
+            "opening the store of {} for writing",
+            config.source.display()
+        )
+    })
+}
+
+/// Who a command acts as: `--actor`, else `$KEEL_ACTOR`, git user.name or `$USER`.
+pub fn actor_or_default(actor: &Option<String>) -> String {
+    actor.clone().unwrap_or_else(prompt::default_actor)
+}
+
 pub fn open_store(config: &Config) -> Result<(keel_store::Store, keel_store::Connection)> {
     if config.gateway.store == ":memory:" {
         anyhow::bail!("{}: [gateway] store is \":memory:\", so traces live only inside a running `keel serve`; set store = \"keel.db\" to keep them", config.source.display());

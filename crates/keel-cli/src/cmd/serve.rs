@@ -48,18 +48,55 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
             .map_err(|issues| anyhow::anyhow!("{}", keel_core::config::ConfigError { file: config.source.clone(), issues }))?;
         let extensions = keel_gateway::Extensions {
             suites: Some(std::sync::Arc::new(keel_evals::playground::PlaygroundSuites)),
+            case_drafts: Some(std::sync::Arc::new(keel_evals::from_traces::Drafts)),
             online: (!online.is_empty()).then(|| {
                 std::sync::Arc::new(keel_online::OnlineJudges::new(online))
                     as std::sync::Arc<dyn keel_gateway::online::Judges>
             }),
         };
+        let queues = config.review_queues.clone();
         let gateway = Gateway::start_with(config, listener, extensions).await?;
+        // Review queues fill off the request path (keel-review, above the gateway too).
+        let intake_stop = tokio_util::sync::CancellationToken::new();
+        let intake = gateway.state.store.clone().map(|s| {
+            let counters = std::sync::Arc::new(IntakeMetrics(gateway.state.clone()));
+            tokio::spawn(keel_review::intake::run_every(
+                s,
+                queues,
+                intake_stop.clone(),
+                counters,
+            ))
+        });
         tracing::info!(addr = %gateway.addr, store = %store, "keel gateway listening");
         println!("keel gateway listening on http://{}", gateway.addr);
         let report = gateway.run_until(shutdown_signal()).await?;
+        intake_stop.cancel();
+        if let Some(task) = intake {
+            let _ = task.await;
+        }
         tracing::info!(written = report.traces_written, dropped = report.traces_dropped, "stopped; trace queue drained");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The review intake's counts, as the gateway's metrics.
+struct IntakeMetrics(std::sync::Arc<keel_gateway::state::AppState>);
+
+impl keel_review::intake::IntakeCounters for IntakeMetrics {
+    fn entered(&self, queue: &str, reason: &str, n: u64) {
+        self.0
+            .metrics
+            .review_entered
+            .get_or_create(&keel_gateway::metrics::ReviewLabels {
+                queue: queue.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    fn failed(&self) {
+        self.0.metrics.review_intake_errors.inc();
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -364,7 +364,7 @@ fn scores_json(scores: &[keel_store::scores::StoredScore]) -> serde_json::Value 
         .collect()
 }
 
-fn print_scores(scores: &[keel_store::scores::StoredScore]) {
+pub(crate) fn print_scores(scores: &[keel_store::scores::StoredScore]) {
     if scores.is_empty() {
         return;
     }
@@ -386,7 +386,7 @@ fn print_scores(scores: &[keel_store::scores::StoredScore]) {
 }
 
 /// `name = value (source, time): comment`, one line per feedback value.
-fn print_feedback(feedback: &[keel_store::Feedback]) {
+pub(crate) fn print_feedback(feedback: &[keel_store::Feedback]) {
     println!("\n--- feedback ---");
     if feedback.is_empty() {
         println!("(none)");

@@ -23,6 +23,8 @@
 //!                          # | latency_p99 | ttft_p95 | eval_pass_rate
 //!                          # | online_pass_rate | online_score | feedback_negative_rate
 //!                          # | online_judging_stalled (see `quality_alerts`)
+//!                          # | model_changed | model_behaviour_changed | model_retiring
+//!                          #   (see `model_alerts`)
 //! scope = "feature=support"
 //! window = "1h"
 //! above = 5.0              # or below = ... (e.g. eval_pass_rate)
@@ -38,29 +40,21 @@ use super::error::ConfigIssue;
 use super::governance::{check_model_scope, duration, scope};
 use super::online::OnlineEvalConfig;
 use super::quality_alerts::{quality_rule, QualityRule, RawQualityKeys};
-use crate::money::Nanos;
 use crate::scope::{Scope, ScopeKind};
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSpikes {
-    pub enabled: Option<bool>,
-    pub scopes: Option<Vec<String>>,
-    pub bucket: Option<String>,
-    pub half_life: Option<String>,
-    pub z: Option<f64>,
-    pub min_usd: Option<f64>,
-    pub warmup: Option<u32>,
-    pub action: Option<String>,
-    pub hold: Option<String>,
-    pub alert_to: Option<Vec<String>>,
-}
+pub(crate) use super::destinations::{check_destinations, validate_destinations};
+pub(crate) use super::spikes::validate_spikes;
+pub use super::spikes::{RawSpikes, SpikeAction, SpikeSettings};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDestination {
     pub kind: String,
     pub url: Option<String>,
+    /// `pagerduty`: the environment variable holding the integration's routing key.
+    pub routing_key_env: Option<String>,
+    /// `pagerduty`: `critical`, `error` (default), `warning` or `info`.
+    pub severity: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,44 +79,34 @@ pub struct RawAlert {
     pub min_samples: Option<u64>,
     pub sustained: Option<u32>,
     pub confidence: Option<f64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SpikeAction {
-    Alert,
-    Block,
-    Downgrade,
-}
-
-impl SpikeAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SpikeAction::Alert => "alert",
-            SpikeAction::Block => "block",
-            SpikeAction::Downgrade => "downgrade",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpikeSettings {
-    pub scopes: Vec<ScopeKind>,
-    pub bucket: Duration,
-    /// EWMA weight of the newest bucket, from `half_life` / `bucket`.
-    pub alpha: f64,
-    pub z: f64,
-    pub min_cost: Nanos,
-    pub warmup: u32,
-    pub action: SpikeAction,
-    pub hold: Duration,
-    pub alert_to: Vec<String>,
+    /// `judge` (default) or `human` (`score_source`).
+    pub source: Option<String>,
+    pub review_queue: Option<String>,
+    /// Open an incident when the rule fires (attach to its open one when it fires again).
+    pub open_incident: Option<bool>,
+    /// The incident's kind (its playbook): `cost-runaway`, `model-regression`, ….
+    #[serde(alias = "kind")]
+    pub incident_kind: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
-    Webhook { url: String },
+    Webhook {
+        url: String,
+    },
     Log,
+    /// PagerDuty Events API v2: a firing triggers, a resolution resolves, by dedup key.
+    PagerDuty {
+        /// The events endpoint (default [`PAGERDUTY_EVENTS_URL`]).
+        url: String,
+        /// The variable holding the routing key (read when sending; never stored).
+        routing_key_env: String,
+        severity: String,
+    },
 }
+
+/// PagerDuty's Events API v2 endpoint.
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 /// What an alert rule measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +133,13 @@ pub enum AlertMetric {
     FeedbackNegativeRate,
     /// An online eval judged nothing in a window in which its scope had traffic.
     OnlineJudgingStalled,
+    /// The model behind a name answered with a version not seen before
+    /// (`model_alerts`).
+    ModelChanged,
+    /// A scheduled canary found behaviour significantly changed after a new version.
+    ModelBehaviourChanged,
+    /// A model in scope retires within 90, 30 or 7 days, or has retired.
+    ModelRetiring,
 }
 
 impl AlertMetric {
@@ -167,6 +158,9 @@ impl AlertMetric {
             "online_score" => AlertMetric::OnlineScore,
             "feedback_negative_rate" => AlertMetric::FeedbackNegativeRate,
             "online_judging_stalled" => AlertMetric::OnlineJudgingStalled,
+            "model_changed" => AlertMetric::ModelChanged,
+            "model_behaviour_changed" => AlertMetric::ModelBehaviourChanged,
+            "model_retiring" => AlertMetric::ModelRetiring,
             _ => return None,
         })
     }
@@ -186,7 +180,20 @@ impl AlertMetric {
             AlertMetric::OnlineScore => "online_score",
             AlertMetric::FeedbackNegativeRate => "feedback_negative_rate",
             AlertMetric::OnlineJudgingStalled => "online_judging_stalled",
+            AlertMetric::ModelChanged => "model_changed",
+            AlertMetric::ModelBehaviourChanged => "model_behaviour_changed",
+            AlertMetric::ModelRetiring => "model_retiring",
         }
+    }
+
+    /// Whether this fires on an event about a model (`model_alerts`).
+    pub fn is_model_event(self) -> bool {
+        matches!(
+            self,
+            AlertMetric::ModelChanged
+                | AlertMetric::ModelBehaviourChanged
+                | AlertMetric::ModelRetiring
+        )
     }
 
     /// Whether this is a quality metric, judged against a baseline with a significance
@@ -213,6 +220,8 @@ impl AlertMetric {
             | AlertMetric::FeedbackNegativeRate => "share",
             AlertMetric::OnlineScore => "score",
             AlertMetric::OnlineJudgingStalled => "calls",
+            AlertMetric::ModelChanged | AlertMetric::ModelBehaviourChanged => "events",
+            AlertMetric::ModelRetiring => "days",
             _ => "ms",
         }
     }
@@ -226,6 +235,8 @@ pub enum Threshold {
     Baseline(u32),
     /// `online_judging_stalled`: nothing judged while the scope had traffic.
     Stall,
+    /// Model rules: an event happened (`model_alerts`).
+    Event,
 }
 
 impl Threshold {
@@ -236,6 +247,7 @@ impl Threshold {
             Threshold::Above(t) => value > t,
             Threshold::Below(t) => value < t,
             Threshold::Baseline(_) | Threshold::Stall => false,
+            Threshold::Event => value > 0.0,
         }
     }
 
@@ -246,6 +258,7 @@ impl Threshold {
             Threshold::Below(v) => format!("< {v}"),
             Threshold::Baseline(n) => format!("vs previous {n} windows"),
             Threshold::Stall => "judged nothing".into(),
+            Threshold::Event => "on event".into(),
         }
     }
 }
@@ -267,6 +280,39 @@ pub struct AlertRule {
     pub repeat: Option<Duration>,
     /// The settings of a quality metric ([`AlertMetric::is_quality`]); `None` otherwise.
     pub quality: Option<QualityRule>,
+    /// `model_retiring`: the models in scope with a retirement date, and their lifecycle.
+    pub lifecycle: Vec<(String, crate::lifecycle::Lifecycle)>,
+    /// `open_incident = true`: the incident a firing opens (or attaches to).
+    pub incident: Option<IncidentOnFire>,
+}
+
+/// What an alert rule's firing opens (`open_incident = true`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IncidentOnFire {
+    /// The playbook kind, when set (`incident_kind`, or `kind`).
+    pub kind: Option<String>,
+}
+
+/// The incident setting of a raw rule: `open_incident = true` with an optional kind; a
+/// kind without `open_incident` is refused (it would do nothing).
+pub(crate) fn incident_on_fire(
+    path: &str,
+    a: &RawAlert,
+    issues: &mut Vec<ConfigIssue>,
+) -> Option<IncidentOnFire> {
+    match (a.open_incident.unwrap_or(false), &a.incident_kind) {
+        (true, kind) => Some(IncidentOnFire { kind: kind.clone() }),
+        (false, Some(_)) => {
+            issue(
+                issues,
+                format!("{path}.incident_kind"),
+                "an incident kind without `open_incident = true` does nothing".into(),
+                "add open_incident = true, or remove the kind",
+            );
+            None
+        }
+        (false, None) => None,
+    }
 }
 
 impl AlertRule {
@@ -286,7 +332,7 @@ pub struct Alerting {
     pub rules: Vec<AlertRule>,
 }
 
-pub(super) fn issue(issues: &mut Vec<ConfigIssue>, path: String, message: String, hint: &str) {
+pub(crate) fn issue(issues: &mut Vec<ConfigIssue>, path: String, message: String, hint: &str) {
     issues.push(ConfigIssue {
         path,
         message,
@@ -294,169 +340,12 @@ pub(super) fn issue(issues: &mut Vec<ConfigIssue>, path: String, message: String
     });
 }
 
-pub(crate) fn validate_destinations(
-    raw: &BTreeMap<String, RawDestination>,
-    issues: &mut Vec<ConfigIssue>,
-) -> BTreeMap<String, Destination> {
-    let mut out = BTreeMap::new();
-    out.insert("log".to_string(), Destination::Log);
-    for (name, d) in raw {
-        let path = format!("alert_destinations.{name}");
-        let dest = match (d.kind.as_str(), &d.url) {
-            ("webhook", Some(url)) if url.starts_with("http://") || url.starts_with("https://") => {
-                Destination::Webhook { url: url.clone() }
-            }
-            ("webhook", _) => {
-                issue(
-                    issues,
-                    format!("{path}.url"),
-                    "a webhook needs an http(s) url".into(),
-                    "e.g. url = \"https://hooks.slack.com/services/...\"",
-                );
-                continue;
-            }
-            ("log", None) => Destination::Log,
-            ("log", Some(_)) => {
-                issue(
-                    issues,
-                    format!("{path}.url"),
-                    "a log destination takes no url".into(),
-                    "remove url, or use kind = \"webhook\"",
-                );
-                continue;
-            }
-            (other, _) => {
-                issue(
-                    issues,
-                    format!("{path}.kind"),
-                    format!("unknown destination kind `{other}`"),
-                    "use \"webhook\" or \"log\"",
-                );
-                continue;
-            }
-        };
-        out.insert(name.clone(), dest);
-    }
-    out
-}
-
-pub(crate) fn validate_spikes(
-    raw: &RawSpikes,
-    destinations: &BTreeMap<String, Destination>,
-    issues: &mut Vec<ConfigIssue>,
-) -> Option<SpikeSettings> {
-    let any = raw.scopes.is_some() || raw.action.is_some() || raw.z.is_some();
-    if !raw.enabled.unwrap_or(any) {
-        return None;
-    }
-    let mut scopes = Vec::new();
-    for s in raw
-        .scopes
-        .clone()
-        .unwrap_or_else(|| vec!["feature".into(), "tenant".into()])
-    {
-        match ScopeKind::parse(&s) {
-            Some(k) if k != ScopeKind::Global || !scopes.contains(&k) => scopes.push(k),
-            _ => issue(
-                issues,
-                "spikes.scopes".into(),
-                format!("`{s}` is not a scope kind"),
-                "use \"feature\", \"tenant\", \"key\", \"model\" or \"global\"",
-            ),
-        }
-    }
-    let bucket = duration(
-        issues,
-        "spikes.bucket",
-        raw.bucket.as_deref(),
-        Duration::from_secs(60),
-    );
-    let half_life = duration(
-        issues,
-        "spikes.half_life",
-        raw.half_life.as_deref(),
-        Duration::from_secs(1800),
-    );
-    let buckets = (half_life.as_secs_f64() / bucket.as_secs_f64()).max(1.0);
-    let alpha = 1.0 - 0.5f64.powf(1.0 / buckets);
-    let z = raw.z.unwrap_or(4.0);
-    if !(z.is_finite() && z > 0.0) {
-        issue(
-            issues,
-            "spikes.z".into(),
-            format!("{z} must be above 0"),
-            "e.g. z = 4.0",
-        );
-    }
-    let min_cost = match Nanos::from_dollars(raw.min_usd.unwrap_or(0.01)) {
-        Some(n) => n,
-        None => {
-            issue(
-                issues,
-                "spikes.min_usd".into(),
-                "must be zero or more dollars".into(),
-                "e.g. min_usd = 0.01",
-            );
-            Nanos(0)
-        }
-    };
-    let action = match raw.action.as_deref().unwrap_or("alert") {
-        "alert" => SpikeAction::Alert,
-        "block" => SpikeAction::Block,
-        "downgrade" => SpikeAction::Downgrade,
-        other => {
-            issue(
-                issues,
-                "spikes.action".into(),
-                format!("unknown spike action `{other}`"),
-                "use \"alert\", \"block\" or \"downgrade\"",
-            );
-            SpikeAction::Alert
-        }
-    };
-    let alert_to = raw.alert_to.clone().unwrap_or_else(|| vec!["log".into()]);
-    check_destinations(issues, "spikes.alert_to", &alert_to, destinations);
-    Some(SpikeSettings {
-        scopes,
-        bucket,
-        alpha,
-        z,
-        min_cost,
-        warmup: raw.warmup.unwrap_or(10).max(2),
-        action,
-        hold: duration(
-            issues,
-            "spikes.hold",
-            raw.hold.as_deref(),
-            Duration::from_secs(900),
-        ),
-        alert_to,
-    })
-}
-
-pub(super) fn check_destinations(
-    issues: &mut Vec<ConfigIssue>,
-    path: &str,
-    to: &[String],
-    destinations: &BTreeMap<String, Destination>,
-) {
-    for t in to {
-        if !destinations.contains_key(t) {
-            issue(
-                issues,
-                path.into(),
-                format!("alert destination `{t}` is not configured"),
-                "add [alert_destinations.NAME], or use \"log\"",
-            );
-        }
-    }
-}
-
 /// What quality rules are checked against.
 #[derive(Clone, Copy)]
 pub(crate) struct Known<'a> {
     pub online_evals: &'a [OnlineEvalConfig],
     pub functions: &'a BTreeMap<String, super::FunctionConfig>,
+    pub review_queues: &'a [super::review::ReviewQueueConfig],
 }
 
 pub(crate) fn validate_alerts(
@@ -483,10 +372,16 @@ pub(crate) fn validate_alerts(
                 issues,
                 format!("{path}.metric"),
                 format!("unknown metric `{}`", a.metric),
-                "use cost, spend_rate, budget_use, error_rate, latency_p50, latency_p95, latency_p99, ttft_p95, eval_pass_rate, online_pass_rate, online_score, feedback_negative_rate or online_judging_stalled",
+                "use cost, spend_rate, budget_use, error_rate, latency_p50, latency_p95, latency_p99, ttft_p95, eval_pass_rate, online_pass_rate, online_score, feedback_negative_rate, online_judging_stalled, model_changed, model_behaviour_changed or model_retiring",
             );
             continue;
         };
+        if metric.is_model_event() {
+            let rule =
+                super::model_alerts::model_rule(&path, a, metric, destinations, callable, issues);
+            out.extend(rule);
+            continue;
+        }
         let keys = RawQualityKeys::of(a);
         if metric.is_quality() {
             if let Some(rule) = quality_rule(&path, a, metric, keys, destinations, known, issues) {
@@ -577,12 +472,14 @@ pub(crate) fn validate_alerts(
             to,
             repeat: repeat(issues, &path, a.repeat.as_deref()),
             quality: None,
+            lifecycle: Vec::new(),
+            incident: incident_on_fire(&path, a, issues),
         });
     }
     out
 }
 
-pub(super) fn repeat(
+pub(crate) fn repeat(
     issues: &mut Vec<ConfigIssue>,
     path: &str,
     r: Option<&str>,

@@ -28,6 +28,9 @@ pub struct MockSettings {
     pub seed: u64,
     /// A TOML or JSON file of input→output rules (see the mock module docs).
     pub rules: Option<String>,
+    /// The `system_fingerprint` replies carry (default `fp_mock`): change it to play a
+    /// provider that changed the model behind a name.
+    pub fingerprint: Option<String>,
 }
 
 impl Default for MockSettings {
@@ -43,6 +46,7 @@ impl Default for MockSettings {
             rate_cut: 0.0,
             seed: 42,
             rules: None,
+            fingerprint: None,
         }
     }
 }

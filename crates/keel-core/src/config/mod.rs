@@ -7,19 +7,30 @@
 //! `keel serve` call the same `Config::load`.
 
 pub mod alerting;
+mod azure;
 pub mod cache;
+pub mod canary;
 pub mod deploy;
+pub mod destinations;
 pub mod error;
 pub mod function;
 pub mod governance;
+mod guardrail_checks;
 pub mod guardrails;
+pub mod injection_judge;
 pub mod mock;
 pub mod model;
+pub mod model_alerts;
+mod model_lifecycle;
 pub mod online;
 pub mod otel;
 pub mod quality_alerts;
 pub mod raw;
+pub mod review;
 pub mod routing;
+pub mod score_source;
+pub mod sections;
+pub mod spikes;
 mod unknown;
 mod validate;
 
@@ -110,6 +121,8 @@ impl Config {
             alerting: v.alerting,
             guardrails: v.guardrails,
             online_evals: v.online_evals,
+            review_queues: v.review_queues,
+            canaries: v.canaries,
             otel: v.otel,
             warnings: v.warnings,
         })
@@ -130,3 +143,6 @@ fn line_col(text: &str, offset: usize) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod lifecycle_tests;

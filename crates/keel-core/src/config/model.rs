@@ -37,6 +37,10 @@ pub struct Config {
     pub otel: Option<super::otel::OtelSettings>,
     /// `[[online_evals]]`: assertions on a sampled share of live calls.
     pub online_evals: Vec<super::online::OnlineEvalConfig>,
+    /// `[[review_queues]]`: where people review a share of real calls.
+    pub review_queues: Vec<super::review::ReviewQueueConfig>,
+    /// `[[canaries]]`: locked suites run on a schedule against pinned models.
+    pub canaries: Vec<super::canary::CanaryConfig>,
     /// Non-fatal findings (an unset key env var, unpriced models) for `keel check` and startup.
     pub warnings: Vec<String>,
 }
@@ -103,6 +107,9 @@ pub struct GatewaySettings {
     /// After a stop signal, in-flight work (and streams read for their usage) gets this
     /// long; then it is traced as `shutdown` and the process exits.
     pub shutdown_timeout: Duration,
+    /// A model version not seen for this long counts as new when it comes back
+    /// (`version_memory`, default 7 days): flapping between versions is not a change.
+    pub version_memory: Duration,
 }
 
 /// `[registry]`, validated.
@@ -146,7 +153,25 @@ pub enum ProviderKind {
         base_url: String,
         api_key_env: Option<String>,
     },
+    /// Azure OpenAI: `base_url` is the resource endpoint
+    /// (`https://RESOURCE.openai.azure.com`); a model's `upstream_model` is its
+    /// deployment name.
+    Azure {
+        base_url: String,
+        api_version: String,
+        api_key_env: Option<String>,
+        bearer_token_env: Option<String>,
+    },
     Mock(MockSettings),
+}
+
+/// The Azure OpenAI data-plane `api-version` used unless a provider sets one (the latest
+/// generally available inference version when this was written).
+pub const AZURE_API_VERSION: &str = "2024-10-21";
+
+fn env_value(var: Option<&String>) -> Option<String> {
+    var.and_then(|v| std::env::var(v).ok())
+        .filter(|k| !k.is_empty())
 }
 
 impl ProviderKind {
@@ -154,6 +179,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi { .. } => "openai",
             ProviderKind::Anthropic { .. } => "anthropic",
+            ProviderKind::Azure { .. } => "azure",
             ProviderKind::Mock(_) => "mock",
         }
     }
@@ -162,11 +188,19 @@ impl ProviderKind {
     pub fn api_key(&self) -> Option<String> {
         match self {
             ProviderKind::OpenAi { api_key_env, .. }
-            | ProviderKind::Anthropic { api_key_env, .. } => api_key_env
-                .as_ref()
-                .and_then(|v| std::env::var(v).ok())
-                .filter(|k| !k.is_empty()),
+            | ProviderKind::Anthropic { api_key_env, .. }
+            | ProviderKind::Azure { api_key_env, .. } => env_value(api_key_env.as_ref()),
             ProviderKind::Mock(_) => None,
+        }
+    }
+
+    /// Azure: the Entra ID token, read from its environment variable now.
+    pub fn bearer_token(&self) -> Option<String> {
+        match self {
+            ProviderKind::Azure {
+                bearer_token_env, ..
+            } => env_value(bearer_token_env.as_ref()),
+            _ => None,
         }
     }
 }
@@ -200,4 +234,7 @@ pub struct ModelConfig {
     /// `provider` and `upstream_model` above are the first deployment's.
     pub deployments: Vec<super::deploy::DeploymentConfig>,
     pub strategy: super::deploy::Strategy,
+    /// When the provider deprecates and retires it, and its successor (config over the
+    /// built-in table); `None` when nothing is known.
+    pub lifecycle: Option<crate::lifecycle::Lifecycle>,
 }

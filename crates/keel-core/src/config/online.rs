@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::error::ConfigIssue;
 use crate::money::Nanos;
-use crate::scope::{CallScope, Scope, ScopeKind};
+use crate::scope::{CallScope, Scope};
 
 /// One `[[online_evals]]` table as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -103,6 +103,13 @@ impl OnlineEvalConfig {
     }
 }
 
+/// A name for an online eval or a review queue: letters, digits, `-`, `_` and `.`.
+pub(crate) fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 /// Validate every `[[online_evals]]` table against the configured functions and models.
 pub(crate) fn validate_online_evals(
     raw: &[RawOnlineEval],
@@ -122,11 +129,7 @@ pub(crate) fn validate_online_evals(
             });
         };
         let name = r.name.trim();
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
+        if !valid_name(name) {
             issue(
                 "name",
                 format!("`{}` is not a valid online eval name", r.name),
@@ -175,15 +178,10 @@ pub(crate) fn validate_online_evals(
                 None
             }
         };
-        let scope = match r.scope.as_deref().map(Scope::parse) {
+        let scope = match r.scope.as_deref().map(Scope::feature_or_tenant) {
             None => None,
-            Some(Ok(s))
-                if matches!(s.kind, ScopeKind::Feature | ScopeKind::Tenant)
-                    && s.value.is_some() =>
-            {
-                Some(s)
-            }
-            Some(_) => {
+            Some(Some(s)) => Some(s),
+            Some(None) => {
                 issue(
                     "scope",
                     format!(

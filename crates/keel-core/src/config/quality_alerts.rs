@@ -11,6 +11,8 @@
 //! name = "support-quality"
 //! metric = "online_pass_rate"     # | online_score | feedback_negative_rate | online_judging_stalled
 //! online_eval = "support-quality" # a [[online_evals]] name (not for feedback_negative_rate)
+//! # source = "human"              # people's labels instead (with review_queue = "NAME"
+//! #                               # instead of online_eval; see `score_source`)
 //! # score_metric = "helpful"      # online_score: the assertion's metric
 //! # feedback_name = "thumbs"      # feedback_negative_rate: one feedback name (default: all)
 //! scope = "function=support-answer,variant=concise"  # optional narrowing
@@ -33,6 +35,7 @@ use super::alerting::{
 use super::error::ConfigIssue;
 use super::governance::duration;
 use super::online::{OnlineEvalConfig, OnlineTarget};
+use super::score_source::{queue_covers, validate_source, ScoreSource};
 use super::PromptRef;
 use crate::scope::{Scope, ScopeKind};
 
@@ -57,6 +60,8 @@ pub struct RawQualityKeys<'a> {
     pub above: Option<f64>,
     pub below: Option<f64>,
     pub min_requests: Option<u64>,
+    pub source: Option<&'a str>,
+    pub review_queue: Option<&'a str>,
 }
 
 impl RawQualityKeys<'_> {
@@ -73,6 +78,8 @@ impl RawQualityKeys<'_> {
             above: a.above,
             below: a.below,
             min_requests: a.min_requests,
+            source: a.source.as_deref(),
+            review_queue: a.review_queue.as_deref(),
         }
     }
 
@@ -86,6 +93,8 @@ impl RawQualityKeys<'_> {
             ("min_samples", self.min_samples.is_some()),
             ("sustained", self.sustained.is_some()),
             ("confidence", self.confidence.is_some()),
+            ("source", self.source.is_some()),
+            ("review_queue", self.review_queue.is_some()),
         ]
         .into_iter()
         .filter_map(|(k, set)| set.then_some(k))
@@ -193,8 +202,11 @@ impl fmt::Display for QualityScope {
 /// [`super::alerting::AlertRule`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QualityRule {
-    /// The online eval read (every metric but `feedback_negative_rate`).
+    /// The online eval read (every metric but `feedback_negative_rate`, and rules on
+    /// human scores).
     pub online_eval: Option<OnlineEvalConfig>,
+    /// Whose scores are read: the judge's (default) or a review queue's reviewers'.
+    pub source: ScoreSource,
     /// `online_score`: which assertion metric's mean.
     pub score_metric: Option<String>,
     /// `feedback_negative_rate`: one feedback name, or all.
@@ -210,6 +222,16 @@ pub struct QualityRule {
     pub sustained: u32,
     /// 0.95: a window is bad when its rate is below the baseline at 95 % confidence.
     pub confidence: f64,
+}
+
+impl QualityRule {
+    /// The `eval` its scores carry: the online eval's name, or the review queue's.
+    pub fn scores_eval(&self) -> &str {
+        match &self.source {
+            ScoreSource::Human { queue } => queue,
+            ScoreSource::Judge => self.online_eval.as_ref().map_or("", |e| e.name.as_str()),
+        }
+    }
 }
 
 /// Validate the quality keys of `alerts[i]` (`path`) for a quality `metric`.
@@ -235,7 +257,20 @@ pub(crate) fn validate_quality(
     };
     let feedback = metric == "feedback_negative_rate";
     let stall = metric == "online_judging_stalled";
+    let human = match validate_source(
+        metric,
+        raw.source,
+        raw.review_queue,
+        raw.online_eval.is_some(),
+        raw.score_metric,
+        known.review_queues,
+        &mut issue,
+    ) {
+        Ok(h) => h,
+        Err(()) => return None,
+    };
     let eval = match (raw.online_eval, feedback) {
+        (None, false) if human.is_some() => None,
         (Some(_), true) => {
             issue(
                 "online_eval",
@@ -401,6 +436,19 @@ pub(crate) fn validate_quality(
             QualityScope::default()
         }
     };
+    if let Some(q) = human {
+        if let Err(kind) = scope.merge(&queue_covers(q)) {
+            issue(
+                "scope",
+                format!(
+                    "its `{kind}=` is outside what review queue `{}` covers ({})",
+                    q.name,
+                    q.describe()
+                ),
+                "narrow within the queue's calls, e.g. scope = \"variant=concise\"",
+            );
+        }
+    }
     if let Some(e) = &eval {
         let mut covers = QualityScope::default();
         match &e.target {
@@ -476,6 +524,9 @@ pub(crate) fn validate_quality(
     Some((
         QualityRule {
             online_eval: eval,
+            source: human.map_or(ScoreSource::Judge, |q| ScoreSource::Human {
+                queue: q.name.clone(),
+            }),
             score_metric: raw.score_metric.map(str::to_string),
             feedback_name: raw.feedback_name.map(str::to_string),
             scope,
@@ -517,6 +568,8 @@ pub(crate) fn quality_rule(
         min_requests: 0,
         to,
         repeat: repeat(issues, path, a.repeat.as_deref()),
+        lifecycle: Vec::new(),
+        incident: super::alerting::incident_on_fire(path, a, issues),
         quality: Some(q),
     })
 }

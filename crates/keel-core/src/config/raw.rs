@@ -56,6 +56,12 @@ pub struct RawConfig {
     /// Online evals: `[[online_evals]]`.
     #[serde(default)]
     pub online_evals: Vec<super::online::RawOnlineEval>,
+    /// Human review queues: `[[review_queues]]`.
+    #[serde(default)]
+    pub review_queues: Vec<super::review::RawReviewQueue>,
+    /// Scheduled canary evals: `[[canaries]]`.
+    #[serde(default)]
+    pub canaries: Vec<super::canary::RawCanary>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +83,8 @@ pub struct RawGateway {
     pub max_connections: Option<u64>,
     pub max_inflight_body_bytes: Option<u64>,
     pub shutdown_timeout: Option<String>,
+    /// A model version not seen for this long counts as new when it comes back.
+    pub version_memory: Option<String>,
 }
 
 /// `[registry]`: how a running gateway follows prompt versions and labels.
@@ -94,6 +102,11 @@ pub struct RawProvider {
     pub kind: String,
     pub base_url: Option<String>,
     pub api_key_env: Option<String>,
+    /// `kind = "azure"`: the data-plane `api-version` (default [`super::model::AZURE_API_VERSION`]).
+    pub api_version: Option<String>,
+    /// `kind = "azure"`: a Microsoft Entra ID token's environment variable, sent as a
+    /// bearer token instead of the `api-key` header.
+    pub bearer_token_env: Option<String>,
     /// Behaviour of a `kind = "mock"` provider.
     pub mock: Option<MockSettings>,
 }
@@ -121,6 +134,11 @@ pub struct RawModel {
     /// Continue a stream cut mid-way on the chain (see `config::routing`).
     pub resume_streams: Option<bool>,
     pub circuit_breaker: Option<RawBreaker>,
+    /// Lifecycle (`YYYY-MM-DD`): override or add to the built-in table.
+    pub deprecated: Option<String>,
+    pub retires: Option<String>,
+    /// The model to move to (a configured model's name, or an upstream id).
+    pub successor: Option<String>,
 }
 
 /// `[models.NAME.circuit_breaker]`.

@@ -452,3 +452,64 @@ fn a_shadow_caps_its_calls_in_flight() {
         assert!(i.hint.unwrap().contains("from 1"));
     }
 }
+
+#[test]
+fn an_alert_rule_can_open_an_incident_with_a_kind() {
+    let base = "[providers.p]\nkind = \"mock\"\n[models.m]\nprovider = \"p\"\ninput_price_per_mtok = 1\noutput_price_per_mtok = 1\n";
+    let c = load(&format!(
+        "{base}[[alerts]]\nname = \"spend\"\nmetric = \"spend_rate\"\nabove = 5.0\nopen_incident = true\nkind = \"cost-runaway\"\n"
+    ))
+    .unwrap();
+    let inc = c.alerting.rules[0].incident.clone().unwrap();
+    assert_eq!(inc.kind.as_deref(), Some("cost-runaway"));
+    let c = load(&format!(
+        "{base}[[alerts]]\nname = \"spend\"\nmetric = \"spend_rate\"\nabove = 5.0\nopen_incident = true\n"
+    ))
+    .unwrap();
+    assert_eq!(c.alerting.rules[0].incident.clone().unwrap().kind, None);
+    let e = load(&format!(
+        "{base}[[alerts]]\nname = \"spend\"\nmetric = \"spend_rate\"\nabove = 5.0\nincident_kind = \"cost-runaway\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("alerts[0].incident_kind"), "{e}");
+}
+
+#[test]
+fn a_pagerduty_destination_needs_its_routing_key_variable() {
+    use crate::config::alerting::{Destination, PAGERDUTY_EVENTS_URL};
+    let base = "[providers.p]\nkind = \"mock\"\n";
+    let c = load(&format!(
+        "{base}[alert_destinations.oncall]\nkind = \"pagerduty\"\nrouting_key_env = \"PD_KEY\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.alerting.destinations["oncall"],
+        Destination::PagerDuty {
+            url: PAGERDUTY_EVENTS_URL.into(),
+            routing_key_env: "PD_KEY".into(),
+            severity: "error".into(),
+        }
+    );
+    let e = load(&format!(
+        "{base}[alert_destinations.oncall]\nkind = \"pagerduty\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("alert_destinations.oncall.routing_key_env"),
+        "{e}"
+    );
+    let e = load(&format!(
+        "{base}[alert_destinations.oncall]\nkind = \"pagerduty\"\nrouting_key_env = \"K\"\nseverity = \"sev1\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("alert_destinations.oncall.severity"), "{e}");
+    let e = load(&format!(
+        "{base}[alert_destinations.hook]\nkind = \"webhook\"\nurl = \"http://x\"\nrouting_key_env = \"K\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("apply to kind = \"pagerduty\" only"), "{e}");
+}

@@ -31,6 +31,8 @@ pub(crate) struct Validated {
     pub guardrails: Vec<super::guardrails::PolicyConfig>,
     pub otel: Option<super::otel::OtelSettings>,
     pub online_evals: Vec<super::online::OnlineEvalConfig>,
+    pub review_queues: Vec<super::review::ReviewQueueConfig>,
+    pub canaries: Vec<super::canary::CanaryConfig>,
     pub warnings: Vec<String>,
 }
 
@@ -137,6 +139,7 @@ pub(crate) fn validate(
                 base_url: base_url("https://api.anthropic.com/v1", &mut issues),
                 api_key_env: p.api_key_env.clone(),
             },
+            "azure" => super::azure::validate_azure(p, &path, &mut issues.0),
             "mock" => {
                 if p.base_url.is_some() || p.api_key_env.is_some() {
                     issues.add(
@@ -177,11 +180,25 @@ pub(crate) fn validate(
                 issues.add(
                     format!("{path}.kind"),
                     format!("unknown provider kind `{other}`"),
-                    Some("use \"openai\", \"anthropic\" or \"mock\""),
+                    Some("use \"openai\", \"anthropic\", \"azure\" or \"mock\""),
                 );
                 continue;
             }
         };
+        if !matches!(kind, ProviderKind::Azure { .. }) {
+            for (key, present) in [
+                ("api_version", p.api_version.is_some()),
+                ("bearer_token_env", p.bearer_token_env.is_some()),
+            ] {
+                if present {
+                    issues.add(
+                        format!("{path}.{key}"),
+                        "only applies to kind = \"azure\"",
+                        Some("remove it"),
+                    );
+                }
+            }
+        }
         if p.mock.is_some() && !matches!(kind, ProviderKind::Mock(_)) {
             issues.add(
                 format!("{path}.mock"),
@@ -300,6 +317,18 @@ pub(crate) fn validate(
             issues.0.extend(found);
             r
         };
+        let lifecycle = super::model_lifecycle::resolve(
+            &path,
+            m,
+            prices.lookup_lifecycle(&upstream_model),
+            &mut issues.0,
+        );
+        if let Some(w) = lifecycle
+            .as_ref()
+            .and_then(|l| l.warning(name, &upstream_model, crate::lifecycle::today()))
+        {
+            warnings.push(w);
+        }
         models.insert(
             name.clone(),
             ModelConfig {
@@ -313,6 +342,7 @@ pub(crate) fn validate(
                 routing,
                 deployments,
                 strategy,
+                lifecycle,
             },
         );
     }
@@ -327,13 +357,23 @@ pub(crate) fn validate(
         &raw.models,
         &mut issues.0,
     );
-    let (governance, alerting) = validate_governance_and_alerting(
+    let canaries = super::canary::validate_canaries(&raw.canaries, &raw.models, &mut issues.0);
+    let review_queues = super::review::validate_review_queues(
+        &raw.review_queues,
+        &raw.functions.keys().cloned().collect(),
+        &raw.models,
+        &online_evals,
+        &mut issues.0,
+    );
+    let (governance, mut alerting) = validate_governance_and_alerting(
         &raw,
         &online_evals,
         &functions,
+        &review_queues,
         &mut issues.0,
         &mut warnings,
     );
+    super::model_alerts::attach_lifecycles(&mut alerting.rules, &models);
     let function_names = raw.functions.keys().cloned().collect();
     let model_names = raw.models.keys().cloned().collect();
     let guardrails = super::guardrails::validate_guardrails(
@@ -356,6 +396,8 @@ pub(crate) fn validate(
             guardrails,
             otel,
             online_evals,
+            review_queues,
+            canaries,
             warnings,
         })
     } else {
@@ -456,6 +498,11 @@ fn validate_gateway(g: &RawGateway, config_dir: &Path, issues: &mut Issues) -> G
             g.shutdown_timeout.as_deref(),
             Duration::from_secs(30),
         ),
+        version_memory: issues.duration(
+            "gateway.version_memory",
+            g.version_memory.as_deref(),
+            Duration::from_secs(7 * 86_400),
+        ),
         trace_full_wait: match g.trace_full_wait.as_deref() {
             None => Duration::from_millis(50),
             Some("0") | Some("0s") | Some("0ms") => Duration::ZERO,
@@ -505,6 +552,7 @@ fn validate_governance_and_alerting(
     raw: &RawConfig,
     online_evals: &[super::online::OnlineEvalConfig],
     functions: &BTreeMap<String, super::FunctionConfig>,
+    review_queues: &[super::review::ReviewQueueConfig],
     issues: &mut Vec<ConfigIssue>,
     warnings: &mut Vec<String>,
 ) -> (super::governance::Governance, super::alerting::Alerting) {
@@ -532,6 +580,7 @@ fn validate_governance_and_alerting(
         super::alerting::Known {
             online_evals,
             functions,
+            review_queues,
         },
         issues,
     );

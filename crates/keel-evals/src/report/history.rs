@@ -40,11 +40,16 @@ fn prompt(r: &EvalRun) -> String {
 
 /// `model → upstream` when they differ.
 fn model(r: &EvalRun) -> String {
-    match (&r.run.model, &r.run.upstream_model) {
+    let name = match (&r.run.model, &r.run.upstream_model) {
         (Some(m), Some(u)) if m != u => format!("{m} → {u}"),
         (Some(m), _) => m.clone(),
         (None, Some(u)) => u.clone(),
         (None, None) => DASH.into(),
+    };
+    // A scheduled canary's run also says which version answered.
+    match &r.model_version {
+        Some(v) => format!("{name} ({v})"),
+        None => name,
     }
 }
 
@@ -76,7 +81,13 @@ fn gate(r: &EvalRun) -> String {
 }
 
 /// The runs (as listed by the store, newest first) as a table.
-pub fn render_history(runs: &[EvalRun]) -> String {
+/// `versions` maps a dataset hash to the version `keel eval lock` recorded for it, so each
+/// run shows which dataset it used (`v3 · sha256:1a2b3c4d`; the bare hash when it was
+/// never locked).
+pub fn render_history(
+    runs: &[EvalRun],
+    versions: &std::collections::BTreeMap<String, i64>,
+) -> String {
     if runs.is_empty() {
         return "No eval runs recorded yet (run `keel eval run SUITE`).\n".into();
     }
@@ -92,6 +103,7 @@ pub fn render_history(runs: &[EvalRun]) -> String {
             "prompt",
             "model",
             "release",
+            "dataset",
             "cases",
             "pass rate",
             "gate",
@@ -111,16 +123,29 @@ pub fn render_history(runs: &[EvalRun]) -> String {
             prompt(r),
             model(r),
             or_dash(r.run.release_id.clone()),
+            dataset(&r.run.dataset_hash, versions),
             cases,
             pass_rate(r),
             gate(r),
             r.status.clone(),
         ]);
     }
-    for i in [7, 8] {
+    for i in [8, 9] {
         if let Some(column) = table.column_mut(i) {
             column.set_cell_alignment(CellAlignment::Right);
         }
     }
     format!("{table}\n")
+}
+
+/// The dataset a run used: its locked version and the hash's first 8 hex digits (the
+/// short hash alone when that lock was made before versions were recorded; `unknown`
+/// when the run recorded no hash).
+fn dataset(hash: &str, versions: &std::collections::BTreeMap<String, i64>) -> String {
+    let short: String = hash.trim_start_matches("sha256:").chars().take(8).collect();
+    match versions.get(hash) {
+        Some(v) => format!("v{v} · {short}"),
+        None if short.is_empty() => "unknown".into(),
+        None => short,
+    }
 }

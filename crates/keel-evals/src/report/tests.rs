@@ -302,6 +302,7 @@ fn stored(id: &str, role: &str, gate_passed: Option<bool>, summary: Option<Strin
         baseline_run: None,
         gate_passed,
         summary_json: summary,
+        model_version: None,
     }
 }
 
@@ -315,7 +316,14 @@ fn history_lists_runs_with_their_gate() {
             ..stored("evr_base", "baseline", None, None)
         },
     ];
-    let text = render_history(&runs);
+    let versions = [(runs[0].run.dataset_hash.clone(), 3)]
+        .into_iter()
+        .collect();
+    let text = render_history(&runs, &versions);
+    assert!(
+        text.contains("v3 · "),
+        "the dataset version each run used: {text}"
+    );
     assert!(text.contains("2026-01-01 00:00 UTC"), "{text}");
     assert!(
         text.contains("support-answer/control") && text.contains("support v3"),
@@ -328,7 +336,7 @@ fn history_lists_runs_with_their_gate() {
     // The summary's case-level rate (13/20), else passed / results (19/20).
     assert!(text.contains("65.0%") && text.contains("95.0%"), "{text}");
     assert!(text.contains("FAILED") && text.contains('—'), "{text}");
-    assert!(render_history(&[]).starts_with("No eval runs"));
+    assert!(render_history(&[], &Default::default()).starts_with("No eval runs"));
 }
 
 /// The PR comment and the terminal report of a failing gate, pinned: a layout change must

@@ -92,7 +92,7 @@ fn now_ms() -> i64 {
 /// What a caller other than `keel eval run` narrows a run to (the dashboard's playground
 /// runs a suite on a draft: its own prompts, the first cases only, unlocked datasets
 /// allowed, its own trace tags). The default is a full `keel eval run`.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunScope {
     /// Prompts to test instead of the prompts folder's, by name.
     pub folder: Option<HashMap<String, keel_registry::Prompt>>,
@@ -103,6 +103,11 @@ pub struct RunScope {
     pub allow_unlocked: bool,
     /// More tags on every call's trace.
     pub tags: Vec<String>,
+    /// The calls' origin (default `eval`; scheduled canaries run as `canary`).
+    pub origin: Option<Origin>,
+    /// A serving gateway's governor: the calls are admitted against its budgets and rate
+    /// limits (scheduled canaries); `None`: not admitted (eval runs).
+    pub governor: Option<std::sync::Arc<keel_governance::Governor>>,
 }
 
 /// Run `suite` against `store`'s prompt versions, writing runs and results to it.
@@ -160,8 +165,14 @@ pub async fn run_suite_scoped(
         },
     };
     let plan = plan::plan(config, &folder, suite, &settings.options).map_err(EvalError::Plan)?;
-    let engine = InProcess::with_overrides(plan.config, store, Some(Origin::Eval), &plan.overrides)
-        .map_err(|e| EvalError::Setup(e.to_string()))?;
+    let engine = InProcess::governed(
+        plan.config,
+        store,
+        Some(scope.origin.unwrap_or(Origin::Eval)),
+        &plan.overrides,
+        scope.governor.clone(),
+    )
+    .map_err(|e| EvalError::Setup(e.to_string()))?;
     let conn = Mutex::new(
         store
             .writer_conn()

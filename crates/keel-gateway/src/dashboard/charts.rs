@@ -99,11 +99,30 @@ pub fn bars(title: &str, labels: &[String], values: &[f64], fmt: &dyn Fn(f64) ->
     out
 }
 
+/// A vertical mark on a chart's time axis: at x index `at`, a CSS class (`cp`,
+/// `change`, `action`) and its tooltip.
+pub struct Mark<'a> {
+    pub at: usize,
+    pub class: &'a str,
+    pub title: String,
+}
+
 /// Lines over the same x labels, with a legend; gaps where a point is `None`.
 pub fn lines(
     title: &str,
     labels: &[String],
     series: &[Series<'_>],
+    fmt: &dyn Fn(f64) -> String,
+) -> String {
+    lines_marked(title, labels, series, &[], fmt)
+}
+
+/// [`lines`] with vertical marks (an incident's change points and changes).
+pub fn lines_marked(
+    title: &str,
+    labels: &[String],
+    series: &[Series<'_>],
+    marks: &[Mark<'_>],
     fmt: &dyn Fn(f64) -> String,
 ) -> String {
     let max = nice_max(
@@ -116,6 +135,16 @@ pub fn lines(
     let n = labels.len().max(1);
     let step = (W - LEFT - RIGHT) / n as f64;
     let plot_h = H - TOP - BOTTOM;
+    for m in marks {
+        let x = LEFT + step * (m.at as f64 + 0.5);
+        let _ = write!(
+            out,
+            "<line class=\"mark {}\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{TOP}\" y2=\"{:.1}\"><title>{}</title></line>",
+            esc(m.class),
+            H - BOTTOM,
+            esc(&m.title)
+        );
+    }
     for s in series {
         let mut path = String::new();
         let mut pen_down = false;

@@ -72,19 +72,29 @@ pub fn ms(v: u64) -> String {
     }
 }
 
+/// A posted form's field `k` (the first, as sent), when present.
+pub fn form_field<'a>(form: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    form.iter()
+        .find(|(key, _)| key == k)
+        .map(|(_, v)| v.as_str())
+}
+
 /// A share from 0 to 1 as `12.5%`.
 pub fn pct(v: f64) -> String {
     format!("{:.1}%", v * 100.0)
 }
 
 /// The navigation entries: (path, label).
-const NAV: [(&str, &str); 7] = [
+const NAV: [(&str, &str); 10] = [
     ("/", "Overview"),
     ("/ui/traces", "Traces"),
     ("/ui/prompts", "Prompts"),
     ("/ui/playground", "Playground"),
     ("/ui/evals", "Evals"),
     ("/ui/functions", "Experiments"),
+    ("/ui/models", "Models"),
+    ("/ui/incidents", "Incidents"),
+    ("/ui/review", "Review"),
     ("/ui/governance", "Governance"),
 ];
 

@@ -9,14 +9,19 @@
 //! (drafts, and a saved version), through [`write`].
 
 mod access;
+mod add_to_dataset;
 mod charts;
 mod evals;
 mod functions;
 mod governance;
 mod html;
+mod incidents;
+mod models;
 mod overview;
 mod playground;
 mod prompts;
+mod review;
+mod review_view;
 mod session;
 mod trace;
 mod traces;
@@ -58,6 +63,15 @@ pub fn routes(app: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/evals/compare", get(evals::compare))
         .route("/ui/functions", get(functions::page))
         .route("/ui/governance", get(governance::page))
+        .route("/ui/models", get(models::page))
+        .route("/ui/incidents", get(incidents::list))
+        .route(
+            "/ui/incidents/{id}",
+            get(incidents::detail).post(incidents::post),
+        )
+        .route("/ui/review", get(review::index).post(review::post_index))
+        .route("/ui/datasets/propose", post(add_to_dataset::post))
+        .route("/ui/review/{queue}", get(review::page).post(review::post))
         .route("/ui/logout", get(access::logout_form))
         .route_layer(axum::middleware::from_fn_with_state(app, access::require))
         .route("/ui/login", get(access::form).post(access::login))
@@ -83,6 +97,21 @@ pub(crate) async fn write<T: Send + 'static>(
     f: impl FnOnce(&Connection) -> Result<T, PageError> + Send + 'static,
 ) -> Result<T, PageError> {
     on_store(app, true, f).await
+}
+
+/// Run `f` on the writer connection, mutably (for writes that need a transaction: a
+/// review claim, a label).
+pub(crate) async fn write_mut<T: Send + 'static>(
+    app: &AppState,
+    f: impl FnOnce(&mut Connection) -> Result<T, PageError> + Send + 'static,
+) -> Result<T, PageError> {
+    let store = app
+        .store
+        .clone()
+        .ok_or_else(|| PageError::Internal("this gateway has no store".into()))?;
+    tokio::task::spawn_blocking(move || f(&mut store.writer_conn()?))
+        .await
+        .map_err(|e| PageError::Internal(e.to_string()))?
 }
 
 /// Run `f` on a read connection in the blocking pool.

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::Html;
 use keel_core::trace::TraceRecord;
 use serde_json::Value;
@@ -47,7 +48,7 @@ fn content(v: &Value) -> String {
 
 /// The captured input: system text, messages and variables when it parses as a chat
 /// request, else the raw text.
-fn input(raw: Option<&str>) -> String {
+pub(crate) fn input(raw: Option<&str>) -> String {
     let Some(raw) = raw else {
         return "<p class=\"empty\">Not captured (<code>capture</code> is off for this call).</p>"
             .into();
@@ -245,6 +246,7 @@ fn body(t: &TraceRecord) -> String {
 pub async fn page(
     State(app): State<Arc<AppState>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Html<String>, PageError> {
     let want = id.clone();
     let found = read(&app, move |c| {
@@ -260,10 +262,14 @@ pub async fn page(
         let reused = keel_store::reused_request_id(c, &t.id, 20)?;
         let feedback = keel_store::feedback_for_trace(c, &t.id)?;
         let scores = keel_store::scores::scores_for_trace(c, &t.id)?;
-        Ok(Some((t, spans, sent, reused, (feedback, scores))))
+        let review = (
+            keel_store::review::items_for_trace(c, &t.id)?,
+            keel_store::review::labels_for_trace(c, &t.id)?,
+        );
+        Ok(Some((t, spans, sent, reused, (feedback, scores, review))))
     })
     .await?;
-    let Some((t, spans, sent, reused, (feedback, scores))) = found else {
+    let Some((t, spans, sent, reused, (feedback, scores, review))) = found else {
         return Err(PageError::NotFound(format!(
             "no trace with request id {id}"
         )));
@@ -271,6 +277,21 @@ pub async fn page(
     let mut html = body(&t);
     html.push_str(&scores_section(&scores));
     html.push_str(&feedback_section(&feedback));
+    let token = super::access::form_token(&app, &headers);
+    html.push_str(&super::review_view::trace_review_section(
+        &app.config.review_queues,
+        &t.id,
+        &review.0,
+        &review.1,
+        token.as_deref(),
+    ));
+    html.push_str(&super::add_to_dataset::form(
+        &app,
+        &t.id,
+        token.as_deref(),
+        &format!("/ui/traces/{}", super::html::urlenc(&t.id)),
+        None,
+    ));
     html.push_str(&sent_section(&sent));
     if !reused.is_empty() {
         // Ids are unique: later calls that sent this id are stored under their own.
@@ -289,7 +310,7 @@ pub async fn page(
 }
 
 /// What online evals' judges found (`[[online_evals]]`): one row per assertion.
-fn scores_section(scores: &[keel_store::scores::StoredScore]) -> String {
+pub(crate) fn scores_section(scores: &[keel_store::scores::StoredScore]) -> String {
     if scores.is_empty() {
         return String::new();
     }
@@ -335,7 +356,7 @@ fn scores_section(scores: &[keel_store::scores::StoredScore]) -> String {
 }
 
 /// What the app's users said about the call (`POST /v1/feedback`), oldest first.
-fn feedback_section(feedback: &[keel_store::Feedback]) -> String {
+pub(crate) fn feedback_section(feedback: &[keel_store::Feedback]) -> String {
     if feedback.is_empty() {
         return "<h2>Feedback</h2><p class=\"empty\">No feedback on this call (an app sends it \
                 to POST /v1/feedback with the call's request id).</p>"
@@ -366,7 +387,7 @@ fn feedback_section(feedback: &[keel_store::Feedback]) -> String {
 
 /// The messages the call sent to its provider (a function's prompt rendered with the
 /// recorded variables, then the caller's messages: `crate::rendered`).
-fn sent_section(sent: &Result<Vec<keel_core::chat::Message>, String>) -> String {
+pub(crate) fn sent_section(sent: &Result<Vec<keel_core::chat::Message>, String>) -> String {
     match sent {
         Ok(messages) => {
             let rows: Vec<Vec<String>> = messages

@@ -25,6 +25,8 @@ pub struct InputGuarded {
     pub restore: bool,
     /// The request's system and developer messages, for the leak check.
     pub system_prompt: String,
+    /// Inputs an `injection_judge` check was unsure of: [`super::judge`] asks its model.
+    pub unsure: Vec<super::judge::Unsure>,
 }
 
 fn is_operator(role: &str) -> bool {
@@ -114,13 +116,25 @@ pub fn check_input(
             CheckKind::Leak { .. } | CheckKind::JsonSchema { .. } | CheckKind::Tools { .. } => {
                 continue
             }
-            CheckKind::Detect { .. } | CheckKind::Banned { .. } | CheckKind::Injection { .. } => {
-                let injection = matches!(cfg.kind, CheckKind::Injection { .. });
+            CheckKind::Detect { .. }
+            | CheckKind::Banned { .. }
+            | CheckKind::Injection { .. }
+            | CheckKind::InjectionJudge(_) => {
+                let injection = matches!(
+                    cfg.kind,
+                    CheckKind::Injection { .. } | CheckKind::InjectionJudge(_)
+                );
+                let mut unsure: Vec<String> = Vec::new();
                 for (i, role, text) in texts(req) {
                     if is_operator(role) || (injection && role != "user" && role != "tool") {
                         continue;
                     }
                     let (found, s) = check.find_in(text);
+                    if let (CheckKind::InjectionJudge(j), Some(s)) = (&cfg.kind, s) {
+                        if j.is_unsure(s) {
+                            unsure.push(text.to_string());
+                        }
+                    }
                     score = match (score, s) {
                         (Some(a), Some(b)) => Some(a.max(b)),
                         (a, b) => a.or(b),
@@ -129,6 +143,18 @@ pub fn check_input(
                         e.message = Some(i);
                         e
                     }));
+                }
+                if let CheckKind::InjectionJudge(j) = &cfg.kind {
+                    if evidence.is_empty() && !unsure.is_empty() {
+                        out.unsure.push(super::judge::Unsure {
+                            policy: policy.name.clone(),
+                            check: cfg.clone(),
+                            judge: j.clone(),
+                            score: score.unwrap_or(0.0),
+                            texts: unsure,
+                        });
+                        continue;
+                    }
                 }
                 if let CheckKind::Detect { kinds, restore } = &cfg.kind {
                     if !evidence.is_empty() && cfg.action == GuardAction::Redact {
@@ -151,7 +177,11 @@ pub fn check_input(
         record(app, trace, o);
         if action == GuardAction::Block {
             let found = match &cfg.kind {
-                CheckKind::Injection { threshold } => format!(
+                CheckKind::Injection { threshold }
+                | CheckKind::InjectionJudge(keel_core::config::guardrails::InjectionJudge {
+                    threshold,
+                    ..
+                }) => format!(
                     "the input looks like a prompt-injection attempt (score {:.2} ≥ {threshold}; {detail})",
                     score.unwrap_or(0.0)
                 ),

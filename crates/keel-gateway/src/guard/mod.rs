@@ -10,6 +10,7 @@
 //! log (`keel audit` reads them from the traces). Nothing here touches the store.
 
 pub mod input;
+pub mod judge;
 pub mod output;
 pub mod redteam;
 pub mod scrub;
@@ -187,7 +188,11 @@ impl CompiledCheck {
                     .unwrap_or_default(),
                 None,
             ),
-            CheckKind::Injection { threshold } => {
+            CheckKind::Injection { threshold }
+            | CheckKind::InjectionJudge(keel_core::config::guardrails::InjectionJudge {
+                threshold,
+                ..
+            }) => {
                 let r = keel_guardrails::injection(text);
                 let found = if r.score >= *threshold {
                     r.evidence

@@ -170,7 +170,7 @@ pub fn check_output(
                     continue;
                 }
             }
-            CheckKind::Injection { .. } => continue,
+            CheckKind::Injection { .. } | CheckKind::InjectionJudge(_) => continue,
         }
         if evidence.is_empty() {
             continue;

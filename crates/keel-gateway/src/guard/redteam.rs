@@ -1,6 +1,9 @@
 //! Measuring a guardrail policy's input checks against attacks and benign inputs — what
 //! `keel eval redteam` reports (the CLI only reads files and prints). No model is called:
-//! it measures the checks themselves. Any corpus works: the built-in set
+//! it measures the checks themselves; for an `injection_judge` check that is its fast
+//! part, and the report counts the inputs its judge would read (the unsure band) — the
+//! most the judge could add to the block rate, and the share of calls that would wait
+//! for it. Any corpus works: the built-in set
 //! (`keel_guardrails::redteam`), a JSONL dataset, or plain lists of prompts
 //! ([`parse_cases`]).
 
@@ -103,6 +106,17 @@ pub struct CheckScore {
     pub benign: usize,
     pub false_positives: usize,
     pub false_positive_rate: f64,
+    /// `injection_judge`: attacks and benign inputs in the unsure band (not blocked by the
+    /// fast check; its judge model would be asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge_would_read: Option<JudgeShare>,
+}
+
+/// What an `injection_judge` check's model would be asked to read.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct JudgeShare {
+    pub attacks: usize,
+    pub benign: usize,
 }
 
 /// A policy's results on a corpus.
@@ -165,6 +179,7 @@ pub fn kind_name(k: &CheckKind) -> &'static str {
         CheckKind::Banned { .. } => "banned",
         CheckKind::MaxLength { .. } => "max_length",
         CheckKind::Injection { .. } => "injection",
+        CheckKind::InjectionJudge(_) => "injection_judge",
         CheckKind::Leak { .. } => "leak",
         CheckKind::JsonSchema { .. } => "json_schema",
         CheckKind::Tools { .. } => "tools",
@@ -223,9 +238,11 @@ pub fn builtin_policy() -> PolicyConfig {
 /// (a `leak` request is the injection check's to catch on input), or it lists none.
 fn targets(c: &Case, kind: &str, name: &str) -> bool {
     c.checks.is_empty()
-        || c.checks
-            .iter()
-            .any(|k| k == kind || k == name || (kind == "injection" && k == "leak"))
+        || c.checks.iter().any(|k| {
+            k == kind
+                || k == name
+                || (kind.starts_with("injection") && (k == "leak" || k == "injection"))
+        })
 }
 
 /// Whether some blocking input check meant for the case fires on it.
@@ -255,17 +272,28 @@ pub fn score(policy: &CompiledPolicy, cases: &[Case]) -> Vec<CheckScore> {
             benign: 0,
             false_positives: 0,
             false_positive_rate: 0.0,
+            judge_would_read: None,
         };
+        let judge = match &check.cfg.kind {
+            CheckKind::InjectionJudge(j) => Some(j),
+            _ => None,
+        };
+        let mut share = JudgeShare::default();
         for c in cases.iter().filter(|c| targets(c, kind, &check.cfg.name)) {
-            let fired = !check.find_in(&c.input).0.is_empty();
+            let (found, score) = check.find_in(&c.input);
+            let fired = !found.is_empty();
+            let unsure = judge.is_some_and(|j| score.is_some_and(|s| j.is_unsure(s)));
             if c.expect == "block" {
                 s.attacks += 1;
                 s.blocked += usize::from(fired);
+                share.attacks += usize::from(unsure);
             } else {
                 s.benign += 1;
                 s.false_positives += usize::from(fired);
+                share.benign += usize::from(unsure);
             }
         }
+        s.judge_would_read = judge.map(|_| share);
         s.block_rate = (s.attacks > 0).then(|| s.blocked as f64 / s.attacks as f64);
         s.false_positive_rate = if s.benign == 0 {
             0.0

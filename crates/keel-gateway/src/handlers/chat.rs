@@ -4,7 +4,6 @@
 //! call), respond whole or streamed; every path ends in a trace.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -12,15 +11,13 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use keel_core::chat::{ChatChunk, ChatRequest};
-use keel_core::trace::TraceRecord;
 
 use super::common::{self, ClientApi};
 use crate::error::GatewayError;
 use crate::pipeline::admit::Governed;
 use crate::pipeline::drive::{self, CallOptions, Served};
-use crate::pipeline::pending::PendingTrace;
 use crate::pipeline::relay::StreamFormat;
-use crate::pipeline::{attribution, auth, body, parse, shadow};
+use crate::pipeline::{parse, shadow};
 use crate::state::AppState;
 
 pub async fn chat_completions(
@@ -29,24 +26,22 @@ pub async fn chat_completions(
     body: Body,
 ) -> Response {
     const API: ClientApi = ClientApi::OpenAi;
-    let mut trace = TraceRecord::new(
-        attribution::request_id(&headers),
-        drive::now_ms(),
-        "openai",
-        "/v1/chat/completions",
-    );
-    attribution::attribute(&mut trace, &headers);
-    crate::otel::context::attach(&mut trace, &headers, app.otel.is_some());
-    let mut pending = PendingTrace::start(app.clone(), trace, Instant::now());
-    let key = match auth::authenticate(&app, &headers, pending.trace()) {
-        Ok(k) => k,
-        Err(e) => return common::reject(pending, e, API),
-    };
-
-    // `_hold` keeps the body's share of the in-flight byte budget until the answer.
-    let (bytes, _hold) = match body::read_body(&app, &headers, body).await {
-        Ok(b) => (b.bytes, b.hold),
-        Err(e) => return common::reject(pending, e, API),
+    let common::Opened {
+        mut pending,
+        key,
+        bytes,
+        hold: _hold,
+    } = match common::open_request(
+        &app,
+        &headers,
+        body,
+        ("openai", "/v1/chat/completions"),
+        API,
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(resp) => return resp,
     };
     let parsed = parse::parse_json(&bytes)
         .and_then(|r: ChatRequest| parse::validate_chat(&r, app.is_function(&r.model)).map(|_| r));

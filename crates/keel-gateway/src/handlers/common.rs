@@ -43,7 +43,7 @@ pub fn stream_response<F: StreamFormat>(
     let rate = pending.rate().clone();
     let (trace, ticket) = pending.into_trace();
     let id = trace.id.clone();
-    let keel_headers = KeelHeaders::of(&trace);
+    let keel_headers = KeelHeaders::of(&app, &trace);
     // The model that answered: the last attempt's after a retry or fallback.
     let model = trace
         .attempts
@@ -102,16 +102,28 @@ fn reset_string(d: std::time::Duration) -> String {
 /// The `x-keel-*` response headers a trace implies: the function's variant and prompt
 /// version, the model that answered after a retry or fallback (and the attempt count),
 /// and the cache outcome.
+/// A deprecated model's answers also carry `Deprecation` and `Sunset`.
 struct KeelHeaders {
     variant: Option<String>,
     prompt_version: Option<i64>,
     served: Option<(String, usize)>,
     cache: Option<String>,
+    lifecycle: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl KeelHeaders {
-    fn of(t: &TraceRecord) -> KeelHeaders {
+    fn of(app: &AppState, t: &TraceRecord) -> KeelHeaders {
+        // The model that answered: the last attempt's, else the one resolved.
+        let model = t
+            .attempts
+            .last()
+            .map(|a| a.model.as_str())
+            .or(t.model_requested.as_deref());
         KeelHeaders {
+            lifecycle: model
+                .and_then(|m| app.models.get(m))
+                .map(|r| r.lifecycle_headers.clone())
+                .unwrap_or_default(),
             variant: t.variant.clone(),
             prompt_version: t.prompt_version,
             served: t
@@ -142,13 +154,19 @@ impl KeelHeaders {
         if let Some(c) = &self.cache {
             insert_header(h, CACHE_HEADER, c);
         }
+        for (name, value) in &self.lifecycle {
+            h.insert(name.clone(), value.clone());
+        }
     }
 }
 
 /// Write the trace of a successful whole reply and answer with its JSON body.
-pub fn respond_whole(mut pending: PendingTrace, body: Vec<u8>, cost: Option<Nanos>) -> Response {
+pub fn respond_whole(pending: PendingTrace, body: Vec<u8>, cost: Option<Nanos>) -> Response {
     let id = pending.id().to_string();
-    let keel_headers = KeelHeaders::of(pending.trace());
+    let keel_headers = {
+        let (app, trace) = pending.parts();
+        KeelHeaders::of(app, trace)
+    };
     let rate = pending.rate().clone();
     pending.finish();
     let mut resp = json_response(StatusCode::OK, body, &id, cost);
@@ -158,9 +176,12 @@ pub fn respond_whole(mut pending: PendingTrace, body: Vec<u8>, cost: Option<Nano
 }
 
 /// Trace a failed request and answer with the error in the client's format.
-pub fn reject(mut pending: PendingTrace, err: GatewayError, api: ClientApi) -> Response {
+pub fn reject(pending: PendingTrace, err: GatewayError, api: ClientApi) -> Response {
     let id = pending.id().to_string();
-    let keel_headers = KeelHeaders::of(pending.trace());
+    let keel_headers = {
+        let (app, trace) = pending.parts();
+        KeelHeaders::of(app, trace)
+    };
     pending.fail(&err);
     let mut resp = error_response(&err, api, &id);
     keel_headers.apply(resp.headers_mut());
@@ -219,5 +240,48 @@ pub fn capture_input(app: &AppState, trace: &mut TraceRecord, body: bytes::Bytes
             Ok(text) => text,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
         });
+    }
+}
+
+/// A request's start, shared by the model endpoints: its trace (attributed, with the
+/// caller's OpenTelemetry context), the caller's key, and its body read under the
+/// gateway's limits. `Err` is the response already sent (traced).
+pub struct Opened {
+    pub pending: crate::pipeline::pending::PendingTrace,
+    pub key: Option<std::sync::Arc<keel_governance::KeyEntry>>,
+    pub bytes: bytes::Bytes,
+    /// Keeps the body's share of the in-flight byte budget until the answer.
+    pub hold: crate::pipeline::body::BodyHold,
+}
+
+pub async fn open_request(
+    app: &std::sync::Arc<AppState>,
+    headers: &axum::http::HeaderMap,
+    body: axum::body::Body,
+    (api_name, endpoint): (&str, &str),
+    api: ClientApi,
+) -> Result<Opened, Response> {
+    use crate::pipeline::{attribution, auth, body as read, pending::PendingTrace};
+    let mut trace = TraceRecord::new(
+        attribution::request_id(headers),
+        crate::pipeline::drive::now_ms(),
+        api_name,
+        endpoint,
+    );
+    attribution::attribute(&mut trace, headers);
+    crate::otel::context::attach(&mut trace, headers, app.otel.is_some());
+    let mut pending = PendingTrace::start(app.clone(), trace, std::time::Instant::now());
+    let key = match auth::authenticate(app, headers, pending.trace()) {
+        Ok(k) => k,
+        Err(e) => return Err(reject(pending, e, api)),
+    };
+    match read::read_body(app, headers, body).await {
+        Ok(b) => Ok(Opened {
+            pending,
+            key,
+            bytes: b.bytes,
+            hold: b.hold,
+        }),
+        Err(e) => Err(reject(pending, e, api)),
     }
 }

@@ -6,7 +6,6 @@
 //! error shape so the official SDK raises the right exception.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -14,7 +13,6 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use keel_core::chat::ChatChunk;
-use keel_core::trace::TraceRecord;
 use keel_providers::anthropic::{
     chat_response_to_messages, messages_request_to_chat, AnthropicSseEvent, ChunksToEvents,
     MessagesRequest,
@@ -24,9 +22,8 @@ use super::common::{self, ClientApi};
 use crate::error::GatewayError;
 use crate::pipeline::admit::Governed;
 use crate::pipeline::drive::{self, CallOptions, Served};
-use crate::pipeline::pending::PendingTrace;
 use crate::pipeline::relay::StreamFormat;
-use crate::pipeline::{attribution, auth, body, parse, shadow};
+use crate::pipeline::{parse, shadow};
 use crate::state::AppState;
 
 pub async fn messages(
@@ -35,24 +32,14 @@ pub async fn messages(
     body: Body,
 ) -> Response {
     const API: ClientApi = ClientApi::Anthropic;
-    let mut trace = TraceRecord::new(
-        attribution::request_id(&headers),
-        drive::now_ms(),
-        "anthropic",
-        "/v1/messages",
-    );
-    attribution::attribute(&mut trace, &headers);
-    crate::otel::context::attach(&mut trace, &headers, app.otel.is_some());
-    let mut pending = PendingTrace::start(app.clone(), trace, Instant::now());
-    let key = match auth::authenticate(&app, &headers, pending.trace()) {
-        Ok(k) => k,
-        Err(e) => return common::reject(pending, e, API),
-    };
-
-    // `_hold` keeps the body's share of the in-flight byte budget until the answer.
-    let (bytes, _hold) = match body::read_body(&app, &headers, body).await {
-        Ok(b) => (b.bytes, b.hold),
-        Err(e) => return common::reject(pending, e, API),
+    let common::Opened {
+        mut pending,
+        key,
+        bytes,
+        hold: _hold,
+    } = match common::open_request(&app, &headers, body, ("anthropic", "/v1/messages"), API).await {
+        Ok(o) => o,
+        Err(resp) => return resp,
     };
     let parsed = parse::parse_json::<MessagesRequest>(&bytes)
         .and_then(require_max_tokens)

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod chat;
 pub mod common;
+pub mod embeddings;
 pub mod feedback;
 pub mod messages;
 pub mod misc;

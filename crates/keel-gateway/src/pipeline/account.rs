@@ -121,6 +121,9 @@ pub fn finish(
     if let Some(otel) = &app.otel {
         otel.record(&trace);
     }
-    app.online.offer(&trace);
+    // Online evals judge answers; an embeddings call has none.
+    if trace.endpoint != super::embed::ENDPOINT {
+        app.online.offer(&trace);
+    }
     app.writer.record(trace);
 }

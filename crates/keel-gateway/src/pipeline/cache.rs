@@ -12,11 +12,15 @@
 //!   `max_bytes / max_entries`, so the cache never holds more than `max_entries`.
 //! - A hit is traced with `cache = "hit"`, cost $0 (no upstream call was made) and
 //!   `saved_cost` = what the call cost when it was made.
+//! - Embeddings (`/v1/embeddings`) are cached the same way in a map of their own (the
+//!   same `ttl` and bounds): a vector is a pure function of model and input, so every
+//!   embeddings request is cacheable.
 
 use std::sync::Arc;
 
 use keel_core::chat::{ChatRequest, ChatResponse};
 use keel_core::config::cache::CacheSettings;
+use keel_core::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use keel_core::money::Nanos;
 use sha2::{Digest, Sha256};
 
@@ -31,24 +35,40 @@ pub struct Cached {
     pub cost: Option<Nanos>,
 }
 
+/// A cache under the settings' bounds, each entry weighing its reply's JSON size (at
+/// least `max_bytes / max_entries`).
+fn bounded<V: Send + Sync + 'static>(
+    s: &CacheSettings,
+    json: fn(&V) -> serde_json::Result<Vec<u8>>,
+) -> moka::sync::Cache<[u8; 32], Arc<V>> {
+    let floor = u32::try_from((s.max_bytes / s.max_entries.max(1)).max(1)).unwrap_or(u32::MAX);
+    moka::sync::Cache::builder()
+        .max_capacity(s.max_bytes)
+        .time_to_live(s.ttl)
+        .weigher(move |_k: &[u8; 32], v: &Arc<V>| {
+            let size = json(v).map_or(0, |b| b.len());
+            u32::try_from(size).unwrap_or(u32::MAX).max(floor)
+        })
+        .build()
+}
+
+/// Stored vectors and what they cost.
+pub struct CachedEmbeddings {
+    pub resp: EmbeddingResponse,
+    pub cost: Option<Nanos>,
+}
+
 pub struct ResponseCache {
     entries: moka::sync::Cache<[u8; 32], Arc<Cached>>,
+    embeddings: moka::sync::Cache<[u8; 32], Arc<CachedEmbeddings>>,
     nonzero_temperature: bool,
 }
 
 impl ResponseCache {
     pub fn new(s: &CacheSettings) -> ResponseCache {
-        let floor = u32::try_from((s.max_bytes / s.max_entries.max(1)).max(1)).unwrap_or(u32::MAX);
-        let entries = moka::sync::Cache::builder()
-            .max_capacity(s.max_bytes)
-            .time_to_live(s.ttl)
-            .weigher(move |_k: &[u8; 32], v: &Arc<Cached>| {
-                let size = serde_json::to_vec(&v.resp).map_or(0, |b| b.len());
-                u32::try_from(size).unwrap_or(u32::MAX).max(floor)
-            })
-            .build();
         ResponseCache {
-            entries,
+            entries: bounded(s, |c: &Cached| serde_json::to_vec(&c.resp)),
+            embeddings: bounded(s, |c: &CachedEmbeddings| serde_json::to_vec(&c.resp)),
             nonzero_temperature: s.nonzero_temperature,
         }
     }
@@ -78,6 +98,33 @@ impl ResponseCache {
         h.update([0]);
         h.update(&body);
         Some(h.finalize().into())
+    }
+
+    /// The key of an embeddings request (bound for `route`).
+    pub fn embeddings_key(
+        &self,
+        tenant: Option<&str>,
+        route: &ModelRoute,
+        req: &EmbeddingRequest,
+    ) -> Option<[u8; 32]> {
+        let body = serde_json::to_vec(req).ok()?;
+        let mut h = Sha256::new();
+        h.update(b"embeddings\0");
+        h.update(tenant.unwrap_or("").as_bytes());
+        h.update([0]);
+        h.update(route.config.name.as_bytes());
+        h.update([0]);
+        h.update(&body);
+        Some(h.finalize().into())
+    }
+
+    pub fn get_embeddings(&self, key: &[u8; 32]) -> Option<Arc<CachedEmbeddings>> {
+        self.embeddings.get(key)
+    }
+
+    pub fn put_embeddings(&self, key: [u8; 32], resp: EmbeddingResponse, cost: Option<Nanos>) {
+        self.embeddings
+            .insert(key, Arc::new(CachedEmbeddings { resp, cost }));
     }
 
     pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Cached>> {

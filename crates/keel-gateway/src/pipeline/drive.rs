@@ -76,9 +76,14 @@ pub async fn run(
     trace.model_requested = Some(req.model.clone());
     trace.stream = req.stream;
     key_allows(opts.key, &req.model)?;
+    switched_off(app, opts, &req.model, trace)?;
     let plan = resolve_function(app, &mut req, opts.variant, trace).await?;
+    if trace.function.is_some() {
+        // The variant's model, now known.
+        app.registry.current().switches().check_model(&req.model)?;
+    }
     let first = call::resolve(app, &req.model)?;
-    let guards = input_guardrails(app, first, &mut req, opts, trace)?;
+    let guards = input_guardrails(app, first, &mut req, opts, trace).await?;
     if let Some(out) = governed {
         admit::admit(app, opts.key, first, plan.chain, &mut req, trace, out).await?;
     }
@@ -124,8 +129,37 @@ pub async fn run(
     })
 }
 
+/// An operator's kill switch or budget freeze covering the call: fail fast, before
+/// anything is rendered, reserved or sent.
+pub(super) fn switched_off(
+    app: &AppState,
+    opts: CallOptions<'_>,
+    model: &str,
+    trace: &TraceRecord,
+) -> Result<(), GatewayError> {
+    let snapshot = app.registry.current();
+    let switches = snapshot.switches();
+    if switches.is_empty() {
+        return Ok(());
+    }
+    let is_function = app.config.functions.contains_key(model);
+    switches.check(
+        &app.config,
+        &crate::registry::switches::SwitchedCall {
+            function: is_function.then_some(model),
+            feature: trace.feature.as_deref(),
+            key: opts.key.map(|k| k.id.as_str()),
+            tenant: trace.tenant.as_deref(),
+            model: (!is_function).then_some(model),
+        },
+    )
+}
+
 /// A virtual key may be limited to some models and functions.
-fn key_allows(key: Option<&keel_governance::KeyEntry>, model: &str) -> Result<(), GatewayError> {
+pub(super) fn key_allows(
+    key: Option<&keel_governance::KeyEntry>,
+    model: &str,
+) -> Result<(), GatewayError> {
     match key {
         Some(k) if !k.allows(model) => Err(keel_governance::GovError::ModelNotAllowed {
             key: k.id.clone(),
@@ -182,20 +216,29 @@ impl CallGuards {
 }
 
 /// The policies of this function, model and key; input checks on the rendered request
-/// (redaction rewrites it) before anything is reserved or sent.
-fn input_guardrails(
+/// (redaction rewrites it) before anything is reserved or sent, then the injection
+/// judge for what they were unsure of. A judge's own call is not checked on input: its
+/// prompt quotes the text it judges (an online eval's judge, or `guard::judge`).
+async fn input_guardrails(
     app: &AppState,
     first: &crate::state::ModelRoute,
     req: &mut ChatRequest,
     opts: CallOptions<'_>,
     trace: &mut TraceRecord,
 ) -> Result<CallGuards, GatewayError> {
-    let applied = app.guards.for_call(
-        trace.function.as_deref(),
-        &first.config.name,
-        opts.key.map(|k| k.id.as_str()),
-    );
-    let found = guard::input::check_input(app, &applied, req, trace)?;
+    let applied = if trace.origin == keel_core::trace::Origin::Judge {
+        guard::Applied::default()
+    } else {
+        app.guards.for_call(
+            trace.function.as_deref(),
+            &first.config.name,
+            opts.key.map(|k| k.id.as_str()),
+        )
+    };
+    let mut found = guard::input::check_input(app, &applied, req, trace)?;
+    if !found.unsure.is_empty() {
+        guard::judge::judge_unsure(app, std::mem::take(&mut found.unsure), trace).await?;
+    }
     // The schema the request asked for, and the whole request when an answer may have
     // to be asked for again.
     let kept = (!applied.is_empty()).then(|| KeptRequest::of(req, applied.may_reask()));

@@ -7,7 +7,7 @@
 //! (settle the reservation, write the trace).
 //!
 //! Later capabilities (guardrails) slot in between function and call, each as its own
-//! step.
+//! step. `embed` is the embeddings endpoint's path through the same steps.
 
 pub mod account;
 pub mod admit;
@@ -18,6 +18,7 @@ pub mod cache;
 pub mod call;
 pub mod close;
 pub mod drive;
+pub mod embed;
 pub mod function;
 pub mod parse;
 pub mod pending;

@@ -42,6 +42,11 @@ impl PendingTrace {
         }
     }
 
+    /// The state and the trace together (what response headers are built from).
+    pub fn parts(&self) -> (&AppState, &TraceRecord) {
+        (&self.app, &self.trace)
+    }
+
     pub fn trace(&mut self) -> &mut TraceRecord {
         &mut self.trace
     }

@@ -81,4 +81,23 @@ pub trait SuiteRunner: Send + Sync {
 
     /// Run the job; the error is a message for the page.
     fn run(&self, job: SuiteJob) -> BoxFuture<Result<SuiteComparison, String>>;
+
+    /// Every suite of the evals folder with the configured models it runs on (for the
+    /// Models page), and the problems of suite files that could not be read.
+    fn suite_models(&self, _config: &Config) -> (Vec<(String, Vec<String>)>, Vec<String>) {
+        (Vec::new(), Vec::new())
+    }
+
+    /// Run scheduled canary `suite` on `model` (`crate::canary` decides when).
+    fn run_canary(
+        &self,
+        _config: Arc<Config>,
+        _store: Arc<Store>,
+        _suite: String,
+        _model: String,
+        _trigger: &'static str,
+        _governor: Arc<keel_governance::Governor>,
+    ) -> BoxFuture<Result<crate::canary::CanaryResult, String>> {
+        Box::pin(async { Err("this gateway's suite runner cannot run canaries".to_string()) })
+    }
 }

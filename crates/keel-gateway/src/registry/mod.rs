@@ -19,6 +19,7 @@ pub mod params;
 pub mod refresh;
 pub mod snapshot;
 pub mod splits;
+pub mod switches;
 
 use std::sync::Arc;
 

@@ -105,6 +105,12 @@ fn log_changes(previous: &Snapshot, next: &Snapshot) {
             None => tracing::info!(function = %name, "serving the configured traffic split"),
         }
     }
+    if next.switches() != previous.switches() {
+        tracing::warn!(
+            "kill switches and budget freezes now: {}",
+            next.switches().describe()
+        );
+    }
     for why in next.split_problems() {
         if !previous.split_problems().contains(why) {
             tracing::warn!("{why}");
@@ -124,10 +130,9 @@ pub fn start(
     store: &Store,
     config: Arc<Config>,
 ) -> anyhow::Result<(Arc<Registry>, Option<RefreshHandle>)> {
+    // Even without functions it runs: the snapshot also carries kill switches and
+    // budget freezes, which apply to plain model calls.
     let registry = Arc::new(Registry::new(Snapshot::empty()));
-    if config.functions.is_empty() {
-        return Ok((registry, None));
-    }
     let mut r = Refresher {
         config: config.clone(),
         registry: registry.clone(),

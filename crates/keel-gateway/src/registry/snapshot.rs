@@ -57,6 +57,8 @@ pub struct Snapshot {
     splits: super::splits::Splits,
     /// Stored overrides that do not fit the config, and why (logged by the refresher).
     split_problems: Vec<String>,
+    /// Kill switches and budget freezes (`keel switch`, `keel budget freeze`).
+    switches: super::switches::Switches,
 }
 
 /// Prompts taken from the prompts folder instead of the store, by name — what `keel
@@ -133,6 +135,7 @@ impl Snapshot {
             .collect();
         let mut next = Snapshot::default();
         (next.splits, next.split_problems) = super::splits::load(conn, config)?;
+        next.switches = super::switches::load(conn, config)?;
         for f in config.functions.values() {
             let mut slots = Vec::with_capacity(f.variants.len());
             for v in &f.variants {
@@ -162,6 +165,11 @@ impl Snapshot {
     /// order), when `keel function canary` moved its split.
     pub fn split(&self, function: &str) -> Option<&[u32]> {
         self.splits.get(function).map(|w| &w[..])
+    }
+
+    /// What is switched off or frozen now.
+    pub fn switches(&self) -> &super::switches::Switches {
+        &self.switches
     }
 
     /// Functions whose served split differs from `previous`'s, sorted.

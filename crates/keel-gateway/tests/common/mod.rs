@@ -164,6 +164,16 @@ impl Harness {
         self.post_json("/v1/chat/completions", body, &[]).await
     }
 
+    /// One user message to `model`: the status, the body and the request id.
+    pub async fn ask(&self, model: &str, text: &str) -> (u16, Value, String) {
+        let r = self
+            .chat(&json!({"model": model, "messages": [{"role": "user", "content": text}]}))
+            .await;
+        let status = r.status().as_u16();
+        let id = request_id(&r);
+        (status, r.json().await.unwrap_or(Value::Null), id)
+    }
+
     /// POST JSON to `/v1/messages`.
     pub async fn messages(&self, body: &Value) -> reqwest::Response {
         self.post_json("/v1/messages", body, &[("anthropic-version", "2023-06-01")])
@@ -474,4 +484,25 @@ pub fn set_prompt_label(store_path: &str, version: i64, label: &str) {
     let store = keel_store::Store::open(store_path).unwrap();
     let conn = store.writer_conn().unwrap();
     keel_store::set_label(&conn, "support/answer", version, label, "test", "because").unwrap();
+}
+
+/// A client that does not follow redirects (to assert on a form's 303).
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+impl Harness {
+    /// A dashboard page's HTML, asserting it answered 200.
+    pub async fn page(&self, path: &str) -> String {
+        let resp = self.get(path).await;
+        let status = resp.status();
+        let body = resp.text().await.unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.starts_with("<!doctype html>"), "{path}: {body}");
+        body
+    }
 }

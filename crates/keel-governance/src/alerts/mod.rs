@@ -16,6 +16,8 @@
 //! 4. records the event in `alert_events`, with each destination's outcome.
 
 pub mod deliver;
+pub mod model_events;
+pub mod pagerduty;
 pub mod quality;
 pub mod rules;
 
@@ -67,6 +69,9 @@ pub struct AlertNotice {
     /// Send again while still firing after this long.
     pub repeat: Option<Duration>,
     pub at_ms: i64,
+    /// A rule with `open_incident = true`: a firing opens an incident (or attaches to
+    /// the rule's open one).
+    pub incident: Option<keel_core::config::alerting::IncidentOnFire>,
 }
 
 /// Where notices are sent. Cloning is cheap.
@@ -171,13 +176,25 @@ impl Dispatcher {
             _ => {}
         }
         let changes = relevant_changes(&n, &changes);
-        let text = deliver::text(&n, &changes);
+        let incident = match (&n.incident, n.state) {
+            (Some(spec), AlertState::Firing) => self.open_incident(&n, spec.kind.clone()).await,
+            _ => None,
+        };
+        let mut text = deliver::text(&n, &changes);
+        if let Some((id, opened)) = incident {
+            text.push_str(&format!(
+                "\n{} incident {id}: `keel incident show {id}` or {}",
+                if opened { "Opened" } else { "Attached to" },
+                incident_path(id)
+            ));
+        }
         let payload = json!({
             "text": text,
             "keel": {
                 "source": n.source, "name": n.name, "scope": n.scope, "state": n.state.as_str(),
                 "value": n.value, "threshold": n.threshold, "message": n.message,
                 "at_ms": n.at_ms, "recent_changes": changes.iter().map(deliver::change_json).collect::<Vec<_>>(),
+                "incident": incident.map(|(id, opened)| json!({"id": id, "opened": opened, "url": incident_path(id)})),
             }
         });
         let mut delivered = BTreeMap::new();
@@ -196,6 +213,30 @@ impl Dispatcher {
                         }
                     }
                 }
+                Some(Destination::PagerDuty {
+                    url,
+                    routing_key_env,
+                    severity,
+                }) => match std::env::var(routing_key_env)
+                    .ok()
+                    .filter(|k| !k.is_empty())
+                {
+                    Some(key) => {
+                        let event = pagerduty::event(&n, &text, &key, severity, incident);
+                        match pagerduty::send(&self.client, url, &event).await {
+                            Ok(()) => "ok".to_string(),
+                            Err(e) => {
+                                tracing::warn!(destination = %to, error = %e, "PagerDuty alert failed");
+                                e
+                            }
+                        }
+                    }
+                    None => {
+                        let e = format!("the routing key variable {routing_key_env} is not set");
+                        tracing::warn!(destination = %to, "{e}");
+                        e
+                    }
+                },
                 None => format!("destination `{to}` is not configured"),
             };
             delivered.insert(to.clone(), outcome);
@@ -221,6 +262,68 @@ impl Dispatcher {
         .map_err(|e| e.to_string())??;
         Ok(Dispatched::Sent { id, delivered })
     }
+}
+
+impl Dispatcher {
+    /// Open the incident of a firing rule with `open_incident = true`, or attach the
+    /// firing to the rule's open one: `(id, opened)`; `None` (logged) when the store
+    /// cannot.
+    async fn open_incident(&self, n: &AlertNotice, kind: Option<String>) -> Option<(i64, bool)> {
+        let store = self.store.clone();
+        let (name, message, at_ms) = (n.name.clone(), n.message.clone(), n.at_ms);
+        let scope = incident_scope(&n.scope);
+        let result = tokio::task::spawn_blocking(move || {
+            let mut conn = store.writer_conn().map_err(|e| e.to_string())?;
+            let title = format!("alert `{name}` fired");
+            keel_store::incidents::open_or_attach(
+                &mut conn,
+                &keel_store::incidents::NewIncident {
+                    title: &title,
+                    kind: kind.as_deref(),
+                    scope: scope.as_deref(),
+                    actor: "keel",
+                    at_ms,
+                    first_signal_ms: Some(at_ms),
+                    alert_rule: Some(&name),
+                    severity: None,
+                },
+                &message,
+            )
+            .map_err(|e| e.to_string())
+        })
+        .await;
+        match result {
+            Ok(Ok(r)) => {
+                tracing::warn!(alert = %n.name, incident = r.0, opened = r.1, "alert rule opened (or added to) an incident");
+                Some(r)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(alert = %n.name, error = %e, "cannot open the alert's incident");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(alert = %n.name, error = %e, "cannot open the alert's incident");
+                None
+            }
+        }
+    }
+}
+
+/// The dashboard path of incident `id`.
+pub fn incident_path(id: i64) -> String {
+    format!("/ui/incidents/{id}")
+}
+
+/// An alert's scope as an incident's: the first `kind=value` of a kind incidents follow
+/// (`function=F,variant=V` → `function=F`); `None` (global) otherwise.
+fn incident_scope(scope: &str) -> Option<String> {
+    scope
+        .split(',')
+        .find(|p| {
+            p.split_once('=')
+                .is_some_and(|(k, _)| matches!(k, "function" | "feature" | "tenant" | "model"))
+        })
+        .map(str::to_string)
 }
 
 /// The audit events worth showing with an alert: everything for a global alert; for a
@@ -249,3 +352,9 @@ fn relevant_changes(n: &AlertNotice, all: &[AuditEvent]) -> Vec<AuditEvent> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod model_events_tests;
+
+#[cfg(test)]
+mod pagerduty_tests;

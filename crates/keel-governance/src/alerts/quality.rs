@@ -27,6 +27,10 @@
 //!   was sampled is `e^-λ`, so it fires when `e^-λ < 1 - confidence` (λ ≥ 3 at 0.95). An
 //!   eval paused by its daily judge spend cap does not fire.
 //!
+//! - **people** (`source = "human"`, `review_queue = NAME`): the same rates and means
+//!   over the `human` scores the queue's labels become (pass = verdict good; a number
+//!   label's mean), instead of the judge's (`keel_core::config::score_source`).
+//!
 //! The notice says the rate, its interval, the baseline and how it was computed, the
 //! sample counts, and what changed in scope during the bad windows and the one before:
 //! moves and rollbacks of the labels its variants serve, config loads, canary and split
@@ -38,8 +42,9 @@ use std::time::Duration;
 
 use keel_core::config::alerting::{AlertMetric, AlertRule, Threshold};
 use keel_core::config::quality_alerts::QualityRule;
+use keel_core::config::score_source::ScoreSource;
 use keel_stats::intervals::{normal_cdf, normal_quantile, wilson};
-use keel_store::quality_windows::{CallFilter, Counts, Sums, Windows};
+use keel_store::quality_windows::{CallFilter, Counts, ScoreSources, Sums, Windows};
 use keel_store::{AuditEvent, Store};
 
 use super::rules::Measured;
@@ -276,14 +281,18 @@ pub fn assess_with(
         count: k + base_n,
     };
     let f = filter(q);
-    let eval = q.online_eval.as_ref().map_or("", |e| e.name.as_str());
+    let eval = q.scores_eval();
+    let sources = match q.source {
+        ScoreSource::Judge => ScoreSources::Judge,
+        ScoreSource::Human { .. } => ScoreSources::Human,
+    };
     let floor = match rule.threshold {
         Threshold::Above(t) | Threshold::Below(t) => Some(t),
         _ => None,
     };
     let judged: Vec<Judged> = if rule.metric == AlertMetric::OnlineScore {
         let metric = q.score_metric.as_deref().unwrap_or_default();
-        let s = keel_store::quality_windows::score_sums(conn, eval, metric, &f, &w)?;
+        let s = keel_store::quality_windows::score_sums(conn, eval, metric, sources, &f, &w)?;
         let base = s[k..].iter().fold(Sums::default(), |a, b| Sums {
             n: a.n + b.n,
             sum: a.sum + b.sum,
@@ -305,7 +314,7 @@ pub fn assess_with(
             (c, Worse::Higher)
         } else {
             (
-                keel_store::quality_windows::pass_counts(conn, eval, &f, &w)?,
+                keel_store::quality_windows::pass_counts(conn, eval, sources, &f, &w)?,
                 Worse::Lower,
             )
         };
@@ -328,7 +337,22 @@ pub fn assess_with(
 }
 
 fn what(rule: &AlertRule, q: &QualityRule) -> (String, &'static str) {
-    let eval = q.online_eval.as_ref().map_or("", |e| e.name.as_str());
+    let eval = q.scores_eval();
+    if let ScoreSource::Human { queue } = &q.source {
+        return match rule.metric {
+            AlertMetric::OnlineScore => (
+                format!(
+                    "review queue `{queue}` mean human `{}` score",
+                    q.score_metric.as_deref().unwrap_or_default()
+                ),
+                "reviewed calls",
+            ),
+            _ => (
+                format!("review queue `{queue}` human pass rate (verdict good)"),
+                "reviewed calls",
+            ),
+        };
+    }
     match rule.metric {
         AlertMetric::OnlineScore => (
             format!(

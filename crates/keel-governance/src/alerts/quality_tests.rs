@@ -530,3 +530,38 @@ fn quality_keys_are_validated_with_their_key_paths() {
         "{e}"
     );
 }
+
+#[test]
+fn a_human_rule_reads_the_review_queues_verdicts_not_the_judge() {
+    // The judge passes all 80 calls of the window; reviewers call 40 of them bad.
+    let mut s = Seed::new();
+    let ids = s.window(NOW, 0, "concise", 80, 80, true);
+    let mut c = s.store.writer_conn().unwrap();
+    for (i, id) in ids.iter().enumerate() {
+        let good = i % 2 == 0;
+        let row = ScoreRow {
+            metric: "verdict".into(),
+            value: if good { 1.0 } else { 0.0 },
+            passed: good,
+            reason: None,
+        };
+        replace_scores(&mut c, id, "rq", "human", &[row], None, NOW - 1_000).unwrap();
+    }
+    let queue =
+        "\n[[review_queues]]\nname = \"rq\"\nfunction = \"support-answer\"\nsample_rate = 0.1\n";
+    let human = rule(&format!(
+        "metric = \"online_pass_rate\"\nsource = \"human\"\nreview_queue = \"rq\"\nwindow = \"1h\"\nbelow = 0.8\n{queue}"
+    ));
+    let a = s.assess(&human, NOW);
+    assert_eq!(a.firing, Some(true), "{}", a.measured.detail);
+    assert!(
+        a.measured
+            .detail
+            .contains("review queue `rq` human pass rate (verdict good) 50.0 %")
+            && a.measured.detail.contains("n = 80 reviewed calls"),
+        "{}",
+        a.measured.detail
+    );
+    let judge = rule(&format!("{PASS_RATE}\nbelow = 0.8\n{queue}"));
+    assert_eq!(s.assess(&judge, NOW).firing, Some(false));
+}

@@ -40,6 +40,9 @@ pub async fn measure(
     if rule.quality.is_some() {
         return Ok(super::quality::assess(rule, store, now_ms).await?.measured);
     }
+    if rule.metric.is_model_event() {
+        return Ok(super::model_events::assess(rule, store, now_ms).await?.0);
+    }
     let since = now_ms - i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
     let window = humantime::format_duration(rule.window).to_string();
     match rule.metric {
@@ -136,7 +139,10 @@ pub async fn measure(
                 | AlertMetric::OnlinePassRate
                 | AlertMetric::OnlineScore
                 | AlertMetric::FeedbackNegativeRate
-                | AlertMetric::OnlineJudgingStalled => (None, ""),
+                | AlertMetric::OnlineJudgingStalled
+                | AlertMetric::ModelChanged
+                | AlertMetric::ModelBehaviourChanged
+                | AlertMetric::ModelRetiring => (None, ""),
             };
             let detail = match value {
                 Some(v) => format!("{what} {v:.4} over the last {window} ({calls} calls)"),
@@ -176,6 +182,10 @@ pub fn notice(rule: &AlertRule, state: AlertState, m: &Measured, now_ms: i64) ->
             };
             (format!("{metric} {head}: {}", m.detail), None)
         }
+        Threshold::Event => {
+            let head = if resolved { "quiet again" } else { "fired" };
+            (format!("{metric} {head}: {}", m.detail), None)
+        }
         Threshold::Stall => {
             let head = if resolved {
                 "judging resumed (or the scope had too little traffic to tell)"
@@ -193,10 +203,19 @@ pub fn notice(rule: &AlertRule, state: AlertState, m: &Measured, now_ms: i64) ->
         value: m.value,
         threshold,
         message,
-        dedupe_key: format!("rule|{}", rule.name),
+        dedupe_key: match (rule.metric, m.value) {
+            // Each stage (90, 30, 7 days, retired) is announced once.
+            (AlertMetric::ModelRetiring, Some(days)) => format!(
+                "rule|{}|{}d",
+                rule.name,
+                super::model_events::stage_of(days)
+            ),
+            _ => format!("rule|{}", rule.name),
+        },
         to: rule.to.clone(),
         repeat: rule.repeat,
         at_ms: now_ms,
+        incident: rule.incident.clone(),
     }
 }
 
@@ -239,6 +258,15 @@ impl RuleEvaluator {
                 };
                 let Some(breached) = a.firing else { continue };
                 self.transition(rule, breached, &a.measured, now_ms, &mut out);
+                continue;
+            }
+            if rule.metric.is_model_event() {
+                match super::model_events::assess(rule, store, now_ms).await {
+                    Ok((m, breached)) => self.transition(rule, breached, &m, now_ms, &mut out),
+                    Err(e) => {
+                        tracing::warn!(rule = %rule.name, error = %e, "cannot evaluate an alert rule")
+                    }
+                }
                 continue;
             }
             let m = match measure(rule, store, gov, now_ms).await {

@@ -44,6 +44,7 @@ fn notice(state: AlertState, at_ms: i64) -> AlertNotice {
         to: vec!["ops".into(), "log".into()],
         repeat: Some(Duration::from_secs(3600)),
         at_ms,
+        incident: None,
     }
 }
 
@@ -165,4 +166,47 @@ async fn a_failing_webhook_is_recorded_with_its_error_and_other_destinations_sti
     assert_eq!(seen.lock().unwrap().len(), 1);
     let events = keel_store::alerts::list_alert_events(&store.reader().unwrap(), 0, 0).unwrap();
     assert_eq!(events.len(), 1);
+}
+
+#[tokio::test]
+async fn a_rule_with_open_incident_opens_one_and_attaches_its_next_firing() {
+    let (url, seen) = receiver(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (d, store) = dispatcher(&dir, &url);
+    let now = keel_store::prompts::now_ms();
+    let with_incident = |state, at| AlertNotice {
+        incident: Some(keel_core::config::alerting::IncidentOnFire {
+            kind: Some("cost-runaway".into()),
+        }),
+        ..notice(state, at)
+    };
+    assert!(sent(
+        &d.dispatch_one(with_incident(AlertState::Firing, now))
+            .await
+            .unwrap()
+    ));
+    d.dispatch_one(with_incident(AlertState::Resolved, now + 1))
+        .await
+        .unwrap();
+    assert!(sent(
+        &d.dispatch_one(with_incident(AlertState::Firing, now + 2))
+            .await
+            .unwrap()
+    ));
+    let conn = store.reader().unwrap();
+    let all = keel_store::incidents::list(&conn, true, 10).unwrap();
+    assert_eq!(all.len(), 1, "the second firing attaches: {all:?}");
+    let inc = &all[0];
+    assert_eq!(inc.kind.as_deref(), Some("cost-runaway"));
+    assert_eq!(inc.scope.as_deref(), Some("feature=support"));
+    assert_eq!(inc.alert_rule.as_deref(), Some("support-errors"));
+    let (_, events) = keel_store::incidents::get(&conn, inc.id).unwrap().unwrap();
+    assert_eq!(events.iter().filter(|e| e.kind == "alert").count(), 2);
+    // The webhook carries the incident's id and its page.
+    let bodies = seen.lock().unwrap().clone();
+    let first = &bodies[0]["keel"]["incident"];
+    assert_eq!(first["id"], inc.id);
+    assert_eq!(first["opened"], true);
+    assert_eq!(first["url"], format!("/ui/incidents/{}", inc.id));
+    assert_eq!(bodies.last().unwrap()["keel"]["incident"]["opened"], false);
 }

@@ -343,5 +343,6 @@ fn backend_notice(state: AlertState, message: String) -> AlertNotice {
         to: vec!["log".into()],
         repeat: Some(Duration::from_secs(600)),
         at_ms: now_ms(),
+        incident: None,
     }
 }

@@ -39,6 +39,7 @@ impl Governor {
                     to: st.alert_to.clone(),
                     repeat: None,
                     at_ms: now,
+                    incident: None,
                 });
             }
         }
@@ -293,6 +294,7 @@ impl Governor {
             to: m.to.clone(),
             repeat: None,
             at_ms: now_ms(),
+            incident: None,
         });
         if let (Some(store), Ok(rt)) = (
             self.store.get().cloned(),

@@ -82,6 +82,7 @@
 //! `chunk_delay` between streamed chunks and [`HANG`] on a timeout fault.
 
 mod directives;
+pub mod embed;
 mod faults;
 mod placeholder;
 mod provider;

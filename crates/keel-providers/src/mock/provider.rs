@@ -59,6 +59,13 @@ fn cut_body_error(reply: &MockReply) -> ProviderError {
 
 #[async_trait]
 impl ChatProvider for MockProvider {
+    async fn embed(
+        &self,
+        req: keel_core::embeddings::EmbeddingRequest,
+    ) -> Result<keel_core::embeddings::EmbeddingResponse, ProviderError> {
+        Ok(super::embed::embed(&req))
+    }
+
     async fn complete(&self, mut req: ChatRequest) -> Result<ChatResponse, ProviderError> {
         req.stream = false;
         match self.state.respond(&req).await {

@@ -38,8 +38,18 @@ pub(crate) struct Plan {
     pub cut: bool,
 }
 
-/// Decide the answer to `req`.
+/// Decide the answer to `req`, answered with the configured `fingerprint` (default
+/// [`FINGERPRINT`]): switching it is how a demo or a test plays a provider that changed
+/// the model behind a name.
 pub(crate) fn plan(req: &ChatRequest, settings: &MockSettings, rules: &RuleSet) -> Plan {
+    let mut plan = decide(req, settings, rules);
+    if let (Ok(resp), Some(fp)) = (&mut plan.outcome, &settings.fingerprint) {
+        resp.system_fingerprint = Some(fp.clone());
+    }
+    plan
+}
+
+fn decide(req: &ChatRequest, settings: &MockSettings, rules: &RuleSet) -> Plan {
     let mut plan = Plan {
         outcome: Err(MockFault::Garbage),
         latency: Duration::from_millis(settings.latency_ms),

@@ -165,7 +165,8 @@ pub fn run(a: RedteamArgs) -> Result<ExitCode> {
                 .iter()
                 .map(|(label, r)| {
                     json!({"corpus": label, "attacks": r.attacks, "benign": r.benign,
-                        "block_rate": r.block_rate, "false_positive_rate": r.false_positive_rate})
+                        "block_rate": r.block_rate, "false_positive_rate": r.false_positive_rate,
+                        "checks": r.checks})
                 })
                 .collect();
         }
@@ -206,20 +207,44 @@ fn print_report(r: &RedteamReport, per_corpus: &[(String, RedteamReport)], failu
         ]);
     }
     println!("{t}");
+    for s in &r.checks {
+        if let Some(j) = s.judge_would_read {
+            println!(
+                "{}: the fast check blocked the above; its judge model would read {} more attacks and {} benign inputs (the unsure band; no model is called here)",
+                s.check, j.attacks, j.benign
+            );
+        }
+    }
     if !per_corpus.is_empty() {
+        let judged = r.checks.iter().any(|s| s.judge_would_read.is_some());
         let mut t = Table::new();
-        t.set_header(["corpus", "prompts", "blocked"]);
+        let mut header = vec!["corpus", "prompts", "blocked"];
+        if judged {
+            header.push("judge would read");
+        }
+        t.set_header(header);
         for (label, c) in per_corpus {
             let (n, rate) = if c.attacks > 0 {
                 (c.attacks, c.block_rate)
             } else {
                 (c.benign, c.false_positive_rate)
             };
-            t.add_row([
+            let mut row = vec![
                 label.clone(),
                 n.to_string(),
                 format!("{:.1}%", rate * 100.0),
-            ]);
+            ];
+            if judged {
+                let band: usize = c
+                    .checks
+                    .iter()
+                    .filter_map(|s| s.judge_would_read)
+                    .map(|j| if c.attacks > 0 { j.attacks } else { j.benign })
+                    .max()
+                    .unwrap_or(0);
+                row.push(band.to_string());
+            }
+            t.add_row(row);
         }
         println!("{t}");
     }

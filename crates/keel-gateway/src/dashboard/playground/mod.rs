@@ -243,11 +243,7 @@ pub async fn post(
     headers: HeaderMap,
     Form(form): Form<Vec<(String, String)>>,
 ) -> Response {
-    let field = |k: &str| {
-        form.iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let field = |k: &str| super::html::form_field(&form, k);
     if let Err(why) = access::check_form(&app, &headers, field("token")) {
         return PageError::Forbidden(why).into_response();
     }

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# CPU instructions per proxied call, counted by valgrind's callgrind over every thread of
+# `keel serve` — a figure that does not swing with the shared VM the way latency does.
+#
+# Method: Keel (release build, tracing and rollups on, full capture, the plain profile of
+# bench/run.sh) runs under callgrind against the mock upstream (not under valgrind). After
+# WARMUP calls (connections made, lazy state built), the counters are zeroed, CALLS calls
+# are sent at concurrency 4 by a keep-alive client outside valgrind, the writer is given
+# SETTLE seconds to store them, and the counters are dumped. The same wait with no calls
+# gives the idle cost (timers, the writer's ticks), which is subtracted:
+#
+#   instructions per call = (total with CALLS calls - total idle) / CALLS
+#
+# The dump is summarised by callgrind_annotate: the top functions by inclusive cost, and
+# the shares of the trace writer (`keel_store::writer` and below: inserts, rollups,
+# commits) and of everything else (the request path: HTTP, routing, the upstream call,
+# pricing, the trace handed to the writer). Prints a report and, unless --no-record, appends it
+# to bench/RESULTS.md and writes the full summary to bench/profiles/instructions-plain.txt.
+#
+# Usage: bash bench/instructions.sh [--no-record]    (CALLS=2000 WARMUP=200 SETTLE=3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CALLS=${CALLS:-2000}
+WARMUP=${WARMUP:-200}
+SETTLE=${SETTLE:-3}
+RECORD=${1:-}
+command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)"; exit 2; }
+cargo build --release --quiet -p keel-cli
+KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
+
+WORK=$(mktemp -d)
+source "$ROOT/bench/lib.sh"
+MOCK_PORT=$(free_port)
+KEEL_PORT=$(free_port)
+plain_config "$KEEL_PORT" "$MOCK_PORT" "$WORK/bench.db" > "$WORK/keel.toml"
+
+cleanup() { kill "${KEEL_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+"$KEEL" mock-provider --listen "127.0.0.1:$MOCK_PORT" --output-tokens 16 > "$WORK/mock.log" 2>&1 &
+MOCK_PID=$!
+KEEL_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+  "$KEEL" serve --config "$WORK/keel.toml" > "$WORK/keel.log" 2>&1 &
+KEEL_PID=$!
+for url in "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/health"; do
+  for _ in $(seq 600); do curl -sf "$url" >/dev/null && break; sleep 0.1; done
+  curl -sf "$url" >/dev/null || { echo "server at $url did not start"; cat "$WORK"/*.log; exit 1; }
+done
+
+# A keep-alive client outside valgrind: N calls over 4 connections; fails on any non-200.
+load() {
+  python3 - "$KEEL_PORT" "$1" <<'PY'
+import http.client, json, sys, threading
+port, n = int(sys.argv[1]), int(sys.argv[2])
+body = json.dumps({"model": "bench-model", "messages": [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Say hello to the benchmark."}], "max_tokens": 64})
+bad = []
+def worker(k):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for _ in range(k):
+        c.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+        r = c.getresponse(); r.read()
+        if r.status != 200: bad.append(r.status)
+threads = [threading.Thread(target=worker, args=(n // 4 + (1 if i < n % 4 else 0),)) for i in range(4)]
+[t.start() for t in threads]; [t.join() for t in threads]
+if bad: sys.exit(f"{len(bad)} calls failed: {sorted(set(bad))}")
+PY
+}
+
+# The total of a dump: the `summary:` (or `totals:`) line of the newest file.
+total() { grep -h -E '^(summary|totals):' "$(ls -t "$WORK"/cg.* | head -1)" | head -1 | awk '{print $2}'; }
+
+measure() { # $1 = calls (0 = idle); leaves the dump as $WORK/$2
+  callgrind_control -z "$KEEL_PID" >/dev/null
+  local start; start=$(date +%s.%N)
+  [ "$1" -gt 0 ] && load "$1"
+  local elapsed; elapsed=$(python3 -c "import time; print(time.time() - $start)")
+  sleep "$SETTLE"
+  # The idle measurement waits as long as the loaded one took in all.
+  [ "$1" -eq 0 ] && sleep "${LOADED_SECS:-0}"
+  callgrind_control -d "$KEEL_PID" >/dev/null
+  sleep 1
+  cp "$(ls -t "$WORK"/cg.* | head -1)" "$WORK/$2"
+  echo "$elapsed"
+}
+
+echo "warming up ($WARMUP calls)..." >&2
+load "$WARMUP"
+sleep "$SETTLE"
+echo "measuring $CALLS calls at concurrency 4 under callgrind..." >&2
+LOADED_SECS=$(measure "$CALLS" loaded)
+echo "measuring the same time idle..." >&2
+measure 0 idle >/dev/null
+LOADED=$(grep -h -E '^(summary|totals):' "$WORK/loaded" | head -1 | awk '{print $2}')
+IDLE=$(grep -h -E '^(summary|totals):' "$WORK/idle" | head -1 | awk '{print $2}')
+callgrind_annotate --inclusive=yes --threshold=99 "$WORK/loaded" > "$WORK/annotate.txt" 2>/dev/null || true
+callgrind_annotate --tree=caller --inclusive=yes --auto=no "$WORK/loaded" > "$WORK/self.txt" 2>/dev/null || true
+[ -n "${KEEP_PROFILE:-}" ] && cp "$WORK/loaded" "$WORK/annotate.txt" "$WORK/self.txt" "$KEEP_PROFILE"/
+STORED=$(sqlite3 "$WORK/bench.db" 'SELECT COUNT(*) FROM traces' 2>/dev/null || echo "?")
+
+python3 - "$WORK/annotate.txt" "$LOADED" "$IDLE" "$CALLS" "$LOADED_SECS" "$RECORD" "$ROOT" "$STORED" "$WARMUP" <<'PY'
+import datetime, os, platform, re, subprocess, sys
+ann, loaded, idle, calls, secs, record, root, stored, warmup = sys.argv[1:]
+loaded, idle, calls = int(loaded), int(idle), int(calls)
+per_call = (loaded - idle) / calls
+rows = []
+for line in open(ann, errors="replace"):
+    m = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(\S.*?)(?: \[[^\]]*\])?$", line)
+    if m:
+        name = re.sub(r"^(/root/\.cargo/registry/src/[^/]+/|/rustc/[0-9a-f]+/|/work/main/)", "", m.group(3).strip())
+        if not any(r[2] == name for r in rows):
+            rows.append((int(m.group(1).replace(",", "")), float(m.group(2)), name))
+def share(pattern):
+    vals = [r[0] for r in rows if re.search(pattern, r[2])]
+    return max(vals) if vals else 0
+writer = share(r":keel_store::writer::run$")
+rollups = share(r":keel_store::rollup::RollupBatch::(write|add)$")
+inserts = share(r":keel_store::trace_row::insert_one$")
+handler = share(r"keel-gateway/src/handlers/chat.rs:")
+upstream = share(r":<keel_providers::openai::OpenAiProvider as keel_providers::ChatProvider>::complete")
+prepare = share(r":sqlite3Prepare$")
+# Allocations: the calls into the allocator's entry point, from the caller tree (each
+# block lists a function's callers, `< caller (Nx)`, above its `*` line).
+allocs, block = 0, []
+for line in open(os.path.join(os.path.dirname(ann), "self.txt"), errors="replace"):
+    if not line.strip():
+        block = []
+    elif re.search(r"\*\s+\S*:__rustc::__rust_alloc(\s|$)", line):
+        allocs = sum(int(c.replace(",", "")) for c in re.findall(r"\(([\d,]+)x\)", "".join(block)))
+        break
+    else:
+        block.append(line)
+commit = share(r"sqlite3VdbeHalt|sqlite3PagerCommitPhaseOne")
+commit_id = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root).stdout.strip()
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+pct = lambda v: f"{100 * v / loaded:.1f} %" if loaded else "?"
+lines = [
+    f"## {now} — commit {commit_id} — instructions per call (callgrind)",
+    "",
+    f"Machine: {platform.machine()}, Linux {platform.release()}. `bash bench/instructions.sh`: Keel "
+    f"(release, tracing and rollups on, full capture, plain profile) under callgrind, all threads; "
+    f"{warmup} warm-up calls, then {calls} calls at concurrency 4 (keep-alive client outside valgrind, "
+    f"{float(secs):.1f} s under valgrind), minus the same wait idle. Traces stored: {stored}.",
+    "",
+    "| figure | value |",
+    "|---|---:|",
+    f"| instructions, {calls} calls | {loaded:,} |",
+    f"| instructions, idle for as long | {idle:,} |",
+    f"| **instructions per call** | **{per_call:,.0f}** |",
+    f"| trace writer thread (inserts, rollups, commits) | {pct(writer)} ({writer / calls:,.0f} per call) |",
+    f"| of which the trace rows | {pct(inserts)} |",
+    f"| of which the rollup rows | {pct(rollups)} |",
+    f"| request path: the chat handler (parse, route, upstream call, respond) | {pct(handler)} ({handler / calls:,.0f} per call) |",
+    f"| of which the upstream call (reqwest, JSON decode) | {pct(upstream)} |",
+    f"| everything else (hyper accept/IO, timers, background tasks) | {pct(loaded - writer - handler)} |",
+    f"| SQLite statement compilation (`sqlite3Prepare`) | {pct(prepare)} |",
+    f"| heap allocations per call, all threads (`__rust_alloc` calls / calls) | {allocs / calls:,.0f} |",
+    "",
+    "Top functions by inclusive cost (callgrind_annotate, loaded dump):",
+    "",
+    "```",
+]
+lines += [f"{r[1]:5.1f} %  {r[2][:110]}" for r in rows[:25]]
+lines += ["```", ""]
+text = "\n".join(lines)
+print(text)
+if record != "--no-record":
+    os.makedirs(os.path.join(root, "bench/profiles"), exist_ok=True)
+    with open(os.path.join(root, "bench/profiles/instructions-plain.txt"), "w") as f:
+        f.write(f"# {now}, commit {commit_id}: the 150 costliest functions by inclusive cost\n")
+        f.write(f"# (callgrind_annotate --inclusive=yes) over {calls} calls, plain profile; paths shortened.\n")
+        f.write(f"# Instructions per call: {per_call:,.0f}.\n\n")
+        for n, p, name in rows[:150]:
+            f.write(f"{n:>14,} {p:5.1f} %  {name}\n")
+    with open(os.path.join(root, "bench/RESULTS.md"), "a") as f:
+        f.write("\n" + text)
+PY

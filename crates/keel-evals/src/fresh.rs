@@ -1,0 +1,205 @@
+//! Fresh inputs: a stratified random sample of what production asked recently, written
+//! as its own suite (`SUITE-fresh`) beside the suite it copies, so `keel eval run
+//! SUITE-fresh` tests the target on what users ask this week — catching "the world
+//! changed" that a fixed dataset cannot.
+//!
+//! Strata are (function, feature). Each gets a share of the sample proportional to its
+//! traffic (largest remainders), and at least one case when the sample is large enough
+//! to give every stratum one, so a small feature is not lost behind a big one. Within a
+//! stratum calls are drawn at random with a seed (printed, and repeatable with
+//! `--seed`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// How many of `n` to take from each stratum of the given sizes (same order): each its
+/// proportional share rounded down, at least one per non-empty stratum when `n` allows,
+/// then the rest to the largest shortfalls (or back from the largest takes).
+pub fn allocate(sizes: &[usize], n: usize) -> Vec<usize> {
+    let total: usize = sizes.iter().sum();
+    if total == 0 || n == 0 {
+        return vec![0; sizes.len()];
+    }
+    if n >= total {
+        return sizes.to_vec();
+    }
+    let floor_one = n >= sizes.iter().filter(|s| **s > 0).count();
+    let quotas: Vec<f64> = sizes
+        .iter()
+        .map(|s| (n * s) as f64 / total as f64)
+        .collect();
+    let mut take: Vec<usize> = sizes
+        .iter()
+        .zip(&quotas)
+        .map(|(s, q)| {
+            let t = (q.floor() as usize).min(*s);
+            if floor_one && *s > 0 {
+                t.max(1)
+            } else {
+                t
+            }
+        })
+        .collect();
+    let mut sum: usize = take.iter().sum();
+    while sum > n {
+        // Back from the biggest take that can spare one.
+        let Some(k) = (0..take.len())
+            .filter(|k| take[*k] > 1)
+            .max_by_key(|k| take[*k])
+        else {
+            break;
+        };
+        take[k] -= 1;
+        sum -= 1;
+    }
+    while sum < n {
+        let Some(k) = (0..take.len())
+            .filter(|k| take[*k] < sizes[*k])
+            .max_by(|a, b| {
+                (quotas[*a] - take[*a] as f64)
+                    .total_cmp(&(quotas[*b] - take[*b] as f64))
+                    .then(b.cmp(a))
+            })
+        else {
+            break;
+        };
+        take[k] += 1;
+        sum += 1;
+    }
+    take
+}
+
+/// Draw `n` of `items` stratified by `stratum`, with the random generator `rng`.
+pub fn stratified<T, K: Ord + Clone>(
+    items: Vec<T>,
+    n: usize,
+    stratum: impl Fn(&T) -> K,
+    rng: &mut fastrand::Rng,
+) -> Vec<T> {
+    let mut groups: BTreeMap<K, Vec<T>> = BTreeMap::new();
+    for it in items {
+        groups.entry(stratum(&it)).or_default().push(it);
+    }
+    let sizes: Vec<usize> = groups.values().map(Vec::len).collect();
+    let take = allocate(&sizes, n);
+    let mut out = Vec::with_capacity(n);
+    for (mut g, k) in groups.into_values().zip(take) {
+        rng.shuffle(&mut g);
+        g.truncate(k);
+        out.extend(g);
+    }
+    out
+}
+
+/// The fresh suite's name for `suite`.
+pub fn fresh_name(suite: &str) -> String {
+    format!("{suite}-fresh")
+}
+
+/// Write `SUITE-fresh.toml` beside `suite_file` — the suite copied with its dataset
+/// pointed at `SUITE-fresh.jsonl` and its lock removed — and the dataset with `lines`
+/// (whole JSONL lines). Returns both paths. An earlier fresh suite is replaced.
+pub fn write_fresh_suite(
+    suite_file: &Path,
+    suite: &str,
+    lines: &[String],
+) -> Result<(PathBuf, PathBuf), String> {
+    let dir = suite_file.parent().unwrap_or(Path::new("."));
+    let name = fresh_name(suite);
+    let toml_path = dir.join(format!("{name}.toml"));
+    let data_path = dir.join(format!("{name}.jsonl"));
+    let text = std::fs::read_to_string(suite_file)
+        .map_err(|e| format!("cannot read {}: {e}", suite_file.display()))?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| e.to_string())?;
+    doc.insert(
+        "description",
+        toml_edit::value(format!(
+            "Fresh production inputs for `{suite}` (keel dataset sample)"
+        )),
+    );
+    // The source's opening comment describes the source's dataset, not this one: the
+    // header below replaces it.
+    doc.decor_mut().set_prefix("");
+    if let Some(mut key) = doc.as_table_mut().key_mut("description") {
+        key.leaf_decor_mut().set_prefix("");
+    }
+    let Some(dataset) = doc.get_mut("dataset").and_then(|d| d.as_table_like_mut()) else {
+        return Err(format!("{} has no [dataset] table", suite_file.display()));
+    };
+    dataset.insert("path", toml_edit::value(format!("{name}.jsonl")));
+    dataset.remove("hash");
+    let mut body = lines.join("\n");
+    body.push('\n');
+    std::fs::write(&data_path, body)
+        .map_err(|e| format!("cannot write {}: {e}", data_path.display()))?;
+    let header = format!(
+        "# Generated by `keel dataset sample {suite} --fresh`: `{suite}` pointed at a stratified\n\
+         # sample of recent production inputs. Unlocked: review the cases, then\n\
+         # `keel eval lock {name} --reason \"...\"`, and run it with `keel eval run {name}`.\n"
+    );
+    std::fs::write(&toml_path, format!("{header}{doc}"))
+        .map_err(|e| format!("cannot write {}: {e}", toml_path.display()))?;
+    Ok((toml_path, data_path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_is_proportional_with_one_for_every_stratum() {
+        assert_eq!(allocate(&[80, 15, 5], 20), vec![16, 3, 1]);
+        assert_eq!(allocate(&[80, 15, 5], 20).iter().sum::<usize>(), 20);
+        // Small strata still get one each.
+        assert_eq!(allocate(&[1000, 1, 1], 10), vec![8, 1, 1]);
+        // Fewer cases than strata: the biggest strata first.
+        assert_eq!(allocate(&[50, 30, 20], 2), vec![1, 1, 0]);
+        // Asking for more than there is takes everything.
+        assert_eq!(allocate(&[3, 2], 50), vec![3, 2]);
+        assert_eq!(allocate(&[], 5), Vec::<usize>::new());
+        assert_eq!(allocate(&[0, 4], 2), vec![0, 2]);
+    }
+
+    #[test]
+    fn the_draw_is_stratified_and_repeatable_with_its_seed() {
+        let items: Vec<(String, u32)> = (0..100)
+            .map(|i| (if i < 90 { "chat" } else { "search" }.to_string(), i))
+            .collect();
+        let draw = |seed| {
+            stratified(
+                items.clone(),
+                10,
+                |(k, _)| k.clone(),
+                &mut fastrand::Rng::with_seed(seed),
+            )
+        };
+        let a = draw(7);
+        assert_eq!(a.len(), 10);
+        assert_eq!(a.iter().filter(|(k, _)| k == "search").count(), 1);
+        assert_eq!(a, draw(7), "the same seed draws the same cases");
+        assert_ne!(a, draw(8));
+    }
+
+    #[test]
+    fn the_fresh_suite_points_at_its_own_unlocked_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let suite = dir.path().join("support.toml");
+        std::fs::write(&suite, "# The support suite: 50 questions.\ndescription = \"x\"\n[target]\nfunction = \"f\"\n[dataset]\npath = \"support.jsonl\"\nhash = \"sha256:ab\"\n").unwrap();
+        let (t, d) = write_fresh_suite(&suite, "support", &["{\"id\":\"a\"}".to_string()]).unwrap();
+        assert_eq!(t, dir.path().join("support-fresh.toml"));
+        let text = std::fs::read_to_string(&t).unwrap();
+        assert!(
+            text.contains("path = \"support-fresh.jsonl\"") && !text.contains("sha256:ab"),
+            "{text}"
+        );
+        assert!(text.contains("[target]"), "{text}");
+        assert!(
+            text.starts_with("# Generated by `keel dataset sample support --fresh`")
+                && !text.contains("50 questions"),
+            "{text}"
+        );
+        assert_eq!(std::fs::read_to_string(d).unwrap(), "{\"id\":\"a\"}\n");
+    }
+}

@@ -1,0 +1,218 @@
+//! The versions behind each model name (migration 0024): what the provider said answered
+//! each call, kept per deployment, so a change of the model under a pinned name is seen
+//! within a pass of the watch (`keel_gateway::model_watch`) and survives restarts.
+//!
+//! A call's version is its `system_fingerprint` when the provider sent one, else the model
+//! the response reported. A version counts as **new** for a deployment when it was never
+//! seen there, or not within the memory window (`memory_ms`) — so a provider serving two
+//! fingerprints at once does not announce a change on every switch — and only when some
+//! other version was seen there before (the first version ever is no change).
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+
+use crate::error::StoreError;
+
+/// Calls of one (model, deployment, version) among the traces read in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sighting {
+    pub model: String,
+    pub deployment: String,
+    pub version: String,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    pub calls: i64,
+    pub first_trace_id: String,
+}
+
+/// A version new to a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionChange {
+    pub model: String,
+    pub deployment: String,
+    /// The version last seen before (the most recently seen other version).
+    pub old_version: String,
+    pub new_version: String,
+    pub first_trace_id: String,
+    pub at_ms: i64,
+}
+
+/// One stored version, as `keel models` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelVersion {
+    pub model: String,
+    pub deployment: String,
+    pub version: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub calls: i64,
+    pub first_trace_id: String,
+}
+
+/// Where the watch stands; a first look starts at the traces of `start_ms` on.
+fn watermark(conn: &Connection, start_ms: i64) -> Result<i64, StoreError> {
+    let stored: Option<i64> = conn
+        .query_row(
+            "SELECT traces_rowid FROM model_version_watch WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match stored {
+        Some(w) => Ok(w),
+        None => Ok(conn.query_row(
+            "SELECT COALESCE((SELECT MIN(rowid) FROM traces WHERE started_at_ms >= ?1),
+                             (SELECT MAX(rowid) + 1 FROM traces), 1) - 1",
+            params![start_ms],
+            |r| r.get(0),
+        )?),
+    }
+}
+
+/// One pass: read up to `limit` traces written since the last pass (a first pass starts
+/// at `start_ms`), record every version they show, and return the changes found, oldest
+/// first. One transaction: a crash repeats the pass, never loses or doubles a change.
+pub fn watch_pass(
+    conn: &mut Connection,
+    start_ms: i64,
+    memory_ms: i64,
+    limit: usize,
+) -> Result<Vec<VersionChange>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let after = watermark(&tx, start_ms)?;
+    let hi: i64 = tx.query_row("SELECT COALESCE(MAX(rowid), 0) FROM traces", [], |r| {
+        r.get(0)
+    })?;
+    // The pass's rows, bounded; the last rowid read is where the next pass starts.
+    let upto: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(rowid), ?2) FROM (
+           SELECT rowid FROM traces WHERE rowid > ?1 AND rowid <= ?2 ORDER BY rowid LIMIT ?3)",
+        params![after, hi, i64::try_from(limit).unwrap_or(i64::MAX)],
+        |r| r.get(0),
+    )?;
+    let sightings: Vec<Sighting> = {
+        // Grouped, with each group's smallest rowid: its first call, looked up after.
+        let mut stmt = tx.prepare(
+            "SELECT model_requested, COALESCE(provider, '') || '/' || COALESCE(upstream_model, ''),
+                    COALESCE(NULLIF(system_fingerprint, ''), served_model),
+                    MIN(started_at_ms), MAX(started_at_ms), COUNT(*), MIN(rowid) AS first
+               FROM traces
+              WHERE rowid > ?1 AND rowid <= ?2 AND status = 'ok' AND model_requested IS NOT NULL
+                AND COALESCE(NULLIF(system_fingerprint, ''), served_model) IS NOT NULL
+              GROUP BY 1, 2, 3 ORDER BY first",
+        )?;
+        let groups: Vec<(Sighting, i64)> = stmt
+            .query_map(params![after, upto], |r| {
+                Ok((
+                    Sighting {
+                        model: r.get(0)?,
+                        deployment: r.get(1)?,
+                        version: r.get(2)?,
+                        first_ms: r.get(3)?,
+                        last_ms: r.get(4)?,
+                        calls: r.get(5)?,
+                        first_trace_id: String::new(),
+                    },
+                    r.get(6)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut by_rowid = tx.prepare("SELECT id FROM traces WHERE rowid = ?1")?;
+        let mut out = Vec::with_capacity(groups.len());
+        for (mut s, first) in groups {
+            s.first_trace_id = by_rowid.query_row(params![first], |r| r.get(0))?;
+            out.push(s);
+        }
+        out
+    };
+    let mut changes = Vec::new();
+    for s in &sightings {
+        if let Some(c) = record(&tx, s, memory_ms)? {
+            changes.push(c);
+        }
+    }
+    tx.execute(
+        "INSERT INTO model_version_watch (id, traces_rowid) VALUES (1, ?1)
+         ON CONFLICT (id) DO UPDATE SET traces_rowid = excluded.traces_rowid",
+        params![upto.max(after)],
+    )?;
+    tx.commit()?;
+    Ok(changes)
+}
+
+/// Record one sighting; the change it is, if its version is new to its deployment.
+pub fn record(
+    conn: &Connection,
+    s: &Sighting,
+    memory_ms: i64,
+) -> Result<Option<VersionChange>, StoreError> {
+    let known: Option<i64> = conn
+        .query_row(
+            "SELECT last_seen_ms FROM model_versions WHERE model = ?1 AND deployment = ?2 AND version = ?3",
+            params![s.model, s.deployment, s.version],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let fresh = known.is_none_or(|last| last < s.first_ms.saturating_sub(memory_ms));
+    let previous: Option<String> = if fresh {
+        conn.query_row(
+            "SELECT version FROM model_versions
+              WHERE model = ?1 AND deployment = ?2 AND version <> ?3
+              ORDER BY last_seen_ms DESC LIMIT 1",
+            params![s.model, s.deployment, s.version],
+            |r| r.get(0),
+        )
+        .optional()?
+    } else {
+        None
+    };
+    conn.execute(
+        "INSERT INTO model_versions
+           (model, deployment, version, first_seen_ms, last_seen_ms, calls, first_trace_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (model, deployment, version) DO UPDATE SET
+           last_seen_ms = MAX(last_seen_ms, excluded.last_seen_ms),
+           calls = calls + excluded.calls",
+        params![
+            s.model,
+            s.deployment,
+            s.version,
+            s.first_ms,
+            s.last_ms,
+            s.calls,
+            s.first_trace_id
+        ],
+    )?;
+    Ok(previous.map(|old| VersionChange {
+        model: s.model.clone(),
+        deployment: s.deployment.clone(),
+        old_version: old,
+        new_version: s.version.clone(),
+        first_trace_id: s.first_trace_id.clone(),
+        at_ms: s.first_ms,
+    }))
+}
+
+/// Every version seen, by model, deployment and first sighting.
+pub fn versions(conn: &Connection) -> Result<Vec<ModelVersion>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT model, deployment, version, first_seen_ms, last_seen_ms, calls, first_trace_id
+           FROM model_versions ORDER BY model, deployment, first_seen_ms",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(ModelVersion {
+            model: r.get(0)?,
+            deployment: r.get(1)?,
+            version: r.get(2)?,
+            first_seen_ms: r.get(3)?,
+            last_seen_ms: r.get(4)?,
+            calls: r.get(5)?,
+            first_trace_id: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+#[path = "model_versions_tests.rs"]
+mod tests;

@@ -1,0 +1,457 @@
+//! Review queues' items, claims, labels and skips (migration 0022).
+//!
+//! An item is one trace in one queue. A reviewer opening the queue claims the oldest item
+//! that still needs a label and that they have neither labelled nor skipped, unless the
+//! claims of others already cover the labels it still needs: two reviewers never get the
+//! same single-review item at once. Claims expire (the queue's `claim_ttl`), so a closed
+//! tab gives its item back. A label completes the reviewer's part of the item; an item
+//! is done when it has `needed` labels. Whoever fills the queue (the intake, a person
+//! adding a trace) only calls [`enqueue`].
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::StoreError;
+
+/// One trace waiting in (or done in) a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReviewItem {
+    pub id: i64,
+    pub queue: String,
+    pub trace_id: String,
+    /// Why it entered: `sample`, `failed_eval`, `score_below`, `negative_feedback`,
+    /// `guardrail_flagged` or `added`.
+    pub reason: String,
+    pub entered_at_ms: i64,
+    /// Labels (reviewers) the item needs.
+    pub needed: u32,
+    /// Labels recorded so far.
+    pub labelled: u32,
+    pub added_by: Option<String>,
+}
+
+/// One reviewer's label on an item, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredLabel {
+    pub item_id: i64,
+    pub queue: String,
+    pub trace_id: String,
+    pub reviewer: String,
+    /// The `verdict` label's answer, when the schema has one.
+    pub verdict: Option<String>,
+    /// Every label as answered.
+    pub labels: Value,
+    pub correction: Option<String>,
+    pub at_ms: i64,
+}
+
+/// A label to record.
+#[derive(Debug, Clone, Copy)]
+pub struct NewLabel<'a> {
+    pub verdict: Option<&'a str>,
+    /// Every label as answered, a JSON object.
+    pub labels: &'a Value,
+    pub correction: Option<&'a str>,
+}
+
+/// What recording a label did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Stored; the item now has this many labels.
+    Labelled {
+        labelled: u32,
+        needed: u32,
+    },
+    /// The item already has every label it needs from other reviewers.
+    AlreadyComplete,
+    NoSuchItem,
+}
+
+/// A queue's progress, as the reviewer's page and `keel review list` show it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Progress {
+    /// Items still needing a label.
+    pub open: u64,
+    /// Items with every label they need.
+    pub done: u64,
+    /// Labels recorded since the day started (UTC).
+    pub labelled_today: u64,
+    /// Items that entered since the day started, hand-added ones excluded (the daily cap
+    /// counts these).
+    pub entered_today: u64,
+}
+
+const ITEM_COLS: &str = "id, queue, trace_id, reason, entered_at_ms, needed, labelled, added_by";
+
+fn item_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ReviewItem> {
+    Ok(ReviewItem {
+        id: r.get(0)?,
+        queue: r.get(1)?,
+        trace_id: r.get(2)?,
+        reason: r.get(3)?,
+        entered_at_ms: r.get(4)?,
+        needed: r.get(5)?,
+        labelled: r.get(6)?,
+        added_by: r.get(7)?,
+    })
+}
+
+fn label_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredLabel> {
+    let labels: String = r.get(5)?;
+    Ok(StoredLabel {
+        item_id: r.get(0)?,
+        queue: r.get(1)?,
+        trace_id: r.get(2)?,
+        reviewer: r.get(3)?,
+        verdict: r.get(4)?,
+        labels: serde_json::from_str(&labels).unwrap_or(Value::Null),
+        correction: r.get(6)?,
+        at_ms: r.get(7)?,
+    })
+}
+
+const LABEL_COLS: &str =
+    "item_id, queue, trace_id, reviewer, verdict, labels_json, correction, at_ms";
+
+/// The audit action of a trace put in a queue by hand.
+pub const ADD_ACTION: &str = "review.add";
+
+/// Put `trace_id` in `queue` by hand (reason `added`, by `actor`) and record the audit
+/// event `review.add` in the same transaction, so an added item is never unaudited.
+/// `via` says where (`cli`, `dashboard`). `false` (and no event) when it was there.
+pub fn add_by_hand(
+    conn: &Connection,
+    queue: &str,
+    trace_id: &str,
+    needed: u32,
+    actor: &str,
+    at_ms: i64,
+    via: &str,
+) -> Result<bool, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    if !enqueue(&tx, queue, trace_id, "added", needed, at_ms, Some(actor))? {
+        return Ok(false);
+    }
+    crate::audit::record_audit(
+        &tx,
+        at_ms,
+        &crate::audit::NewAuditEvent {
+            actor,
+            action: ADD_ACTION,
+            target: queue,
+            from_value: None,
+            to_value: Some(trace_id.to_string()),
+            reason: None,
+            details: Some(serde_json::json!({ "source": via })),
+        },
+    )?;
+    tx.commit()?;
+    Ok(true)
+}
+
+/// Put `trace_id` in `queue`; `false` when it is there already (a trace enters a queue
+/// once, keeping the reason it first entered for).
+pub fn enqueue(
+    conn: &Connection,
+    queue: &str,
+    trace_id: &str,
+    reason: &str,
+    needed: u32,
+    at_ms: i64,
+    added_by: Option<&str>,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "INSERT OR IGNORE INTO review_items (queue, trace_id, reason, entered_at_ms, needed, added_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![queue, trace_id, reason, at_ms, needed.max(1), added_by],
+    )?;
+    Ok(n == 1)
+}
+
+pub fn get_item(conn: &Connection, id: i64) -> Result<Option<ReviewItem>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {ITEM_COLS} FROM review_items WHERE id = ?1"),
+            params![id],
+            item_row,
+        )
+        .optional()?)
+}
+
+/// In one transaction: drop expired claims, `pick` an item, and claim it for
+/// `reviewer` until `now_ms + ttl_ms` (refreshing a claim they already hold).
+fn claim_with(
+    conn: &mut Connection,
+    reviewer: &str,
+    now_ms: i64,
+    ttl_ms: i64,
+    pick: impl FnOnce(&Connection) -> rusqlite::Result<Option<ReviewItem>>,
+) -> Result<Option<ReviewItem>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute(
+        "DELETE FROM review_claims WHERE expires_at_ms <= ?1",
+        params![now_ms],
+    )?;
+    let item = pick(&tx)?;
+    if let Some(item) = &item {
+        tx.execute(
+            "INSERT INTO review_claims (item_id, reviewer, claimed_at_ms, expires_at_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (item_id, reviewer) DO UPDATE SET expires_at_ms = excluded.expires_at_ms",
+            params![item.id, reviewer, now_ms, now_ms.saturating_add(ttl_ms)],
+        )?;
+    }
+    tx.commit()?;
+    Ok(item)
+}
+
+/// Items that still need a label from `?2`: not done, not labelled by them, and not
+/// covered by others' live claims (expired ones are gone by then).
+const NEEDS_REVIEWER: &str = "i.labelled < i.needed
+    AND NOT EXISTS (SELECT 1 FROM review_labels l WHERE l.item_id = i.id AND l.reviewer = ?2)
+    AND i.labelled + (SELECT COUNT(*) FROM review_claims c
+                       WHERE c.item_id = i.id AND c.reviewer <> ?2) < i.needed";
+
+/// The item `reviewer` should look at next in `queue`, claimed for them until
+/// `now_ms + ttl_ms`: the one they already hold, else the oldest that still needs a
+/// label they have not given or skipped and that others' live claims do not cover.
+/// `None`: nothing left for them.
+pub fn claim_next(
+    conn: &mut Connection,
+    queue: &str,
+    reviewer: &str,
+    now_ms: i64,
+    ttl_ms: i64,
+) -> Result<Option<ReviewItem>, StoreError> {
+    claim_with(conn, reviewer, now_ms, ttl_ms, |tx| {
+        let held = tx
+            .query_row(
+                &format!(
+                    "SELECT {ITEM_COLS} FROM review_items WHERE id = (
+                       SELECT c.item_id FROM review_claims c JOIN review_items i ON i.id = c.item_id
+                        WHERE c.reviewer = ?2 AND i.queue = ?1 AND i.labelled < i.needed
+                        ORDER BY c.claimed_at_ms LIMIT 1)"
+                ),
+                params![queue, reviewer],
+                item_row,
+            )
+            .optional()?;
+        if held.is_some() {
+            return Ok(held);
+        }
+        tx.query_row(
+            &format!(
+                "SELECT {ITEM_COLS} FROM review_items i
+                  WHERE i.queue = ?1 AND {NEEDS_REVIEWER}
+                    AND NOT EXISTS (SELECT 1 FROM review_skips s
+                                     WHERE s.item_id = i.id AND s.reviewer = ?2)
+                  ORDER BY i.entered_at_ms, i.id LIMIT 1"
+            ),
+            params![queue, reviewer],
+            item_row,
+        )
+        .optional()
+    })
+}
+
+/// Claim a given item for `reviewer` (reviewing one call on purpose: `keel review next
+/// --trace`), refreshing their claim if they hold it. `None` when it needs no label from
+/// them: done, already labelled by them, or others' live claims cover what it needs.
+pub fn claim_item(
+    conn: &mut Connection,
+    item_id: i64,
+    reviewer: &str,
+    now_ms: i64,
+    ttl_ms: i64,
+) -> Result<Option<ReviewItem>, StoreError> {
+    claim_with(conn, reviewer, now_ms, ttl_ms, |tx| {
+        tx.query_row(
+            &format!("SELECT {ITEM_COLS} FROM review_items i WHERE i.id = ?1 AND {NEEDS_REVIEWER}"),
+            params![item_id, reviewer],
+            item_row,
+        )
+        .optional()
+    })
+}
+
+/// Give an item back without labelling it (it stays offered to `reviewer` too).
+pub fn release_claim(conn: &Connection, item_id: i64, reviewer: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "DELETE FROM review_claims WHERE item_id = ?1 AND reviewer = ?2",
+        params![item_id, reviewer],
+    )?;
+    Ok(())
+}
+
+/// `reviewer` passes over an item: not offered to them again; others still get it.
+pub fn skip(
+    conn: &Connection,
+    item_id: i64,
+    reviewer: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO review_skips (item_id, reviewer, at_ms) VALUES (?1, ?2, ?3)",
+        params![item_id, reviewer, now_ms],
+    )?;
+    release_claim(conn, item_id, reviewer)
+}
+
+/// Record `reviewer`'s label on an item (replacing their earlier one) and release their
+/// claim. Refused when others have already given every label the item needs.
+pub fn record_label(
+    conn: &mut Connection,
+    item_id: i64,
+    reviewer: &str,
+    label: &NewLabel<'_>,
+    now_ms: i64,
+) -> Result<Recorded, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let Some(item) = tx
+        .query_row(
+            &format!("SELECT {ITEM_COLS} FROM review_items WHERE id = ?1"),
+            params![item_id],
+            item_row,
+        )
+        .optional()?
+    else {
+        return Ok(Recorded::NoSuchItem);
+    };
+    let relabel: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM review_labels WHERE item_id = ?1 AND reviewer = ?2)",
+        params![item_id, reviewer],
+        |r| r.get(0),
+    )?;
+    if !relabel && item.labelled >= item.needed {
+        return Ok(Recorded::AlreadyComplete);
+    }
+    tx.execute(
+        &format!(
+            "INSERT OR REPLACE INTO review_labels ({LABEL_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ),
+        params![
+            item_id,
+            item.queue,
+            item.trace_id,
+            reviewer,
+            label.verdict,
+            label.labels.to_string(),
+            label.correction,
+            now_ms
+        ],
+    )?;
+    let labelled: u32 = tx.query_row(
+        "SELECT COUNT(*) FROM review_labels WHERE item_id = ?1",
+        params![item_id],
+        |r| r.get(0),
+    )?;
+    tx.execute(
+        "UPDATE review_items SET labelled = ?2 WHERE id = ?1",
+        params![item_id, labelled],
+    )?;
+    tx.execute(
+        "DELETE FROM review_claims WHERE item_id = ?1 AND reviewer = ?2",
+        params![item_id, reviewer],
+    )?;
+    tx.commit()?;
+    Ok(Recorded::Labelled {
+        labelled,
+        needed: item.needed,
+    })
+}
+
+/// Every label on an item, oldest first.
+pub fn labels_for_item(conn: &Connection, item_id: i64) -> Result<Vec<StoredLabel>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {LABEL_COLS} FROM review_labels WHERE item_id = ?1 ORDER BY at_ms, reviewer"
+    ))?;
+    let rows = stmt.query_map(params![item_id], label_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Every label on a trace, in any queue, oldest first (the trace page shows them).
+pub fn labels_for_trace(conn: &Connection, trace_id: &str) -> Result<Vec<StoredLabel>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {LABEL_COLS} FROM review_labels WHERE trace_id = ?1 ORDER BY at_ms, reviewer"
+    ))?;
+    let rows = stmt.query_map(params![trace_id], label_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The labels of `queue` recorded since `since_ms`, oldest first, with the reason each
+/// item entered (what `keel review export` writes).
+pub fn labels_since(
+    conn: &Connection,
+    queue: &str,
+    since_ms: i64,
+) -> Result<Vec<(StoredLabel, String)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT l.item_id, l.queue, l.trace_id, l.reviewer, l.verdict, l.labels_json,
+                l.correction, l.at_ms, i.reason
+           FROM review_labels l JOIN review_items i ON i.id = l.item_id
+          WHERE l.queue = ?1 AND l.at_ms >= ?2 ORDER BY l.at_ms, l.item_id, l.reviewer",
+    )?;
+    let rows = stmt.query_map(params![queue, since_ms], |r| {
+        Ok((label_row(r)?, r.get::<_, String>(8)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Where `queue` stands, with "today" starting at `day_start_ms`.
+pub fn progress(conn: &Connection, queue: &str, day_start_ms: i64) -> Result<Progress, StoreError> {
+    let (open, done, entered_today): (i64, i64, i64) = conn.query_row(
+        "SELECT COALESCE(SUM(labelled < needed), 0), COALESCE(SUM(labelled >= needed), 0),
+                COALESCE(SUM(entered_at_ms >= ?2 AND reason <> 'added'), 0)
+           FROM review_items WHERE queue = ?1",
+        params![queue, day_start_ms],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let labelled_today: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM review_labels WHERE queue = ?1 AND at_ms >= ?2",
+        params![queue, day_start_ms],
+        |r| r.get(0),
+    )?;
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    Ok(Progress {
+        open: n(open),
+        done: n(done),
+        labelled_today: n(labelled_today),
+        entered_today: n(entered_today),
+    })
+}
+
+/// For calls of `queue` whose human verdict score (written since `since_ms`) is clear
+/// (not a tie between two reviewers) and that an online eval also judged: (the humans
+/// said good, the judge passed it — every assertion of every online eval on the call).
+pub fn human_and_judge(
+    conn: &Connection,
+    queue: &str,
+    since_ms: i64,
+) -> Result<Vec<(bool, bool)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT h.value > 0.5,
+                (SELECT MIN(s.passed) FROM scores s
+                  WHERE s.trace_id = h.trace_id AND s.source IN ('online', 'backfill'))
+           FROM scores h
+          WHERE h.eval = ?1 AND h.source = 'human' AND h.metric = 'verdict'
+            AND h.value <> 0.5 AND h.created_at_ms >= ?2
+            AND EXISTS (SELECT 1 FROM scores s
+                         WHERE s.trace_id = h.trace_id AND s.source IN ('online', 'backfill'))",
+    )?;
+    let rows = stmt.query_map(params![queue, since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The queues `trace_id` is in, with its item there.
+pub fn items_for_trace(conn: &Connection, trace_id: &str) -> Result<Vec<ReviewItem>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {ITEM_COLS} FROM review_items WHERE trace_id = ?1 ORDER BY queue"
+    ))?;
+    let rows = stmt.query_map(params![trace_id], item_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+#[path = "review_tests.rs"]
+mod tests;
