@@ -21,6 +21,10 @@ pub enum GatewayError {
     /// not see: the same answer, so another tenant's request ids cannot be probed.
     #[error("no call with request id `{0}`: send the x-keel-request-id that the call's response carried, with a key of the tenant that made the call")]
     UnknownRequestId(String),
+    /// `GET`/`DELETE /v1/responses/{id}` or `previous_response_id` named a response that
+    /// is not stored — or one the caller's tenant may not see (the same answer).
+    #[error("no stored response `{0}`: it was created with `store: false`, deleted, or by another tenant's key")]
+    UnknownResponse(String),
     #[error("request body is larger than the limit of {limit} bytes; send a smaller request or raise [gateway] max_body_bytes")]
     BodyTooLarge { limit: usize },
     #[error("the client did not send the request body within {0:?}")]
@@ -98,6 +102,7 @@ impl GatewayError {
                 "invalid_request"
             }
             GatewayError::UnknownRequestId(_) => "request_not_found",
+            GatewayError::UnknownResponse(_) => "response_not_found",
             GatewayError::BodyTooLarge { .. } => "body_too_large",
             GatewayError::BodyTimeout(_) => "client_timeout",
             GatewayError::ModelNotFound { .. } => "model_not_found",
@@ -128,6 +133,11 @@ impl GatewayError {
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
                 "request_not_found".to_string(),
+            ),
+            GatewayError::UnknownResponse(_) => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "response_not_found".to_string(),
             ),
             GatewayError::BodyTooLarge { .. } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -341,6 +351,7 @@ mod tests {
                 400,
             ),
             (GatewayError::UnknownRequestId("r".into()), 404),
+            (GatewayError::UnknownResponse("resp_1".into()), 404),
             (GatewayError::BodyTooLarge { limit: 1 }, 413),
             (GatewayError::Overloaded("x".into()), 503),
             (

@@ -3,6 +3,10 @@
 //! Where to look:
 //! - `handlers/chat.rs` — `POST /v1/chat/completions`, read top to bottom in pipeline order;
 //! - `handlers/messages.rs` — `POST /v1/messages` (Anthropic wire format);
+//! - `handlers/responses.rs` — `POST /v1/responses` and `GET`/`DELETE /v1/responses/{id}`
+//!   (OpenAI's Responses API, translated to a chat call; the translation is
+//!   `keel_providers::responses`); `conversations.rs` — the stored responses and
+//!   conversations behind `previous_response_id`;
 //! - `pipeline/` — one module per step (attribution, body, parse, call, relay, close,
 //!   account); `pipeline/drive.rs` takes a call through them for every entry point;
 //! - `handlers/` — HTTP only: parse the request, call `drive::run`, shape the response;
@@ -38,6 +42,7 @@ pub mod breaker;
 pub mod canary;
 pub mod case_drafts;
 pub mod connections;
+pub mod conversations;
 pub mod dashboard;
 pub mod error;
 pub mod governance;
@@ -58,5 +63,6 @@ pub mod replay;
 pub mod replay_totals;
 pub mod server;
 pub mod state;
+pub mod store_task;
 
 pub use server::{router, Extensions, Gateway, StopReport};

@@ -11,7 +11,7 @@ use keel_core::config::Config;
 use keel_store::{Store, WriterOptions};
 use tokio::net::TcpListener;
 
-use crate::handlers::{admin, chat, embeddings, feedback, messages, misc};
+use crate::handlers::{admin, chat, embeddings, feedback, messages, misc, responses};
 use crate::state::AppState;
 
 /// The gateway's routes.
@@ -22,6 +22,12 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/embeddings", post(embeddings::embeddings))
         .route("/v1/messages", post(messages::messages))
+        .route("/v1/responses", post(responses::create))
+        .route("/responses", post(responses::create))
+        .route(
+            "/v1/responses/{id}",
+            get(responses::get).delete(responses::delete),
+        )
         .route("/v1/models", get(misc::list_models))
         .route("/health", get(misc::health))
         .route("/status", get(misc::status))

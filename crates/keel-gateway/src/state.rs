@@ -106,6 +106,8 @@ pub struct AppState {
     pub sessions: crate::dashboard::Sessions,
     /// Online evals: which finished live calls go to the judges (`keel-online`).
     pub online: crate::online::OnlineSampler,
+    /// Stored Responses API responses and their conversations (`conversations.rs`).
+    pub conversations: crate::conversations::Conversations,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -258,6 +260,7 @@ impl AppState {
         let online = crate::online::OnlineSampler::new(&config, &metrics.online);
         Ok(AppState {
             online,
+            conversations: Default::default(),
             shadow_slots,
             otel: None,
             suites: None,

@@ -9,6 +9,7 @@ pub mod anthropic;
 pub mod error;
 pub mod mock;
 pub mod openai;
+pub mod responses;
 pub mod sse;
 
 use std::pin::Pin;

@@ -149,6 +149,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0026_canaries",
         sql: include_str!("../migrations/0026_canaries.sql"),
     },
+    Migration {
+        version: 27,
+        name: "0027_responses",
+        sql: include_str!("../migrations/0027_responses.sql"),
+    },
 ];
 
 /// The step of a migration that SQL alone cannot do, run in the same transaction right

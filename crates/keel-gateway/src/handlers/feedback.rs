@@ -25,15 +25,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use keel_governance::KeyEntry;
 use keel_store::feedback::{feedback_targets, Feedback, FeedbackTarget, FeedbackValue};
 use keel_store::Store;
 use serde_json::{json, Map, Value};
 
 use crate::error::GatewayError;
+use crate::handlers::caller::{caller, Caller};
 use crate::handlers::common::{error_response, ClientApi};
-use crate::pipeline::{auth, body};
+use crate::pipeline::body;
 use crate::state::AppState;
+use crate::store_task::on_store;
 
 /// How long a request id that is not (yet) in the store is looked for.
 pub const TRACE_WAIT: Duration = Duration::from_secs(2);
@@ -47,62 +48,6 @@ const MAX_CATEGORY: usize = 256;
 const MAX_COMMENT: usize = 4000;
 const DEFAULT_SOURCE: &str = "user";
 const FIELDS: [&str; 5] = ["request_id", "name", "value", "comment", "source"];
-
-/// Who is sending feedback.
-enum Caller {
-    Key(Arc<KeyEntry>),
-    Admin,
-    /// No key, on a gateway where none is required.
-    Open,
-}
-
-impl Caller {
-    /// Who the audit log names.
-    fn actor(&self) -> String {
-        match self {
-            Caller::Key(k) => format!("key:{}", k.id),
-            Caller::Admin => "admin".into(),
-            Caller::Open => "anonymous".into(),
-        }
-    }
-
-    fn key_id(&self) -> Option<String> {
-        match self {
-            Caller::Key(k) => Some(k.id.clone()),
-            _ => None,
-        }
-    }
-
-    /// A key sees the calls it made and those of its tenant; the admin key and an
-    /// open gateway's callers see every call.
-    fn may_see(&self, t: &FeedbackTarget) -> bool {
-        match self {
-            Caller::Key(k) => {
-                t.key_id.as_deref() == Some(k.id.as_str())
-                    || t.tenant.as_deref() == Some(k.tenant.as_str())
-            }
-            Caller::Admin | Caller::Open => true,
-        }
-    }
-}
-
-/// A virtual key, the admin key, or — when auth is off — nobody. A key that is sent is
-/// checked and used even when auth is off (so it is scoped to its tenant).
-fn caller(app: &AppState, headers: &HeaderMap) -> Result<Caller, GatewayError> {
-    let credential = auth::credential(headers);
-    let is_admin = || {
-        credential.is_some()
-            && app.governor.admin_digest().is_some()
-            && app.governor.check_admin(credential).is_ok()
-    };
-    match app.governor.authenticate(credential) {
-        Ok(Some(k)) => Ok(Caller::Key(k)),
-        Ok(None) if is_admin() => Ok(Caller::Admin),
-        Ok(None) => Ok(Caller::Open),
-        Err(_) if is_admin() => Ok(Caller::Admin),
-        Err(e) => Err(e.into()),
-    }
-}
 
 /// A parsed, checked body.
 #[derive(Debug, PartialEq)]
@@ -246,21 +191,6 @@ fn parse_body(bytes: &[u8]) -> Result<FeedbackBody, GatewayError> {
     })
 }
 
-/// Run `f` with the store on a blocking thread.
-async fn on_store<T: Send + 'static>(
-    store: &Arc<Store>,
-    f: impl FnOnce(&Store) -> Result<T, keel_store::StoreError> + Send + 'static,
-) -> Result<T, GatewayError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| GatewayError::Internal(e.to_string()))?
-        .map_err(|e| {
-            tracing::warn!(error = %e, "feedback: store failed");
-            GatewayError::Internal(format!("cannot read or write feedback now ({e}); retry"))
-        })
-}
-
 /// The call `request_id` names that `who` may see, looked for up to [`TRACE_WAIT`]
 /// (its trace may still be in the writer's queue). Not found and not visible take the
 /// same path and the same time.
@@ -273,8 +203,14 @@ async fn find_call(
     let mut pause = FIRST_PAUSE;
     loop {
         let id = request_id.to_string();
-        let targets = on_store(store, move |s| feedback_targets(&s.reader()?, &id)).await?;
-        if let Some(t) = targets.into_iter().find(|t| who.may_see(t)) {
+        let targets = on_store(store, "feedback", move |s| {
+            feedback_targets(&s.reader()?, &id)
+        })
+        .await?;
+        if let Some(t) = targets
+            .into_iter()
+            .find(|t| who.may_see(t.key_id.as_deref(), t.tenant.as_deref()))
+        {
             return Ok(t);
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -318,7 +254,7 @@ async fn handle(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Respo
         at_ms: keel_store::prompts::now_ms(),
     };
     let actor = who.actor();
-    let (row, before) = on_store(&store, move |s| {
+    let (row, before) = on_store(&store, "feedback", move |s| {
         let before = s.record_feedback(&row, &actor)?;
         Ok((row, before))
     })

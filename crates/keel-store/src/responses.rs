@@ -1,0 +1,96 @@
+//! Stored Responses API state (migration 0027): what `POST /v1/responses` keeps when
+//! `store` is on, so `GET`/`DELETE /v1/responses/{id}` and `previous_response_id` work
+//! on any upstream and on any replica sharing the store. The JSON columns are written
+//! and read by the gateway; here they are opaque text.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::error::StoreError;
+
+/// One stored response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub id: String,
+    pub tenant: Option<String>,
+    pub key_id: Option<String>,
+    /// The call's trace (its `x-keel-request-id`).
+    pub trace_id: String,
+    pub created_ms: i64,
+    /// The response object, as `GET /v1/responses/{id}` returns it.
+    pub response_json: String,
+    /// The chat messages a next turn continues from (earlier turns, input, output).
+    pub conversation_json: String,
+}
+
+/// Keep a response (ids are fresh; storing one again replaces it).
+pub fn save_response(conn: &Connection, r: &StoredResponse) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO responses
+           (id, tenant, key_id, trace_id, created_ms, response_json, conversation_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            r.id,
+            r.tenant,
+            r.key_id,
+            r.trace_id,
+            r.created_ms,
+            r.response_json,
+            r.conversation_json
+        ],
+    )?;
+    Ok(())
+}
+
+/// The stored response `id`, if any (whoever's it is: the caller checks the scope).
+pub fn get_response(conn: &Connection, id: &str) -> Result<Option<StoredResponse>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, tenant, key_id, trace_id, created_ms, response_json, conversation_json
+             FROM responses WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(StoredResponse {
+                    id: r.get(0)?,
+                    tenant: r.get(1)?,
+                    key_id: r.get(2)?,
+                    trace_id: r.get(3)?,
+                    created_ms: r.get(4)?,
+                    response_json: r.get(5)?,
+                    conversation_json: r.get(6)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Delete the stored response `id`: `true` when there was one.
+pub fn delete_response(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM responses WHERE id = ?1", [id])? > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    #[test]
+    fn a_response_is_saved_read_and_deleted() {
+        let store = Store::open(":memory:").unwrap();
+        let conn = store.writer_conn().unwrap();
+        let r = StoredResponse {
+            id: "resp_1".into(),
+            tenant: Some("acme".into()),
+            key_id: None,
+            trace_id: "t1".into(),
+            created_ms: 5,
+            response_json: "{}".into(),
+            conversation_json: "[]".into(),
+        };
+        save_response(&conn, &r).unwrap();
+        assert_eq!(get_response(&conn, "resp_1").unwrap(), Some(r));
+        assert_eq!(get_response(&conn, "resp_2").unwrap(), None);
+        assert!(delete_response(&conn, "resp_1").unwrap());
+        assert!(!delete_response(&conn, "resp_1").unwrap());
+        assert_eq!(get_response(&conn, "resp_1").unwrap(), None);
+    }
+}
