@@ -151,8 +151,8 @@ impl AppState {
         for (name, p) in &config.providers {
             let api_key = p.kind.api_key();
             let provider = match &p.kind {
-                ProviderKind::OpenAi { base_url, .. } => Provider::OpenAi(
-                    openai::OpenAiProvider::new(client.clone(), base_url, api_key),
+                ProviderKind::OpenAi { base_url, api, .. } => Provider::OpenAi(
+                    openai::OpenAiProvider::new(client.clone(), base_url, api_key).with_api(*api),
                 ),
                 ProviderKind::Azure {
                     base_url,

@@ -8,16 +8,12 @@
 //! `{"type":"error","error":{"type","message"}}` (429 `rate_limit_error` with
 //! `retry-after`, 500 `api_error`, 529 `overloaded_error`...).
 
-use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::{stream, StreamExt};
 use keel_providers::anthropic::wire::{error_type_for_status, ErrorBody};
 use keel_providers::anthropic::{
     chat_response_to_messages, messages_request_to_chat, ChunksToEvents, MessagesRequest,
@@ -121,36 +117,7 @@ fn sse_response(reply: &MockReply, model: &str) -> Response {
         let text: String = events.finish().iter().map(|e| e.to_sse()).collect();
         frames.push(Bytes::from(text));
     }
-    let headers = [
-        (header::CONTENT_TYPE, "text/event-stream"),
-        (header::CACHE_CONTROL, "no-cache"),
-    ];
-    let delay = reply.chunk_delay;
-    if !reply.cut && delay.is_zero() {
-        return (headers, frames.concat()).into_response();
-    }
-    let paced = stream::iter(frames.into_iter().enumerate()).then(move |(i, frame)| async move {
-        if i > 0 && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        Ok::<Bytes, io::Error>(frame)
-    });
-    let body = if reply.cut {
-        Body::from_stream(paced.chain(stream::once(cut_stream(delay))))
-    } else {
-        Body::from_stream(paced)
-    };
-    (headers, body).into_response()
-}
-
-/// The end of a cut stream: an error, which makes the server drop the connection
-/// without ending the chunked body. The short pause lets earlier frames arrive first.
-async fn cut_stream(delay: Duration) -> Result<Bytes, io::Error> {
-    tokio::time::sleep(delay.max(Duration::from_millis(5))).await;
-    Err(io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "mock: stream cut before message_stop",
-    ))
+    crate::openai_routes::paced_sse(frames, reply.chunk_delay, reply.cut)
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! - `POST /v1/chat/completions` — OpenAI Chat Completions (JSON, or SSE when
 //!   `stream: true`; the usage chunk only with `stream_options.include_usage: true`);
 //! - `POST /v1/messages` — Anthropic Messages (`anthropic_routes`);
+//! - `POST /v1/responses` — OpenAI Responses, stateless (`responses_routes`);
+//! - `POST /v1/embeddings` — deterministic vectors;
 //! - `GET /v1/models`, `GET /v1/models/{id}` — the mock models `mock-1`, `mock-2`,
 //!   `mock-large` (any model id is accepted by the chat routes);
 //! - `GET /health` — `{"status":"ok"}`.
@@ -17,6 +19,7 @@
 
 mod anthropic_routes;
 mod openai_routes;
+mod responses_routes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -71,6 +74,7 @@ pub fn router(state: Arc<MockServerState>) -> Router {
         )
         .route("/v1/embeddings", post(openai_routes::embeddings))
         .route("/v1/messages", post(anthropic_routes::messages))
+        .route("/v1/responses", post(responses_routes::responses))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
         .route("/health", get(health))

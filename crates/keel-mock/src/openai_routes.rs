@@ -84,7 +84,12 @@ pub(crate) fn fault_response(fault: &MockFault) -> Response {
 }
 
 fn json_response(reply: &MockReply) -> Response {
-    let mut body = match serde_json::to_vec(&reply.response) {
+    json_body(&reply.response, reply.cut)
+}
+
+/// A JSON body; when `cut`, only its first half (a body broken half-way).
+pub(crate) fn json_body(value: &impl serde::Serialize, cut: bool) -> Response {
+    let mut body = match serde_json::to_vec(value) {
         Ok(b) => b,
         Err(e) => {
             return fault_response(&MockFault::status(
@@ -93,7 +98,7 @@ fn json_response(reply: &MockReply) -> Response {
             ))
         }
     };
-    if reply.cut {
+    if cut {
         body.truncate(body.len() / 2);
     }
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
@@ -114,19 +119,22 @@ fn sse_response(reply: &MockReply, include_usage: bool) -> Response {
         frame.extend_from_slice(b"\n\n");
         frames.push(Bytes::from(frame));
     }
+    if !reply.cut {
+        frames.push(Bytes::from_static(DONE));
+    }
+    paced_sse(frames, reply.chunk_delay, reply.cut)
+}
+
+/// An event stream of `frames`, `delay` apart; when `cut`, the connection breaks after
+/// the last one, as a crashed upstream's would.
+pub(crate) fn paced_sse(frames: Vec<Bytes>, delay: Duration, cut: bool) -> Response {
     let headers = [
         (header::CONTENT_TYPE, "text/event-stream"),
         (header::CACHE_CONTROL, "no-cache"),
     ];
-    let delay = reply.chunk_delay;
-    if !reply.cut && delay.is_zero() {
+    if !cut && delay.is_zero() {
         // The benchmark's path: one buffer, no per-chunk wakeups.
-        let mut all = frames.concat();
-        all.extend_from_slice(DONE);
-        return (headers, all).into_response();
-    }
-    if !reply.cut {
-        frames.push(Bytes::from_static(DONE));
+        return (headers, frames.concat()).into_response();
     }
     let paced = stream::iter(frames.into_iter().enumerate()).then(move |(i, frame)| async move {
         if i > 0 && !delay.is_zero() {
@@ -134,7 +142,7 @@ fn sse_response(reply: &MockReply, include_usage: bool) -> Response {
         }
         Ok::<Bytes, io::Error>(frame)
     });
-    let body = if reply.cut {
+    let body = if cut {
         Body::from_stream(paced.chain(stream::once(cut_stream(delay))))
     } else {
         Body::from_stream(paced)
@@ -149,6 +157,6 @@ async fn cut_stream(delay: Duration) -> Result<Bytes, io::Error> {
     tokio::time::sleep(delay.max(Duration::from_millis(5))).await;
     Err(io::Error::new(
         io::ErrorKind::ConnectionAborted,
-        "mock: stream cut before [DONE]",
+        "mock: stream cut before its end",
     ))
 }

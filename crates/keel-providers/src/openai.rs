@@ -6,12 +6,15 @@
 //!
 //! Canonical types *are* this wire format, so the request goes out as-is (with the
 //! pinned upstream model). Streams always ask for usage so that they can be priced.
+//! With `api = "responses"` the same provider calls OpenAI's Responses API instead
+//! (`responses/provider.rs`).
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse, StreamOptions};
+use keel_core::config::OpenAiApi;
 use keel_core::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use serde_json::Value;
 
@@ -22,6 +25,8 @@ pub struct OpenAiProvider {
     client: reqwest::Client,
     target: Target,
     auth: Auth,
+    /// Chat Completions, or the Responses API (`responses/provider.rs`).
+    api: OpenAiApi,
 }
 
 /// Where a request goes.
@@ -31,6 +36,7 @@ enum Target {
     Fixed {
         chat: Result<reqwest::Url, String>,
         embeddings: Result<reqwest::Url, String>,
+        responses: Result<reqwest::Url, String>,
     },
     /// Azure OpenAI: one URL per deployment (the pinned upstream model),
     /// `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=V`, each
@@ -44,9 +50,10 @@ enum Target {
 
 /// Which API of the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Op {
+pub(crate) enum Op {
     Chat,
     Embeddings,
+    Responses,
 }
 
 /// How a request authenticates.
@@ -72,10 +79,18 @@ impl OpenAiProvider {
                 Target::Fixed {
                     chat: at("chat/completions"),
                     embeddings: at("embeddings"),
+                    responses: at("responses"),
                 }
             },
             auth: api_key.map_or(Auth::None, Auth::Bearer),
+            api: OpenAiApi::Chat,
         }
+    }
+
+    /// Call the upstream with `api` (Chat Completions unless set).
+    pub fn with_api(mut self, api: OpenAiApi) -> Self {
+        self.api = api;
+        self
     }
 
     /// Azure OpenAI at `endpoint` (`https://RESOURCE.openai.azure.com`): the model's
@@ -89,6 +104,7 @@ impl OpenAiProvider {
                 urls: std::sync::RwLock::new(HashMap::new()),
             },
             auth,
+            api: OpenAiApi::Chat,
         }
     }
 
@@ -98,11 +114,16 @@ impl OpenAiProvider {
     }
 
     /// The URL of `op` for `model`.
-    fn url_of(&self, op: Op, model: &str) -> Result<reqwest::Url, ProviderError> {
+    pub(crate) fn url_of(&self, op: Op, model: &str) -> Result<reqwest::Url, ProviderError> {
         match &self.target {
-            Target::Fixed { chat, embeddings } => match op {
+            Target::Fixed {
+                chat,
+                embeddings,
+                responses,
+            } => match op {
                 Op::Chat => chat,
                 Op::Embeddings => embeddings,
+                Op::Responses => responses,
             }
             .clone()
             .map_err(ProviderError::Unsupported),
@@ -127,6 +148,7 @@ impl OpenAiProvider {
                     .extend(match op {
                         Op::Chat => &["chat", "completions"][..],
                         Op::Embeddings => &["embeddings"][..],
+                        Op::Responses => &["responses"][..],
                     });
                 u.query_pairs_mut().append_pair("api-version", api_version);
                 if let Ok(mut m) = urls.write() {
@@ -142,7 +164,7 @@ impl OpenAiProvider {
     }
 
     /// POST `body` to `url` with this provider's auth; a non-2xx is the provider's error.
-    async fn post(
+    pub(crate) async fn post(
         &self,
         url: reqwest::Url,
         body: &impl serde::Serialize,
@@ -164,6 +186,27 @@ impl OpenAiProvider {
     }
 }
 
+/// A 2xx that is not an event stream (an HTML error page from a proxy, a JSON body from
+/// a server that ignored `stream`) is an invalid response, not a cut.
+pub(crate) async fn expect_event_stream(
+    resp: reqwest::Response,
+) -> Result<reqwest::Response, ProviderError> {
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("text/event-stream")
+        .to_ascii_lowercase();
+    if content_type.contains("text/event-stream") {
+        return Ok(resp);
+    }
+    let text = resp.text().await.unwrap_or_default();
+    Err(ProviderError::InvalidResponse(format!(
+        "expected an event stream, got `{content_type}`: {}",
+        sse::truncate(&text, 200)
+    )))
+}
+
 /// `{"error": {"message": .., "type": .., "code": ..}}` → (message, code or type).
 pub fn openai_error(body: &Value) -> Option<(String, Option<String>)> {
     let err = body.get("error")?;
@@ -182,6 +225,9 @@ pub fn openai_error(body: &Value) -> Option<(String, Option<String>)> {
 #[async_trait]
 impl ChatProvider for OpenAiProvider {
     async fn complete(&self, mut req: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        if self.api == OpenAiApi::Responses {
+            return self.complete_responses(&req).await;
+        }
         req.stream = false;
         req.stream_options = None;
         let resp = self.send(&req).await?;
@@ -198,26 +244,15 @@ impl ChatProvider for OpenAiProvider {
     }
 
     async fn stream(&self, mut req: ChatRequest) -> Result<ChunkStream, ProviderError> {
+        if self.api == OpenAiApi::Responses {
+            return self.stream_responses(&req).await;
+        }
         req.stream = true;
         let mut opts = req.stream_options.take().unwrap_or_default();
         opts.include_usage = Some(true);
         req.stream_options = Some(StreamOptions { ..opts });
         let resp = self.send(&req).await?;
-        // A 2xx that is not an event stream (an HTML error page from a proxy, a JSON
-        // body from a server that ignored `stream`) is an invalid response, not a cut.
-        let content_type = resp
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("text/event-stream")
-            .to_ascii_lowercase();
-        if !content_type.contains("text/event-stream") {
-            let text = resp.text().await.unwrap_or_default();
-            return Err(ProviderError::InvalidResponse(format!(
-                "expected an event stream, got `{content_type}`: {}",
-                sse::truncate(&text, 200)
-            )));
-        }
+        let resp = expect_event_stream(resp).await?;
         let events = Box::pin(sse::events(resp));
         // State: the event source, or None once a terminal item was yielded.
         let stream = futures::stream::unfold(Some(events), |state| async move {

@@ -148,6 +148,8 @@ pub enum ProviderKind {
     OpenAi {
         base_url: String,
         api_key_env: Option<String>,
+        /// The API calls go out on (`api = "chat" | "responses"`).
+        api: OpenAiApi,
     },
     Anthropic {
         base_url: String,
@@ -163,6 +165,16 @@ pub enum ProviderKind {
         bearer_token_env: Option<String>,
     },
     Mock(MockSettings),
+}
+
+/// Which of OpenAI's APIs an `openai` provider is called with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OpenAiApi {
+    /// `POST {base_url}/chat/completions`.
+    #[default]
+    Chat,
+    /// `POST {base_url}/responses` (stateless: `store: false`, Keel keeps conversations).
+    Responses,
 }
 
 /// The Azure OpenAI data-plane `api-version` used unless a provider sets one (the latest

@@ -107,6 +107,9 @@ pub struct RawProvider {
     /// `kind = "azure"`: a Microsoft Entra ID token's environment variable, sent as a
     /// bearer token instead of the `api-key` header.
     pub bearer_token_env: Option<String>,
+    /// `kind = "openai"`: which API the upstream is called with, `"chat"` (Chat
+    /// Completions, the default) or `"responses"` (the Responses API).
+    pub api: Option<String>,
     /// Behaviour of a `kind = "mock"` provider.
     pub mock: Option<MockSettings>,
 }

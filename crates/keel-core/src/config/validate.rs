@@ -134,6 +134,18 @@ pub(crate) fn validate(
             "openai" => ProviderKind::OpenAi {
                 base_url: base_url("https://api.openai.com/v1", &mut issues),
                 api_key_env: p.api_key_env.clone(),
+                api: match p.api.as_deref() {
+                    None | Some("chat") => OpenAiApi::Chat,
+                    Some("responses") => OpenAiApi::Responses,
+                    Some(other) => {
+                        issues.add(
+                            format!("{path}.api"),
+                            format!("unknown API `{other}`"),
+                            Some("use \"chat\" (Chat Completions, the default) or \"responses\""),
+                        );
+                        OpenAiApi::Chat
+                    }
+                },
             },
             "anthropic" => ProviderKind::Anthropic {
                 base_url: base_url("https://api.anthropic.com/v1", &mut issues),
@@ -198,6 +210,13 @@ pub(crate) fn validate(
                     );
                 }
             }
+        }
+        if p.api.is_some() && !matches!(kind, ProviderKind::OpenAi { .. }) {
+            issues.add(
+                format!("{path}.api"),
+                "only applies to kind = \"openai\"",
+                Some("remove it"),
+            );
         }
         if p.mock.is_some() && !matches!(kind, ProviderKind::Mock(_)) {
             issues.add(
