@@ -168,6 +168,9 @@ impl AppState {
                         (None, None) => openai::Auth::None,
                     },
                 )),
+                ProviderKind::Gemini { base_url, .. } => Provider::Gemini(
+                    keel_providers::gemini::GeminiProvider::new(client.clone(), base_url, api_key),
+                ),
                 ProviderKind::Anthropic { base_url, .. } => Provider::Anthropic(
                     anthropic::AnthropicProvider::new(client.clone(), base_url.clone(), api_key),
                 ),

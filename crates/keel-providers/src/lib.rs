@@ -7,6 +7,8 @@
 
 pub mod anthropic;
 pub mod error;
+pub mod gemini;
+pub mod json_stream;
 pub mod mock;
 pub mod openai;
 pub mod responses;
@@ -48,6 +50,8 @@ pub enum Provider {
     /// Azure OpenAI (deployment URLs, `api-version`, `api-key`): the OpenAI wire format.
     Azure(openai::OpenAiProvider),
     Anthropic(anthropic::AnthropicProvider),
+    /// Google's Gemini API (`generateContent`).
+    Gemini(gemini::GeminiProvider),
     Mock(mock::MockProvider),
 }
 
@@ -56,6 +60,7 @@ impl Provider {
         match self {
             Provider::OpenAi(p) | Provider::Azure(p) => p,
             Provider::Anthropic(p) => p,
+            Provider::Gemini(p) => p,
             Provider::Mock(p) => p,
         }
     }
@@ -65,6 +70,7 @@ impl Provider {
             Provider::OpenAi(_) => "openai",
             Provider::Azure(_) => "azure",
             Provider::Anthropic(_) => "anthropic",
+            Provider::Gemini(_) => "gemini",
             Provider::Mock(_) => "mock",
         }
     }

@@ -155,6 +155,12 @@ pub enum ProviderKind {
         base_url: String,
         api_key_env: Option<String>,
     },
+    /// Google's Gemini API: `base_url` is the API root with its version
+    /// (`https://generativelanguage.googleapis.com/v1beta`).
+    Gemini {
+        base_url: String,
+        api_key_env: Option<String>,
+    },
     /// Azure OpenAI: `base_url` is the resource endpoint
     /// (`https://RESOURCE.openai.azure.com`); a model's `upstream_model` is its
     /// deployment name.
@@ -191,6 +197,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi { .. } => "openai",
             ProviderKind::Anthropic { .. } => "anthropic",
+            ProviderKind::Gemini { .. } => "gemini",
             ProviderKind::Azure { .. } => "azure",
             ProviderKind::Mock(_) => "mock",
         }
@@ -201,6 +208,7 @@ impl ProviderKind {
         match self {
             ProviderKind::OpenAi { api_key_env, .. }
             | ProviderKind::Anthropic { api_key_env, .. }
+            | ProviderKind::Gemini { api_key_env, .. }
             | ProviderKind::Azure { api_key_env, .. } => env_value(api_key_env.as_ref()),
             ProviderKind::Mock(_) => None,
         }

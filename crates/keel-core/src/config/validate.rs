@@ -151,6 +151,13 @@ pub(crate) fn validate(
                 base_url: base_url("https://api.anthropic.com/v1", &mut issues),
                 api_key_env: p.api_key_env.clone(),
             },
+            "gemini" => ProviderKind::Gemini {
+                base_url: base_url(
+                    "https://generativelanguage.googleapis.com/v1beta",
+                    &mut issues,
+                ),
+                api_key_env: p.api_key_env.clone(),
+            },
             "azure" => super::azure::validate_azure(p, &path, &mut issues.0),
             "mock" => {
                 if p.base_url.is_some() || p.api_key_env.is_some() {
@@ -192,7 +199,7 @@ pub(crate) fn validate(
                 issues.add(
                     format!("{path}.kind"),
                     format!("unknown provider kind `{other}`"),
-                    Some("use \"openai\", \"anthropic\", \"azure\" or \"mock\""),
+                    Some("use \"openai\", \"anthropic\", \"gemini\", \"azure\" or \"mock\""),
                 );
                 continue;
             }

@@ -25,6 +25,7 @@ pub fn provider_name(kind: &ProviderKind) -> &'static str {
     match kind {
         ProviderKind::OpenAi { .. } => "openai",
         ProviderKind::Anthropic { .. } => "anthropic",
+        ProviderKind::Gemini { .. } => "gcp.gemini",
         ProviderKind::Azure { .. } => "azure.ai.openai",
         ProviderKind::Mock(_) => "keel.mock",
     }

@@ -1,0 +1,129 @@
+//! The HTTP side of calling Gemini: `POST {base_url}/models/{model}:generateContent`, or
+//! `:streamGenerateContent?alt=sse` for a stream, with the key in the `x-goog-api-key`
+//! header (never in the URL, so it cannot reach a log). Errors keep Gemini's own message
+//! and `status` (`RESOURCE_EXHAUSTED` with 429, …).
+
+use async_trait::async_trait;
+use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse};
+use serde_json::Value;
+
+use super::request::chat_request_to_gemini;
+use super::response::{gemini_error, gemini_to_chat, GeminiChunks};
+use crate::json_stream::{json_body, json_event_stream, EventTranslator};
+use crate::openai::expect_event_stream;
+use crate::sse::{self, without_url};
+use crate::{ChatProvider, ChunkStream, ProviderError};
+
+/// A Gemini API upstream (`kind = "gemini"`).
+pub struct GeminiProvider {
+    client: reqwest::Client,
+    base_url: String,
+    api_key: Option<String>,
+}
+
+impl std::fmt::Debug for GeminiProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GeminiProvider")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl GeminiProvider {
+    /// `base_url` is the API root with its version, e.g.
+    /// `https://generativelanguage.googleapis.com/v1beta`.
+    pub fn new(client: reqwest::Client, base_url: &str, api_key: Option<String>) -> Self {
+        GeminiProvider {
+            client,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            api_key,
+        }
+    }
+
+    /// The URL of `method` for `model` (`gemini-2.0-flash`, or a full `models/…` /
+    /// `tunedModels/…` name).
+    fn url(&self, model: &str, method: &str) -> Result<reqwest::Url, ProviderError> {
+        let name = if model.contains('/') {
+            model.to_string()
+        } else {
+            format!("models/{model}")
+        };
+        let mut url = reqwest::Url::parse(&format!("{}/{name}:{method}", self.base_url))
+            .map_err(|e| ProviderError::Unsupported(format!("invalid base_url: {e}")))?;
+        if method == "streamGenerateContent" {
+            url.query_pairs_mut().append_pair("alt", "sse");
+        }
+        Ok(url)
+    }
+
+    async fn post(
+        &self,
+        url: reqwest::Url,
+        body: &Value,
+    ) -> Result<reqwest::Response, ProviderError> {
+        let mut builder = self.client.post(url).json(body);
+        if let Some(key) = &self.api_key {
+            builder = builder.header("x-goog-api-key", key);
+        }
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| ProviderError::Connect(without_url(&e)))?;
+        if !resp.status().is_success() {
+            return Err(sse::status_error(resp, gemini_error).await);
+        }
+        Ok(resp)
+    }
+}
+
+#[async_trait]
+impl ChatProvider for GeminiProvider {
+    async fn complete(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let body = chat_request_to_gemini(&req)?;
+        let resp = self
+            .post(self.url(&req.model, "generateContent")?, &body)
+            .await?;
+        gemini_to_chat(&json_body(resp, "a Gemini answer").await?)
+    }
+
+    async fn stream(&self, req: ChatRequest) -> Result<ChunkStream, ProviderError> {
+        let body = chat_request_to_gemini(&req)?;
+        let resp = self
+            .post(self.url(&req.model, "streamGenerateContent")?, &body)
+            .await?;
+        let resp = expect_event_stream(resp).await?;
+        Ok(json_event_stream(resp, GeminiChunks::default()))
+    }
+}
+
+/// Gemini sends no terminal event: read to the end of the body; it is complete when a
+/// chunk carried a `finishReason`, and then its usage closes the stream.
+impl EventTranslator for GeminiChunks {
+    fn push(&mut self, event: &Value) -> Result<Vec<ChatChunk>, ProviderError> {
+        if let Some((message, status)) = gemini_error(event) {
+            return Err(ProviderError::Status {
+                status: 500,
+                message,
+                code: status,
+                body: None,
+                retry_after: None,
+            });
+        }
+        GeminiChunks::push(self, event)
+    }
+
+    fn done(&self) -> bool {
+        false
+    }
+
+    fn end(&mut self) -> Result<Option<ChatChunk>, ProviderError> {
+        if self.finished() {
+            Ok(self.usage_chunk())
+        } else {
+            Err(ProviderError::StreamCut(
+                "stream ended before a finishReason".into(),
+            ))
+        }
+    }
+}
