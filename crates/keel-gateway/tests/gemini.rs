@@ -85,6 +85,21 @@ async fn generate(
         let v = json!({"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT"}});
         return (StatusCode::BAD_REQUEST, axum::Json(v)).into_response();
     }
+    if rest.ends_with(":batchEmbedContents") {
+        // One vector per request, `outputDimensionality` long (default 4), from the text.
+        let embeddings: Vec<Value> = body.0["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let text = r["content"]["parts"][0]["text"].as_str().unwrap();
+                let n = r["outputDimensionality"].as_u64().unwrap_or(4) as usize;
+                let values: Vec<f64> = (0..n).map(|i| (text.len() + i) as f64 / 100.0).collect();
+                json!({"values": values})
+            })
+            .collect();
+        return axum::Json(json!({"embeddings": embeddings})).into_response();
+    }
     let parts = match answer(&body.0) {
         Ok(p) => p,
         Err(resp) => return *resp,
@@ -341,4 +356,45 @@ async fn blocks_rate_limits_and_cut_streams_are_classified() {
         t.cost.is_some() && t.usage_estimated,
         "a cut stream is priced by estimate: {t:?}"
     );
+}
+
+#[tokio::test]
+async fn embeddings_go_to_batch_embed_contents_and_are_priced_by_estimate() {
+    let (base, seen) = gemini_server().await;
+    let h = harness(&base).await;
+    let r = h
+        .post_json(
+            "/v1/embeddings",
+            &json!({"model": "gem", "input": ["the cat sat", "on the mat"], "dimensions": 3}),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let id = request_id(&r);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"][1]["index"], 1);
+    assert_eq!(v["data"][0]["embedding"], json!([0.11, 0.12, 0.13]));
+    let (path, _, key, body) = seen.lock().unwrap()[0].clone();
+    assert_eq!(path, "gemini-test:batchEmbedContents");
+    assert_eq!(key, "gm-secret");
+    assert_eq!(body["requests"][1]["model"], "models/gemini-test");
+    assert_eq!(
+        body["requests"][1]["content"]["parts"][0]["text"],
+        "on the mat"
+    );
+    assert_eq!(body["requests"][0]["outputDimensionality"], 3);
+    let r = h
+        .post_json(
+            "/v1/embeddings",
+            &json!({"model": "gem", "input": [1, 2, 3]}),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 400, "token ids cannot go to Gemini");
+    let (_, traces) = h.finish().await;
+    let t = trace(&traces, &id);
+    assert!(t.usage_estimated, "Gemini reports no tokens: {t:?}");
+    let tokens = t.input_tokens.unwrap();
+    assert!(tokens >= 6, "{t:?}");
+    assert_eq!(t.cost.unwrap().0, tokens as i64 * 150);
 }

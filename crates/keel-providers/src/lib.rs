@@ -38,9 +38,13 @@ pub trait ChatProvider: Send + Sync {
     /// Embeddings (`POST /v1/embeddings`), for providers that offer them.
     async fn embed(&self, _req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
         Err(ProviderError::Unsupported(
-            "this provider has no embeddings API in Keel (use an openai, azure or mock provider)"
+            "this provider has no embeddings API in Keel (use an openai, azure, gemini or mock provider)"
                 .into(),
         ))
+    }
+    /// Whether embeddings answers carry token counts (the gateway estimates them when not).
+    fn reports_embedding_usage(&self) -> bool {
+        true
     }
 }
 
@@ -85,5 +89,9 @@ impl Provider {
 
     pub async fn embed(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
         self.inner().embed(req).await
+    }
+
+    pub fn reports_embedding_usage(&self) -> bool {
+        self.inner().reports_embedding_usage()
     }
 }

@@ -5,7 +5,8 @@
 //! model (functions render chat prompts, so they are refused); admission reserves the
 //! inputs' tokens at the model's input price (no output); the primary deployment is
 //! called under the model's `timeout`; the provider's usage is priced (input tokens
-//! only) and the reservation settled with it. With `[cache]`, an identical request from
+//! only; the tokenizer's count, marked `usage_estimated`, for a provider that reports
+//! none) and the reservation settled with it. With `[cache]`, an identical request from
 //! the same tenant is answered from the cache (`x-keel-cache: bypass` skips it). Not in
 //! this path yet: retries and fallbacks, and guardrails.
 
@@ -82,13 +83,22 @@ pub async fn run(
         trace.cache = Some("miss".into());
     }
     req.model.clone_from(&dep.upstream_model);
+    // Kept only for a provider that reports no token counts, to estimate them.
+    let texts = (!dep.provider.reports_embedding_usage()).then(|| req.input.texts());
     let timeout = route.config.timeout;
     let resp = match tokio::time::timeout(timeout, dep.provider.embed(req)).await {
         Ok(r) => r.map_err(GatewayError::from)?,
         Err(_) => return Err(ProviderError::Timeout(timeout).into()),
     };
     trace.served_model = Some(resp.model.clone());
-    account::settle(app, route, trace, &Usage::new(resp.usage.prompt_tokens, 0));
+    let mut tokens = resp.usage.prompt_tokens;
+    if let (0, Some(texts)) = (tokens, &texts) {
+        // A provider that reports no usage (Gemini's embeddings): the tokenizer's count,
+        // marked as an estimate, never an unrecorded call.
+        tokens = embedding_estimate(texts, &dep.upstream_model, 0.0).input_tokens;
+        trace.usage_estimated = true;
+    }
+    account::settle(app, route, trace, &Usage::new(tokens, 0));
     capture(app, &resp, trace);
     if let (Some(c), Some(k)) = (cache, key) {
         c.put_embeddings(k, resp.clone(), trace.cost);

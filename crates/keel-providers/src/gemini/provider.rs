@@ -1,11 +1,15 @@
 //! The HTTP side of calling Gemini: `POST {base_url}/models/{model}:generateContent`, or
-//! `:streamGenerateContent?alt=sse` for a stream, with the key in the `x-goog-api-key`
+//! `:streamGenerateContent?alt=sse` for a stream, or `:batchEmbedContents` for embeddings, with the key in the `x-goog-api-key`
 //! header (never in the URL, so it cannot reach a log). Errors keep Gemini's own message
 //! and `status` (`RESOURCE_EXHAUSTED` with 429, …).
 
 use async_trait::async_trait;
 use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse};
-use serde_json::Value;
+use keel_core::embeddings::{
+    to_base64, Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
+    Vector,
+};
+use serde_json::{json, Value};
 
 use super::request::chat_request_to_gemini;
 use super::response::{gemini_error, gemini_to_chat, GeminiChunks};
@@ -44,11 +48,7 @@ impl GeminiProvider {
     /// The URL of `method` for `model` (`gemini-2.0-flash`, or a full `models/…` /
     /// `tunedModels/…` name).
     fn url(&self, model: &str, method: &str) -> Result<reqwest::Url, ProviderError> {
-        let name = if model.contains('/') {
-            model.to_string()
-        } else {
-            format!("models/{model}")
-        };
+        let name = model_name(model);
         let mut url = reqwest::Url::parse(&format!("{}/{name}:{method}", self.base_url))
             .map_err(|e| ProviderError::Unsupported(format!("invalid base_url: {e}")))?;
         if method == "streamGenerateContent" {
@@ -94,6 +94,90 @@ impl ChatProvider for GeminiProvider {
             .await?;
         let resp = expect_event_stream(resp).await?;
         Ok(json_event_stream(resp, GeminiChunks::default()))
+    }
+
+    /// `batchEmbedContents`: one request per input text, `outputDimensionality` from
+    /// `dimensions`. Gemini embeds text only, and reports no token counts: the gateway
+    /// prices such a call by its tokenizer estimate (`usage_estimated`).
+    async fn embed(&self, req: EmbeddingRequest) -> Result<EmbeddingResponse, ProviderError> {
+        let texts: Vec<&str> = match &req.input {
+            EmbeddingInput::Text(t) => vec![t.as_str()],
+            EmbeddingInput::Texts(v) => v.iter().map(String::as_str).collect(),
+            EmbeddingInput::Tokens(_) | EmbeddingInput::TokenLists(_) => {
+                return Err(ProviderError::Unsupported(
+                    "Gemini embeds text only: send `input` as strings, not token ids".into(),
+                ))
+            }
+        };
+        let name = model_name(&req.model);
+        let requests: Vec<Value> = texts
+            .iter()
+            .map(|t| {
+                let mut r = json!({"model": name, "content": {"parts": [{"text": t}]}});
+                if let Some(d) = req.dimensions {
+                    r["outputDimensionality"] = json!(d);
+                }
+                r
+            })
+            .collect();
+        let url = self.url(&req.model, "batchEmbedContents")?;
+        let resp = self.post(url, &json!({"requests": requests})).await?;
+        let v = json_body(resp, "a Gemini embeddings answer").await?;
+        let vectors = v
+            .get("embeddings")
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                ProviderError::InvalidResponse(format!(
+                    "a Gemini embeddings answer without `embeddings`: {}",
+                    sse::truncate(&v.to_string(), 200)
+                ))
+            })?;
+        let mut data = Vec::with_capacity(vectors.len());
+        for (i, e) in vectors.iter().enumerate() {
+            let values: Vec<f32> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_f64)
+                .map(|x| x as f32)
+                .collect();
+            data.push(Embedding {
+                object: "embedding".into(),
+                index: u32::try_from(i).unwrap_or(u32::MAX),
+                embedding: if req.wants_base64() {
+                    Vector::Base64(to_base64(&values))
+                } else {
+                    Vector::Float(values)
+                },
+            });
+        }
+        let tokens = v
+            .pointer("/usageMetadata/promptTokenCount")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        Ok(EmbeddingResponse {
+            object: "list".into(),
+            data,
+            model: req.model.clone(),
+            usage: EmbeddingUsage {
+                prompt_tokens: tokens,
+                total_tokens: tokens,
+            },
+        })
+    }
+
+    fn reports_embedding_usage(&self) -> bool {
+        false
+    }
+}
+
+/// A model's resource name: `models/{model}` unless it already is a full name.
+fn model_name(model: &str) -> String {
+    if model.contains('/') {
+        model.to_string()
+    } else {
+        format!("models/{model}")
     }
 }
 
