@@ -117,6 +117,21 @@ pub enum Vector {
     Base64(String),
 }
 
+impl Embedding {
+    /// The `index`-th vector of an answer, encoded as the request asked.
+    pub fn new(index: usize, values: Vec<f32>, base64: bool) -> Self {
+        Embedding {
+            object: embedding_object(),
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            embedding: if base64 {
+                Vector::Base64(to_base64(&values))
+            } else {
+                Vector::Float(values)
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Embedding {
     #[serde(default = "embedding_object")]

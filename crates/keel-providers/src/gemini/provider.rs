@@ -6,8 +6,7 @@
 use async_trait::async_trait;
 use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse};
 use keel_core::embeddings::{
-    to_base64, Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
-    Vector,
+    Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
 };
 use serde_json::{json, Value};
 
@@ -142,15 +141,7 @@ impl ChatProvider for GeminiProvider {
                 .filter_map(Value::as_f64)
                 .map(|x| x as f32)
                 .collect();
-            data.push(Embedding {
-                object: "embedding".into(),
-                index: u32::try_from(i).unwrap_or(u32::MAX),
-                embedding: if req.wants_base64() {
-                    Vector::Base64(to_base64(&values))
-                } else {
-                    Vector::Float(values)
-                },
-            });
+            data.push(Embedding::new(i, values, req.wants_base64()));
         }
         let tokens = v
             .pointer("/usageMetadata/promptTokenCount")

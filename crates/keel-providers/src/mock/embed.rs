@@ -6,9 +6,7 @@
 //! vector; different inputs, unrelated vectors. Size: `dimensions`, else
 //! [`MOCK_EMBEDDING_DIMS`]. Usage counts the mock's tokens of every input.
 
-use keel_core::embeddings::{
-    to_base64, Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage, Vector,
-};
+use keel_core::embeddings::{Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage};
 use sha2::{Digest, Sha256};
 
 /// The vector size when the request sets no `dimensions`.
@@ -55,18 +53,7 @@ pub fn embed(req: &EmbeddingRequest) -> EmbeddingResponse {
     let data = texts
         .iter()
         .enumerate()
-        .map(|(i, t)| {
-            let v = vector(&req.model, t, dims);
-            Embedding {
-                object: "embedding".into(),
-                index: u32::try_from(i).unwrap_or(u32::MAX),
-                embedding: if req.wants_base64() {
-                    Vector::Base64(to_base64(&v))
-                } else {
-                    Vector::Float(v)
-                },
-            }
-        })
+        .map(|(i, t)| Embedding::new(i, vector(&req.model, t, dims), req.wants_base64()))
         .collect();
     EmbeddingResponse {
         object: "list".into(),
