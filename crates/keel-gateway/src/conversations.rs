@@ -2,16 +2,18 @@
 //! `previous_response_id` continues a conversation on any upstream (none of which keeps
 //! state for Keel) and `GET`/`DELETE /v1/responses/{id}` work.
 //!
-//! The store is the truth, shared by replicas; it is written off the request path (a
-//! blocking task tracked by `afterwork`, so shutdown waits for it). A bounded in-process
+//! The store is the truth, shared by replicas; it is written off the request path, by
+//! group commit: responses queue up, and one blocking task at a time (tracked by
+//! `afterwork`, so shutdown waits for it) writes everything queued in one transaction
+//! on one kept connection, until the queue is empty. A bounded in-process
 //! cache holds what this replica stored recently, so the next turn — usually sent the
 //! moment an answer arrives, before the write lands — never waits on the store: limits
 //! [`CACHE_BYTES`] of JSON and [`CACHE_TTL`] per entry.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use keel_store::responses::{delete_response, get_response, save_response, StoredResponse};
+use keel_store::responses::{delete_response, get_response, save_responses, StoredResponse};
 use keel_store::Store;
 
 use crate::error::GatewayError;
@@ -28,6 +30,10 @@ pub const CACHE_TTL: Duration = Duration::from_secs(3600);
 /// The in-process side of stored responses.
 pub struct Conversations {
     recent: moka::sync::Cache<String, Arc<StoredResponse>>,
+    /// Responses waiting for the store, and whether a flush is running.
+    queue: Arc<Mutex<Queue>>,
+    /// The flushes' connection, opened once.
+    conn: Arc<Mutex<Option<keel_store::Connection>>>,
     /// Ids deleted here lately: a store write still in flight for one of them deletes
     /// what it wrote, so a `DELETE` sent right after the answer always wins.
     deleted: moka::sync::Cache<String, ()>,
@@ -44,6 +50,8 @@ impl Default for Conversations {
                 })
                 .time_to_live(CACHE_TTL)
                 .build(),
+            queue: Arc::default(),
+            conn: Arc::default(),
             deleted: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(CACHE_TTL)
@@ -61,21 +69,20 @@ impl Conversations {
         let Some(store) = app.store.clone() else {
             return;
         };
-        let deleted = self.deleted.clone();
-        app.afterwork.spawn_blocking(move || {
-            let write = |c: &keel_store::Connection| {
-                save_response(c, &r)?;
-                // Deleted while this write was on its way: `forget` marks before it
-                // deletes, so checking after the write leaves nothing behind.
-                if deleted.contains_key(&r.id) {
-                    delete_response(c, &r.id)?;
-                }
-                Ok(())
+        let start = {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.rows.push(r);
+            !std::mem::replace(&mut q.flushing, true)
+        };
+        if start {
+            let flush = Flush {
+                store,
+                queue: self.queue.clone(),
+                conn: self.conn.clone(),
+                deleted: self.deleted.clone(),
             };
-            if let Err(error) = store.writer_conn().and_then(|c| write(&c)) {
-                tracing::warn!(id = %r.id, %error, "responses: cannot store the response");
-            }
-        });
+            app.afterwork.spawn_blocking(move || flush.run());
+        }
     }
 
     /// The stored response `id`: from the cache, else the store.
@@ -112,6 +119,56 @@ impl Conversations {
                 delete_response(&s.writer_conn()?, &key)
             })
             .await?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    rows: Vec<Arc<StoredResponse>>,
+    flushing: bool,
+}
+
+/// One group-commit flush: write what is queued, again until nothing is.
+struct Flush {
+    store: Arc<Store>,
+    queue: Arc<Mutex<Queue>>,
+    conn: Arc<Mutex<Option<keel_store::Connection>>>,
+    deleted: moka::sync::Cache<String, ()>,
+}
+
+impl Flush {
+    fn run(self) {
+        loop {
+            let rows = {
+                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                if q.rows.is_empty() {
+                    q.flushing = false;
+                    return;
+                }
+                std::mem::take(&mut q.rows)
+            };
+            if let Err(error) = self.write(&rows) {
+                tracing::warn!(%error, responses = rows.len(), "responses: cannot store them (GET and previous_response_id still work on this replica for an hour)");
+                // A broken connection is opened again by the next flush.
+                *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+        }
+    }
+
+    fn write(&self, rows: &[Arc<StoredResponse>]) -> Result<(), keel_store::StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = match guard.as_mut() {
+            Some(c) => c,
+            None => guard.insert(self.store.writer_conn()?),
+        };
+        let refs: Vec<&StoredResponse> = rows.iter().map(Arc::as_ref).collect();
+        save_responses(conn, &refs)?;
+        // Deleted while on their way: `forget` marks before it deletes, so checking
+        // after the write leaves nothing behind.
+        for r in rows.iter().filter(|r| self.deleted.contains_key(&r.id)) {
+            delete_response(conn, &r.id)?;
         }
         Ok(())
     }

@@ -22,6 +22,16 @@ pub struct StoredResponse {
     pub conversation_json: String,
 }
 
+/// Keep responses in one transaction (the gateway's group commit).
+pub fn save_responses(conn: &mut Connection, rows: &[&StoredResponse]) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for r in rows {
+        save_response(&tx, r)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
 /// Keep a response (ids are fresh; storing one again replaces it).
 pub fn save_response(conn: &Connection, r: &StoredResponse) -> Result<(), StoreError> {
     conn.execute(
@@ -76,7 +86,7 @@ mod tests {
     #[test]
     fn a_response_is_saved_read_and_deleted() {
         let store = Store::open(":memory:").unwrap();
-        let conn = store.writer_conn().unwrap();
+        let mut conn = store.writer_conn().unwrap();
         let r = StoredResponse {
             id: "resp_1".into(),
             tenant: Some("acme".into()),
@@ -86,7 +96,10 @@ mod tests {
             response_json: "{}".into(),
             conversation_json: "[]".into(),
         };
-        save_response(&conn, &r).unwrap();
+        let mut other = r.clone();
+        other.id = "resp_0".into();
+        save_responses(&mut conn, &[&other, &r]).unwrap();
+        assert_eq!(get_response(&conn, "resp_0").unwrap(), Some(other));
         assert_eq!(get_response(&conn, "resp_1").unwrap(), Some(r));
         assert_eq!(get_response(&conn, "resp_2").unwrap(), None);
         assert!(delete_response(&conn, "resp_1").unwrap());
