@@ -37,6 +37,7 @@ def cpu_model():
 def main():
     work, results_md, commit = sys.argv[1], sys.argv[2], sys.argv[3]
     profile = sys.argv[4] if len(sys.argv) > 4 else "plain"
+    endpoint = sys.argv[5] if len(sys.argv) > 5 else "/v1/chat/completions"
     profiles = {
         "plain": "Profile: plain (one model, no auth or limits).",
         "governed": "Profile: governed (virtual-key auth on every request, a hard budget per tenant, "
@@ -78,11 +79,13 @@ def main():
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"\n## {now} — commit {commit} — {profile}\n",
+        f"\n## {now} — commit {commit} — {profile}"
+        + ("" if endpoint == "/v1/chat/completions" else f", {endpoint}") + "\n",
         f"Machine: {os.cpu_count()} cores, {cpu_model()}, {platform.system()} {platform.release()}. "
         "Load tool: oha (global fixed rate, latency correction). Keel: release build, tracing ON (SQLite WAL, full capture). "
         "Upstream: `keel mock-provider` (16-token replies, no added latency). Client, Keel and mock share the machine. "
-        f"Each figure is the median of {rounds} interleaved rounds per rate. {profiles.get(profile, profile)}\n",
+        f"Each figure is the median of {rounds} interleaved rounds per rate. {profiles.get(profile, profile)} "
+        f"Endpoint: `POST {endpoint}` on both.\n",
         "| target rps | direct achieved rps | Keel achieved rps | direct p50 ms | Keel p50 ms | direct p99 ms | Keel p99 ms | added p50 ms | added p99 ms | p99 ratio | errors direct/Keel |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]

@@ -16,6 +16,13 @@
 # Usage: bash bench/run.sh [SECONDS_PER_RUN] [RATES...]   (defaults: 10 s; 500 1000 2000 5000)
 #        ROUNDS=3 BENCH_CONNECTIONS=64 bash bench/run.sh
 #        BENCH_PROFILE=governed bash bench/run.sh
+#        BENCH_API=responses bash bench/run.sh 10 500 1000 2000
+#
+# BENCH_API picks the endpoint, the same path on the mock and on Keel:
+#   chat            (default) POST /v1/chat/completions.
+#   responses       POST /v1/responses (translated to a chat call; `store` on, so each
+#                   response and its conversation are also written to the store).
+#   embeddings      POST /v1/embeddings (two short inputs, 64-dimension vectors).
 #
 # BENCH_PROFILE picks what Keel does on the request path:
 #   plain           (default) one model, tracing on: the gateway's floor.
@@ -44,6 +51,16 @@ CONNS=${BENCH_CONNECTIONS:-64}
 PROFILE=${BENCH_PROFILE:-plain}
 case "$PROFILE" in plain|governed|governed-redis|guarded|online) ;; *) echo "BENCH_PROFILE must be plain, governed, governed-redis, guarded or online (got $PROFILE)"; exit 2;; esac
 ROUNDS=${ROUNDS:-3}
+API=${BENCH_API:-chat}
+case "$API" in
+  chat) ENDPOINT=/v1/chat/completions
+        BODY='{"model":"bench-model","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":64}' ;;
+  responses) ENDPOINT=/v1/responses
+        BODY='{"model":"bench-model","instructions":"You are terse.","input":"Say hello to the benchmark.","max_output_tokens":64}' ;;
+  embeddings) ENDPOINT=/v1/embeddings
+        BODY='{"model":"bench-model","input":["Say hello to the benchmark.","A second passage to embed."]}' ;;
+  *) echo "BENCH_API must be chat, responses or embeddings (got $API)"; exit 2;;
+esac
 cargo build --release -p keel-cli
 KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
 
@@ -150,7 +167,6 @@ for url in "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/hea
   curl -sf "$url" >/dev/null || { echo "server at $url did not start"; cat "$WORK"/*.log; exit 1; }
 done
 
-BODY='{"model":"bench-model","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":64}'
 echo "$BODY" > "$WORK/body.json"
 : > "$WORK/runs.tsv"
 for rate in $RATES; do
@@ -162,7 +178,7 @@ for rate in $RATES; do
     start=$(date +%s.%N)
     oha -n "$n" -c "$CONNS" -q "$rate" --latency-correction --no-tui -m POST \
         -H 'content-type: application/json' "${AUTH[@]}" -D "$WORK/body.json" --output-format json \
-        "http://127.0.0.1:$port/v1/chat/completions" > "$WORK/$target-$rate-$round.json"
+        "http://127.0.0.1:$port$ENDPOINT" > "$WORK/$target-$rate-$round.json"
     end=$(date +%s.%N)
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$rate" "$target" "$round" "$n" "$start" "$end" >> "$WORK/runs.tsv"
   done
@@ -171,4 +187,4 @@ done
 
 # Stop Keel cleanly (drains the trace queue), then count traces.
 kill -TERM "$KEEL_PID"; wait "$KEEL_PID" || true; KEEL_PID=
-python3 "$ROOT/bench/analyze.py" "$WORK" "$ROOT/bench/RESULTS.md" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$PROFILE"
+python3 "$ROOT/bench/analyze.py" "$WORK" "$ROOT/bench/RESULTS.md" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$PROFILE" "$ENDPOINT"

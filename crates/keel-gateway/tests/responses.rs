@@ -397,3 +397,59 @@ async fn a_stored_response_is_seen_only_by_its_tenant_and_the_admin() {
     );
     h.finish().await;
 }
+
+const PROMPT: &str = r#"
+[[messages]]
+role = "system"
+content = "You support {{ product }}."
+[variables.product]
+type = "string"
+"#;
+
+#[tokio::test]
+async fn a_function_and_the_cache_serve_responses_calls() {
+    let h = Harness::with(Options {
+        extra: r#"
+[cache]
+enabled = true
+
+[registry]
+refresh = "100ms"
+
+[functions.support]
+[[functions.support.variants]]
+name = "control"
+prompt = "support/answer"
+model = "local"
+weight = 100
+"#
+        .into(),
+        ..Options::default()
+    })
+    .await;
+    let v = push_prompt(&h.store_path, PROMPT);
+    set_prompt_label(&h.store_path, v, "production");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let body = json!({"model": "support", "input": "where is my order?", "temperature": 0,
+        "variables": {"product": "Keel"}});
+    let r = h.post_json("/v1/responses", &body, &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-keel-variant"], "control");
+    assert_eq!(r.headers()["x-keel-cache"], "miss");
+    let first_id = request_id(&r);
+    let first: Value = r.json().await.unwrap();
+    assert!(
+        output_text(&first).contains("where is my order?"),
+        "{first}"
+    );
+    let r = h.post_json("/v1/responses", &body, &[]).await;
+    assert_eq!(r.headers()["x-keel-cache"], "hit");
+    assert_eq!(r.headers()["x-keel-cost-usd"], "0.00");
+    let second: Value = r.json().await.unwrap();
+    assert_eq!(output_text(&second), output_text(&first));
+    assert_ne!(second["id"], first["id"], "each response is its own");
+    let (_, traces) = h.finish().await;
+    let t = trace(&traces, &first_id);
+    assert_eq!(t.variant.as_deref(), Some("control"));
+    assert_eq!(t.prompt_version, Some(v));
+}

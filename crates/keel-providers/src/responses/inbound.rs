@@ -6,7 +6,8 @@
 //! items), `instructions` (a system message, not carried to the next turn, as OpenAI
 //! does), function `tools`, `tool_choice`, `text.format`, `max_output_tokens`,
 //! `temperature`, `top_p`, `parallel_tool_calls`, `user`; `service_tier`,
-//! `prompt_cache_key` and `safety_identifier` go on as they are, `reasoning.effort` as
+//! `prompt_cache_key`, `safety_identifier` and Keel's `variables` (a function's prompt
+//! variables) go on as they are, `reasoning.effort` as
 //! `reasoning_effort`. Features with no chat equivalent (hosted tools, `background`,
 //! `conversation`, stored `prompt`s, item references) are refused with a
 //! [`TranslateError`] naming the field; hints that change nothing in the answer
@@ -21,8 +22,14 @@ use serde_json::{json, Map, Value};
 use super::wire::{OutputContent, OutputItem, ResponseObject, ResponseUsage, ResponsesRequest};
 use crate::anthropic::TranslateError;
 
-/// Fields that mean the same in Chat Completions, passed on as they are.
-const PASSED: [&str; 3] = ["service_tier", "prompt_cache_key", "safety_identifier"];
+/// Fields that mean the same in Chat Completions, passed on as they are; `variables` is
+/// Keel's own, the values of a function's prompt variables (as on chat calls).
+const PASSED: [&str; 4] = [
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
+    "variables",
+];
 
 /// Features Keel does not serve, and what to do instead.
 const REFUSED: [(&str, &str); 4] = [
