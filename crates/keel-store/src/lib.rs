@@ -36,6 +36,7 @@ pub mod model_versions;
 pub mod overview;
 pub mod prompt_traffic;
 pub mod prompts;
+pub mod purge;
 pub mod quality;
 pub mod quality_figures;
 pub mod quality_windows;

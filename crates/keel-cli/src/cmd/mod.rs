@@ -25,6 +25,7 @@ pub mod shadow;
 pub mod status;
 pub mod switch;
 pub mod traces;
+pub mod traces_purge;
 
 use anyhow::{Context, Result};
 use keel_core::config::Config;

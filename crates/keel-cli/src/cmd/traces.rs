@@ -1,4 +1,4 @@
-//! `keel traces list | show`: find and read recorded calls.
+//! `keel traces list | show`: find and read recorded calls (`purge` is `traces_purge`).
 
 use std::process::ExitCode;
 
@@ -17,6 +17,9 @@ pub enum TracesCommand {
     List(Box<ListArgs>),
     /// Show one trace in full.
     Show(ShowArgs),
+    /// Remove every trace of a user, tenant or session and what derives from them (a
+    /// data-protection request), audited.
+    Purge(super::traces_purge::PurgeArgs),
 }
 
 #[derive(clap::Args)]
@@ -80,6 +83,7 @@ pub fn run(cmd: TracesCommand) -> Result<ExitCode> {
     match cmd {
         TracesCommand::List(a) => list(*a),
         TracesCommand::Show(a) => show(a),
+        TracesCommand::Purge(a) => super::traces_purge::run(a),
     }
 }
 
