@@ -31,6 +31,7 @@
 //! - `case_drafts.rs` — "add to dataset": what the dashboard needs of `keel-evals`;
 //! - `playground/` — the prompt playground's work: drafts checked and tried beside the
 //!   live version (its pages are in `dashboard/playground/`);
+//! - `retention.rs` — `[retention]`: old traces and captured text removed on a schedule;
 //! - `server.rs` — start, serve, drain the trace queue on shutdown;
 //! - `connections.rs` — accepting connections under explicit limits (header-read and idle
 //!   timeouts, a connection cap, a shutdown deadline).
@@ -61,6 +62,7 @@ pub mod registry;
 pub mod rendered;
 pub mod replay;
 pub mod replay_totals;
+pub mod retention;
 pub mod server;
 pub mod state;
 pub mod store_task;

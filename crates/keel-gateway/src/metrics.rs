@@ -114,6 +114,17 @@ pub struct Metrics {
     pub review_entered: Family<ReviewLabels, Counter>,
     /// Intake passes that failed (logged, retried next pass).
     pub review_intake_errors: Counter,
+    /// `keel_retention_removed_total{what}`: traces deleted, captures dropped and stored
+    /// responses removed by `[retention]` (`crate::retention`).
+    pub retention_removed: Family<RetentionLabels, Counter>,
+    /// Retention runs that failed (logged, retried next run).
+    pub retention_errors: Counter,
+}
+
+/// What retention removed: `traces`, `captures`, `responses` (a fixed set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetentionLabels {
+    pub what: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -393,6 +404,18 @@ impl Metrics {
             "Scheduled canary eval runs, by suite, trigger (schedule, model_changed) and outcome (ok, changed, failed)",
             canary_runs.clone(),
         );
+        let retention_removed = Family::<RetentionLabels, Counter>::default();
+        registry.register(
+            "retention_removed",
+            "Removed by [retention]: whole traces deleted (traces), captured text dropped (captures), stored responses removed (responses)",
+            retention_removed.clone(),
+        );
+        let retention_errors = Counter::default();
+        registry.register(
+            "retention_errors",
+            "Retention runs that failed (logged; retried at the next run)",
+            retention_errors.clone(),
+        );
         let review_entered = Family::<ReviewLabels, Counter>::default();
         registry.register(
             "review_items_entered",
@@ -419,6 +442,8 @@ impl Metrics {
             canary_runs,
             review_entered,
             review_intake_errors,
+            retention_removed,
+            retention_errors,
             registry,
             requests,
             errors,

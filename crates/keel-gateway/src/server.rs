@@ -141,6 +141,10 @@ impl Gateway {
         let model_watch = tokio::spawn(crate::model_watch::run_every(store.clone(), state.clone()));
         let canaries = (!config.canaries.is_empty())
             .then(|| tokio::spawn(crate::canary::run_every(state.clone(), store.clone())));
+        let retention = config
+            .retention
+            .clone()
+            .map(|r| tokio::spawn(crate::retention::run_every(state.clone(), store.clone(), r)));
         // Sampling starts only when judges are plugged in: without them nothing is queued.
         let judges = extensions.online.as_ref().and_then(|j| {
             let queue = state.online.attach(crate::online::QUEUE_CAPACITY)?;
@@ -182,6 +186,9 @@ impl Gateway {
             model_watch.abort();
             if let Some(c) = canaries {
                 c.abort();
+            }
+            if let Some(r) = retention {
+                r.abort();
             }
             governance.stop(&governor).await;
             if let Some(r) = refresher {

@@ -49,6 +49,7 @@ pub mod report_compare;
 pub mod report_embeddings;
 mod report_render;
 pub mod responses;
+pub mod retention;
 pub mod review;
 pub mod review_intake;
 pub mod rollup;

@@ -154,6 +154,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0027_responses",
         sql: include_str!("../migrations/0027_responses.sql"),
     },
+    Migration {
+        version: 28,
+        name: "0028_retention",
+        sql: include_str!("../migrations/0028_retention.sql"),
+    },
 ];
 
 /// The step of a migration that SQL alone cannot do, run in the same transaction right

@@ -84,6 +84,23 @@ const STEPS: [(Field, &str); 11] = [
     (Some(|c| &mut c.traces), "DELETE FROM traces WHERE rowid IN (SELECT rid FROM temp.purge_ids)"),
 ];
 
+/// Delete the traces listed in `temp.purge_ids` (`rid`, `id`, `otel_trace_id`) and what
+/// derives from them (stored responses of those calls too), adding to `counts`. Shared
+/// with retention.
+pub(crate) fn delete_selected(tx: &Connection, counts: &mut PurgeCounts) -> Result<(), StoreError> {
+    for (field, sql) in STEPS {
+        let n = tx.execute(sql, [])? as u64;
+        if let Some(field) = field {
+            *field(counts) += n;
+        }
+    }
+    counts.responses += tx.execute(
+        "DELETE FROM responses WHERE trace_id IN (SELECT id FROM temp.purge_ids)",
+        [],
+    )? as u64;
+    Ok(())
+}
+
 /// Remove (or with `dry_run` count) every trace of `subject` and what derives from it.
 pub fn purge(
     conn: &mut Connection,
@@ -110,21 +127,11 @@ pub fn purge(
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     drop(pulled);
-    for (field, sql) in STEPS {
-        let n = tx.execute(sql, [])? as u64;
-        if let Some(field) = field {
-            *field(&mut counts) = n;
-        }
-    }
-    // Responses: those of the purged calls; for a tenant, every one it stored.
-    let mut responses = tx.execute(
-        "DELETE FROM responses WHERE trace_id IN (SELECT id FROM temp.purge_ids)",
-        [],
-    )?;
+    delete_selected(&tx, &mut counts)?;
+    // For a tenant, also every response it stored (of calls already gone, say).
     if let Subject::Tenant(t) = subject {
-        responses += tx.execute("DELETE FROM responses WHERE tenant = ?1", [t])?;
+        counts.responses += tx.execute("DELETE FROM responses WHERE tenant = ?1", [t])? as u64;
     }
-    counts.responses = responses as u64;
     tx.execute_batch("DROP TABLE temp.purge_ids")?;
     if dry_run {
         tx.rollback()?;

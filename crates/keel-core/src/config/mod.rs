@@ -26,6 +26,7 @@ pub mod online;
 pub mod otel;
 pub mod quality_alerts;
 pub mod raw;
+pub mod retention;
 pub mod review;
 pub mod routing;
 pub mod score_source;
@@ -123,6 +124,7 @@ impl Config {
             online_evals: v.online_evals,
             review_queues: v.review_queues,
             canaries: v.canaries,
+            retention: v.retention,
             otel: v.otel,
             warnings: v.warnings,
         })

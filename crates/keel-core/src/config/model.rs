@@ -41,6 +41,8 @@ pub struct Config {
     pub review_queues: Vec<super::review::ReviewQueueConfig>,
     /// `[[canaries]]`: locked suites run on a schedule against pinned models.
     pub canaries: Vec<super::canary::CanaryConfig>,
+    /// `[retention]`: how long traces and their text are kept (`None`: forever).
+    pub retention: Option<super::retention::RetentionConfig>,
     /// Non-fatal findings (an unset key env var, unpriced models) for `keel check` and startup.
     pub warnings: Vec<String>,
 }

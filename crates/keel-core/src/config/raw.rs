@@ -62,6 +62,9 @@ pub struct RawConfig {
     /// Scheduled canary evals: `[[canaries]]`.
     #[serde(default)]
     pub canaries: Vec<super::canary::RawCanary>,
+    /// How long traces and their text are kept: `[retention]`.
+    #[serde(default)]
+    pub retention: super::retention::RawRetention,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -33,6 +33,7 @@ pub(crate) struct Validated {
     pub online_evals: Vec<super::online::OnlineEvalConfig>,
     pub review_queues: Vec<super::review::ReviewQueueConfig>,
     pub canaries: Vec<super::canary::CanaryConfig>,
+    pub retention: Option<super::retention::RetentionConfig>,
     pub warnings: Vec<String>,
 }
 
@@ -384,6 +385,7 @@ pub(crate) fn validate(
         &mut issues.0,
     );
     let canaries = super::canary::validate_canaries(&raw.canaries, &raw.models, &mut issues.0);
+    let retention = super::retention::validate_retention(&raw.retention, &mut issues.0);
     let review_queues = super::review::validate_review_queues(
         &raw.review_queues,
         &raw.functions.keys().cloned().collect(),
@@ -424,6 +426,7 @@ pub(crate) fn validate(
             online_evals,
             review_queues,
             canaries,
+            retention,
             warnings,
         })
     } else {
