@@ -100,6 +100,10 @@ pub(crate) fn validate(
         let mut dur = Issues(Vec::new());
         let c = super::cache::validate_cache(
             &raw.cache,
+            (
+                raw.limits.redis_url.as_deref(),
+                raw.limits.key_prefix.as_deref(),
+            ),
             &mut |p, v, d| dur.duration(p, v, d),
             &mut found,
         );

@@ -15,6 +15,7 @@
 //! - Embeddings (`/v1/embeddings`) are cached the same way in a map of their own (the
 //!   same `ttl` and bounds): a vector is a pure function of model and input, so every
 //!   embeddings request is cacheable.
+//! - With `backend = "redis"` replicas share entries too (`cache_shared`).
 
 use std::sync::Arc;
 
@@ -62,7 +63,13 @@ pub struct ResponseCache {
     entries: moka::sync::Cache<[u8; 32], Arc<Cached>>,
     embeddings: moka::sync::Cache<[u8; 32], Arc<CachedEmbeddings>>,
     nonzero_temperature: bool,
+    /// Redis, when replicas share the cache.
+    shared: Option<super::cache_shared::SharedStore>,
 }
+
+/// The Redis key kinds.
+const CHAT: &str = "chat";
+const EMBEDDINGS: &str = "emb";
 
 impl ResponseCache {
     pub fn new(s: &CacheSettings) -> ResponseCache {
@@ -70,6 +77,10 @@ impl ResponseCache {
             entries: bounded(s, |c: &Cached| serde_json::to_vec(&c.resp)),
             embeddings: bounded(s, |c: &CachedEmbeddings| serde_json::to_vec(&c.resp)),
             nonzero_temperature: s.nonzero_temperature,
+            shared: s
+                .shared
+                .as_ref()
+                .and_then(|r| super::cache_shared::SharedStore::new(r, s.ttl, s.max_bytes)),
         }
     }
 
@@ -118,20 +129,38 @@ impl ResponseCache {
         Some(h.finalize().into())
     }
 
-    pub fn get_embeddings(&self, key: &[u8; 32]) -> Option<Arc<CachedEmbeddings>> {
-        self.embeddings.get(key)
+    pub async fn get_embeddings(&self, key: &[u8; 32]) -> Option<Arc<CachedEmbeddings>> {
+        if let Some(hit) = self.embeddings.get(key) {
+            return Some(hit);
+        }
+        let (resp, cost) = self.shared.as_ref()?.get(EMBEDDINGS, key).await?;
+        let hit = Arc::new(CachedEmbeddings { resp, cost });
+        self.embeddings.insert(*key, hit.clone());
+        Some(hit)
     }
 
     pub fn put_embeddings(&self, key: [u8; 32], resp: EmbeddingResponse, cost: Option<Nanos>) {
+        if let Some(s) = &self.shared {
+            s.put(EMBEDDINGS, &key, &resp, cost);
+        }
         self.embeddings
             .insert(key, Arc::new(CachedEmbeddings { resp, cost }));
     }
 
-    pub fn get(&self, key: &[u8; 32]) -> Option<Arc<Cached>> {
-        self.entries.get(key)
+    pub async fn get(&self, key: &[u8; 32]) -> Option<Arc<Cached>> {
+        if let Some(hit) = self.entries.get(key) {
+            return Some(hit);
+        }
+        let (resp, cost) = self.shared.as_ref()?.get(CHAT, key).await?;
+        let hit = Arc::new(Cached { resp, cost });
+        self.entries.insert(*key, hit.clone());
+        Some(hit)
     }
 
     pub fn put(&self, key: [u8; 32], resp: ChatResponse, cost: Option<Nanos>) {
+        if let Some(s) = &self.shared {
+            s.put(CHAT, &key, &resp, cost);
+        }
         self.entries.insert(key, Arc::new(Cached { resp, cost }));
     }
 }

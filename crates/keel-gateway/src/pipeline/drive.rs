@@ -92,7 +92,7 @@ pub async fn run(
     let cache = app.cache.as_ref().filter(|_| !opts.bypass_cache);
     let key = cache.and_then(|c| c.key(trace.tenant.as_deref(), first, &req));
     if let (Some(c), Some(k)) = (cache, &key) {
-        if let Some(hit) = c.get(k) {
+        if let Some(hit) = c.get(k).await {
             return serve_hit(app, first, &hit, &guards, trace);
         }
         trace.cache = Some("miss".into());

@@ -68,7 +68,7 @@ pub async fn run(
     let cache = app.cache.as_ref().filter(|_| !opts.bypass_cache);
     let key = cache.and_then(|c| c.embeddings_key(trace.tenant.as_deref(), route, &req));
     if let (Some(c), Some(k)) = (cache, &key) {
-        if let Some(hit) = c.get_embeddings(k) {
+        if let Some(hit) = c.get_embeddings(k).await {
             trace.cache = Some("hit".into());
             trace.saved_cost = hit.cost;
             trace.cost = Some(Nanos(0));

@@ -15,6 +15,7 @@ pub mod attribution;
 pub mod auth;
 pub mod body;
 pub mod cache;
+pub mod cache_shared;
 pub mod call;
 pub mod close;
 pub mod drive;
