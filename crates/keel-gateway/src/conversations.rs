@@ -5,10 +5,12 @@
 //! The store is the truth, shared by replicas; it is written off the request path, by
 //! group commit: responses queue up, and one blocking task at a time (tracked by
 //! `afterwork`, so shutdown waits for it) writes everything queued in one transaction
-//! on one kept connection, until the queue is empty. A bounded in-process
-//! cache holds what this replica stored recently, so the next turn — usually sent the
-//! moment an answer arrives, before the write lands — never waits on the store: limits
-//! [`CACHE_BYTES`] of JSON and [`CACHE_TTL`] per entry.
+//! on one kept connection, until the queue is empty (a failed write is tried again,
+//! [`WRITE_TRIES`] times in all, backing off). Until its write lands a response is held
+//! in memory, so the next turn — usually sent the moment an answer arrives — finds it;
+//! once it is in the store it is read from there, so a delete or an erasure made through
+//! any replica is seen by all at once. Held at most [`CACHE_BYTES`] of JSON, for at
+//! most [`CACHE_TTL`] (only a gateway without a store keeps them that long).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,14 +19,16 @@ use keel_store::responses::{delete_response, get_response, save_responses, Store
 use keel_store::Store;
 
 use crate::error::GatewayError;
+use crate::state::AppState;
 use crate::store_task::on_store;
 
 const WHAT: &str = "stored responses";
-use crate::state::AppState;
+/// Attempts at writing a group before it is given up (logged).
+pub const WRITE_TRIES: u32 = 3;
 
 /// The most JSON (responses and conversations) the cache holds.
 pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
-/// How long a response stays in the cache (the store keeps it after).
+/// How long a response not yet in the store is held.
 pub const CACHE_TTL: Duration = Duration::from_secs(3600);
 
 /// The in-process side of stored responses.
@@ -80,6 +84,7 @@ impl Conversations {
                 queue: self.queue.clone(),
                 conn: self.conn.clone(),
                 deleted: self.deleted.clone(),
+                recent: self.recent.clone(),
             };
             app.afterwork.spawn_blocking(move || flush.run());
         }
@@ -102,11 +107,9 @@ impl Conversations {
         };
         let key = id.to_string();
         let found = on_store(&store, WHAT, move |s| get_response(&s.reader()?, &key)).await?;
-        Ok(found.map(|r| {
-            let r = Arc::new(r);
-            self.recent.insert(r.id.clone(), r.clone());
-            r
-        }))
+        // Not cached: the store is the truth (a delete or an erasure on another replica
+        // must be seen here at once).
+        Ok(found.map(Arc::new))
     }
 
     /// Delete the stored response `id` from the cache and the store.
@@ -136,6 +139,8 @@ struct Flush {
     queue: Arc<Mutex<Queue>>,
     conn: Arc<Mutex<Option<keel_store::Connection>>>,
     deleted: moka::sync::Cache<String, ()>,
+    /// Written rows leave it: from then on the store answers.
+    recent: moka::sync::Cache<String, Arc<StoredResponse>>,
 }
 
 impl Flush {
@@ -149,10 +154,28 @@ impl Flush {
                 }
                 std::mem::take(&mut q.rows)
             };
-            if let Err(error) = self.write(&rows) {
-                tracing::warn!(%error, responses = rows.len(), "responses: cannot store them (GET and previous_response_id still work on this replica for an hour)");
-                // A broken connection is opened again by the next flush.
-                *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match self.write(&rows) {
+                    Ok(()) => {
+                        for r in &rows {
+                            self.recent.invalidate(&r.id);
+                        }
+                        break;
+                    }
+                    Err(error) if tries < WRITE_TRIES => {
+                        tracing::debug!(%error, tries, "responses: write failed; trying again");
+                        // A broken connection is opened again.
+                        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        std::thread::sleep(Duration::from_millis(100 << tries));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, responses = rows.len(), "responses: cannot store them (this replica still serves them for an hour)");
+                        *self.conn.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        break;
+                    }
+                }
             }
         }
     }

@@ -383,6 +383,25 @@ async fn embeddings_go_to_batch_embed_contents_and_are_priced_by_estimate() {
         "on the mat"
     );
     assert_eq!(body["requests"][0]["outputDimensionality"], 3);
+    // More inputs than one batchEmbedContents call takes (100): two calls, one answer.
+    let many: Vec<String> = (0..150).map(|i| format!("passage {i}")).collect();
+    let r = h
+        .post_json(
+            "/v1/embeddings",
+            &json!({"model": "gem", "input": many}),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 150);
+    assert_eq!(data[149]["index"], 149);
+    let batches: Vec<usize> = seen.lock().unwrap()[1..]
+        .iter()
+        .map(|(_, _, _, b)| b["requests"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(batches, [100, 50]);
     let r = h
         .post_json(
             "/v1/embeddings",

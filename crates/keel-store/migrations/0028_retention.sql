@@ -18,3 +18,12 @@ CREATE TABLE retention_marks (
     origin                 TEXT    PRIMARY KEY,
     capture_done_before_ms INTEGER NOT NULL
 );
+
+-- Retention and erasure delete what derives from a trace by its id: these lookups must
+-- not scan their tables while the write lock is held.
+CREATE INDEX responses_trace ON responses (trace_id);
+CREATE INDEX responses_tenant ON responses (tenant) WHERE tenant IS NOT NULL;
+CREATE INDEX review_items_trace ON review_items (trace_id);
+CREATE INDEX dataset_drafts_trace ON dataset_drafts (trace_id);
+CREATE INDEX replay_cases_trace ON replay_cases (trace_id);
+CREATE INDEX online_eval_failures_trace ON online_eval_failures (trace_id);

@@ -1,7 +1,8 @@
 //! Erasure: every stored trace of one subject — a user, a tenant or a session — removed
 //! with everything derived from it, for a data-protection request (`keel traces purge`).
 //!
-//! One transaction removes the traces, their scores, feedback, online-eval failures,
+//! One transaction removes the traces (with the shadow and judge calls made about them),
+//! their scores, feedback, online-eval failures,
 //! review items (with their claims, labels and skips), dataset drafts, replay cases,
 //! stored Responses API responses, and the apps' OpenTelemetry spans of the same trace
 //! ids; then audits the purge (`traces.purge`, target `user=U`, the counts as details —
@@ -116,6 +117,14 @@ pub fn purge(
             subject.column()
         ),
         [subject.value()],
+    )?;
+    // The calls made about them carry their text too: shadow mirrors and judge calls
+    // (no user, tenant or session of their own; `parent_id` names the call).
+    tx.execute(
+        "INSERT INTO temp.purge_ids SELECT rowid, id, otel_trace_id FROM traces
+         WHERE parent_id IN (SELECT id FROM temp.purge_ids)
+           AND rowid NOT IN (SELECT rid FROM temp.purge_ids)",
+        [],
     )?;
     let mut counts = PurgeCounts::default();
     let mut pulled = tx.prepare(

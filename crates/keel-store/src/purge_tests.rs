@@ -20,10 +20,15 @@ fn call(id: &str, user: &str, tenant: &str, otel: &str) -> TraceRecord {
 fn seeded() -> (Store, Connection) {
     let store = Store::open(":memory:").unwrap();
     let mut w = store.writer_conn().unwrap();
+    let mut judge = TraceRecord::new("j".into(), 1_000_001, "openai", "/v1/chat/completions");
+    judge.parent_id = Some("a".into());
+    judge.origin = keel_core::trace::Origin::Judge;
+    judge.input = Some("judge this: secret of u1".into());
     let traces = [
         call("a", "u1", "acme", "t1"),
         call("b", "u1", "acme", "t1"),
         call("c", "u2", "acme", "t2"),
+        judge,
     ];
     trace_row::insert_batch(&mut w, &traces).unwrap();
     w.execute_batch(
@@ -53,7 +58,7 @@ fn a_users_traces_go_with_what_derives_from_them() {
     let (_store, mut w) = seeded();
     let user = Subject::User("u1".into());
     let want = PurgeCounts {
-        traces: 2,
+        traces: 3,
         scores: 1,
         feedback: 1,
         review_items: 1,
@@ -68,7 +73,7 @@ fn a_users_traces_go_with_what_derives_from_them() {
     assert_eq!(dry, want);
     assert_eq!(
         count(&w, "SELECT count(*) FROM traces"),
-        3,
+        4,
         "a dry run changes nothing"
     );
     assert_eq!(count(&w, "SELECT count(*) FROM audit_events"), 0);
@@ -101,7 +106,7 @@ fn a_users_traces_go_with_what_derives_from_them() {
         .unwrap();
     assert_eq!(target, "user=u1");
     assert!(
-        details.contains("\"traces\":2") && !details.contains("secret"),
+        details.contains("\"traces\":3") && !details.contains("secret"),
         "{details}"
     );
     // The rollups count what remains.
@@ -129,7 +134,7 @@ fn a_tenant_purge_takes_every_response_it_stored() {
         ("ops", "offboarding", 5),
     )
     .unwrap();
-    assert_eq!(done.traces, 3);
+    assert_eq!(done.traces, 4, "the judge call of a goes too");
     assert_eq!(done.responses, 3);
     assert_eq!(count(&w, "SELECT count(*) FROM responses"), 0);
     let nobody = purge(

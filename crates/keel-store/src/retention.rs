@@ -68,8 +68,7 @@ pub fn run_retention(
         if let Some(before) = rule.capture_before_ms {
             counts.captures_dropped += drop_captures(conn, rule.origin, before, batch)?;
             if rule.origin == "live" {
-                counts.responses_dropped +=
-                    conn.execute("DELETE FROM responses WHERE created_ms < ?1", [before])? as u64;
+                counts.responses_dropped += drop_responses(conn, before, batch)?;
             }
         }
     }
@@ -90,6 +89,22 @@ pub fn run_retention(
     }
     crate::rollup::rebuild_dirty(conn)?;
     Ok(counts)
+}
+
+/// Stored conversations created before `before`, `batch` at a time.
+fn drop_responses(conn: &Connection, before: i64, batch: i64) -> Result<u64, StoreError> {
+    let mut dropped = 0u64;
+    loop {
+        let n = conn.execute(
+            "DELETE FROM responses WHERE rowid IN
+               (SELECT rowid FROM responses WHERE created_ms < ?1 LIMIT ?2)",
+            params![before, batch],
+        )? as u64;
+        dropped += n;
+        if (n as i64) < batch {
+            return Ok(dropped);
+        }
+    }
 }
 
 fn delete_traces(
@@ -120,8 +135,8 @@ fn delete_traces(
 /// Drop the text of `origin`'s traces started before `before`. Cutoffs move once a day
 /// (they fall on UTC midnights), so one pass per cutoff does it: `retention_marks` keeps
 /// the last cutoff passed, and later runs that day read nothing. A pass reads every older
-/// trace still holding text (by the `started_at_ms` index), so one written late with an
-/// old time is caught the next day.
+/// trace once, in `started_at_ms` order, so one written late with an old time is caught
+/// the next day.
 fn drop_captures(
     conn: &mut Connection,
     origin: &str,
@@ -138,19 +153,34 @@ fn drop_captures(
     if done.is_some_and(|d| d >= before) {
         return Ok(0);
     }
+    // Keyset over (started_at_ms, rowid): each batch reads on from where the last one
+    // stopped, never again through rows already without text.
     let mut dropped = 0u64;
+    let mut at = (i64::MIN, i64::MIN);
     loop {
-        let n = conn.execute(
-            "UPDATE traces SET input = NULL, output = NULL WHERE rowid IN (
-                 SELECT rowid FROM traces
-                 WHERE started_at_ms < ?1 AND origin = ?2
-                   AND (input IS NOT NULL OR output IS NOT NULL)
-                 LIMIT ?3)",
-            params![before, origin, batch],
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rows: Vec<(i64, i64)> = tx
+            .prepare_cached(
+                "SELECT started_at_ms, rowid FROM traces
+                 WHERE (started_at_ms, rowid) > (?1, ?2) AND started_at_ms < ?3 AND origin = ?4
+                 ORDER BY started_at_ms, rowid LIMIT ?5",
+            )?
+            .query_map(params![at.0, at.1, before, origin, batch], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut clear = tx.prepare_cached(
+            "UPDATE traces SET input = NULL, output = NULL
+             WHERE rowid = ?1 AND (input IS NOT NULL OR output IS NOT NULL)",
         )?;
-        dropped += n as u64;
-        if (n as i64) < batch {
-            break;
+        for (_, rowid) in &rows {
+            dropped += clear.execute([rowid])? as u64;
+        }
+        drop(clear);
+        tx.commit()?;
+        match rows.last() {
+            Some(&last) if (rows.len() as i64) == batch => at = last,
+            _ => break,
         }
     }
     conn.execute(

@@ -121,10 +121,12 @@ pub async fn create(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
         }
     };
     // The trace keeps the chat request as sent: what the model saw, earlier turns included.
-    let sent = serde_json::to_vec(&translated.chat)
-        .map(Bytes::from)
-        .unwrap_or(bytes);
-    common::capture_input(&app, pending.trace(), sent);
+    if app.capture.keeps_text() {
+        let sent = serde_json::to_vec(&translated.chat)
+            .map(Bytes::from)
+            .unwrap_or(bytes);
+        common::capture_input(&app, pending.trace(), sent);
+    }
 
     let shell = response_shell(&req, new_id("resp"), drive::now_ms() / 1000);
     let to_store = req.wants_store().then(|| ToStore {

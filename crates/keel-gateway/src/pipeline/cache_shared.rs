@@ -22,7 +22,10 @@ struct Stored<R> {
 }
 
 pub struct SharedStore {
-    conn: ConnectionManager,
+    client: redis::Client,
+    /// Made on first use, inside the runtime (making it spawns a task): a gateway built
+    /// outside one (`keel shadow`, `keel online run`, which never read the cache) is fine.
+    conn: std::sync::OnceLock<ConnectionManager>,
     prefix: String,
     timeout: Duration,
     ttl_ms: u64,
@@ -36,21 +39,32 @@ impl SharedStore {
         let client = redis::Client::open(s.redis_url.as_str())
             .map_err(|e| tracing::warn!(error = %e, "[cache] redis_url is unusable: the cache is not shared"))
             .ok()?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(s.timeout))
-            .set_response_timeout(Some(s.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| tracing::warn!(error = %e, "[cache] cannot reach Redis: the cache is not shared"))
-            .ok()?;
         Some(SharedStore {
-            conn,
+            client,
+            conn: std::sync::OnceLock::new(),
             prefix: s.key_prefix.clone(),
             timeout: s.timeout,
             ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
             max_bytes,
         })
+    }
+
+    /// The connection, made lazily (it connects, and reconnects, by itself).
+    fn conn(&self) -> Option<ConnectionManager> {
+        if let Some(c) = self.conn.get() {
+            return Some(c.clone());
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let made = ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            .map_err(|e| tracing::warn!(error = %e, "[cache] cannot reach Redis: a miss"))
+            .ok()?;
+        // Two first calls at once may both make one; the first kept wins.
+        let _ = self.conn.set(made);
+        self.conn.get().cloned()
     }
 
     fn redis_key(&self, kind: &str, key: &[u8; 32]) -> String {
@@ -68,7 +82,7 @@ impl SharedStore {
         kind: &str,
         key: &[u8; 32],
     ) -> Option<(R, Option<Nanos>)> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn()?;
         let k = self.redis_key(kind, key);
         let mut cmd = redis::cmd("GET");
         cmd.arg(&k);
@@ -96,7 +110,9 @@ impl SharedStore {
         if bytes.len() as u64 > self.max_bytes {
             return;
         }
-        let mut conn = self.conn.clone();
+        let Some(mut conn) = self.conn() else {
+            return;
+        };
         let k = self.redis_key(kind, key);
         let ttl = self.ttl_ms;
         tokio::spawn(async move {

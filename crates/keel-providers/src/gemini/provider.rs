@@ -17,6 +17,9 @@ use crate::openai::expect_event_stream;
 use crate::sse::{self, without_url};
 use crate::{ChatProvider, ChunkStream, ProviderError};
 
+/// Inputs per `batchEmbedContents` call (the API's limit).
+const MAX_BATCH: usize = 100;
+
 /// A Gemini API upstream (`kind = "gemini"`).
 pub struct GeminiProvider {
     client: reqwest::Client,
@@ -109,44 +112,57 @@ impl ChatProvider for GeminiProvider {
             }
         };
         let name = model_name(&req.model);
-        let requests: Vec<Value> = texts
-            .iter()
-            .map(|t| {
-                let mut r = json!({"model": name, "content": {"parts": [{"text": t}]}});
-                if let Some(d) = req.dimensions {
-                    r["outputDimensionality"] = json!(d);
-                }
-                r
-            })
-            .collect();
         let url = self.url(&req.model, "batchEmbedContents")?;
-        let resp = self.post(url, &json!({"requests": requests})).await?;
-        let v = json_body(resp, "a Gemini embeddings answer").await?;
-        let vectors = v
-            .get("embeddings")
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                ProviderError::InvalidResponse(format!(
-                    "a Gemini embeddings answer without `embeddings`: {}",
-                    sse::truncate(&v.to_string(), 200)
-                ))
-            })?;
-        let mut data = Vec::with_capacity(vectors.len());
-        for (i, e) in vectors.iter().enumerate() {
-            let values: Vec<f32> = e
-                .get("values")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_f64)
-                .map(|x| x as f32)
+        let mut data = Vec::with_capacity(texts.len());
+        let mut tokens = 0u64;
+        // The API takes at most MAX_BATCH requests per call; OpenAI clients send up to 2,048.
+        for chunk in texts.chunks(MAX_BATCH) {
+            let requests: Vec<Value> = chunk
+                .iter()
+                .map(|t| {
+                    let mut r = json!({"model": name, "content": {"parts": [{"text": t}]}});
+                    if let Some(d) = req.dimensions {
+                        r["outputDimensionality"] = json!(d);
+                    }
+                    r
+                })
                 .collect();
-            data.push(Embedding::new(i, values, req.wants_base64()));
+            let resp = self
+                .post(url.clone(), &json!({"requests": requests}))
+                .await?;
+            let v = json_body(resp, "a Gemini embeddings answer").await?;
+            let vectors = v
+                .get("embeddings")
+                .and_then(Value::as_array)
+                .ok_or_else(|| {
+                    ProviderError::InvalidResponse(format!(
+                        "a Gemini embeddings answer without `embeddings`: {}",
+                        sse::truncate(&v.to_string(), 200)
+                    ))
+                })?;
+            if vectors.len() != chunk.len() {
+                return Err(ProviderError::InvalidResponse(format!(
+                    "Gemini returned {} vectors for {} inputs",
+                    vectors.len(),
+                    chunk.len()
+                )));
+            }
+            for e in vectors {
+                let values: Vec<f32> = e
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_f64)
+                    .map(|x| x as f32)
+                    .collect();
+                data.push(Embedding::new(data.len(), values, req.wants_base64()));
+            }
+            tokens += v
+                .pointer("/usageMetadata/promptTokenCount")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
         }
-        let tokens = v
-            .pointer("/usageMetadata/promptTokenCount")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
         Ok(EmbeddingResponse {
             object: "list".into(),
             data,

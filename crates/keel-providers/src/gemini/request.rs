@@ -2,7 +2,8 @@
 //!
 //! System and developer messages become `systemInstruction`; assistant turns are role
 //! `model`, their tool calls `functionCall` parts (arguments parsed to the `args`
-//! object); tool results `functionResponse` parts of a `user` turn, named after the call
+//! object; a thought signature Keel carried in the call id goes back as the part's
+//! `thoughtSignature`); tool results `functionResponse` parts of a `user` turn, named after the call
 //! they answer. Consecutive turns of one role are merged (Gemini wants them alternating).
 //! Tools go as `functionDeclarations` with `parametersJsonSchema` (full JSON Schema, no
 //! translation to Gemini's OpenAPI subset), `tool_choice` as `toolConfig`, sampling and
@@ -62,7 +63,13 @@ pub fn chat_request_to_gemini(req: &ChatRequest) -> Result<Value, ProviderError>
                             ))
                         })?
                     };
-                    parts.push(json!({"functionCall": {"id": c.id, "name": c.function.name, "args": args}}));
+                    let (id, signature) = split_signature(&c.id);
+                    let mut part =
+                        json!({"functionCall": {"id": id, "name": c.function.name, "args": args}});
+                    if let Some(sig) = signature {
+                        part["thoughtSignature"] = json!(sig);
+                    }
+                    parts.push(part);
                 }
                 ("model", parts)
             }
@@ -78,6 +85,7 @@ pub fn chat_request_to_gemini(req: &ChatRequest) -> Result<Value, ProviderError>
                     Ok(v @ Value::Object(_)) => v,
                     _ => json!({"content": text}),
                 };
+                let id = split_signature(id).0;
                 let part =
                     json!({"functionResponse": {"id": id, "name": name, "response": response}});
                 ("user", vec![part])
@@ -125,6 +133,14 @@ pub fn chat_request_to_gemini(req: &ChatRequest) -> Result<Value, ProviderError>
         body.insert("generationConfig".into(), Value::Object(config));
     }
     Ok(Value::Object(body))
+}
+
+/// A tool call id as Keel gave it out: Gemini's id, and its thought signature if any.
+fn split_signature(id: &str) -> (&str, Option<&str>) {
+    match id.split_once(super::response::SIGNATURE_SEP) {
+        Some((id, sig)) => (id, Some(sig)),
+        None => (id, None),
+    }
 }
 
 fn user_parts(m: &Message, i: usize) -> Result<Vec<Value>, ProviderError> {

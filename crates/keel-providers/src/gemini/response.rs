@@ -2,7 +2,9 @@
 //! and the same objects streamed (`alt=sse`, one per event) as chunks.
 //!
 //! Text parts are the content, `functionCall` parts tool calls (their `args` object
-//! re-encoded as the arguments string; an id made up when Gemini sends none). Usage:
+//! re-encoded as the arguments string; an id made up when Gemini sends none; a part's
+//! `thoughtSignature` carried in the id, after [`SIGNATURE_SEP`], so the next turn can
+//! send it back as Gemini 3 requires). Usage:
 //! `promptTokenCount` is the input (`cachedContentTokenCount` of it read from cache),
 //! `candidatesTokenCount + thoughtsTokenCount` the output (thinking is billed as output;
 //! `thoughtsTokenCount` is also the reasoning tokens). A prompt Gemini blocks
@@ -17,6 +19,10 @@ use keel_core::chat::{
 use serde_json::{Map, Value};
 
 use crate::ProviderError;
+
+/// Between a tool call's id and its Gemini thought signature, inside the id a chat
+/// client sees and sends back (`request` splits them again).
+pub const SIGNATURE_SEP: &str = "~ts~";
 
 /// Finish reasons that mean a safety or policy stop.
 const POLICY_STOPS: [&str; 6] = [
@@ -104,7 +110,13 @@ fn parts(candidate: &Value, next_call: &mut usize) -> (String, Vec<ToolCall>) {
             let id = f
                 .get("id")
                 .and_then(Value::as_str)
-                .map_or_else(|| format!("call_{}", *next_call), str::to_string);
+                .map_or_else(|| crate::responses::new_id("call"), str::to_string);
+            // Gemini 3 wants a call's thought signature back with it on the next turn; a
+            // chat client echoes the call id, so the signature travels inside it.
+            let id = match p.get("thoughtSignature").and_then(Value::as_str) {
+                Some(sig) => format!("{id}{SIGNATURE_SEP}{sig}"),
+                None => id,
+            };
             *next_call += 1;
             calls.push(ToolCall {
                 id,

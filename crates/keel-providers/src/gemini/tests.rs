@@ -93,3 +93,32 @@ fn a_safety_stop_before_any_output_is_a_content_policy_error_whole_or_streamed()
     assert_eq!(r.output_text(), "42");
     assert_eq!(r.choices[0].finish_reason.as_deref(), Some("length"));
 }
+
+#[test]
+fn a_thought_signature_rides_in_the_call_id_and_goes_back_with_the_call() {
+    let answer = gemini_to_chat(
+        &json!({"candidates": [{"content": {"role": "model", "parts": [
+        {"functionCall": {"name": "f", "args": {"x": 1}}, "thoughtSignature": "c2lnbmF0dXJl"},
+        {"functionCall": {"name": "g", "args": {}}}]}, "finishReason": "STOP"}]}),
+    )
+    .unwrap();
+    let calls = answer.choices[0].message.tool_calls.clone().unwrap();
+    assert!(calls[0].id.ends_with("~ts~c2lnbmF0dXJl"), "{}", calls[0].id);
+    assert!(calls[0].id.starts_with("call_") && calls[1].id.starts_with("call_"));
+    assert_ne!(calls[0].id, calls[1].id);
+    // The next turn: the call and its result, as a chat client sends them back.
+    let body = chat_request_to_gemini(&chat(json!({"model": "g", "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "tool_calls": [
+            {"id": calls[0].id, "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}}]},
+        {"role": "tool", "tool_call_id": calls[0].id, "content": "done"}]})))
+    .unwrap();
+    let call = &body["contents"][1]["parts"][0];
+    assert_eq!(call["thoughtSignature"], "c2lnbmF0dXJl");
+    let id = call["functionCall"]["id"].as_str().unwrap();
+    assert!(!id.contains("~ts~"), "{id}");
+    assert_eq!(
+        body["contents"][2]["parts"][0]["functionResponse"]["id"],
+        id
+    );
+}

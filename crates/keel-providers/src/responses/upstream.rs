@@ -27,6 +27,9 @@ const REFUSED: [&str; 8] = [
     "audio",
 ];
 
+/// The smallest `max_output_tokens` the Responses API accepts.
+pub const MIN_OUTPUT_TOKENS: u32 = 16;
+
 /// Parameters that mean the same in both APIs, passed on as they are.
 const PASSED: [&str; 4] = [
     "parallel_tool_calls",
@@ -64,6 +67,11 @@ pub fn chat_request_to_responses(req: &ChatRequest, stream: bool) -> Result<Valu
         body.insert("top_p".into(), json!(p));
     }
     if let Some(m) = req.max_output_tokens() {
+        if m < MIN_OUTPUT_TOKENS {
+            return Err(ProviderError::Unsupported(format!(
+                "`max_tokens` {m}: the Responses API (api = \"responses\") takes at least {MIN_OUTPUT_TOKENS} output tokens; ask for {MIN_OUTPUT_TOKENS} or more, or route the call to a chat provider"
+            )));
+        }
         body.insert("max_output_tokens".into(), json!(m));
     }
     if let Some(u) = &req.user {

@@ -67,6 +67,7 @@ fn a_chat_request_becomes_a_stateless_responses_body() {
 #[test]
 fn chat_parameters_without_a_responses_equivalent_are_refused() {
     for extra in [
+        json!({"max_tokens": 5}),
         json!({"stop": ["x"]}),
         json!({"seed": 1}),
         json!({"n": 2}),
