@@ -473,3 +473,48 @@ assert = [{ type = "llm-rubric", rubric = "Answers the question" }, { type = "wo
     let fig = keel_store::scores::judging_figures(&conn, "unreadable", 0).unwrap();
     assert!(fig.last_error.unwrap().starts_with("judge_unreadable"));
 }
+
+#[tokio::test]
+async fn responses_api_calls_are_judged_like_chat_calls() {
+    let r = start(
+        r#"
+[[online_evals]]
+name = "quality"
+model = "fast"
+sample_rate = 1.0
+judge = "judge"
+assert = [{ type = "llm-rubric", rubric = "Answers the question", threshold = 0.7, metric = "helpful" }]
+"#,
+        "",
+    )
+    .await;
+    let mut ids = Vec::new();
+    for stream in [false, true] {
+        let resp = r
+            .client
+            .post(format!("{}/v1/responses", r.base))
+            .json(&json!({"model": "fast", "input": "what is keel?", "stream": stream}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        ids.push(
+            resp.headers()["x-keel-request-id"]
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+        resp.bytes().await.unwrap();
+    }
+    r.wait_for("keel_online_judged_total", 2.0).await;
+    let (store, _traces, _dir) = r.finish().await;
+    let conn = store.reader().unwrap();
+    for id in &ids {
+        let scores = keel_store::scores::scores_for_trace(&conn, id).unwrap();
+        assert_eq!(scores.len(), 1, "{id}: {scores:?}");
+        assert!(
+            scores[0].passed && scores[0].metric == "helpful",
+            "{scores:?}"
+        );
+    }
+}
