@@ -146,3 +146,43 @@ fn a_tenant_purge_takes_every_response_it_stored() {
     .unwrap();
     assert_eq!(nobody, PurgeCounts::default());
 }
+
+#[test]
+fn a_large_subject_goes_in_batches_and_a_dry_run_counts_it_all() {
+    let (_store, mut w) = seeded();
+    let many: Vec<TraceRecord> = (0..2_500)
+        .map(|i| call(&format!("big-{i}"), "big", "globex", "t9"))
+        .collect();
+    trace_row::insert_batch(&mut w, &many).unwrap();
+    let user = Subject::User("big".into());
+    let dry = purge(&mut w, &user, true, ("ops", "DSR-2", 5)).unwrap();
+    assert_eq!(dry.traces, 2_500);
+    assert_eq!(
+        count(&w, "SELECT count(*) FROM traces WHERE user = 'big'"),
+        2_500
+    );
+    let done = purge(&mut w, &user, false, ("ops", "DSR-2", 5)).unwrap();
+    assert_eq!(
+        done.traces,
+        2_500,
+        "three batches of at most {}",
+        crate::purge::BATCH
+    );
+    assert_eq!(
+        count(&w, "SELECT count(*) FROM traces WHERE user = 'big'"),
+        0
+    );
+    assert_eq!(
+        count(&w, "SELECT count(*) FROM traces"),
+        4,
+        "the others stay"
+    );
+    assert_eq!(
+        count(
+            &w,
+            "SELECT count(*) FROM audit_events WHERE action = 'traces.purge'"
+        ),
+        1,
+        "one audit entry for the whole purge"
+    );
+}
