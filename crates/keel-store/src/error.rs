@@ -6,6 +6,14 @@
 
 use thiserror::Error;
 
+/// A store error where rusqlite's is expected (code still written against rusqlite).
+pub(crate) fn into_sqlite(e: StoreError) -> rusqlite::Error {
+    match e {
+        StoreError::Sqlite(e) => e,
+        other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error(
@@ -50,6 +58,35 @@ pub enum StoreError {
 
     #[error("trace store query failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
+
+    #[error("trace store query failed (PostgreSQL): {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+
+    #[error(
+        "the PostgreSQL store URL is not valid: {reason} — write it as postgres://user[:password]@host[:port]/database (set KEEL_STORE to keep the password out of the config file)"
+    )]
+    PostgresUrl { reason: String },
+
+    #[error(
+        "cannot reach the PostgreSQL store {url}: {reason} — check that the server is running and accepts this user from this host, or change [gateway] store / KEEL_STORE"
+    )]
+    PostgresPool { url: String, reason: String },
+
+    #[error(
+        "cannot apply migration {version} ({name}) to the PostgreSQL store {store}: {reason} — the store was left at the previous version; fix the cause (permissions? disk?) and start keel again"
+    )]
+    PgMigration {
+        store: String,
+        version: u32,
+        name: &'static str,
+        reason: String,
+    },
+
+    #[error("a value read from the store has the wrong type: {0}")]
+    Decode(String),
+
+    #[error("the store returned no row where one was expected")]
+    NoRow,
 
     #[error("cannot encode a value for the store: {0}")]
     Encode(#[from] serde_json::Error),

@@ -6,6 +6,7 @@
 
 use rusqlite::{params, Connection};
 
+use crate::error::into_sqlite;
 use crate::rollup::{Counts, COUNT_COLUMNS};
 
 /// The buckets incidents use: five minutes, as the finest rollups.
@@ -41,7 +42,8 @@ pub fn rollup_buckets(
           ORDER BY bucket_ms"
     ))?;
     let rows = stmt.query_map(params![BUCKET_MS, dim, value, since_ms, until_ms], |r| {
-        Ok((r.get(0)?, Counts::from_row(r, 1)?))
+        let counts = Counts::from_row(&crate::sql::Row::Sqlite(r), 1).map_err(into_sqlite)?;
+        Ok((r.get(0)?, counts))
     })?;
     rows.collect()
 }

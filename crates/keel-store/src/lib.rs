@@ -59,10 +59,12 @@ pub mod shadow;
 pub mod spans;
 pub mod spend;
 pub mod splits;
+pub mod sql;
 pub mod switches;
 pub mod synth;
 mod trace_row;
 pub mod writer;
+mod writer_sink;
 
 pub use audit::{list_audit, list_blocks, AuditEvent};
 pub use db::Store;
@@ -90,7 +92,7 @@ pub use report_render::{render_markdown, render_table};
 pub use rusqlite::Connection;
 pub use search::{search_traces, TraceSearch};
 pub use spans::{calls_in_trace, spans_for_trace, AppSpan, SpanStatus};
-pub use writer::{spawn, TraceWriter, WriterHandle, WriterOptions, WriterStats};
+pub use writer::{spawn, spawn_postgres, TraceWriter, WriterHandle, WriterOptions, WriterStats};
 
 /// A writer connection to a fresh store in a temporary folder (kept while the folder is).
 #[cfg(test)]

@@ -168,7 +168,7 @@ fn rust_step(tx: &rusqlite::Transaction<'_>, version: u32) -> rusqlite::Result<(
     if version == 15 {
         // The histograms are computed in Rust (histogram.rs); a large store takes a
         // while here, once.
-        let traces = crate::rollup::rebuild_all(tx)?;
+        let traces = crate::rollup::rebuild_all(tx).map_err(crate::error::into_sqlite)?;
         if traces > 0 {
             tracing::info!(traces, "trace rollups backfilled");
         }

@@ -20,7 +20,7 @@ fn call(id: &str, at: i64, fingerprint: &str) -> TraceRecord {
 }
 
 fn pass(conn: &mut Connection, traces: &[TraceRecord], now: i64) -> Vec<VersionChange> {
-    trace_row::insert_batch(conn, traces).unwrap();
+    trace_row::insert_batch(&*conn, traces).unwrap();
     watch_pass(conn, now - MEMORY, MEMORY, 10_000).unwrap()
 }
 

@@ -149,7 +149,7 @@ fn rows(
         let mut rows = stmt.query((res, dim.as_str(), lo, hi))?;
         while let Some(row) = rows.next()? {
             let value = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-            each(value, Counts::from_row(row, 1)?);
+            each(value, Counts::from_row(&crate::sql::Row::Sqlite(row), 1)?);
         }
     }
     Ok(())

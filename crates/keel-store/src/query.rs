@@ -1,12 +1,11 @@
 //! Reading traces back: the filters of `keel traces` and the dashboard, one trace by id,
 //! and the row count. Every value reaches SQL as a bound parameter, never as text.
 
-use keel_core::trace::{Origin, TraceRecord, TraceStatus};
-use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, OptionalExtension};
-
 use crate::error::StoreError;
+use crate::sql::{Db, Value};
 use crate::trace_row::{self, COLUMNS};
+use crate::values;
+use keel_core::trace::{Origin, TraceRecord, TraceStatus};
 
 /// Which traces to list. Every `Some` narrows the result; the default lists the
 /// [`TraceFilter::DEFAULT_LIMIT`] newest traces.
@@ -88,14 +87,12 @@ impl Default for TraceFilter {
 }
 
 /// Traces matching `filter`, newest first.
-pub fn list_traces(
-    conn: &Connection,
+pub fn list_traces<'c>(
+    db: impl Into<Db<'c>>,
     filter: &TraceFilter,
 ) -> Result<Vec<TraceRecord>, StoreError> {
     let (sql, values) = select_sql(filter);
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(values), trace_row::from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    db.into().query(&sql, &values, trace_row::from_row)
 }
 
 /// The statement (and its bound values) that lists `filter`'s traces newest first.
@@ -123,10 +120,10 @@ pub(crate) fn select_sql(filter: &TraceFilter) -> (String, Vec<Value>) {
         }
     };
     if let Some(since) = filter.since_ms {
-        push("started_at_ms >= {p}", Some(Value::Integer(since)));
+        push("started_at_ms >= {p}", Some(Value::Int(since)));
     }
     if let Some(until) = filter.until_ms {
-        push("started_at_ms < {p}", Some(Value::Integer(until)));
+        push("started_at_ms < {p}", Some(Value::Int(until)));
     }
     if let Some(model) = &filter.model {
         push(
@@ -137,7 +134,7 @@ pub(crate) fn select_sql(filter: &TraceFilter) -> (String, Vec<Value>) {
     let text_filters = [
         ("tenant = {p}", &filter.tenant),
         ("feature = {p}", &filter.feature),
-        ("user = {p}", &filter.user),
+        ("\"user\" = {p}", &filter.user),
         ("session = {p}", &filter.session),
         ("error_class = {p}", &filter.error_class),
         ("function = {p}", &filter.function),
@@ -166,20 +163,14 @@ pub(crate) fn select_sql(filter: &TraceFilter) -> (String, Vec<Value>) {
             push("origin <> 'live'", None);
         }
     }
-    let int = |v: u64| Value::Integer(i64::try_from(v).unwrap_or(i64::MAX));
+    let int = |v: u64| Value::Int(i64::try_from(v).unwrap_or(i64::MAX));
     let ranges = [
         (
             "prompt_version = {p}",
-            filter.prompt_version.map(Value::Integer),
+            filter.prompt_version.map(Value::Int),
         ),
-        (
-            "cost_nanos >= {p}",
-            filter.min_cost_nanos.map(Value::Integer),
-        ),
-        (
-            "cost_nanos <= {p}",
-            filter.max_cost_nanos.map(Value::Integer),
-        ),
+        ("cost_nanos >= {p}", filter.min_cost_nanos.map(Value::Int)),
+        ("cost_nanos <= {p}", filter.max_cost_nanos.map(Value::Int)),
         ("latency_ms >= {p}", filter.min_latency_ms.map(int)),
         ("latency_ms <= {p}", filter.max_latency_ms.map(int)),
     ];
@@ -217,16 +208,15 @@ pub(crate) fn select_sql(filter: &TraceFilter) -> (String, Vec<Value>) {
     }
     sql.push_str(" ORDER BY started_at_ms DESC, rowid DESC");
     if filter.limit > 0 || filter.offset > 0 {
+        // No limit with an offset: the most rows either backend can count.
         let limit = if filter.limit == 0 {
-            -1
+            i64::MAX
         } else {
             i64::try_from(filter.limit).unwrap_or(i64::MAX)
         };
-        values.push(Value::Integer(limit));
+        values.push(Value::Int(limit));
         sql.push_str(&format!(" LIMIT ?{}", values.len()));
-        values.push(Value::Integer(
-            i64::try_from(filter.offset).unwrap_or(i64::MAX),
-        ));
+        values.push(Value::Int(i64::try_from(filter.offset).unwrap_or(i64::MAX)));
         sql.push_str(&format!(" OFFSET ?{}", values.len()));
     }
     (sql, values)
@@ -234,32 +224,31 @@ pub(crate) fn select_sql(filter: &TraceFilter) -> (String, Vec<Value>) {
 
 /// The trace with id `id` (ids are unique: a caller's reused request id stays with the
 /// call that used it first).
-pub fn get_trace(conn: &Connection, id: &str) -> Result<Option<TraceRecord>, StoreError> {
+pub fn get_trace<'c>(db: impl Into<Db<'c>>, id: &str) -> Result<Option<TraceRecord>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM traces WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], trace_row::from_row).optional()?)
+    db.into().query_opt(&sql, &values![id], trace_row::from_row)
 }
 
 /// The ids of later traces whose caller sent `id` as its request id when it was already
 /// taken (stored under fresh ids, `id` kept as `client_request_id`), oldest first, at
 /// most `limit`.
-pub fn reused_request_id(
-    conn: &Connection,
+pub fn reused_request_id<'c>(
+    db: impl Into<Db<'c>>,
     id: &str,
     limit: usize,
 ) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    db.into().query(
         "SELECT id FROM traces WHERE client_request_id = ?1 ORDER BY started_at_ms, rowid LIMIT ?2",
-    )?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let ids = stmt
-        .query_map(rusqlite::params![id, limit], |r| r.get(0))?
-        .collect::<Result<Vec<String>, _>>()?;
-    Ok(ids)
+        &values![id, limit],
+        |r| r.get(0),
+    )
 }
 
 /// How many traces the store holds.
-pub fn count_traces(conn: &Connection) -> Result<u64, StoreError> {
-    let n: i64 = conn.query_row("SELECT COUNT(*) FROM traces", [], |row| row.get(0))?;
+pub fn count_traces<'c>(db: impl Into<Db<'c>>) -> Result<u64, StoreError> {
+    let n: i64 = db
+        .into()
+        .query_row("SELECT COUNT(*) FROM traces", &[], |row| row.get(0))?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 

@@ -9,6 +9,7 @@
 //! entries no longer end in the rowid of `ORDER BY started_at_ms DESC, rowid DESC`.)
 
 use keel_core::trace::{Origin, TraceStatus};
+use rusqlite::{params_from_iter, Connection};
 
 use super::*;
 use crate::db::Store;

@@ -3,6 +3,7 @@
 use super::*;
 use crate::db::Store;
 use keel_core::money::Nanos;
+use rusqlite::Connection;
 
 fn full_trace() -> TraceRecord {
     TraceRecord {

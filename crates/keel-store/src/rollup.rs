@@ -19,7 +19,10 @@
 use std::collections::HashMap;
 
 use keel_core::trace::{TraceRecord, TraceStatus};
-use rusqlite::{params, Connection, Row};
+
+use crate::error::StoreError;
+use crate::sql::{Db, Dialect, Row, Value};
+use crate::values;
 
 use crate::histogram::Histogram;
 use crate::report::{GroupStats, Sums};
@@ -202,20 +205,15 @@ impl Counts {
     }
 
     /// Columns in the order of [`COUNT_COLUMNS`], from `first`.
-    pub(crate) fn from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Counts> {
-        let n = |i: usize| -> rusqlite::Result<u64> {
+    pub(crate) fn from_row(row: &Row<'_>, first: usize) -> Result<Counts, StoreError> {
+        let n = |i: usize| -> Result<u64, StoreError> {
             let v: i64 = row.get(first + i)?;
             Ok(u64::try_from(v).unwrap_or(0))
         };
-        let hist = |i: usize| -> rusqlite::Result<Histogram> {
-            let bytes = row.get_ref(first + i)?.as_blob()?;
-            Histogram::decode(bytes).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    first + i,
-                    rusqlite::types::Type::Blob,
-                    Box::new(e),
-                )
-            })
+        let hist = |i: usize| -> Result<Histogram, StoreError> {
+            let bytes: Vec<u8> = row.get(first + i)?;
+            Histogram::decode(&bytes)
+                .map_err(|e| StoreError::Decode(format!("rollup histogram: {e}")))
         };
         Ok(Counts {
             requests: n(0)?,
@@ -239,10 +237,21 @@ const SELECT_ROW: &str = "SELECT requests, errors, input_tokens, output_tokens, 
      calls_with_usage, cost_nanos, unpriced, latency_hist, ttft_hist FROM trace_rollups \
      WHERE res_ms = ?1 AND origin = ?2 AND dim = ?3 AND bucket_ms = ?4 AND value = ?5";
 
-const REPLACE_ROW: &str = "INSERT OR REPLACE INTO trace_rollups (res_ms, origin, dim, \
+const REPLACE_ROW: &str = "INSERT INTO trace_rollups (res_ms, origin, dim, \
      bucket_ms, value, requests, errors, input_tokens, output_tokens, calls_with_usage, \
      cost_nanos, unpriced, latency_hist, ttft_hist) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+     ON CONFLICT (res_ms, origin, dim, bucket_ms, value) DO UPDATE SET \
+     requests = excluded.requests, errors = excluded.errors, \
+     input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, \
+     calls_with_usage = excluded.calls_with_usage, cost_nanos = excluded.cost_nanos, \
+     unpriced = excluded.unpriced, latency_hist = excluded.latency_hist, \
+     ttft_hist = excluded.ttft_hist";
+
+/// On PostgreSQL, replicas writing batches at once take turns at the rollups (a
+/// transaction-scoped advisory lock, "keel" then 2): each reads, adds to and replaces a
+/// row, and two interleaved would lose one's counts.
+const ROLLUP_LOCK: i64 = 0x6b65_656c_0000_0002;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key<'a> {
@@ -298,34 +307,44 @@ impl<'a> RollupBatch<'a> {
 
     /// Merge every row into the table (read, add, replace). Run it in the transaction
     /// that writes the traces, so both commit or neither does.
-    pub(crate) fn write(self, conn: &Connection) -> rusqlite::Result<()> {
-        let mut select = conn.prepare_cached(SELECT_ROW)?;
-        let mut replace = conn.prepare_cached(REPLACE_ROW)?;
+    pub(crate) fn write(self, db: Db<'_>) -> Result<(), StoreError> {
+        if db.dialect() == Dialect::Postgres {
+            db.execute(
+                "SELECT pg_advisory_xact_lock(?1)",
+                &[Value::Int(ROLLUP_LOCK)],
+            )?;
+        }
+        let mut upserts = Vec::with_capacity(self.rows.len());
         for (k, mut counts) in self.rows {
-            let value = k.value_column();
-            let key = params![k.res_ms, k.origin, k.dim.as_str(), k.bucket_ms, value];
-            let mut rows = select.query(key)?;
-            if let Some(row) = rows.next()? {
-                counts.merge(&Counts::from_row(row, 0)?);
+            let value = k.value_column().into_owned();
+            let key = values![
+                k.res_ms,
+                k.origin,
+                k.dim.as_str(),
+                k.bucket_ms,
+                value.clone()
+            ];
+            if let Some(stored) = db.query_opt(SELECT_ROW, &key, |r| Counts::from_row(r, 0))? {
+                counts.merge(&stored);
             }
-            drop(rows);
-            replace.execute(params![
+            upserts.push(values![
                 k.res_ms,
                 k.origin,
                 k.dim.as_str(),
                 k.bucket_ms,
                 value,
-                i64::try_from(counts.requests).unwrap_or(i64::MAX),
-                i64::try_from(counts.errors).unwrap_or(i64::MAX),
-                i64::try_from(counts.input_tokens).unwrap_or(i64::MAX),
-                i64::try_from(counts.output_tokens).unwrap_or(i64::MAX),
-                i64::try_from(counts.calls_with_usage).unwrap_or(i64::MAX),
+                counts.requests,
+                counts.errors,
+                counts.input_tokens,
+                counts.output_tokens,
+                counts.calls_with_usage,
                 counts.cost_nanos,
-                i64::try_from(counts.unpriced).unwrap_or(i64::MAX),
+                counts.unpriced,
                 counts.latency.encode(),
                 counts.ttft.encode(),
-            ])?;
+            ]);
         }
+        db.execute_many(REPLACE_ROW, &upserts)?;
         Ok(())
     }
 }
@@ -334,6 +353,8 @@ impl<'a> RollupBatch<'a> {
 const SAMPLE_COLUMNS: &str = "started_at_ms, origin, model_requested, function, feature, \
      tenant, status = 'error', input_tokens, output_tokens, cost_nanos, unpriced, latency_ms, \
      CASE WHEN stream = 1 THEN ttft_ms END, variant";
+/// How many columns [`SAMPLE_COLUMNS`] names.
+const SAMPLE_COLUMN_COUNT: usize = 14;
 
 /// A trace row read back for a rebuild (owned, so a chunk can be borrowed by a batch).
 struct OwnedSample {
@@ -354,10 +375,10 @@ struct OwnedSample {
 }
 
 impl OwnedSample {
-    fn from_row(row: &Row<'_>) -> rusqlite::Result<OwnedSample> {
-        let count = |i: usize| -> rusqlite::Result<Option<u64>> {
+    fn from_row(row: &Row<'_>) -> Result<OwnedSample, StoreError> {
+        let count = |i: usize| -> Result<Option<u64>, StoreError> {
             Ok(row
-                .get::<_, Option<i64>>(i)?
+                .get::<Option<i64>>(i)?
                 .map(|v| u64::try_from(v).unwrap_or(0)))
         };
         Ok(OwnedSample {
@@ -399,38 +420,30 @@ impl OwnedSample {
 }
 
 /// Add the traces that started in `[since, until)` (every trace for `None`) to the
-/// rollups, a chunk at a time so memory stays bounded on a large store. Returns how
-/// many traces were read.
-fn add_traces(conn: &Connection, range: Option<(i64, i64)>) -> rusqlite::Result<u64> {
-    let mut stmt;
-    let mut rows = match range {
-        Some(range) => {
-            stmt = conn.prepare(&format!(
-                "SELECT {SAMPLE_COLUMNS} FROM traces WHERE started_at_ms >= ?1 AND started_at_ms < ?2"
-            ))?;
-            stmt.query(range)?
-        }
-        None => {
-            stmt = conn.prepare(&format!("SELECT {SAMPLE_COLUMNS} FROM traces"))?;
-            stmt.query([])?
-        }
-    };
-    let mut chunk: Vec<OwnedSample> = Vec::new();
+/// rollups, a chunk at a time (in `rowid` order) so memory stays bounded on a large
+/// store. Returns how many traces were read.
+fn add_traces(db: Db<'_>, range: Option<(i64, i64)>) -> Result<u64, StoreError> {
+    let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
+    let sql = format!(
+        "SELECT {SAMPLE_COLUMNS}, rowid FROM traces \
+         WHERE started_at_ms >= ?1 AND started_at_ms < ?2 AND rowid > ?3 ORDER BY rowid LIMIT ?4"
+    );
     let mut total = 0u64;
+    let mut after = i64::MIN;
     loop {
-        let row = rows.next()?;
-        if let Some(row) = row {
-            chunk.push(OwnedSample::from_row(row)?);
-        }
-        let done = row.is_none();
-        if chunk.len() >= REBUILD_CHUNK || (done && !chunk.is_empty()) {
-            total += chunk.len() as u64;
-            let mut batch = RollupBatch::default();
-            chunk.iter().for_each(|s| batch.add(&s.sample()));
-            batch.write(conn)?;
-            chunk.clear();
-        }
-        if done {
+        let chunk: Vec<(OwnedSample, i64)> =
+            db.query(&sql, &values![lo, hi, after, REBUILD_CHUNK], |r| {
+                Ok((OwnedSample::from_row(r)?, r.get(SAMPLE_COLUMN_COUNT)?))
+            })?;
+        let Some(last) = chunk.last() else {
+            return Ok(total);
+        };
+        after = last.1;
+        total += chunk.len() as u64;
+        let mut batch = RollupBatch::default();
+        chunk.iter().for_each(|(s, _)| batch.add(&s.sample()));
+        batch.write(db)?;
+        if chunk.len() < REBUILD_CHUNK {
             return Ok(total);
         }
     }
@@ -438,60 +451,70 @@ fn add_traces(conn: &Connection, range: Option<(i64, i64)>) -> rusqlite::Result<
 
 /// Recompute every rollup from the traces (migration 0015's backfill; also a repair).
 /// Returns how many traces were read. Run it in a transaction.
-pub fn rebuild_all(conn: &Connection) -> rusqlite::Result<u64> {
-    conn.execute("DELETE FROM trace_rollups", [])?;
-    conn.execute("DELETE FROM trace_rollup_dirty", [])?;
-    add_traces(conn, None)
+pub fn rebuild_all<'c>(db: impl Into<Db<'c>>) -> Result<u64, StoreError> {
+    let db = db.into();
+    db.execute("DELETE FROM trace_rollups", &[])?;
+    db.execute("DELETE FROM trace_rollup_dirty", &[])?;
+    add_traces(db, None)
 }
 
 /// Mark every day that overlaps `[since_ms, until_ms)` for recomputation (for code that
 /// changes traces in bulk; the triggers do it row by row). Run [`rebuild_dirty`] after.
-pub fn mark_dirty(conn: &Connection, since_ms: i64, until_ms: i64) -> rusqlite::Result<()> {
-    let mut stmt =
-        conn.prepare_cached("INSERT OR IGNORE INTO trace_rollup_dirty (day_ms) VALUES (?1)")?;
+pub fn mark_dirty<'c>(
+    db: impl Into<Db<'c>>,
+    since_ms: i64,
+    until_ms: i64,
+) -> Result<(), StoreError> {
+    let db = db.into();
     let mut day = floor_to(since_ms, DAY_MS);
     while day < until_ms {
-        stmt.execute([day])?;
+        db.execute(
+            "INSERT OR IGNORE INTO trace_rollup_dirty (day_ms) VALUES (?1)",
+            &[Value::Int(day)],
+        )?;
         day += DAY_MS;
     }
     Ok(())
 }
 
 /// Whether some day waits for [`rebuild_dirty`] (cheap: the writer asks after each batch).
-fn has_dirty(conn: &Connection) -> rusqlite::Result<bool> {
-    conn.prepare_cached("SELECT EXISTS (SELECT 1 FROM trace_rollup_dirty)")?
-        .query_row([], |r| r.get(0))
+fn has_dirty(db: Db<'_>) -> Result<bool, StoreError> {
+    db.query_row(
+        "SELECT EXISTS (SELECT 1 FROM trace_rollup_dirty)",
+        &[],
+        |r| r.get(0),
+    )
 }
 
 /// Recompute the rollups of every day marked dirty from the traces it still holds (its
 /// 5-minute, hourly and daily rows all start within it), and clear the marks. Returns
 /// the days rebuilt. Run it in a transaction.
-pub fn rebuild_dirty(conn: &Connection) -> rusqlite::Result<usize> {
-    let days: Vec<i64> = conn
-        .prepare("SELECT day_ms FROM trace_rollup_dirty ORDER BY day_ms")?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+pub fn rebuild_dirty<'c>(db: impl Into<Db<'c>>) -> Result<usize, StoreError> {
+    let db = db.into();
+    let days: Vec<i64> = db.query(
+        "SELECT day_ms FROM trace_rollup_dirty ORDER BY day_ms",
+        &[],
+        |r| r.get(0),
+    )?;
     for day in &days {
-        conn.execute(
+        db.execute(
             "DELETE FROM trace_rollups WHERE bucket_ms >= ?1 AND bucket_ms < ?2",
-            (day, day + DAY_MS),
+            &values![*day, day + DAY_MS],
         )?;
-        add_traces(conn, Some((*day, day + DAY_MS)))?;
+        add_traces(db, Some((*day, day + DAY_MS)))?;
     }
-    conn.execute("DELETE FROM trace_rollup_dirty", [])?;
+    db.execute("DELETE FROM trace_rollup_dirty", &[])?;
     Ok(days.len())
 }
 
 /// [`rebuild_dirty`] in its own transaction when some day is marked (a cheap check
 /// when none is): what the writer runs after each batch and `Store::open` at start.
-pub(crate) fn repair(conn: &mut Connection) -> rusqlite::Result<usize> {
-    if !has_dirty(conn)? {
+pub(crate) fn repair<'c>(db: impl Into<Db<'c>>) -> Result<usize, StoreError> {
+    let db = db.into();
+    if !has_dirty(db)? {
         return Ok(0);
     }
-    let tx = conn.transaction()?;
-    let hours = rebuild_dirty(&tx)?;
-    tx.commit()?;
-    Ok(hours)
+    db.transaction(|tx| rebuild_dirty(tx))
 }
 
 /// A rollup row's key: (resolution, bucket start, origin, dimension, value).
@@ -499,15 +522,14 @@ pub type RowKey = (i64, i64, String, String, String);
 
 /// Every rollup row by its key: how the tests compare the rollups kept by the writer
 /// with a rebuild from the traces.
-pub fn all_rows(conn: &Connection) -> rusqlite::Result<HashMap<RowKey, Counts>> {
+pub fn all_rows<'c>(db: impl Into<Db<'c>>) -> Result<HashMap<RowKey, Counts>, StoreError> {
     let sql =
         format!("SELECT res_ms, bucket_ms, origin, dim, value, {COUNT_COLUMNS} FROM trace_rollups");
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], |r| {
+    let rows = db.into().query(&sql, &[], |r| {
         Ok((
             (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
             Counts::from_row(r, 5)?,
         ))
     })?;
-    rows.collect()
+    Ok(rows.into_iter().collect())
 }

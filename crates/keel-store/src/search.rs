@@ -11,11 +11,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use keel_core::trace::TraceRecord;
-use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, ErrorCode, Row};
+use rusqlite::{params_from_iter, Connection, ErrorCode};
 
 use crate::error::StoreError;
 use crate::query::{select_sql, TraceFilter};
+use crate::sql::{Row, Value};
 use crate::trace_row;
 
 /// What a budgeted search found.
@@ -45,15 +45,15 @@ fn budgeted<T>(
     sql: &str,
     values: Vec<Value>,
     budget: Duration,
-    map: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+    map: impl Fn(&Row<'_>) -> Result<T, StoreError>,
 ) -> Result<(Vec<T>, bool), StoreError> {
     let mut stmt = conn.prepare(sql)?;
     let watchdog = Watchdog::start(conn, budget);
     let mut out = Vec::new();
-    let result = (|| -> rusqlite::Result<()> {
+    let result = (|| -> Result<(), StoreError> {
         let mut rows = stmt.query(params_from_iter(values))?;
         while let Some(row) = rows.next()? {
-            out.push(map(row)?);
+            out.push(map(&Row::Sqlite(row))?);
         }
         Ok(())
     })();
@@ -61,12 +61,12 @@ fn budgeted<T>(
     let fired = watchdog.stop();
     match result {
         Ok(()) => Ok((out, true)),
-        Err(rusqlite::Error::SqliteFailure(e, _))
+        Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
             if e.code == ErrorCode::OperationInterrupted && fired =>
         {
             Ok((out, false))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -145,7 +145,7 @@ mod tests {
                     SELECT x FROM n WHERE x % 10000000 = 0";
         let started = std::time::Instant::now();
         let (found, complete) = budgeted(&r, slow, Vec::new(), Duration::from_millis(300), |row| {
-            row.get::<_, i64>(0)
+            row.get::<i64>(0)
         })
         .unwrap();
         assert!(!complete);
@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(found, want);
         let (again, complete) =
             budgeted(&r, "SELECT 1", Vec::new(), Duration::from_secs(30), |row| {
-                row.get::<_, i64>(0)
+                row.get::<i64>(0)
             })
             .unwrap();
         assert!(complete);

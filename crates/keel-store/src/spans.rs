@@ -181,12 +181,11 @@ pub fn calls_in_trace(
         "SELECT {} FROM traces WHERE otel_trace_id = ?1 ORDER BY started_at_ms, rowid",
         crate::trace_row::COLUMNS
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(
-        params![trace_id.to_ascii_lowercase()],
+    crate::sql::Db::from(conn).query(
+        &sql,
+        &[trace_id.to_ascii_lowercase().into()],
         crate::trace_row::from_row,
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    )
 }
 
 #[cfg(test)]

@@ -266,7 +266,7 @@ pub fn generate(
             let at = start + (i as f64 * slot + rng.unit() * slot) as i64;
             traces.push(trace(&mut rng, at.min(opts.now_ms - 1)));
         }
-        trace_row::insert_batch(conn, &traces)?;
+        trace_row::insert_batch(&*conn, &traces)?;
         written += traces.len() as u64;
         progress(written);
     }

@@ -5,22 +5,22 @@
 //! Both directions destructure `TraceRecord` exhaustively, so a field added to it does
 //! not compile until it has a column here (and a migration).
 
+use crate::error::StoreError;
+use crate::rollup::{RollupBatch, Sample};
+use crate::sql::{Db, Row, Value};
+use crate::values;
 use keel_core::money::Nanos;
 use keel_core::trace::{Origin, TraceRecord, TraceStatus};
-use rusqlite::types::Type;
-use rusqlite::{params, Connection, Row, Statement};
-
-use crate::rollup::{RollupBatch, Sample};
 
 /// Every column, in the order `from_row` reads them.
-pub(crate) const COLUMNS: &str = "id, started_at_ms, api, endpoint, key_id, tenant, feature, user, session, tags, \
+pub(crate) const COLUMNS: &str = "id, started_at_ms, api, endpoint, key_id, tenant, feature, \"user\", session, tags, \
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
      function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos, parent_id, guardrails_json, \
      otel_trace_id, otel_span_id, otel_parent_span_id, usage_estimated";
 
-const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, key_id, tenant, feature, user, session, tags, \
+const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, key_id, tenant, feature, \"user\", session, tags, \
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
@@ -32,43 +32,48 @@ const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, 
 
 /// Insert `traces` in one transaction, with the rollup rows they touch (aggregated in
 /// memory first, so a batch costs one upsert per touched row, not per trace). The
-/// statements are prepared once per connection and cached.
+/// statement is prepared once per connection and cached; on PostgreSQL the rows are
+/// pipelined (one round trip per batch, not per trace).
 ///
 /// The traces come first: a rollup that cannot be updated (a damaged row) never costs
 /// them. The rollup writes run under a savepoint; on failure it is rolled back, the
 /// batch's days are marked for recomputation from the traces, and the traces commit.
-pub(crate) fn insert_batch(conn: &mut Connection, traces: &[TraceRecord]) -> rusqlite::Result<()> {
-    let mut tx = conn.transaction()?;
-    let mut rollups = RollupBatch::default();
-    {
-        let mut stmt = tx.prepare_cached(INSERT_SQL)?;
+pub(crate) fn insert_batch<'c>(
+    db: impl Into<Db<'c>>,
+    traces: &[TraceRecord],
+) -> Result<(), StoreError> {
+    db.into().transaction(|tx| {
+        let mut sets = Vec::with_capacity(traces.len());
         for t in traces {
-            // Ids are unique: a caller's id that is taken moves to `client_request_id`
-            // and the trace gets a fresh one (migration 0018).
-            if insert_one(&mut stmt, t, &t.id, None)? == 0 {
-                let fresh = uuid::Uuid::now_v7().to_string();
-                insert_one(&mut stmt, t, &fresh, Some(&t.id))?;
-            }
+            sets.push(params(t, &t.id, None)?);
+        }
+        let inserted = tx.execute_many(INSERT_SQL, &sets)?;
+        // Ids are unique: a caller's id that is taken moves to `client_request_id`
+        // and the trace gets a fresh one (migration 0018).
+        let retries: Vec<Vec<Value>> = traces
+            .iter()
+            .zip(&inserted)
+            .filter(|(_, n)| **n == 0)
+            .map(|(t, _)| params(t, &uuid::Uuid::now_v7().to_string(), Some(&t.id)))
+            .collect::<Result<_, _>>()?;
+        if !retries.is_empty() {
+            tx.execute_many(INSERT_SQL, &retries)?;
+        }
+        let mut rollups = RollupBatch::default();
+        for t in traces {
             rollups.add(&Sample::of(t));
         }
-    }
-    let written = {
-        let sp = tx.savepoint()?;
-        match rollups.write(&sp) {
-            Ok(()) => sp.commit(),
-            Err(e) => Err(e),
+        if let Err(e) = tx.savepoint("rollups", |sp| rollups.write(sp)) {
+            tracing::warn!(error = %e, "cannot update the rollups for a batch; its days will be recomputed from the traces");
+            let (lo, hi) = traces.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| {
+                (lo.min(t.started_at_ms), hi.max(t.started_at_ms))
+            });
+            if lo <= hi {
+                crate::rollup::mark_dirty(tx, lo, hi.saturating_add(1))?;
+            }
         }
-    };
-    if let Err(e) = written {
-        tracing::warn!(error = %e, "cannot update the rollups for a batch; its days will be recomputed from the traces");
-        let (lo, hi) = traces.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| {
-            (lo.min(t.started_at_ms), hi.max(t.started_at_ms))
-        });
-        if lo <= hi {
-            crate::rollup::mark_dirty(&tx, lo, hi.saturating_add(1))?;
-        }
-    }
-    tx.commit()
+        Ok(())
+    })
 }
 
 /// Token counts and durations are u64 in Rust, i64 in SQLite; anything past i64::MAX
@@ -77,13 +82,12 @@ fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Insert `t` under `id`; the rows written (0 when `id` is taken).
-fn insert_one(
-    stmt: &mut Statement<'_>,
+/// The parameters of [`INSERT_SQL`] for `t` stored under `id`.
+fn params(
     t: &TraceRecord,
     id: &str,
     client_request_id: Option<&str>,
-) -> rusqlite::Result<usize> {
+) -> Result<Vec<Value>, StoreError> {
     let TraceRecord {
         id: _,
         started_at_ms,
@@ -132,25 +136,18 @@ fn insert_one(
         otel_parent_span_id,
         usage_estimated,
     } = t;
-    let tags = serde_json::to_string(tags)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let tags = serde_json::to_string(tags)?;
     let attempts_json = if attempts.is_empty() {
         None
     } else {
-        Some(
-            serde_json::to_string(attempts)
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
-        )
+        Some(serde_json::to_string(attempts)?)
     };
     let guardrails_json = if guardrails.is_empty() {
         None
     } else {
-        Some(
-            serde_json::to_string(guardrails)
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
-        )
+        Some(serde_json::to_string(guardrails)?)
     };
-    stmt.execute(params![
+    Ok(values![
         id,
         started_at_ms,
         api,
@@ -201,22 +198,16 @@ fn insert_one(
     ])
 }
 
-fn get_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
-    let v: i64 = row.get(idx)?;
-    u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v))
+fn get_u64(row: &Row<'_>, idx: usize) -> Result<u64, StoreError> {
+    row.get(idx)
 }
 
-fn get_opt_u64(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
-    let v: Option<i64> = row.get(idx)?;
-    v.map(|v| u64::try_from(v).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, v)))
-        .transpose()
+fn get_opt_u64(row: &Row<'_>, idx: usize) -> Result<Option<u64>, StoreError> {
+    row.get(idx)
 }
 
-fn conversion<E>(idx: usize, e: E) -> rusqlite::Error
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e))
+fn conversion(idx: usize, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Decode(format!("traces column {idx}: {e}"))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -224,7 +215,7 @@ where
 struct UnknownStatus(String);
 
 /// Read a row selected with [`COLUMNS`].
-pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<TraceRecord> {
+pub(crate) fn from_row(row: &Row<'_>) -> Result<TraceRecord, StoreError> {
     let tags: String = row.get(9)?;
     let tags: Vec<String> = serde_json::from_str(&tags).map_err(|e| conversion(9, e))?;
     let status: String = row.get(26)?;
@@ -232,7 +223,7 @@ pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<TraceRecord> {
         TraceStatus::parse(&status).ok_or_else(|| conversion(26, UnknownStatus(status)))?;
     let http_status: i64 = row.get(27)?;
     let http_status = u16::try_from(http_status)
-        .map_err(|_| rusqlite::Error::IntegralValueOutOfRange(27, http_status))?;
+        .map_err(|_| conversion(27, format!("HTTP status {http_status} out of range")))?;
     Ok(TraceRecord {
         id: row.get(0)?,
         started_at_ms: row.get(1)?,
@@ -256,7 +247,7 @@ pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<TraceRecord> {
         output_tokens: get_opt_u64(row, 19)?,
         cached_tokens: get_opt_u64(row, 20)?,
         reasoning_tokens: get_opt_u64(row, 21)?,
-        cost: row.get::<_, Option<i64>>(22)?.map(Nanos),
+        cost: row.get::<Option<i64>>(22)?.map(Nanos),
         unpriced: row.get(23)?,
         latency_ms: get_u64(row, 24)?,
         ttft_ms: get_opt_u64(row, 25)?,
@@ -274,14 +265,14 @@ pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<TraceRecord> {
             let o: String = row.get(36)?;
             Origin::parse(&o).ok_or_else(|| conversion(36, UnknownStatus(o)))?
         },
-        attempts: match row.get::<_, Option<String>>(37)? {
+        attempts: match row.get::<Option<String>>(37)? {
             None => Vec::new(),
             Some(j) => serde_json::from_str(&j).map_err(|e| conversion(37, e))?,
         },
         cache: row.get(38)?,
-        saved_cost: row.get::<_, Option<i64>>(39)?.map(Nanos),
+        saved_cost: row.get::<Option<i64>>(39)?.map(Nanos),
         parent_id: row.get(40)?,
-        guardrails: match row.get::<_, Option<String>>(41)? {
+        guardrails: match row.get::<Option<String>>(41)? {
             None => Vec::new(),
             Some(j) => serde_json::from_str(&j).map_err(|e| conversion(41, e))?,
         },

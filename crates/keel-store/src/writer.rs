@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 use keel_core::trace::TraceRecord;
 use rusqlite::Connection;
 use serde::Serialize;
+
+use crate::sql::Postgres;
+use crate::writer_sink::{Flushed, Sink, StoreHealth};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -73,6 +76,9 @@ pub struct WriterStats {
     pub flushes_total: u64,
     pub flush_seconds_total: f64,
     pub last_batch_size: usize,
+    /// The store could not be reached at the last attempt (PostgreSQL only): traces
+    /// wait in the queue while the writer retries.
+    pub store_degraded: bool,
 }
 
 enum Envelope {
@@ -89,6 +95,7 @@ struct Counters {
     flush_nanos: AtomicU64,
     last_batch: AtomicUsize,
     waiting: AtomicUsize,
+    health: StoreHealth,
 }
 
 impl Counters {
@@ -130,9 +137,21 @@ pub fn spawn(
     store: &Store,
     opts: WriterOptions,
 ) -> Result<(TraceWriter, WriterHandle), StoreError> {
+    start(Sink::Sqlite(store.writer_connection()?), opts)
+}
+
+/// Start the writer thread on a PostgreSQL store (a connection from its pool, opened
+/// again whenever it is lost; see `writer_sink`).
+pub fn spawn_postgres(
+    pg: std::sync::Arc<Postgres>,
+    opts: WriterOptions,
+) -> Result<(TraceWriter, WriterHandle), StoreError> {
+    start(Sink::Postgres { pg, conn: None }, opts)
+}
+
+fn start(sink: Sink, opts: WriterOptions) -> Result<(TraceWriter, WriterHandle), StoreError> {
     let capacity = opts.capacity.max(1);
     let max_batch = opts.max_batch.max(1);
-    let conn = store.writer_connection()?;
     let (tx, rx) = mpsc::channel(capacity);
     let counters = Arc::new(Counters::default());
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -143,7 +162,7 @@ pub fn spawn(
             .name("keel-trace-writer".to_string())
             .spawn(move || {
                 lower_thread_priority();
-                run(conn, rx, &counters, &shutdown, max_batch)
+                run(sink, rx, &counters, &shutdown, max_batch)
             })
             .map_err(StoreError::SpawnWriter)?
     };
@@ -229,6 +248,16 @@ impl TraceWriter {
     pub fn last_batch_size(&self) -> usize {
         self.counters.last_batch.load(Ordering::Relaxed)
     }
+
+    /// Whether the store could not be reached at the writer's last attempt.
+    pub fn store_degraded(&self) -> bool {
+        self.counters.health.degraded()
+    }
+
+    /// Why the store could not be reached, while it cannot.
+    pub fn store_error(&self) -> Option<String> {
+        self.counters.health.last_error()
+    }
 }
 
 /// Counts a record waiting for room as dropped unless it was sent, even when the
@@ -280,6 +309,7 @@ fn stats(c: &Counters, queue_len: usize) -> WriterStats {
         flushes_total: c.flushes.load(Ordering::Acquire),
         flush_seconds_total: c.flush_nanos.load(Ordering::Relaxed) as f64 / 1e9,
         last_batch_size: c.last_batch.load(Ordering::Relaxed),
+        store_degraded: c.health.degraded(),
     }
 }
 
@@ -294,19 +324,6 @@ fn lower_thread_priority() {
         // optimisation, so the result is ignored.
         unsafe {
             libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-        }
-    }
-}
-
-/// Recompute the rollups of hours whose traces were deleted or changed since the last
-/// batch (see `rollup`); a cheap check when there are none. A failure is logged and
-/// retried after the next batch: the marks stay until a rebuild commits.
-fn repair_rollups(conn: &mut Connection) {
-    match crate::rollup::repair(conn) {
-        Ok(0) => {}
-        Ok(hours) => tracing::info!(hours, "trace rollups recomputed after traces changed"),
-        Err(error) => {
-            tracing::warn!(%error, "trace rollups could not be recomputed; retrying after the next batch")
         }
     }
 }
@@ -334,7 +351,7 @@ fn drain_into(rx: &mut mpsc::Receiver<Envelope>, batch: &mut Vec<TraceRecord>, m
 /// The writer thread: batch, write, repeat; after a shutdown request, close the queue
 /// and keep going until it is empty.
 fn run(
-    mut conn: Connection,
+    mut sink: Sink,
     mut rx: mpsc::Receiver<Envelope>,
     counters: &Counters,
     shutdown: &AtomicBool,
@@ -342,7 +359,7 @@ fn run(
 ) {
     let mut batch: Vec<TraceRecord> = Vec::with_capacity(max_batch.min(1024));
     let mut closed = false;
-    let mut optimized = Instant::now();
+    let mut upkeep = Instant::now();
     loop {
         if !closed && shutdown.load(Ordering::SeqCst) {
             // Refuse new records; blocking_recv still yields everything buffered, then None.
@@ -363,15 +380,11 @@ fn run(
             drain_into(&mut rx, &mut batch, max_batch);
         }
         if !batch.is_empty() {
-            flush(&mut conn, &mut batch, counters);
+            flush(&mut sink, &mut batch, counters, shutdown);
         }
-        if optimized.elapsed() >= OPTIMIZE_EVERY {
-            // Planner statistics follow the store's growth (SQLite re-analyzes only the
-            // tables that changed a lot, on a sample), so searches keep their indexes.
-            if let Err(error) = conn.execute_batch("PRAGMA optimize") {
-                tracing::debug!(%error, "PRAGMA optimize failed");
-            }
-            optimized = Instant::now();
+        if upkeep.elapsed() >= OPTIMIZE_EVERY {
+            sink.hourly();
+            upkeep = Instant::now();
         }
     }
     tracing::debug!("trace writer stopped");
@@ -380,21 +393,26 @@ fn run(
 /// Write `traces` now, in one transaction, bypassing the queue: for
 /// callers that hold their own connection (other crates' tests, imports).
 pub fn write_now(conn: &mut Connection, traces: &[TraceRecord]) -> Result<(), StoreError> {
-    trace_row::insert_batch(conn, traces)?;
+    trace_row::insert_batch(&*conn, traces)?;
     Ok(())
 }
 
-fn flush(conn: &mut Connection, batch: &mut Vec<TraceRecord>, counters: &Counters) {
+fn flush(
+    sink: &mut Sink,
+    batch: &mut Vec<TraceRecord>,
+    counters: &Counters,
+    stopping: &AtomicBool,
+) {
     let n = batch.len();
     let started = Instant::now();
-    let result = trace_row::insert_batch(conn, batch);
+    let result = sink.flush(batch, &counters.health, stopping);
     let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     match result {
-        Ok(()) => {
+        Flushed::Written => {
             counters.written.fetch_add(n as u64, Ordering::Relaxed);
-            repair_rollups(conn);
+            sink.repair_rollups();
         }
-        Err(error) => {
+        Flushed::Failed(error) => {
             tracing::error!(%error, records = n, "trace batch could not be written; its traces are dropped");
             counters.drop_records(n as u64);
         }

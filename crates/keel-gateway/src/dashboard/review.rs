@@ -300,7 +300,7 @@ async fn add(
         trace.clone(),
     );
     let added = write_mut(app, move |c| {
-        if keel_store::get_trace(c, &t)?.is_none() {
+        if keel_store::get_trace(&*c, &t)?.is_none() {
             return Err(PageError::NotFound(format!("no trace with request id {t}")));
         }
         Ok(store::add_by_hand(

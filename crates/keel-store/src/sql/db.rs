@@ -1,0 +1,214 @@
+//! [`Db`]: one connection, SQLite or PostgreSQL, behind the calls the store makes.
+//!
+//! A store function written against `Db` runs unchanged on both backends; callers that
+//! hold a `rusqlite::Connection` pass `&conn` as it is (`impl Into<Db>`), so functions
+//! move to `Db` one module at a time. On SQLite every call goes straight to rusqlite
+//! (the statement cache included); on PostgreSQL the text goes through
+//! [`crate::sql::dialect::to_postgres`] first.
+
+use crate::error::StoreError;
+use crate::sql::dialect::Dialect;
+use crate::sql::pg::PgConn;
+use crate::sql::value::{FromValue, Value};
+
+/// A borrowed connection to either backend. `Copy`: pass it by value.
+#[derive(Debug, Clone, Copy)]
+pub enum Db<'c> {
+    Sqlite(&'c rusqlite::Connection),
+    Postgres(&'c PgConn),
+}
+
+impl<'c> From<&'c rusqlite::Connection> for Db<'c> {
+    fn from(c: &'c rusqlite::Connection) -> Db<'c> {
+        Db::Sqlite(c)
+    }
+}
+
+impl<'c> From<&'c mut rusqlite::Connection> for Db<'c> {
+    fn from(c: &'c mut rusqlite::Connection) -> Db<'c> {
+        Db::Sqlite(c)
+    }
+}
+
+impl<'c> From<&'c rusqlite::Transaction<'_>> for Db<'c> {
+    fn from(c: &'c rusqlite::Transaction<'_>) -> Db<'c> {
+        Db::Sqlite(c)
+    }
+}
+
+impl<'c> From<&'c PgConn> for Db<'c> {
+    fn from(c: &'c PgConn) -> Db<'c> {
+        Db::Postgres(c)
+    }
+}
+
+/// One row of a result, read by column index like rusqlite's.
+pub enum Row<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Postgres(&'r tokio_postgres::Row),
+}
+
+impl Row<'_> {
+    /// Column `idx` as `T` (integers widen to reals; 0/1 read as booleans).
+    pub fn get<T: FromValue>(&self, idx: usize) -> Result<T, StoreError> {
+        let value = match self {
+            Row::Sqlite(r) => Value::from_sqlite(r.get_ref(idx)?)?,
+            Row::Postgres(r) => r.try_get::<_, Value>(idx)?,
+        };
+        T::from_value(value).map_err(|why| StoreError::Decode(format!("column {idx}: {why}")))
+    }
+}
+
+impl<'c> Db<'c> {
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Rows changed by `sql`.
+    pub fn execute(self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        match self {
+            Db::Sqlite(c) => {
+                let n = c
+                    .prepare_cached(sql)?
+                    .execute(rusqlite::params_from_iter(params))?;
+                Ok(n as u64)
+            }
+            Db::Postgres(c) => c.execute(sql, params),
+        }
+    }
+
+    /// `sql` once per parameter set (pipelined on PostgreSQL); rows changed by each.
+    pub fn execute_many(self, sql: &str, sets: &[Vec<Value>]) -> Result<Vec<u64>, StoreError> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql)?;
+                sets.iter()
+                    .map(|set| Ok(stmt.execute(rusqlite::params_from_iter(set))? as u64))
+                    .collect()
+            }
+            Db::Postgres(c) => c.execute_many(sql, sets),
+        }
+    }
+
+    /// Every row of `sql`, each mapped by `f`.
+    pub fn query<T>(
+        self,
+        sql: &str,
+        params: &[Value],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    out.push(f(&Row::Sqlite(r))?);
+                }
+                Ok(out)
+            }
+            Db::Postgres(c) => c
+                .query(sql, params)?
+                .iter()
+                .map(|r| f(&Row::Postgres(r)))
+                .collect(),
+        }
+    }
+
+    /// The first row of `sql` mapped by `f`, or `None` when there is none.
+    pub fn query_opt<T>(
+        self,
+        sql: &str,
+        params: &[Value],
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+                match rows.next()? {
+                    Some(r) => Ok(Some(f(&Row::Sqlite(r))?)),
+                    None => Ok(None),
+                }
+            }
+            Db::Postgres(c) => match c.query(sql, params)?.first() {
+                Some(r) => Ok(Some(f(&Row::Postgres(r))?)),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// The first row of `sql` mapped by `f`; no row is an error.
+    pub fn query_row<T>(
+        self,
+        sql: &str,
+        params: &[Value],
+        f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.query_opt(sql, params, f)?.ok_or(StoreError::NoRow)
+    }
+
+    /// Statements without parameters, run as one script (same SQL on both backends).
+    pub fn batch(self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Db::Postgres(c) => c.batch(sql),
+        }
+    }
+
+    /// Run `f` in one transaction: committed when it returns `Ok`, rolled back when it
+    /// returns an error (which is passed on). Not nestable: use a savepoint inside.
+    pub fn transaction<T>(
+        self,
+        f: impl FnOnce(Db<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Db::Sqlite(c) => {
+                let tx = c.unchecked_transaction()?;
+                let out = f(Db::Sqlite(&tx))?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Db::Postgres(c) => {
+                c.batch("BEGIN")?;
+                match f(self) {
+                    Ok(out) => {
+                        c.batch("COMMIT")?;
+                        Ok(out)
+                    }
+                    Err(e) => {
+                        if let Err(rollback) = c.batch("ROLLBACK") {
+                            tracing::debug!(error = %rollback, "rollback failed (the connection is gone)");
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Run `f` under a savepoint inside the current transaction: its writes are undone
+    /// if it fails, the transaction's others are kept. Same SQL on both backends.
+    pub fn savepoint<T>(
+        self,
+        name: &str,
+        f: impl FnOnce(Db<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.batch(&format!("SAVEPOINT {name}"))?;
+        match f(self) {
+            Ok(out) => {
+                self.batch(&format!("RELEASE SAVEPOINT {name}"))?;
+                Ok(out)
+            }
+            Err(e) => {
+                self.batch(&format!(
+                    "ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}"
+                ))?;
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,258 @@
+//! PostgreSQL connections for a store that replicas share.
+//!
+//! The driver is `tokio-postgres` with a `deadpool-postgres` pool. Each connection's
+//! I/O task runs on a small runtime this module owns ("keel-postgres", one worker), so
+//! the store's callers stay what they are with SQLite: plain functions called from the
+//! CLI, the writer thread or `spawn_blocking`. A statement is a future on the client
+//! that only sends to and waits for that task, so the caller blocks on it where it
+//! stands (as it would on a SQLite call); only checking a connection out of the pool
+//! needs the runtime, and is handed to it.
+//!
+//! Limits: at most [`POOL_SIZE`] connections per process; waiting for one, opening one
+//! and recycling one each give up after [`POOL_TIMEOUT`]; opening a connection gives up
+//! after [`CONNECT_TIMEOUT`]. Connections are plain TCP or a Unix socket (TLS is not
+//! offered yet: use a socket, loopback or a private network).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::NoTls;
+
+use crate::error::StoreError;
+use crate::sql::dialect::to_postgres;
+use crate::sql::Value;
+
+/// Connections one process keeps open at most.
+pub const POOL_SIZE: usize = 16;
+/// How long a caller waits for a pooled connection (and its opening or recycling).
+pub const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long opening one TCP connection may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Whether `store` names a PostgreSQL database rather than a SQLite file.
+pub fn is_postgres_url(store: &str) -> bool {
+    store.starts_with("postgres://") || store.starts_with("postgresql://")
+}
+
+/// A pool of connections to one PostgreSQL database. Cheap to share (`Arc`).
+pub struct Postgres {
+    pool: Pool,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// The URL without its password, for messages and logs.
+    shown: String,
+}
+
+impl fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Postgres")
+            .field("url", &self.shown)
+            .finish()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Never blocks, so a store may be dropped anywhere, even inside async code.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Postgres {
+    /// A pool for `url` (`postgres://user[:password]@host[:port]/db[?options]`). Opens
+    /// no connection yet: [`Postgres::conn`] does, and says what failed.
+    pub fn new(url: &str) -> Result<Arc<Postgres>, StoreError> {
+        let mut config: tokio_postgres::Config =
+            url.parse()
+                .map_err(|e: tokio_postgres::Error| StoreError::PostgresUrl {
+                    reason: e.to_string(),
+                })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("keel");
+        }
+        let shown = shown_url(&config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("keel-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::PostgresPool {
+                url: shown.clone(),
+                reason: format!("cannot start its I/O thread: {e}"),
+            })?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            // The pool's timers belong to the runtime that drives the connections.
+            let _entered = runtime.enter();
+            Pool::builder(manager)
+                .max_size(POOL_SIZE)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(POOL_TIMEOUT))
+                .create_timeout(Some(POOL_TIMEOUT))
+                .recycle_timeout(Some(POOL_TIMEOUT))
+                .build()
+                .map_err(|e| StoreError::PostgresPool {
+                    url: shown.clone(),
+                    reason: e.to_string(),
+                })?
+        };
+        Ok(Arc::new(Postgres {
+            pool,
+            runtime: Some(runtime),
+            shown,
+        }))
+    }
+
+    /// A pool for `url` with the store's schema brought up to date first (once, however
+    /// many replicas open it at the same moment: see `pg_migrations`).
+    pub fn open(url: &str) -> Result<Arc<Postgres>, StoreError> {
+        let pg = Postgres::new(url)?;
+        let conn = pg.conn()?;
+        let applied = crate::sql::pg_migrations::migrate(
+            &conn,
+            &pg.shown,
+            crate::migrations::latest_version(),
+        )?;
+        if !applied.is_empty() {
+            tracing::info!(store = %pg.shown, ?applied, "PostgreSQL store migrated");
+        }
+        drop(conn);
+        Ok(pg)
+    }
+
+    /// The schema version recorded in the store (0 before it is migrated).
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        let conn = self.conn()?;
+        crate::sql::Db::Postgres(&conn).query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+            |r| r.get(0),
+        )
+    }
+
+    /// The URL as shown in messages: user, host, port and database, never the password.
+    pub fn shown_url(&self) -> &str {
+        &self.shown
+    }
+
+    /// A connection from the pool (opened if none is idle), returned when dropped.
+    pub fn conn(&self) -> Result<PgConn, StoreError> {
+        let Some(runtime) = &self.runtime else {
+            return Err(StoreError::PostgresPool {
+                url: self.shown.clone(),
+                reason: "the pool is shut down".to_string(),
+            });
+        };
+        let pool = self.pool.clone();
+        let checkout = runtime.spawn(async move { pool.get().await });
+        match futures::executor::block_on(checkout) {
+            Ok(Ok(client)) => Ok(PgConn { client }),
+            Ok(Err(e)) => Err(StoreError::PostgresPool {
+                url: self.shown.clone(),
+                reason: e.to_string(),
+            }),
+            Err(e) => Err(StoreError::PostgresPool {
+                url: self.shown.clone(),
+                reason: format!("the connection task failed: {e}"),
+            }),
+        }
+    }
+}
+
+/// `postgres://user@host:port/db`, from a parsed config (the password is never kept).
+fn shown_url(config: &tokio_postgres::Config) -> String {
+    let user = config.get_user().unwrap_or("");
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or(user);
+    let at = if user.is_empty() { "" } else { "@" };
+    format!("postgres://{user}{at}{host}:{port}/{db}")
+}
+
+/// One pooled connection. Statements are prepared once per connection and cached.
+pub struct PgConn {
+    client: deadpool_postgres::Object,
+}
+
+impl fmt::Debug for PgConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgConn").finish_non_exhaustive()
+    }
+}
+
+fn refs(params: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
+}
+
+impl PgConn {
+    /// Rows of `sql` (SQLite spelling, see `dialect`) with `params` bound.
+    pub(crate) fn query(
+        &self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let sql = to_postgres(sql);
+        futures::executor::block_on(async {
+            let stmt = self.client.prepare_cached(&sql).await?;
+            self.client.query(&stmt, &refs(params)).await
+        })
+        .map_err(StoreError::from)
+    }
+
+    /// Rows changed by `sql`.
+    pub(crate) fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, StoreError> {
+        let sql = to_postgres(sql);
+        futures::executor::block_on(async {
+            let stmt = self.client.prepare_cached(&sql).await?;
+            self.client.execute(&stmt, &refs(params)).await
+        })
+        .map_err(StoreError::from)
+    }
+
+    /// `sql` once for each parameter set, pipelined on this connection (one round trip
+    /// for the lot instead of one each); the rows each changed, in order.
+    pub(crate) fn execute_many(
+        &self,
+        sql: &str,
+        sets: &[Vec<Value>],
+    ) -> Result<Vec<u64>, StoreError> {
+        let sql = to_postgres(sql);
+        futures::executor::block_on(async {
+            let stmt = self.client.prepare_cached(&sql).await?;
+            let calls = sets.iter().map(|set| {
+                let stmt = &stmt;
+                async move { self.client.execute(stmt, &refs(set)).await }
+            });
+            futures::future::try_join_all(calls).await
+        })
+        .map_err(StoreError::from)
+    }
+
+    /// Statements without parameters, in one round trip (schema, `BEGIN`, `COMMIT`).
+    pub(crate) fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        futures::executor::block_on(self.client.batch_execute(sql)).map_err(StoreError::from)
+    }
+
+    /// Whether the server closed this connection (it is then not reused).
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
