@@ -1,5 +1,10 @@
-//! Opening the SQLite trace store: where it lives, how connections are configured, and
-//! the migrations run before anything else touches it.
+//! Opening the store: a SQLite file (or memory), or a PostgreSQL database that
+//! replicas share (`postgres://…`); how connections are configured, and the migrations
+//! run before anything else touches it.
+//!
+//! [`Store::conn`] hands out a connection to either backend ([`Conn`], read as a
+//! [`Db`]); [`Store::reader`] and [`Store::writer_conn`] are SQLite's own, for code not
+//! yet written against [`Db`] (they refuse on PostgreSQL, naming the store).
 //!
 //! A file store runs in WAL mode with `synchronous=NORMAL` (readers never block the
 //! writer; a crash loses at most the last transactions, never the file) and a busy
@@ -8,22 +13,52 @@
 //! connection open for its lifetime so that database is not freed.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::StoreError;
 use crate::migrations;
+use crate::sql::{is_postgres_url, Db, PgConn, Postgres};
 
 /// How long a connection waits for another one's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Location {
     File(String),
     /// A `file:keel-mem-<uuid>?mode=memory&cache=shared` URI.
     Memory(String),
+    Postgres(Arc<Postgres>),
+}
+
+/// An owned connection to the store, of either backend; borrow it as a [`Db`].
+#[derive(Debug)]
+pub enum Conn {
+    Sqlite(Connection),
+    Postgres(PgConn),
+}
+
+impl Conn {
+    pub fn db(&self) -> Db<'_> {
+        Db::from(self)
+    }
+}
+
+impl<'c> From<&'c Conn> for Db<'c> {
+    fn from(c: &'c Conn) -> Db<'c> {
+        match c {
+            Conn::Sqlite(c) => Db::Sqlite(c),
+            Conn::Postgres(c) => Db::Postgres(c),
+        }
+    }
+}
+
+impl<'c> From<&'c mut Conn> for Db<'c> {
+    fn from(c: &'c mut Conn) -> Db<'c> {
+        Db::from(&*c)
+    }
 }
 
 /// An opened, migrated trace store. Hand out connections with [`Store::reader`]; the
@@ -34,13 +69,22 @@ pub struct Store {
     location: Location,
     schema_version: u32,
     /// Held, never used after opening: keeps a `:memory:` store alive.
-    _keeper: Mutex<Connection>,
+    _keeper: Option<Mutex<Connection>>,
 }
 
 impl Store {
     /// Open (creating if missing) the store at `path`, or a fresh in-memory store for
     /// `":memory:"`, and apply pending migrations.
     pub fn open(path: &str) -> Result<Store, StoreError> {
+        if is_postgres_url(path) {
+            let pg = Postgres::open(path)?;
+            return Ok(Store {
+                path: pg.shown_url().to_string(),
+                location: Location::Postgres(pg),
+                schema_version: migrations::latest_version(),
+                _keeper: None,
+            });
+        }
         let location = if path == ":memory:" {
             Location::Memory(format!(
                 "file:keel-mem-{}?mode=memory&cache=shared",
@@ -78,8 +122,38 @@ impl Store {
             path: path.to_string(),
             location,
             schema_version: migrations::latest_version(),
-            _keeper: Mutex::new(conn),
+            _keeper: Some(Mutex::new(conn)),
         })
+    }
+
+    /// A connection to the store, whichever backend it is on: what code written
+    /// against [`Db`] takes. Read-write; cheap on SQLite, pooled on PostgreSQL.
+    pub fn conn(&self) -> Result<Conn, StoreError> {
+        match &self.location {
+            Location::Postgres(pg) => Ok(Conn::Postgres(pg.conn()?)),
+            _ => Ok(Conn::Sqlite(self.writer_connection()?)),
+        }
+    }
+
+    /// The PostgreSQL pool, when the store is on PostgreSQL.
+    pub fn postgres(&self) -> Option<&Arc<Postgres>> {
+        match &self.location {
+            Location::Postgres(pg) => Some(pg),
+            _ => None,
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres().is_some()
+    }
+
+    fn sqlite_only(&self) -> Result<(), StoreError> {
+        match &self.location {
+            Location::Postgres(_) => Err(StoreError::SqliteOnly {
+                store: self.path.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The path the store was opened with (`":memory:"` for an in-memory store).
@@ -99,6 +173,7 @@ impl Store {
     /// A new read-only connection (`query_only`) for `query` and `report` functions.
     /// Cheap enough to open per command or per request; not shared across threads.
     pub fn reader(&self) -> Result<Connection, StoreError> {
+        self.sqlite_only()?;
         let conn = open_connection(&self.path, &self.location)?;
         let configure = || -> rusqlite::Result<()> {
             conn.pragma_update(None, "query_only", true)?;
@@ -119,6 +194,7 @@ impl Store {
 
     /// A read-write connection (for the trace writer thread and tests).
     pub(crate) fn writer_connection(&self) -> Result<Connection, StoreError> {
+        self.sqlite_only()?;
         open_connection(&self.path, &self.location)
     }
 }
@@ -158,6 +234,11 @@ fn open_connection(path: &str, location: &Location) -> Result<Connection, StoreE
     };
     let target = match location {
         Location::File(p) | Location::Memory(p) => p.as_str(),
+        Location::Postgres(_) => {
+            return Err(StoreError::SqliteOnly {
+                store: path.to_string(),
+            })
+        }
     };
     let conn = Connection::open_with_flags(target, OpenFlags::default()).map_err(open_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;

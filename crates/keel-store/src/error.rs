@@ -82,6 +82,11 @@ pub enum StoreError {
         reason: String,
     },
 
+    #[error(
+        "this command does not work on a PostgreSQL store yet ({store}) — run it against a SQLite store, or see issue 19 for what is ported"
+    )]
+    SqliteOnly { store: String },
+
     #[error("a value read from the store has the wrong type: {0}")]
     Decode(String),
 

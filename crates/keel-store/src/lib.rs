@@ -62,12 +62,14 @@ pub mod splits;
 pub mod sql;
 pub mod switches;
 pub mod synth;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 mod trace_row;
 pub mod writer;
 mod writer_sink;
 
 pub use audit::{list_audit, list_blocks, AuditEvent};
-pub use db::Store;
+pub use db::{Conn, Store};
 pub use error::StoreError;
 pub use feedback::{feedback_for_trace, Feedback, FeedbackTarget, FeedbackValue};
 pub use prompts::{

@@ -137,7 +137,10 @@ pub fn spawn(
     store: &Store,
     opts: WriterOptions,
 ) -> Result<(TraceWriter, WriterHandle), StoreError> {
-    start(Sink::Sqlite(store.writer_connection()?), opts)
+    match store.postgres() {
+        Some(pg) => spawn_postgres(pg.clone(), opts),
+        None => start(Sink::Sqlite(store.writer_connection()?), opts),
+    }
 }
 
 /// Start the writer thread on a PostgreSQL store (a connection from its pool, opened

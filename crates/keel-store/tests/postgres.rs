@@ -4,18 +4,16 @@
 //! and a writer that keeps traces while the database is unreachable and says so.
 //!
 //! Each test has its own database on the server at `KEEL_TEST_POSTGRES` (see
-//! `common/pg.rs`), dropped when it ends.
-
-mod common;
+//! `keel_store::testing`), dropped when it ends.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::pg::{CutProxy, TestDb};
 use keel_core::money::Nanos;
 use keel_core::trace::{Origin, TraceRecord, TraceStatus};
 use keel_store::rollup::{self, Counts};
 use keel_store::sql::{Db, Postgres};
+use keel_store::testing::{CutProxy, TestDb};
 use keel_store::{
     count_traces, get_trace, list_traces, spawn, spawn_postgres, Store, StoreError, TraceFilter,
     WriterOptions,

@@ -1,16 +1,22 @@
-//! PostgreSQL for tests: a fresh database per test (dropped when the test ends) on the
-//! server at `KEEL_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`,
-//! the machine's and CI's), and a TCP proxy in front of it that a test can cut, to
-//! see what Keel does when the database goes away mid-load.
-
-#![allow(dead_code)]
+//! Stores for tests, on both backends (feature `test-support`; this crate's own tests
+//! always have it).
+//!
+//! - [`stores`] — a fresh SQLite store and a fresh PostgreSQL one, for a test that must
+//!   hold on both: `for (store, _db) in stores() { … }`.
+//! - [`TestDb`] — a PostgreSQL database of its own for one test, dropped when it ends,
+//!   on the server at `KEEL_TEST_POSTGRES` (default
+//!   `postgres://postgres@127.0.0.1:5432/test`, the machine's and CI's).
+//! - [`CutProxy`] — a TCP proxy to that server that a test can cut, to see what Keel
+//!   does when the database goes away mid-load.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use keel_store::sql::{Db, Postgres};
+use crate::sql::{Db, Postgres};
+use crate::Store;
 
 /// The server tests use (an admin URL: tests create and drop databases on it).
 pub fn server_url() -> String {
@@ -24,6 +30,7 @@ pub struct TestDb {
     admin: Arc<Postgres>,
 }
 
+#[allow(clippy::new_without_default)] // creates a database: not a default value
 impl TestDb {
     pub fn new() -> TestDb {
         let admin = Postgres::new(&server_url()).unwrap();
@@ -72,6 +79,17 @@ impl Drop for TestDb {
             ));
         }
     }
+}
+
+/// A fresh store on each backend, named ("sqlite", "postgres"), with the PostgreSQL
+/// database's guard (`None` for SQLite): keep it alive as long as the store.
+pub fn stores() -> Vec<(&'static str, Store, Option<TestDb>)> {
+    let db = TestDb::new();
+    let pg = Store::open(&db.url()).unwrap();
+    vec![
+        ("sqlite", Store::open(":memory:").unwrap(), None),
+        ("postgres", pg, Some(db)),
+    ]
 }
 
 /// A TCP proxy to the PostgreSQL server that can be cut (every connection closed, new
