@@ -117,6 +117,11 @@ enum Command {
     Releases(cmd::releases::ReleasesArgs),
     /// Replay recorded inputs through a candidate variant, prompt version or model, and compare side by side.
     Replay(Box<cmd::replay::ReplayArgs>),
+    /// The store itself: copy a SQLite store into PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        command: cmd::store::StoreCommand,
+    },
     /// Tools for developing Keel (the scale benchmark's trace generator).
     #[command(hide = true)]
     Dev {
@@ -158,6 +163,7 @@ fn main() -> ExitCode {
         Command::Budget { command } => cmd::switch::run_budget(command),
         Command::Dataset { command } => cmd::dataset::run(command),
         Command::Replay(a) => cmd::replay::run(*a),
+        Command::Store { command } => cmd::store::run(command),
         Command::Dev { command } => cmd::dev::run(command),
     };
     match result {

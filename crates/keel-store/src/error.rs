@@ -87,6 +87,16 @@ pub enum StoreError {
     )]
     SqliteOnly { store: String },
 
+    #[error(
+        "keel store copy goes from a SQLite store to a PostgreSQL one — give --from keel.db --to postgres://user@host/db"
+    )]
+    CopyDirection,
+
+    #[error(
+        "the PostgreSQL store {store} already holds Keel data and no interrupted copy — copy into an empty database (create one with `createdb`), or drop the data first"
+    )]
+    CopyTargetNotEmpty { store: String },
+
     #[error("a value read from the store has the wrong type: {0}")]
     Decode(String),
 

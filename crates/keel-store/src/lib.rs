@@ -60,6 +60,7 @@ pub mod spans;
 pub mod spend;
 pub mod splits;
 pub mod sql;
+pub mod store_copy;
 pub mod switches;
 pub mod synth;
 #[cfg(any(test, feature = "test-support"))]

@@ -23,6 +23,7 @@ pub mod serve;
 pub mod serve_prompts;
 pub mod shadow;
 pub mod status;
+pub mod store;
 pub mod switch;
 pub mod traces;
 pub mod traces_purge;

@@ -161,6 +161,12 @@ fn memory_store_and_durations() {
     assert_eq!(c.gateway.request_timeout.as_secs(), 2);
 }
 
+#[test]
+fn a_postgres_store_url_is_kept_as_written() {
+    let c = load("[gateway]\nstore = \"postgres://keel@db.internal:5432/keel\"\n").unwrap();
+    assert_eq!(c.gateway.store, "postgres://keel@db.internal:5432/keel");
+}
+
 // ---- functions ----
 
 const FUNCTIONS: &str = r#"

@@ -16,6 +16,9 @@ use crate::prices::{ModelPrice, PriceTable};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8100";
 pub const DEFAULT_STORE: &str = "keel.db";
+/// The environment variable that overrides `[gateway] store` (e.g. a PostgreSQL URL with
+/// its password, kept out of the config file).
+pub const STORE_ENV: &str = "KEEL_STORE";
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The validated parts of a config, assembled into `Config` by the caller.
@@ -451,8 +454,16 @@ fn validate_gateway(g: &RawGateway, config_dir: &Path, issues: &mut Issues) -> G
             SocketAddr::from(([127, 0, 0, 1], 8100))
         }
     };
-    let store_s = g.store.as_deref().unwrap_or(DEFAULT_STORE);
-    let store = if store_s == ":memory:" || Path::new(store_s).is_absolute() {
+    // KEEL_STORE overrides the file, so a PostgreSQL password stays out of it.
+    let from_env = std::env::var(STORE_ENV)
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let store_s = from_env
+        .as_deref()
+        .or(g.store.as_deref())
+        .unwrap_or(DEFAULT_STORE);
+    let is_url = store_s.starts_with("postgres://") || store_s.starts_with("postgresql://");
+    let store = if is_url || store_s == ":memory:" || Path::new(store_s).is_absolute() {
         store_s.to_string()
     } else {
         config_dir.join(store_s).to_string_lossy().into_owned()
@@ -461,7 +472,7 @@ fn validate_gateway(g: &RawGateway, config_dir: &Path, issues: &mut Issues) -> G
         issues.add(
             "gateway.store",
             "must not be empty",
-            Some("a SQLite file path such as \"keel.db\", or \":memory:\""),
+            Some("a SQLite file path such as \"keel.db\", \":memory:\", or a PostgreSQL URL \"postgres://user@host:5432/db\""),
         );
     }
     let capture = match g.capture.as_deref().map(Capture::parse) {
