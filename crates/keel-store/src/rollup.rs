@@ -314,19 +314,27 @@ impl<'a> RollupBatch<'a> {
                 &[Value::Int(ROLLUP_LOCK)],
             )?;
         }
-        let mut upserts = Vec::with_capacity(self.rows.len());
-        for (k, mut counts) in self.rows {
-            let value = k.value_column().into_owned();
-            let key = values![
-                k.res_ms,
-                k.origin,
-                k.dim.as_str(),
-                k.bucket_ms,
-                value.clone()
-            ];
-            if let Some(stored) = db.query_opt(SELECT_ROW, &key, |r| Counts::from_row(r, 0))? {
+        let rows: Vec<(Key<'_>, Counts)> = self.rows.into_iter().collect();
+        let keys: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|(k, _)| {
+                values![
+                    k.res_ms,
+                    k.origin,
+                    k.dim.as_str(),
+                    k.bucket_ms,
+                    k.value_column().into_owned()
+                ]
+            })
+            .collect();
+        // One read per row, pipelined on PostgreSQL (a round trip for the batch).
+        let stored = db.query_opt_many(SELECT_ROW, &keys, |r| Counts::from_row(r, 0))?;
+        let mut upserts = Vec::with_capacity(rows.len());
+        for ((k, mut counts), stored) in rows.into_iter().zip(stored) {
+            if let Some(stored) = stored {
                 counts.merge(&stored);
             }
+            let value = k.value_column().into_owned();
             upserts.push(values![
                 k.res_ms,
                 k.origin,

@@ -175,12 +175,24 @@ pub async fn status(State(app): State<Arc<AppState>>, headers: axum::http::Heade
     .into_response()
 }
 
+/// `GET /health`: 200 while Keel serves calls. `status` is `degraded` while the store
+/// cannot be reached (PostgreSQL down: calls are served, traces wait in the queue).
 pub async fn health(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let degraded = app.writer.store_degraded();
+    let backend = match &app.store {
+        Some(s) if s.is_postgres() => "postgres",
+        _ => "sqlite",
+    };
     Json(json!({
-        "status": "ok",
+        "status": if degraded { "degraded" } else { "ok" },
         "version": env!("CARGO_PKG_VERSION"),
         "models": app.models.len(),
         "trace_queue": app.writer.queue_len(),
+        "store": {
+            "backend": backend,
+            "status": if degraded { "degraded" } else { "ok" },
+            "error": app.writer.store_error(),
+        },
     }))
 }
 

@@ -93,6 +93,35 @@ impl<'c> Db<'c> {
         }
     }
 
+    /// `sql` once per parameter set (pipelined on PostgreSQL: one round trip for all);
+    /// the first row of each, mapped by `f`.
+    pub fn query_opt_many<T>(
+        self,
+        sql: &str,
+        sets: &[Vec<Value>],
+        mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<Option<T>>, StoreError> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql)?;
+                let mut out = Vec::with_capacity(sets.len());
+                for set in sets {
+                    let mut rows = stmt.query(rusqlite::params_from_iter(set))?;
+                    out.push(match rows.next()? {
+                        Some(r) => Some(f(&Row::Sqlite(r))?),
+                        None => None,
+                    });
+                }
+                Ok(out)
+            }
+            Db::Postgres(c) => c
+                .query_many(sql, sets)?
+                .iter()
+                .map(|rows| rows.first().map(|r| f(&Row::Postgres(r))).transpose())
+                .collect(),
+        }
+    }
+
     /// Every row of `sql`, each mapped by `f`.
     pub fn query<T>(
         self,

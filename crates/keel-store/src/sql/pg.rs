@@ -246,6 +246,24 @@ impl PgConn {
         .map_err(StoreError::from)
     }
 
+    /// `sql` once for each parameter set, pipelined; the rows of each, in order.
+    pub(crate) fn query_many(
+        &self,
+        sql: &str,
+        sets: &[Vec<Value>],
+    ) -> Result<Vec<Vec<tokio_postgres::Row>>, StoreError> {
+        let sql = to_postgres(sql);
+        futures::executor::block_on(async {
+            let stmt = self.client.prepare_cached(&sql).await?;
+            let calls = sets.iter().map(|set| {
+                let stmt = &stmt;
+                async move { self.client.query(stmt, &refs(set)).await }
+            });
+            futures::future::try_join_all(calls).await
+        })
+        .map_err(StoreError::from)
+    }
+
     /// Statements without parameters, in one round trip (schema, `BEGIN`, `COMMIT`).
     pub(crate) fn batch(&self, sql: &str) -> Result<(), StoreError> {
         futures::executor::block_on(self.client.batch_execute(sql)).map_err(StoreError::from)
