@@ -248,10 +248,13 @@ const REPLACE_ROW: &str = "INSERT INTO trace_rollups (res_ms, origin, dim, \
      unpriced = excluded.unpriced, latency_hist = excluded.latency_hist, \
      ttft_hist = excluded.ttft_hist";
 
-/// On PostgreSQL, replicas writing batches at once take turns at the rollups (a
-/// transaction-scoped advisory lock, "keel" then 2): each reads, adds to and replaces a
-/// row, and two interleaved would lose one's counts.
-const ROLLUP_LOCK: i64 = 0x6b65_656c_0000_0002;
+/// On PostgreSQL, replicas writing batches at once take turns (a transaction-scoped
+/// advisory lock, "keel" then 2), for two reasons: the rollups are read, added to and
+/// replaced, and two interleaved batches would lose one's counts; and traces then get
+/// their `rowid`s in commit order, so a cursor that reads "rowid > last seen" (review
+/// intake, the model version watch) never passes a row committed later with a smaller
+/// one. Batches are large, so taking turns costs little.
+pub(crate) const TRACE_WRITE_LOCK: i64 = 0x6b65_656c_0000_0002;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key<'a> {
@@ -311,7 +314,7 @@ impl<'a> RollupBatch<'a> {
         if db.dialect() == Dialect::Postgres {
             db.execute(
                 "SELECT pg_advisory_xact_lock(?1)",
-                &[Value::Int(ROLLUP_LOCK)],
+                &[Value::Int(TRACE_WRITE_LOCK)],
             )?;
         }
         let rows: Vec<(Key<'_>, Counts)> = self.rows.into_iter().collect();

@@ -63,6 +63,8 @@ pub const TABLES: &[&str] = &[
 /// Tables whose `id` (or, for traces, `rowid`) is an identity column on PostgreSQL.
 const IDENTITY: &[(&str, &str)] = &[
     ("traces", "rowid"),
+    ("scores", "rowid"),
+    ("responses", "rowid"),
     ("prompt_label_moves", "id"),
     ("audit_events", "id"),
     ("alert_events", "id"),
@@ -212,7 +214,8 @@ fn copy_table(
         .skip(1)
         .map(|c| format!("\"{c}\""))
         .collect();
-    let keep_rowid = table == "traces";
+    // Where PostgreSQL has an explicit rowid, it is the source's (cursors point at it).
+    let keep_rowid = IDENTITY.contains(&(table, "rowid"));
     if keep_rowid {
         columns.insert(0, "rowid".to_string());
     }

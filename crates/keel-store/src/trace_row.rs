@@ -43,6 +43,13 @@ pub(crate) fn insert_batch<'c>(
     traces: &[TraceRecord],
 ) -> Result<(), StoreError> {
     db.into().transaction(|tx| {
+        if tx.dialect() == crate::sql::Dialect::Postgres {
+            // Replicas take turns, so rowids follow commit order (see the lock's doc).
+            tx.execute(
+                "SELECT pg_advisory_xact_lock(?1)",
+                &[Value::Int(crate::rollup::TRACE_WRITE_LOCK)],
+            )?;
+        }
         let mut sets = Vec::with_capacity(traces.len());
         for t in traces {
             sets.push(params(t, &t.id, None)?);
