@@ -73,12 +73,15 @@ pub fn last_value<'c>(
         .map(Option::flatten)
 }
 
+/// An event's `to_value` and `details_json`.
+pub type EventValues = (Option<String>, Option<String>);
+
 /// The last `action` on `target`: its `to_value` and `details_json`.
 pub fn last_event_values<'c>(
     db: impl Into<Db<'c>>,
     action: &str,
     target: &str,
-) -> Result<Option<(Option<String>, Option<String>)>, StoreError> {
+) -> Result<Option<EventValues>, StoreError> {
     db.into().query_opt(
         "SELECT to_value, details_json FROM audit_events WHERE action = ?1 AND target = ?2 ORDER BY id DESC LIMIT 1",
         &values![action, target],
