@@ -400,4 +400,42 @@ mod tests {
             assert_eq!(get_key(&conn, "b").unwrap().unwrap().tpm, Some(100));
         }
     }
+
+    /// Replicas revoking one key at the same moment: one revokes it, the others are
+    /// told it already is, and the audit log has one revoke.
+    fn race(store: &crate::Store, backend: &str) {
+        insert_key(&store.conn().unwrap(), &key("abc"), "r").unwrap();
+        const REPLICAS: usize = 8;
+        // Every replica connected first, then all revoke at once.
+        let start = std::sync::Barrier::new(REPLICAS);
+        let outcomes: Vec<bool> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..REPLICAS)
+                .map(|_| {
+                    s.spawn(|| {
+                        let conn = store.conn().unwrap();
+                        start.wait();
+                        match revoke_key(&conn, "abc", "ops", "gone") {
+                            Ok(_) => true,
+                            Err(KeyStoreError::Revoked(_)) => false,
+                            Err(e) => panic!("{backend}: {e}"),
+                        }
+                    })
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(outcomes.iter().filter(|ok| **ok).count(), 1, "{backend}");
+        let conn = store.conn().unwrap();
+        let revokes = crate::audit::list_audit_action(&conn, "key.revoke", 0, 0).unwrap();
+        assert_eq!(revokes.len(), 1, "{backend}");
+    }
+
+    #[test]
+    fn replicas_revoking_at_once_revoke_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = crate::Store::open(dir.path().join("k.db").to_str().unwrap()).unwrap();
+        race(&sqlite, "sqlite");
+        let db = crate::testing::TestDb::new();
+        race(&crate::Store::open(&db.url()).unwrap(), "postgres");
+    }
 }

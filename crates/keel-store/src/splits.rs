@@ -461,4 +461,49 @@ mod tests {
             );
         }
     }
+
+    /// Replicas moving one split at the same moment: each move is recorded from the
+    /// split the previous one left, none from a stale read.
+    fn race(store: &crate::Store, backend: &str) {
+        const REPLICAS: u32 = 4;
+        const EACH: u32 = 5;
+        let config = w(&[("control", 100)]);
+        let start = std::sync::Barrier::new(REPLICAS as usize);
+        std::thread::scope(|s| {
+            for r in 0..REPLICAS {
+                let (config, start) = (&config, &start);
+                s.spawn(move || {
+                    let conn = store.conn().unwrap();
+                    start.wait();
+                    for i in 0..EACH {
+                        let bps = 100 * (r * EACH + i + 1);
+                        let weights = w(&[("control", 10_000 - bps), ("candidate", bps)]);
+                        let change = SplitChange {
+                            actor: "ops",
+                            reason: "step",
+                            config_weights: config,
+                        };
+                        set_split(&conn, "f", "candidate", bps, &weights, &change).unwrap();
+                    }
+                });
+            }
+        });
+        let conn = store.conn().unwrap();
+        let mut moves = split_moves(&conn, "f", 0).unwrap();
+        moves.reverse();
+        assert_eq!(moves.len(), (REPLICAS * EACH) as usize, "{backend}");
+        assert_eq!(moves[0].from_weights, None, "{backend}");
+        for pair in moves.windows(2) {
+            assert_eq!(pair[1].from_weights, pair[0].to_weights, "{backend}");
+        }
+    }
+
+    #[test]
+    fn replicas_moving_a_split_at_once_record_every_move_from_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = crate::Store::open(dir.path().join("k.db").to_str().unwrap()).unwrap();
+        race(&sqlite, "sqlite");
+        let db = crate::testing::TestDb::new();
+        race(&crate::Store::open(&db.url()).unwrap(), "postgres");
+    }
 }
