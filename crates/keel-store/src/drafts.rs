@@ -8,11 +8,13 @@
 //! version it became. Also here: the variables of recent live calls of a prompt, the
 //! "recorded inputs" a draft is tried on.
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::error::StoreError;
 use crate::prompts::now_ms;
+use crate::sql::{Db, Row};
+use crate::values;
 
 /// One stored draft.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,7 +53,7 @@ pub struct DraftEdit<'a> {
 const COLS: &str = "id, prompt_name, base_ref, base_version, source, model, variables_json, \
                     author, created_at_ms, updated_at_ms, saved_version";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Draft> {
+fn row(r: &Row<'_>) -> Result<Draft, StoreError> {
     Ok(Draft {
         id: r.get(0)?,
         prompt_name: r.get(1)?,
@@ -70,9 +72,13 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Draft> {
 /// Keep `edit` as draft `id`: created when it does not exist, else replaced (its
 /// creation time and saved version stay). A draft of another prompt is never
 /// overwritten: then nothing is written and this returns `false` (keep it under a new id).
-pub fn keep_draft(conn: &Connection, id: &str, edit: &DraftEdit<'_>) -> rusqlite::Result<bool> {
+pub fn keep_draft<'c>(
+    db: impl Into<Db<'c>>,
+    id: &str,
+    edit: &DraftEdit<'_>,
+) -> Result<bool, StoreError> {
     let at = now_ms();
-    let changed = conn.execute(
+    let changed = db.into().execute(
         "INSERT INTO playground_drafts
              (id, prompt_name, base_ref, base_version, source, model, variables_json, author,
               created_at_ms, updated_at_ms)
@@ -83,7 +89,7 @@ pub fn keep_draft(conn: &Connection, id: &str, edit: &DraftEdit<'_>) -> rusqlite
              variables_json = excluded.variables_json, author = excluded.author,
              updated_at_ms = excluded.updated_at_ms
          WHERE playground_drafts.prompt_name = excluded.prompt_name",
-        params![
+        &values![
             id,
             edit.prompt_name,
             edit.base_ref,
@@ -98,45 +104,46 @@ pub fn keep_draft(conn: &Connection, id: &str, edit: &DraftEdit<'_>) -> rusqlite
     Ok(changed == 1)
 }
 
-pub fn get_draft(conn: &Connection, id: &str) -> rusqlite::Result<Option<Draft>> {
-    conn.query_row(
+pub fn get_draft<'c>(db: impl Into<Db<'c>>, id: &str) -> Result<Option<Draft>, StoreError> {
+    db.into().query_opt(
         &format!("SELECT {COLS} FROM playground_drafts WHERE id = ?1"),
-        [id],
+        &values![id],
         row,
     )
-    .optional()
 }
 
 /// The drafts of `prompt_name`, most recently edited first, at most `limit`.
-pub fn drafts_for(
-    conn: &Connection,
+pub fn drafts_for<'c>(
+    db: impl Into<Db<'c>>,
     prompt_name: &str,
     limit: usize,
-) -> rusqlite::Result<Vec<Draft>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLS} FROM playground_drafts WHERE prompt_name = ?1
-         ORDER BY updated_at_ms DESC, id DESC LIMIT ?2"
-    ))?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![prompt_name, limit], row)?;
-    rows.collect()
+) -> Result<Vec<Draft>, StoreError> {
+    db.into().query(
+        &format!(
+            "SELECT {COLS} FROM playground_drafts WHERE prompt_name = ?1
+             ORDER BY updated_at_ms DESC, id DESC LIMIT ?2"
+        ),
+        &values![prompt_name, limit],
+        row,
+    )
 }
 
 /// The most recently edited drafts of every prompt, at most `limit`.
-pub fn recent_drafts(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<Draft>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLS} FROM playground_drafts ORDER BY updated_at_ms DESC, id DESC LIMIT ?1"
-    ))?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map([limit], row)?;
-    rows.collect()
+pub fn recent_drafts<'c>(db: impl Into<Db<'c>>, limit: usize) -> Result<Vec<Draft>, StoreError> {
+    db.into().query(
+        &format!(
+            "SELECT {COLS} FROM playground_drafts ORDER BY updated_at_ms DESC, id DESC LIMIT ?1"
+        ),
+        &values![limit],
+        row,
+    )
 }
 
 /// Remember that draft `id` was saved as `version`.
-pub fn mark_saved(conn: &Connection, id: &str, version: i64) -> rusqlite::Result<()> {
-    conn.execute(
+pub fn mark_saved<'c>(db: impl Into<Db<'c>>, id: &str, version: i64) -> Result<(), StoreError> {
+    db.into().execute(
         "UPDATE playground_drafts SET saved_version = ?2, updated_at_ms = ?3 WHERE id = ?1",
-        params![id, version, now_ms()],
+        &values![id, version, now_ms()],
     )?;
     Ok(())
 }
@@ -153,48 +160,60 @@ pub struct RecordedInput {
 /// Most live traces read when looking for recorded inputs (bounds the scan when many
 /// recent calls repeat the same variables or carry none).
 const SCAN: i64 = 500;
+/// Traces read per query: the newest few usually offer enough, and each row carries a
+/// whole request body.
+const PAGE: i64 = 50;
 
 /// The variables of the newest successful live calls that rendered `prompt_name`,
 /// distinct, at most `limit`. Read from each trace's captured request body (its
 /// `variables`), so calls made with `capture = "none"` have none to offer, and calls
 /// captured `redacted` offer their redacted text.
-pub fn recorded_inputs(
-    conn: &Connection,
+pub fn recorded_inputs<'c>(
+    db: impl Into<Db<'c>>,
     prompt_name: &str,
     limit: usize,
-) -> rusqlite::Result<Vec<RecordedInput>> {
-    let mut stmt = conn.prepare(
-        "SELECT id, started_at_ms, prompt_version, input FROM traces
-         WHERE prompt_name = ?1 AND origin = 'live' AND status = 'ok' AND input IS NOT NULL
-         ORDER BY started_at_ms DESC LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![prompt_name, SCAN], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Option<i64>>(2)?,
-            r.get::<_, String>(3)?,
-        ))
-    })?;
+) -> Result<Vec<RecordedInput>, StoreError> {
+    let db = db.into();
     let mut out: Vec<RecordedInput> = Vec::new();
-    for r in rows {
-        let (trace_id, started_at_ms, prompt_version, input) = r?;
-        let Some(Value::Object(variables)) = serde_json::from_str::<Value>(&input)
-            .ok()
-            .and_then(|mut v| v.get_mut("variables").map(Value::take))
-        else {
-            continue;
-        };
-        if out.iter().any(|o| o.variables == variables) {
-            continue;
+    let mut offset = 0;
+    while offset < SCAN {
+        let rows = db.query(
+            "SELECT id, started_at_ms, prompt_version, input FROM traces
+             WHERE prompt_name = ?1 AND origin = 'live' AND status = 'ok' AND input IS NOT NULL
+             ORDER BY started_at_ms DESC, rowid DESC LIMIT ?2 OFFSET ?3",
+            &values![prompt_name, PAGE.min(SCAN - offset), offset],
+            |r| {
+                Ok((
+                    r.get::<String>(0)?,
+                    r.get::<i64>(1)?,
+                    r.get::<Option<i64>>(2)?,
+                    r.get::<String>(3)?,
+                ))
+            },
+        )?;
+        let last_page = i64::try_from(rows.len()).unwrap_or(0) < PAGE;
+        offset += PAGE;
+        for (trace_id, started_at_ms, prompt_version, input) in rows {
+            let Some(Value::Object(variables)) = serde_json::from_str::<Value>(&input)
+                .ok()
+                .and_then(|mut v| v.get_mut("variables").map(Value::take))
+            else {
+                continue;
+            };
+            if out.iter().any(|o| o.variables == variables) {
+                continue;
+            }
+            out.push(RecordedInput {
+                trace_id,
+                started_at_ms,
+                prompt_version,
+                variables,
+            });
+            if out.len() >= limit {
+                return Ok(out);
+            }
         }
-        out.push(RecordedInput {
-            trace_id,
-            started_at_ms,
-            prompt_version,
-            variables,
-        });
-        if out.len() >= limit {
+        if last_page {
             break;
         }
     }
@@ -204,7 +223,8 @@ pub fn recorded_inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Store;
+    use crate::testing::stores;
+    use keel_core::trace::{Origin, TraceRecord, TraceStatus};
 
     fn edit<'a>(source: &'a str) -> DraftEdit<'a> {
         DraftEdit {
@@ -220,26 +240,88 @@ mod tests {
 
     #[test]
     fn a_draft_is_kept_updated_and_listed() {
-        let store = Store::open(":memory:").unwrap();
-        let conn = store.writer_conn().unwrap();
-        assert!(keep_draft(&conn, "drf_1", &edit("a")).unwrap());
-        assert!(keep_draft(&conn, "drf_1", &edit("b")).unwrap());
-        let d = get_draft(&conn, "drf_1").unwrap().unwrap();
-        assert_eq!((d.source.as_str(), d.base_version), ("b", Some(2)));
-        assert_eq!(d.saved_version, None);
-        mark_saved(&conn, "drf_1", 3).unwrap();
-        assert_eq!(
-            get_draft(&conn, "drf_1").unwrap().unwrap().saved_version,
-            Some(3)
-        );
-        assert_eq!(drafts_for(&conn, "support/answer", 10).unwrap().len(), 1);
-        assert!(drafts_for(&conn, "other", 10).unwrap().is_empty());
-        assert_eq!(recent_drafts(&conn, 10).unwrap().len(), 1);
-        // The id of another prompt's draft is not taken over.
-        let mut other = edit("c");
-        other.prompt_name = "other";
-        assert!(!keep_draft(&conn, "drf_1", &other).unwrap());
-        assert_eq!(get_draft(&conn, "drf_1").unwrap().unwrap().source, "b");
-        assert!(get_draft(&conn, "nope").unwrap().is_none());
+        for (backend, store, _db) in stores() {
+            let conn = store.conn().unwrap();
+            let conn = conn.db();
+            assert!(keep_draft(conn, "drf_1", &edit("a")).unwrap(), "{backend}");
+            assert!(keep_draft(conn, "drf_1", &edit("b")).unwrap(), "{backend}");
+            let d = get_draft(conn, "drf_1").unwrap().unwrap();
+            assert_eq!((d.source.as_str(), d.base_version), ("b", Some(2)));
+            assert_eq!(d.saved_version, None, "{backend}");
+            assert_eq!(d.variables_json, "{\"question\":\"hi\"}", "{backend}");
+            assert!(d.created_at_ms <= d.updated_at_ms, "{backend}");
+            mark_saved(conn, "drf_1", 3).unwrap();
+            assert_eq!(
+                get_draft(conn, "drf_1").unwrap().unwrap().saved_version,
+                Some(3),
+                "{backend}"
+            );
+            assert_eq!(drafts_for(conn, "support/answer", 10).unwrap().len(), 1);
+            assert!(drafts_for(conn, "other", 10).unwrap().is_empty());
+            assert_eq!(recent_drafts(conn, 10).unwrap().len(), 1, "{backend}");
+            assert!(recent_drafts(conn, 0).unwrap().is_empty(), "{backend}");
+            // The id of another prompt's draft is not taken over.
+            let mut other = edit("c");
+            other.prompt_name = "other";
+            assert!(!keep_draft(conn, "drf_1", &other).unwrap(), "{backend}");
+            assert_eq!(get_draft(conn, "drf_1").unwrap().unwrap().source, "b");
+            assert!(get_draft(conn, "nope").unwrap().is_none(), "{backend}");
+            assert!(keep_draft(conn, "drf_2", &other).unwrap(), "{backend}");
+            let recent: Vec<String> = recent_drafts(conn, 10)
+                .unwrap()
+                .into_iter()
+                .map(|d| d.id)
+                .collect();
+            assert_eq!(recent.len(), 2, "{backend}");
+        }
+    }
+
+    fn call(id: &str, at: i64, variables: Option<&str>) -> TraceRecord {
+        let mut t = TraceRecord::new(id.into(), at, "openai", "/v1/chat/completions");
+        t.prompt_name = Some("support/answer".into());
+        t.prompt_version = Some(1);
+        t.input = variables.map(|v| format!("{{\"variables\": {v}}}"));
+        t
+    }
+
+    #[test]
+    fn recorded_inputs_are_the_newest_distinct_variables_of_live_calls() {
+        for (backend, store, _db) in stores() {
+            let conn = store.conn().unwrap();
+            let mut traces = vec![
+                call("a", 1, Some("{\"q\": \"one\"}")),
+                call("b", 2, Some("{\"q\": \"two\"}")),
+                call("c", 3, Some("{\"q\": \"one\"}")),
+                call("d", 4, None),
+                call("e", 5, Some("[1]")),
+            ];
+            let mut failed = call("f", 6, Some("{\"q\": \"failed\"}"));
+            failed.status = TraceStatus::Error;
+            let mut shadow = call("g", 7, Some("{\"q\": \"shadow\"}"));
+            shadow.origin = Origin::Shadow;
+            traces.extend([failed, shadow]);
+            // More than a page of repeats, so the older distinct ones are on later pages.
+            for i in 0..120 {
+                traces.push(call(&format!("r{i}"), 100 + i, Some("{\"q\": \"again\"}")));
+            }
+            crate::trace_row::insert_batch(&conn, &traces).unwrap();
+            let got = recorded_inputs(&conn, "support/answer", 10).unwrap();
+            let seen: Vec<(&str, &str)> = got
+                .iter()
+                .map(|r| (r.trace_id.as_str(), r.variables["q"].as_str().unwrap()))
+                .collect();
+            assert_eq!(
+                seen,
+                [("r119", "again"), ("c", "one"), ("b", "two")],
+                "{backend}"
+            );
+            assert_eq!(got[1].prompt_version, Some(1), "{backend}");
+            assert_eq!(got[1].started_at_ms, 3, "{backend}");
+            assert_eq!(
+                recorded_inputs(&conn, "support/answer", 2).unwrap().len(),
+                2
+            );
+            assert!(recorded_inputs(&conn, "other", 5).unwrap().is_empty());
+        }
     }
 }

@@ -14,6 +14,15 @@ pub(crate) fn into_sqlite(e: StoreError) -> rusqlite::Error {
     }
 }
 
+/// `?` on a store function ported to [`crate::sql::Db`] inside code still returning
+/// rusqlite's errors (other crates' callers, modules not ported yet): SQLite's own error
+/// passes through unchanged.
+impl From<StoreError> for rusqlite::Error {
+    fn from(e: StoreError) -> rusqlite::Error {
+        into_sqlite(e)
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error(

@@ -84,6 +84,7 @@ fn audit(
             details,
         },
     )
+    .map_err(crate::error::into_sqlite)
 }
 
 fn add_event(

@@ -172,7 +172,7 @@ pub fn purge(
     }
     counts.pulled_cases.sort();
     record_audit(
-        conn,
+        &*conn,
         now_ms,
         &NewAuditEvent {
             actor,

@@ -74,7 +74,7 @@ pub fn run_retention(
     }
     if !counts.is_empty() {
         record_audit(
-            conn,
+            &*conn,
             now_ms,
             &NewAuditEvent {
                 actor: "retention",

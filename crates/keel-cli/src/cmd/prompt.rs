@@ -341,7 +341,7 @@ fn report_move(
 
 /// A refused change is "found a problem" (exit 1); a store failure is a runtime error.
 fn refused(e: keel_store::PromptStoreError, json_out: bool) -> Result<ExitCode> {
-    if let keel_store::PromptStoreError::Sqlite(_) = e {
+    if let keel_store::PromptStoreError::Sqlite(_) | keel_store::PromptStoreError::Store(_) = e {
         return Err(e.into());
     }
     if json_out {

@@ -219,6 +219,51 @@ impl<'c> Db<'c> {
         }
     }
 
+    /// [`Db::transaction`] for a read-then-write section that must not interleave with
+    /// another writer's (a version number taken from the latest, a label moved from where
+    /// it was). On SQLite the write lock is taken at once (`BEGIN IMMEDIATE`: the section
+    /// waits for other writers instead of failing half way, as SQLite has one writer); on
+    /// PostgreSQL the transaction-scoped advisory lock `key` is taken first, so replicas
+    /// writing the same thing take turns. Errors of any type that a [`StoreError`]
+    /// converts into roll back and are passed on.
+    pub fn exclusive<T, E: From<StoreError>>(
+        self,
+        key: i64,
+        f: impl FnOnce(Db<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        match self {
+            Db::Sqlite(c) => {
+                let tx = rusqlite::Transaction::new_unchecked(
+                    c,
+                    rusqlite::TransactionBehavior::Immediate,
+                )
+                .map_err(StoreError::from)?;
+                let out = f(Db::Sqlite(&tx))?;
+                tx.commit().map_err(StoreError::from)?;
+                Ok(out)
+            }
+            Db::Postgres(c) => {
+                c.batch("BEGIN")?;
+                let out = self
+                    .execute("SELECT pg_advisory_xact_lock(?1)", &[Value::Int(key)])
+                    .map_err(E::from)
+                    .and_then(|_| f(self));
+                match out {
+                    Ok(out) => {
+                        c.batch("COMMIT")?;
+                        Ok(out)
+                    }
+                    Err(e) => {
+                        if let Err(rollback) = c.batch("ROLLBACK") {
+                            tracing::debug!(error = %rollback, "rollback failed (the connection is gone)");
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
     /// Run `f` under a savepoint inside the current transaction: its writes are undone
     /// if it fails, the transaction's others are kept. Same SQL on both backends.
     pub fn savepoint<T>(
