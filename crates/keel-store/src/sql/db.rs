@@ -190,6 +190,36 @@ impl<'c> Db<'c> {
         }
     }
 
+    /// [`Db::transaction`] for a read-then-write that must not interleave with another
+    /// process doing the same (claims, leases, cursors, find-or-create): on SQLite
+    /// `BEGIN IMMEDIATE` (the write lock before the first read, as before the port); on
+    /// PostgreSQL `BEGIN` and a transaction-scoped advisory lock named by `lock`, so
+    /// replicas running the same section for the same name take turns.
+    pub fn exclusive<T>(
+        self,
+        lock: &str,
+        f: impl FnOnce(Db<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Db::Sqlite(c) => {
+                let tx = rusqlite::Transaction::new_unchecked(
+                    c,
+                    rusqlite::TransactionBehavior::Immediate,
+                )?;
+                let out = f(Db::Sqlite(&tx))?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Db::Postgres(_) => self.transaction(|tx| {
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(?1)",
+                    &[Value::Int(lock_id(lock))],
+                )?;
+                f(tx)
+            }),
+        }
+    }
+
     /// Run `f` under a savepoint inside the current transaction: its writes are undone
     /// if it fails, the transaction's others are kept. Same SQL on both backends.
     pub fn savepoint<T>(
@@ -211,4 +241,15 @@ impl<'c> Db<'c> {
             }
         }
     }
+}
+
+/// The advisory lock id of a name (FNV-1a, 64 bits): stable across builds and replicas,
+/// unlike `std`'s seeded hashers.
+fn lock_id(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in b"keel:".iter().chain(name.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
 }
