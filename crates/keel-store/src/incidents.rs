@@ -64,6 +64,9 @@ pub struct NewIncident<'a> {
     pub severity: Option<&'a str>,
 }
 
+/// The lock incident writes take turns at on PostgreSQL (see `Db::exclusive`).
+const LOCK: &str = "incidents";
+
 fn audit(
     db: Db<'_>,
     at_ms: i64,
@@ -134,19 +137,19 @@ fn insert(db: Db<'_>, n: &NewIncident<'_>) -> Result<i64, StoreError> {
 
 /// Open an incident; its id.
 pub fn open<'c>(db: impl Into<Db<'c>>, n: &NewIncident<'_>) -> Result<i64, StoreError> {
-    db.into().exclusive("incidents", |tx| insert(tx, n))
+    db.into().exclusive(LOCK, |tx| insert(tx, n))
 }
 
 /// An alert rule fired: attach it to the rule's open incident, or open one. `(id, opened)`.
-/// Replicas handling the same rule at once take turns (the rule's lock), so a rule never
-/// opens two.
+/// Incident writes take turns (one lock for them all, as SQLite's write lock): replicas
+/// handling the same rule at once open one incident, and never attach to one being
+/// closed.
 pub fn open_or_attach<'c>(
     db: impl Into<Db<'c>>,
     n: &NewIncident<'_>,
     alert_text: &str,
 ) -> Result<(i64, bool), StoreError> {
-    let lock = format!("incident-rule:{}", n.alert_rule.unwrap_or(""));
-    db.into().exclusive(&lock, |tx| {
+    db.into().exclusive(LOCK, |tx| {
         let existing: Option<i64> = match n.alert_rule {
             Some(rule) => tx.query_opt(
                 "SELECT id FROM incidents WHERE status = 'open' AND alert_rule = ?1 ORDER BY id DESC LIMIT 1",
@@ -176,7 +179,7 @@ pub fn note<'c>(
     text: &str,
     at_ms: i64,
 ) -> Result<(), StoreError> {
-    db.into().exclusive("incidents", |tx| {
+    db.into().exclusive(LOCK, |tx| {
         if get_in(tx, id)?.is_none() {
             return Err(StoreError::NotFound(format!("incident {id}")));
         }
@@ -194,7 +197,7 @@ pub fn close<'c>(
     summary: &str,
     at_ms: i64,
 ) -> Result<bool, StoreError> {
-    db.into().exclusive("incidents", |tx| {
+    db.into().exclusive(LOCK, |tx| {
         if get_in(tx, id)?.is_none() {
             return Err(StoreError::NotFound(format!("incident {id}")));
         }

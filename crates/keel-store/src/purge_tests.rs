@@ -195,7 +195,7 @@ fn a_large_subject_goes_in_batches_and_a_dry_run_counts_it_all() {
 }
 
 #[test]
-fn a_purge_ported_to_db_keeps_the_sqlite_callers_compiling() {
+fn a_purge_runs_on_the_mut_connection_the_cli_holds() {
     // The CLI passes a `&mut Connection`.
     let store = Store::open(":memory:").unwrap();
     let mut c = store.writer_conn().unwrap();
