@@ -64,6 +64,14 @@ pub fn coverage(bucket_ms: i64, until_ms: i64) -> Option<f64> {
     (2 * elapsed >= BUCKET_MS).then(|| elapsed as f64 / BUCKET_MS as f64)
 }
 
+/// A store error as rusqlite's (this crate's functions still return those).
+pub(crate) fn sql(e: keel_store::StoreError) -> rusqlite::Error {
+    match e {
+        keel_store::StoreError::Sqlite(e) => e,
+        other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
+    }
+}
+
 /// Every metric of `scope` over `[since_ms, until_ms)`, with change points.
 pub fn metrics(
     conn: &Connection,
@@ -73,10 +81,10 @@ pub fn metrics(
 ) -> rusqlite::Result<Vec<MetricSeries>> {
     let (dim, value) = scope_parts(scope);
     let dim = dim.as_deref();
-    let buckets = q::rollup_buckets(conn, dim, &value, since_ms, until_ms)?;
-    let classes = q::error_class_buckets(conn, dim, &value, since_ms, until_ms)?;
-    let judged = q::judged_buckets(conn, dim, &value, since_ms, until_ms)?;
-    let feedback = q::feedback_buckets(conn, dim, &value, since_ms, until_ms)?;
+    let buckets = q::rollup_buckets(conn, dim, &value, since_ms, until_ms).map_err(sql)?;
+    let classes = q::error_class_buckets(conn, dim, &value, since_ms, until_ms).map_err(sql)?;
+    let judged = q::judged_buckets(conn, dim, &value, since_ms, until_ms).map_err(sql)?;
+    let feedback = q::feedback_buckets(conn, dim, &value, since_ms, until_ms).map_err(sql)?;
 
     let busy = |c: &Counts| c.requests >= MIN_CALLS;
     let from = |f: &dyn Fn(&Counts) -> Option<f64>| -> Vec<(i64, f64)> {
@@ -195,7 +203,8 @@ pub fn metrics(
                 point.at_ms,
                 point.at_ms + BUCKET_MS,
                 EXAMPLES,
-            )?;
+            )
+            .map_err(sql)?;
             change_points.push(Shift {
                 metric: metric.clone(),
                 point,

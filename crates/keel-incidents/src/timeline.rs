@@ -139,7 +139,9 @@ pub fn build(
     let (since, until) = window(incident, now_ms);
     let scope = incident.scope.as_deref();
     let mut entries = Vec::new();
-    for a in keel_store::alerts::list_alert_events(conn, since, MAX_EVENTS)? {
+    for a in keel_store::alerts::list_alert_events(conn, since, MAX_EVENTS)
+        .map_err(crate::series::sql)?
+    {
         if a.at_ms >= until || a.state == "test" || !alert_relevant(incident, &a.scope, &a.name) {
             continue;
         }

@@ -2,36 +2,45 @@
 //! several replicas run a due canary, and the record of every run — trigger, eval run,
 //! the model version that answered, the baseline it was compared with and the verdict.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 use crate::error::StoreError;
+use crate::sql::{Db, Row};
+use crate::values;
 
 /// Take the lease on `name` for `holder` until `now_ms + ttl_ms`: `true` when it is
 /// ours now — free, expired, or already ours (renewed).
-pub fn try_acquire_lease(
-    conn: &mut Connection,
+///
+/// One conditional upsert, checked by the rows it changed: on PostgreSQL the conflicting
+/// row is locked and the condition re-read under the lock, so of replicas racing for a
+/// free or expired lease exactly one gets it.
+pub fn try_acquire_lease<'c>(
+    db: impl Into<Db<'c>>,
     name: &str,
     holder: &str,
     now_ms: i64,
     ttl_ms: i64,
 ) -> Result<bool, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let n = tx.execute(
-        "INSERT INTO canary_leases (name, holder, expires_ms) VALUES (?1, ?2, ?3)
-         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms
-          WHERE canary_leases.expires_ms <= ?4 OR canary_leases.holder = excluded.holder",
-        params![name, holder, now_ms.saturating_add(ttl_ms), now_ms],
-    )?;
-    tx.commit()?;
+    let n = db.into().exclusive_for(&format!("canary-lease:{name}"), |tx| {
+        tx.execute(
+            "INSERT INTO canary_leases (name, holder, expires_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms
+              WHERE canary_leases.expires_ms <= ?4 OR canary_leases.holder = excluded.holder",
+            &values![name, holder, now_ms.saturating_add(ttl_ms), now_ms],
+        )
+    })?;
     Ok(n > 0)
 }
 
 /// Give the lease back (only when `holder` holds it).
-pub fn release_lease(conn: &Connection, name: &str, holder: &str) -> Result<(), StoreError> {
-    conn.execute(
+pub fn release_lease<'c>(
+    db: impl Into<Db<'c>>,
+    name: &str,
+    holder: &str,
+) -> Result<(), StoreError> {
+    db.into().execute(
         "DELETE FROM canary_leases WHERE name = ?1 AND holder = ?2",
-        params![name, holder],
+        &values![name, holder],
     )?;
     Ok(())
 }
@@ -71,12 +80,12 @@ pub struct NewCanaryRun<'a> {
     pub error: Option<&'a str>,
 }
 
-pub fn record_run(conn: &Connection, r: &NewCanaryRun<'_>) -> Result<i64, StoreError> {
-    conn.execute(
+pub fn record_run<'c>(db: impl Into<Db<'c>>, r: &NewCanaryRun<'_>) -> Result<i64, StoreError> {
+    db.into().query_row(
         "INSERT INTO canary_runs (canary, suite, model, trigger, started_ms, finished_ms, run_id,
              model_version, baseline_run_id, changed, verdict_json, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+        &values![
             r.canary,
             r.suite,
             r.model,
@@ -87,16 +96,16 @@ pub fn record_run(conn: &Connection, r: &NewCanaryRun<'_>) -> Result<i64, StoreE
             r.model_version,
             r.baseline_run_id,
             r.changed,
-            r.verdict_json,
+            &r.verdict_json,
             r.error
         ],
-    )?;
-    Ok(conn.last_insert_rowid())
+        |row| row.get(0),
+    )
 }
 
 const COLUMNS: &str = "id, canary, suite, model, trigger, started_ms, finished_ms, run_id, model_version, baseline_run_id, changed, verdict_json, error";
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CanaryRun> {
+fn row(r: &Row<'_>) -> Result<CanaryRun, StoreError> {
     Ok(CanaryRun {
         id: r.get(0)?,
         canary: r.get(1)?,
@@ -115,82 +124,90 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CanaryRun> {
 }
 
 /// The latest run of `canary`.
-pub fn last_run(conn: &Connection, canary: &str) -> rusqlite::Result<Option<CanaryRun>> {
-    conn.query_row(
+pub fn last_run<'c>(db: impl Into<Db<'c>>, canary: &str) -> Result<Option<CanaryRun>, StoreError> {
+    db.into().query_opt(
         &format!("SELECT {COLUMNS} FROM canary_runs WHERE canary = ?1 ORDER BY id DESC LIMIT 1"),
-        params![canary],
+        &values![canary],
         row,
     )
-    .optional()
 }
 
 /// The latest successful run of `canary` on a model version other than `version`: the
 /// baseline a run on `version` is compared with.
-pub fn last_run_on_other_version(
-    conn: &Connection,
+pub fn last_run_on_other_version<'c>(
+    db: impl Into<Db<'c>>,
     canary: &str,
     version: &str,
-) -> rusqlite::Result<Option<CanaryRun>> {
-    conn.query_row(
+) -> Result<Option<CanaryRun>, StoreError> {
+    db.into().query_opt(
         &format!(
             "SELECT {COLUMNS} FROM canary_runs
               WHERE canary = ?1 AND run_id IS NOT NULL AND model_version IS NOT NULL AND model_version <> ?2
               ORDER BY id DESC LIMIT 1"
         ),
-        params![canary, version],
+        &values![canary, version],
         row,
     )
-    .optional()
 }
 
 /// Runs of every canary, newest first.
-pub fn list_runs(conn: &Connection, limit: usize) -> rusqlite::Result<Vec<CanaryRun>> {
+pub fn list_runs<'c>(db: impl Into<Db<'c>>, limit: usize) -> Result<Vec<CanaryRun>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM canary_runs ORDER BY id DESC LIMIT ?1"
-    ))?;
-    let rows = stmt.query_map(params![limit], row)?;
-    rows.collect()
+    db.into().query(
+        &format!("SELECT {COLUMNS} FROM canary_runs ORDER BY id DESC LIMIT ?1"),
+        &values![limit],
+        row,
+    )
 }
 
 /// The version that answered most of an eval run's calls: each call's
 /// `system_fingerprint`, else the model the provider reported.
-pub fn answered_version(conn: &Connection, run_id: &str) -> rusqlite::Result<Option<String>> {
-    conn.query_row(
+pub fn answered_version<'c>(
+    db: impl Into<Db<'c>>,
+    run_id: &str,
+) -> Result<Option<String>, StoreError> {
+    // The expression repeated and grouped by position: PostgreSQL reads no output
+    // name in WHERE.
+    db.into().query_opt(
         "SELECT COALESCE(NULLIF(t.system_fingerprint, ''), t.served_model) AS v
            FROM eval_results r JOIN traces t ON t.id = r.trace_id
-          WHERE r.run_id = ?1 AND v IS NOT NULL
-          GROUP BY v ORDER BY COUNT(*) DESC, v LIMIT 1",
-        params![run_id],
+          WHERE r.run_id = ?1 AND COALESCE(NULLIF(t.system_fingerprint, ''), t.served_model) IS NOT NULL
+          GROUP BY 1 ORDER BY COUNT(*) DESC, 1 LIMIT 1",
+        &values![run_id],
         |r| r.get(0),
     )
-    .optional()
 }
 
 /// Calls of an eval run refused with one of `classes` (governance: a budget, a rate
 /// limit, a kill switch).
-pub fn refused_calls(conn: &Connection, run_id: &str, classes: &[&str]) -> rusqlite::Result<i64> {
+pub fn refused_calls<'c>(
+    db: impl Into<Db<'c>>,
+    run_id: &str,
+    classes: &[&str],
+) -> Result<i64, StoreError> {
+    let db = db.into();
     let mut n = 0;
-    let mut stmt = conn.prepare_cached(
-        "SELECT COUNT(*) FROM eval_results r JOIN traces t ON t.id = r.trace_id
-          WHERE r.run_id = ?1 AND t.error_class = ?2",
-    )?;
     for c in classes {
-        n += stmt.query_row(params![run_id, c], |r| r.get::<_, i64>(0))?;
+        n += db.query_row(
+            "SELECT COUNT(*) FROM eval_results r JOIN traces t ON t.id = r.trace_id
+              WHERE r.run_id = ?1 AND t.error_class = ?2",
+            &values![run_id, *c],
+            |r| r.get::<i64>(0),
+        )?;
     }
     Ok(n)
 }
 
 /// Whether `model` changed version (an audited `model.version_changed`) after `since_ms`.
-pub fn version_changed_since(
-    conn: &Connection,
+pub fn version_changed_since<'c>(
+    db: impl Into<Db<'c>>,
     model: &str,
     since_ms: i64,
-) -> rusqlite::Result<bool> {
-    conn.query_row(
+) -> Result<bool, StoreError> {
+    db.into().query_row(
         "SELECT EXISTS (SELECT 1 FROM audit_events
                          WHERE action = 'model.version_changed' AND target = ?1 AND at_ms > ?2)",
-        params![model, since_ms],
+        &values![model, since_ms],
         |r| r.get(0),
     )
 }
@@ -199,33 +216,50 @@ pub fn version_changed_since(
 mod tests {
     use super::*;
 
-    use crate::test_conn as conn;
+    use crate::alerts::tests::race;
+    use crate::testing::stores;
 
     #[test]
     fn one_holder_at_a_time_until_the_lease_expires() {
-        let (_d, mut c) = conn();
-        assert!(try_acquire_lease(&mut c, "s@m", "a", 1_000, 10_000).unwrap());
-        assert!(!try_acquire_lease(&mut c, "s@m", "b", 2_000, 10_000).unwrap());
-        assert!(
-            try_acquire_lease(&mut c, "s@m", "a", 3_000, 10_000).unwrap(),
-            "renewed"
-        );
-        assert!(
-            try_acquire_lease(&mut c, "s@m", "b", 13_000, 10_000).unwrap(),
-            "expired"
-        );
-        release_lease(&c, "s@m", "a").unwrap();
-        assert!(
-            !try_acquire_lease(&mut c, "s@m", "a", 14_000, 10_000).unwrap(),
-            "a cannot release b's"
-        );
-        release_lease(&c, "s@m", "b").unwrap();
-        assert!(try_acquire_lease(&mut c, "s@m", "a", 15_000, 10_000).unwrap());
+        for (backend, store, _db) in stores() {
+            let c = store.conn().unwrap();
+            assert!(try_acquire_lease(&c, "s@m", "a", 1_000, 10_000).unwrap());
+            assert!(!try_acquire_lease(&c, "s@m", "b", 2_000, 10_000).unwrap());
+            assert!(
+                try_acquire_lease(&c, "s@m", "a", 3_000, 10_000).unwrap(),
+                "{backend}: renewed"
+            );
+            assert!(
+                try_acquire_lease(&c, "s@m", "b", 13_000, 10_000).unwrap(),
+                "{backend}: expired"
+            );
+            release_lease(&c, "s@m", "a").unwrap();
+            assert!(
+                !try_acquire_lease(&c, "s@m", "a", 14_000, 10_000).unwrap(),
+                "{backend}: a cannot release b's"
+            );
+            release_lease(&c, "s@m", "b").unwrap();
+            assert!(try_acquire_lease(&c, "s@m", "a", 15_000, 10_000).unwrap());
+        }
+    }
+
+    #[test]
+    fn replicas_racing_for_a_lease_never_both_hold_it() {
+        for (backend, store, _db) in stores() {
+            // A free lease, then an expired one: each time exactly one racer gets it.
+            for (round, now) in [(0, 1_000), (1, 100_000)] {
+                let won = race(backend, 6, |i| {
+                    let c = store.conn().unwrap();
+                    let holder = format!("r{round}-{i}");
+                    try_acquire_lease(&c, "s@m", &holder, now, 10_000).unwrap()
+                });
+                assert_eq!(won.iter().filter(|w| **w).count(), 1, "{backend}: {won:?}");
+            }
+        }
     }
 
     #[test]
     fn the_baseline_is_the_last_run_on_another_version() {
-        let (_d, c) = conn();
         fn run<'a>(run: &'a str, version: &'a str, at: i64) -> NewCanaryRun<'a> {
             NewCanaryRun {
                 canary: "s@m",
@@ -239,25 +273,103 @@ mod tests {
                 ..NewCanaryRun::default()
             }
         }
-        record_run(&c, &run("r1", "fp_a", 1)).unwrap();
-        record_run(&c, &run("r2", "fp_a", 2)).unwrap();
-        record_run(&c, &run("r3", "fp_b", 3)).unwrap();
-        let base = last_run_on_other_version(&c, "s@m", "fp_b")
-            .unwrap()
+        for (backend, store, _db) in stores() {
+            let c = store.conn().unwrap();
+            let first = record_run(&c, &run("r1", "fp_a", 1)).unwrap();
+            record_run(&c, &run("r2", "fp_a", 2)).unwrap();
+            let third = record_run(
+                &c,
+                &NewCanaryRun {
+                    changed: true,
+                    verdict_json: Some("{}".into()),
+                    ..run("r3", "fp_b", 3)
+                },
+            )
             .unwrap();
-        assert_eq!(base.run_id.as_deref(), Some("r2"));
-        assert!(
-            last_run_on_other_version(&c, "s@m", "fp_c")
+            assert_eq!(third, first + 2, "{backend}");
+            let base = last_run_on_other_version(&c, "s@m", "fp_b")
                 .unwrap()
-                .unwrap()
-                .run_id
-                .as_deref()
-                == Some("r3")
-        );
-        assert_eq!(
-            last_run(&c, "s@m").unwrap().unwrap().run_id.as_deref(),
-            Some("r3")
-        );
-        assert!(last_run(&c, "other").unwrap().is_none());
+                .unwrap();
+            assert_eq!(base.run_id.as_deref(), Some("r2"), "{backend}");
+            assert!(!base.changed);
+            assert_eq!(
+                last_run_on_other_version(&c, "s@m", "fp_c")
+                    .unwrap()
+                    .unwrap()
+                    .run_id
+                    .as_deref(),
+                Some("r3")
+            );
+            let last = last_run(&c, "s@m").unwrap().unwrap();
+            assert_eq!(
+                (last.run_id.as_deref(), last.changed, last.finished_ms),
+                (Some("r3"), true, Some(4)),
+                "{backend}"
+            );
+            assert!(last_run(&c, "other").unwrap().is_none());
+            let ids: Vec<i64> = list_runs(&c, 2).unwrap().iter().map(|r| r.id).collect();
+            assert_eq!(ids, [third, third - 1], "{backend}");
+        }
+    }
+
+    #[test]
+    fn a_runs_version_refusals_and_audited_changes_are_read_back() {
+        for (backend, store, _db) in stores() {
+            let c = store.conn().unwrap();
+            let call = |id: &str, fp: Option<&str>, class: Option<&str>| {
+                let mut t = keel_core::trace::TraceRecord::new(
+                    id.into(),
+                    1,
+                    "openai",
+                    "/v1/chat/completions",
+                );
+                t.system_fingerprint = fp.map(Into::into);
+                // A refused call reports no model: it counts for no version.
+                t.served_model = class.is_none().then(|| "gpt-x-0101".to_string());
+                t.error_class = class.map(Into::into);
+                t
+            };
+            crate::trace_row::insert_batch(
+                &c,
+                &[
+                    call("a", Some("fp_b"), None),
+                    call("b", Some("fp_b"), None),
+                    call("c", Some(""), None),
+                    call("d", None, Some("budget_exceeded")),
+                    call("e", None, Some("rate_limited")),
+                ],
+            )
+            .unwrap();
+            for (i, t) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+                c.db()
+                    .execute(
+                        "INSERT INTO eval_results (run_id, case_id, repeat_idx, pass, score, latency_ms,
+                             trace_id, assertions_json) VALUES ('run1', ?1, 0, 1, 1.0, 5, ?2, '[]')",
+                        &values![format!("case{i}"), *t],
+                    )
+                    .unwrap();
+            }
+            assert_eq!(
+                answered_version(&c, "run1").unwrap().as_deref(),
+                Some("fp_b"),
+                "{backend}"
+            );
+            assert_eq!(answered_version(&c, "none").unwrap(), None);
+            assert_eq!(
+                refused_calls(&c, "run1", &["budget_exceeded", "rate_limited", "killed"]).unwrap(),
+                2,
+                "{backend}"
+            );
+            assert!(!version_changed_since(&c, "gpt-x", 0).unwrap());
+            c.db()
+                .execute(
+                    "INSERT INTO audit_events (at_ms, actor, action, target)
+                     VALUES (50, 'keel', 'model.version_changed', 'gpt-x')",
+                    &[],
+                )
+                .unwrap();
+            assert!(version_changed_since(&c, "gpt-x", 0).unwrap(), "{backend}");
+            assert!(!version_changed_since(&c, "gpt-x", 50).unwrap());
+        }
     }
 }

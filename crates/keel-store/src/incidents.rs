@@ -5,11 +5,12 @@
 //! change is audited in the same transaction (`incident.open`, `incident.note`,
 //! `incident.alert`, `incident.close`; target `incident-ID`).
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 use crate::audit::{record_audit, NewAuditEvent};
 use crate::error::StoreError;
+use crate::sql::{Db, Row};
+use crate::values;
 
 /// One incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,17 +63,20 @@ pub struct NewIncident<'a> {
     pub severity: Option<&'a str>,
 }
 
+/// The lock incident writes take turns at on PostgreSQL (see `Db::exclusive`).
+const LOCK: &str = "incidents";
+
 fn audit(
-    conn: &Connection,
+    db: Db<'_>,
     at_ms: i64,
     actor: &str,
     action: &str,
     id: i64,
     text: &str,
     details: Option<serde_json::Value>,
-) -> rusqlite::Result<i64> {
+) -> Result<i64, StoreError> {
     record_audit(
-        conn,
+        db,
         at_ms,
         &NewAuditEvent {
             actor,
@@ -84,29 +88,28 @@ fn audit(
             details,
         },
     )
-    .map_err(crate::error::into_sqlite)
 }
 
 fn add_event(
-    conn: &Connection,
+    db: Db<'_>,
     id: i64,
     at_ms: i64,
     kind: &str,
     actor: &str,
     text: &str,
-) -> rusqlite::Result<()> {
-    conn.execute(
+) -> Result<(), StoreError> {
+    db.execute(
         "INSERT INTO incident_events (incident_id, at_ms, kind, actor, text) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, at_ms, kind, actor, text],
+        &values![id, at_ms, kind, actor, text],
     )?;
     Ok(())
 }
 
-fn insert(conn: &Connection, n: &NewIncident<'_>) -> rusqlite::Result<i64> {
-    conn.execute(
+fn insert(db: Db<'_>, n: &NewIncident<'_>) -> Result<i64, StoreError> {
+    let id: i64 = db.query_row(
         "INSERT INTO incidents (title, kind, scope, status, opened_at_ms, opened_by, first_signal_ms, alert_rule, severity)
-         VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7, ?8)",
-        params![
+         VALUES (?1, ?2, ?3, 'open', ?4, ?5, ?6, ?7, ?8) RETURNING id",
+        &values![
             n.title,
             n.kind,
             n.scope,
@@ -116,11 +119,11 @@ fn insert(conn: &Connection, n: &NewIncident<'_>) -> rusqlite::Result<i64> {
             n.alert_rule,
             n.severity.unwrap_or(DEFAULT_SEVERITY)
         ],
+        |r| r.get(0),
     )?;
-    let id = conn.last_insert_rowid();
-    add_event(conn, id, n.at_ms, "opened", n.actor, n.title)?;
+    add_event(db, id, n.at_ms, "opened", n.actor, n.title)?;
     audit(
-        conn,
+        db,
         n.at_ms,
         n.actor,
         "incident.open",
@@ -132,92 +135,84 @@ fn insert(conn: &Connection, n: &NewIncident<'_>) -> rusqlite::Result<i64> {
 }
 
 /// Open an incident; its id.
-pub fn open(conn: &mut Connection, n: &NewIncident<'_>) -> Result<i64, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let id = insert(&tx, n)?;
-    tx.commit()?;
-    Ok(id)
+pub fn open<'c>(db: impl Into<Db<'c>>, n: &NewIncident<'_>) -> Result<i64, StoreError> {
+    db.into().exclusive_for(LOCK, |tx| insert(tx, n))
 }
 
 /// An alert rule fired: attach it to the rule's open incident, or open one. `(id, opened)`.
-pub fn open_or_attach(
-    conn: &mut Connection,
+/// Incident writes take turns (one lock for them all, as SQLite's write lock): replicas
+/// handling the same rule at once open one incident, and never attach to one being
+/// closed.
+pub fn open_or_attach<'c>(
+    db: impl Into<Db<'c>>,
     n: &NewIncident<'_>,
     alert_text: &str,
 ) -> Result<(i64, bool), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let existing: Option<i64> = match n.alert_rule {
-        Some(rule) => tx
-            .query_row(
+    db.into().exclusive_for(LOCK, |tx| {
+        let existing: Option<i64> = match n.alert_rule {
+            Some(rule) => tx.query_opt(
                 "SELECT id FROM incidents WHERE status = 'open' AND alert_rule = ?1 ORDER BY id DESC LIMIT 1",
-                params![rule],
+                &values![rule],
                 |r| r.get(0),
-            )
-            .optional()?,
-        None => None,
-    };
-    let (id, opened) = match existing {
-        Some(id) => (id, false),
-        None => (insert(&tx, n)?, true),
-    };
-    add_event(&tx, id, n.at_ms, "alert", n.actor, alert_text)?;
-    if !opened {
-        audit(
-            &tx,
-            n.at_ms,
-            n.actor,
-            "incident.alert",
-            id,
-            alert_text,
-            None,
-        )?;
-    }
-    tx.commit()?;
-    Ok((id, opened))
+            )?,
+            None => None,
+        };
+        let (id, opened) = match existing {
+            Some(id) => (id, false),
+            None => (insert(tx, n)?, true),
+        };
+        add_event(tx, id, n.at_ms, "alert", n.actor, alert_text)?;
+        if !opened {
+            audit(tx, n.at_ms, n.actor, "incident.alert", id, alert_text, None)?;
+        }
+        Ok((id, opened))
+    })
 }
 
 /// Add a note (or an action taken) to an open or closed incident.
-pub fn note(
-    conn: &mut Connection,
+pub fn note<'c>(
+    db: impl Into<Db<'c>>,
     id: i64,
     kind: &str,
     actor: &str,
     text: &str,
     at_ms: i64,
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    if get_in(&tx, id)?.is_none() {
-        return Err(StoreError::NotFound(format!("incident {id}")));
-    }
-    add_event(&tx, id, at_ms, kind, actor, text)?;
-    audit(&tx, at_ms, actor, "incident.note", id, text, None)?;
-    tx.commit()?;
-    Ok(())
+    db.into().exclusive_for(LOCK, |tx| {
+        if get_in(tx, id)?.is_none() {
+            return Err(StoreError::NotFound(format!("incident {id}")));
+        }
+        add_event(tx, id, at_ms, kind, actor, text)?;
+        audit(tx, at_ms, actor, "incident.note", id, text, None)?;
+        Ok(())
+    })
 }
 
 /// Close an incident with its summary; `false` when it was already closed.
-pub fn close(
-    conn: &mut Connection,
+pub fn close<'c>(
+    db: impl Into<Db<'c>>,
     id: i64,
     actor: &str,
     summary: &str,
     at_ms: i64,
 ) -> Result<bool, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let Some(inc) = get_in(&tx, id)? else {
-        return Err(StoreError::NotFound(format!("incident {id}")));
-    };
-    if inc.status == "closed" {
-        return Ok(false);
-    }
-    tx.execute(
-        "UPDATE incidents SET status = 'closed', closed_at_ms = ?2, closed_by = ?3, summary = ?4 WHERE id = ?1",
-        params![id, at_ms, actor, summary],
-    )?;
-    add_event(&tx, id, at_ms, "closed", actor, summary)?;
-    audit(&tx, at_ms, actor, "incident.close", id, summary, None)?;
-    tx.commit()?;
-    Ok(true)
+    db.into().exclusive_for(LOCK, |tx| {
+        if get_in(tx, id)?.is_none() {
+            return Err(StoreError::NotFound(format!("incident {id}")));
+        }
+        // Conditional, so of two closing at once only one closes (and records it).
+        let closed = tx.execute(
+            "UPDATE incidents SET status = 'closed', closed_at_ms = ?2, closed_by = ?3, summary = ?4
+              WHERE id = ?1 AND status <> 'closed'",
+            &values![id, at_ms, actor, summary],
+        )?;
+        if closed == 0 {
+            return Ok(false);
+        }
+        add_event(tx, id, at_ms, "closed", actor, summary)?;
+        audit(tx, at_ms, actor, "incident.close", id, summary, None)?;
+        Ok(true)
+    })
 }
 
 const COLUMNS: &str = "id, title, kind, scope, status, opened_at_ms, opened_by, first_signal_ms, alert_rule, closed_at_ms, closed_by, summary, severity";
@@ -227,7 +222,7 @@ pub const DEFAULT_SEVERITY: &str = "sev2";
 /// The severities, worst first.
 pub const SEVERITIES: [&str; 4] = ["sev1", "sev2", "sev3", "sev4"];
 
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
+fn row(r: &Row<'_>) -> Result<Incident, StoreError> {
     Ok(Incident {
         id: r.get(0)?,
         title: r.get(1)?,
@@ -245,25 +240,27 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Incident> {
     })
 }
 
-fn get_in(conn: &Connection, id: i64) -> rusqlite::Result<Option<Incident>> {
-    conn.query_row(
+fn get_in(db: Db<'_>, id: i64) -> Result<Option<Incident>, StoreError> {
+    db.query_opt(
         &format!("SELECT {COLUMNS} FROM incidents WHERE id = ?1"),
-        params![id],
+        &values![id],
         row,
     )
-    .optional()
 }
 
 /// One incident and its events, oldest first.
-pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<(Incident, Vec<IncidentEvent>)>> {
-    let Some(inc) = get_in(conn, id)? else {
+pub fn get<'c>(
+    db: impl Into<Db<'c>>,
+    id: i64,
+) -> Result<Option<(Incident, Vec<IncidentEvent>)>, StoreError> {
+    let db = db.into();
+    let Some(inc) = get_in(db, id)? else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare(
+    let events = db.query(
         "SELECT id, at_ms, kind, actor, text FROM incident_events WHERE incident_id = ?1 ORDER BY at_ms, id",
-    )?;
-    let events = stmt
-        .query_map(params![id], |r| {
+        &values![id],
+        |r| {
             Ok(IncidentEvent {
                 id: r.get(0)?,
                 at_ms: r.get(1)?,
@@ -271,101 +268,167 @@ pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<(Incident, Vec
                 actor: r.get(3)?,
                 text: r.get(4)?,
             })
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+        },
+    )?;
     Ok(Some((inc, events)))
 }
 
 /// Incidents, newest first: open ones only unless `all`.
-pub fn list(conn: &Connection, all: bool, limit: usize) -> rusqlite::Result<Vec<Incident>> {
+pub fn list<'c>(
+    db: impl Into<Db<'c>>,
+    all: bool,
+    limit: usize,
+) -> Result<Vec<Incident>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM incidents WHERE ?1 OR status = 'open' ORDER BY id DESC LIMIT ?2"
-    ))?;
-    let rows = stmt.query_map(params![all, limit], row)?;
-    rows.collect()
+    db.into().query(
+        &format!(
+            "SELECT {COLUMNS} FROM incidents WHERE ?1 = 1 OR status = 'open' ORDER BY id DESC LIMIT ?2"
+        ),
+        &values![all, limit],
+        row,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use crate::test_conn as conn;
+    /// Every audit entry, oldest first: (action, actor, target).
+    fn audit_log(db: Db<'_>) -> Vec<(String, String, String)> {
+        db.query(
+            "SELECT action, actor, target FROM audit_events ORDER BY id",
+            &[],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    }
 
     #[test]
     fn an_incident_opens_takes_notes_and_closes_audited() {
-        let (_d, mut c) = conn();
-        let id = open(
-            &mut c,
-            &NewIncident {
-                title: "answers are wrong",
-                kind: Some("hallucination"),
-                scope: Some("function=support"),
-                actor: "ana",
-                at_ms: 1_000,
-                ..NewIncident::default()
-            },
-        )
-        .unwrap();
-        note(&mut c, id, "note", "bo", "looking at v7", 2_000).unwrap();
-        assert!(close(&mut c, id, "ana", "rolled back v7", 3_000).unwrap());
-        assert!(!close(&mut c, id, "ana", "again", 4_000).unwrap());
-        let (inc, events) = get(&c, id).unwrap().unwrap();
-        assert_eq!(inc.status, "closed");
-        assert_eq!(inc.summary.as_deref(), Some("rolled back v7"));
-        let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
-        assert_eq!(kinds, ["opened", "note", "closed"]);
-        let audit: Vec<_> = crate::list_audit(&c, 0, 0)
-            .unwrap()
-            .into_iter()
-            .rev()
-            .map(|e| (e.action, e.actor))
-            .collect();
-        assert_eq!(
-            audit,
-            [
-                ("incident.open".to_string(), "ana".to_string()),
-                ("incident.note".into(), "bo".into()),
-                ("incident.close".into(), "ana".into()),
-            ]
-        );
-        assert!(matches!(
-            note(&mut c, 99, "note", "x", "y", 1),
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(list(&c, false, 10).unwrap().is_empty());
-        assert_eq!(list(&c, true, 10).unwrap().len(), 1);
+        for (backend, store, _db) in crate::testing::stores() {
+            let c = store.conn().unwrap();
+            let id = open(
+                &c,
+                &NewIncident {
+                    title: "answers are wrong",
+                    kind: Some("hallucination"),
+                    scope: Some("function=support"),
+                    actor: "ana",
+                    at_ms: 1_000,
+                    ..NewIncident::default()
+                },
+            )
+            .unwrap();
+            note(&c, id, "note", "bo", "looking at v7", 2_000).unwrap();
+            assert!(close(&c, id, "ana", "rolled back v7", 3_000).unwrap());
+            assert!(!close(&c, id, "ana", "again", 4_000).unwrap());
+            let (inc, events) = get(&c, id).unwrap().unwrap();
+            assert_eq!(inc.status, "closed", "{backend}");
+            assert_eq!(inc.severity, "sev2", "{backend}");
+            assert_eq!(inc.summary.as_deref(), Some("rolled back v7"));
+            assert_eq!(inc.closed_at_ms, Some(3_000));
+            let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+            assert_eq!(kinds, ["opened", "note", "closed"], "{backend}");
+            let target = format!("incident-{id}");
+            assert_eq!(
+                audit_log(c.db()),
+                [
+                    (
+                        "incident.open".to_string(),
+                        "ana".to_string(),
+                        target.clone()
+                    ),
+                    ("incident.note".into(), "bo".into(), target.clone()),
+                    ("incident.close".into(), "ana".into(), target),
+                ],
+                "{backend}"
+            );
+            assert!(matches!(
+                note(&c, 99, "note", "x", "y", 1),
+                Err(StoreError::NotFound(_))
+            ));
+            assert!(matches!(
+                close(&c, 99, "x", "y", 1),
+                Err(StoreError::NotFound(_))
+            ));
+            assert!(get(&c, 99).unwrap().is_none());
+            assert!(list(&c, false, 10).unwrap().is_empty(), "{backend}");
+            assert_eq!(list(&c, true, 10).unwrap().len(), 1, "{backend}");
+        }
     }
 
     #[test]
     fn a_rule_firing_again_attaches_to_its_open_incident() {
-        let (_d, mut c) = conn();
-        let n = NewIncident {
-            title: "cost runaway",
-            kind: Some("cost-runaway"),
-            scope: Some("feature=chat"),
-            actor: "keel",
-            at_ms: 1_000,
-            alert_rule: Some("chat-spend"),
-            ..NewIncident::default()
-        };
-        let (a, opened) = open_or_attach(&mut c, &n, "spend 3x").unwrap();
-        assert!(opened);
-        let (b, opened) = open_or_attach(
-            &mut c,
-            &NewIncident {
-                at_ms: 2_000,
-                ..n.clone()
-            },
-            "again",
-        )
-        .unwrap();
-        assert_eq!((a, opened), (b, false));
-        close(&mut c, a, "ana", "capped", 3_000).unwrap();
-        let (d, opened) =
-            open_or_attach(&mut c, &NewIncident { at_ms: 4_000, ..n }, "back").unwrap();
-        assert!(opened && d != a, "a closed incident is not reopened");
-        let (_, events) = get(&c, a).unwrap().unwrap();
-        assert_eq!(events.iter().filter(|e| e.kind == "alert").count(), 2);
+        for (backend, store, _db) in crate::testing::stores() {
+            let c = store.conn().unwrap();
+            let n = NewIncident {
+                title: "cost runaway",
+                kind: Some("cost-runaway"),
+                scope: Some("feature=chat"),
+                actor: "keel",
+                at_ms: 1_000,
+                alert_rule: Some("chat-spend"),
+                ..NewIncident::default()
+            };
+            let (a, opened) = open_or_attach(&c, &n, "spend 3x").unwrap();
+            assert!(opened, "{backend}");
+            let (b, opened) = open_or_attach(
+                &c,
+                &NewIncident {
+                    at_ms: 2_000,
+                    ..n.clone()
+                },
+                "again",
+            )
+            .unwrap();
+            assert_eq!((a, opened), (b, false), "{backend}");
+            close(&c, a, "ana", "capped", 3_000).unwrap();
+            let (d, opened) =
+                open_or_attach(&c, &NewIncident { at_ms: 4_000, ..n }, "back").unwrap();
+            assert!(
+                opened && d != a,
+                "{backend}: a closed incident is not reopened"
+            );
+            let (_, events) = get(&c, a).unwrap().unwrap();
+            assert_eq!(events.iter().filter(|e| e.kind == "alert").count(), 2);
+            assert_eq!(
+                list(&c, true, 10)
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.id)
+                    .collect::<Vec<_>>(),
+                [d, a],
+                "{backend}: newest first"
+            );
+        }
+    }
+
+    #[test]
+    fn replicas_firing_one_rule_at_once_open_one_incident() {
+        for (backend, store, _db) in crate::testing::stores() {
+            let n = NewIncident {
+                title: "errors",
+                actor: "keel",
+                at_ms: 1_000,
+                alert_rule: Some("errors"),
+                ..NewIncident::default()
+            };
+            let got = crate::alerts::tests::race(backend, 4, |_| {
+                let c = store.conn().unwrap();
+                open_or_attach(&c, &n, "fired").unwrap()
+            });
+            assert_eq!(
+                got.iter().filter(|(_, opened)| *opened).count(),
+                1,
+                "{backend}"
+            );
+            let c = store.conn().unwrap();
+            assert_eq!(list(&c, true, 10).unwrap().len(), 1, "{backend}");
+            let closed = crate::alerts::tests::race(backend, 3, |_| {
+                let c = store.conn().unwrap();
+                close(&c, got[0].0, "ana", "done", 2_000).unwrap()
+            });
+            assert_eq!(closed.iter().filter(|c| **c).count(), 1, "{backend}");
+        }
     }
 }

@@ -11,11 +11,12 @@
 //! changes nothing. Cases already pulled into a suite's dataset file live in the
 //! repository, not here: they are listed so they can be removed there.
 
-use rusqlite::{params, Connection, TransactionBehavior};
 use serde::Serialize;
 
 use crate::audit::{record_audit, NewAuditEvent};
 use crate::error::StoreError;
+use crate::sql::Db;
+use crate::values;
 
 /// The audit action of a purge.
 pub const ACTION: &str = "traces.purge";
@@ -70,74 +71,134 @@ pub struct PurgeCounts {
 /// Where a step's count goes (`None`: not counted on its own).
 type Field = Option<fn(&mut PurgeCounts) -> &mut u64>;
 
-/// What goes with the traces in `temp.purge_ids`, in dependency order: (count field,
+/// What goes with the traces in `purge_ids`, in dependency order: (count field,
 /// table, which rows).
 const STEPS: [(Field, &str, &str); 11] = [
-    (Some(|c| &mut c.scores), "scores", "trace_id IN (SELECT id FROM temp.purge_ids)"),
-    (Some(|c| &mut c.feedback), "feedback", "trace_id IN (SELECT id FROM temp.purge_ids)"),
-    (Some(|c| &mut c.online_eval_failures), "online_eval_failures", "trace_id IN (SELECT id FROM temp.purge_ids)"),
-    (None, "review_claims", "item_id IN (SELECT id FROM review_items WHERE trace_id IN (SELECT id FROM temp.purge_ids))"),
-    (None, "review_skips", "item_id IN (SELECT id FROM review_items WHERE trace_id IN (SELECT id FROM temp.purge_ids))"),
-    (Some(|c| &mut c.review_labels), "review_labels", "trace_id IN (SELECT id FROM temp.purge_ids)"),
-    (Some(|c| &mut c.review_items), "review_items", "trace_id IN (SELECT id FROM temp.purge_ids)"),
-    (Some(|c| &mut c.dataset_drafts), "dataset_drafts", "trace_id IN (SELECT id FROM temp.purge_ids)"),
-    (Some(|c| &mut c.replay_cases), "replay_cases", "trace_id IN (SELECT id FROM temp.purge_ids)"),
-    (Some(|c| &mut c.app_spans), "app_spans", "trace_id IN (SELECT otel_trace_id FROM temp.purge_ids WHERE otel_trace_id IS NOT NULL)"),
-    (Some(|c| &mut c.responses), "responses", "trace_id IN (SELECT id FROM temp.purge_ids)"),
+    (
+        Some(|c| &mut c.scores),
+        "scores",
+        "trace_id IN (SELECT id FROM purge_ids)",
+    ),
+    (
+        Some(|c| &mut c.feedback),
+        "feedback",
+        "trace_id IN (SELECT id FROM purge_ids)",
+    ),
+    (
+        Some(|c| &mut c.online_eval_failures),
+        "online_eval_failures",
+        "trace_id IN (SELECT id FROM purge_ids)",
+    ),
+    (
+        None,
+        "review_claims",
+        "item_id IN (SELECT id FROM review_items WHERE trace_id IN (SELECT id FROM purge_ids))",
+    ),
+    (
+        None,
+        "review_skips",
+        "item_id IN (SELECT id FROM review_items WHERE trace_id IN (SELECT id FROM purge_ids))",
+    ),
+    (
+        Some(|c| &mut c.review_labels),
+        "review_labels",
+        "trace_id IN (SELECT id FROM purge_ids)",
+    ),
+    (
+        Some(|c| &mut c.review_items),
+        "review_items",
+        "trace_id IN (SELECT id FROM purge_ids)",
+    ),
+    (
+        Some(|c| &mut c.dataset_drafts),
+        "dataset_drafts",
+        "trace_id IN (SELECT id FROM purge_ids)",
+    ),
+    (
+        Some(|c| &mut c.replay_cases),
+        "replay_cases",
+        "trace_id IN (SELECT id FROM purge_ids)",
+    ),
+    (
+        Some(|c| &mut c.app_spans),
+        "app_spans",
+        "trace_id IN (SELECT otel_trace_id FROM purge_ids WHERE otel_trace_id IS NOT NULL)",
+    ),
+    (
+        Some(|c| &mut c.responses),
+        "responses",
+        "trace_id IN (SELECT id FROM purge_ids)",
+    ),
 ];
 
 /// Traces per transaction of a purge: the trace writer never waits long for the lock.
 pub const BATCH: i64 = 1000;
 
-/// Delete the traces listed in `temp.purge_ids` (`rid`, `id`, `otel_trace_id`) and what
+/// Delete the traces listed in `purge_ids` (`rid`, `id`, `otel_trace_id`) and what
 /// derives from them (stored responses of those calls too), adding to `counts`. Shared
 /// with retention.
-pub(crate) fn delete_selected(tx: &Connection, counts: &mut PurgeCounts) -> Result<(), StoreError> {
+pub(crate) fn delete_selected(tx: Db<'_>, counts: &mut PurgeCounts) -> Result<(), StoreError> {
     for (field, table, rows) in STEPS {
-        let n = tx.execute(&format!("DELETE FROM {table} WHERE {rows}"), [])? as u64;
+        let n = tx.execute(&format!("DELETE FROM {table} WHERE {rows}"), &[])?;
         if let Some(field) = field {
             *field(counts) += n;
         }
     }
     counts.traces += tx.execute(
-        "DELETE FROM traces WHERE rowid IN (SELECT rid FROM temp.purge_ids)",
-        [],
-    )? as u64;
+        "DELETE FROM traces WHERE rowid IN (SELECT rid FROM purge_ids)",
+        &[],
+    )?;
     Ok(())
 }
 
-/// Fill `temp.purge_ids` with `subject`'s traces (at most `limit`) and the calls made
-/// about them — shadow mirrors and judge calls, which carry their text but no user,
-/// tenant or session of their own (`parent_id` names the call); the subject's own count.
-fn select(tx: &Connection, subject: &Subject, limit: i64) -> Result<i64, StoreError> {
-    tx.execute_batch("DROP TABLE IF EXISTS temp.purge_ids")?;
-    tx.execute(
-        &format!(
-            "CREATE TEMP TABLE purge_ids AS SELECT rowid AS rid, id, otel_trace_id FROM traces
-             WHERE {} = ?1 LIMIT ?2",
-            subject.column()
-        ),
-        params![subject.value(), limit],
-    )?;
-    let own: i64 = tx.query_row("SELECT count(*) FROM temp.purge_ids", [], |r| r.get(0))?;
-    tx.execute(
-        "INSERT INTO temp.purge_ids SELECT rowid, id, otel_trace_id FROM traces
-         WHERE parent_id IN (SELECT id FROM temp.purge_ids)
-           AND rowid NOT IN (SELECT rid FROM temp.purge_ids)",
-        [],
-    )?;
-    Ok(own)
+/// A new, empty `purge_ids`: the traces a batch removes. A temporary table (this
+/// connection's own on both backends, left unqualified: SQLite and PostgreSQL look for
+/// temporary tables first), created empty and filled by the caller, because PostgreSQL
+/// takes no parameters in `CREATE TABLE … AS`.
+pub(crate) fn create_ids(tx: Db<'_>) -> Result<(), StoreError> {
+    tx.batch(
+        "DROP TABLE IF EXISTS purge_ids;
+         CREATE TEMP TABLE purge_ids (rid BIGINT, id TEXT, otel_trace_id TEXT)",
+    )
 }
 
-/// Dataset cases pulled into suite files from the traces in `temp.purge_ids`.
-fn pulled_cases(tx: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut q = tx.prepare(
-        "SELECT suite || ': trace-' || trace_id FROM dataset_drafts
-         WHERE pulled_at_ms IS NOT NULL AND trace_id IN (SELECT id FROM temp.purge_ids)
-         ORDER BY suite, trace_id",
+/// Drop `purge_ids` (at the end of the transaction that filled it).
+pub(crate) fn drop_ids(tx: Db<'_>) -> Result<(), StoreError> {
+    tx.batch("DROP TABLE purge_ids")
+}
+
+/// Fill `purge_ids` with `subject`'s traces (at most `limit`) and the calls made
+/// about them — shadow mirrors and judge calls, which carry their text but no user,
+/// tenant or session of their own (`parent_id` names the call); the subject's own count.
+fn select(tx: Db<'_>, subject: &Subject, limit: i64) -> Result<i64, StoreError> {
+    create_ids(tx)?;
+    // Quoted: `user` is a reserved word on PostgreSQL.
+    let own = tx.execute(
+        &format!(
+            "INSERT INTO purge_ids SELECT rowid, id, otel_trace_id FROM traces
+             WHERE \"{}\" = ?1 LIMIT ?2",
+            subject.column()
+        ),
+        &values![subject.value(), limit],
     )?;
-    let cases = q.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-    Ok(cases)
+    tx.execute(
+        "INSERT INTO purge_ids SELECT rowid, id, otel_trace_id FROM traces
+         WHERE parent_id IN (SELECT id FROM purge_ids)
+           AND rowid NOT IN (SELECT rid FROM purge_ids)",
+        &[],
+    )?;
+    Ok(i64::try_from(own).unwrap_or(i64::MAX))
+}
+
+/// Dataset cases pulled into suite files from the traces in `purge_ids`.
+fn pulled_cases(tx: Db<'_>) -> Result<Vec<String>, StoreError> {
+    tx.query(
+        "SELECT suite || ': trace-' || trace_id FROM dataset_drafts
+         WHERE pulled_at_ms IS NOT NULL AND trace_id IN (SELECT id FROM purge_ids)
+         ORDER BY suite, trace_id",
+        &[],
+        |r| r.get(0),
+    )
 }
 
 /// Remove (or with `dry_run` count) every trace of `subject` and what derives from it.
@@ -145,34 +206,36 @@ fn pulled_cases(tx: &Connection) -> Result<Vec<String>, StoreError> {
 /// [`BATCH`] traces per transaction (with what derives from them), the audit entry last:
 /// a purge that is interrupted removed part of the data and is run again to finish. A dry
 /// run reads only (no write lock).
-pub fn purge(
-    conn: &mut Connection,
+pub fn purge<'c>(
+    db: impl Into<Db<'c>>,
     subject: &Subject,
     dry_run: bool,
     (actor, reason, now_ms): (&str, &str, i64),
 ) -> Result<PurgeCounts, StoreError> {
+    let db = db.into();
     if dry_run {
-        return count(conn, subject);
+        return count(db, subject);
     }
     let mut counts = PurgeCounts::default();
     loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let own = select(&tx, subject, BATCH)?;
-        counts.pulled_cases.extend(pulled_cases(&tx)?);
-        delete_selected(&tx, &mut counts)?;
-        tx.execute_batch("DROP TABLE temp.purge_ids")?;
-        tx.commit()?;
+        let own = db.exclusive_for("purge", |tx| {
+            let own = select(tx, subject, BATCH)?;
+            counts.pulled_cases.extend(pulled_cases(tx)?);
+            delete_selected(tx, &mut counts)?;
+            drop_ids(tx)?;
+            Ok(own)
+        })?;
         if own < BATCH {
             break;
         }
     }
     // For a tenant, also every response it stored (of calls already gone, say).
     if let Subject::Tenant(t) = subject {
-        counts.responses += conn.execute("DELETE FROM responses WHERE tenant = ?1", [t])? as u64;
+        counts.responses += db.execute("DELETE FROM responses WHERE tenant = ?1", &values![t])?;
     }
     counts.pulled_cases.sort();
     record_audit(
-        &*conn,
+        db,
         now_ms,
         &NewAuditEvent {
             actor,
@@ -184,40 +247,41 @@ pub fn purge(
             details: serde_json::to_value(&counts).ok(),
         },
     )?;
-    crate::rollup::rebuild_dirty(conn)?;
+    crate::rollup::repair(db)?;
     Ok(counts)
 }
 
-/// What a purge of `subject` would remove, read in one read transaction.
-fn count(conn: &mut Connection, subject: &Subject) -> Result<PurgeCounts, StoreError> {
-    let tx = conn.transaction()?;
-    select(&tx, subject, -1)?;
-    let mut counts = PurgeCounts {
-        pulled_cases: pulled_cases(&tx)?,
-        ..Default::default()
-    };
-    let n = |sql: &str| -> Result<u64, StoreError> {
-        let v: i64 = tx.query_row(sql, [], |r| r.get(0))?;
-        Ok(u64::try_from(v).unwrap_or(0))
-    };
-    for (field, table, rows) in STEPS {
-        if let Some(field) = field {
-            *field(&mut counts) = n(&format!("SELECT count(*) FROM {table} WHERE {rows}"))?;
+/// What a purge of `subject` would remove, read in one read transaction (its only
+/// write is to the temporary table, dropped before it ends).
+fn count(db: Db<'_>, subject: &Subject) -> Result<PurgeCounts, StoreError> {
+    db.transaction(|tx| {
+        select(tx, subject, i64::MAX)?;
+        let mut counts = PurgeCounts {
+            pulled_cases: pulled_cases(tx)?,
+            ..Default::default()
+        };
+        let n = |sql: &str| -> Result<u64, StoreError> {
+            let v: i64 = tx.query_row(sql, &[], |r| r.get(0))?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        for (field, table, rows) in STEPS {
+            if let Some(field) = field {
+                *field(&mut counts) = n(&format!("SELECT count(*) FROM {table} WHERE {rows}"))?;
+            }
         }
-    }
-    counts.traces = n("SELECT count(*) FROM temp.purge_ids")?;
-    if let Subject::Tenant(t) = subject {
-        let v: i64 = tx.query_row(
-            "SELECT count(*) FROM responses WHERE tenant = ?1
-               AND trace_id NOT IN (SELECT id FROM temp.purge_ids)",
-            [t],
-            |r| r.get(0),
-        )?;
-        counts.responses += u64::try_from(v).unwrap_or(0);
-    }
-    tx.execute_batch("DROP TABLE temp.purge_ids")?;
-    tx.rollback()?;
-    Ok(counts)
+        counts.traces = n("SELECT count(*) FROM purge_ids")?;
+        if let Subject::Tenant(t) = subject {
+            let v: i64 = tx.query_row(
+                "SELECT count(*) FROM responses WHERE tenant = ?1
+                   AND trace_id NOT IN (SELECT id FROM purge_ids)",
+                &values![t],
+                |r| r.get(0),
+            )?;
+            counts.responses += u64::try_from(v).unwrap_or(0);
+        }
+        drop_ids(tx)?;
+        Ok(counts)
+    })
 }
 
 #[cfg(test)]

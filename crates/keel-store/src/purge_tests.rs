@@ -3,10 +3,10 @@
 //! remains.
 
 use keel_core::trace::TraceRecord;
-use rusqlite::Connection;
 
 use crate::purge::{purge, PurgeCounts, Subject, ACTION};
-use crate::{trace_row, Store};
+use crate::testing::{stores, TestDb};
+use crate::{trace_row, values, Conn, Store};
 
 fn call(id: &str, user: &str, tenant: &str, otel: &str) -> TraceRecord {
     let mut t = TraceRecord::new(id.into(), 1_000_000, "openai", "/v1/chat/completions");
@@ -17,9 +17,19 @@ fn call(id: &str, user: &str, tenant: &str, otel: &str) -> TraceRecord {
     t
 }
 
-fn seeded() -> (Store, Connection) {
-    let store = Store::open(":memory:").unwrap();
-    let mut w = store.writer_conn().unwrap();
+/// Each backend's store (with its database's guard) and a connection to it, seeded.
+fn seeded() -> Vec<(&'static str, Store, Option<TestDb>, Conn)> {
+    stores()
+        .into_iter()
+        .map(|(backend, store, db)| {
+            let w = store.conn().unwrap();
+            seed(&w);
+            (backend, store, db, w)
+        })
+        .collect()
+}
+
+fn seed(w: &Conn) {
     let mut judge = TraceRecord::new("j".into(), 1_000_001, "openai", "/v1/chat/completions");
     judge.parent_id = Some("a".into());
     judge.origin = keel_core::trace::Origin::Judge;
@@ -30,8 +40,8 @@ fn seeded() -> (Store, Connection) {
         call("c", "u2", "acme", "t2"),
         judge,
     ];
-    trace_row::insert_batch(&mut w, &traces).unwrap();
-    w.execute_batch(
+    trace_row::insert_batch(w, &traces).unwrap();
+    w.db().batch(
         "INSERT INTO scores (trace_id, eval, metric, source, value, passed, created_at_ms)
            VALUES ('a', 'e', 'm', 'online', 1, 1, 1), ('c', 'e', 'm', 'online', 1, 1, 1);
          INSERT INTO feedback (trace_id, name, source, value_num, at_ms) VALUES ('b', 'thumb', 'user', 0, 1);
@@ -46,143 +56,149 @@ fn seeded() -> (Store, Connection) {
            VALUES ('resp_a', 'acme', 'a', 1, '{}', '[]'), ('resp_c', 'acme', 'c', 1, '{}', '[]');",
     )
     .unwrap();
-    (store, w)
 }
 
-fn count(c: &Connection, sql: &str) -> i64 {
-    c.query_row(sql, [], |r| r.get(0)).unwrap()
+fn count(c: &Conn, sql: &str) -> i64 {
+    c.db().query_row(sql, &[], |r| r.get(0)).unwrap()
 }
 
 #[test]
 fn a_users_traces_go_with_what_derives_from_them() {
-    let (_store, mut w) = seeded();
-    let user = Subject::User("u1".into());
-    let want = PurgeCounts {
-        traces: 3,
-        scores: 1,
-        feedback: 1,
-        review_items: 1,
-        review_labels: 1,
-        dataset_drafts: 1,
-        responses: 1,
-        app_spans: 1,
-        pulled_cases: vec!["support: trace-a".into()],
-        ..Default::default()
-    };
-    let dry = purge(&mut w, &user, true, ("ops", "DSR-1", 5)).unwrap();
-    assert_eq!(dry, want);
-    assert_eq!(
-        count(&w, "SELECT count(*) FROM traces"),
-        4,
-        "a dry run changes nothing"
-    );
-    assert_eq!(count(&w, "SELECT count(*) FROM audit_events"), 0);
+    for (backend, _store, _db, w) in seeded() {
+        let user = Subject::User("u1".into());
+        let want = PurgeCounts {
+            traces: 3,
+            scores: 1,
+            feedback: 1,
+            review_items: 1,
+            review_labels: 1,
+            dataset_drafts: 1,
+            responses: 1,
+            app_spans: 1,
+            pulled_cases: vec!["support: trace-a".into()],
+            ..Default::default()
+        };
+        let dry = purge(&w, &user, true, ("ops", "DSR-1", 5)).unwrap();
+        assert_eq!(dry, want, "{backend}");
+        assert_eq!(
+            count(&w, "SELECT count(*) FROM traces"),
+            4,
+            "{backend}: a dry run changes nothing"
+        );
+        assert_eq!(count(&w, "SELECT count(*) FROM audit_events"), 0);
 
-    let done = purge(&mut w, &user, false, ("ops", "DSR-1", 5)).unwrap();
-    assert_eq!(done, want);
-    assert_eq!(count(&w, "SELECT count(*) FROM traces"), 1);
-    assert_eq!(
-        count(&w, "SELECT count(*) FROM traces WHERE input LIKE '%u1%'"),
-        0
-    );
-    assert_eq!(
-        count(&w, "SELECT count(*) FROM scores"),
-        1,
-        "u2's score stays"
-    );
-    assert_eq!(count(&w, "SELECT count(*) FROM review_claims"), 0);
-    assert_eq!(
-        count(&w, "SELECT count(*) FROM app_spans WHERE trace_id = 't2'"),
-        1
-    );
-    assert_eq!(count(&w, "SELECT count(*) FROM responses"), 1);
-    // Audited, with the counts and not the data.
-    let (target, details): (String, String) = w
-        .query_row(
-            "SELECT target, details_json FROM audit_events WHERE action = ?1",
-            [ACTION],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap();
-    assert_eq!(target, "user=u1");
-    assert!(
-        details.contains("\"traces\":3") && !details.contains("secret"),
-        "{details}"
-    );
-    // The rollups count what remains.
-    assert_eq!(
-        count(
-            &w,
-            "SELECT sum(requests) FROM trace_rollups WHERE dim = 'all' AND res_ms = 300000"
-        ),
-        1
-    );
+        let done = purge(&w, &user, false, ("ops", "DSR-1", 5)).unwrap();
+        assert_eq!(done, want, "{backend}");
+        assert_eq!(count(&w, "SELECT count(*) FROM traces"), 1, "{backend}");
+        assert_eq!(
+            count(&w, "SELECT count(*) FROM traces WHERE input LIKE '%u1%'"),
+            0
+        );
+        assert_eq!(
+            count(&w, "SELECT count(*) FROM scores"),
+            1,
+            "{backend}: u2's score stays"
+        );
+        assert_eq!(count(&w, "SELECT count(*) FROM review_claims"), 0);
+        assert_eq!(
+            count(&w, "SELECT count(*) FROM app_spans WHERE trace_id = 't2'"),
+            1
+        );
+        assert_eq!(count(&w, "SELECT count(*) FROM responses"), 1);
+        // Audited, with the counts and not the data.
+        let (target, details): (String, String) = w
+            .db()
+            .query_row(
+                "SELECT target, details_json FROM audit_events WHERE action = ?1",
+                &values![ACTION],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(target, "user=u1");
+        assert!(
+            details.contains("\"traces\":3") && !details.contains("secret"),
+            "{details}"
+        );
+        // The rollups count what remains.
+        assert_eq!(
+            count(
+                &w,
+                "SELECT sum(requests) FROM trace_rollups WHERE dim = 'all' AND res_ms = 300000"
+            ),
+            1,
+            "{backend}"
+        );
+        assert_eq!(count(&w, "SELECT count(*) FROM trace_rollup_dirty"), 0);
+    }
 }
 
 #[test]
 fn a_tenant_purge_takes_every_response_it_stored() {
-    let (_store, mut w) = seeded();
-    w.execute_batch(
-        "INSERT INTO responses (id, tenant, trace_id, created_ms, response_json, conversation_json)
-           VALUES ('resp_x', 'acme', 'gone-already', 1, '{}', '[]');",
-    )
-    .unwrap();
-    let done = purge(
-        &mut w,
-        &Subject::Tenant("acme".into()),
-        false,
-        ("ops", "offboarding", 5),
-    )
-    .unwrap();
-    assert_eq!(done.traces, 4, "the judge call of a goes too");
-    assert_eq!(done.responses, 3);
-    assert_eq!(count(&w, "SELECT count(*) FROM responses"), 0);
-    let nobody = purge(
-        &mut w,
-        &Subject::Session("none".into()),
-        false,
-        ("ops", "x", 6),
-    )
-    .unwrap();
-    assert_eq!(nobody, PurgeCounts::default());
+    for (backend, _store, _db, w) in seeded() {
+        w.db()
+            .batch(
+                "INSERT INTO responses (id, tenant, trace_id, created_ms, response_json, conversation_json)
+                   VALUES ('resp_x', 'acme', 'gone-already', 1, '{}', '[]');",
+            )
+            .unwrap();
+        let tenant = Subject::Tenant("acme".into());
+        let dry = purge(&w, &tenant, true, ("ops", "offboarding", 5)).unwrap();
+        assert_eq!((dry.traces, dry.responses), (4, 3), "{backend}");
+        let done = purge(&w, &tenant, false, ("ops", "offboarding", 5)).unwrap();
+        assert_eq!(done.traces, 4, "{backend}: the judge call of a goes too");
+        assert_eq!(done.responses, 3, "{backend}");
+        assert_eq!(count(&w, "SELECT count(*) FROM responses"), 0);
+        let nobody = purge(&w, &Subject::Session("none".into()), false, ("ops", "x", 6)).unwrap();
+        assert_eq!(nobody, PurgeCounts::default(), "{backend}");
+    }
 }
 
 #[test]
 fn a_large_subject_goes_in_batches_and_a_dry_run_counts_it_all() {
-    let (_store, mut w) = seeded();
-    let many: Vec<TraceRecord> = (0..2_500)
-        .map(|i| call(&format!("big-{i}"), "big", "globex", "t9"))
-        .collect();
-    trace_row::insert_batch(&mut w, &many).unwrap();
-    let user = Subject::User("big".into());
-    let dry = purge(&mut w, &user, true, ("ops", "DSR-2", 5)).unwrap();
-    assert_eq!(dry.traces, 2_500);
-    assert_eq!(
-        count(&w, "SELECT count(*) FROM traces WHERE user = 'big'"),
-        2_500
-    );
-    let done = purge(&mut w, &user, false, ("ops", "DSR-2", 5)).unwrap();
-    assert_eq!(
-        done.traces,
-        2_500,
-        "three batches of at most {}",
-        crate::purge::BATCH
-    );
-    assert_eq!(
-        count(&w, "SELECT count(*) FROM traces WHERE user = 'big'"),
-        0
-    );
-    assert_eq!(
-        count(&w, "SELECT count(*) FROM traces"),
-        4,
-        "the others stay"
-    );
-    assert_eq!(
-        count(
-            &w,
-            "SELECT count(*) FROM audit_events WHERE action = 'traces.purge'"
-        ),
-        1,
-        "one audit entry for the whole purge"
-    );
+    for (backend, _store, _db, w) in seeded() {
+        let many: Vec<TraceRecord> = (0..2_500)
+            .map(|i| call(&format!("big-{i}"), "big", "globex", "t9"))
+            .collect();
+        trace_row::insert_batch(&w, &many).unwrap();
+        let user = Subject::User("big".into());
+        let dry = purge(&w, &user, true, ("ops", "DSR-2", 5)).unwrap();
+        assert_eq!(dry.traces, 2_500, "{backend}");
+        assert_eq!(
+            count(&w, "SELECT count(*) FROM traces WHERE \"user\" = 'big'"),
+            2_500
+        );
+        let done = purge(&w, &user, false, ("ops", "DSR-2", 5)).unwrap();
+        assert_eq!(
+            done.traces,
+            2_500,
+            "{backend}: three batches of at most {}",
+            crate::purge::BATCH
+        );
+        assert_eq!(
+            count(&w, "SELECT count(*) FROM traces WHERE \"user\" = 'big'"),
+            0
+        );
+        assert_eq!(
+            count(&w, "SELECT count(*) FROM traces"),
+            4,
+            "{backend}: the others stay"
+        );
+        assert_eq!(
+            count(
+                &w,
+                "SELECT count(*) FROM audit_events WHERE action = 'traces.purge'"
+            ),
+            1,
+            "{backend}: one audit entry for the whole purge"
+        );
+    }
+}
+
+#[test]
+fn a_purge_runs_on_the_mut_connection_the_cli_holds() {
+    // The CLI passes a `&mut Connection`.
+    let store = Store::open(":memory:").unwrap();
+    let mut c = store.writer_conn().unwrap();
+    let done = purge(&mut c, &Subject::User("x".into()), false, ("ops", "x", 1)).unwrap();
+    assert_eq!(done, PurgeCounts::default());
 }

@@ -7,13 +7,14 @@
 //! rollups of deleted days are recomputed at the end; a run that removed anything is
 //! audited (`retention.run`, the counts).
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde::Serialize;
 
 use crate::audit::{record_audit, NewAuditEvent};
 use crate::error::StoreError;
-use crate::purge::{delete_selected, PurgeCounts};
+use crate::purge::{create_ids, delete_selected, drop_ids, PurgeCounts};
 use crate::rollup::DAY_MS;
+use crate::sql::Db;
+use crate::values;
 
 /// The audit action of a retention run that removed something.
 pub const ACTION: &str = "retention.run";
@@ -53,28 +54,29 @@ impl RetentionCounts {
 }
 
 /// Run once over every origin, `batch` rows per transaction.
-pub fn run_retention(
-    conn: &mut Connection,
+pub fn run_retention<'c>(
+    db: impl Into<Db<'c>>,
     rules: &[Cutoffs<'_>],
     batch: usize,
     now_ms: i64,
 ) -> Result<RetentionCounts, StoreError> {
+    let db = db.into();
     let mut counts = RetentionCounts::default();
     let batch = i64::try_from(batch.max(1)).unwrap_or(i64::MAX);
     for rule in rules {
         if let Some(before) = rule.traces_before_ms {
-            delete_traces(conn, rule.origin, before, batch, &mut counts.deleted)?;
+            delete_traces(db, rule.origin, before, batch, &mut counts.deleted)?;
         }
         if let Some(before) = rule.capture_before_ms {
-            counts.captures_dropped += drop_captures(conn, rule.origin, before, batch)?;
+            counts.captures_dropped += drop_captures(db, rule.origin, before, batch)?;
             if rule.origin == "live" {
-                counts.responses_dropped += drop_responses(conn, before, batch)?;
+                counts.responses_dropped += drop_responses(db, before, batch)?;
             }
         }
     }
     if !counts.is_empty() {
         record_audit(
-            &*conn,
+            db,
             now_ms,
             &NewAuditEvent {
                 actor: "retention",
@@ -87,46 +89,47 @@ pub fn run_retention(
             },
         )?;
     }
-    crate::rollup::rebuild_dirty(conn)?;
+    crate::rollup::repair(db)?;
     Ok(counts)
 }
 
-/// Stored conversations created before `before`, `batch` at a time.
-fn drop_responses(conn: &Connection, before: i64, batch: i64) -> Result<u64, StoreError> {
+/// Stored conversations created before `before`, `batch` at a time (by primary key:
+/// `responses` has no `rowid` on PostgreSQL, and neither backend deletes with a LIMIT).
+fn drop_responses(db: Db<'_>, before: i64, batch: i64) -> Result<u64, StoreError> {
     let mut dropped = 0u64;
     loop {
-        let n = conn.execute(
-            "DELETE FROM responses WHERE rowid IN
-               (SELECT rowid FROM responses WHERE created_ms < ?1 LIMIT ?2)",
-            params![before, batch],
-        )? as u64;
+        let n = db.execute(
+            "DELETE FROM responses WHERE id IN
+               (SELECT id FROM responses WHERE created_ms < ?1 LIMIT ?2)",
+            &values![before, batch],
+        )?;
         dropped += n;
-        if (n as i64) < batch {
+        if i64::try_from(n).unwrap_or(i64::MAX) < batch {
             return Ok(dropped);
         }
     }
 }
 
 fn delete_traces(
-    conn: &mut Connection,
+    db: Db<'_>,
     origin: &str,
     before: i64,
     batch: i64,
     counts: &mut PurgeCounts,
 ) -> Result<(), StoreError> {
     loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch("DROP TABLE IF EXISTS temp.purge_ids")?;
-        tx.execute(
-            "CREATE TEMP TABLE purge_ids AS SELECT rowid AS rid, id, otel_trace_id FROM traces
-             WHERE started_at_ms < ?1 AND origin = ?2 ORDER BY started_at_ms LIMIT ?3",
-            params![before, origin, batch],
-        )?;
-        let found: i64 = tx.query_row("SELECT count(*) FROM temp.purge_ids", [], |r| r.get(0))?;
-        delete_selected(&tx, counts)?;
-        tx.execute_batch("DROP TABLE temp.purge_ids")?;
-        tx.commit()?;
-        if found < batch {
+        let found = db.exclusive_for("retention", |tx| {
+            create_ids(tx)?;
+            let found = tx.execute(
+                "INSERT INTO purge_ids SELECT rowid, id, otel_trace_id FROM traces
+                 WHERE started_at_ms < ?1 AND origin = ?2 ORDER BY started_at_ms LIMIT ?3",
+                &values![before, origin, batch],
+            )?;
+            delete_selected(tx, counts)?;
+            drop_ids(tx)?;
+            Ok(found)
+        })?;
+        if i64::try_from(found).unwrap_or(i64::MAX) < batch {
             return Ok(());
         }
     }
@@ -137,19 +140,12 @@ fn delete_traces(
 /// the last cutoff passed, and later runs that day read nothing. A pass reads every older
 /// trace once, in `started_at_ms` order, so one written late with an old time is caught
 /// the next day.
-fn drop_captures(
-    conn: &mut Connection,
-    origin: &str,
-    before: i64,
-    batch: i64,
-) -> Result<u64, StoreError> {
-    let done: Option<i64> = conn
-        .query_row(
-            "SELECT capture_done_before_ms FROM retention_marks WHERE origin = ?1",
-            [origin],
-            |r| r.get(0),
-        )
-        .optional()?;
+fn drop_captures(db: Db<'_>, origin: &str, before: i64, batch: i64) -> Result<u64, StoreError> {
+    let done: Option<i64> = db.query_opt(
+        "SELECT capture_done_before_ms FROM retention_marks WHERE origin = ?1",
+        &values![origin],
+        |r| r.get(0),
+    )?;
     if done.is_some_and(|d| d >= before) {
         return Ok(0);
     }
@@ -158,35 +154,34 @@ fn drop_captures(
     let mut dropped = 0u64;
     let mut at = (i64::MIN, i64::MIN);
     loop {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let rows: Vec<(i64, i64)> = tx
-            .prepare_cached(
+        let rows: Vec<(i64, i64)> = db.exclusive_for("retention", |tx| {
+            let rows: Vec<(i64, i64)> = tx.query(
                 "SELECT started_at_ms, rowid FROM traces
                  WHERE (started_at_ms, rowid) > (?1, ?2) AND started_at_ms < ?3 AND origin = ?4
                  ORDER BY started_at_ms, rowid LIMIT ?5",
-            )?
-            .query_map(params![at.0, at.1, before, origin, batch], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut clear = tx.prepare_cached(
-            "UPDATE traces SET input = NULL, output = NULL
-             WHERE rowid = ?1 AND (input IS NOT NULL OR output IS NOT NULL)",
-        )?;
-        for (_, rowid) in &rows {
-            dropped += clear.execute([rowid])? as u64;
-        }
-        drop(clear);
-        tx.commit()?;
+                &values![at.0, at.1, before, origin, batch],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let sets: Vec<_> = rows.iter().map(|(_, rowid)| values![*rowid]).collect();
+            dropped += tx
+                .execute_many(
+                    "UPDATE traces SET input = NULL, output = NULL
+                     WHERE rowid = ?1 AND (input IS NOT NULL OR output IS NOT NULL)",
+                    &sets,
+                )?
+                .iter()
+                .sum::<u64>();
+            Ok(rows)
+        })?;
         match rows.last() {
-            Some(&last) if (rows.len() as i64) == batch => at = last,
+            Some(&last) if i64::try_from(rows.len()).unwrap_or(i64::MAX) == batch => at = last,
             _ => break,
         }
     }
-    conn.execute(
+    db.execute(
         "INSERT INTO retention_marks (origin, capture_done_before_ms) VALUES (?1, ?2)
          ON CONFLICT (origin) DO UPDATE SET capture_done_before_ms = excluded.capture_done_before_ms",
-        params![origin, before],
+        &values![origin, before],
     )?;
     Ok(dropped)
 }

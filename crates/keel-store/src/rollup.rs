@@ -464,9 +464,23 @@ fn add_traces(db: Db<'_>, range: Option<(i64, i64)>) -> Result<u64, StoreError> 
 /// Returns how many traces were read. Run it in a transaction.
 pub fn rebuild_all<'c>(db: impl Into<Db<'c>>) -> Result<u64, StoreError> {
     let db = db.into();
+    take_write_turn(db)?;
     db.execute("DELETE FROM trace_rollups", &[])?;
     db.execute("DELETE FROM trace_rollup_dirty", &[])?;
     add_traces(db, None)
+}
+
+/// On PostgreSQL, wait for the trace writers' turn ([`TRACE_WRITE_LOCK`]) before
+/// touching rollup rows: a rebuild that deleted rows first and then waited for the lock
+/// would deadlock with a writer holding it and waiting for those rows.
+fn take_write_turn(db: Db<'_>) -> Result<(), StoreError> {
+    if db.dialect() == Dialect::Postgres {
+        db.execute(
+            "SELECT pg_advisory_xact_lock(?1)",
+            &[Value::Int(TRACE_WRITE_LOCK)],
+        )?;
+    }
+    Ok(())
 }
 
 /// Mark every day that overlaps `[since_ms, until_ms)` for recomputation (for code that
@@ -502,6 +516,7 @@ fn has_dirty(db: Db<'_>) -> Result<bool, StoreError> {
 /// the days rebuilt. Run it in a transaction.
 pub fn rebuild_dirty<'c>(db: impl Into<Db<'c>>) -> Result<usize, StoreError> {
     let db = db.into();
+    take_write_turn(db)?;
     let days: Vec<i64> = db.query(
         "SELECT day_ms FROM trace_rollup_dirty ORDER BY day_ms",
         &[],

@@ -219,6 +219,16 @@ impl<'c> Db<'c> {
         }
     }
 
+    /// [`Db::exclusive`] with the advisory lock named by `lock` (hashed to a key): for
+    /// sections keyed by a value (a lease's name, an alert's dedupe key).
+    pub fn exclusive_for<T>(
+        self,
+        lock: &str,
+        f: impl FnOnce(Db<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.exclusive(lock_id(lock), f)
+    }
+
     /// [`Db::transaction`] for a read-then-write section that must not interleave with
     /// another writer's (a version number taken from the latest, a label moved from where
     /// it was). On SQLite the write lock is taken at once (`BEGIN IMMEDIATE`: the section
@@ -285,4 +295,15 @@ impl<'c> Db<'c> {
             }
         }
     }
+}
+
+/// The advisory lock id of a name (FNV-1a, 64 bits): stable across builds and replicas,
+/// unlike `std`'s seeded hashers.
+fn lock_id(name: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in b"keel:".iter().chain(name.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
 }
