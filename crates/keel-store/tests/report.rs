@@ -386,3 +386,39 @@ fn embeddings_get_their_own_section_only_when_there_are_some() {
         assert!(md.contains("embed-small"), "{backend}: {md}");
     }
 }
+
+#[test]
+fn scope_stats_and_the_previous_period_read_the_same_traffic() {
+    use keel_core::scope::{Scope, ScopeKind};
+    for (backend, store, _db) in stores() {
+        report_of(&store, week(), 10);
+        let conn = store.conn().unwrap();
+        let acme = Scope {
+            kind: ScopeKind::Tenant,
+            value: Some("acme".into()),
+        };
+        let s = keel_store::report::scope_stats(&conn, &acme, SINCE, UNTIL).unwrap();
+        assert_eq!((s.requests, s.unpriced_calls), (12, 2), "{backend}");
+        assert_eq!(s.cost.nanos(), Nanos(1_500_000), "{backend}");
+        assert_eq!(s.ttft_ms, Some(p(6, 8, 8)), "{backend}");
+        let all = keel_store::report::scope_stats(&conn, &Scope::GLOBAL, SINCE, UNTIL).unwrap();
+        assert_eq!((all.requests, all.errors), (17, 2), "{backend}");
+        assert_eq!(all.latency_ms, p(50, 400, 400), "{backend}");
+
+        let prev = keel_store::previous_period(&conn, SINCE, UNTIL).unwrap();
+        assert_eq!(prev.totals, all, "{backend}");
+        assert_eq!(prev.window.since, "2024-05-06T00:00:00Z");
+        // The week before holds the one trace written just before it.
+        let before = keel_store::previous_period(&conn, SINCE - 7 * 86_400_000, SINCE).unwrap();
+        assert_eq!(before.totals.requests, 1, "{backend}");
+        assert!(keel_store::previous_period(&conn, UNTIL, SINCE).is_err());
+
+        let functions = keel_store::report::function_breakdown(&conn, SINCE, UNTIL).unwrap();
+        assert_eq!(
+            functions.len(),
+            1,
+            "{backend}: no function calls, one (none) row"
+        );
+        assert_eq!(functions[0].name, "(none)", "{backend}");
+    }
+}
