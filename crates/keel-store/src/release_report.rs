@@ -261,7 +261,8 @@ const OF_RELEASES: &str =
     "release_id IN (SELECT value FROM json_each(?1)) AND started_at_ms >= ?2 AND origin = 'live'";
 /// [`OF_RELEASES`] in PostgreSQL's words (its JSON array unnested by
 /// `json_array_elements_text`).
-const OF_RELEASES_PG: &str = "release_id IN (SELECT json_array_elements_text(CAST(CAST(?1 AS TEXT) AS JSON))) \
+const OF_RELEASES_PG: &str =
+    "release_id IN (SELECT json_array_elements_text(CAST(CAST(?1 AS TEXT) AS JSON))) \
      AND started_at_ms >= ?2 AND origin = 'live'";
 
 fn of_releases(dialect: Dialect) -> &'static str {

@@ -345,7 +345,11 @@ mod tests {
                 "{backend}"
             );
             assert_eq!(got.run.finished_at_ms, None);
-            assert_eq!(got.results, vec![cases[1].clone(), cases[0].clone()], "{backend}");
+            assert_eq!(
+                got.results,
+                vec![cases[1].clone(), cases[0].clone()],
+                "{backend}"
+            );
 
             finish_run(&conn, &id, 2_000).unwrap();
             let got = get_run(&conn, &id).unwrap().unwrap();
@@ -378,7 +382,11 @@ mod tests {
             record_case(&conn, &id, &case(0, None)).unwrap();
             assert!(record_case(&conn, &id, &case(0, None)).is_err());
             // The failed write did not count.
-            assert_eq!(get_run(&conn, &id).unwrap().unwrap().run.cases, 1, "{backend}");
+            assert_eq!(
+                get_run(&conn, &id).unwrap().unwrap().run.cases,
+                1,
+                "{backend}"
+            );
         }
     }
 

@@ -240,7 +240,10 @@ mod tests {
         for (backend, store, _db) in crate::testing::stores() {
             let conn = store.conn().unwrap();
             let a = span("aaaaaaaaaaaaaaaa", 1_000);
-            assert_eq!(insert_spans(&conn, &[a.clone()], 1, Some("acme")).unwrap(), 0);
+            assert_eq!(
+                insert_spans(&conn, std::slice::from_ref(&a), 1, Some("acme")).unwrap(),
+                0
+            );
             let mut other = a.clone();
             other.name = "hijacked".into();
             // Another tenant, or the admin key (no owner): refused, the span kept.
@@ -253,8 +256,15 @@ mod tests {
             let trace = a.trace_id.as_str();
             assert_eq!(spans_for_trace(&conn, trace).unwrap(), vec![a.clone()]);
             // The same owner replaces it.
-            assert_eq!(insert_spans(&conn, &[other.clone()], 3, Some("acme")).unwrap(), 0);
-            assert_eq!(spans_for_trace(&conn, trace).unwrap(), vec![other], "{backend}");
+            assert_eq!(
+                insert_spans(&conn, &[other.clone()], 3, Some("acme")).unwrap(),
+                0
+            );
+            assert_eq!(
+                spans_for_trace(&conn, trace).unwrap(),
+                vec![other],
+                "{backend}"
+            );
         }
     }
 
