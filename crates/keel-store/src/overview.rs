@@ -14,12 +14,13 @@
 use std::collections::HashMap;
 
 use keel_core::money::Nanos;
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::report::{GroupRow, GroupStats, Percentiles};
 use crate::rollup::{floor_to, Counts, Dim, COUNT_COLUMNS, FINE_MS, LEVELS};
+use crate::sql::Db;
+use crate::values;
 
 /// One chart bucket `[start_ms, start_ms + width)`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -69,12 +70,13 @@ pub fn aligned_window(now_ms: i64, span_ms: i64) -> (i64, i64) {
 /// The overview of the `span_ms` up to now (see [`aligned_window`]), its charts in
 /// `buckets` buckets. A bucket is a whole number of 5-minute rollups: the width is
 /// `span_ms / buckets` rounded up to 5 minutes.
-pub fn overview(
-    conn: &Connection,
+pub fn overview<'c>(
+    db: impl Into<Db<'c>>,
     now_ms: i64,
     span_ms: i64,
     buckets: usize,
 ) -> Result<Overview, StoreError> {
+    let conn = db.into();
     let (since_ms, until_ms) = aligned_window(now_ms, span_ms);
     if span_ms <= 0 || buckets == 0 {
         return Err(StoreError::InvalidWindow { since_ms, until_ms });
@@ -97,13 +99,13 @@ pub fn overview(
 /// Live traffic per function variant over the `span_ms` up to now (see
 /// [`aligned_window`]): one row per `function` + `VARIANT_SEP` + `variant`, as
 /// `report::variant_breakdown` names them, from the rollups (percentiles estimated).
-pub fn variant_breakdown(
-    conn: &Connection,
+pub fn variant_breakdown<'c>(
+    db: impl Into<Db<'c>>,
     now_ms: i64,
     span_ms: i64,
 ) -> Result<Vec<GroupRow>, StoreError> {
     let (since_ms, until_ms) = aligned_window(now_ms, span_ms);
-    breakdown(conn, since_ms, until_ms, Dim::Variant)
+    breakdown(db.into(), since_ms, until_ms, Dim::Variant)
 }
 
 /// The rollup buckets that tile `[from, to)` (multiples of 5 minutes), as
@@ -133,7 +135,7 @@ fn tiles(from: i64, to: i64, level: usize, out: &mut Vec<(i64, i64, i64)>) {
 /// Every live rollup row of `dim` that together covers `[from, to)` exactly, each as
 /// (value, counts).
 fn rows(
-    conn: &Connection,
+    conn: Db<'_>,
     dim: Dim,
     from: i64,
     to: i64,
@@ -141,23 +143,23 @@ fn rows(
 ) -> Result<(), StoreError> {
     let mut runs = Vec::new();
     tiles(from, to, LEVELS.len() - 1, &mut runs);
-    let mut stmt = conn.prepare_cached(&format!(
+    let sql = format!(
         "SELECT value, {COUNT_COLUMNS} FROM trace_rollups \
          WHERE res_ms = ?1 AND origin = 'live' AND dim = ?2 AND bucket_ms >= ?3 AND bucket_ms < ?4"
-    ))?;
+    );
     for (res, lo, hi) in runs {
-        let mut rows = stmt.query((res, dim.as_str(), lo, hi))?;
-        while let Some(row) = rows.next()? {
-            let value = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
-            each(value, Counts::from_row(&crate::sql::Row::Sqlite(row), 1)?);
-        }
+        conn.query(&sql, &values![res, dim.as_str(), lo, hi], |row| {
+            let value: String = row.get(0)?;
+            each(&value, Counts::from_row(row, 1)?);
+            Ok(())
+        })?;
     }
     Ok(())
 }
 
 /// The chart buckets of `width` over the window, and their total.
 fn timeline(
-    conn: &Connection,
+    conn: Db<'_>,
     since_ms: i64,
     until_ms: i64,
     width: i64,
@@ -192,7 +194,7 @@ fn timeline(
 /// One row per value of `dim` over the window, sorted like the report's breakdowns
 /// (cost, then requests, descending, then name).
 fn breakdown(
-    conn: &Connection,
+    conn: Db<'_>,
     since_ms: i64,
     until_ms: i64,
     dim: Dim,

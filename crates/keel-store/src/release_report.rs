@@ -15,8 +15,6 @@ use std::collections::HashMap;
 
 use keel_core::money::Nanos;
 use keel_core::release::Release;
-use rusqlite::types::Type;
-use rusqlite::{params, Connection, Row};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -24,6 +22,8 @@ use crate::error::StoreError;
 use crate::quality::release_quality_sums;
 use crate::quality_figures::QualityRow;
 use crate::report::{count, Cost, Percentiles};
+use crate::sql::{Db, Dialect};
+use crate::values;
 
 /// Which releases to list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,10 +98,11 @@ pub struct ReleaseTraffic {
 
 /// The releases matching `filter`, newest first: by last served (never-served ones
 /// last), then by first deployed, then by id.
-pub fn list_releases(
-    conn: &Connection,
+pub fn list_releases<'c>(
+    db: impl Into<Db<'c>>,
     filter: &ReleaseFilter,
 ) -> Result<Vec<ReleaseRow>, StoreError> {
+    let conn = db.into();
     let mut rows = pick_releases(conn, filter)?;
     if rows.is_empty() {
         return Ok(rows);
@@ -116,7 +117,13 @@ pub fn list_releases(
     let mut sums = traffic_sums(conn, &ids, since)?;
     let mut values = latencies(conn, &ids, since)?;
     let listed: Vec<&str> = rows.iter().map(|r| r.release.id.as_str()).collect();
-    let mut quality: HashMap<String, QualityRow> = release_quality_sums(conn, &listed, since)?
+    let quality_sums = match conn {
+        Db::Sqlite(c) => release_quality_sums(c, &listed, since)?,
+        // `quality` still reads SQLite only: no online quality per release on
+        // PostgreSQL until it is ported (the traffic and evals are complete).
+        Db::Postgres(_) => Vec::new(),
+    };
+    let mut quality: HashMap<String, QualityRow> = quality_sums
         .iter()
         .map(|q| (q.name.clone(), QualityRow::from_sums(q)))
         .collect();
@@ -132,27 +139,27 @@ pub fn list_releases(
 }
 
 /// The newest candidate eval runs of a release (uses `eval_runs_release`).
-fn release_evals(conn: &Connection, release_id: &str) -> Result<Vec<ReleaseEval>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+fn release_evals(conn: Db<'_>, release_id: &str) -> Result<Vec<ReleaseEval>, StoreError> {
+    conn.query(
         "SELECT id, suite, started_at_ms, cases, passed, gate_passed FROM eval_runs
          WHERE release_id = ?1 AND role = 'candidate' AND status = 'done'
          ORDER BY started_at_ms DESC LIMIT 5",
-    )?;
-    let rows = stmt.query_map([release_id], |r| {
-        Ok(ReleaseEval {
-            run_id: r.get(0)?,
-            suite: r.get(1)?,
-            started_at_ms: r.get(2)?,
-            cases: r.get(3)?,
-            passed: r.get(4)?,
-            gate_passed: r.get(5)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        &values![release_id],
+        |r| {
+            Ok(ReleaseEval {
+                run_id: r.get(0)?,
+                suite: r.get(1)?,
+                started_at_ms: r.get(2)?,
+                cases: r.get(3)?,
+                passed: r.get(4)?,
+                gate_passed: r.get(5)?,
+            })
+        },
+    )
 }
 
 /// The releases with their first and last served times; `?1` function, `?2` since,
-/// `?3` limit (-1: none).
+/// `?3` limit (i64::MAX: none).
 const PICK_SQL: &str =
     "SELECT id, function, variant, prompt_name, prompt_version, prompt_hash, model, provider,
             upstream_model, params_json, tools_json, created_at_ms, first_served_ms, last_served_ms
@@ -161,56 +168,54 @@ const PICK_SQL: &str =
                 (SELECT MIN(t.started_at_ms) FROM traces t WHERE t.release_id = r.id AND t.origin = 'live') AS first_served_ms,
                 (SELECT MAX(t.started_at_ms) FROM traces t WHERE t.release_id = r.id AND t.origin = 'live') AS last_served_ms
          FROM releases r
-         WHERE ?1 IS NULL OR r.function = ?1
-     )
-     WHERE ?2 IS NULL OR created_at_ms >= ?2 OR last_served_ms >= ?2
+         WHERE CAST(?1 AS TEXT) IS NULL OR r.function = ?1
+     ) AS served
+     WHERE CAST(?2 AS BIGINT) IS NULL OR created_at_ms >= ?2 OR last_served_ms >= ?2
      ORDER BY last_served_ms DESC NULLS LAST, created_at_ms DESC, id ASC
      LIMIT ?3";
 
 /// The releases themselves with their first and last served times (two index seeks
 /// each on `traces_release`), filtered, ordered and limited.
-fn pick_releases(conn: &Connection, filter: &ReleaseFilter) -> Result<Vec<ReleaseRow>, StoreError> {
+fn pick_releases(conn: Db<'_>, filter: &ReleaseFilter) -> Result<Vec<ReleaseRow>, StoreError> {
     let limit = match filter.limit {
-        0 => -1, // SQLite: no limit
+        0 => i64::MAX,
         n => i64::try_from(n).unwrap_or(i64::MAX),
     };
-    let mut stmt = conn.prepare(PICK_SQL)?;
-    let rows = stmt.query_map(params![filter.function, filter.since_ms, limit], |row| {
-        Ok(ReleaseRow {
-            release: Release {
-                id: row.get(0)?,
-                function: row.get(1)?,
-                variant: row.get(2)?,
-                prompt_name: row.get(3)?,
-                prompt_version: row.get(4)?,
-                prompt_hash: row.get(5)?,
-                model: row.get(6)?,
-                provider: row.get(7)?,
-                upstream_model: row.get(8)?,
-                params: json_column::<Map<String, Value>>(row, 9)?,
-                tools: row
-                    .get::<_, Option<String>>(10)?
-                    .map(|text| parse_json::<Vec<Value>>(&text, 10))
-                    .transpose()?,
-            },
-            created_at_ms: row.get(11)?,
-            first_served_ms: row.get(12)?,
-            last_served_ms: row.get(13)?,
-            traffic: ReleaseTraffic::default(),
-            evals: Vec::new(),
-            quality: None,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    conn.query(
+        PICK_SQL,
+        &values![&filter.function, filter.since_ms, limit],
+        |row| {
+            Ok(ReleaseRow {
+                release: Release {
+                    id: row.get(0)?,
+                    function: row.get(1)?,
+                    variant: row.get(2)?,
+                    prompt_name: row.get(3)?,
+                    prompt_version: row.get(4)?,
+                    prompt_hash: row.get(5)?,
+                    model: row.get(6)?,
+                    provider: row.get(7)?,
+                    upstream_model: row.get(8)?,
+                    params: parse_json::<Map<String, Value>>(&row.get::<String>(9)?, 9)?,
+                    tools: row
+                        .get::<Option<String>>(10)?
+                        .map(|text| parse_json::<Vec<Value>>(&text, 10))
+                        .transpose()?,
+                },
+                created_at_ms: row.get(11)?,
+                first_served_ms: row.get(12)?,
+                last_served_ms: row.get(13)?,
+                traffic: ReleaseTraffic::default(),
+                evals: Vec::new(),
+                quality: None,
+            })
+        },
+    )
 }
 
-fn json_column<T: serde::de::DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
-    parse_json(&row.get::<_, String>(idx)?, idx)
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(text: &str, idx: usize) -> rusqlite::Result<T> {
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, idx: usize) -> Result<T, StoreError> {
     serde_json::from_str(text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+        .map_err(|e| StoreError::Decode(format!("releases column {idx}: {e}")))
 }
 
 /// The sums of one release's traces in the window, in the order `traffic_sums` selects them.
@@ -254,28 +259,37 @@ impl Sums {
 /// Live traffic of the listed releases (eval and replay calls are kept apart).
 const OF_RELEASES: &str =
     "release_id IN (SELECT value FROM json_each(?1)) AND started_at_ms >= ?2 AND origin = 'live'";
+/// [`OF_RELEASES`] in PostgreSQL's words (its JSON array unnested by
+/// `json_array_elements_text`).
+const OF_RELEASES_PG: &str =
+    "release_id IN (SELECT json_array_elements_text(CAST(CAST(?1 AS TEXT) AS JSON))) \
+     AND started_at_ms >= ?2 AND origin = 'live'";
+
+fn of_releases(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => OF_RELEASES,
+        Dialect::Postgres => OF_RELEASES_PG,
+    }
+}
 
 /// Counts and sums per release, in one `GROUP BY`.
-fn traffic_sums(
-    conn: &Connection,
-    ids: &str,
-    since: i64,
-) -> Result<HashMap<String, Sums>, StoreError> {
+fn traffic_sums(conn: Db<'_>, ids: &str, since: i64) -> Result<HashMap<String, Sums>, StoreError> {
     let sql = format!(
-        "SELECT release_id, COUNT(*), SUM(status = 'error'),
+        "SELECT release_id, COUNT(*), SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END),
                 SUM(CASE WHEN unpriced = 0 THEN cost_nanos END),
-                SUM(unpriced = 0 AND cost_nanos IS NOT NULL), SUM(unpriced),
+                SUM(CASE WHEN unpriced = 0 AND cost_nanos IS NOT NULL THEN 1 ELSE 0 END),
+                SUM(unpriced),
                 SUM(input_tokens), COUNT(input_tokens), SUM(output_tokens), COUNT(output_tokens)
-         FROM traces WHERE {OF_RELEASES} GROUP BY release_id"
+         FROM traces WHERE {} GROUP BY release_id",
+        of_releases(conn.dialect())
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![ids, since], |row| {
+    let rows = conn.query(&sql, &values![ids, since], |row| {
         Ok((
-            row.get::<_, String>(0)?,
+            row.get::<String>(0)?,
             Sums {
                 requests: count(row, 1)?,
                 errors: count(row, 2)?,
-                cost_nanos: row.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                cost_nanos: row.get::<Option<i64>>(3)?.unwrap_or(0),
                 priced_calls: count(row, 4)?,
                 unpriced_calls: count(row, 5)?,
                 input_tokens: count(row, 6)?,
@@ -285,7 +299,7 @@ fn traffic_sums(
             },
         ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    Ok(rows.into_iter().collect())
 }
 
 /// Latencies of every request and times to first token of streamed ones, in ms.
@@ -294,24 +308,24 @@ type Durations = (Vec<u64>, Vec<u64>);
 /// Per release, the latency of every request and the time to first token of streamed
 /// ones, for the percentiles (bounded by the window).
 fn latencies(
-    conn: &Connection,
+    conn: Db<'_>,
     ids: &str,
     since: i64,
 ) -> Result<HashMap<String, Durations>, StoreError> {
     let sql = format!(
         "SELECT release_id, latency_ms, CASE WHEN stream = 1 THEN ttft_ms END
-         FROM traces WHERE {OF_RELEASES}"
+         FROM traces WHERE {}",
+        of_releases(conn.dialect())
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params![ids, since])?;
     let mut out: HashMap<String, Durations> = HashMap::new();
-    while let Some(row) = rows.next()? {
+    conn.query(&sql, &values![ids, since], |row| {
         let entry = out.entry(row.get(0)?).or_default();
         entry.0.push(count(row, 1)?);
-        if let Some(ttft) = row.get::<_, Option<i64>>(2)? {
+        if let Some(ttft) = row.get::<Option<i64>>(2)? {
             entry.1.push(u64::try_from(ttft).unwrap_or(0));
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

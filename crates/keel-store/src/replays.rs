@@ -7,11 +7,12 @@
 //! did; [`finish_run`] stamps the end. Replayed calls never touch the `traces` table.
 
 use keel_core::money::Nanos;
-use rusqlite::types::Type;
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{Transaction, TransactionBehavior};
 use serde::Serialize;
 
 use crate::error::StoreError;
+use crate::sql::{Db, Row};
+use crate::values;
 
 /// A run about to start (the id and time are assigned when written).
 #[derive(Debug, Clone, PartialEq)]
@@ -81,18 +82,18 @@ pub struct ReplayRunDetail {
 }
 
 /// Start a run at `at_ms`; returns its id (`rpl_<uuid v7>`).
-pub fn create_run(
-    conn: &Connection,
+pub fn create_run<'c>(
+    db: impl Into<Db<'c>>,
     run: &NewReplayRun<'_>,
     at_ms: i64,
 ) -> Result<String, StoreError> {
     let id = format!("rpl_{}", uuid::Uuid::now_v7().simple());
-    conn.execute(
+    db.into().execute(
         "INSERT INTO replay_runs (id, created_at_ms, actor, function, candidate_kind,
              candidate_value, filters_json, skipped)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            id,
+        &values![
+            &id,
             at_ms,
             run.actor,
             run.function,
@@ -105,9 +106,26 @@ pub fn create_run(
     Ok(id)
 }
 
-/// Write one finished case and count it on its run, in one transaction.
-pub fn record_case(conn: &Connection, run_id: &str, case: &ReplayCase) -> Result<(), StoreError> {
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+/// Write one finished case and count it on its run, in one transaction (on SQLite an
+/// immediate one: it writes, so it takes the write lock up front rather than failing
+/// to upgrade under a concurrent writer).
+pub fn record_case<'c>(
+    db: impl Into<Db<'c>>,
+    run_id: &str,
+    case: &ReplayCase,
+) -> Result<(), StoreError> {
+    match db.into() {
+        Db::Sqlite(conn) => {
+            let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+            write_case(Db::Sqlite(&tx), run_id, case)?;
+            tx.commit()?;
+            Ok(())
+        }
+        db @ Db::Postgres(_) => db.transaction(|tx| write_case(tx, run_id, case)),
+    }
+}
+
+fn write_case(tx: Db<'_>, run_id: &str, case: &ReplayCase) -> Result<(), StoreError> {
     let (r, n) = (&case.recorded, &case.new);
     tx.execute(
         "INSERT INTO replay_cases (run_id, idx, trace_id,
@@ -118,47 +136,46 @@ pub fn record_case(conn: &Connection, run_id: &str, case: &ReplayCase) -> Result
              new_output_tokens, new_cost_nanos, new_unpriced, new_latency_ms, new_error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,
                  ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
-        params![
+        &values![
             run_id,
             to_i64(case.idx),
-            case.trace_id,
-            r.variant,
+            &case.trace_id,
+            &r.variant,
             r.prompt_version,
-            r.model,
-            r.output,
+            &r.model,
+            &r.output,
             r.input_tokens.map(to_i64),
             r.output_tokens.map(to_i64),
             r.cost_nanos.map(|c| c.0),
             r.unpriced,
             to_i64(r.latency_ms),
-            n.variant,
+            &n.variant,
             n.prompt_version,
-            n.model,
-            n.output,
+            &n.model,
+            &n.output,
             n.input_tokens.map(to_i64),
             n.output_tokens.map(to_i64),
             n.cost_nanos.map(|c| c.0),
             n.unpriced,
             to_i64(n.latency_ms),
-            case.error,
+            &case.error,
         ],
     )?;
     tx.execute(
         "UPDATE replay_runs SET cases = cases + 1, failures = failures + ?2 WHERE id = ?1",
-        params![run_id, i64::from(case.error.is_some())],
+        &values![run_id, i64::from(case.error.is_some())],
     )?;
-    tx.commit()?;
     Ok(())
 }
 
 /// Mark the run finished at `at_ms`, with its counts taken from its stored cases.
-pub fn finish_run(conn: &Connection, run_id: &str, at_ms: i64) -> Result<(), StoreError> {
-    conn.execute(
+pub fn finish_run<'c>(db: impl Into<Db<'c>>, run_id: &str, at_ms: i64) -> Result<(), StoreError> {
+    db.into().execute(
         "UPDATE replay_runs SET finished_at_ms = ?2,
              cases = (SELECT COUNT(*) FROM replay_cases WHERE run_id = ?1),
              failures = (SELECT COUNT(*) FROM replay_cases WHERE run_id = ?1 AND new_error IS NOT NULL)
          WHERE id = ?1",
-        params![run_id, at_ms],
+        &values![run_id, at_ms],
     )?;
     Ok(())
 }
@@ -167,12 +184,13 @@ const RUN_COLUMNS: &str = "id, created_at_ms, finished_at_ms, actor, function, c
      candidate_value, filters_json, cases, failures, skipped";
 
 /// The run `id` with its cases in order, if it exists.
-pub fn get_run(conn: &Connection, id: &str) -> Result<Option<ReplayRunDetail>, StoreError> {
+pub fn get_run<'c>(db: impl Into<Db<'c>>, id: &str) -> Result<Option<ReplayRunDetail>, StoreError> {
+    let db = db.into();
     let sql = format!("SELECT {RUN_COLUMNS} FROM replay_runs WHERE id = ?1");
-    let Some(run) = conn.query_row(&sql, [id], run_from_row).optional()? else {
+    let Some(run) = db.query_opt(&sql, &values![id], run_from_row)? else {
         return Ok(None);
     };
-    let mut stmt = conn.prepare(
+    let cases = db.query(
         "SELECT idx, trace_id,
              recorded_variant, recorded_prompt_version, recorded_model, recorded_output,
              recorded_input_tokens, recorded_output_tokens, recorded_cost_nanos,
@@ -180,9 +198,8 @@ pub fn get_run(conn: &Connection, id: &str) -> Result<Option<ReplayRunDetail>, S
              new_variant, new_prompt_version, new_model, new_output, new_input_tokens,
              new_output_tokens, new_cost_nanos, new_unpriced, new_latency_ms, new_error
          FROM replay_cases WHERE run_id = ?1 ORDER BY idx",
-    )?;
-    let cases = stmt
-        .query_map([id], |row| {
+        &values![id],
+        |row| {
             Ok(ReplayCase {
                 idx: count(row, 0)?,
                 trace_id: row.get(1)?,
@@ -190,8 +207,8 @@ pub fn get_run(conn: &Connection, id: &str) -> Result<Option<ReplayRunDetail>, S
                 new: side_from_row(row, 11)?,
                 error: row.get(20)?,
             })
-        })?
-        .collect::<Result<_, _>>()?;
+        },
+    )?;
     Ok(Some(ReplayRunDetail {
         run,
         results: cases,
@@ -199,26 +216,25 @@ pub fn get_run(conn: &Connection, id: &str) -> Result<Option<ReplayRunDetail>, S
 }
 
 /// Runs, newest first, of `function` if given, at most `limit` (0 = all).
-pub fn list_runs(
-    conn: &Connection,
+pub fn list_runs<'c>(
+    db: impl Into<Db<'c>>,
     function: Option<&str>,
     limit: usize,
 ) -> Result<Vec<ReplayRun>, StoreError> {
     let limit = if limit == 0 {
-        -1
+        i64::MAX
     } else {
         i64::try_from(limit).unwrap_or(i64::MAX)
     };
     let sql = format!(
-        "SELECT {RUN_COLUMNS} FROM replay_runs WHERE ?1 IS NULL OR function = ?1
+        "SELECT {RUN_COLUMNS} FROM replay_runs WHERE CAST(?1 AS TEXT) IS NULL OR function = ?1
          ORDER BY created_at_ms DESC, id DESC LIMIT ?2"
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params![function, limit], run_from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    db.into()
+        .query(&sql, &values![function, limit], run_from_row)
 }
 
-fn run_from_row(row: &Row<'_>) -> rusqlite::Result<ReplayRun> {
+fn run_from_row(row: &Row<'_>) -> Result<ReplayRun, StoreError> {
     let filters: String = row.get(7)?;
     Ok(ReplayRun {
         id: row.get(0)?,
@@ -229,7 +245,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<ReplayRun> {
         candidate_kind: row.get(5)?,
         candidate_value: row.get(6)?,
         filters: serde_json::from_str(&filters)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(7, Type::Text, Box::new(e)))?,
+            .map_err(|e| StoreError::Decode(format!("replay_runs.filters_json: {e}")))?,
         cases: count(row, 8)?,
         failures: count(row, 9)?,
         skipped: count(row, 10)?,
@@ -238,10 +254,10 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<ReplayRun> {
 
 /// The nine columns of one side, from `at`: variant, prompt_version, model, output,
 /// input_tokens, output_tokens, cost_nanos, unpriced, latency_ms.
-fn side_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<CallSide> {
-    let opt_count = |i: usize| -> rusqlite::Result<Option<u64>> {
+fn side_from_row(row: &Row<'_>, at: usize) -> Result<CallSide, StoreError> {
+    let opt_count = |i: usize| -> Result<Option<u64>, StoreError> {
         Ok(row
-            .get::<_, Option<i64>>(i)?
+            .get::<Option<i64>>(i)?
             .map(|n| u64::try_from(n).unwrap_or(0)))
     };
     Ok(CallSide {
@@ -251,14 +267,14 @@ fn side_from_row(row: &Row<'_>, at: usize) -> rusqlite::Result<CallSide> {
         output: row.get(at + 3)?,
         input_tokens: opt_count(at + 4)?,
         output_tokens: opt_count(at + 5)?,
-        cost_nanos: row.get::<_, Option<i64>>(at + 6)?.map(Nanos),
+        cost_nanos: row.get::<Option<i64>>(at + 6)?.map(Nanos),
         unpriced: row.get(at + 7)?,
         latency_ms: count(row, at + 8)?,
     })
 }
 
-fn count(row: &Row<'_>, i: usize) -> rusqlite::Result<u64> {
-    Ok(u64::try_from(row.get::<_, i64>(i)?).unwrap_or(0))
+fn count(row: &Row<'_>, i: usize) -> Result<u64, StoreError> {
+    Ok(u64::try_from(row.get::<i64>(i)?).unwrap_or(0))
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -268,7 +284,6 @@ fn to_i64(n: u64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Store;
 
     fn new_run(function: &str) -> NewReplayRun<'_> {
         NewReplayRun {
@@ -312,75 +327,89 @@ mod tests {
 
     #[test]
     fn a_run_and_its_cases_round_trip_and_count() {
-        let store = Store::open(":memory:").unwrap();
-        let conn = store.writer_conn().unwrap();
-        let id = create_run(&conn, &new_run("support"), 1_000).unwrap();
-        assert!(id.starts_with("rpl_") && id.len() == 36, "{id}");
+        for (backend, store, _db) in crate::testing::stores() {
+            let conn = store.conn().unwrap();
+            let id = create_run(&conn, &new_run("support"), 1_000).unwrap();
+            assert!(id.starts_with("rpl_") && id.len() == 36, "{id}");
 
-        // Cases arrive out of order (bounded concurrency); they read back by idx.
-        let cases = [case(1, Some("upstream_error: boom")), case(0, None)];
-        for c in &cases {
-            record_case(&conn, &id, c).unwrap();
+            // Cases arrive out of order (bounded concurrency); they read back by idx.
+            let cases = [case(1, Some("upstream_error: boom")), case(0, None)];
+            for c in &cases {
+                record_case(&conn, &id, c).unwrap();
+            }
+            // Before finish_run: an interrupted run still shows what it did.
+            let got = get_run(&conn, &id).unwrap().unwrap();
+            assert_eq!(
+                (got.run.cases, got.run.failures, got.run.skipped),
+                (2, 1, 2),
+                "{backend}"
+            );
+            assert_eq!(got.run.finished_at_ms, None);
+            assert_eq!(
+                got.results,
+                vec![cases[1].clone(), cases[0].clone()],
+                "{backend}"
+            );
+
+            finish_run(&conn, &id, 2_000).unwrap();
+            let got = get_run(&conn, &id).unwrap().unwrap();
+            assert_eq!(got.run.finished_at_ms, Some(2_000));
+            assert_eq!(got.run.actor, "ana");
+            assert_eq!(got.run.candidate_kind, "model");
+            assert_eq!(got.run.filters["tenant"], "acme");
+            assert_eq!((got.run.cases, got.run.failures), (2, 1));
+
+            // The JSON shape: run fields flat, cases with both sides; unknown cost is null.
+            let j = serde_json::to_value(&got).unwrap();
+            assert_eq!(j["id"], id.as_str());
+            assert_eq!(j["results"][0]["recorded"]["cost_nanos"], 2_000);
+            assert_eq!(
+                j["results"][0]["new"]["cost_nanos"],
+                serde_json::Value::Null
+            );
+            assert_eq!(j["results"][0]["new"]["unpriced"], true);
+            assert_eq!(j["results"][1]["error"], "upstream_error: boom");
+
+            assert_eq!(get_run(&conn, "rpl_nope").unwrap(), None, "{backend}");
         }
-        // Before finish_run: an interrupted run still shows what it did.
-        let got = get_run(&conn, &id).unwrap().unwrap();
-        assert_eq!(
-            (got.run.cases, got.run.failures, got.run.skipped),
-            (2, 1, 2)
-        );
-        assert_eq!(got.run.finished_at_ms, None);
-        assert_eq!(got.results, vec![cases[1].clone(), cases[0].clone()]);
-
-        finish_run(&conn, &id, 2_000).unwrap();
-        let got = get_run(&conn, &id).unwrap().unwrap();
-        assert_eq!(got.run.finished_at_ms, Some(2_000));
-        assert_eq!(got.run.actor, "ana");
-        assert_eq!(got.run.candidate_kind, "model");
-        assert_eq!(got.run.filters["tenant"], "acme");
-        assert_eq!((got.run.cases, got.run.failures), (2, 1));
-
-        // The JSON shape: run fields flat, cases with both sides; unknown cost is null.
-        let j = serde_json::to_value(&got).unwrap();
-        assert_eq!(j["id"], id.as_str());
-        assert_eq!(j["results"][0]["recorded"]["cost_nanos"], 2_000);
-        assert_eq!(
-            j["results"][0]["new"]["cost_nanos"],
-            serde_json::Value::Null
-        );
-        assert_eq!(j["results"][0]["new"]["unpriced"], true);
-        assert_eq!(j["results"][1]["error"], "upstream_error: boom");
-
-        assert_eq!(get_run(&conn, "rpl_nope").unwrap(), None);
     }
 
     #[test]
     fn a_case_index_is_written_once() {
-        let store = Store::open(":memory:").unwrap();
-        let conn = store.writer_conn().unwrap();
-        let id = create_run(&conn, &new_run("support"), 1_000).unwrap();
-        record_case(&conn, &id, &case(0, None)).unwrap();
-        assert!(record_case(&conn, &id, &case(0, None)).is_err());
-        // The failed write did not count.
-        assert_eq!(get_run(&conn, &id).unwrap().unwrap().run.cases, 1);
+        for (backend, store, _db) in crate::testing::stores() {
+            let conn = store.conn().unwrap();
+            let id = create_run(&conn, &new_run("support"), 1_000).unwrap();
+            record_case(&conn, &id, &case(0, None)).unwrap();
+            assert!(record_case(&conn, &id, &case(0, None)).is_err());
+            // The failed write did not count.
+            assert_eq!(
+                get_run(&conn, &id).unwrap().unwrap().run.cases,
+                1,
+                "{backend}"
+            );
+        }
     }
 
     #[test]
     fn runs_list_newest_first_by_function() {
-        let store = Store::open(":memory:").unwrap();
-        let conn = store.writer_conn().unwrap();
-        let a = create_run(&conn, &new_run("support"), 1_000).unwrap();
-        let b = create_run(&conn, &new_run("summarize"), 2_000).unwrap();
-        let c = create_run(&conn, &new_run("support"), 3_000).unwrap();
-        let ids = |runs: Vec<ReplayRun>| runs.into_iter().map(|r| r.id).collect::<Vec<String>>();
-        assert_eq!(
-            ids(list_runs(&conn, None, 0).unwrap()),
-            [c.as_str(), b.as_str(), a.as_str()]
-        );
-        assert_eq!(
-            ids(list_runs(&conn, Some("support"), 0).unwrap()),
-            [c.as_str(), a.as_str()]
-        );
-        assert_eq!(ids(list_runs(&conn, None, 1).unwrap()), [c.as_str()]);
-        assert!(list_runs(&conn, Some("nope"), 0).unwrap().is_empty());
+        for (backend, store, _db) in crate::testing::stores() {
+            let conn = store.conn().unwrap();
+            let a = create_run(&conn, &new_run("support"), 1_000).unwrap();
+            let b = create_run(&conn, &new_run("summarize"), 2_000).unwrap();
+            let c = create_run(&conn, &new_run("support"), 3_000).unwrap();
+            let ids =
+                |runs: Vec<ReplayRun>| runs.into_iter().map(|r| r.id).collect::<Vec<String>>();
+            assert_eq!(
+                ids(list_runs(&conn, None, 0).unwrap()),
+                [c.as_str(), b.as_str(), a.as_str()],
+                "{backend}"
+            );
+            assert_eq!(
+                ids(list_runs(&conn, Some("support"), 0).unwrap()),
+                [c.as_str(), a.as_str()]
+            );
+            assert_eq!(ids(list_runs(&conn, None, 1).unwrap()), [c.as_str()]);
+            assert!(list_runs(&conn, Some("nope"), 0).unwrap().is_empty());
+        }
     }
 }

@@ -1,19 +1,21 @@
 //! The weekly report, computed: totals and breakdowns by model, feature and tenant, the
 //! top callers by spend, and the unpriced calls, over a time window.
 //!
-//! Counts and sums are done by SQLite (exact integers: costs are nano-dollars); latency
-//! and time-to-first-token percentiles are nearest-rank over each group's values,
-//! computed here because SQLite has no percentile function. Unpriced calls are listed
+//! Counts and sums are done by the database (exact integers: costs are nano-dollars);
+//! latency and time-to-first-token percentiles are nearest-rank over each group's values,
+//! computed here because SQLite has no percentile function (and PostgreSQL's would
+//! interpolate). Unpriced calls are listed
 //! on their own and never counted as $0. Rendering lives in `report_render`.
 
 use std::collections::HashMap;
 
 use keel_core::money::Nanos;
-use rusqlite::{Connection, Row};
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::error::StoreError;
+use crate::sql::{Db, Dialect, Row};
+use crate::values;
 
 /// Everything `keel report` shows; serializes as the `--json` output.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -197,12 +199,13 @@ pub struct UnpricedModel {
 
 /// Build the report over traces that started in `[since_ms, until_ms)`, listing the
 /// `top_n` biggest callers.
-pub fn build_report(
-    conn: &Connection,
+pub fn build_report<'c>(
+    db: impl Into<Db<'c>>,
     since_ms: i64,
     until_ms: i64,
     top_n: usize,
 ) -> Result<Report, StoreError> {
+    let conn = db.into();
     if since_ms >= until_ms {
         return Err(StoreError::InvalidWindow { since_ms, until_ms });
     }
@@ -226,13 +229,18 @@ pub fn build_report(
         budgets: Vec::new(),
         unpriced: unpriced(conn, window)?,
         previous: None,
-        quality: crate::quality_figures::report_quality(conn, since_ms, until_ms)?,
+        quality: match conn {
+            Db::Sqlite(c) => crate::quality_figures::report_quality(c, since_ms, until_ms)?,
+            // `quality_figures` still reads SQLite only: no online quality section on
+            // PostgreSQL until it is ported (the rest of the report is complete).
+            Db::Postgres(_) => crate::quality_figures::Quality::default(),
+        },
         embeddings: crate::report_embeddings::embeddings_section(conn, window)?,
     })
 }
 
 /// Every request of the window, as one group.
-pub(crate) fn totals(conn: &Connection, window: Window) -> Result<GroupStats, StoreError> {
+pub(crate) fn totals(conn: Db<'_>, window: Window) -> Result<GroupStats, StoreError> {
     Ok(breakdown(conn, window, Dimension::All)?
         .pop()
         .map(|row| row.stats)
@@ -265,7 +273,7 @@ pub(crate) enum Dimension {
 pub const VARIANT_SEP: char = '\u{1f}';
 
 impl Dimension {
-    fn key_sql(self) -> &'static str {
+    fn key_sql(self, dialect: Dialect) -> &'static str {
         match self {
             Dimension::All => "'(all)'",
             Dimension::Model => "COALESCE(NULLIF(model_requested, ''), '(none)')",
@@ -273,19 +281,26 @@ impl Dimension {
             Dimension::Tenant => "COALESCE(NULLIF(tenant, ''), '(none)')",
             Dimension::Key => "COALESCE(NULLIF(key_id, ''), '(no key)')",
             Dimension::Function => "COALESCE(NULLIF(function, ''), '(none)')",
-            Dimension::Variant => {
-                "COALESCE(function, '') || char(31) || COALESCE(NULLIF(variant, ''), '(none)')"
-            }
+            // `VARIANT_SEP` (U+001F): `char` in SQLite, `chr` in PostgreSQL.
+            Dimension::Variant => match dialect {
+                Dialect::Sqlite => {
+                    "COALESCE(function, '') || char(31) || COALESCE(NULLIF(variant, ''), '(none)')"
+                }
+                Dialect::Postgres => {
+                    "COALESCE(function, '') || chr(31) || COALESCE(NULLIF(variant, ''), '(none)')"
+                }
+            },
         }
     }
 }
 
-/// The sums every group needs, in the order `Sums::from_row` reads them.
+/// The sums every group needs, in the order `Sums::from_row` reads them (conditions
+/// summed as `CASE … THEN 1 ELSE 0`: PostgreSQL has no SUM of a boolean).
 const SUMS_SQL: &str = "COUNT(*), \
-     SUM(status = 'error'), \
+     SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), \
      SUM(COALESCE(input_tokens, 0)), \
      SUM(COALESCE(output_tokens, 0)), \
-     SUM(input_tokens IS NOT NULL OR output_tokens IS NOT NULL), \
+     SUM(CASE WHEN input_tokens IS NOT NULL OR output_tokens IS NOT NULL THEN 1 ELSE 0 END), \
      SUM(CASE WHEN unpriced = 0 THEN COALESCE(cost_nanos, 0) ELSE 0 END), \
      SUM(unpriced)";
 
@@ -300,20 +315,42 @@ pub(crate) struct Sums {
     pub(crate) unpriced_calls: u64,
 }
 
-pub(crate) fn count(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
-    let v: Option<i64> = row.get(idx)?;
+/// A row a count column is read from: [`crate::sql::Row`], or rusqlite's for the
+/// modules still on rusqlite.
+pub(crate) trait CountRow {
+    type Error;
+    fn opt_i64(&self, idx: usize) -> Result<Option<i64>, Self::Error>;
+}
+
+impl CountRow for Row<'_> {
+    type Error = StoreError;
+    fn opt_i64(&self, idx: usize) -> Result<Option<i64>, StoreError> {
+        self.get(idx)
+    }
+}
+
+impl CountRow for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+    fn opt_i64(&self, idx: usize) -> rusqlite::Result<Option<i64>> {
+        self.get(idx)
+    }
+}
+
+/// A count (or sum of counts) column: NULL (SUM of no rows) and negatives read as 0.
+pub(crate) fn count<R: CountRow + ?Sized>(row: &R, idx: usize) -> Result<u64, R::Error> {
+    let v = row.opt_i64(idx)?;
     Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
 }
 
 impl Sums {
-    fn from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<Sums> {
+    fn from_row(row: &Row<'_>, first: usize) -> Result<Sums, StoreError> {
         Ok(Sums {
             requests: count(row, first)?,
             errors: count(row, first + 1)?,
             input_tokens: count(row, first + 2)?,
             output_tokens: count(row, first + 3)?,
             calls_with_usage: count(row, first + 4)?,
-            cost_nanos: row.get::<_, Option<i64>>(first + 5)?.unwrap_or(0),
+            cost_nanos: row.get::<Option<i64>>(first + 5)?.unwrap_or(0),
             unpriced_calls: count(row, first + 6)?,
         })
     }
@@ -368,44 +405,42 @@ pub(crate) fn sort_groups(rows: &mut [GroupRow]) {
 }
 
 /// One row per group, sorted by cost, then requests (descending), then name.
-fn breakdown(conn: &Connection, w: Window, dim: Dimension) -> Result<Vec<GroupRow>, StoreError> {
+fn breakdown(conn: Db<'_>, w: Window, dim: Dimension) -> Result<Vec<GroupRow>, StoreError> {
     breakdown_of(conn, w, dim, None)
 }
 
 /// [`breakdown`] of the calls to one endpoint (`only`), or of all.
 pub(crate) fn breakdown_of(
-    conn: &Connection,
+    conn: Db<'_>,
     w: Window,
     dim: Dimension,
     only: Option<&str>,
 ) -> Result<Vec<GroupRow>, StoreError> {
-    let key = dim.key_sql();
-    let filter = "AND (?3 IS NULL OR endpoint = ?3)";
+    let key = dim.key_sql(conn.dialect());
+    let filter = "AND (CAST(?3 AS TEXT) IS NULL OR endpoint = ?3)";
     let sql = format!(
         "SELECT {key} AS name, {SUMS_SQL} FROM traces WHERE {IN_WINDOW} {filter} GROUP BY name"
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let sums = stmt
-        .query_map((w.since_ms, w.until_ms, only), |row| {
-            Ok((row.get::<_, String>(0)?, Sums::from_row(row, 1)?))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    let params = values![w.since_ms, w.until_ms, only];
+    let sums = conn.query(&sql, &params, |row| {
+        Ok((row.get::<String>(0)?, Sums::from_row(row, 1)?))
+    })?;
 
-    // Latency of every request, time to first token of streamed ones, per group.
+    // Latency of every request, time to first token of streamed ones, per group (added
+    // to the groups as rows arrive: nothing is kept per row).
     let sql = format!(
         "SELECT {key} AS name, latency_ms, CASE WHEN stream = 1 THEN ttft_ms END \
          FROM traces WHERE {IN_WINDOW} {filter}"
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query((w.since_ms, w.until_ms, only))?;
     let mut values: HashMap<String, (Vec<u64>, Vec<u64>)> = HashMap::new();
-    while let Some(row) = rows.next()? {
+    conn.query(&sql, &params, |row| {
         let entry = values.entry(row.get(0)?).or_default();
         entry.0.push(count(row, 1)?);
-        if let Some(ttft) = row.get::<_, Option<i64>>(2)? {
+        if let Some(ttft) = row.get::<Option<i64>>(2)? {
             entry.1.push(u64::try_from(ttft).unwrap_or(0));
         }
-    }
+        Ok(())
+    })?;
 
     let mut out: Vec<GroupRow> = sums
         .into_iter()
@@ -423,58 +458,59 @@ pub(crate) fn breakdown_of(
 
 /// Live traffic by function over `[since_ms, until_ms)` (the dashboard's breakdown;
 /// calls of a bare model are `(none)`), sorted like the report's breakdowns.
-pub fn function_breakdown(
-    conn: &Connection,
+pub fn function_breakdown<'c>(
+    db: impl Into<Db<'c>>,
     since_ms: i64,
     until_ms: i64,
 ) -> Result<Vec<GroupRow>, StoreError> {
-    breakdown(conn, Window { since_ms, until_ms }, Dimension::Function)
+    breakdown(
+        db.into(),
+        Window { since_ms, until_ms },
+        Dimension::Function,
+    )
 }
 
 /// Live traffic per function variant over `[since_ms, until_ms)`: each row's name is
 /// `function` + [`VARIANT_SEP`] + `variant` (calls of a bare model have an empty function).
-pub fn variant_breakdown(
-    conn: &Connection,
+pub fn variant_breakdown<'c>(
+    db: impl Into<Db<'c>>,
     since_ms: i64,
     until_ms: i64,
 ) -> Result<Vec<GroupRow>, StoreError> {
-    breakdown(conn, Window { since_ms, until_ms }, Dimension::Variant)
+    breakdown(db.into(), Window { since_ms, until_ms }, Dimension::Variant)
 }
 
 /// The numbers of live calls in one scope (`feature=support`, `global`, ...) over
 /// `[since_ms, until_ms)` — what an alert rule watches.
-pub fn scope_stats(
-    conn: &Connection,
+pub fn scope_stats<'c>(
+    db: impl Into<Db<'c>>,
     scope: &keel_core::scope::Scope,
     since_ms: i64,
     until_ms: i64,
 ) -> Result<GroupStats, StoreError> {
+    let db = db.into();
     let col = crate::spend::scope_column(scope.kind);
     let filter = match &scope.value {
         Some(_) => format!(" AND {col} = ?3"),
         None => String::new(),
     };
-    let value = scope.value.clone().unwrap_or_default();
     let sums_sql = format!("SELECT {SUMS_SQL} FROM traces WHERE {IN_WINDOW}{filter}");
     let vals_sql = format!(
         "SELECT latency_ms, CASE WHEN stream = 1 THEN ttft_ms END FROM traces WHERE {IN_WINDOW}{filter}"
     );
-    let args: Vec<Box<dyn rusqlite::ToSql>> = if scope.value.is_some() {
-        vec![Box::new(since_ms), Box::new(until_ms), Box::new(value)]
-    } else {
-        vec![Box::new(since_ms), Box::new(until_ms)]
-    };
-    let params = rusqlite::params_from_iter(args.iter().map(|b| b.as_ref()));
-    let sums = conn.query_row(&sums_sql, params, |r| Sums::from_row(r, 0))?;
-    let mut stmt = conn.prepare(&vals_sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter().map(|b| b.as_ref())))?;
+    let mut params = values![since_ms, until_ms];
+    if let Some(value) = &scope.value {
+        params.push(value.into());
+    }
+    let sums = db.query_row(&sums_sql, &params, |r| Sums::from_row(r, 0))?;
     let (mut lat, mut ttft) = (Vec::new(), Vec::new());
-    while let Some(row) = rows.next()? {
+    db.query(&vals_sql, &params, |row| {
         lat.push(count(row, 0)?);
-        if let Some(t) = row.get::<_, Option<i64>>(1)? {
+        if let Some(t) = row.get::<Option<i64>>(1)? {
             ttft.push(u64::try_from(t).unwrap_or(0));
         }
-    }
+        Ok(())
+    })?;
     Ok(finish(sums, lat, ttft))
 }
 
@@ -486,7 +522,7 @@ enum CallerOrder {
 }
 
 fn top_callers(
-    conn: &Connection,
+    conn: Db<'_>,
     w: Window,
     top_n: usize,
     order: CallerOrder,
@@ -495,17 +531,18 @@ fn top_callers(
     let (having, order_by) = match order {
         CallerOrder::Spend => ("", "8 DESC, 3 DESC, caller ASC"),
         CallerOrder::TokensPerCall => (
-            "HAVING SUM(input_tokens IS NOT NULL OR output_tokens IS NOT NULL) > 0",
+            "HAVING SUM(CASE WHEN input_tokens IS NOT NULL OR output_tokens IS NOT NULL THEN 1 ELSE 0 END) > 0",
             "(SUM(COALESCE(input_tokens, 0)) + SUM(COALESCE(output_tokens, 0))) * 1.0 \
-             / SUM(input_tokens IS NOT NULL OR output_tokens IS NOT NULL) DESC, caller ASC",
+             / SUM(CASE WHEN input_tokens IS NOT NULL OR output_tokens IS NOT NULL THEN 1 ELSE 0 END) DESC, \
+             caller ASC",
         ),
     };
     let sql = format!(
         "SELECT CASE WHEN NULLIF(key_id, '') IS NOT NULL THEN 'key' \
-                     WHEN NULLIF(user, '') IS NOT NULL THEN 'user' \
+                     WHEN NULLIF(\"user\", '') IS NOT NULL THEN 'user' \
                      WHEN NULLIF(tenant, '') IS NOT NULL THEN 'tenant' \
                      ELSE 'anonymous' END AS kind, \
-                COALESCE(NULLIF(key_id, ''), NULLIF(user, ''), NULLIF(tenant, ''), '(anonymous)') AS caller, \
+                COALESCE(NULLIF(key_id, ''), NULLIF(\"user\", ''), NULLIF(tenant, ''), '(anonymous)') AS caller, \
                 {SUMS_SQL} \
          FROM traces WHERE {IN_WINDOW} \
          GROUP BY kind, caller {having} \
@@ -513,9 +550,8 @@ fn top_callers(
          LIMIT ?3"
     );
     let limit = i64::try_from(top_n).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map((w.since_ms, w.until_ms, limit), |row| {
-        let kind = match row.get_ref(0)?.as_str()? {
+    conn.query(&sql, &values![w.since_ms, w.until_ms, limit], |row| {
+        let kind = match row.get::<String>(0)?.as_str() {
             "key" => CallerKind::Key,
             "user" => CallerKind::User,
             "tenant" => CallerKind::Tenant,
@@ -532,27 +568,24 @@ fn top_callers(
             cost: Cost(Nanos(sums.cost_nanos)),
             unpriced_calls: sums.unpriced_calls,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
 }
 
-fn unpriced(conn: &Connection, w: Window) -> Result<Vec<UnpricedModel>, StoreError> {
+fn unpriced(conn: Db<'_>, w: Window) -> Result<Vec<UnpricedModel>, StoreError> {
     let sql = format!(
         "SELECT {model} AS model, COUNT(*), SUM(COALESCE(input_tokens, 0)), SUM(COALESCE(output_tokens, 0)) \
          FROM traces WHERE {IN_WINDOW} AND unpriced = 1 \
          GROUP BY model ORDER BY 2 DESC, model ASC",
-        model = Dimension::Model.key_sql()
+        model = Dimension::Model.key_sql(conn.dialect())
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map((w.since_ms, w.until_ms), |row| {
+    conn.query(&sql, &values![w.since_ms, w.until_ms], |row| {
         Ok(UnpricedModel {
             model: row.get(0)?,
             calls: count(row, 1)?,
             input_tokens: count(row, 2)?,
             output_tokens: count(row, 3)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
 }
 
 pub(crate) fn rfc3339(ms: i64) -> String {
@@ -566,29 +599,5 @@ pub(crate) fn rfc3339(ms: i64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        assert_eq!(Percentiles::nearest_rank(Vec::new()), None);
-        let one = Percentiles::nearest_rank(vec![7]).unwrap();
-        assert_eq!((one.p50, one.p95, one.p99), (7, 7, 7));
-        // 1..=100 shuffled: the p-th percentile is p itself.
-        let values: Vec<u64> = (1..=100).rev().collect();
-        let p = Percentiles::nearest_rank(values).unwrap();
-        assert_eq!((p.p50, p.p95, p.p99), (50, 95, 99));
-        // 1..=20: ranks ceil(10)=10, ceil(19)=19, ceil(19.8)=20.
-        let p = Percentiles::nearest_rank((1..=20).collect()).unwrap();
-        assert_eq!((p.p50, p.p95, p.p99), (10, 19, 20));
-    }
-
-    #[test]
-    fn cost_serializes_as_nanos_and_exact_dollars() {
-        let json = serde_json::to_value(Cost(Nanos(150_000))).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"cost_nanos": 150000, "cost_usd": "0.00015"})
-        );
-    }
-}
+#[path = "report_tests.rs"]
+mod tests;

@@ -2,11 +2,11 @@
 //! a month is read against the one before it rather than alone. Only totals are kept
 //! (the breakdowns of two windows would not line up row by row).
 
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::report::{rfc3339, totals, GroupStats, ReportWindow, Window};
+use crate::sql::Db;
 
 /// Another window's totals, shown beside the report's (`Report::previous`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -16,8 +16,8 @@ pub struct PreviousPeriod {
 }
 
 /// The totals of live traffic over `[since_ms, until_ms)`.
-pub fn previous_period(
-    conn: &Connection,
+pub fn previous_period<'c>(
+    db: impl Into<Db<'c>>,
     since_ms: i64,
     until_ms: i64,
 ) -> Result<PreviousPeriod, StoreError> {
@@ -31,6 +31,6 @@ pub fn previous_period(
             since: rfc3339(since_ms),
             until: rfc3339(until_ms),
         },
-        totals: totals(conn, Window { since_ms, until_ms })?,
+        totals: totals(db.into(), Window { since_ms, until_ms })?,
     })
 }

@@ -2,10 +2,10 @@
 //! feature and tenant. Their cost grows with the documents an app retrieves per request,
 //! not with the answers it writes, so they get their own lines beside the totals.
 
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::report::{breakdown_of, Dimension, GroupRow, GroupStats, Window};
+use crate::sql::Db;
 use crate::StoreError;
 
 /// The window's embeddings calls by model, feature and tenant.
@@ -21,7 +21,7 @@ pub struct EmbeddingsSection {
 pub const EMBEDDINGS_ENDPOINT: &str = "/v1/embeddings";
 
 pub(crate) fn embeddings_section(
-    conn: &Connection,
+    conn: Db<'_>,
     w: Window,
 ) -> Result<Option<EmbeddingsSection>, StoreError> {
     let only = Some(EMBEDDINGS_ENDPOINT);

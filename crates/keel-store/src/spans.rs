@@ -7,10 +7,11 @@
 //! but only when the same owner (the sending key's tenant) sends it: a span is never
 //! replaced by another tenant's (migration 0018), whatever ids it names.
 
-use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
+use crate::sql::Db;
+use crate::values;
 use crate::Store;
 
 /// A span's outcome, as OTLP's `Status.code`.
@@ -78,16 +79,36 @@ fn nanos(v: u64) -> i64 {
 /// Store `spans` sent by `owner` (the key's tenant; `None` for the admin key or an open
 /// gateway) in one transaction. A span already stored is replaced only when it has the
 /// same owner; the count of spans refused because another owner holds their ids.
-pub fn insert_spans(
-    conn: &mut Connection,
+pub fn insert_spans<'c>(
+    db: impl Into<Db<'c>>,
     spans: &[AppSpan],
     received_at_ms: i64,
     owner: Option<&str>,
 ) -> Result<u64, StoreError> {
-    let tx = conn.transaction()?;
-    let mut refused = 0u64;
-    {
-        let mut stmt = tx.prepare_cached(
+    let sets = spans
+        .iter()
+        .map(|s| {
+            let attrs = serde_json::Value::Object(s.attributes.clone()).to_string();
+            values![
+                &s.trace_id,
+                &s.span_id,
+                &s.parent_span_id,
+                &s.name,
+                &s.service,
+                s.kind,
+                nanos(s.start_unix_nano),
+                nanos(s.end_unix_nano),
+                attrs,
+                s.status.as_str(),
+                &s.status_message,
+                received_at_ms,
+                owner,
+            ]
+        })
+        .collect::<Vec<_>>();
+    // `IS NOT DISTINCT FROM`: equal owners, NULL (the admin key) matching NULL.
+    let written = db.into().transaction(|tx| {
+        tx.execute_many(
             "INSERT INTO app_spans (trace_id, span_id, parent_span_id, name, service, kind,
                  start_unix_nano, end_unix_nano, attributes_json, status, status_message, received_at_ms, owner)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
@@ -97,32 +118,11 @@ pub fn insert_spans(
                  start_unix_nano = excluded.start_unix_nano, end_unix_nano = excluded.end_unix_nano,
                  attributes_json = excluded.attributes_json, status = excluded.status,
                  status_message = excluded.status_message, received_at_ms = excluded.received_at_ms
-             WHERE app_spans.owner IS excluded.owner",
-        )?;
-        for s in spans {
-            let attrs = serde_json::Value::Object(s.attributes.clone()).to_string();
-            let written = stmt.execute(params![
-                s.trace_id,
-                s.span_id,
-                s.parent_span_id,
-                s.name,
-                s.service,
-                s.kind,
-                nanos(s.start_unix_nano),
-                nanos(s.end_unix_nano),
-                attrs,
-                s.status.as_str(),
-                s.status_message,
-                received_at_ms,
-                owner,
-            ])?;
-            if written == 0 {
-                refused += 1;
-            }
-        }
-    }
-    tx.commit()?;
-    Ok(refused)
+             WHERE app_spans.owner IS NOT DISTINCT FROM excluded.owner",
+            &sets,
+        )
+    })?;
+    Ok(written.iter().filter(|n| **n == 0).count() as u64)
 }
 
 impl Store {
@@ -134,54 +134,57 @@ impl Store {
         received_at_ms: i64,
         owner: Option<&str>,
     ) -> Result<u64, StoreError> {
-        let mut conn = self.writer_connection()?;
-        insert_spans(&mut conn, spans, received_at_ms, owner)
+        let conn = self.conn()?;
+        insert_spans(&conn, spans, received_at_ms, owner)
     }
 }
 
 /// Every app span of `trace_id` (32 hex digits, any case), earliest first.
-pub fn spans_for_trace(conn: &Connection, trace_id: &str) -> Result<Vec<AppSpan>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+pub fn spans_for_trace<'c>(
+    db: impl Into<Db<'c>>,
+    trace_id: &str,
+) -> Result<Vec<AppSpan>, StoreError> {
+    db.into().query(
         "SELECT trace_id, span_id, parent_span_id, name, service, kind, start_unix_nano,
                 end_unix_nano, attributes_json, status, status_message
          FROM app_spans WHERE trace_id = ?1 ORDER BY start_unix_nano, span_id",
-    )?;
-    let rows = stmt.query_map(params![trace_id.to_ascii_lowercase()], |r| {
-        let attrs: String = r.get(8)?;
-        let status: String = r.get(9)?;
-        let start: i64 = r.get(6)?;
-        let end: i64 = r.get(7)?;
-        Ok(AppSpan {
-            trace_id: r.get(0)?,
-            span_id: r.get(1)?,
-            parent_span_id: r.get(2)?,
-            name: r.get(3)?,
-            service: r.get(4)?,
-            kind: r.get(5)?,
-            start_unix_nano: u64::try_from(start).unwrap_or(0),
-            end_unix_nano: u64::try_from(end).unwrap_or(0),
-            attributes: match serde_json::from_str(&attrs) {
-                Ok(serde_json::Value::Object(m)) => m,
-                _ => serde_json::Map::new(),
-            },
-            status: SpanStatus::parse(&status),
-            status_message: r.get(10)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        &values![trace_id.to_ascii_lowercase()],
+        |r| {
+            let attrs: String = r.get(8)?;
+            let status: String = r.get(9)?;
+            let start: i64 = r.get(6)?;
+            let end: i64 = r.get(7)?;
+            Ok(AppSpan {
+                trace_id: r.get(0)?,
+                span_id: r.get(1)?,
+                parent_span_id: r.get(2)?,
+                name: r.get(3)?,
+                service: r.get(4)?,
+                kind: r.get(5)?,
+                start_unix_nano: u64::try_from(start).unwrap_or(0),
+                end_unix_nano: u64::try_from(end).unwrap_or(0),
+                attributes: match serde_json::from_str(&attrs) {
+                    Ok(serde_json::Value::Object(m)) => m,
+                    _ => serde_json::Map::new(),
+                },
+                status: SpanStatus::parse(&status),
+                status_message: r.get(10)?,
+            })
+        },
+    )
 }
 
 /// Keel's own calls in `trace_id` (their `otel_trace_id`), earliest first: the other
 /// half of a trace page that shows app spans.
-pub fn calls_in_trace(
-    conn: &Connection,
+pub fn calls_in_trace<'c>(
+    db: impl Into<Db<'c>>,
     trace_id: &str,
 ) -> Result<Vec<keel_core::trace::TraceRecord>, StoreError> {
     let sql = format!(
         "SELECT {} FROM traces WHERE otel_trace_id = ?1 ORDER BY started_at_ms, rowid",
         crate::trace_row::COLUMNS
     );
-    crate::sql::Db::from(conn).query(
+    db.into().query(
         &sql,
         &[trace_id.to_ascii_lowercase().into()],
         crate::trace_row::from_row,
@@ -213,20 +216,80 @@ mod tests {
 
     #[test]
     fn spans_come_back_by_trace_sorted_by_start_and_resends_replace() {
-        let store = Store::open(":memory:").unwrap();
-        let b = span("bbbbbbbbbbbbbbbb", 2_000);
-        let a = span("aaaaaaaaaaaaaaaa", 1_000);
-        store
-            .insert_app_spans(&[b.clone(), a.clone()], 1, None)
-            .unwrap();
-        let mut again = b.clone();
-        again.status = SpanStatus::Error;
-        store.insert_app_spans(&[again.clone()], 2, None).unwrap();
-        let conn = store.reader().unwrap();
-        let got = spans_for_trace(&conn, "4BF92F3577B34DA6A3CE929D0E0E4736").unwrap();
-        assert_eq!(got, vec![a, again]);
-        assert!(spans_for_trace(&conn, "0".repeat(32).as_str())
-            .unwrap()
-            .is_empty());
+        for (backend, store, _db) in crate::testing::stores() {
+            let b = span("bbbbbbbbbbbbbbbb", 2_000);
+            let a = span("aaaaaaaaaaaaaaaa", 1_000);
+            let refused = store
+                .insert_app_spans(&[b.clone(), a.clone()], 1, None)
+                .unwrap();
+            assert_eq!(refused, 0, "{backend}");
+            let mut again = b.clone();
+            again.status = SpanStatus::Error;
+            store.insert_app_spans(&[again.clone()], 2, None).unwrap();
+            let conn = store.conn().unwrap();
+            let got = spans_for_trace(&conn, "4BF92F3577B34DA6A3CE929D0E0E4736").unwrap();
+            assert_eq!(got, vec![a, again.clone()], "{backend}");
+            assert!(spans_for_trace(&conn, "0".repeat(32).as_str())
+                .unwrap()
+                .is_empty());
+        }
+    }
+
+    #[test]
+    fn a_span_is_replaced_only_by_its_owner() {
+        for (backend, store, _db) in crate::testing::stores() {
+            let conn = store.conn().unwrap();
+            let a = span("aaaaaaaaaaaaaaaa", 1_000);
+            assert_eq!(
+                insert_spans(&conn, std::slice::from_ref(&a), 1, Some("acme")).unwrap(),
+                0
+            );
+            let mut other = a.clone();
+            other.name = "hijacked".into();
+            // Another tenant, or the admin key (no owner): refused, the span kept.
+            assert_eq!(
+                insert_spans(&conn, &[other.clone()], 2, Some("globex")).unwrap(),
+                1,
+                "{backend}"
+            );
+            assert_eq!(insert_spans(&conn, &[other.clone()], 2, None).unwrap(), 1);
+            let trace = a.trace_id.as_str();
+            assert_eq!(spans_for_trace(&conn, trace).unwrap(), vec![a.clone()]);
+            // The same owner replaces it.
+            assert_eq!(
+                insert_spans(&conn, &[other.clone()], 3, Some("acme")).unwrap(),
+                0
+            );
+            assert_eq!(
+                spans_for_trace(&conn, trace).unwrap(),
+                vec![other],
+                "{backend}"
+            );
+        }
+    }
+
+    #[test]
+    fn calls_in_a_trace_come_back_earliest_first() {
+        for (backend, store, _db) in crate::testing::stores() {
+            let conn = store.conn().unwrap();
+            let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+            let calls: Vec<keel_core::trace::TraceRecord> = [("late", 20), ("early", 10)]
+                .into_iter()
+                .map(|(id, at)| {
+                    let mut t = keel_core::trace::TraceRecord::new(
+                        id.into(),
+                        at,
+                        "openai",
+                        "/v1/chat/completions",
+                    );
+                    t.otel_trace_id = Some(trace.into());
+                    t
+                })
+                .collect();
+            crate::trace_row::insert_batch(&conn, &calls).unwrap();
+            let got = calls_in_trace(&conn, &trace.to_ascii_uppercase()).unwrap();
+            let ids: Vec<&str> = got.iter().map(|t| t.id.as_str()).collect();
+            assert_eq!(ids, ["early", "late"], "{backend}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 use keel_core::money::Nanos;
 use keel_core::trace::{TraceRecord, TraceStatus};
+use keel_store::testing::stores;
 use keel_store::{
     build_report, render_markdown, render_table, spawn, CallerKind, Percentiles, Report, Store,
     StoreError, WriterOptions,
@@ -95,15 +96,36 @@ fn week() -> Vec<TraceRecord> {
     traces
 }
 
-fn report(top_n: usize) -> Report {
-    let store = Store::open(":memory:").unwrap();
-    let (writer, handle) = spawn(&store, WriterOptions::default()).unwrap();
-    for trace in week() {
+/// The week written through the writer and reported, on each backend.
+fn reports(top_n: usize) -> Vec<(&'static str, Report)> {
+    stores()
+        .into_iter()
+        .map(|(backend, store, _db)| {
+            let r = report_of(&store, week(), top_n);
+            (backend, r)
+        })
+        .collect()
+}
+
+fn report_of(store: &Store, traces: Vec<TraceRecord>, top_n: usize) -> Report {
+    let n = traces.len() as u64;
+    let (writer, handle) = spawn(store, WriterOptions::default()).unwrap();
+    for trace in traces {
         writer.record(trace);
     }
     let stats = handle.shutdown();
-    assert_eq!(stats.written_total, 19);
-    build_report(&store.reader().unwrap(), SINCE, UNTIL, top_n).unwrap()
+    assert_eq!(stats.written_total, n);
+    build_report(&store.conn().unwrap(), SINCE, UNTIL, top_n).unwrap()
+}
+
+/// The SQLite report, after checking that PostgreSQL's is the same in every number.
+fn report(top_n: usize) -> Report {
+    let mut all = reports(top_n);
+    let (_, sqlite) = all.remove(0);
+    for (backend, r) in all {
+        assert_eq!(r, sqlite, "{backend} differs from sqlite");
+    }
+    sqlite
 }
 
 fn p(p50: u64, p95: u64, p99: u64) -> Percentiles {
@@ -271,45 +293,49 @@ fn markdown_is_github_tables() {
 
 #[test]
 fn an_empty_window_says_so() {
-    let store = Store::open(":memory:").unwrap();
-    let r = build_report(&store.reader().unwrap(), SINCE, UNTIL, 10).unwrap();
-    assert!(r.is_empty());
-    assert_eq!(r.totals.requests, 0);
-    assert_eq!(r.totals.ttft_ms, None);
-    assert!(r.by_model.is_empty() && r.top_callers.is_empty() && r.unpriced.is_empty());
-    assert!(render_table(&r).contains("No traces in this window"));
-    assert!(render_markdown(&r).contains("No traces in this window"));
-    assert_eq!(
-        serde_json::to_value(&r).unwrap()["totals"]["cost_usd"],
-        "0.00"
-    );
+    for (backend, store, _db) in stores() {
+        let r = build_report(&store.conn().unwrap(), SINCE, UNTIL, 10).unwrap();
+        assert!(r.is_empty(), "{backend}");
+        assert_eq!(r.totals.requests, 0);
+        assert_eq!(r.totals.ttft_ms, None);
+        assert!(r.by_model.is_empty() && r.top_callers.is_empty() && r.unpriced.is_empty());
+        assert!(render_table(&r).contains("No traces in this window"));
+        assert!(render_markdown(&r).contains("No traces in this window"));
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["totals"]["cost_usd"],
+            "0.00",
+            "{backend}"
+        );
+    }
 }
 
 #[test]
 fn a_backwards_window_is_an_error() {
-    let store = Store::open(":memory:").unwrap();
-    let err = build_report(&store.reader().unwrap(), UNTIL, SINCE, 10).unwrap_err();
-    assert!(matches!(err, StoreError::InvalidWindow { .. }), "{err}");
+    for (backend, store, _db) in stores() {
+        let err = build_report(&store.conn().unwrap(), UNTIL, SINCE, 10).unwrap_err();
+        assert!(
+            matches!(err, StoreError::InvalidWindow { .. }),
+            "{backend}: {err}"
+        );
+    }
 }
 
 #[test]
 fn a_report_with_everything_priced_says_so() {
-    let store = Store::open(":memory:").unwrap();
-    let (writer, handle) = spawn(&store, WriterOptions::default()).unwrap();
-    let mut x = t("one", 10, Some("fast"));
-    x.input_tokens = Some(1);
-    x.output_tokens = Some(1);
-    x.cost = Some(Nanos(1));
-    writer.record(x);
-    handle.shutdown();
-    let r = build_report(&store.reader().unwrap(), SINCE, UNTIL, 10).unwrap();
-    let text = render_table(&r);
-    assert!(
-        text.contains("None: every call with usage had a known price."),
-        "{text}"
-    );
-    assert!(!text.contains("NOT counted"), "{text}");
-    assert!(text.contains("$0.000000001"), "{text}");
+    for (backend, store, _db) in stores() {
+        let mut x = t("one", 10, Some("fast"));
+        x.input_tokens = Some(1);
+        x.output_tokens = Some(1);
+        x.cost = Some(Nanos(1));
+        let r = report_of(&store, vec![x], 10);
+        let text = render_table(&r);
+        assert!(
+            text.contains("None: every call with usage had a known price."),
+            "{backend}: {text}"
+        );
+        assert!(!text.contains("NOT counted"), "{backend}: {text}");
+        assert!(text.contains("$0.000000001"), "{backend}: {text}");
+    }
 }
 
 /// The Markdown report as a whole, pinned: a change to its layout must be reviewed
@@ -328,38 +354,71 @@ fn the_terminal_report_is_pinned() {
 #[test]
 fn embeddings_get_their_own_section_only_when_there_are_some() {
     assert!(report(3).embeddings.is_none(), "no embeddings in the week");
-    let store = Store::open(":memory:").unwrap();
-    let (writer, handle) = spawn(&store, WriterOptions::default()).unwrap();
-    for trace in week() {
-        writer.record(trace);
+    for (backend, store, _db) in stores() {
+        let mut traces = week();
+        for (i, tenant) in ["acme", "acme", "globex"].iter().enumerate() {
+            let mut e = TraceRecord::new(
+                format!("emb-{i}"),
+                SINCE + 5_000,
+                "openai",
+                "/v1/embeddings",
+            );
+            e.model_requested = Some("embed-small".into());
+            e.tenant = Some((*tenant).into());
+            e.feature = Some("search".into());
+            e.input_tokens = Some(1_000);
+            e.output_tokens = Some(0);
+            e.cost = Some(Nanos(20_000));
+            traces.push(e);
+        }
+        let r = report_of(&store, traces, 3);
+        let e = r.embeddings.as_ref().expect("an embeddings section");
+        assert_eq!(e.totals.requests, 3, "{backend}");
+        assert_eq!(e.totals.cost.nanos(), Nanos(60_000), "{backend}");
+        assert_eq!(e.by_model.len(), 1, "{backend}");
+        assert_eq!(e.by_model[0].name, "embed-small", "{backend}");
+        let tenants: Vec<&str> = e.by_tenant.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(tenants, ["acme", "globex"], "{backend}");
+        // Still in the overall figures.
+        assert_eq!(r.totals.requests, 17 + 3, "{backend}");
+        let md = render_markdown(&r);
+        assert!(md.contains("Embeddings by model"), "{backend}: {md}");
+        assert!(md.contains("embed-small"), "{backend}: {md}");
     }
-    for (i, tenant) in ["acme", "acme", "globex"].iter().enumerate() {
-        let mut e = TraceRecord::new(
-            format!("emb-{i}"),
-            SINCE + 5_000,
-            "openai",
-            "/v1/embeddings",
+}
+
+#[test]
+fn scope_stats_and_the_previous_period_read_the_same_traffic() {
+    use keel_core::scope::{Scope, ScopeKind};
+    for (backend, store, _db) in stores() {
+        report_of(&store, week(), 10);
+        let conn = store.conn().unwrap();
+        let acme = Scope {
+            kind: ScopeKind::Tenant,
+            value: Some("acme".into()),
+        };
+        let s = keel_store::report::scope_stats(&conn, &acme, SINCE, UNTIL).unwrap();
+        assert_eq!((s.requests, s.unpriced_calls), (12, 2), "{backend}");
+        assert_eq!(s.cost.nanos(), Nanos(1_500_000), "{backend}");
+        assert_eq!(s.ttft_ms, Some(p(6, 8, 8)), "{backend}");
+        let all = keel_store::report::scope_stats(&conn, &Scope::GLOBAL, SINCE, UNTIL).unwrap();
+        assert_eq!((all.requests, all.errors), (17, 2), "{backend}");
+        assert_eq!(all.latency_ms, p(50, 400, 400), "{backend}");
+
+        let prev = keel_store::previous_period(&conn, SINCE, UNTIL).unwrap();
+        assert_eq!(prev.totals, all, "{backend}");
+        assert_eq!(prev.window.since, "2024-05-06T00:00:00Z");
+        // The week before holds the one trace written just before it.
+        let before = keel_store::previous_period(&conn, SINCE - 7 * 86_400_000, SINCE).unwrap();
+        assert_eq!(before.totals.requests, 1, "{backend}");
+        assert!(keel_store::previous_period(&conn, UNTIL, SINCE).is_err());
+
+        let functions = keel_store::report::function_breakdown(&conn, SINCE, UNTIL).unwrap();
+        assert_eq!(
+            functions.len(),
+            1,
+            "{backend}: no function calls, one (none) row"
         );
-        e.model_requested = Some("embed-small".into());
-        e.tenant = Some((*tenant).into());
-        e.feature = Some("search".into());
-        e.input_tokens = Some(1_000);
-        e.output_tokens = Some(0);
-        e.cost = Some(Nanos(20_000));
-        writer.record(e);
+        assert_eq!(functions[0].name, "(none)", "{backend}");
     }
-    handle.shutdown();
-    let r = build_report(&store.reader().unwrap(), SINCE, UNTIL, 3).unwrap();
-    let e = r.embeddings.as_ref().expect("an embeddings section");
-    assert_eq!(e.totals.requests, 3);
-    assert_eq!(e.totals.cost.nanos(), Nanos(60_000));
-    assert_eq!(e.by_model.len(), 1);
-    assert_eq!(e.by_model[0].name, "embed-small");
-    let tenants: Vec<&str> = e.by_tenant.iter().map(|g| g.name.as_str()).collect();
-    assert_eq!(tenants, ["acme", "globex"]);
-    // Still in the overall figures.
-    assert_eq!(r.totals.requests, 17 + 3);
-    let md = render_markdown(&r);
-    assert!(md.contains("Embeddings by model"), "{md}");
-    assert!(md.contains("embed-small"), "{md}");
 }

@@ -2,7 +2,8 @@
 //! The rollups behind the dashboard's overview: kept by the writer batch by batch, they
 //! must equal a rebuild from the traces and agree with the exact report over the same
 //! window; deleting traces must be followed; the synthetic generator's store must read
-//! back the totals it wrote.
+//! back the totals it wrote. Each runs on SQLite and PostgreSQL (the synthetic
+//! generator writes SQLite only: on PostgreSQL the traffic is spread by `spread`).
 
 use std::collections::HashMap;
 
@@ -10,8 +11,10 @@ use keel_core::money::Nanos;
 use keel_core::trace::{Origin, TraceRecord, TraceStatus};
 use keel_store::overview::{aligned_window, overview};
 use keel_store::rollup::{self, Counts};
+use keel_store::sql::{Db, Dialect};
 use keel_store::synth::{generate, SynthOptions};
-use keel_store::{build_report, spawn, Connection, GroupRow, GroupStats, Store, WriterOptions};
+use keel_store::testing::stores;
+use keel_store::{build_report, spawn, GroupRow, GroupStats, Store, WriterOptions};
 
 /// 2025-11-24 15:07:31.123 UTC: not on any bucket boundary.
 const NOW: i64 = 1_764_000_451_123;
@@ -20,15 +23,50 @@ const HOUR: i64 = 3_600_000;
 type Rows = HashMap<rollup::RowKey, Counts>;
 
 fn rows(store: &Store) -> Rows {
-    rollup::all_rows(&store.reader().unwrap()).unwrap()
+    rollup::all_rows(&store.conn().unwrap()).unwrap()
 }
 
 fn rebuilt(store: &Store) -> Rows {
-    let mut w = store.writer_conn().unwrap();
-    let tx = w.transaction().unwrap();
-    rollup::rebuild_all(&tx).unwrap();
-    tx.commit().unwrap();
+    let conn = store.conn().unwrap();
+    conn.db().transaction(|tx| rollup::rebuild_all(tx)).unwrap();
     rows(store)
+}
+
+/// `n` live traces spread over the 31 days before `NOW`, of several models, tenants,
+/// features and functions, written by the writer thread in batches of 997 (what the
+/// synthetic generator does on SQLite).
+fn spread(store: &Store, n: i64) {
+    let (writer, handle) = spawn(
+        store,
+        WriterOptions {
+            max_batch: 997,
+            ..WriterOptions::default()
+        },
+    )
+    .unwrap();
+    let span = 31 * 24 * HOUR;
+    for i in 0..n {
+        let at = NOW - span + span * i / n + (i * 7919) % 60_000;
+        let mut t = TraceRecord::new(format!("s{i}"), at, "openai", "/v1/chat/completions");
+        t.model_requested = Some(format!("model-{}", i % 5));
+        t.tenant = Some(format!("tenant-{}", i % 13));
+        t.feature = (i % 3 != 0).then(|| format!("feature-{}", i % 4));
+        t.function = (i % 3 == 0).then(|| "f".to_string());
+        t.variant = (i % 3 == 0).then(|| ["control", "candidate"][(i % 2) as usize].to_string());
+        t.latency_ms = ((i * 131) % 9000) as u64;
+        t.stream = i % 5 < 2;
+        t.ttft_ms = Some(((i * 17) % 700) as u64);
+        t.input_tokens = Some((i % 400) as u64);
+        t.output_tokens = Some((i % 90) as u64);
+        match i % 37 {
+            0 => t.unpriced = true,
+            1 => t.status = TraceStatus::Error,
+            2 => t.origin = Origin::Eval,
+            _ => t.cost = Some(Nanos(500 + i % 1000)),
+        }
+        writer.record(t);
+    }
+    assert_eq!(handle.shutdown().written_total, n as u64);
 }
 
 /// Hand-made traces around the window's edges and of every kind the rollups tell
@@ -116,7 +154,7 @@ fn same_rows(what: &str, rolled: &[GroupRow], exact: &[GroupRow]) {
 }
 
 /// The overview over each window against the exact report over the same window.
-fn check_overview(conn: &Connection) {
+fn check_overview(conn: Db<'_>) {
     for (span, buckets) in [
         (HOUR, 12),
         (24 * HOUR, 24),
@@ -155,75 +193,105 @@ fn check_overview(conn: &Connection) {
     }
 }
 
+/// A SQLite store in a file (the tests reopen it), or the PostgreSQL store.
+fn file_or_pg(dir: &tempfile::TempDir, backend: &str, pg: Store) -> (Store, String) {
+    if backend == "sqlite" {
+        let path = dir.path().join("keel.db").to_str().unwrap().to_string();
+        (Store::open(&path).unwrap(), path)
+    } else {
+        let url = pg.path().to_string();
+        (pg, url)
+    }
+}
+
 #[test]
 fn rollups_kept_batch_by_batch_equal_a_rebuild_and_the_exact_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keel.db");
-    let store = Store::open(path.to_str().unwrap()).unwrap();
-    // Synthetic traffic in batches of 997, then edge cases by the writer thread.
-    let mut w = store.writer_conn().unwrap();
-    let opts = SynthOptions {
-        count: 6_000,
-        days: 31,
-        now_ms: NOW,
-        seed: 7,
-        batch: 997,
-    };
-    assert_eq!(generate(&mut w, &opts, |_| {}).unwrap(), 6_000);
-    edge_traces(&store);
+    for (backend, store, db) in stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = file_or_pg(&dir, backend, store);
+        // Synthetic traffic in batches of 997, then edge cases by the writer thread.
+        if db.is_none() {
+            let mut w = store.writer_conn().unwrap();
+            let opts = SynthOptions {
+                count: 6_000,
+                days: 31,
+                now_ms: NOW,
+                seed: 7,
+                batch: 997,
+            };
+            assert_eq!(generate(&mut w, &opts, |_| {}).unwrap(), 6_000);
+        } else {
+            spread(&store, 6_000);
+        }
+        edge_traces(&store);
 
-    let kept = rows(&store);
-    assert!(kept.len() > 1000, "{}", kept.len());
-    check_overview(&store.reader().unwrap());
-    let variants =
-        keel_store::overview::variant_breakdown(&store.reader().unwrap(), NOW, 24 * HOUR).unwrap();
-    assert!(
-        variants.iter().any(|r| r.name == "f\u{1f}candidate"),
-        "{variants:?}"
-    );
-    assert_eq!(
-        kept,
-        rebuilt(&store),
-        "the writer's rollups differ from a rebuild"
-    );
+        let kept = rows(&store);
+        assert!(kept.len() > 1000, "{backend}: {}", kept.len());
+        let conn = store.conn().unwrap();
+        check_overview(conn.db());
+        let variants = keel_store::overview::variant_breakdown(&conn, NOW, 24 * HOUR).unwrap();
+        assert!(
+            variants.iter().any(|r| r.name == "f\u{1f}candidate"),
+            "{backend}: {variants:?}"
+        );
+        assert_eq!(
+            kept,
+            rebuilt(&store),
+            "{backend}: the writer's rollups differ from a rebuild"
+        );
+    }
 }
 
 #[test]
 fn deleted_traces_leave_the_rollups_at_the_next_batch_or_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keel.db");
-    let path = path.to_str().unwrap();
-    let store = Store::open(path).unwrap();
-    edge_traces(&store);
-    let before = rows(&store);
-    let (since, _) = aligned_window(NOW, 24 * HOUR);
+    for (backend, store, _db) in stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, path) = file_or_pg(&dir, backend, store);
+        edge_traces(&store);
+        let before = rows(&store);
+        let (since, _) = aligned_window(NOW, 24 * HOUR);
 
-    // Deleted while no writer runs: repaired when the store is opened.
-    let w = store.writer_conn().unwrap();
-    let gone = w
-        .execute("DELETE FROM traces WHERE started_at_ms < ?1", [since])
-        .unwrap();
-    assert!(gone > 0);
-    drop(store);
-    let store = Store::open(path).unwrap();
-    let after_open = rows(&store);
-    assert_ne!(after_open, before);
-    assert_eq!(after_open, rebuilt(&store));
+        // Deleted while no writer runs: on SQLite repaired when the store is opened (a
+        // PostgreSQL store is shared by replicas: its writers repair after a batch).
+        let w = store.conn().unwrap();
+        let gone = w
+            .db()
+            .execute(
+                "DELETE FROM traces WHERE started_at_ms < ?1",
+                &[since.into()],
+            )
+            .unwrap();
+        assert!(gone > 0);
+        drop(w);
+        let store = if backend == "sqlite" {
+            drop(store);
+            let store = Store::open(&path).unwrap();
+            let after_open = rows(&store);
+            assert_ne!(after_open, before);
+            assert_eq!(after_open, rebuilt(&store));
+            store
+        } else {
+            store
+        };
+        let w = store.conn().unwrap();
 
-    // Deleted while the writer runs: repaired after its next batch.
-    w.execute("DELETE FROM traces WHERE id LIKE 'e1%'", [])
-        .unwrap();
-    let (writer, handle) = spawn(&store, WriterOptions::default()).unwrap();
-    writer.record(TraceRecord::new(
-        "late".into(),
-        NOW,
-        "openai",
-        "/v1/chat/completions",
-    ));
-    handle.shutdown();
-    let after_batch = rows(&store);
-    assert_eq!(after_batch, rebuilt(&store));
-    check_overview(&store.reader().unwrap());
+        // Deleted while the writer runs: repaired after its next batch.
+        w.db()
+            .execute("DELETE FROM traces WHERE id LIKE 'e1%'", &[])
+            .unwrap();
+        let (writer, handle) = spawn(&store, WriterOptions::default()).unwrap();
+        writer.record(TraceRecord::new(
+            "late".into(),
+            NOW,
+            "openai",
+            "/v1/chat/completions",
+        ));
+        handle.shutdown();
+        let after_batch = rows(&store);
+        assert_ne!(after_batch, before, "{backend}");
+        assert_eq!(after_batch, rebuilt(&store), "{backend}");
+        check_overview(store.conn().unwrap().db());
+    }
 }
 
 #[test]
@@ -271,48 +339,55 @@ fn a_generated_store_reads_back_the_totals_it_wrote() {
     assert_eq!(o.totals.requests as i64, live);
     assert_eq!(o.by_tenant.len(), 40);
     assert_eq!(o.by_model.len(), 5);
-    check_overview(&r);
+    check_overview((&r).into());
 }
 
 #[test]
 fn a_damaged_rollup_row_never_costs_traces_and_is_recomputed() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keel.db");
-    let store = Store::open(path.to_str().unwrap()).unwrap();
-    edge_traces(&store);
-    // Damage every 5-minute row of the live totals: the next batch touching one of
-    // them cannot merge into it.
-    let w = store.writer_conn().unwrap();
-    let damaged = w
+    for (backend, store, _db) in stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = file_or_pg(&dir, backend, store);
+        edge_traces(&store);
+        // Damage every 5-minute row of the live totals: the next batch touching one of
+        // them cannot merge into it.
+        let w = store.conn().unwrap();
+        let garbage = match w.db().dialect() {
+            Dialect::Sqlite => "x'ff00ff'",
+            Dialect::Postgres => "'\\xff00ff'::bytea",
+        };
+        let damaged = w
+        .db()
         .execute(
-            "UPDATE trace_rollups SET latency_hist = x'ff00ff' WHERE dim = 'all' AND res_ms = 300000",
-            [],
+            &format!("UPDATE trace_rollups SET latency_hist = {garbage} WHERE dim = 'all' AND res_ms = 300000"),
+            &[],
         )
         .unwrap();
-    assert!(damaged > 0);
-    let (writer, handle) = spawn(&store, WriterOptions::default()).unwrap();
-    let (since, until) = aligned_window(NOW, 24 * HOUR);
-    for i in 0..20i64 {
-        let at = since + (until - since) * i / 20;
-        writer.record(TraceRecord::new(
-            format!("after-{i}"),
-            at,
-            "openai",
-            "/v1/chat/completions",
-        ));
+        assert!(damaged > 0);
+        let (writer, handle) = spawn(&store, WriterOptions::default()).unwrap();
+        let (since, until) = aligned_window(NOW, 24 * HOUR);
+        for i in 0..20i64 {
+            let at = since + (until - since) * i / 20;
+            writer.record(TraceRecord::new(
+                format!("after-{i}"),
+                at,
+                "openai",
+                "/v1/chat/completions",
+            ));
+        }
+        let report = handle.shutdown();
+        assert_eq!(report.written_total, 20, "every trace is kept");
+        let conn = store.conn().unwrap();
+        let n: i64 = conn
+            .db()
+            .query_row(
+                "SELECT COUNT(*) FROM traces WHERE id LIKE 'after-%'",
+                &[],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 20, "{backend}");
+        // The batch's days were recomputed from the traces: the rollups equal a rebuild.
+        drop(conn);
+        assert_eq!(rows(&store), rebuilt(&store), "{backend}");
     }
-    let report = handle.shutdown();
-    assert_eq!(report.written_total, 20, "every trace is kept");
-    let conn = store.reader().unwrap();
-    let n: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM traces WHERE id LIKE 'after-%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(n, 20);
-    // The batch's days were recomputed from the traces: the rollups equal a rebuild.
-    drop(conn);
-    assert_eq!(rows(&store), rebuilt(&store));
 }

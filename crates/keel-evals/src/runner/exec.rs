@@ -216,7 +216,7 @@ impl Executor<'_> {
             assertions_json: serde_json::to_string(&results).unwrap_or_else(|_| "[]".into()),
         };
         if let Ok(conn) = self.store.lock() {
-            if let Err(e) = keel_store::evals::record_eval_result(&conn, &row) {
+            if let Err(e) = keel_store::evals::record_eval_result(&*conn, &row) {
                 tracing::warn!(error = %e, case = %case.id, "cannot store an eval result");
             }
         }
@@ -260,7 +260,7 @@ impl Executor<'_> {
                 .store
                 .lock()
                 .ok()
-                .and_then(|c| keel_store::evals::cache_get(&c, &key).ok().flatten())
+                .and_then(|c| keel_store::evals::cache_get(&*c, &key).ok().flatten())
                 .and_then(|j| serde_json::from_str::<CaseOutput>(&j).ok());
             if let Some(out) = hit {
                 return (out, true, None);
@@ -328,7 +328,7 @@ impl Executor<'_> {
                         if let (Ok(c), Ok(json)) = (self.store.lock(), serde_json::to_string(&out))
                         {
                             let _ =
-                                keel_store::evals::cache_put(&c, &key, &json, trace.started_at_ms);
+                                keel_store::evals::cache_put(&*c, &key, &json, trace.started_at_ms);
                         }
                     }
                     return (out, false, Some(trace.id));

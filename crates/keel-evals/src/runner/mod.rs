@@ -234,7 +234,7 @@ pub async fn run_suite_scoped(
     if let Ok(c) = conn.lock() {
         let summary = serde_json::to_string(&outcome).ok();
         let _ = finish_eval_run(
-            &c,
+            &*c,
             &outcome.candidate.run_id,
             "done",
             now_ms(),
@@ -327,7 +327,7 @@ async fn run_arm(
         repeat: exec.opts.repeat,
     };
     if let Ok(c) = conn.lock() {
-        create_eval_run(&c, &new).map_err(|e| EvalError::Setup(e.to_string()))?;
+        create_eval_run(&*c, &new).map_err(|e| EvalError::Setup(e.to_string()))?;
     }
     // A line that stops parsing mid-run means the file changed under the run: its
     // results would not belong to the locked dataset.
@@ -355,14 +355,14 @@ async fn run_arm(
         // saying why, rather than leave it `running`.
         if let Ok(c) = conn.lock() {
             let why = json!({ "error": e.to_string() }).to_string();
-            let _ = finish_eval_run(&c, &run_id, "failed", now_ms(), Some(&why), None, None);
+            let _ = finish_eval_run(&*c, &run_id, "failed", now_ms(), Some(&why), None, None);
         }
         return Err(e.into());
     }
     let stats = summarize(&records, LEVEL, SEED);
     if let Ok(c) = conn.lock() {
         // Results were counted per case × repeat as they came; the run counts cases.
-        if let Err(e) = set_eval_run_counts(&c, &run_id, stats.cases as u64, stats.passed) {
+        if let Err(e) = set_eval_run_counts(&*c, &run_id, stats.cases as u64, stats.passed) {
             tracing::warn!(error = %e, run = %run_id, "cannot store an eval run's counts");
         }
     }
@@ -370,7 +370,7 @@ async fn run_arm(
         if let Ok(c) = conn.lock() {
             let summary = serde_json::to_string(&stats).ok();
             let _ = finish_eval_run(
-                &c,
+                &*c,
                 &run_id,
                 "done",
                 now_ms(),

@@ -279,7 +279,11 @@ fn cheapest_variant(
     let mut seen = Vec::new();
     for (i, slot) in slots.iter().enumerate() {
         let Ok(d) = slot else { continue };
-        let rate = keel_store::evals::latest_candidate_result(conn, &d.release.id, &tier.suite)?;
+        let rate = keel_store::evals::latest_candidate_result(conn, &d.release.id, &tier.suite)
+            .map_err(|e| match e {
+                keel_store::StoreError::Sqlite(e) => e,
+                other => rusqlite::Error::ToSqlConversionFailure(Box::new(other)),
+            })?;
         let Some((passed, cases)) = rate.filter(|(_, c)| *c > 0) else {
             seen.push(format!("{}: no eval run of `{}`", d.variant, tier.suite));
             continue;

@@ -264,6 +264,28 @@ impl PgConn {
         .map_err(StoreError::from)
     }
 
+    /// Rows of `sql` handed to `each` one at a time as they arrive, not collected: when
+    /// the statement fails part way (a statement timeout), the rows handed over before
+    /// the error stay the caller's (the budgeted trace search relies on it).
+    pub(crate) fn query_each(
+        &self,
+        sql: &str,
+        params: &[Value],
+        mut each: impl FnMut(&tokio_postgres::Row) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        use futures::TryStreamExt;
+        let sql = to_postgres(sql);
+        futures::executor::block_on(async {
+            let stmt = self.client.prepare_cached(&sql).await?;
+            let rows = self.client.query_raw(&stmt, refs(params)).await?;
+            futures::pin_mut!(rows);
+            while let Some(row) = rows.try_next().await? {
+                each(&row)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Statements without parameters, in one round trip (schema, `BEGIN`, `COMMIT`).
     pub(crate) fn batch(&self, sql: &str) -> Result<(), StoreError> {
         futures::executor::block_on(self.client.batch_execute(sql)).map_err(StoreError::from)
