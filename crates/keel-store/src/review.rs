@@ -371,8 +371,8 @@ pub fn skip<'c>(
 /// claim. Refused when others have already given every label the item needs.
 ///
 /// Exclusive per item: SQLite's write lock is held from the start; on PostgreSQL the
-/// item's row is locked first (`FOR UPDATE`), so two labels on one item are counted one
-/// after the other and a single-review item never takes two.
+/// item's row is locked (`FOR UPDATE`, after the reviewer's claim), so two labels on one
+/// item are counted one after the other and a single-review item never takes two.
 pub fn record_label<'c>(
     db: impl Into<Db<'c>>,
     item_id: i64,
@@ -381,6 +381,16 @@ pub fn record_label<'c>(
     now_ms: i64,
 ) -> Result<Recorded, StoreError> {
     db.into().write_transaction(|tx| {
+        if tx.dialect() == Dialect::Postgres {
+            // Claims before items, as a claim takes them (it clears expired claims, then
+            // locks an item): locking the item first, then deleting the reviewer's
+            // expired claim that a claimer has just cleared, would deadlock with it.
+            tx.query(
+                "SELECT 1 FROM review_claims WHERE item_id = ?1 AND reviewer = ?2 FOR UPDATE",
+                &values![item_id, reviewer],
+                |_| Ok(()),
+            )?;
+        }
         let Some(item) = tx.query_opt(
             &format!(
                 "SELECT {ITEM_COLS} FROM review_items WHERE id = ?1{}",

@@ -412,3 +412,40 @@ fn two_labels_at_once_on_a_single_review_item_store_one() {
         assert_eq!(get_item(&setup, id).unwrap().unwrap().labelled, 1);
     }
 }
+
+/// A reviewer labels an item whose claim has expired while another, on another replica,
+/// asks for an item at that moment (and so clears expired claims): neither fails.
+#[test]
+fn a_label_after_an_expired_claim_and_a_claim_at_once_both_succeed() {
+    let db = TestDb::new();
+    let replicas = [
+        Store::open(&db.url()).unwrap(),
+        Store::open(&db.url()).unwrap(),
+    ];
+    let setup = replicas[0].conn().unwrap();
+    for round in 0..30 {
+        let queue = format!("q{round}");
+        enqueue(&setup, &queue, "t", "sample", 1, 1, None).unwrap();
+        let item = claim_next(&setup, &queue, "ana", 0, TTL).unwrap().unwrap();
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            let (barrier, queue, replicas) = (&barrier, &queue, &replicas);
+            let labeller = s.spawn(move || {
+                let conn = replicas[0].conn().unwrap();
+                barrier.wait();
+                label(&conn, item.id, "ana", "good", 2 * TTL)
+            });
+            let claimer = s.spawn(move || {
+                let conn = replicas[1].conn().unwrap();
+                barrier.wait();
+                claim_next(&conn, queue, "bo", 2 * TTL, TTL).unwrap()
+            });
+            let labelled = labeller.join().unwrap();
+            assert!(
+                matches!(labelled, Recorded::Labelled { labelled: 1, .. }),
+                "round {round}: {labelled:?}"
+            );
+            claimer.join().unwrap();
+        });
+    }
+}
