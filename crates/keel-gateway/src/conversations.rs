@@ -187,11 +187,11 @@ impl Flush {
             None => guard.insert(self.store.writer_conn()?),
         };
         let refs: Vec<&StoredResponse> = rows.iter().map(Arc::as_ref).collect();
-        save_responses(conn, &refs)?;
+        save_responses(&*conn, &refs)?;
         // Deleted while on their way: `forget` marks before it deletes, so checking
         // after the write leaves nothing behind.
         for r in rows.iter().filter(|r| self.deleted.contains_key(&r.id)) {
-            delete_response(conn, &r.id)?;
+            delete_response(&*conn, &r.id)?;
         }
         Ok(())
     }

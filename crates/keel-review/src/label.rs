@@ -169,6 +169,7 @@ pub fn submit(
     answers: &Answers,
     now_ms: i64,
 ) -> Result<Submitted, LabelError> {
+    let conn = &*conn;
     let item = store::get_item(conn, item_id)?.ok_or(LabelError::NoSuchItem(item_id))?;
     if item.queue != queue.name {
         return Err(LabelError::WrongQueue {

@@ -8,11 +8,12 @@
 //! module also answers who owns a call ([`feedback_targets`]), which the gateway needs
 //! to decide whether a key may attach feedback to it.
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::{json, Value};
 
-use crate::audit::{record_audit, NewAuditEvent};
+use crate::audit::NewAuditEvent;
 use crate::error::StoreError;
+use crate::sql::{Db, Dialect, Row};
+use crate::values;
 use crate::Store;
 
 /// The audit action of a replaced feedback value.
@@ -127,37 +128,39 @@ pub struct FeedbackTarget {
 /// under fresh ids (`client_request_id`, migration 0018), newest first. The gateway
 /// takes the first one the caller may see, so an app whose id was taken first by
 /// another tenant's call still reaches its own.
-pub fn feedback_targets(
-    conn: &Connection,
+pub fn feedback_targets<'c>(
+    db: impl Into<Db<'c>>,
     request_id: &str,
 ) -> Result<Vec<FeedbackTarget>, StoreError> {
-    let target = |r: &rusqlite::Row<'_>| {
+    let db = db.into();
+    let target = |r: &Row<'_>| {
         Ok(FeedbackTarget {
             id: r.get(0)?,
             key_id: r.get(1)?,
             tenant: r.get(2)?,
         })
     };
-    let mut out: Vec<FeedbackTarget> = conn
-        .prepare_cached("SELECT id, key_id, tenant FROM traces WHERE id = ?1")?
-        .query_row(params![request_id], target)
-        .optional()?
+    let mut out: Vec<FeedbackTarget> = db
+        .query_opt(
+            "SELECT id, key_id, tenant FROM traces WHERE id = ?1",
+            &values![request_id],
+            target,
+        )?
         .into_iter()
         .collect();
-    let mut stmt = conn.prepare_cached(
+    out.extend(db.query(
         "SELECT id, key_id, tenant FROM traces WHERE client_request_id = ?1
          ORDER BY started_at_ms DESC, rowid DESC LIMIT ?2",
-    )?;
-    for t in stmt.query_map(params![request_id, MAX_REUSED], target)? {
-        out.push(t?);
-    }
+        &values![request_id, MAX_REUSED],
+        target,
+    )?);
     Ok(out)
 }
 
 const COLUMNS: &str =
     "trace_id, name, source, value_kind, value_num, value_text, comment, key_id, at_ms";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Feedback> {
+fn from_row(r: &Row<'_>) -> Result<Feedback, StoreError> {
     let kind: String = r.get(3)?;
     Ok(Feedback {
         trace_id: r.get(0)?,
@@ -171,52 +174,81 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Feedback> {
 }
 
 /// Every feedback value on `trace_id`, oldest first.
-pub fn feedback_for_trace(conn: &Connection, trace_id: &str) -> Result<Vec<Feedback>, StoreError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM feedback WHERE trace_id = ?1 ORDER BY at_ms, name, source"
-    ))?;
-    let rows = stmt.query_map(params![trace_id], from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+pub fn feedback_for_trace<'c>(
+    db: impl Into<Db<'c>>,
+    trace_id: &str,
+) -> Result<Vec<Feedback>, StoreError> {
+    db.into().query(
+        &format!("SELECT {COLUMNS} FROM feedback WHERE trace_id = ?1 ORDER BY at_ms, name, source"),
+        &values![trace_id],
+        from_row,
+    )
 }
 
 /// Store `fb`, replacing any earlier value for the same (trace, name, source); returns
 /// that earlier value. A replacement is audited in the same transaction, with `actor`
 /// (`key:<id>`, `admin` or `anonymous`) as who changed it.
-pub fn upsert_feedback(
-    conn: &mut Connection,
+///
+/// The earlier value is exact even when two replicas store the same name at once (the
+/// gateway answers 201 for a new value, 200 for a replacement): the row is inserted if
+/// absent, else locked (`FOR UPDATE` on PostgreSQL; SQLite's write lock is taken at the
+/// start) and read before it is overwritten, so of two writers exactly one creates it
+/// and the other replaces what the first wrote.
+pub fn upsert_feedback<'c>(
+    db: impl Into<Db<'c>>,
     fb: &Feedback,
     actor: &str,
 ) -> Result<Option<Feedback>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let before = tx
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM feedback WHERE trace_id = ?1 AND name = ?2 AND source = ?3"
-        ))?
-        .query_row(params![fb.trace_id, fb.name, fb.source], from_row)
-        .optional()?;
     let (num, text) = fb.value.columns();
-    tx.execute(
-        "INSERT INTO feedback (trace_id, name, source, value_kind, value_num, value_text, comment, key_id, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT (trace_id, name, source) DO UPDATE SET
-             value_kind = excluded.value_kind, value_num = excluded.value_num,
-             value_text = excluded.value_text, comment = excluded.comment,
-             key_id = excluded.key_id, at_ms = excluded.at_ms",
-        params![
-            fb.trace_id,
-            fb.name,
-            fb.source,
-            fb.value.kind(),
-            num,
-            text,
-            fb.comment,
-            fb.key_id,
-            fb.at_ms
-        ],
-    )?;
-    if let Some(old) = &before {
-        record_audit(
-            &tx,
+    db.into().write_transaction(|tx| {
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO feedback
+               (trace_id, name, source, value_kind, value_num, value_text, comment, key_id, at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            &values![
+                &fb.trace_id,
+                &fb.name,
+                &fb.source,
+                fb.value.kind(),
+                num,
+                text,
+                &fb.comment,
+                &fb.key_id,
+                fb.at_ms
+            ],
+        )?;
+        if inserted == 1 {
+            return Ok(None);
+        }
+        let lock = match tx.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        };
+        let old = tx.query_row(
+            &format!(
+                "SELECT {COLUMNS} FROM feedback WHERE trace_id = ?1 AND name = ?2 AND source = ?3{lock}"
+            ),
+            &values![&fb.trace_id, &fb.name, &fb.source],
+            from_row,
+        )?;
+        tx.execute(
+            "UPDATE feedback SET value_kind = ?4, value_num = ?5, value_text = ?6, comment = ?7,
+                    key_id = ?8, at_ms = ?9
+              WHERE trace_id = ?1 AND name = ?2 AND source = ?3",
+            &values![
+                &fb.trace_id,
+                &fb.name,
+                &fb.source,
+                fb.value.kind(),
+                num,
+                text,
+                &fb.comment,
+                &fb.key_id,
+                fb.at_ms
+            ],
+        )?;
+        crate::audit::record_audit(
+            tx,
             fb.at_ms,
             &NewAuditEvent {
                 actor,
@@ -239,9 +271,8 @@ pub fn upsert_feedback(
                 })),
             },
         )?;
-    }
-    tx.commit()?;
-    Ok(before)
+        Ok(Some(old))
+    })
 }
 
 impl Store {
@@ -252,20 +283,21 @@ impl Store {
         fb: &Feedback,
         actor: &str,
     ) -> Result<Option<Feedback>, StoreError> {
-        let mut conn = self.writer_connection()?;
-        upsert_feedback(&mut conn, fb, actor)
+        let conn = self.conn()?;
+        upsert_feedback(&conn, fb, actor)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
 
-    fn trace(conn: &Connection, id: &str, tenant: &str, key: &str, client_id: Option<&str>) {
-        conn.execute(
+    fn trace(db: Db<'_>, id: &str, tenant: &str, key: &str, client_id: Option<&str>, at: i64) {
+        db.execute(
             "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms, status, http_status, tenant, key_id, client_request_id)
-             VALUES (?1, 1, 'openai', '/v1/chat/completions', 0, 0, 5, 'ok', 200, ?2, ?3, ?4)",
-            params![id, tenant, key, client_id],
+             VALUES (?1, ?2, 'openai', '/v1/chat/completions', 0, 0, 5, 'ok', 200, ?3, ?4, ?5)",
+            &values![id, at, tenant, key, client_id],
         )
         .unwrap();
     }
@@ -284,86 +316,156 @@ mod tests {
 
     #[test]
     fn values_read_back_as_the_json_that_was_sent() {
-        let store = Store::open(":memory:").unwrap();
-        let cases = [
-            ("thumbs", FeedbackValue::Number(-1.0), json!(-1)),
-            ("rating", FeedbackValue::Number(0.25), json!(0.25)),
-            ("helpful", FeedbackValue::Bool(false), json!(false)),
-            ("resolved", FeedbackValue::Bool(true), json!(true)),
-            (
-                "reason",
-                FeedbackValue::Category("wrong_answer".into()),
-                json!("wrong_answer"),
-            ),
-        ];
-        for (i, (name, value, _)) in cases.iter().enumerate() {
-            let prior = store
-                .record_feedback(&fb(name, value.clone(), 10 + i as i64), "key:k1")
-                .unwrap();
-            assert_eq!(prior, None);
+        for (backend, store, _db) in crate::testing::stores() {
+            let cases = [
+                ("thumbs", FeedbackValue::Number(-1.0), json!(-1)),
+                ("rating", FeedbackValue::Number(0.25), json!(0.25)),
+                ("helpful", FeedbackValue::Bool(false), json!(false)),
+                ("resolved", FeedbackValue::Bool(true), json!(true)),
+                (
+                    "reason",
+                    FeedbackValue::Category("wrong_answer".into()),
+                    json!("wrong_answer"),
+                ),
+            ];
+            for (i, (name, value, _)) in cases.iter().enumerate() {
+                let prior = store
+                    .record_feedback(&fb(name, value.clone(), 10 + i as i64), "key:k1")
+                    .unwrap();
+                assert_eq!(prior, None, "{backend}");
+            }
+            let got = feedback_for_trace(&store.conn().unwrap(), "t-1").unwrap();
+            assert_eq!(got.len(), cases.len(), "{backend}");
+            for (row, (name, value, json)) in got.iter().zip(cases.iter()) {
+                assert_eq!(&row.name, name, "{backend}");
+                assert_eq!(&row.value, value, "{backend}");
+                assert_eq!(row.to_json()["value"], *json, "{backend}");
+                assert_eq!(row.to_json()["source"], "user", "{backend}");
+                assert_eq!(row.to_json()["comment"], "<b>meh</b>", "{backend}");
+            }
+            assert_eq!(
+                got[0].to_json()["at"],
+                "1970-01-01T00:00:00.01Z",
+                "{backend}"
+            );
+            assert_eq!(got[4].value.to_string(), "wrong_answer", "{backend}");
+            assert_eq!(got[0].value.to_string(), "-1", "{backend}");
         }
-        let got = feedback_for_trace(&store.reader().unwrap(), "t-1").unwrap();
-        assert_eq!(got.len(), cases.len());
-        for (row, (name, value, json)) in got.iter().zip(cases.iter()) {
-            assert_eq!(&row.name, name);
-            assert_eq!(&row.value, value);
-            assert_eq!(row.to_json()["value"], *json);
-            assert_eq!(row.to_json()["source"], "user");
-            assert_eq!(row.to_json()["comment"], "<b>meh</b>");
-        }
-        assert_eq!(got[0].to_json()["at"], "1970-01-01T00:00:00.01Z");
-        assert_eq!(got[4].value.to_string(), "wrong_answer");
-        assert_eq!(got[0].value.to_string(), "-1");
+    }
+
+    /// (actor, target, from, to, at, details) of every `feedback.replace` event.
+    type Replaced = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        i64,
+        Option<String>,
+    );
+
+    fn replacements(db: Db<'_>) -> Vec<Replaced> {
+        db.query(
+            "SELECT actor, target, from_value, to_value, at_ms, details_json FROM audit_events
+              WHERE action = ?1 ORDER BY id",
+            &values![REPLACE_ACTION],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .unwrap()
     }
 
     #[test]
     fn a_later_value_replaces_the_earlier_one_and_is_audited() {
-        let store = Store::open(":memory:").unwrap();
-        let first = fb("thumbs", FeedbackValue::Number(1.0), 100);
-        assert_eq!(store.record_feedback(&first, "key:k1").unwrap(), None);
-        let mut other_source = fb("thumbs", FeedbackValue::Number(-1.0), 150);
-        other_source.source = "support-agent".into();
-        assert_eq!(store.record_feedback(&other_source, "admin").unwrap(), None);
-        let mut second = fb("thumbs", FeedbackValue::Bool(false), 200);
-        second.comment = None;
-        second.key_id = Some("k2".into());
-        let prior = store.record_feedback(&second, "key:k2").unwrap();
-        assert_eq!(prior, Some(first));
+        for (backend, store, _db) in crate::testing::stores() {
+            let first = fb("thumbs", FeedbackValue::Number(1.0), 100);
+            assert_eq!(store.record_feedback(&first, "key:k1").unwrap(), None);
+            let mut other_source = fb("thumbs", FeedbackValue::Number(-1.0), 150);
+            other_source.source = "support-agent".into();
+            assert_eq!(store.record_feedback(&other_source, "admin").unwrap(), None);
+            let mut second = fb("thumbs", FeedbackValue::Bool(false), 200);
+            second.comment = None;
+            second.key_id = Some("k2".into());
+            let prior = store.record_feedback(&second, "key:k2").unwrap();
+            assert_eq!(prior, Some(first), "{backend}");
 
-        let conn = store.reader().unwrap();
-        let got = feedback_for_trace(&conn, "t-1").unwrap();
-        assert_eq!(got, vec![other_source, second]);
-        let audit = crate::audit::list_audit(&conn, 0, 0).unwrap();
-        let replaced: Vec<_> = audit
-            .iter()
-            .filter(|e| e.action == REPLACE_ACTION)
-            .collect();
-        assert_eq!(replaced.len(), 1, "{audit:?}");
-        let e = replaced[0];
-        assert_eq!(e.actor, "key:k2");
-        assert_eq!(e.target, "request=t-1 name=thumbs source=user");
-        assert_eq!(e.from_value.as_deref(), Some("1"));
-        assert_eq!(e.to_value.as_deref(), Some("false"));
-        assert_eq!(e.at_ms, 200);
-        let details: Value = serde_json::from_str(e.details_json.as_deref().unwrap()).unwrap();
-        assert_eq!(details["comment_before"], "<b>meh</b>");
-        assert_eq!(details["key_before"], "k1");
+            let conn = store.conn().unwrap();
+            let got = feedback_for_trace(&conn, "t-1").unwrap();
+            assert_eq!(got, vec![other_source, second], "{backend}");
+            let replaced = replacements(conn.db());
+            assert_eq!(replaced.len(), 1, "{backend}: {replaced:?}");
+            let (actor, target, from, to, at, details) = &replaced[0];
+            assert_eq!(actor, "key:k2", "{backend}");
+            assert_eq!(target, "request=t-1 name=thumbs source=user", "{backend}");
+            assert_eq!(from.as_deref(), Some("1"), "{backend}");
+            assert_eq!(to.as_deref(), Some("false"), "{backend}");
+            assert_eq!(*at, 200, "{backend}");
+            let details: Value = serde_json::from_str(details.as_deref().unwrap()).unwrap();
+            assert_eq!(details["comment_before"], "<b>meh</b>", "{backend}");
+            assert_eq!(details["key_before"], "k1", "{backend}");
+        }
+    }
+
+    #[test]
+    fn of_two_replicas_storing_the_same_name_at_once_exactly_one_creates_it() {
+        // Two stores on one database are two replicas; each round, both store the same
+        // (trace, name, source) at the same moment.
+        for (backend, store, db) in crate::testing::stores() {
+            let other = match &db {
+                Some(db) => Store::open(&db.url()).unwrap(),
+                None => continue, // one SQLite file is one process's: nothing to race
+            };
+            for round in 0..20 {
+                let barrier = std::sync::Barrier::new(2);
+                let results: Vec<Option<Feedback>> = std::thread::scope(|s| {
+                    let handles: Vec<_> = [&store, &other]
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, st)| {
+                            let barrier = &barrier;
+                            s.spawn(move || {
+                                let mut f = fb("thumbs", FeedbackValue::Number(i as f64), round);
+                                f.trace_id = format!("t-{round}");
+                                let conn = st.conn().unwrap();
+                                barrier.wait();
+                                upsert_feedback(&conn, &f, "admin").unwrap()
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+                let created = results.iter().filter(|r| r.is_none()).count();
+                assert_eq!(created, 1, "{backend} round {round}: {results:?}");
+            }
+            let conn = store.conn().unwrap();
+            assert_eq!(replacements(conn.db()).len(), 20, "{backend}");
+        }
     }
 
     #[test]
     fn targets_are_the_id_then_later_calls_that_sent_it_newest_first() {
-        let store = Store::open(":memory:").unwrap();
-        let w = store.writer_connection().unwrap();
-        trace(&w, "order-42", "victim", "kv", None);
-        trace(&w, "fresh-1", "intruder", "ki", Some("order-42"));
-        trace(&w, "fresh-2", "acme", "ka", Some("order-42"));
-        let r = store.reader().unwrap();
-        let got = feedback_targets(&r, "order-42").unwrap();
-        let ids: Vec<_> = got.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["order-42", "fresh-2", "fresh-1"]);
-        assert_eq!(got[0].tenant.as_deref(), Some("victim"));
-        assert_eq!(got[0].key_id.as_deref(), Some("kv"));
-        assert!(feedback_targets(&r, "nope").unwrap().is_empty());
+        for (backend, store, _db) in crate::testing::stores() {
+            let conn = store.conn().unwrap();
+            trace(conn.db(), "order-42", "victim", "kv", None, 1);
+            trace(conn.db(), "fresh-1", "intruder", "ki", Some("order-42"), 2);
+            trace(conn.db(), "fresh-2", "acme", "ka", Some("order-42"), 2);
+            let got = feedback_targets(&conn, "order-42").unwrap();
+            let ids: Vec<_> = got.iter().map(|t| t.id.as_str()).collect();
+            assert_eq!(ids, ["order-42", "fresh-2", "fresh-1"], "{backend}");
+            assert_eq!(got[0].tenant.as_deref(), Some("victim"), "{backend}");
+            assert_eq!(got[0].key_id.as_deref(), Some("kv"), "{backend}");
+            assert!(
+                feedback_targets(&conn, "nope").unwrap().is_empty(),
+                "{backend}"
+            );
+        }
     }
 
     #[test]

@@ -16,10 +16,9 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::Connection;
-
 use crate::error::StoreError;
-use crate::report::count;
+use crate::sql::{Db, Dialect, Row, Value};
+use crate::values;
 
 /// What the groups are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,28 +38,36 @@ pub enum QualityGrouping {
 
 impl QualityGrouping {
     /// A fixed SQL expression over `traces t` (never user input).
-    fn key_sql(self) -> &'static str {
-        match self {
-            QualityGrouping::Function => "COALESCE(NULLIF(t.function, ''), '(none)')",
-            QualityGrouping::Variant => {
+    fn key_sql(self, d: Dialect) -> &'static str {
+        match (self, d) {
+            (QualityGrouping::Function, _) => "COALESCE(NULLIF(t.function, ''), '(none)')",
+            // The unit separator (`VARIANT_SEP`), spelled per backend.
+            (QualityGrouping::Variant, Dialect::Sqlite) => {
                 "COALESCE(t.function, '') || char(31) || COALESCE(NULLIF(t.variant, ''), '(none)')"
             }
-            QualityGrouping::PromptVersion => {
-                "CASE WHEN NULLIF(t.prompt_name, '') IS NULL THEN '(none)' \
-                 ELSE t.prompt_name || ' v' || COALESCE(t.prompt_version, '?') END"
+            (QualityGrouping::Variant, Dialect::Postgres) => {
+                "COALESCE(t.function, '') || chr(31) || COALESCE(NULLIF(t.variant, ''), '(none)')"
             }
-            QualityGrouping::Model => "COALESCE(NULLIF(t.model_requested, ''), '(none)')",
-            QualityGrouping::Release => "t.release_id",
+            (QualityGrouping::PromptVersion, _) => {
+                "CASE WHEN NULLIF(t.prompt_name, '') IS NULL THEN '(none)' \
+                 ELSE t.prompt_name || ' v' || COALESCE(CAST(t.prompt_version AS TEXT), '?') END"
+            }
+            (QualityGrouping::Model, _) => "COALESCE(NULLIF(t.model_requested, ''), '(none)')",
+            (QualityGrouping::Release, _) => "t.release_id",
         }
     }
 
-    /// `by_ids`: only the releases in the JSON array `?3` (see [`release_quality_sums`]).
-    fn filter_sql(self, by_ids: bool) -> &'static str {
-        match (self, by_ids) {
-            (QualityGrouping::Release, true) => {
+    /// `by_ids`: only the releases in the JSON array `?3` (see [`release_quality_sums`]),
+    /// walked per backend.
+    fn filter_sql(self, by_ids: bool, d: Dialect) -> &'static str {
+        match (self, by_ids, d) {
+            (QualityGrouping::Release, true, Dialect::Sqlite) => {
                 " AND t.release_id IN (SELECT value FROM json_each(?3))"
             }
-            (QualityGrouping::Release, false) => " AND t.release_id IS NOT NULL",
+            (QualityGrouping::Release, true, Dialect::Postgres) => {
+                " AND t.release_id IN (SELECT json_array_elements_text(CAST(CAST(?3 AS TEXT) AS json)))"
+            }
+            (QualityGrouping::Release, false, _) => " AND t.release_id IS NOT NULL",
             _ => "",
         }
     }
@@ -121,70 +128,67 @@ const SKEW_MS: i64 = 300_000;
 /// Live calls that started in `[?1, ?2)` with their scores from judging. A window's scores
 /// are found from the scores written since it began (`scores_created`, migration 0021: a
 /// sample of the traffic), each call by its id — not by walking every trace of the
-/// window, which at scale is hundreds of thousands of lookups for a few scores. The
-/// order is forced (`INDEXED BY`, `CROSS JOIN`): left to itself SQLite would rather scan
-/// scores in key order to save a sort. Listed releases (`?3`) are walked by
-/// `traces_release` instead, as their traffic is.
-fn scored(by_ids: bool) -> String {
-    scored_where(by_ids, "AND s.source IN ('online', 'backfill')")
+/// window, which at scale is hundreds of thousands of lookups for a few scores. On SQLite
+/// the order is forced (`INDEXED BY`, `CROSS JOIN`): left to itself it would rather scan
+/// scores in key order to save a sort; PostgreSQL's planner takes the join as written.
+/// Listed releases (`?3`) are walked by `traces_release` instead, as their traffic is.
+fn scored(by_ids: bool, d: Dialect) -> String {
+    scored_where(by_ids, "AND s.source IN ('online', 'backfill')", d)
 }
 
 /// The same for reviewers' verdicts: `human` scores on the `verdict` label, ties left out.
-fn human_scored(by_ids: bool) -> String {
+fn human_scored(by_ids: bool, d: Dialect) -> String {
     scored_where(
         by_ids,
         "AND s.source = 'human' AND s.metric = 'verdict' AND s.value <> 0.5",
+        d,
     )
 }
 
-fn scored_where(by_ids: bool, which: &str) -> String {
+fn scored_where(by_ids: bool, which: &str, d: Dialect) -> String {
     let base = format!(
         "WHERE t.started_at_ms >= ?1 AND t.started_at_ms < ?2 AND t.origin = 'live' {which}"
     );
-    if by_ids {
-        format!("FROM traces t JOIN scores s ON s.trace_id = t.id {base}")
-    } else {
-        format!(
-            "FROM scores s INDEXED BY scores_created CROSS JOIN traces t ON t.id = s.trace_id {base} \
-             AND s.created_at_ms >= ?1 - {SKEW_MS}"
-        )
-    }
+    let from = match (by_ids, d) {
+        (true, _) => return format!("FROM traces t JOIN scores s ON s.trace_id = t.id {base}"),
+        (false, Dialect::Sqlite) => "FROM scores s INDEXED BY scores_created CROSS JOIN traces t",
+        (false, Dialect::Postgres) => "FROM scores s JOIN traces t",
+    };
+    format!("{from} ON t.id = s.trace_id {base} AND s.created_at_ms >= ?1 - {SKEW_MS}")
 }
 
 /// Live calls that started in `[?1, ?2)` with their feedback, found the same way.
-fn with_feedback(by_ids: bool) -> String {
+fn with_feedback(by_ids: bool, d: Dialect) -> String {
     let base = "WHERE t.started_at_ms >= ?1 AND t.started_at_ms < ?2 AND t.origin = 'live'";
-    if by_ids {
-        format!("FROM traces t JOIN feedback f ON f.trace_id = t.id {base}")
-    } else {
-        format!(
-            "FROM feedback f INDEXED BY feedback_at CROSS JOIN traces t ON t.id = f.trace_id {base} \
-             AND f.at_ms >= ?1 - {SKEW_MS}"
-        )
-    }
+    let from = match (by_ids, d) {
+        (true, _) => return format!("FROM traces t JOIN feedback f ON f.trace_id = t.id {base}"),
+        (false, Dialect::Sqlite) => "FROM feedback f INDEXED BY feedback_at CROSS JOIN traces t",
+        (false, Dialect::Postgres) => "FROM feedback f JOIN traces t",
+    };
+    format!("{from} ON t.id = f.trace_id {base} AND f.at_ms >= ?1 - {SKEW_MS}")
 }
 
 /// Per group, the quality sums of live calls that started in `[since_ms, until_ms)`,
 /// sorted by name; groups with neither scores nor feedback are absent.
-pub fn quality_sums(
-    conn: &Connection,
+pub fn quality_sums<'c>(
+    db: impl Into<Db<'c>>,
     since_ms: i64,
     until_ms: i64,
     grouping: QualityGrouping,
 ) -> Result<Vec<QualitySums>, StoreError> {
-    sums(conn, since_ms, until_ms, grouping, None)
+    sums(db.into(), since_ms, until_ms, grouping, None)
 }
 
 /// The quality sums of the releases `ids`, over their live calls since `since_ms` (one
 /// index range per release on `traces_release`, not every release's calls).
-pub fn release_quality_sums(
-    conn: &Connection,
+pub fn release_quality_sums<'c>(
+    db: impl Into<Db<'c>>,
     ids: &[&str],
     since_ms: i64,
 ) -> Result<Vec<QualitySums>, StoreError> {
     let ids = serde_json::to_string(ids)?;
     sums(
-        conn,
+        db.into(),
         since_ms,
         i64::MAX,
         QualityGrouping::Release,
@@ -192,118 +196,142 @@ pub fn release_quality_sums(
     )
 }
 
+/// A count column (a `COUNT` or a `SUM` of 0/1; `NULL` reads as 0).
+fn count(row: &Row<'_>, idx: usize) -> Result<u64, StoreError> {
+    let v: Option<i64> = row.get(idx)?;
+    Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
+}
+
 fn sums(
-    conn: &Connection,
+    db: Db<'_>,
     since_ms: i64,
     until_ms: i64,
     grouping: QualityGrouping,
     release_ids: Option<&str>,
 ) -> Result<Vec<QualitySums>, StoreError> {
     let by_ids = release_ids.is_some() && grouping == QualityGrouping::Release;
-    let ids = release_ids.unwrap_or_default();
-    let args: Vec<&dyn rusqlite::ToSql> = if by_ids {
-        vec![&since_ms, &until_ms, &ids]
-    } else {
-        vec![&since_ms, &until_ms]
+    let d = db.dialect();
+    let args: Vec<Value> = match release_ids {
+        Some(ids) if by_ids => values![since_ms, until_ms, ids],
+        _ => values![since_ms, until_ms],
     };
-    let args = args.as_slice();
     let mut groups: BTreeMap<String, QualitySums> = BTreeMap::new();
 
     // Judged calls: a call passes when every row of every eval on it passed.
-    let mut stmt = conn.prepare(&calls_sql(grouping, by_ids))?;
-    let mut rows = stmt.query(args)?;
-    while let Some(row) = rows.next()? {
-        let g = group(&mut groups, row.get(0)?);
-        g.judged = count(row, 1)?;
-        g.passed = count(row, 2)?;
+    for (name, judged, passed) in db.query(&calls_sql(grouping, by_ids, d), &args, |r| {
+        Ok((r.get::<String>(0)?, count(r, 1)?, count(r, 2)?))
+    })? {
+        let g = group(&mut groups, name);
+        g.judged = judged;
+        g.passed = passed;
     }
 
     // Per eval.
-    let mut stmt = conn.prepare(&evals_sql(grouping, by_ids))?;
-    let mut rows = stmt.query(args)?;
-    while let Some(row) = rows.next()? {
-        let eval = EvalSums {
-            eval: row.get(1)?,
-            judged: count(row, 2)?,
-            passed: count(row, 3)?,
-        };
-        group(&mut groups, row.get(0)?).evals.push(eval);
+    for (name, eval) in db.query(&evals_sql(grouping, by_ids, d), &args, |r| {
+        Ok((
+            r.get::<String>(0)?,
+            EvalSums {
+                eval: r.get(1)?,
+                judged: count(r, 2)?,
+                passed: count(r, 3)?,
+            },
+        ))
+    })? {
+        group(&mut groups, name).evals.push(eval);
     }
 
     // Per metric: count, sum and sum of squares, for a mean with a normal interval.
-    let mut stmt = conn.prepare(&metrics_sql(grouping, by_ids))?;
-    let mut rows = stmt.query(args)?;
-    while let Some(row) = rows.next()? {
-        let metric = MetricSums {
-            eval: row.get(1)?,
-            metric: row.get(2)?,
-            n: count(row, 3)?,
-            sum: row.get::<_, Option<f64>>(4)?.unwrap_or(0.0),
-            sum_squares: row.get::<_, Option<f64>>(5)?.unwrap_or(0.0),
-        };
-        group(&mut groups, row.get(0)?).metrics.push(metric);
+    for (name, metric) in db.query(&metrics_sql(grouping, by_ids, d), &args, |r| {
+        Ok((
+            r.get::<String>(0)?,
+            MetricSums {
+                eval: r.get(1)?,
+                metric: r.get(2)?,
+                n: count(r, 3)?,
+                sum: r.get::<Option<f64>>(4)?.unwrap_or(0.0),
+                sum_squares: r.get::<Option<f64>>(5)?.unwrap_or(0.0),
+            },
+        ))
+    })? {
+        group(&mut groups, name).metrics.push(metric);
     }
 
     // Reviewers' verdicts: a call is good when its (mean) human verdict is.
-    let mut stmt = conn.prepare(&humans_sql(grouping, by_ids))?;
-    let mut rows = stmt.query(args)?;
-    while let Some(row) = rows.next()? {
-        let g = group(&mut groups, row.get(0)?);
-        g.human_reviewed = count(row, 1)?;
-        g.human_good = count(row, 2)?;
+    for (name, reviewed, good) in db.query(&humans_sql(grouping, by_ids, d), &args, |r| {
+        Ok((r.get::<String>(0)?, count(r, 1)?, count(r, 2)?))
+    })? {
+        let g = group(&mut groups, name);
+        g.human_reviewed = reviewed;
+        g.human_good = good;
     }
 
     // Feedback by kind.
-    let mut stmt = conn.prepare(&feedback_sql(grouping, by_ids))?;
-    let mut rows = stmt.query(args)?;
-    while let Some(row) = rows.next()? {
-        group(&mut groups, row.get(0)?).feedback = FeedbackCounts {
-            count: count(row, 1)?,
-            positive: count(row, 2)?,
-            negative: count(row, 3)?,
-            category: count(row, 4)?,
-        };
+    for (name, feedback) in db.query(&feedback_sql(grouping, by_ids, d), &args, |r| {
+        Ok((
+            r.get::<String>(0)?,
+            FeedbackCounts {
+                count: count(r, 1)?,
+                positive: count(r, 2)?,
+                negative: count(r, 3)?,
+                category: count(r, 4)?,
+            },
+        ))
+    })? {
+        group(&mut groups, name).feedback = feedback;
+    }
+    // By name in byte order (SQLite's), whatever the PostgreSQL database's collation.
+    for g in groups.values_mut() {
+        g.evals.sort_by(|a, b| a.eval.cmp(&b.eval));
+        g.metrics
+            .sort_by(|a, b| (&a.eval, &a.metric).cmp(&(&b.eval, &b.metric)));
     }
     Ok(groups.into_values().collect())
 }
 
 // The scored queries group calls by `s.trace_id` (not `t.id`, the same value), so a
 // release's calls are walked by `traces_release` rather than every trace in id order.
+// They group by `grp` too, which a call's trace decides: PostgreSQL wants every
+// selected column grouped.
 
 /// Judged calls and passes per group: a call passes when every row of every eval passed.
-fn calls_sql(g: QualityGrouping, by_ids: bool) -> String {
-    let (key, filter, scored) = (g.key_sql(), g.filter_sql(by_ids), scored(by_ids));
+fn calls_sql(g: QualityGrouping, by_ids: bool, d: Dialect) -> String {
+    let (key, filter, scored) = (g.key_sql(d), g.filter_sql(by_ids, d), scored(by_ids, d));
     format!(
         "SELECT grp, COUNT(*), SUM(ok) FROM ( \
-           SELECT {key} AS grp, MIN(s.passed) AS ok {scored}{filter} GROUP BY s.trace_id) \
-         GROUP BY grp"
+           SELECT {key} AS grp, MIN(s.passed) AS ok {scored}{filter} GROUP BY s.trace_id, grp) \
+         AS per_call GROUP BY grp"
     )
 }
 
 /// Calls with a clear human verdict, and the good ones, per group.
-fn humans_sql(g: QualityGrouping, by_ids: bool) -> String {
-    let (key, filter, scored) = (g.key_sql(), g.filter_sql(by_ids), human_scored(by_ids));
+fn humans_sql(g: QualityGrouping, by_ids: bool, d: Dialect) -> String {
+    let (key, filter, scored) = (
+        g.key_sql(d),
+        g.filter_sql(by_ids, d),
+        human_scored(by_ids, d),
+    );
     format!(
         "SELECT grp, COUNT(*), SUM(good) FROM ( \
-           SELECT {key} AS grp, MAX(s.value > 0.5) AS good {scored}{filter} GROUP BY s.trace_id) \
-         GROUP BY grp"
+           SELECT {key} AS grp, MAX(CASE WHEN s.value > 0.5 THEN 1 ELSE 0 END) AS good \
+           {scored}{filter} GROUP BY s.trace_id, grp) \
+         AS per_call GROUP BY grp"
     )
 }
 
 /// Judged calls and passes per group and eval.
-fn evals_sql(g: QualityGrouping, by_ids: bool) -> String {
-    let (key, filter, scored) = (g.key_sql(), g.filter_sql(by_ids), scored(by_ids));
+fn evals_sql(g: QualityGrouping, by_ids: bool, d: Dialect) -> String {
+    let (key, filter, scored) = (g.key_sql(d), g.filter_sql(by_ids, d), scored(by_ids, d));
     format!(
         "SELECT grp, eval, COUNT(*), SUM(ok) FROM ( \
            SELECT {key} AS grp, s.eval AS eval, MIN(s.passed) AS ok {scored}{filter} \
-           GROUP BY s.trace_id, s.eval) \
-         GROUP BY grp, eval ORDER BY grp, eval"
+           GROUP BY s.trace_id, s.eval, grp) \
+         AS per_call GROUP BY grp, eval ORDER BY grp, eval"
     )
 }
 
 /// Count, sum and sum of squares per group, eval and metric.
-fn metrics_sql(g: QualityGrouping, by_ids: bool) -> String {
-    let (key, filter, scored) = (g.key_sql(), g.filter_sql(by_ids), scored(by_ids));
+fn metrics_sql(g: QualityGrouping, by_ids: bool, d: Dialect) -> String {
+    let (key, filter, scored) = (g.key_sql(d), g.filter_sql(by_ids, d), scored(by_ids, d));
     format!(
         "SELECT {key} AS grp, s.eval, s.metric, COUNT(*), SUM(s.value), SUM(s.value * s.value) \
          {scored}{filter} GROUP BY grp, s.eval, s.metric ORDER BY grp, s.eval, s.metric"
@@ -311,13 +339,17 @@ fn metrics_sql(g: QualityGrouping, by_ids: bool) -> String {
 }
 
 /// Feedback per group by kind.
-fn feedback_sql(g: QualityGrouping, by_ids: bool) -> String {
-    let (key, filter, from) = (g.key_sql(), g.filter_sql(by_ids), with_feedback(by_ids));
+fn feedback_sql(g: QualityGrouping, by_ids: bool, d: Dialect) -> String {
+    let (key, filter, from) = (
+        g.key_sql(d),
+        g.filter_sql(by_ids, d),
+        with_feedback(by_ids, d),
+    );
     format!(
         "SELECT {key} AS grp, COUNT(*), \
-                SUM(f.value_kind <> 'category' AND f.value_num > 0), \
-                SUM(f.value_kind <> 'category' AND f.value_num <= 0), \
-                SUM(f.value_kind = 'category' OR f.value_num IS NULL) \
+                SUM(CASE WHEN f.value_kind <> 'category' AND f.value_num > 0 THEN 1 ELSE 0 END), \
+                SUM(CASE WHEN f.value_kind <> 'category' AND f.value_num <= 0 THEN 1 ELSE 0 END), \
+                SUM(CASE WHEN f.value_kind = 'category' OR f.value_num IS NULL THEN 1 ELSE 0 END) \
          {from}{filter} GROUP BY grp"
     )
 }

@@ -4,10 +4,11 @@
 use super::*;
 use crate::feedback::{upsert_feedback, Feedback, FeedbackValue};
 use crate::quality_figures::{quality_rows, report_quality, variant_comparisons, QualityRow};
-use crate::scores::{replace_scores, ScoreRow};
-use crate::{trace_row, Store};
+use crate::scores::{replace_scores, test_stores, ScoreRow};
+use crate::sql::Dialect;
+use crate::{trace_row, Conn, Store};
 use keel_core::trace::{Origin, TraceRecord};
-use rusqlite::params;
+use rusqlite::{params, Connection};
 
 /// A live call of `function`/`variant` on `model` at `at`.
 fn call(id: &str, at: i64, function: Option<(&str, &str)>, model: &str) -> TraceRecord {
@@ -23,7 +24,7 @@ fn call(id: &str, at: i64, function: Option<(&str, &str)>, model: &str) -> Trace
     t
 }
 
-fn score(conn: &mut Connection, trace: &str, eval: &str, rows: &[(&str, f64, bool)]) {
+fn score(conn: &Conn, trace: &str, eval: &str, rows: &[(&str, f64, bool)]) {
     let rows: Vec<ScoreRow> = rows
         .iter()
         .map(|(m, v, p)| ScoreRow {
@@ -36,7 +37,7 @@ fn score(conn: &mut Connection, trace: &str, eval: &str, rows: &[(&str, f64, boo
     replace_scores(conn, trace, eval, "online", &rows, None, 1).unwrap();
 }
 
-fn feedback(conn: &mut Connection, trace: &str, name: &str, value: FeedbackValue) {
+fn feedback(conn: &Conn, trace: &str, name: &str, value: FeedbackValue) {
     let fb = Feedback {
         trace_id: trace.into(),
         name: name.into(),
@@ -52,9 +53,7 @@ fn feedback(conn: &mut Connection, trace: &str, name: &str, value: FeedbackValue
 /// Control: 4 calls judged, 3 pass; candidate: 2 judged, 2 pass; a bare model call
 /// judged and failed; an eval-origin call and a call outside the window, judged, that
 /// must not count. Feedback: thumbs on control, a category on candidate.
-fn seeded() -> (Store, Connection) {
-    let store = Store::open(":memory:").unwrap();
-    let mut w = store.writer_conn().unwrap();
+fn seed(w: &Conn) {
     let support = |v| Some(("support", v));
     let mut traces = vec![
         call("c1", 100, support("control"), "fast"),
@@ -69,27 +68,27 @@ fn seeded() -> (Store, Connection) {
     let mut eval = call("ev", 170, support("control"), "fast");
     eval.origin = Origin::Eval;
     traces.push(eval);
-    trace_row::insert_batch(&mut w, &traces).unwrap();
+    trace_row::insert_batch(w, &traces).unwrap();
     // c1 passes one eval and fails the other: judged, not passed; per eval 1 of 2.
-    score(&mut w, "c1", "helpful", &[("helpful", 0.9, true)]);
-    score(&mut w, "c1", "short", &[("word-count", 0.0, false)]);
-    score(&mut w, "c2", "helpful", &[("helpful", 0.8, true)]);
-    score(&mut w, "c3", "helpful", &[("helpful", 0.7, true)]);
+    score(w, "c1", "helpful", &[("helpful", 0.9, true)]);
+    score(w, "c1", "short", &[("word-count", 0.0, false)]);
+    score(w, "c2", "helpful", &[("helpful", 0.8, true)]);
+    score(w, "c3", "helpful", &[("helpful", 0.7, true)]);
     // c4: two assertions of one eval, both pass.
     score(
-        &mut w,
+        w,
         "c4",
         "helpful",
         &[("helpful", 0.6, true), ("no-apology", 1.0, true)],
     );
-    score(&mut w, "n1", "helpful", &[("helpful", 1.0, true)]);
-    score(&mut w, "n2", "helpful", &[("helpful", 1.0, true)]);
-    score(&mut w, "raw", "helpful", &[("helpful", 0.1, false)]);
-    score(&mut w, "late", "helpful", &[("helpful", 0.0, false)]);
-    score(&mut w, "ev", "helpful", &[("helpful", 0.0, false)]);
+    score(w, "n1", "helpful", &[("helpful", 1.0, true)]);
+    score(w, "n2", "helpful", &[("helpful", 1.0, true)]);
+    score(w, "raw", "helpful", &[("helpful", 0.1, false)]);
+    score(w, "late", "helpful", &[("helpful", 0.0, false)]);
+    score(w, "ev", "helpful", &[("helpful", 0.0, false)]);
     // People's scores are not online quality.
     replace_scores(
-        &mut w,
+        w,
         "c2",
         "helpful",
         "human",
@@ -107,7 +106,7 @@ fn seeded() -> (Store, Connection) {
     // the judges'. c1 good, c3 bad, c2 a tie between two reviewers (left out).
     for (trace, value) in [("c1", 1.0), ("c3", 0.0), ("c2", 0.5)] {
         replace_scores(
-            &mut w,
+            w,
             trace,
             "support-review",
             "human",
@@ -122,17 +121,19 @@ fn seeded() -> (Store, Connection) {
         )
         .unwrap();
     }
-    feedback(&mut w, "c1", "thumbs", FeedbackValue::Number(1.0));
-    feedback(&mut w, "c2", "thumbs", FeedbackValue::Number(-1.0));
-    feedback(&mut w, "c3", "thumbs", FeedbackValue::Bool(true));
-    feedback(&mut w, "c3", "stars", FeedbackValue::Number(0.0));
-    feedback(
-        &mut w,
-        "n1",
-        "reason",
-        FeedbackValue::Category("wrong".into()),
-    );
-    feedback(&mut w, "late", "thumbs", FeedbackValue::Number(1.0));
+    feedback(w, "c1", "thumbs", FeedbackValue::Number(1.0));
+    feedback(w, "c2", "thumbs", FeedbackValue::Number(-1.0));
+    feedback(w, "c3", "thumbs", FeedbackValue::Bool(true));
+    feedback(w, "c3", "stars", FeedbackValue::Number(0.0));
+    feedback(w, "n1", "reason", FeedbackValue::Category("wrong".into()));
+    feedback(w, "late", "thumbs", FeedbackValue::Number(1.0));
+}
+
+/// A seeded SQLite store and a reader, for what reads through rusqlite only
+/// (`quality_figures`, the report) and query plans.
+fn seeded() -> (Store, Connection) {
+    let store = Store::open(":memory:").unwrap();
+    seed(&store.conn().unwrap());
     let r = store.reader().unwrap();
     (store, r)
 }
@@ -145,8 +146,15 @@ fn named<'a>(rows: &'a [QualityRow], name: &str) -> &'a QualityRow {
 
 #[test]
 fn judged_calls_pass_only_when_every_assertion_of_every_eval_passed() {
-    let (_s, conn) = seeded();
-    let sums = quality_sums(&conn, 0, 1_000, QualityGrouping::Variant).unwrap();
+    for (backend, store, _db) in test_stores() {
+        let conn = store.conn().unwrap();
+        seed(&conn);
+        judged_calls_pass_on(backend, &conn);
+    }
+}
+
+fn judged_calls_pass_on(backend: &str, conn: &Conn) {
+    let sums = quality_sums(conn, 0, 1_000, QualityGrouping::Variant).unwrap();
     let names: Vec<&str> = sums.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
@@ -154,10 +162,11 @@ fn judged_calls_pass_only_when_every_assertion_of_every_eval_passed() {
             "\u{1f}(none)",
             "support\u{1f}candidate",
             "support\u{1f}control"
-        ]
+        ],
+        "{backend}"
     );
     let control = &sums[2];
-    assert_eq!((control.judged, control.passed), (4, 3));
+    assert_eq!((control.judged, control.passed), (4, 3), "{backend}");
     assert_eq!(
         control.evals,
         [
@@ -171,13 +180,21 @@ fn judged_calls_pass_only_when_every_assertion_of_every_eval_passed() {
                 judged: 1,
                 passed: 0
             },
-        ]
+        ],
+        "{backend}"
     );
     let helpful = &control.metrics[0];
-    assert_eq!((helpful.metric.as_str(), helpful.n), ("helpful", 4));
-    assert!((helpful.sum - 3.0).abs() < 1e-9);
-    assert!((helpful.sum_squares - (0.81 + 0.64 + 0.49 + 0.36)).abs() < 1e-9);
-    assert_eq!(control.metrics.len(), 3, "{:?}", control.metrics);
+    assert_eq!(
+        (helpful.metric.as_str(), helpful.n),
+        ("helpful", 4),
+        "{backend}"
+    );
+    assert!((helpful.sum - 3.0).abs() < 1e-9, "{backend}");
+    assert!(
+        (helpful.sum_squares - (0.81 + 0.64 + 0.49 + 0.36)).abs() < 1e-9,
+        "{backend}"
+    );
+    assert_eq!(control.metrics.len(), 3, "{backend}: {:?}", control.metrics);
     // Feedback: 1 and true positive, -1 and 0 negative.
     assert_eq!(
         control.feedback,
@@ -186,45 +203,68 @@ fn judged_calls_pass_only_when_every_assertion_of_every_eval_passed() {
             positive: 2,
             negative: 2,
             category: 0
-        }
+        },
+        "{backend}"
     );
     let candidate = &sums[1];
-    assert_eq!((candidate.judged, candidate.passed), (2, 2));
-    assert_eq!(candidate.feedback.category, 1);
-    assert_eq!(candidate.feedback.positive + candidate.feedback.negative, 0);
+    assert_eq!((candidate.judged, candidate.passed), (2, 2), "{backend}");
+    assert_eq!(candidate.feedback.category, 1, "{backend}");
+    assert_eq!(
+        candidate.feedback.positive + candidate.feedback.negative,
+        0,
+        "{backend}"
+    );
 }
 
 #[test]
 fn every_grouping_ties_scores_to_groups_through_their_trace() {
-    let (_s, conn) = seeded();
-    let rows = |g| quality_sums(&conn, 0, 1_000, g).unwrap();
+    for (backend, store, _db) in test_stores() {
+        let conn = store.conn().unwrap();
+        seed(&conn);
+        every_grouping_on(backend, &conn);
+    }
+}
+
+fn every_grouping_on(backend: &str, conn: &Conn) {
+    let rows = |g| quality_sums(conn, 0, 1_000, g).unwrap();
     let by_model = rows(QualityGrouping::Model);
     let fast: Vec<(&str, u64, u64)> = by_model
         .iter()
         .map(|s| (s.name.as_str(), s.judged, s.passed))
         .collect();
-    assert_eq!(fast, [("fast", 5, 3), ("smart", 2, 2)]);
+    assert_eq!(fast, [("fast", 5, 3), ("smart", 2, 2)], "{backend}");
     let by_fn = rows(QualityGrouping::Function);
-    assert_eq!(by_fn[0].name, "(none)");
-    assert_eq!((by_fn[1].name.as_str(), by_fn[1].judged), ("support", 6));
+    assert_eq!(by_fn[0].name, "(none)", "{backend}");
+    assert_eq!(
+        (by_fn[1].name.as_str(), by_fn[1].judged),
+        ("support", 6),
+        "{backend}"
+    );
     let by_prompt = rows(QualityGrouping::PromptVersion);
     let names: Vec<&str> = by_prompt.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["(none)", "support/answer v1", "support/answer v2"]);
+    assert_eq!(
+        names,
+        ["(none)", "support/answer v1", "support/answer v2"],
+        "{backend}"
+    );
     let by_release = rows(QualityGrouping::Release);
     let names: Vec<&str> = by_release.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
         ["rel_candidate", "rel_control"],
-        "no release: left out"
+        "{backend}: no release: left out"
     );
     // The window is on the trace's start: the late call counts from 5000 on.
-    let late = quality_sums(&conn, 1_000, 10_000, QualityGrouping::Function).unwrap();
-    assert_eq!(late.len(), 1);
-    assert_eq!((late[0].judged, late[0].passed), (1, 0));
-    assert_eq!(late[0].feedback.positive, 1);
-    assert!(quality_sums(&conn, 10_000, 20_000, QualityGrouping::Model)
+    let late = quality_sums(conn, 1_000, 10_000, QualityGrouping::Function).unwrap();
+    assert_eq!(late.len(), 1, "{backend}");
+    assert_eq!((late[0].judged, late[0].passed), (1, 0), "{backend}");
+    assert_eq!(late[0].feedback.positive, 1, "{backend}");
+    assert!(quality_sums(conn, 10_000, 20_000, QualityGrouping::Model)
         .unwrap()
         .is_empty());
+    // Today's Unix milliseconds are past 32 bits: every bound binds as a BIGINT.
+    let today = quality_sums(conn, 1_764_000_000_000, i64::MAX, QualityGrouping::Variant);
+    assert!(today.unwrap().is_empty(), "{backend}");
 }
 
 #[test]
@@ -325,10 +365,10 @@ fn a_windows_quality_reads_the_scores_written_since_and_seeks_each_call_by_id() 
         QualityGrouping::Model,
     ] {
         for sql in [
-            calls_sql(g, false),
-            evals_sql(g, false),
-            metrics_sql(g, false),
-            feedback_sql(g, false),
+            calls_sql(g, false, Dialect::Sqlite),
+            evals_sql(g, false, Dialect::Sqlite),
+            metrics_sql(g, false, Dialect::Sqlite),
+            feedback_sql(g, false, Dialect::Sqlite),
         ] {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             let plan: Vec<String> = stmt
@@ -389,8 +429,8 @@ fn the_report_shows_online_quality_only_when_there_is_some() {
 
     // A window with traffic but nothing judged: no quality sections, empty lists.
     let store = Store::open(":memory:").unwrap();
-    let mut w = store.writer_conn().unwrap();
-    trace_row::insert_batch(&mut w, &[call("x", 10, None, "fast")]).unwrap();
+    let w = store.writer_conn().unwrap();
+    trace_row::insert_batch(&w, &[call("x", 10, None, "fast")]).unwrap();
     let report = crate::build_report(&w, 0, 1_000, 5).unwrap();
     assert!(!crate::render_table(&report).contains("Online quality"));
     assert_eq!(
@@ -413,19 +453,31 @@ fn the_online_quality_sections_are_pinned() {
 
 #[test]
 fn release_quality_reads_only_the_listed_releases_by_their_index() {
+    for (backend, store, _db) in test_stores() {
+        let conn = store.conn().unwrap();
+        seed(&conn);
+        let sums = release_quality_sums(&conn, &["rel_control"], 0).unwrap();
+        assert_eq!(sums.len(), 1, "{backend}");
+        // Every control call from 0 on, the late one included (no upper bound).
+        assert_eq!(
+            (sums[0].name.as_str(), sums[0].judged, sums[0].passed),
+            ("rel_control", 5, 3),
+            "{backend}"
+        );
+        let both = release_quality_sums(&conn, &["rel_candidate", "rel_control", "nope"], 0);
+        let names: Vec<String> = both.unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["rel_candidate", "rel_control"], "{backend}");
+        assert!(
+            release_quality_sums(&conn, &[], 0).unwrap().is_empty(),
+            "{backend}"
+        );
+    }
     let (_s, conn) = seeded();
-    let sums = release_quality_sums(&conn, &["rel_control"], 0).unwrap();
-    assert_eq!(sums.len(), 1);
-    // Every control call from 0 on, the late one included (no upper bound).
-    assert_eq!(
-        (sums[0].name.as_str(), sums[0].judged, sums[0].passed),
-        ("rel_control", 5, 3)
-    );
     let g = QualityGrouping::Release;
     for sql in [
-        calls_sql(g, true),
-        metrics_sql(g, true),
-        feedback_sql(g, true),
+        calls_sql(g, true, Dialect::Sqlite),
+        metrics_sql(g, true, Dialect::Sqlite),
+        feedback_sql(g, true, Dialect::Sqlite),
     ] {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let plan: Vec<String> = stmt

@@ -6,10 +6,9 @@
 //! negative feedback. Only live, successful calls are offered; which of them enter a
 //! queue, and the daily cap, are decided by `keel_review::intake`.
 
-use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
-
 use crate::error::StoreError;
+use crate::sql::{Db, Dialect, Value};
+use crate::values;
 
 /// The calls a queue covers: every `Some` narrows.
 #[derive(Debug, Clone, Copy, Default)]
@@ -33,7 +32,7 @@ impl Coverage<'_> {
             ("t.tenant", self.tenant),
         ] {
             if let Some(v) = v {
-                values.push(Value::Text(v.to_string()));
+                values.push(Value::from(v));
                 out.push_str(&format!(" AND {col} = ?{}", values.len()));
             }
         }
@@ -54,31 +53,34 @@ pub struct Watermarks {
 pub const FEEDBACK_OVERLAP_MS: i64 = 5_000;
 
 /// Where `queue` stands; a queue never seen starts at `start_ms` (what arrived since).
-pub fn watermarks(conn: &Connection, queue: &str, start_ms: i64) -> Result<Watermarks, StoreError> {
-    let stored = conn
-        .query_row(
-            "SELECT traces_rowid, scores_rowid, feedback_at_ms FROM review_intake WHERE queue = ?1",
-            params![queue],
-            |r| {
-                Ok(Watermarks {
-                    traces_rowid: r.get(0)?,
-                    scores_rowid: r.get(1)?,
-                    feedback_at_ms: r.get(2)?,
-                })
-            },
-        )
-        .optional()?;
+pub fn watermarks<'c>(
+    db: impl Into<Db<'c>>,
+    queue: &str,
+    start_ms: i64,
+) -> Result<Watermarks, StoreError> {
+    let db = db.into();
+    let stored = db.query_opt(
+        "SELECT traces_rowid, scores_rowid, feedback_at_ms FROM review_intake WHERE queue = ?1",
+        &values![queue],
+        |r| {
+            Ok(Watermarks {
+                traces_rowid: r.get(0)?,
+                scores_rowid: r.get(1)?,
+                feedback_at_ms: r.get(2)?,
+            })
+        },
+    )?;
     if let Some(w) = stored {
         return Ok(w);
     }
     // The last row before `start_ms`, found through the time indexes.
-    let before = |table: &str, col: &str| -> rusqlite::Result<i64> {
-        conn.query_row(
+    let before = |table: &str, col: &str| -> Result<i64, StoreError> {
+        db.query_row(
             &format!(
                 "SELECT COALESCE((SELECT MIN(rowid) FROM {table} WHERE {col} >= ?1),
                                  (SELECT MAX(rowid) + 1 FROM {table}), 1) - 1"
             ),
-            params![start_ms],
+            &values![start_ms],
             |r| r.get(0),
         )
     };
@@ -89,13 +91,17 @@ pub fn watermarks(conn: &Connection, queue: &str, start_ms: i64) -> Result<Water
     })
 }
 
-pub fn set_watermarks(conn: &Connection, queue: &str, w: &Watermarks) -> Result<(), StoreError> {
-    conn.execute(
+pub fn set_watermarks<'c>(
+    db: impl Into<Db<'c>>,
+    queue: &str,
+    w: &Watermarks,
+) -> Result<(), StoreError> {
+    db.into().execute(
         "INSERT INTO review_intake (queue, traces_rowid, scores_rowid, feedback_at_ms)
          VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (queue) DO UPDATE SET traces_rowid = excluded.traces_rowid,
              scores_rowid = excluded.scores_rowid, feedback_at_ms = excluded.feedback_at_ms",
-        params![queue, w.traces_rowid, w.scores_rowid, w.feedback_at_ms],
+        &values![queue, w.traces_rowid, w.scores_rowid, w.feedback_at_ms],
     )?;
     Ok(())
 }
@@ -108,41 +114,52 @@ pub struct NewTrace {
     pub flagged: bool,
 }
 
+/// Whether trace `t`'s guardrail results (a JSON array in text) hold a check whose
+/// action was `log`: each backend walks JSON its own way.
+fn flagged_sql(db: Db<'_>) -> &'static str {
+    match db.dialect() {
+        Dialect::Sqlite => {
+            "t.guardrails_json IS NOT NULL AND EXISTS (
+               SELECT 1 FROM json_each(t.guardrails_json) g
+                WHERE json_extract(g.value, '$.action') = 'log')"
+        }
+        Dialect::Postgres => {
+            "t.guardrails_json IS NOT NULL AND EXISTS (
+               SELECT 1 FROM json_array_elements(CAST(t.guardrails_json AS json)) AS g(value)
+                WHERE g.value ->> 'action' = 'log')"
+        }
+    }
+}
+
 /// Covered traces written after `after_rowid`, oldest first, at most `limit`, and the
 /// rowid to read after next time.
-pub fn new_traces(
-    conn: &Connection,
+pub fn new_traces<'c>(
+    db: impl Into<Db<'c>>,
     cov: &Coverage<'_>,
     after_rowid: i64,
     limit: usize,
 ) -> Result<(Vec<NewTrace>, i64), StoreError> {
-    let hi: i64 = conn.query_row("SELECT COALESCE(MAX(rowid), 0) FROM traces", [], |r| {
-        r.get(0)
-    })?;
-    let mut values = vec![Value::Integer(after_rowid), Value::Integer(hi)];
+    let db = db.into();
+    let hi = max_traces_rowid(db)?;
+    let mut values = values![after_rowid, hi];
     let cond = cov.sql(&mut values);
-    values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    values.push(Value::from(limit));
     let sql = format!(
-        "SELECT t.rowid, t.id,
-                t.guardrails_json IS NOT NULL AND EXISTS (
-                  SELECT 1 FROM json_each(t.guardrails_json) g
-                   WHERE json_extract(g.value, '$.action') = 'log')
+        "SELECT t.rowid, t.id, {}
            FROM traces t WHERE t.rowid > ?1 AND t.rowid <= ?2{cond}
           ORDER BY t.rowid LIMIT ?{}",
+        flagged_sql(db),
         values.len()
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows: Vec<(i64, NewTrace)> = stmt
-        .query_map(params_from_iter(values), |r| {
-            Ok((
-                r.get(0)?,
-                NewTrace {
-                    id: r.get(1)?,
-                    flagged: r.get(2)?,
-                },
-            ))
-        })?
-        .collect::<Result<_, _>>()?;
+    let rows: Vec<(i64, NewTrace)> = db.query(&sql, &values, |r| {
+        Ok((
+            r.get(0)?,
+            NewTrace {
+                id: r.get(1)?,
+                flagged: r.get(2)?,
+            },
+        ))
+    })?;
     let next = if rows.len() >= limit {
         rows.last().map_or(hi, |(rowid, _)| *rowid)
     } else {
@@ -169,19 +186,21 @@ pub struct NewScore {
 /// just before it (the next pass reads it again) while the score is younger than
 /// `pending_since_ms`; an older one whose trace never came (dropped, deleted) is passed
 /// over.
-pub fn new_scores(
-    conn: &Connection,
+///
+/// The cursor is `scores.rowid`: SQLite's implicit one; on PostgreSQL an identity
+/// column the schema must have (see `scores::test_stores`).
+pub fn new_scores<'c>(
+    db: impl Into<Db<'c>>,
     cov: &Coverage<'_>,
     after_rowid: i64,
     limit: usize,
     pending_since_ms: i64,
 ) -> Result<(Vec<NewScore>, i64), StoreError> {
-    let hi: i64 = conn.query_row("SELECT COALESCE(MAX(rowid), 0) FROM scores", [], |r| {
-        r.get(0)
-    })?;
-    let mut values = vec![Value::Integer(after_rowid), Value::Integer(hi)];
+    let db = db.into();
+    let hi = max_scores_rowid(db)?;
+    let mut values = values![after_rowid, hi];
     let cond = cov.sql(&mut values);
-    values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    values.push(Value::from(limit));
     let sql = format!(
         "SELECT s.rowid, s.trace_id, s.eval, s.metric, s.value, s.passed, s.created_at_ms,
                 t.id IS NOT NULL
@@ -191,23 +210,20 @@ pub fn new_scores(
           ORDER BY s.rowid LIMIT ?{}",
         values.len()
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows: Vec<(i64, NewScore, i64, bool)> = stmt
-        .query_map(params_from_iter(values), |r| {
-            Ok((
-                r.get(0)?,
-                NewScore {
-                    trace_id: r.get(1)?,
-                    eval: r.get(2)?,
-                    metric: r.get(3)?,
-                    value: r.get(4)?,
-                    passed: r.get(5)?,
-                },
-                r.get(6)?,
-                r.get(7)?,
-            ))
-        })?
-        .collect::<Result<_, _>>()?;
+    let rows: Vec<(i64, NewScore, i64, bool)> = db.query(&sql, &values, |r| {
+        Ok((
+            r.get(0)?,
+            NewScore {
+                trace_id: r.get(1)?,
+                eval: r.get(2)?,
+                metric: r.get(3)?,
+                value: r.get(4)?,
+                passed: r.get(5)?,
+            },
+            r.get(6)?,
+            r.get(7)?,
+        ))
+    })?;
     let full = rows.len() >= limit;
     let mut next = if full {
         rows.last().map_or(hi, |(rowid, ..)| *rowid)
@@ -229,16 +245,16 @@ pub fn new_scores(
 /// Covered calls with negative feedback (a number <= 0, or `false`) that arrived at or
 /// after `since_ms` and are not in `queue` yet, oldest first, at most `limit`, and the newest arrival read (or
 /// `since_ms`).
-pub fn new_negative_feedback(
-    conn: &Connection,
+pub fn new_negative_feedback<'c>(
+    db: impl Into<Db<'c>>,
     queue: &str,
     cov: &Coverage<'_>,
     since_ms: i64,
     limit: usize,
 ) -> Result<(Vec<String>, i64), StoreError> {
-    let mut values = vec![Value::Integer(since_ms), Value::Text(queue.to_string())];
+    let mut values = values![since_ms, queue];
     let cond = cov.sql(&mut values);
-    values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    values.push(Value::from(limit));
     // Calls already in the queue are left out: the overlap re-read never fills a batch
     // with them, so a burst larger than a batch is read whole over a few passes.
     let sql = format!(
@@ -249,10 +265,9 @@ pub fn new_negative_feedback(
           ORDER BY f.at_ms LIMIT ?{}",
         values.len()
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let rows: Vec<(String, i64)> = stmt
-        .query_map(params_from_iter(values), |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+    let rows: Vec<(String, i64)> = db
+        .into()
+        .query(&sql, &values, |r| Ok((r.get(0)?, r.get(1)?)))?;
     let newest = rows
         .iter()
         .map(|(_, at)| *at)
@@ -264,29 +279,35 @@ pub fn new_negative_feedback(
 
 /// Items that entered `queue` on their own (not added by hand) since `since_ms`: what
 /// its daily cap counts.
-pub fn entered_since(conn: &Connection, queue: &str, since_ms: i64) -> Result<u64, StoreError> {
-    let n: i64 = conn.query_row(
+pub fn entered_since<'c>(
+    db: impl Into<Db<'c>>,
+    queue: &str,
+    since_ms: i64,
+) -> Result<u64, StoreError> {
+    let n: i64 = db.into().query_row(
         "SELECT COUNT(*) FROM review_items WHERE queue = ?1 AND entered_at_ms >= ?2 AND reason <> 'added'",
-        params![queue, since_ms],
+        &values![queue, since_ms],
         |r| r.get(0),
     )?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// The newest trace's rowid (a queue without trace rules skips to it).
-pub fn max_traces_rowid(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(
-        conn.query_row("SELECT COALESCE(MAX(rowid), 0) FROM traces", [], |r| {
+pub fn max_traces_rowid<'c>(db: impl Into<Db<'c>>) -> Result<i64, StoreError> {
+    db.into()
+        .query_row("SELECT COALESCE(MAX(rowid), 0) FROM traces", &[], |r| {
             r.get(0)
-        })?,
-    )
+        })
 }
 
 /// The newest score's rowid (a queue without score rules skips to it).
-pub fn max_scores_rowid(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(
-        conn.query_row("SELECT COALESCE(MAX(rowid), 0) FROM scores", [], |r| {
+pub fn max_scores_rowid<'c>(db: impl Into<Db<'c>>) -> Result<i64, StoreError> {
+    db.into()
+        .query_row("SELECT COALESCE(MAX(rowid), 0) FROM scores", &[], |r| {
             r.get(0)
-        })?,
-    )
+        })
 }
+
+#[cfg(test)]
+#[path = "review_intake_tests.rs"]
+mod tests;

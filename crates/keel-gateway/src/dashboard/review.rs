@@ -117,7 +117,7 @@ pub async fn page(
     let ttl = i64::try_from(q.claim_ttl.as_millis()).unwrap_or(i64::MAX);
     let (name, who) = (q.name.clone(), reviewer.clone());
     let shown = write_mut(&app, move |c| {
-        match store::claim_next(c, &name, &who, now, ttl)? {
+        match store::claim_next(&*c, &name, &who, now, ttl)? {
             Some(item) => load_item(c, item, keel_review::intake::day_start_ms(now)).map(Ok),
             None => Ok(Err(store::progress(
                 c,
@@ -239,7 +239,7 @@ async fn handle(
             "label" => {
                 if let Err(e) = label::submit(c, &qc, item_id, &who, &a, now) {
                     // Shown on the same item, with what was typed kept.
-                    let item = store::get_item(c, item_id)?
+                    let item = store::get_item(&*c, item_id)?
                         .ok_or_else(|| PageError::NotFound(format!("no review item {item_id}")))?;
                     return Ok(Some((
                         load_item(c, item, keel_review::intake::day_start_ms(now))?,

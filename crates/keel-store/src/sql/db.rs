@@ -219,6 +219,29 @@ impl<'c> Db<'c> {
         }
     }
 
+    /// [`Db::transaction`] that takes SQLite's write lock at the start (`BEGIN
+    /// IMMEDIATE`), for a section that reads then writes: two such sections never both
+    /// read and then fail to upgrade (`SQLITE_BUSY`), they wait their turn. PostgreSQL
+    /// has no such lock: a section there that must be exclusive locks the rows it
+    /// decides on (`SELECT … FOR UPDATE`).
+    pub fn write_transaction<T>(
+        self,
+        f: impl FnOnce(Db<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Db::Sqlite(c) => {
+                let tx = rusqlite::Transaction::new_unchecked(
+                    c,
+                    rusqlite::TransactionBehavior::Immediate,
+                )?;
+                let out = f(Db::Sqlite(&tx))?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Db::Postgres(_) => self.transaction(f),
+        }
+    }
+
     /// [`Db::exclusive`] with the advisory lock named by `lock` (hashed to a key): for
     /// sections keyed by a value (a lease's name, an alert's dedupe key).
     pub fn exclusive_for<T>(
