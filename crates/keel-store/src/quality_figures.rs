@@ -17,7 +17,7 @@
 
 use keel_stats::intervals::wilson;
 use keel_stats::proportions::{normal_mean, two_proportion_z};
-use rusqlite::Connection;
+use crate::sql::Db;
 use serde::Serialize;
 
 use crate::error::StoreError;
@@ -186,8 +186,8 @@ fn feedback_figures(f: FeedbackCounts) -> FeedbackFigures {
 }
 
 /// The quality rows of one grouping over `[since_ms, until_ms)`.
-pub fn quality_rows(
-    conn: &Connection,
+pub fn quality_rows<'c>(
+    conn: impl Into<Db<'c>>,
     since_ms: i64,
     until_ms: i64,
     grouping: QualityGrouping,
@@ -387,11 +387,12 @@ impl Quality {
 }
 
 /// The report's quality over `[since_ms, until_ms)`.
-pub fn report_quality(
-    conn: &Connection,
+pub fn report_quality<'c>(
+    conn: impl Into<Db<'c>>,
     since_ms: i64,
     until_ms: i64,
 ) -> Result<Quality, StoreError> {
+    let conn = conn.into();
     let rows = |g| quality_rows(conn, since_ms, until_ms, g);
     let mut by_variant = rows(QualityGrouping::Variant)?;
     let comparisons = variant_comparisons(&by_variant);

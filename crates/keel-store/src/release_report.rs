@@ -117,12 +117,7 @@ pub fn list_releases<'c>(
     let mut sums = traffic_sums(conn, &ids, since)?;
     let mut values = latencies(conn, &ids, since)?;
     let listed: Vec<&str> = rows.iter().map(|r| r.release.id.as_str()).collect();
-    let quality_sums = match conn {
-        Db::Sqlite(c) => release_quality_sums(c, &listed, since)?,
-        // `quality` still reads SQLite only: no online quality per release on
-        // PostgreSQL until it is ported (the traffic and evals are complete).
-        Db::Postgres(_) => Vec::new(),
-    };
+    let quality_sums = release_quality_sums(conn, &listed, since)?;
     let mut quality: HashMap<String, QualityRow> = quality_sums
         .iter()
         .map(|q| (q.name.clone(), QualityRow::from_sums(q)))

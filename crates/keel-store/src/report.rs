@@ -229,12 +229,7 @@ pub fn build_report<'c>(
         budgets: Vec::new(),
         unpriced: unpriced(conn, window)?,
         previous: None,
-        quality: match conn {
-            Db::Sqlite(c) => crate::quality_figures::report_quality(c, since_ms, until_ms)?,
-            // `quality_figures` still reads SQLite only: no online quality section on
-            // PostgreSQL until it is ported (the rest of the report is complete).
-            Db::Postgres(_) => crate::quality_figures::Quality::default(),
-        },
+        quality: crate::quality_figures::report_quality(conn, since_ms, until_ms)?,
         embeddings: crate::report_embeddings::embeddings_section(conn, window)?,
     })
 }
