@@ -395,17 +395,31 @@ fn dashboard_drafts_are_pulled_into_the_file_once() {
     let conn = store.writer_conn().unwrap();
     let drafts = keel_evals::from_traces::Drafts;
     assert!(drafts
-        .propose(&config, &conn, "support", "t-bad", "ana", now_ms())
+        .propose(&config, (&conn).into(), "support", "t-bad", "ana", now_ms())
         .unwrap());
     assert!(drafts
-        .propose(&config, &conn, "support", "t-thumbs", "ana", now_ms())
+        .propose(
+            &config,
+            (&conn).into(),
+            "support",
+            "t-thumbs",
+            "ana",
+            now_ms()
+        )
         .unwrap());
     assert!(drafts
-        .propose(&config, &conn, "support", "t-no-input", "ana", now_ms())
+        .propose(
+            &config,
+            (&conn).into(),
+            "support",
+            "t-no-input",
+            "ana",
+            now_ms()
+        )
         .unwrap_err()
         .contains("no input"));
     assert!(drafts
-        .propose(&config, &conn, "nosuite", "t-bad", "ana", now_ms())
+        .propose(&config, (&conn).into(), "nosuite", "t-bad", "ana", now_ms())
         .is_err());
     // Nothing is written until pulled.
     assert_eq!(cases(&dir, "support.jsonl").len(), 50);

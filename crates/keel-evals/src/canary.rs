@@ -55,7 +55,7 @@ impl Progress for Quiet {
 }
 
 /// The stored results of an eval run as records (repeats: the first of each case).
-fn stored_records(conn: &keel_store::Connection, run_id: &str) -> Result<Vec<CaseRecord>, String> {
+fn stored_records(conn: keel_store::sql::Db<'_>, run_id: &str) -> Result<Vec<CaseRecord>, String> {
     let results = keel_store::evals::eval_results(conn, run_id).map_err(|e| e.to_string())?;
     let mut out: Vec<CaseRecord> = Vec::new();
     for r in results.into_iter().filter(|r| r.repeat_idx == 0) {
@@ -100,7 +100,7 @@ fn significant(c: &Comparison) -> Option<(String, f64, (f64, f64), f64)> {
 }
 
 /// Record a run that failed or cannot be compared, with `msg`; the message to return.
-fn failed(conn: &keel_store::Connection, run: &NewCanaryRun<'_>, msg: String) -> String {
+fn failed(conn: keel_store::sql::Db<'_>, run: &NewCanaryRun<'_>, msg: String) -> String {
     let rec = NewCanaryRun {
         error: Some(&msg),
         ..run.clone()
@@ -142,7 +142,7 @@ pub async fn run(
         ..RunScope::default()
     };
     let outcome = run_suite_scoped(config, store, &suite, &settings, &scope, &Quiet).await;
-    let conn = store.writer_conn().map_err(|e| e.to_string())?;
+    let conn = store.conn().map_err(|e| e.to_string())?;
     let finished = keel_store::prompts::now_ms();
     // What every record of this run holds (a failed one adds its error).
     let failure = NewCanaryRun {
@@ -158,7 +158,7 @@ pub async fn run(
         Ok(o) => o,
         Err(e) => {
             let msg = e.to_string();
-            return Err(failed(&conn, &failure, msg));
+            return Err(failed(conn.db(), &failure, msg));
         }
     };
     let run_id = outcome.candidate.run_id.clone();
@@ -171,7 +171,7 @@ pub async fn run(
         let msg = format!(
             "{refused} call(s) were refused by a budget, rate limit or switch: the run is kept (eval run {run_id}) but not compared"
         );
-        return Err(failed(&conn, &failure, msg));
+        return Err(failed(conn.db(), &failure, msg));
     }
     let version = canaries::answered_version(&conn, &run_id).map_err(|e| e.to_string())?;
     let baseline = match &version {
@@ -196,7 +196,7 @@ pub async fn run(
     };
     let mut verdict = None;
     if let Some(base_run) = report.baseline_run_id.clone() {
-        let before = stored_records(&conn, &base_run)?;
+        let before = stored_records(conn.db(), &base_run)?;
         let c = compare(&before, &outcome.candidate.records, ALPHA, 7);
         if let Some((metric, delta, ci, p)) = significant(&c) {
             report.changed = true;

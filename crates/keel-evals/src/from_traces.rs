@@ -243,7 +243,7 @@ impl keel_gateway::case_drafts::CaseDrafts for Drafts {
     fn propose(
         &self,
         config: &Config,
-        conn: &keel_store::Connection,
+        conn: keel_store::sql::Db<'_>,
         suite: &str,
         trace_id: &str,
         by: &str,

@@ -39,7 +39,7 @@ fn due(
     every: Duration,
     now_ms: i64,
 ) -> Result<Option<&'static str>, keel_store::StoreError> {
-    let conn = store.reader()?;
+    let conn = store.conn()?;
     let Some(last) = keel_store::canaries::last_run(&conn, key)? else {
         return Ok(Some("schedule"));
     };
@@ -54,7 +54,7 @@ fn due(
 async fn release(store: &Arc<Store>, key: &str, holder: &str) {
     let (s, k, h) = (store.clone(), key.to_string(), holder.to_string());
     let _ = tokio::task::spawn_blocking(move || {
-        let conn = s.writer_conn()?;
+        let conn = s.conn()?;
         keel_store::canaries::release_lease(&conn, &k, &h)
     })
     .await;
@@ -110,7 +110,7 @@ pub async fn run_every(app: Arc<AppState>, store: Arc<Store>) {
                 let (s, k, h) = (store.clone(), key.clone(), holder.clone());
                 let ttl = i64::try_from(LEASE_TTL.as_millis()).unwrap_or(i64::MAX);
                 let leased = tokio::task::spawn_blocking(move || {
-                    let mut conn = s.writer_conn()?;
+                    let mut conn = s.conn()?;
                     keel_store::canaries::try_acquire_lease(&mut conn, &k, &h, now, ttl)
                 })
                 .await;

@@ -5,7 +5,7 @@
 //! through a pull request, like prompts.
 
 use keel_core::config::Config;
-use keel_store::Connection;
+use keel_store::sql::Db;
 
 pub trait CaseDrafts: Send + Sync {
     /// The suites in the evals folder a case can be proposed for, by name.
@@ -17,7 +17,7 @@ pub trait CaseDrafts: Send + Sync {
     fn propose(
         &self,
         config: &Config,
-        conn: &Connection,
+        conn: Db<'_>,
         suite: &str,
         trace_id: &str,
         by: &str,

@@ -37,7 +37,7 @@ pub struct Conversations {
     /// Responses waiting for the store, and whether a flush is running.
     queue: Arc<Mutex<Queue>>,
     /// The flushes' connection, opened once.
-    conn: Arc<Mutex<Option<keel_store::Connection>>>,
+    conn: Arc<Mutex<Option<keel_store::Conn>>>,
     /// Ids deleted here lately: a store write still in flight for one of them deletes
     /// what it wrote, so a `DELETE` sent right after the answer always wins.
     deleted: moka::sync::Cache<String, ()>,
@@ -106,7 +106,7 @@ impl Conversations {
             return Ok(None);
         };
         let key = id.to_string();
-        let found = on_store(&store, WHAT, move |s| get_response(&s.reader()?, &key)).await?;
+        let found = on_store(&store, WHAT, move |s| get_response(s.conn()?.db(), &key)).await?;
         // Not cached: the store is the truth (a delete or an erasure on another replica
         // must be seen here at once).
         Ok(found.map(Arc::new))
@@ -118,10 +118,7 @@ impl Conversations {
         self.recent.invalidate(id);
         if let Some(store) = store.cloned() {
             let key = id.to_string();
-            on_store(&store, WHAT, move |s| {
-                delete_response(&s.writer_conn()?, &key)
-            })
-            .await?;
+            on_store(&store, WHAT, move |s| delete_response(s.conn()?.db(), &key)).await?;
         }
         Ok(())
     }
@@ -137,7 +134,7 @@ struct Queue {
 struct Flush {
     store: Arc<Store>,
     queue: Arc<Mutex<Queue>>,
-    conn: Arc<Mutex<Option<keel_store::Connection>>>,
+    conn: Arc<Mutex<Option<keel_store::Conn>>>,
     deleted: moka::sync::Cache<String, ()>,
     /// Written rows leave it: from then on the store answers.
     recent: moka::sync::Cache<String, Arc<StoredResponse>>,
@@ -184,7 +181,7 @@ impl Flush {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         let conn = match guard.as_mut() {
             Some(c) => c,
-            None => guard.insert(self.store.writer_conn()?),
+            None => guard.insert(self.store.conn()?),
         };
         let refs: Vec<&StoredResponse> = rows.iter().map(Arc::as_ref).collect();
         save_responses(&*conn, &refs)?;

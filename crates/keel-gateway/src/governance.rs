@@ -37,7 +37,7 @@ impl GovernanceTasks {
 
 /// Load every key (revoked ones too, so their callers are told so) into the governor.
 pub fn reload_keys(gov: &Governor, store: &Store) -> anyhow::Result<usize> {
-    let conn = store.reader()?;
+    let conn = store.conn()?;
     let rows = keel_store::keys::list_keys(&conn, true)?;
     let table = KeyTable::from_rows(&rows);
     let n = table.len();
@@ -75,7 +75,7 @@ pub fn start(
         hold,
     ));
     let keys = reload_keys(&gov, store)?;
-    let seeded = gov.seed_from_store(&store.reader()?)?;
+    let seeded = gov.seed_from_store(store.conn()?.db())?;
     gov.set_store(store.clone());
     record_config_load(config, store);
     tracing::info!(keys, seeded_budgets = seeded, backend = gov.backend_name(), auth = ?g.auth.mode, "governance ready");
@@ -96,7 +96,7 @@ pub fn start(
                 tick.tick().await;
                 let (gov2, store2) = (gov.clone(), store.clone());
                 let r = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<(i64, i64)>> {
-                    let v = keel_store::keys::keys_version(&store2.reader()?)?;
+                    let v = keel_store::keys::keys_version(store2.conn()?.db())?;
                     if Some(v) != seen {
                         reload_keys(&gov2, &store2)?;
                         return Ok(Some(v));
@@ -164,7 +164,7 @@ fn record_config_load(config: &Config, store: &Store) {
     let path = config.source.display().to_string();
     let now = sections::fingerprints(&String::from_utf8_lossy(&text)).unwrap_or_default();
     let result = (|| -> anyhow::Result<()> {
-        let conn = store.writer_conn()?;
+        let conn = store.conn()?;
         let last = keel_store::audit::last_event_values(&conn, "config.load", &path)?;
         let (previous_hash, previous_details) = last.unwrap_or_default();
         if previous_hash.as_deref() == Some(hash.as_str()) {

@@ -66,7 +66,7 @@ impl InProcess {
     ) -> anyhow::Result<InProcess> {
         let config = Arc::new(config);
         let snapshot =
-            Snapshot::build_with(&store.reader()?, &config, &Snapshot::empty(), overrides)?;
+            Snapshot::build_with(store.conn()?.db(), &config, &Snapshot::empty(), overrides)?;
         let (writer, handle, scratch) = match record {
             Some(_) => {
                 let (w, h) = keel_store::spawn(store, WriterOptions::default())?;

@@ -32,7 +32,7 @@ pub fn run_once(
     version_memory: Duration,
 ) -> Result<Vec<VersionChange>, keel_store::StoreError> {
     let memory = i64::try_from(version_memory.as_millis()).unwrap_or(i64::MAX);
-    let mut conn = store.writer_conn()?;
+    let mut conn = store.conn()?;
     let changes = watch_pass(&mut conn, now_ms.saturating_sub(memory), memory, BATCH)?;
     for c in &changes {
         record_audit(

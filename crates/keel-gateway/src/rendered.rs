@@ -11,13 +11,11 @@
 use keel_core::chat::{ChatRequest, Message};
 use keel_core::trace::TraceRecord;
 use keel_registry::Prompt;
+use keel_store::sql::Db;
 use serde_json::{Map, Value};
 
 /// The messages `trace`'s call sent, or why they cannot be shown.
-pub fn sent_messages(
-    conn: &keel_store::Connection,
-    trace: &TraceRecord,
-) -> Result<Vec<Message>, String> {
+pub fn sent_messages(conn: Db<'_>, trace: &TraceRecord) -> Result<Vec<Message>, String> {
     let input = trace
         .input
         .as_deref()
@@ -53,7 +51,7 @@ mod tests {
         let p =
             keel_registry::parse_prompt("support/answer", std::path::Path::new("p.toml"), prompt)
                 .unwrap();
-        let conn = store.writer_conn().unwrap();
+        let conn = store.conn().unwrap();
         let json = p.to_json().to_string();
         let v = match keel_store::push_version(
             &conn,
@@ -83,7 +81,7 @@ mod tests {
             r#"{"model":"support","variables":{"product":"Keel"},"messages":[{"role":"user","content":"hi"}]}"#
                 .into(),
         );
-        let sent = sent_messages(&store.reader().unwrap(), &t).unwrap();
+        let sent = sent_messages(store.conn().unwrap().db(), &t).unwrap();
         let texts: Vec<(String, String)> = sent
             .iter()
             .map(|m| (m.role.clone(), m.text_content()))
@@ -97,7 +95,7 @@ mod tests {
         );
         // Without capture there is nothing to rebuild from.
         t.input = None;
-        assert!(sent_messages(&store.reader().unwrap(), &t)
+        assert!(sent_messages(store.conn().unwrap().db(), &t)
             .unwrap_err()
             .contains("capture"));
     }

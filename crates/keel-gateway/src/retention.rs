@@ -53,7 +53,7 @@ pub fn run_once(
             capture_before_ms: w.capture.map(|d| cutoff(now_ms, ms(d))),
         })
         .collect();
-    let mut conn = store.writer_conn()?;
+    let mut conn = store.conn()?;
     run_retention(&mut conn, &rules, config.batch, now_ms)
 }
 

@@ -13,7 +13,6 @@
 
 use keel_store::incident_series::{self as q, BUCKET_MS};
 use keel_store::rollup::Counts;
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::changepoint::{detect, ChangePoint, DEFAULT_ALPHA};
@@ -74,7 +73,7 @@ pub(crate) fn sql(e: keel_store::StoreError) -> rusqlite::Error {
 
 /// Every metric of `scope` over `[since_ms, until_ms)`, with change points.
 pub fn metrics(
-    conn: &Connection,
+    conn: keel_store::sql::Db<'_>,
     scope: Option<&str>,
     since_ms: i64,
     until_ms: i64,

@@ -13,7 +13,6 @@
 use keel_core::config::Config;
 use keel_store::incidents::{Incident, IncidentEvent};
 use keel_store::AuditEvent;
-use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::series::{metrics, MetricSeries};
@@ -130,7 +129,7 @@ fn alert_relevant(incident: &Incident, scope: &str, name: &str) -> bool {
 
 /// Build the timeline of `incident` (with its `events`) at `now_ms`.
 pub fn build(
-    conn: &Connection,
+    conn: keel_store::sql::Db<'_>,
     config: &Config,
     incident: &Incident,
     events: &[IncidentEvent],

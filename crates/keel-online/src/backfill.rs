@@ -47,7 +47,7 @@ pub struct BackfillReport {
 
 /// The calls `eval` covers since `since_ms`, newest first (full traces).
 pub fn candidates(
-    conn: &keel_store::Connection,
+    conn: keel_store::sql::Db<'_>,
     eval: &CompiledEval,
     opts: &BackfillOptions,
 ) -> Result<Vec<keel_core::trace::TraceRecord>, keel_store::StoreError> {
@@ -89,8 +89,8 @@ pub async fn run(
 ) -> anyhow::Result<BackfillReport> {
     let name = eval.config.name.clone();
     let (traces, spent) = {
-        let conn = store.reader()?;
-        let all = candidates(&conn, eval, opts)?;
+        let conn = store.conn()?;
+        let all = candidates(conn.db(), eval, opts)?;
         let spent = keel_store::scores::judge_spend_since(
             &conn,
             &name,
@@ -104,7 +104,7 @@ pub async fn run(
     };
     let mut todo = Vec::new();
     {
-        let conn = store.reader()?;
+        let conn = store.conn()?;
         for t in traces {
             if t.output.is_none() {
                 report.skipped_no_text += 1;

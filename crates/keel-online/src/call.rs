@@ -13,7 +13,7 @@ use keel_evals::output::CaseOutput;
 /// The case for `trace`: its id, and the messages it sent when they can be rebuilt
 /// (`conn` reads the prompt version of a function call), else the messages of the
 /// request as received.
-pub fn case_of(conn: Option<&keel_store::Connection>, trace: &TraceRecord) -> Case {
+pub fn case_of(conn: Option<keel_store::sql::Db<'_>>, trace: &TraceRecord) -> Case {
     let sent = conn.and_then(|c| keel_gateway::rendered::sent_messages(c, trace).ok());
     let messages = sent.or_else(|| {
         trace

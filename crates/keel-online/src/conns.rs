@@ -7,47 +7,42 @@
 
 use std::sync::{Arc, Mutex};
 
-use keel_store::{Connection, Store, StoreError};
+use keel_store::sql::Db;
+use keel_store::{Conn, Store, StoreError};
 
-/// Reading (`reader`) or writing (`writer_conn`) connections to one store.
+/// Connections to one store (either backend), for reading or for writing.
 pub struct ConnPool {
     store: Arc<Store>,
-    writer: bool,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl ConnPool {
     pub fn readers(store: Arc<Store>) -> ConnPool {
         ConnPool {
             store,
-            writer: false,
             idle: Mutex::new(Vec::new()),
         }
     }
 
     pub fn writers(store: Arc<Store>) -> ConnPool {
-        ConnPool {
-            store,
-            writer: true,
-            idle: Mutex::new(Vec::new()),
-        }
+        // The same connections: every `Store::conn` reads and writes.
+        ConnPool::readers(store)
     }
 
     /// Run `f` with a connection on a blocking thread; the connection goes back to the
     /// pool unless `f` failed (a broken connection is not kept).
     pub async fn with<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(Db<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> anyhow::Result<T> {
         let pool = self.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let taken = pool.idle.lock().ok().and_then(|mut v| v.pop());
-            let mut conn = match taken {
+            let conn = match taken {
                 Some(c) => c,
-                None if pool.writer => pool.store.writer_conn()?,
-                None => pool.store.reader()?,
+                None => pool.store.conn()?,
             };
-            let out = f(&mut conn);
+            let out = f(conn.db());
             if out.is_ok() {
                 if let Ok(mut idle) = pool.idle.lock() {
                     idle.push(conn);

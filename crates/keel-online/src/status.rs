@@ -73,7 +73,7 @@ pub struct EvalStatus {
 
 /// The status of every online eval of `config` at `now_ms`.
 pub fn status(
-    conn: &keel_store::Connection,
+    conn: keel_store::sql::Db<'_>,
     config: &Config,
     now_ms: i64,
 ) -> Result<Vec<EvalStatus>, StoreError> {
@@ -85,7 +85,7 @@ pub fn status(
 }
 
 fn eval_status(
-    conn: &keel_store::Connection,
+    conn: keel_store::sql::Db<'_>,
     e: &OnlineEvalConfig,
     now_ms: i64,
 ) -> Result<EvalStatus, StoreError> {

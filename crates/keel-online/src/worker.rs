@@ -71,7 +71,7 @@ impl Judges for OnlineJudges {
         let now = crate::now_ms();
         let day = JudgeSpend::day_start_ms(now);
         let store = app.store.clone();
-        let conn = store.as_ref().and_then(|s| s.reader().ok());
+        let conn = store.as_ref().and_then(|s| s.conn().ok());
         let spend = self
             .evals
             .iter()

@@ -290,7 +290,8 @@ assert = [{ type = "llm-rubric", rubric = "Answers the question" }]
         store.path()
     );
     let config = Config::from_toml(&config_text, std::path::Path::new("/tmp/keel.toml")).unwrap();
-    let status = keel_online::status::status(&conn, &config, keel_online::now_ms()).unwrap();
+    let status =
+        keel_online::status::status((&conn).into(), &config, keel_online::now_ms()).unwrap();
     assert!(status[0].paused_for_budget, "{status:?}");
     assert!(status[0].judge_spend_today_usd > 0.000001);
 }

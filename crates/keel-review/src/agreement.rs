@@ -13,7 +13,6 @@ use keel_core::config::review::{LabelKind, ReviewQueueConfig};
 use keel_stats::agreement::{cohen_kappa, Agreement};
 use keel_store::review as store;
 use keel_store::StoreError;
-use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -43,7 +42,7 @@ fn clear(verdict: Option<&str>) -> Option<&str> {
 
 /// `queue`'s figures over labels given since `since_ms`.
 pub fn figures(
-    conn: &Connection,
+    conn: keel_store::sql::Db<'_>,
     queue: &ReviewQueueConfig,
     since_ms: i64,
 ) -> Result<QueueFigures, StoreError> {

@@ -54,7 +54,7 @@ fn known_verdicts_give_known_kappas() {
         keel_store::review::enqueue(&conn, "support", &trace, "sample", 2, 1, None).unwrap();
         let item = keel_store::review::items_for_trace(&conn, &trace).unwrap()[0].id;
         submit(
-            &mut conn,
+            (&conn).into(),
             &q,
             item,
             "ana",
@@ -62,7 +62,15 @@ fn known_verdicts_give_known_kappas() {
             100 + i as i64,
         )
         .unwrap();
-        submit(&mut conn, &q, item, "bo", &answer(bo, "2"), 200 + i as i64).unwrap();
+        submit(
+            (&conn).into(),
+            &q,
+            item,
+            "bo",
+            &answer(bo, "2"),
+            200 + i as i64,
+        )
+        .unwrap();
         // The judge passed three of the four calls both humans found good, and none of
         // the bad ones.
         let passed = i < 3;
@@ -77,9 +85,9 @@ fn known_verdicts_give_known_kappas() {
     // Ana's label on an item of its own, and an unsure one: counted, never paired.
     keel_store::review::enqueue(&conn, "support", "solo", "sample", 2, 1, None).unwrap();
     let solo = keel_store::review::items_for_trace(&conn, "solo").unwrap()[0].id;
-    submit(&mut conn, &q, solo, "ana", &answer("unsure", ""), 300).unwrap();
+    submit((&conn).into(), &q, solo, "ana", &answer("unsure", ""), 300).unwrap();
 
-    let f = figures(&conn, &q, 0).unwrap();
+    let f = figures((&conn).into(), &q, 0).unwrap();
     assert_eq!((f.items_reviewed, f.labels), (11, 21));
     assert_eq!(f.distribution["verdict"]["good"], 11);
     assert_eq!(f.distribution["verdict"]["bad"], 9);
@@ -98,7 +106,7 @@ fn known_verdicts_give_known_kappas() {
     assert!((j.kappa.unwrap() - 0.72).abs() < 1e-12, "{j:?}");
 
     // Nothing since later: no figures, no kappa.
-    let later = figures(&conn, &q, 10_000).unwrap();
+    let later = figures((&conn).into(), &q, 10_000).unwrap();
     assert_eq!(later.items_reviewed, 0);
     assert!(later.reviewers.is_none());
 }

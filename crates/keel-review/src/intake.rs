@@ -22,7 +22,6 @@ use keel_core::scope::ScopeKind;
 use keel_store::review::enqueue;
 use keel_store::review_intake::{self as read, Coverage, Watermarks, FEEDBACK_OVERLAP_MS};
 use keel_store::StoreError;
-use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
 
 /// How often `keel serve` fills the queues.
@@ -80,22 +79,27 @@ fn coverage(q: &ReviewQueueConfig) -> Coverage<'_> {
 
 /// One pass over every queue at `now_ms`.
 pub fn run_once(
-    conn: &mut Connection,
+    conn: keel_store::sql::Db<'_>,
     queues: &[ReviewQueueConfig],
     now_ms: i64,
 ) -> Result<Vec<QueueIntake>, StoreError> {
     let mut out = Vec::with_capacity(queues.len());
     for q in queues {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let done = fill(&tx, q, now_ms)?;
-        tx.commit()?;
+        // One queue at a time across replicas: the watermarks are read, then moved.
+        let done = conn.exclusive_for(&format!("review-intake:{}", q.name), |tx| {
+            fill(tx, q, now_ms)
+        })?;
         out.push(done);
     }
     Ok(out)
 }
 
 /// One queue's pass, inside the caller's transaction.
-fn fill(conn: &Connection, q: &ReviewQueueConfig, now_ms: i64) -> Result<QueueIntake, StoreError> {
+fn fill(
+    conn: keel_store::sql::Db<'_>,
+    q: &ReviewQueueConfig,
+    now_ms: i64,
+) -> Result<QueueIntake, StoreError> {
     let cov = coverage(q);
     let w = read::watermarks(conn, &q.name, now_ms - FIRST_LOOK_BACK_MS)?;
     let entered_today = read::entered_since(conn, &q.name, day_start_ms(now_ms))?;
@@ -215,8 +219,8 @@ pub async fn run_every(
         }
         let (store, queues) = (store.clone(), queues.clone());
         let pass = tokio::task::spawn_blocking(move || -> Result<Vec<QueueIntake>, StoreError> {
-            let mut conn = store.writer_conn()?;
-            run_once(&mut conn, &queues, keel_store::prompts::now_ms())
+            let conn = store.conn()?;
+            run_once(conn.db(), &queues, keel_store::prompts::now_ms())
         })
         .await;
         match pass {

@@ -10,6 +10,7 @@ use keel_core::trace::{GuardOutcome, Origin, TraceRecord, TraceStatus};
 use keel_store::feedback::{upsert_feedback, Feedback, FeedbackValue};
 use keel_store::review::items_for_trace;
 use keel_store::scores::{replace_scores, ScoreRow};
+use keel_store::Connection;
 use keel_store::Store;
 
 const NOW: i64 = 1_800_000_000_000;
@@ -101,7 +102,7 @@ fn each_rule_lets_in_the_calls_it_names_and_no_others() {
         ("other-model", false),
     ] {
         upsert_feedback(
-            &mut conn,
+            &conn,
             &Feedback {
                 trace_id: id.into(),
                 name: "thumbs".into(),
@@ -120,7 +121,7 @@ fn each_rule_lets_in_the_calls_it_names_and_no_others() {
     score(&mut conn, "fine", "helpful", 0.9, true);
     score(&mut conn, "other-model", "helpful", 0.1, false);
 
-    let done = run_once(&mut conn, std::slice::from_ref(&q), NOW).unwrap();
+    let done = run_once((&conn).into(), std::slice::from_ref(&q), NOW).unwrap();
     assert_eq!(done[0].total(), 4, "{done:?}");
     assert_eq!(
         entered(&conn, "thumbs-down").as_deref(),
@@ -137,7 +138,7 @@ fn each_rule_lets_in_the_calls_it_names_and_no_others() {
     }
     // A second pass finds nothing new.
     assert_eq!(
-        run_once(&mut conn, &[q], NOW + 1_000).unwrap()[0].total(),
+        run_once((&conn).into(), &[q], NOW + 1_000).unwrap()[0].total(),
         0
     );
 }
@@ -150,7 +151,7 @@ fn the_sample_is_deterministic_and_late_traces_are_seen() {
         .map(|i| call(&format!("a{i}"), "mock-1", NOW - 60_000))
         .collect();
     write(&mut conn, &early);
-    let first = run_once(&mut conn, std::slice::from_ref(&q), NOW).unwrap()[0].total();
+    let first = run_once((&conn).into(), std::slice::from_ref(&q), NOW).unwrap()[0].total();
     let want = early.iter().filter(|t| in_sample("rq", &t.id, 0.3)).count() as u64;
     assert_eq!(first, want);
     assert!((30..=90).contains(&first), "{first} of 200 at 30 %");
@@ -159,7 +160,7 @@ fn the_sample_is_deterministic_and_late_traces_are_seen() {
         .map(|i| call(&format!("b{i}"), "mock-1", NOW - 120_000))
         .collect();
     write(&mut conn, &late);
-    let second = run_once(&mut conn, &[q], NOW + 5_000).unwrap()[0].total();
+    let second = run_once((&conn).into(), &[q], NOW + 5_000).unwrap()[0].total();
     assert_eq!(
         second,
         late.iter().filter(|t| in_sample("rq", &t.id, 0.3)).count() as u64
@@ -176,7 +177,7 @@ fn the_daily_cap_takes_the_strongest_signals_first() {
     write(&mut conn, &calls);
     for id in ["c4", "c5"] {
         upsert_feedback(
-            &mut conn,
+            &conn,
             &Feedback {
                 trace_id: id.into(),
                 name: "rating".into(),
@@ -192,7 +193,7 @@ fn the_daily_cap_takes_the_strongest_signals_first() {
     }
     // A trace added by hand does not count against the cap.
     keel_store::review::enqueue(&conn, "rq", "c3", "added", 1, NOW - 1, Some("ana")).unwrap();
-    let done = run_once(&mut conn, std::slice::from_ref(&q), NOW)
+    let done = run_once((&conn).into(), std::slice::from_ref(&q), NOW)
         .unwrap()
         .remove(0);
     assert_eq!(done.entered.get("negative_feedback"), Some(&2));
@@ -201,7 +202,7 @@ fn the_daily_cap_takes_the_strongest_signals_first() {
     // The next day has room again; what was capped stays out.
     let tomorrow = NOW + 86_400_000;
     write(&mut conn, &[call("d0", "mock-1", tomorrow)]);
-    let next = run_once(&mut conn, &[q], tomorrow + 10).unwrap().remove(0);
+    let next = run_once((&conn).into(), &[q], tomorrow + 10).unwrap().remove(0);
     assert_eq!(next.total(), 1);
     assert_eq!(entered(&conn, "d0").as_deref(), Some("sample"));
 }
@@ -217,7 +218,7 @@ fn a_new_queue_looks_back_one_day_only() {
             call("recent", "mock-1", NOW - 3_600_000),
         ],
     );
-    run_once(&mut conn, &[q], NOW).unwrap();
+    run_once((&conn).into(), &[q], NOW).unwrap();
     assert_eq!(entered(&conn, "old"), None);
     assert_eq!(entered(&conn, "recent").as_deref(), Some("sample"));
 }
@@ -228,11 +229,11 @@ fn a_score_written_before_its_trace_still_lets_the_call_in() {
     // mock) its score can be committed before the trace is.
     let (_s, mut conn) = store();
     let q = queue("failed_eval = \"q\"\n");
-    run_once(&mut conn, std::slice::from_ref(&q), NOW).unwrap();
+    run_once((&conn).into(), std::slice::from_ref(&q), NOW).unwrap();
     score(&mut conn, "early", "helpful", 0.1, false);
-    run_once(&mut conn, std::slice::from_ref(&q), NOW + 1).unwrap();
+    run_once((&conn).into(), std::slice::from_ref(&q), NOW + 1).unwrap();
     write(&mut conn, &[call("early", "mock-1", NOW - 5)]);
-    run_once(&mut conn, std::slice::from_ref(&q), NOW + 2).unwrap();
+    run_once((&conn).into(), std::slice::from_ref(&q), NOW + 2).unwrap();
     assert_eq!(entered(&conn, "early").as_deref(), Some("failed_eval"));
 }
 
@@ -255,11 +256,11 @@ fn a_burst_of_negative_feedback_larger_than_a_batch_is_read_whole() {
             key_id: None,
             at_ms: NOW - 50,
         };
-        upsert_feedback(&mut conn, &fb, "admin").unwrap();
+        upsert_feedback(&conn, &fb, "admin").unwrap();
     }
     let mut total = 0;
     for pass in 0..5 {
-        total += run_once(&mut conn, std::slice::from_ref(&q), NOW + pass)
+        total += run_once((&conn).into(), std::slice::from_ref(&q), NOW + pass)
             .unwrap()
             .iter()
             .map(QueueIntake::total)
@@ -272,19 +273,19 @@ fn a_burst_of_negative_feedback_larger_than_a_batch_is_read_whole() {
 fn a_score_whose_trace_never_comes_holds_the_read_back_only_for_a_while() {
     let (_s, mut conn) = store();
     let q = queue("failed_eval = \"q\"\n");
-    run_once(&mut conn, std::slice::from_ref(&q), NOW).unwrap();
+    run_once((&conn).into(), std::slice::from_ref(&q), NOW).unwrap();
     // `ghost`'s trace was never written (dropped by a full writer queue, say).
     score(&mut conn, "ghost", "helpful", 0.1, false);
     write(&mut conn, &[call("later", "mock-1", NOW - 5)]);
     score(&mut conn, "later", "helpful", 0.1, false);
-    run_once(&mut conn, std::slice::from_ref(&q), NOW + 1).unwrap();
+    run_once((&conn).into(), std::slice::from_ref(&q), NOW + 1).unwrap();
     assert_eq!(
         entered(&conn, "later"),
         None,
         "held behind the pending score"
     );
     run_once(
-        &mut conn,
+        (&conn).into(),
         std::slice::from_ref(&q),
         NOW + PENDING_TRACE_MS + 1,
     )

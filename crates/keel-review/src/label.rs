@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use keel_core::config::review::{LabelKind, LabelSpec, ReviewQueueConfig};
 use keel_store::review::{self as store, NewLabel, Recorded};
 use keel_store::scores::{replace_scores, ScoreRow};
-use rusqlite::Connection;
 use serde_json::{Map, Value};
 
 /// The source human scores are written under.
@@ -162,14 +161,13 @@ pub struct Submitted {
 /// Check and store `reviewer`'s answers on `item_id` (an item of `queue`), then rewrite
 /// the trace's human scores for this queue from all of the item's labels.
 pub fn submit(
-    conn: &mut Connection,
+    conn: keel_store::sql::Db<'_>,
     queue: &ReviewQueueConfig,
     item_id: i64,
     reviewer: &str,
     answers: &Answers,
     now_ms: i64,
 ) -> Result<Submitted, LabelError> {
-    let conn = &*conn;
     let item = store::get_item(conn, item_id)?.ok_or(LabelError::NoSuchItem(item_id))?;
     if item.queue != queue.name {
         return Err(LabelError::WrongQueue {

@@ -83,12 +83,12 @@ fn answers_are_checked_against_the_schema() {
 fn two_labels_become_mean_human_scores_on_the_trace() {
     let q = queue(SCHEMA);
     let store = Store::open(":memory:").unwrap();
-    let mut conn = store.writer_conn().unwrap();
+    let conn = store.writer_conn().unwrap();
     keel_store::review::enqueue(&conn, "support", "t1", "sample", 2, 1, None).unwrap();
     let item = keel_store::review::items_for_trace(&conn, "t1").unwrap()[0].id;
 
     let first = submit(
-        &mut conn,
+        (&conn).into(),
         &q,
         item,
         "ana",
@@ -104,7 +104,7 @@ fn two_labels_become_mean_human_scores_on_the_trace() {
         }
     );
     let second = submit(
-        &mut conn,
+        (&conn).into(),
         &q,
         item,
         "bo",
@@ -134,7 +134,7 @@ fn two_labels_become_mean_human_scores_on_the_trace() {
 
     // A third reviewer is refused; a label for another queue's item too.
     let third = submit(
-        &mut conn,
+        (&conn).into(),
         &q,
         item,
         "cy",
@@ -145,7 +145,7 @@ fn two_labels_become_mean_human_scores_on_the_trace() {
     keel_store::review::enqueue(&conn, "other", "t2", "added", 1, 1, None).unwrap();
     let other = keel_store::review::items_for_trace(&conn, "t2").unwrap()[0].id;
     let wrong = submit(
-        &mut conn,
+        (&conn).into(),
         &q,
         other,
         "ana",
@@ -154,7 +154,7 @@ fn two_labels_become_mean_human_scores_on_the_trace() {
     );
     assert!(matches!(wrong, Err(LabelError::WrongQueue { .. })));
     assert!(matches!(
-        submit(&mut conn, &q, 999, "ana", &Answers::default(), 50),
+        submit((&conn).into(), &q, 999, "ana", &Answers::default(), 50),
         Err(LabelError::NoSuchItem(999))
     ));
 }

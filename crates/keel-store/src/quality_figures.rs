@@ -15,9 +15,9 @@
 //!   p < 0.05; the verdict says which passes more often, or that there is no significant
 //!   difference, with p and both sides' counts.
 
+use crate::sql::Db;
 use keel_stats::intervals::wilson;
 use keel_stats::proportions::{normal_mean, two_proportion_z};
-use crate::sql::Db;
 use serde::Serialize;
 
 use crate::error::StoreError;

@@ -210,7 +210,7 @@ fn add(a: AddArgs) -> Result<ExitCode> {
     };
     let added_from = describe(&a, function.as_deref());
     let (store, _) = super::open_store(&config)?;
-    let conn = store.writer_conn()?;
+    let conn = store.conn()?;
     let traces = keel_store::list_traces(&conn, &filter)?;
     let now = now_ms();
     let mut cases: Vec<Case> = Vec::new();
@@ -280,7 +280,7 @@ fn describe(a: &AddArgs, function: Option<&str>) -> String {
 fn pull(a: PullArgs) -> Result<ExitCode> {
     let (config, suite) = load(&a.config, &a.suite)?;
     let (store, _) = super::open_store(&config)?;
-    let conn = store.writer_conn()?;
+    let conn = store.conn()?;
     let drafts = keel_store::datasets::pending_drafts(&conn, &suite.name)?;
     let mut cases = Vec::new();
     for d in &drafts {

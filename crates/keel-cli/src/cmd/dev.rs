@@ -52,11 +52,11 @@ pub fn run(command: DevCommand) -> Result<ExitCode> {
 
 fn rebuild(path: &str) -> Result<ExitCode> {
     let store = keel_store::Store::open(path)?;
-    let mut conn = store.writer_conn()?;
+    let conn = store.conn()?;
     let started = Instant::now();
-    let tx = conn.transaction()?;
-    let traces = keel_store::rollup::rebuild_all(&tx)?;
-    tx.commit()?;
+    let traces = conn
+        .db()
+        .transaction(|tx| keel_store::rollup::rebuild_all(tx))?;
     println!(
         "rebuilt the rollups of {traces} traces in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -67,6 +67,7 @@ fn rebuild(path: &str) -> Result<ExitCode> {
 fn gen_traces(a: GenArgs) -> Result<ExitCode> {
     let path = a.store.to_string_lossy().into_owned();
     let store = keel_store::Store::open(&path)?;
+    // The generator writes SQLite directly (the scale benchmark's store).
     let mut conn = store
         .writer_conn()
         .with_context(|| format!("opening {path} for writing"))?;

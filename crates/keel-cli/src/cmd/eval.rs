@@ -208,7 +208,7 @@ pub(crate) fn suite_cases(suite: &Suite) -> u64 {
 /// testcase per result is what the format is), `--json` nothing — so a large run's
 /// passing outputs are never loaded for a summary.
 fn report(store: &keel_store::Store, o: &RunOutcome, out: &Outputs) -> Result<()> {
-    let conn = store.reader()?;
+    let conn = store.conn()?;
     let failing = |run: &str| {
         keel_store::evals::eval_results_of_failing_cases(&conn, run, &o.candidate.run_id)
     };
@@ -229,7 +229,7 @@ fn report(store: &keel_store::Store, o: &RunOutcome, out: &Outputs) -> Result<()
         println!("{}", keel_evals::report::render_terminal(o, &cand, &base));
     }
     if let Some(path) = &out.junit {
-        write_junit(&conn, o, path)?;
+        write_junit(conn.db(), o, path)?;
     }
     if let Some(path) = &out.markdown {
         std::fs::write(path, keel_evals::report::render_markdown(o, &cand, &base))
@@ -240,7 +240,7 @@ fn report(store: &keel_store::Store, o: &RunOutcome, out: &Outputs) -> Result<()
 
 /// `--junit FILE`, streamed from the store to the file (one result in memory at a time).
 fn write_junit(
-    conn: &keel_store::Connection,
+    conn: keel_store::sql::Db<'_>,
     o: &RunOutcome,
     path: &std::path::Path,
 ) -> Result<()> {
@@ -270,7 +270,7 @@ fn lock(a: LockArgs) -> Result<ExitCode> {
     let data = keel_evals::dataset::load_dataset(&suite.dataset_path, &suite.name, None, false)
         .map_err(|e| anyhow!("{e}"))?;
     let (store, _) = super::open_store(&config)?;
-    let conn = store.writer_conn()?;
+    let conn = store.conn()?;
     let actor = a.actor.unwrap_or_else(super::prompt::default_actor);
     let now = keel_store::prompts::now_ms();
     let ids: Vec<String> = data.cases.iter().map(|c| c.id.clone()).collect();

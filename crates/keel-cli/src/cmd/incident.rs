@@ -248,7 +248,7 @@ fn load(
         anyhow!("there is no incident {id}; `keel incident list --all` lists them")
     })?;
     let now = keel_store::prompts::now_ms();
-    let tl = timeline::build(&conn, config, &inc, &events, now)?;
+    let tl = timeline::build(conn.db(), config, &inc, &events, now)?;
     let sus = suspects::rank(
         &tl,
         inc.kind.as_deref(),

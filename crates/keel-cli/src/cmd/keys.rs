@@ -109,10 +109,10 @@ pub fn run(cmd: KeysCommand) -> Result<ExitCode> {
     }
 }
 
-fn writer(config: &ConfigArg) -> Result<(keel_store::Store, keel_store::Connection)> {
+fn writer(config: &ConfigArg) -> Result<(keel_store::Store, keel_store::Conn)> {
     let config = super::load_config(config)?;
     let (store, _) = super::open_store(&config)?;
-    let conn = store.writer_conn()?;
+    let conn = store.conn()?;
     Ok((store, conn))
 }
 

@@ -57,9 +57,9 @@ pub fn online_issues(config: &Config) -> Result<()> {
 
 /// Open the store named by the config, for reading.
 /// The store of `config`, opened for writing (commands that change state).
-pub fn open_writer(config: &Config) -> Result<keel_store::Connection> {
+pub fn open_writer(config: &Config) -> Result<keel_store::Conn> {
     let (store, _reader) = open_store(config)?;
-    store.writer_conn().with_context(|| {
+    store.conn().with_context(|| {
         format!(
             "opening the store of {} for writing",
             config.source.display()
@@ -72,12 +72,12 @@ pub fn actor_or_default(actor: &Option<String>) -> String {
     actor.clone().unwrap_or_else(prompt::default_actor)
 }
 
-pub fn open_store(config: &Config) -> Result<(keel_store::Store, keel_store::Connection)> {
+pub fn open_store(config: &Config) -> Result<(keel_store::Store, keel_store::Conn)> {
     if config.gateway.store == ":memory:" {
         anyhow::bail!("{}: [gateway] store is \":memory:\", so traces live only inside a running `keel serve`; set store = \"keel.db\" to keep them", config.source.display());
     }
     let store = keel_store::Store::open(&config.gateway.store)
         .with_context(|| format!("opening the trace store of {}", config.source.display()))?;
-    let conn = store.reader()?;
+    let conn = store.conn()?;
     Ok((store, conn))
 }

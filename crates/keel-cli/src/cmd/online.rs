@@ -78,7 +78,7 @@ fn status(a: StatusArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let (_store, conn) = super::open_store(&config)?;
-    let mut rows = keel_online::status::status(&conn, &config, crate::since::now_ms())?;
+    let mut rows = keel_online::status::status(conn.db(), &config, crate::since::now_ms())?;
     let live = gateway_figures(&config, a.url.as_deref(), a.admin_key.as_deref());
     for r in &mut rows {
         r.pending = live

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context, Result};
 use keel_core::config::Config;
 use keel_registry::PromptIssue;
-use keel_store::{Connection, PushOutcome};
+use keel_store::PushOutcome;
 use serde_json::json;
 
 use crate::ConfigArg;
@@ -115,9 +115,9 @@ pub fn prompts_dir(config: &Config) -> Result<std::path::PathBuf> {
 }
 
 /// The store for writing prompt changes.
-fn open_writer(config: &Config) -> Result<Connection> {
+fn open_writer(config: &Config) -> Result<keel_store::Conn> {
     let (store, _reader) = super::open_store(config)?;
-    store.writer_conn().with_context(|| {
+    store.conn().with_context(|| {
         format!(
             "opening the store of {} for writing",
             config.source.display()

@@ -159,7 +159,7 @@ fn replay(a: RunArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
 
-    let writer = store.writer_conn()?;
+    let writer = store.conn()?;
     let actor = super::prompt::default_actor();
     let run_id = keel_store::create_run(
         &writer,

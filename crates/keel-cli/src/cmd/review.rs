@@ -110,10 +110,10 @@ pub(crate) fn queue<'a>(config: &'a Config, name: &str) -> Result<&'a ReviewQueu
 }
 
 /// The writer connection, after one intake pass over every queue.
-pub(crate) fn open_filled(config: &Config) -> Result<(keel_store::Store, keel_store::Connection)> {
+pub(crate) fn open_filled(config: &Config) -> Result<(keel_store::Store, keel_store::Conn)> {
     let (store, _) = super::open_store(config)?;
-    let mut conn = store.writer_conn()?;
-    keel_review::intake::run_once(&mut conn, &config.review_queues, now_ms())?;
+    let conn = store.conn()?;
+    keel_review::intake::run_once(conn.db(), &config.review_queues, now_ms())?;
     Ok((store, conn))
 }
 
@@ -306,7 +306,7 @@ fn stats(a: StatsArgs) -> Result<ExitCode> {
     let q = queue(&config, &a.queue)?;
     let since = parse_since(&a.since)?;
     let (_store, conn) = open_filled(&config)?;
-    let f = keel_review::agreement::figures(&conn, q, since)?;
+    let f = keel_review::agreement::figures(conn.db(), q, since)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&f)?);
         return Ok(ExitCode::SUCCESS);

@@ -115,7 +115,7 @@ fn expand_choice(spec: &LabelSpec, raw: &str) -> String {
     }
 }
 
-fn show(conn: &keel_store::Connection, item: &ReviewItem) -> Result<()> {
+fn show(conn: keel_store::sql::Db<'_>, item: &ReviewItem) -> Result<()> {
     println!(
         "\n=== item {} · entered {} because {} · trace {} ({} of {} labels)",
         item.id,
@@ -243,10 +243,10 @@ pub fn next(a: NextArgs) -> Result<ExitCode> {
             );
             break;
         };
-        show(&conn, &item)?;
+        show(conn.db(), &item)?;
         loop {
             match ask_labels(&mut p, &q)? {
-                Ok(answers) => match submit(&mut conn, &q, item.id, &who, &answers, now_ms()) {
+                Ok(answers) => match submit(conn.db(), &q, item.id, &who, &answers, now_ms()) {
                     Ok(s) => {
                         labelled += 1;
                         println!(

@@ -32,9 +32,7 @@ pub fn prepare(config: &Config) -> Result<Vec<String>> {
         )
     })?;
     let store = keel_store::Store::open(&config.gateway.store)?;
-    let conn = store
-        .writer_conn()
-        .context("opening the store to push prompts")?;
+    let conn = store.conn().context("opening the store to push prompts")?;
     let mut log = Vec::new();
     for (name, prompt) in &set.prompts {
         let outcome = keel_store::push_version(

@@ -219,7 +219,7 @@ fn show(a: ShowArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     };
     // What the call sent to its provider (a function's prompt rendered again).
-    let sent = keel_gateway::rendered::sent_messages(&conn, &t);
+    let sent = keel_gateway::rendered::sent_messages(conn.db(), &t);
     // What the app's users said about the call (`POST /v1/feedback`).
     let feedback = keel_store::feedback_for_trace(&conn, &t.id)?;
     // Ids are unique: later calls that sent the same request id have their own.

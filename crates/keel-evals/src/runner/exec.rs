@@ -18,7 +18,7 @@ use keel_core::chat::{ChatRequest, Message};
 use keel_core::trace::Origin;
 use keel_gateway::inproc::InProcess;
 use keel_store::evals::EvalResult;
-use keel_store::Connection;
+use keel_store::Conn;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -117,7 +117,7 @@ fn cache_key(identity: &str, req: &ChatRequest) -> String {
 
 pub struct Executor<'a> {
     pub engine: &'a InProcess,
-    pub store: &'a Mutex<Connection>,
+    pub store: &'a Mutex<Conn>,
     pub judge: &'a dyn Judge,
     pub defaults: &'a [Assertion],
     pub opts: &'a ExecOptions,

@@ -173,11 +173,7 @@ pub async fn run_suite_scoped(
         scope.governor.clone(),
     )
     .map_err(|e| EvalError::Setup(e.to_string()))?;
-    let conn = Mutex::new(
-        store
-            .writer_conn()
-            .map_err(|e| EvalError::Setup(e.to_string()))?,
-    );
+    let conn = Mutex::new(store.conn().map_err(|e| EvalError::Setup(e.to_string()))?);
     let judge = EngineJudge {
         engine: &engine,
         model: suite.judge_model.clone(),
@@ -250,7 +246,7 @@ pub async fn run_suite_scoped(
 async fn run_arm(
     engine: &InProcess,
     exec: &Executor<'_>,
-    conn: &Mutex<keel_store::Connection>,
+    conn: &Mutex<keel_store::Conn>,
     suite: &Suite,
     dataset: &DatasetInfo,
     arm: &Arm,

@@ -33,7 +33,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use keel_store::Connection;
+use keel_store::sql::Db;
 
 use crate::state::AppState;
 use html::PageError;
@@ -94,22 +94,22 @@ async fn style() -> Response {
 /// saves; every other page only reads).
 pub(crate) async fn write<T: Send + 'static>(
     app: &AppState,
-    f: impl FnOnce(&Connection) -> Result<T, PageError> + Send + 'static,
+    f: impl FnOnce(Db<'_>) -> Result<T, PageError> + Send + 'static,
 ) -> Result<T, PageError> {
-    on_store(app, true, f).await
+    on_store(app, f).await
 }
 
 /// Run `f` on the writer connection, mutably (for writes that need a transaction: a
 /// review claim, a label).
 pub(crate) async fn write_mut<T: Send + 'static>(
     app: &AppState,
-    f: impl FnOnce(&mut Connection) -> Result<T, PageError> + Send + 'static,
+    f: impl FnOnce(Db<'_>) -> Result<T, PageError> + Send + 'static,
 ) -> Result<T, PageError> {
     let store = app
         .store
         .clone()
         .ok_or_else(|| PageError::Internal("this gateway has no store".into()))?;
-    tokio::task::spawn_blocking(move || f(&mut store.writer_conn()?))
+    tokio::task::spawn_blocking(move || f(store.conn()?.db()))
         .await
         .map_err(|e| PageError::Internal(e.to_string()))?
 }
@@ -117,29 +117,22 @@ pub(crate) async fn write_mut<T: Send + 'static>(
 /// Run `f` on a read connection in the blocking pool.
 pub(crate) async fn read<T: Send + 'static>(
     app: &AppState,
-    f: impl FnOnce(&Connection) -> Result<T, PageError> + Send + 'static,
+    f: impl FnOnce(Db<'_>) -> Result<T, PageError> + Send + 'static,
 ) -> Result<T, PageError> {
-    on_store(app, false, f).await
+    on_store(app, f).await
 }
 
 async fn on_store<T: Send + 'static>(
     app: &AppState,
-    writes: bool,
-    f: impl FnOnce(&Connection) -> Result<T, PageError> + Send + 'static,
+    f: impl FnOnce(Db<'_>) -> Result<T, PageError> + Send + 'static,
 ) -> Result<T, PageError> {
     let store = app
         .store
         .clone()
         .ok_or_else(|| PageError::Internal("this gateway has no store".into()))?;
-    tokio::task::spawn_blocking(move || {
-        if writes {
-            f(&store.writer_conn()?)
-        } else {
-            f(&store.reader()?)
-        }
-    })
-    .await
-    .map_err(|e| PageError::Internal(e.to_string()))?
+    tokio::task::spawn_blocking(move || f(store.conn()?.db()))
+        .await
+        .map_err(|e| PageError::Internal(e.to_string()))?
 }
 
 /// The time windows the pages offer: (`?since=` value, length in ms, chart buckets).

@@ -11,6 +11,7 @@
 //! session's token); a label is checked and stored by `keel_review::label::submit`, the
 //! one implementation `keel review next` uses too.
 
+use keel_store::sql::Db;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -76,11 +77,7 @@ pub async fn index(State(app): State<Arc<AppState>>) -> Result<Html<String>, Pag
 }
 
 /// Everything the item's page shows, read in one go.
-fn load_item(
-    c: &keel_store::Connection,
-    item: ReviewItem,
-    today: i64,
-) -> Result<ItemView, PageError> {
+fn load_item(c: Db<'_>, item: ReviewItem, today: i64) -> Result<ItemView, PageError> {
     let trace = keel_store::get_trace(c, &item.trace_id)?;
     let (sent, scores, feedback) = match &trace {
         Some(t) => (
@@ -117,7 +114,7 @@ pub async fn page(
     let ttl = i64::try_from(q.claim_ttl.as_millis()).unwrap_or(i64::MAX);
     let (name, who) = (q.name.clone(), reviewer.clone());
     let shown = write_mut(&app, move |c| {
-        match store::claim_next(&*c, &name, &who, now, ttl)? {
+        match store::claim_next(c, &name, &who, now, ttl)? {
             Some(item) => load_item(c, item, keel_review::intake::day_start_ms(now)).map(Ok),
             None => Ok(Err(store::progress(
                 c,
@@ -239,7 +236,7 @@ async fn handle(
             "label" => {
                 if let Err(e) = label::submit(c, &qc, item_id, &who, &a, now) {
                     // Shown on the same item, with what was typed kept.
-                    let item = store::get_item(&*c, item_id)?
+                    let item = store::get_item(c, item_id)?
                         .ok_or_else(|| PageError::NotFound(format!("no review item {item_id}")))?;
                     return Ok(Some((
                         load_item(c, item, keel_review::intake::day_start_ms(now))?,
@@ -300,7 +297,7 @@ async fn add(
         trace.clone(),
     );
     let added = write_mut(app, move |c| {
-        if keel_store::get_trace(&*c, &t)?.is_none() {
+        if keel_store::get_trace(c, &t)?.is_none() {
             return Err(PageError::NotFound(format!("no trace with request id {t}")));
         }
         Ok(store::add_by_hand(

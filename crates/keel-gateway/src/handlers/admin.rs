@@ -66,7 +66,7 @@ pub async fn list_keys(State(app): State<Arc<AppState>>, headers: HeaderMap) -> 
         Err(e) => return fail(e),
     };
     match blocking(move || {
-        let conn = store.reader().map_err(|e| e.to_string())?;
+        let conn = store.conn().map_err(|e| e.to_string())?;
         keel_store::keys::list_keys(&conn, true).map_err(|e| e.to_string())
     })
     .await
@@ -91,7 +91,7 @@ pub async fn create_key(
     let st = store.clone();
     let created = blocking(move || {
         let (minted, row) = spec.mint(ACTOR, keel_store::prompts::now_ms())?;
-        let conn = st.writer_conn().map_err(|e| e.to_string())?;
+        let conn = st.conn().map_err(|e| e.to_string())?;
         keel_store::keys::insert_key(&conn, &row, "created over the admin API")
             .map_err(|e| e.to_string())?;
         Ok((minted.key, row))
@@ -154,7 +154,7 @@ async fn change(
     };
     let st = store.clone();
     let done = blocking(move || {
-        let conn = st.writer_conn().map_err(|e| e.to_string())?;
+        let conn = st.conn().map_err(|e| e.to_string())?;
         let reason = b.reason.as_deref().unwrap_or("no reason given");
         if !rotate {
             let row = keel_store::keys::revoke_key(&conn, &id, ACTOR, reason)

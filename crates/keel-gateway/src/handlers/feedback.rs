@@ -204,7 +204,7 @@ async fn find_call(
     loop {
         let id = request_id.to_string();
         let targets = on_store(store, "feedback", move |s| {
-            feedback_targets(&s.reader()?, &id)
+            feedback_targets(s.conn()?.db(), &id)
         })
         .await?;
         if let Some(t) = targets

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use keel_core::config::Config;
-use keel_store::{Connection, Store};
+use keel_store::{Conn, Store};
 
 use super::{Registry, Snapshot};
 
@@ -43,8 +43,8 @@ impl Drop for RefreshHandle {
 struct Refresher {
     config: Arc<Config>,
     registry: Arc<Registry>,
-    reader: Connection,
-    writer: Connection,
+    reader: Conn,
+    writer: Conn,
     recorded: HashSet<String>,
 }
 
@@ -52,7 +52,7 @@ impl Refresher {
     /// Rebuild, record new releases, log changes, swap.
     fn round(&mut self) {
         let previous = self.registry.current();
-        let next = match Snapshot::build(&self.reader, &self.config, &previous) {
+        let next = match Snapshot::build(self.reader.db(), &self.config, &previous) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot refresh prompt labels from the store; still serving the previous versions");
@@ -65,7 +65,7 @@ impl Refresher {
             if self.recorded.contains(&d.release.id) {
                 continue;
             }
-            match keel_store::record_release(&self.writer, &d.release, now) {
+            match keel_store::record_release(self.writer.db(), &d.release, now) {
                 Ok(_) => {
                     self.recorded.insert(d.release.id.clone());
                 }
@@ -136,8 +136,8 @@ pub fn start(
     let mut r = Refresher {
         config: config.clone(),
         registry: registry.clone(),
-        reader: store.reader()?,
-        writer: store.writer_conn()?,
+        reader: store.conn()?,
+        writer: store.conn()?,
         recorded: HashSet::new(),
     };
     r.round();

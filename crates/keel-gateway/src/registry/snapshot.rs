@@ -10,7 +10,7 @@ use keel_core::chat::Tool;
 use keel_core::config::{Config, FunctionConfig, PromptRef, VariantConfig};
 use keel_core::release::Release;
 use keel_registry::{CompiledPrompt, Prompt};
-use keel_store::Connection;
+use keel_store::sql::Db;
 use serde_json::{json, Map, Value};
 
 use super::params::ParamPatch;
@@ -114,17 +114,13 @@ impl Snapshot {
 
     /// Resolve every variant of every configured function against the store, reusing
     /// the prompt versions `previous` already compiled (versions are immutable).
-    pub fn build(
-        conn: &Connection,
-        config: &Config,
-        previous: &Snapshot,
-    ) -> rusqlite::Result<Snapshot> {
+    pub fn build(conn: Db<'_>, config: &Config, previous: &Snapshot) -> rusqlite::Result<Snapshot> {
         Snapshot::build_with(conn, config, previous, &PromptOverrides::default())
     }
 
     /// [`Snapshot::build`], with some prompts taken from the folder.
     pub fn build_with(
-        conn: &Connection,
+        conn: Db<'_>,
         config: &Config,
         previous: &Snapshot,
         overrides: &PromptOverrides,
@@ -269,7 +265,7 @@ impl Snapshot {
 /// (input + output price per million tokens; unpriced models never qualify, their cost
 /// is unknown). Ties go to the earlier variant.
 fn cheapest_variant(
-    conn: &Connection,
+    conn: Db<'_>,
     config: &Config,
     f: &FunctionConfig,
     tier: &keel_core::config::function::QualityTier,
@@ -319,7 +315,7 @@ fn cheapest_variant(
 
 /// What resolving a variant reads.
 struct Ctx<'a> {
-    conn: &'a Connection,
+    conn: Db<'a>,
     config: &'a Config,
     previous: &'a Snapshot,
     labels: &'a HashMap<(String, String), i64>,
@@ -327,7 +323,7 @@ struct Ctx<'a> {
 }
 
 fn load_version(
-    conn: &Connection,
+    conn: Db<'_>,
     name: &str,
     version: i64,
 ) -> rusqlite::Result<Result<LoadedVersion, String>> {

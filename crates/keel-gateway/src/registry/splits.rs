@@ -10,13 +10,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use keel_core::config::Config;
-use keel_store::Connection;
+use keel_store::sql::Db;
 
 /// Per function with a usable override: its weights in config order (basis points).
 pub type Splits = HashMap<String, Arc<[u32]>>;
 
 /// Load every override; returns the usable ones and, for the others, why not.
-pub fn load(conn: &Connection, config: &Config) -> rusqlite::Result<(Splits, Vec<String>)> {
+pub fn load(conn: Db<'_>, config: &Config) -> rusqlite::Result<(Splits, Vec<String>)> {
     let mut splits = Splits::new();
     let mut problems = Vec::new();
     for stored in keel_store::splits::all_splits(conn)? {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use keel_core::config::Config;
 use keel_core::scope::CallScope;
-use keel_store::Connection;
+use keel_store::sql::Db;
 
 use crate::error::GatewayError;
 
@@ -32,7 +32,7 @@ pub struct SwitchedCall<'a> {
 }
 
 /// Load the switched-off scopes and the frozen budgets.
-pub fn load(conn: &Connection, config: &Config) -> rusqlite::Result<Switches> {
+pub fn load(conn: Db<'_>, config: &Config) -> rusqlite::Result<Switches> {
     let off = keel_store::switches::all_switches(conn)?
         .into_iter()
         .map(|s| ((s.kind, s.value), s.reason))

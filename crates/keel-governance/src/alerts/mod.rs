@@ -151,7 +151,7 @@ impl Dispatcher {
         let store = self.store.clone();
         let key = n.dedupe_key.clone();
         let (last, changes) = tokio::task::spawn_blocking(move || {
-            let conn = store.reader().map_err(|e| e.to_string())?;
+            let conn = store.conn().map_err(|e| e.to_string())?;
             let last = last_alert_event(&conn, &key).map_err(|e| e.to_string())?;
             let since = keel_store::prompts::now_ms() - 24 * 3_600_000;
             let changes = list_audit(&conn, since, 5).map_err(|e| e.to_string())?;
@@ -255,7 +255,7 @@ impl Dispatcher {
         };
         let store = self.store.clone();
         let id = tokio::task::spawn_blocking(move || {
-            let conn = store.writer_conn().map_err(|e| e.to_string())?;
+            let conn = store.conn().map_err(|e| e.to_string())?;
             record_alert_event(&conn, &event).map_err(|e| e.to_string())
         })
         .await
@@ -273,7 +273,7 @@ impl Dispatcher {
         let (name, message, at_ms) = (n.name.clone(), n.message.clone(), n.at_ms);
         let scope = incident_scope(&n.scope);
         let result = tokio::task::spawn_blocking(move || {
-            let mut conn = store.writer_conn().map_err(|e| e.to_string())?;
+            let mut conn = store.conn().map_err(|e| e.to_string())?;
             let title = format!("alert `{name}` fired");
             keel_store::incidents::open_or_attach(
                 &mut conn,

@@ -32,7 +32,7 @@ pub async fn assess(
             let since = now_ms - i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
             let store = store.clone();
             let events = tokio::task::spawn_blocking(move || {
-                let conn = store.reader().map_err(|e| e.to_string())?;
+                let conn = store.conn().map_err(|e| e.to_string())?;
                 keel_store::audit::list_audit_action(&conn, action, since, 100)
                     .map_err(|e| e.to_string())
             })

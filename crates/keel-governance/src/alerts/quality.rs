@@ -244,8 +244,8 @@ pub async fn assess(
     let rule = rule.clone();
     let store = store.clone();
     tokio::task::spawn_blocking(move || {
-        let conn = store.reader().map_err(|e| e.to_string())?;
-        assess_with(&conn, &rule, now_ms).map_err(|e| e.to_string())
+        let conn = store.conn().map_err(|e| e.to_string())?;
+        assess_with(conn.db(), &rule, now_ms).map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?
@@ -253,7 +253,7 @@ pub async fn assess(
 
 /// [`assess`] on an open connection.
 pub fn assess_with(
-    conn: &keel_store::Connection,
+    conn: keel_store::sql::Db<'_>,
     rule: &AlertRule,
     now_ms: i64,
 ) -> Result<Assessment, keel_store::StoreError> {
@@ -484,7 +484,7 @@ fn in_scope(q: &QualityRule, e: &AuditEvent) -> bool {
 }
 
 fn changes_in_scope(
-    conn: &keel_store::Connection,
+    conn: keel_store::sql::Db<'_>,
     q: &QualityRule,
     since_ms: i64,
 ) -> Result<Vec<AuditEvent>, keel_store::StoreError> {
@@ -497,7 +497,7 @@ fn changes_in_scope(
 }
 
 fn stall(
-    conn: &keel_store::Connection,
+    conn: keel_store::sql::Db<'_>,
     rule: &AlertRule,
     q: &QualityRule,
     now_ms: i64,

@@ -277,7 +277,7 @@ impl Seed {
     }
 
     fn assess(&self, rule: &AlertRule, now: i64) -> Assessment {
-        assess_with(&self.store.reader().unwrap(), rule, now).unwrap()
+        assess_with(self.store.conn().unwrap().db(), rule, now).unwrap()
     }
 }
 

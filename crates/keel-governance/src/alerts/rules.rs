@@ -75,7 +75,7 @@ pub async fn measure(
             let store = store.clone();
             let suite = rule.suite.clone().unwrap_or_default();
             tokio::task::spawn_blocking(move || {
-                let conn = store.reader().map_err(|e| e.to_string())?;
+                let conn = store.conn().map_err(|e| e.to_string())?;
                 let runs = keel_store::evals::list_eval_runs(&conn, Some(&suite), 10)
                     .map_err(|e| e.to_string())?;
                 let run = runs
@@ -103,7 +103,7 @@ pub async fn measure(
             let scope = rule.scope.clone();
             let min = rule.min_requests;
             let stats = tokio::task::spawn_blocking(move || {
-                let conn = store.reader().map_err(|e| e.to_string())?;
+                let conn = store.conn().map_err(|e| e.to_string())?;
                 keel_store::report::scope_stats(&conn, &scope, since, now_ms)
                     .map_err(|e| e.to_string())
             })

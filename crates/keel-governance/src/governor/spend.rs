@@ -76,7 +76,7 @@ impl Governor {
     /// startup, before serving; blocking).
     pub fn seed_from_store(
         &self,
-        conn: &keel_store::Connection,
+        conn: keel_store::sql::Db<'_>,
     ) -> Result<usize, keel_store::StoreError> {
         let now = now_ms();
         let mut n = 0;
@@ -238,7 +238,7 @@ impl Governor {
             })
             .collect();
         let found = tokio::task::spawn_blocking(move || {
-            let conn = store.reader()?;
+            let conn = store.conn()?;
             let mut out = Vec::with_capacity(asks.len());
             for (i, src, end) in asks {
                 let rows = keel_store::spend::spend_by_scope(&conn, &src.scope, src.start_ms, end)?;
@@ -312,13 +312,9 @@ impl Governor {
                     reason: Some(&message),
                     details: Some(serde_json::json!({"window": window})),
                 };
-                let r = store
-                    .writer_conn()
-                    .map_err(|e| e.to_string())
-                    .and_then(|c| {
-                        keel_store::audit::record_audit(&c, now_ms(), &event)
-                            .map_err(|e| e.to_string())
-                    });
+                let r = store.conn().map_err(|e| e.to_string()).and_then(|c| {
+                    keel_store::audit::record_audit(&c, now_ms(), &event).map_err(|e| e.to_string())
+                });
                 if let Err(e) = r {
                     tracing::warn!(error = %e, "cannot audit a budget's first refusal");
                 }

@@ -16,7 +16,8 @@ use keel_core::config::Config;
 use keel_core::money::Nanos;
 use keel_core::prices::PriceTable;
 use keel_registry::{Encoding, Prompt, RenderedPair, TokenDelta};
-use keel_store::{Connection, PromptVersion};
+use keel_store::sql::Db;
+use keel_store::PromptVersion;
 use serde_json::{json, Value};
 
 use crate::since::{format_ms, now_ms, parse_since};
@@ -128,7 +129,7 @@ type RowKey = (Option<String>, Option<String>, Option<Nanos>, String);
 
 /// Measure `old` → `new` and project it onto the traffic of `name` in `[since_ms, until_ms)`.
 pub fn compute(
-    conn: &Connection,
+    conn: Db<'_>,
     config: &Config,
     name: &str,
     (baseline, old): (i64, &Prompt),
@@ -255,7 +256,7 @@ fn configured_encodings(config: &Config, prompt: &str) -> Vec<Encoding> {
 /// A version number (`3`, `v3`) or a label → the stored version, or a message that
 /// names the fix.
 pub(super) fn resolve(
-    conn: &Connection,
+    conn: Db<'_>,
     name: &str,
     which: &str,
 ) -> Result<std::result::Result<PromptVersion, String>> {
@@ -280,7 +281,7 @@ pub(super) fn resolve(
 
 /// The `production` label, else the newest version other than `candidate`.
 fn default_baseline(
-    conn: &Connection,
+    conn: Db<'_>,
     name: &str,
     candidate: i64,
 ) -> Result<std::result::Result<PromptVersion, String>> {
@@ -299,7 +300,7 @@ fn default_baseline(
 /// version that content was pushed as (0 when it was not).
 fn working_tree(
     config: &Config,
-    conn: &Connection,
+    conn: Db<'_>,
     name: &str,
 ) -> Result<std::result::Result<(i64, Prompt), String>> {
     let dir = super::prompts_dir(config)?;
@@ -332,7 +333,7 @@ pub(super) fn content(v: &PromptVersion) -> Result<Prompt> {
 
 /// The impact of `a` → `b` at the last 30 days' traffic (the "Token impact" of a diff).
 pub(super) fn for_diff(
-    conn: &Connection,
+    conn: Db<'_>,
     config: &Config,
     a: &PromptVersion,
     b: &PromptVersion,
@@ -364,14 +365,14 @@ pub fn run(a: ImpactArgs) -> Result<ExitCode> {
         Ok(ExitCode::from(1))
     };
     let (candidate, new) = match &a.version {
-        Some(which) => match resolve(&conn, &a.name, which)? {
+        Some(which) => match resolve(conn.db(), &a.name, which)? {
             Ok(v) => {
                 let new = content(&v)?;
                 (v.version, new)
             }
             Err(m) => return refuse(m),
         },
-        None => match working_tree(&config, &conn, &a.name)? {
+        None => match working_tree(&config, conn.db(), &a.name)? {
             Ok(found) => found,
             Err(m) => return refuse(m),
         },
@@ -383,8 +384,8 @@ pub fn run(a: ImpactArgs) -> Result<ExitCode> {
         ));
     }
     let baseline = match &a.against {
-        Some(which) => resolve(&conn, &a.name, which)?,
-        None => default_baseline(&conn, &a.name, candidate)?,
+        Some(which) => resolve(conn.db(), &a.name, which)?,
+        None => default_baseline(conn.db(), &a.name, candidate)?,
     };
     let baseline = match baseline {
         Ok(v) => v,
@@ -392,7 +393,7 @@ pub fn run(a: ImpactArgs) -> Result<ExitCode> {
     };
     let old = content(&baseline)?;
     let impact = compute(
-        &conn,
+        conn.db(),
         &config,
         &a.name,
         (baseline.version, &old),

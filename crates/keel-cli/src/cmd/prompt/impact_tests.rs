@@ -43,7 +43,12 @@ type = "string"
 
 /// `support/answer` v1 (`OLD`) → v2 (`OLD` + 200 tokens in the system message), projected
 /// onto the traffic in `[since, until)`.
-fn impact_of_200_tokens(conn: &Connection, config: &Config, since: i64, until: i64) -> Impact {
+fn impact_of_200_tokens(
+    conn: &keel_store::Conn,
+    config: &Config,
+    since: i64,
+    until: i64,
+) -> Impact {
     let parse = |text: &str| {
         keel_registry::parse_prompt("support/answer", Path::new("answer.toml"), text).unwrap()
     };
@@ -53,7 +58,7 @@ fn impact_of_200_tokens(conn: &Connection, config: &Config, since: i64, until: i
     );
     let (old, new) = (parse(OLD), parse(&longer));
     compute(
-        conn,
+        conn.into(),
         config,
         "support/answer",
         (1, &old),
@@ -73,7 +78,7 @@ fn trace(i: usize, at: i64, prompt: &str) -> TraceRecord {
 }
 
 /// A config in a temp folder and its store, seeded with `traces`.
-fn seeded(traces: Vec<TraceRecord>) -> (tempfile::TempDir, Config, Connection) {
+fn seeded(traces: Vec<TraceRecord>) -> (tempfile::TempDir, Config, keel_store::Conn) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("keel.toml"), CONFIG).unwrap();
     let config = Config::load(&dir.path().join("keel.toml")).unwrap();

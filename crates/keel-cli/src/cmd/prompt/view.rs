@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Result};
 use comfy_table::Table;
 use keel_registry::Prompt;
-use keel_store::{Connection, PromptVersion};
+use keel_store::sql::Db;
+use keel_store::PromptVersion;
 use serde_json::json;
 
 use super::parse_version;
@@ -57,7 +58,7 @@ pub struct DiffArgs {
     json: bool,
 }
 
-fn reader(config: &ConfigArg) -> Result<Connection> {
+fn reader(config: &ConfigArg) -> Result<keel_store::Conn> {
     let config = crate::cmd::load_config(config)?;
     Ok(crate::cmd::open_store(&config)?.1)
 }
@@ -115,7 +116,7 @@ pub fn list(a: ListArgs) -> Result<ExitCode> {
 
 /// A version number (`3`, `v3`) or a label name → the stored version.
 fn resolve(
-    conn: &Connection,
+    conn: Db<'_>,
     name: &str,
     which: &str,
 ) -> Result<std::result::Result<PromptVersion, String>> {
@@ -138,9 +139,9 @@ fn content(v: &PromptVersion) -> Result<Prompt> {
 pub fn show(a: ShowArgs) -> Result<ExitCode> {
     let conn = reader(&a.config)?;
     let found = match (&a.version, &a.label) {
-        (Some(v), _) => resolve(&conn, &a.name, &v.to_string())?,
+        (Some(v), _) => resolve(conn.db(), &a.name, &v.to_string())?,
         (None, Some(l)) => match keel_store::label_version(&conn, &a.name, l)? {
-            Some(v) => resolve(&conn, &a.name, &v.to_string())?,
+            Some(v) => resolve(conn.db(), &a.name, &v.to_string())?,
             None => Err(format!("prompt `{}` has no label `{l}`", a.name)),
         },
         (None, None) => keel_store::latest_version(&conn, &a.name)?.ok_or_else(|| {
@@ -246,15 +247,15 @@ pub fn diff(a: DiffArgs) -> Result<ExitCode> {
     let config = crate::cmd::load_config(&a.config)?;
     let conn = crate::cmd::open_store(&config)?.1;
     let (va, vb) = match (
-        resolve(&conn, &a.name, &a.a)?,
-        resolve(&conn, &a.name, &a.b)?,
+        resolve(conn.db(), &a.name, &a.a)?,
+        resolve(conn.db(), &a.name, &a.b)?,
     ) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(m), _) | (_, Err(m)) => return not_found(m, a.json),
     };
     let d = keel_registry::diff(&content(&va)?, &content(&vb)?);
     // A is the baseline, B the candidate; a failure here never hides the diff.
-    let impact = super::impact::for_diff(&conn, &config, &va, &vb);
+    let impact = super::impact::for_diff(conn.db(), &config, &va, &vb);
     if a.json {
         let token_impact = match &impact {
             Ok(i) => super::impact::to_json(i),

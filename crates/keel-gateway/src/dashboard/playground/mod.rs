@@ -12,6 +12,7 @@
 mod actions;
 mod view;
 
+use keel_store::sql::Db;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -124,7 +125,7 @@ fn drafts_table(id: &str, list: &[Draft], with_prompt: bool) -> String {
 
 /// Where the editor starts: a label or `vN`, and the version it points at now.
 pub(crate) fn resolve_ref(
-    c: &keel_store::Connection,
+    c: Db<'_>,
     name: &str,
     base_ref: &str,
 ) -> Result<Option<PromptVersion>, PageError> {
