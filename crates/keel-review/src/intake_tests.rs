@@ -202,7 +202,9 @@ fn the_daily_cap_takes_the_strongest_signals_first() {
     // The next day has room again; what was capped stays out.
     let tomorrow = NOW + 86_400_000;
     write(&mut conn, &[call("d0", "mock-1", tomorrow)]);
-    let next = run_once((&conn).into(), &[q], tomorrow + 10).unwrap().remove(0);
+    let next = run_once((&conn).into(), &[q], tomorrow + 10)
+        .unwrap()
+        .remove(0);
     assert_eq!(next.total(), 1);
     assert_eq!(entered(&conn, "d0").as_deref(), Some("sample"));
 }

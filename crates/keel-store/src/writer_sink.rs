@@ -148,7 +148,10 @@ impl Sink {
 }
 
 /// The writer's PostgreSQL connection, opened (again) when it has none or lost it.
-fn connected<'a>(pg: &Postgres, conn: &'a mut Option<PgConn>) -> Result<&'a PgConn, StoreError> {
+fn connected<'a>(
+    pg: &Arc<Postgres>,
+    conn: &'a mut Option<PgConn>,
+) -> Result<&'a PgConn, StoreError> {
     let open = match conn.take() {
         Some(c) if !c.is_closed() => c,
         _ => pg.conn()?,

@@ -134,7 +134,7 @@ impl Postgres {
     }
 
     /// The schema version recorded in the store (0 before it is migrated).
-    pub fn schema_version(&self) -> Result<u32, StoreError> {
+    pub fn schema_version(self: &Arc<Self>) -> Result<u32, StoreError> {
         let conn = self.conn()?;
         crate::sql::Db::Postgres(&conn).query_row(
             "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
@@ -148,8 +148,9 @@ impl Postgres {
         &self.shown
     }
 
-    /// A connection from the pool (opened if none is idle), returned when dropped.
-    pub fn conn(&self) -> Result<PgConn, StoreError> {
+    /// A connection from the pool (opened if none is idle), returned when dropped. It
+    /// keeps the pool (and the I/O thread its connection runs on) alive while it lives.
+    pub fn conn(self: &Arc<Self>) -> Result<PgConn, StoreError> {
         let Some(runtime) = &self.runtime else {
             return Err(StoreError::PostgresPool {
                 url: self.shown.clone(),
@@ -159,7 +160,10 @@ impl Postgres {
         let pool = self.pool.clone();
         let checkout = runtime.spawn(async move { pool.get().await });
         match futures::executor::block_on(checkout) {
-            Ok(Ok(client)) => Ok(PgConn { client }),
+            Ok(Ok(client)) => Ok(PgConn {
+                client,
+                _pool: Arc::clone(self),
+            }),
             Ok(Err(e)) => Err(StoreError::PostgresPool {
                 url: self.shown.clone(),
                 reason: e.to_string(),
@@ -189,7 +193,9 @@ fn shown_url(config: &tokio_postgres::Config) -> String {
 
 /// One pooled connection. Statements are prepared once per connection and cached.
 pub struct PgConn {
+    // Dropped first: back to the pool while the pool still runs.
     client: deadpool_postgres::Object,
+    _pool: Arc<Postgres>,
 }
 
 impl fmt::Debug for PgConn {
