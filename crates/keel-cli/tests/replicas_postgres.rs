@@ -5,6 +5,9 @@
 //! both; a prompt label moved with the CLI is served by both within the registry
 //! refresh.
 //!
+//! And when the database goes away mid-load, a gateway keeps serving calls, says so on
+//! `/health`, and writes what its queue held once the database is back.
+//!
 //! Each test has its own database on the server at `KEEL_TEST_POSTGRES` (default the
 //! machine's, `postgres://postgres@127.0.0.1:5432/test`), dropped when it ends.
 
@@ -14,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{stderr, stdout, write_prompt, Replica, SUPPORT_ANSWER};
-use keel_store::testing::TestDb;
+use keel_store::testing::{CutProxy, TestDb};
 use serde_json::{json, Value};
 
 const ADMIN: &str = "admin-test-key-0123456789";
@@ -245,4 +248,79 @@ async fn prompt_version(url: &str, key: &str) -> Option<i64> {
         .ok()?
         .parse()
         .ok()
+}
+
+async fn health(url: &str) -> Value {
+    reqwest::get(format!("{url}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_database_gone_calls_are_served_health_says_degraded_and_traces_wait() {
+    let db = TestDb::new();
+    let proxy = CutProxy::start(TestDb::server_addr());
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+store = "{}"
+
+[providers.local]
+kind = "mock"
+
+[models.mock-1]
+provider = "local"
+upstream_model = "mock-1"
+input_price_per_mtok = 0.15
+output_price_per_mtok = 0.60
+"#,
+        db.url_via(&proxy.addr)
+    );
+    let mut gw = Replica::start(dir.path(), "gw", &cfg);
+    let client = reqwest::Client::new();
+    let send = |n: usize| {
+        client
+            .post(format!("{}/v1/chat/completions", gw.url))
+            .json(&chat(n))
+            .send()
+    };
+    for n in 0..20 {
+        assert_eq!(send(n).await.unwrap().status().as_u16(), 200);
+    }
+    assert_eq!(health(&gw.url).await["store"]["status"], "ok");
+
+    proxy.cut();
+    // Every call is still answered while the store is unreachable...
+    for n in 20..120 {
+        assert_eq!(send(n).await.unwrap().status().as_u16(), 200, "call {n}");
+    }
+    // ...and the gateway says its store is degraded.
+    eventually(
+        "/health to say degraded",
+        Duration::from_secs(15),
+        async || {
+            let h = health(&gw.url).await;
+            h["status"] == "degraded" && h["store"]["status"] == "degraded"
+        },
+    )
+    .await;
+    let h = health(&gw.url).await;
+    assert_eq!(h["store"]["backend"], "postgres");
+    assert!(h["store"]["error"].is_string(), "{h}");
+
+    proxy.restore();
+    eventually("/health to recover", Duration::from_secs(20), async || {
+        health(&gw.url).await["status"] == "ok"
+    })
+    .await;
+    gw.stop();
+    // Nothing the queue held was lost: all 120 calls are in the store.
+    let store = keel_store::Store::open(&db.url()).unwrap();
+    let conn = store.conn().unwrap();
+    assert_eq!(keel_store::count_traces(&conn).unwrap(), 120);
 }

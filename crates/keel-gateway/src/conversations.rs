@@ -184,12 +184,18 @@ impl Flush {
             None => guard.insert(self.store.conn()?),
         };
         let refs: Vec<&StoredResponse> = rows.iter().map(Arc::as_ref).collect();
-        save_responses(&*conn, &refs)?;
-        // Deleted while on their way: `forget` marks before it deletes, so checking
-        // after the write leaves nothing behind.
-        for r in rows.iter().filter(|r| self.deleted.contains_key(&r.id)) {
-            delete_response(&*conn, &r.id)?;
+        let written = save_responses(&*conn, &refs).and_then(|()| {
+            // Deleted while on their way: `forget` marks before it deletes, so checking
+            // after the write leaves nothing behind.
+            for r in rows.iter().filter(|r| self.deleted.contains_key(&r.id)) {
+                delete_response(&*conn, &r.id)?;
+            }
+            Ok(())
+        });
+        if written.is_err() && conn.is_closed() {
+            // The store went away (a PostgreSQL restart): the next write opens another.
+            *guard = None;
         }
-        Ok(())
+        written
     }
 }

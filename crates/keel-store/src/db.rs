@@ -44,6 +44,15 @@ impl Conn {
     pub fn db(&self) -> Db<'_> {
         Db::from(self)
     }
+
+    /// Whether the connection is gone (PostgreSQL closed it: a restart, a failover, a
+    /// network cut) and a new one must be taken; never for SQLite.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            Conn::Sqlite(_) => false,
+            Conn::Postgres(c) => c.is_closed(),
+        }
+    }
 }
 
 impl<'c> From<&'c Conn> for Db<'c> {

@@ -45,12 +45,26 @@ struct Refresher {
     registry: Arc<Registry>,
     reader: Conn,
     writer: Conn,
+    /// Where new connections come from when these are lost.
+    store: Arc<Store>,
     recorded: HashSet<String>,
 }
 
 impl Refresher {
     /// Rebuild, record new releases, log changes, swap.
     fn round(&mut self) {
+        // A PostgreSQL store that restarted closed these: take new ones from the pool.
+        for conn in [&mut self.reader, &mut self.writer] {
+            if conn.is_closed() {
+                match self.store.conn() {
+                    Ok(fresh) => *conn = fresh,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot reach the store to refresh prompt labels; still serving the previous versions");
+                        return;
+                    }
+                }
+            }
+        }
         let previous = self.registry.current();
         let next = match Snapshot::build(self.reader.db(), &self.config, &previous) {
             Ok(s) => s,
@@ -127,7 +141,7 @@ fn log_changes(previous: &Snapshot, next: &Snapshot) {
 /// Build the first snapshot now (so the gateway serves the right versions from its
 /// first request), then refresh every `config.registry.refresh` on a thread of its own.
 pub fn start(
-    store: &Store,
+    store: &Arc<Store>,
     config: Arc<Config>,
 ) -> anyhow::Result<(Arc<Registry>, Option<RefreshHandle>)> {
     // Even without functions it runs: the snapshot also carries kill switches and
@@ -138,6 +152,7 @@ pub fn start(
         registry: registry.clone(),
         reader: store.conn()?,
         writer: store.conn()?,
+        store: store.clone(),
         recorded: HashSet::new(),
     };
     r.round();
