@@ -8,6 +8,7 @@ import datetime
 import os
 import platform
 import sqlite3
+import subprocess
 import statistics
 import sys
 
@@ -48,6 +49,8 @@ def main():
         "not-is-refusal and word-count: sampling, the bounded queue and the judging pool writing scores).",
         "governed-redis": "Profile: governed-redis (as governed, with budgets and rate limits in Redis "
         "at 127.0.0.1:6379, atomic Lua scripts).",
+        "plain-postgres": "Profile: plain-postgres (plain, with the store on PostgreSQL at 127.0.0.1:5432: "
+        "the same batched writer, batches pipelined, one transaction each).",
     }
     runs = {}
     with open(os.path.join(work, "runs.tsv")) as f:
@@ -70,19 +73,28 @@ def main():
             stats[target]["errors"] = sum(r["errors"] for r in results)
             stats[target]["p99_all"] = [r["p99"] for r in results]
         rows.append((rate, stats["direct"], stats["keel"]))
-    db = sqlite3.connect(os.path.join(work, "bench.db"))
-    traces = db.execute("select count(*) from traces").fetchone()[0]
+    store_url = os.environ.get("BENCH_STORE_URL")
+    if store_url:
+        # The store on PostgreSQL: counted with psql (no driver needed here).
+        traces = int(subprocess.run(["psql", store_url, "-tAc", "select count(*) from traces"],
+                                    capture_output=True, text=True, check=True).stdout.strip())
+        db = None
+    else:
+        db = sqlite3.connect(os.path.join(work, "bench.db"))
+        traces = db.execute("select count(*) from traces").fetchone()[0]
     judged = None
-    if profile == "online":
+    if profile == "online" and db is not None:
         judged = db.execute("select count(distinct trace_id) from scores").fetchone()[0]
-    db.close()
+    if db is not None:
+        db.close()
 
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"\n## {now} — commit {commit} — {profile}"
         + ("" if endpoint == "/v1/chat/completions" else f", {endpoint}") + "\n",
         f"Machine: {os.cpu_count()} cores, {cpu_model()}, {platform.system()} {platform.release()}. "
-        "Load tool: oha (global fixed rate, latency correction). Keel: release build, tracing ON (SQLite WAL, full capture). "
+        "Load tool: oha (global fixed rate, latency correction). Keel: release build, tracing ON "
+        f"({'PostgreSQL on this machine' if store_url else 'SQLite WAL'}, full capture). "
         "Upstream: `keel mock-provider` (16-token replies, no added latency). Client, Keel and mock share the machine. "
         f"Each figure is the median of {rounds} interleaved rounds per rate. {profiles.get(profile, profile)} "
         f"Endpoint: `POST {endpoint}` on both.\n",

@@ -17,6 +17,11 @@
 #        ROUNDS=3 BENCH_CONNECTIONS=64 bash bench/run.sh
 #        BENCH_PROFILE=governed bash bench/run.sh
 #        BENCH_API=responses bash bench/run.sh 10 500 1000 2000
+#        BENCH_STORE=postgres bash bench/run.sh 10 500 1000 2000
+#
+# BENCH_STORE picks where traces go: sqlite (default, a file in the run's folder) or
+# postgres (a database of its own on the server at 127.0.0.1:5432, user postgres, created
+# for the run and dropped after; BENCH_PG overrides the server URL without a database).
 #
 # BENCH_API picks the endpoint, the same path on the mock and on Keel:
 #   chat            (default) POST /v1/chat/completions.
@@ -52,6 +57,8 @@ PROFILE=${BENCH_PROFILE:-plain}
 case "$PROFILE" in plain|governed|governed-redis|guarded|online) ;; *) echo "BENCH_PROFILE must be plain, governed, governed-redis, guarded or online (got $PROFILE)"; exit 2;; esac
 ROUNDS=${ROUNDS:-3}
 API=${BENCH_API:-chat}
+STORE_KIND=${BENCH_STORE:-sqlite}
+case "$STORE_KIND" in sqlite|postgres) ;; *) echo "BENCH_STORE must be sqlite or postgres (got $STORE_KIND)"; exit 2;; esac
 case "$API" in
   chat) ENDPOINT=/v1/chat/completions
         BODY='{"model":"bench-model","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":64}' ;;
@@ -68,7 +75,16 @@ WORK=$(mktemp -d)
 source "$ROOT/bench/lib.sh"
 MOCK_PORT=$(free_port)
 KEEL_PORT=$(free_port)
-plain_config "$KEEL_PORT" "$MOCK_PORT" "$WORK/bench.db" > "$WORK/keel.toml"
+STORE="$WORK/bench.db"
+if [ "$STORE_KIND" = postgres ]; then
+  PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
+  PGDB="keel_bench_$$"
+  psql "$PG/test" -qc "CREATE DATABASE $PGDB" >/dev/null
+  STORE="$PG/$PGDB"
+  export BENCH_STORE_URL="$STORE"
+  PROFILE_LABEL="$PROFILE-postgres"
+fi
+plain_config "$KEEL_PORT" "$MOCK_PORT" "$STORE" > "$WORK/keel.toml"
 REDIS_PREFIX="keel-bench-$$:"
 if [ "$PROFILE" = online ]; then
   cat >> "$WORK/keel.toml" <<TOML
@@ -153,6 +169,9 @@ fi
 
 cleanup() {
   kill "${KEEL_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true
+  if [ -n "${PGDB:-}" ]; then
+    psql "$PG/test" -qc "DROP DATABASE IF EXISTS $PGDB WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
   if [ "$PROFILE" = governed-redis ]; then
     redis-cli --scan --pattern "${REDIS_PREFIX}*" | xargs -r redis-cli del >/dev/null || true
   fi
@@ -187,4 +206,4 @@ done
 
 # Stop Keel cleanly (drains the trace queue), then count traces.
 kill -TERM "$KEEL_PID"; wait "$KEEL_PID" || true; KEEL_PID=
-python3 "$ROOT/bench/analyze.py" "$WORK" "$ROOT/bench/RESULTS.md" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" "$PROFILE" "$ENDPOINT"
+python3 "$ROOT/bench/analyze.py" "$WORK" "$ROOT/bench/RESULTS.md" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" "${PROFILE_LABEL:-$PROFILE}" "$ENDPOINT"
