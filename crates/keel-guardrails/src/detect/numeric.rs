@@ -26,7 +26,10 @@ static SSN_IN_CONTEXT: LazyLock<Regex> = LazyLock::new(|| {
     compile(r"(?i)\b(?:ssn|social security(?: number| no\.?| #)?)\s*(?:is|:|#|=|-)?\s*([0-9]{9})\b")
 });
 static IPV4: LazyLock<Regex> = LazyLock::new(|| compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}"));
-static CARD: LazyLock<Regex> = LazyLock::new(|| compile(r"[0-9](?:[ \-]?[0-9]){12,18}"));
+// Unbounded: a run longer than a card ("0000 4111 1111 1111 1111") holds the whole run,
+// and `card_within` finds the card in it. (Bounded at 19 digits, a number before the card
+// took its first digits and the card was missed.)
+static CARD: LazyLock<Regex> = LazyLock::new(|| compile(r"[0-9](?:[ \-]?[0-9]){12,}"));
 static PHONE: LazyLock<Regex> = LazyLock::new(|| {
     compile(
         r"\+?(?:[0-9]{1,4}[ .\-]?)?(?:\([0-9]{1,5}\)[ .\-]?)?[0-9]{1,15}(?:[ .\-][0-9]{1,15}){0,6}",
@@ -241,8 +244,13 @@ fn valid_card(s: &str) -> bool {
     fours || groups == [4, 6, 5] || groups == [4, 6, 4]
 }
 
-/// The run may carry a neighbouring number ("4111 1111 1111 1111 12 26", "qty 2 4111 …"):
-/// the longest sub-span that starts and ends on digit-group boundaries and validates.
+/// The most bytes a card spans: 19 digits with a separator between each.
+const MAX_CARD_SPAN: usize = 19 + 18;
+
+/// The run may carry a neighbouring number ("4111 1111 1111 1111 12 26", "qty 2 4111 …",
+/// "0000 4111 1111 1111 1111"): the longest sub-span that starts and ends on digit-group
+/// boundaries and validates. Only spans a card can have are tried, so a long run of
+/// digits costs linear time.
 fn card_within(text: &str, at: usize, run: &str) -> Option<(usize, usize)> {
     let b = run.as_bytes();
     let starts = (0..b.len()).filter(|&i| i == 0 || !b[i - 1].is_ascii_digit());
@@ -252,7 +260,7 @@ fn card_within(text: &str, at: usize, run: &str) -> Option<(usize, usize)> {
         .collect();
     let mut best: Option<(usize, usize)> = None;
     for s in starts {
-        for &e in ends.iter().filter(|&&e| e > s) {
+        for &e in ends.iter().filter(|&&e| e > s && e - s <= MAX_CARD_SPAN) {
             let longer = best.is_none_or(|(bs, be)| e - s > be - bs);
             if longer && isolated(text, at + s, at + e) && valid_card(&run[s..e]) {
                 best = Some((s, e));
@@ -355,6 +363,17 @@ mod tests {
             found("qty 2 4111 1111 1111 1111", Kind::CreditCard),
             ["4111 1111 1111 1111"]
         );
+        // A longer number before the card (the run is past 19 digits): still found.
+        assert_eq!(
+            found(
+                " ann@example.com 0000 4111 1111 1111 1111 ",
+                Kind::CreditCard
+            ),
+            ["4111 1111 1111 1111"]
+        );
+        // A long run of digits is scanned in linear time, and finds nothing here.
+        let long = "1234 ".repeat(20_000);
+        assert!(found(&long, Kind::CreditCard).is_empty());
         for t in [
             "card: 4111 1111 1111 1112",      // fails Luhn
             "card: 4111 1111 1111 1112 0",    // no valid prefix either
