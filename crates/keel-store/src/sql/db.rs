@@ -194,29 +194,7 @@ impl<'c> Db<'c> {
         self,
         f: impl FnOnce(Db<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        match self {
-            Db::Sqlite(c) => {
-                let tx = c.unchecked_transaction()?;
-                let out = f(Db::Sqlite(&tx))?;
-                tx.commit()?;
-                Ok(out)
-            }
-            Db::Postgres(c) => {
-                c.batch("BEGIN")?;
-                match f(self) {
-                    Ok(out) => {
-                        c.batch("COMMIT")?;
-                        Ok(out)
-                    }
-                    Err(e) => {
-                        if let Err(rollback) = c.batch("ROLLBACK") {
-                            tracing::debug!(error = %rollback, "rollback failed (the connection is gone)");
-                        }
-                        Err(e)
-                    }
-                }
-            }
-        }
+        self.in_transaction(Begin::Deferred, f)
     }
 
     /// [`Db::transaction`] that takes SQLite's write lock at the start (`BEGIN
@@ -228,18 +206,7 @@ impl<'c> Db<'c> {
         self,
         f: impl FnOnce(Db<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        match self {
-            Db::Sqlite(c) => {
-                let tx = rusqlite::Transaction::new_unchecked(
-                    c,
-                    rusqlite::TransactionBehavior::Immediate,
-                )?;
-                let out = f(Db::Sqlite(&tx))?;
-                tx.commit()?;
-                Ok(out)
-            }
-            Db::Postgres(_) => self.transaction(f),
-        }
+        self.in_transaction(Begin::Immediate, f)
     }
 
     /// [`Db::exclusive`] with the advisory lock named by `lock` (hashed to a key): for
@@ -264,24 +231,37 @@ impl<'c> Db<'c> {
         key: i64,
         f: impl FnOnce(Db<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.in_transaction(Begin::Locked(key), f)
+    }
+
+    /// The one way a transaction runs: begun as `begin` says, committed when `f`
+    /// returns `Ok`, rolled back when it returns an error (which is passed on).
+    fn in_transaction<T, E: From<StoreError>>(
+        self,
+        begin: Begin,
+        f: impl FnOnce(Db<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         match self {
             Db::Sqlite(c) => {
-                let tx = rusqlite::Transaction::new_unchecked(
-                    c,
-                    rusqlite::TransactionBehavior::Immediate,
-                )
-                .map_err(StoreError::from)?;
+                let behavior = match begin {
+                    Begin::Deferred => rusqlite::TransactionBehavior::Deferred,
+                    Begin::Immediate | Begin::Locked(_) => rusqlite::TransactionBehavior::Immediate,
+                };
+                let tx =
+                    rusqlite::Transaction::new_unchecked(c, behavior).map_err(StoreError::from)?;
                 let out = f(Db::Sqlite(&tx))?;
                 tx.commit().map_err(StoreError::from)?;
                 Ok(out)
             }
             Db::Postgres(c) => {
                 c.batch("BEGIN")?;
-                let out = self
-                    .execute("SELECT pg_advisory_xact_lock(?1)", &[Value::Int(key)])
-                    .map_err(E::from)
-                    .and_then(|_| f(self));
-                match out {
+                let locked = match begin {
+                    Begin::Locked(key) => self
+                        .execute("SELECT pg_advisory_xact_lock(?1)", &[Value::Int(key)])
+                        .map(|_| ()),
+                    Begin::Deferred | Begin::Immediate => Ok(()),
+                };
+                match locked.map_err(E::from).and_then(|()| f(self)) {
                     Ok(out) => {
                         c.batch("COMMIT")?;
                         Ok(out)
@@ -329,4 +309,13 @@ fn lock_id(name: &str) -> i64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h as i64
+}
+
+/// How [`Db::in_transaction`] begins: SQLite's deferred or immediate (write lock at once)
+/// transaction; `Locked` is immediate on SQLite and takes this advisory lock on PostgreSQL.
+#[derive(Clone, Copy)]
+enum Begin {
+    Deferred,
+    Immediate,
+    Locked(i64),
 }
