@@ -11,8 +11,13 @@
 # store is deleted afterwards (KEEP_STORE=1 keeps it; BENCH_DIR picks where it goes,
 # default /tmp; the 10M store takes about 9 GB, checked against free space first).
 #
+# BENCH_STORE=postgres puts the store in a database of its own on the server at
+# 127.0.0.1:5432 (user postgres; BENCH_PG overrides the server URL without a database),
+# created for the run and dropped after (KEEP_STORE=1 keeps it).
+#
 # Usage: bash bench/dashboard_scale.sh [COUNT]
 #        RUNS=9 KEEP_STORE=1 BENCH_DIR=/tmp bash bench/dashboard_scale.sh 1000000
+#        BENCH_STORE=postgres bash bench/dashboard_scale.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -20,6 +25,10 @@ COUNT=${1:-10000000}
 RUNS=${RUNS:-7}
 BENCH_DIR=${BENCH_DIR:-/tmp}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+STORE_KIND=${BENCH_STORE:-sqlite}
+case "$STORE_KIND" in sqlite|postgres) ;; *) echo "BENCH_STORE must be sqlite or postgres (got $STORE_KIND)" >&2; exit 2;; esac
+PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
+PGDB="keel_bench_scale_$$"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 # About 1 KB per trace with its indexes, WAL and rollups, plus a margin.
@@ -37,30 +46,48 @@ WORK=$(mktemp -d "$BENCH_DIR/keel-scale.XXXXXX")
 KEEL_PID=
 cleanup() {
   if [ -n "$KEEL_PID" ]; then kill "$KEEL_PID" 2>/dev/null || true; wait "$KEEL_PID" 2>/dev/null || true; fi
-  if [ "${KEEP_STORE:-0}" = 1 ]; then echo "store kept in $WORK"; else rm -rf "$WORK"; fi
+  if [ "${KEEP_STORE:-0}" = 1 ]; then
+    echo "store kept in $STORE"
+  else
+    rm -rf "$WORK"
+    if [ "$STORE_KIND" = postgres ]; then
+      psql "$PG/test" -qc "DROP DATABASE IF EXISTS $PGDB WITH (FORCE)" >/dev/null 2>&1 || true
+    fi
+  fi
 }
 trap cleanup EXIT
 
-echo "generating $COUNT traces into $WORK/scale.db"
+if [ "$STORE_KIND" = postgres ]; then
+  psql "$PG/test" -qc "CREATE DATABASE $PGDB" >/dev/null
+  STORE="$PG/$PGDB"
+else
+  STORE="$WORK/scale.db"
+fi
+
+echo "generating $COUNT traces into $STORE"
 gen_start=$(date +%s.%N)
-"$KEEL" dev gen-traces --store "$WORK/scale.db" --count "$COUNT" --days 30
+"$KEEL" dev gen-traces --store "$STORE" --count "$COUNT" --days 30
 gen_secs=$(python3 -c "print(round($(date +%s.%N) - $gen_start, 1))")
-# Fold the WAL into the database so the size below is the store's.
-python3 - "$WORK/scale.db" <<'PY'
+if [ "$STORE_KIND" = postgres ]; then
+  store_size=$(psql "$PG/test" -tAc "SELECT pg_size_pretty(pg_database_size('$PGDB'))")
+else
+  # Fold the WAL into the database so the size below is the store's.
+  python3 - "$STORE" <<'PY'
 import sqlite3, sys
 sqlite3.connect(sys.argv[1]).execute("PRAGMA wal_checkpoint(TRUNCATE)")
 PY
-store_size=$(du -sh "$WORK/scale.db" | cut -f1)
+  store_size=$(du -sh "$STORE" | cut -f1)
+fi
 # What migration 0015's backfill costs on a store this size (the same code).
 rebuild_start=$(date +%s.%N)
-"$KEEL" dev rebuild-rollups --store "$WORK/scale.db"
+"$KEEL" dev rebuild-rollups --store "$STORE"
 rebuild_secs=$(python3 -c "print(round($(date +%s.%N) - $rebuild_start, 1))")
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$WORK/keel.toml" <<TOML
 [gateway]
 listen = "127.0.0.1:$PORT"
-store = "$WORK/scale.db"
+store = "$STORE"
 
 [providers.local]
 kind = "mock"
@@ -114,9 +141,9 @@ done
 requests_24h=$(curl -s "http://127.0.0.1:$PORT/?since=24h" | python3 -c 'import re,sys; m=re.search(r"label\">requests</div><div class=\"value\">(\d+)", sys.stdin.read()); print(m.group(1) if m else "?")')
 
 python3 - "$WORK/times.tsv" "$ROOT/bench/RESULTS.md" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-  "$COUNT" "$gen_secs" "$store_size" "$open_secs" "$requests_24h" "$RUNS" "$rebuild_secs" <<'PY'
+  "$COUNT" "$gen_secs" "$store_size" "$open_secs" "$requests_24h" "$RUNS" "$rebuild_secs" "$STORE_KIND" <<'PY'
 import datetime, os, statistics, sys
-tsv, results, commit, count, gen_secs, size, open_secs, req24, runs, rebuild_secs = sys.argv[1:]
+tsv, results, commit, count, gen_secs, size, open_secs, req24, runs, rebuild_secs, kind = sys.argv[1:]
 rows = {}
 order = []
 for line in open(tsv):
@@ -133,10 +160,12 @@ for line in open(tsv):
 mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-out = [f"## {now} — commit {commit} — dashboard at scale", ""]
+label = "dashboard at scale" + (" on PostgreSQL" if kind == "postgres" else "")
+backend = "PostgreSQL 127.0.0.1:5432, same machine" if kind == "postgres" else "SQLite"
+out = [f"## {now} — commit {commit} — {label}", ""]
 out.append(
     f"Machine: {os.cpu_count()} cores ({cpu}), {mem_kb / 1048576:.1f} GiB RAM, {os.uname().sysname} {os.uname().release}. "
-    f"Store: {int(count):,} generated traces over 30 days (`keel dev gen-traces`: {gen_secs} s, {size} on disk after checkpoint; "
+    f"Store: {backend}, {int(count):,} generated traces over 30 days (`keel dev gen-traces`: {gen_secs} s, {size} on disk; "
     f"{req24} live requests in the last 24 h; rebuilding every rollup from the traces, as migration 0015 does: {rebuild_secs} s). "
     f"`keel serve` up in {open_secs} s. Times: curl time_total on loopback, "
     f"first fetch (cold) then {runs} more (median, max)."

@@ -36,7 +36,7 @@ async fn overview_and_search_on_a_generated_store_match_its_traces() {
     let h = Harness::start().await;
     {
         let store = Store::open(&h.store_path).unwrap();
-        let mut w = store.writer_conn().unwrap();
+        let w = store.writer_conn().unwrap();
         let opts = SynthOptions {
             count: 20_000,
             days: 30,
@@ -44,7 +44,7 @@ async fn overview_and_search_on_a_generated_store_match_its_traces() {
             seed: 3,
             batch: 4_000,
         };
-        assert_eq!(generate(&mut w, &opts, |_| {}).unwrap(), 20_000);
+        assert_eq!(generate(&w, &opts, |_| {}).unwrap(), 20_000);
     }
 
     for (since, span) in [("24h", 86_400_000), ("30d", 30 * 86_400_000)] {

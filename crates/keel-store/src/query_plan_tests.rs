@@ -55,7 +55,7 @@ fn plan(conn: &Connection, filter: &TraceFilter) -> String {
 #[test]
 fn every_filter_and_pair_of_filters_reads_an_index_newest_first_without_sorting() {
     let store = Store::open(":memory:").unwrap();
-    let mut w = store.writer_connection().unwrap();
+    let w = store.writer_connection().unwrap();
     let opts = SynthOptions {
         count: 5_000,
         days: 30,
@@ -63,7 +63,7 @@ fn every_filter_and_pair_of_filters_reads_an_index_newest_first_without_sorting(
         seed: 1,
         batch: 5_000,
     };
-    generate(&mut w, &opts, |_| {}).unwrap();
+    generate(&w, &opts, |_| {}).unwrap();
     let r = store.reader().unwrap();
     let all = filters();
     let mut checked = 0;

@@ -12,12 +12,11 @@
 //! Rows go through the trace writer's own insert (`trace_row::insert_batch`), so the
 //! rollups are built exactly as in production, in large transactions.
 
+use crate::error::StoreError;
+use crate::sql::{Db, Dialect};
+use crate::trace_row;
 use keel_core::money::Nanos;
 use keel_core::trace::{Origin, TraceRecord, TraceStatus};
-use rusqlite::Connection;
-
-use crate::error::StoreError;
-use crate::trace_row;
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,16 +239,20 @@ fn trace(rng: &mut Rng, at: i64) -> TraceRecord {
 }
 
 /// Write `opts.count` synthetic traces (with their rollups) into the store behind
-/// `conn`, calling `progress` with the running total after each transaction. Returns
-/// the number written.
-pub fn generate(
-    conn: &mut Connection,
+/// `db` (SQLite or PostgreSQL), calling `progress` with the running total after each
+/// transaction. Returns the number written.
+pub fn generate<'c>(
+    db: impl Into<Db<'c>>,
     opts: &SynthOptions,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, StoreError> {
-    // Bulk load: a big page cache for the indexes; no fsync per transaction (a crash
-    // loses a benchmark store, which is regenerated anyway).
-    conn.execute_batch("PRAGMA cache_size = -1000000; PRAGMA synchronous = OFF;")?;
+    let db = db.into();
+    // Bulk load: no fsync per transaction (a crash loses a benchmark store, which is
+    // regenerated anyway); on SQLite also a big page cache for the indexes.
+    match db.dialect() {
+        Dialect::Sqlite => db.batch("PRAGMA cache_size = -1000000; PRAGMA synchronous = OFF;")?,
+        Dialect::Postgres => db.batch("SET synchronous_commit = off")?,
+    }
     let mut rng = Rng(opts.seed);
     let span = i64::from(opts.days.max(1)) * 86_400_000;
     let start = opts.now_ms - span;
@@ -266,12 +269,17 @@ pub fn generate(
             let at = start + (i as f64 * slot + rng.unit() * slot) as i64;
             traces.push(trace(&mut rng, at.min(opts.now_ms - 1)));
         }
-        trace_row::insert_batch(&*conn, &traces)?;
+        trace_row::insert_batch(db, &traces)?;
         written += traces.len() as u64;
         progress(written);
     }
     // Planner statistics, as a store that has been serving would have them (the writer
     // refreshes them hourly); sampled, so quick.
-    conn.execute_batch("PRAGMA analysis_limit = 1000; ANALYZE; PRAGMA synchronous = NORMAL;")?;
+    match db.dialect() {
+        Dialect::Sqlite => {
+            db.batch("PRAGMA analysis_limit = 1000; ANALYZE; PRAGMA synchronous = NORMAL;")?
+        }
+        Dialect::Postgres => db.batch("ANALYZE; SET synchronous_commit = on")?,
+    }
     Ok(written)
 }

@@ -211,7 +211,7 @@ fn rollups_kept_batch_by_batch_equal_a_rebuild_and_the_exact_report() {
         let (store, _) = file_or_pg(&dir, backend, store);
         // Synthetic traffic in batches of 997, then edge cases by the writer thread.
         if db.is_none() {
-            let mut w = store.writer_conn().unwrap();
+            let w = store.writer_conn().unwrap();
             let opts = SynthOptions {
                 count: 6_000,
                 days: 31,
@@ -219,7 +219,7 @@ fn rollups_kept_batch_by_batch_equal_a_rebuild_and_the_exact_report() {
                 seed: 7,
                 batch: 997,
             };
-            assert_eq!(generate(&mut w, &opts, |_| {}).unwrap(), 6_000);
+            assert_eq!(generate(&w, &opts, |_| {}).unwrap(), 6_000);
         } else {
             spread(&store, 6_000);
         }
@@ -297,7 +297,7 @@ fn deleted_traces_leave_the_rollups_at_the_next_batch_or_open() {
 #[test]
 fn a_generated_store_reads_back_the_totals_it_wrote() {
     let store = Store::open(":memory:").unwrap();
-    let mut w = store.writer_conn().unwrap();
+    let w = store.writer_conn().unwrap();
     let opts = SynthOptions {
         count: 20_000,
         days: 30,
@@ -306,7 +306,7 @@ fn a_generated_store_reads_back_the_totals_it_wrote() {
         batch: 5_000,
     };
     let mut seen = Vec::new();
-    assert_eq!(generate(&mut w, &opts, |n| seen.push(n)).unwrap(), 20_000);
+    assert_eq!(generate(&w, &opts, |n| seen.push(n)).unwrap(), 20_000);
     assert_eq!(seen, vec![5_000, 10_000, 15_000, 20_000]);
     let r = store.reader().unwrap();
     let raw = |sql: &str| -> i64 { r.query_row(sql, [], |row| row.get(0)).unwrap() };

@@ -5,7 +5,6 @@
 //! 0015 does once (timed by the benchmark).
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -15,21 +14,23 @@ use keel_store::synth::{generate, SynthOptions};
 
 #[derive(Subcommand)]
 pub enum DevCommand {
-    /// Write synthetic traces (with their rollups) straight into a SQLite store.
+    /// Write synthetic traces (with their rollups) straight into a store (a SQLite file
+    /// or a postgres:// URL).
     GenTraces(GenArgs),
     /// Recompute every rollup from the traces (what migration 0015 did; a repair).
     RebuildRollups {
-        /// The store.
+        /// The store (a SQLite file or a postgres:// URL).
         #[arg(long)]
-        store: PathBuf,
+        store: String,
     },
 }
 
 #[derive(clap::Args)]
 pub struct GenArgs {
-    /// The store to fill (created when missing; traces are added to what it holds).
+    /// The store to fill: a SQLite file (created when missing) or a postgres:// URL;
+    /// traces are added to what it holds.
     #[arg(long)]
-    store: PathBuf,
+    store: String,
     /// How many traces.
     #[arg(long, default_value_t = 10_000_000)]
     count: u64,
@@ -46,7 +47,7 @@ pub struct GenArgs {
 pub fn run(command: DevCommand) -> Result<ExitCode> {
     match command {
         DevCommand::GenTraces(a) => gen_traces(a),
-        DevCommand::RebuildRollups { store } => rebuild(&store.to_string_lossy()),
+        DevCommand::RebuildRollups { store } => rebuild(&store),
     }
 }
 
@@ -65,11 +66,10 @@ fn rebuild(path: &str) -> Result<ExitCode> {
 }
 
 fn gen_traces(a: GenArgs) -> Result<ExitCode> {
-    let path = a.store.to_string_lossy().into_owned();
+    let path = a.store;
     let store = keel_store::Store::open(&path)?;
-    // The generator writes SQLite directly (the scale benchmark's store).
-    let mut conn = store
-        .writer_conn()
+    let conn = store
+        .conn()
         .with_context(|| format!("opening {path} for writing"))?;
     let opts = SynthOptions {
         count: a.count,
@@ -80,7 +80,7 @@ fn gen_traces(a: GenArgs) -> Result<ExitCode> {
     };
     let started = Instant::now();
     let mut last_report = Instant::now();
-    let written = generate(&mut conn, &opts, |n| {
+    let written = generate(conn.db(), &opts, |n| {
         // A line every few seconds: the 10M run takes minutes.
         if last_report.elapsed().as_secs() >= 5 || n == a.count {
             last_report = Instant::now();
