@@ -3,7 +3,9 @@
 //! either are listed by both, counted once in the rollups and the report; a key created
 //! on one authenticates on the other, and a revocation on the other takes effect on
 //! both; a prompt label moved with the CLI is served by both within the registry
-//! refresh.
+//! refresh; the dashboard of either shows all the traffic. Budgets settle against one
+//! spend: Redis holds the fast counter, PostgreSQL the recorded spend that re-seeds it
+//! when Redis loses the key.
 //!
 //! And when the database goes away mid-load, a gateway keeps serving calls, says so on
 //! `/health`, and writes what its queue held once the database is back.
@@ -180,6 +182,44 @@ async fn two_replicas_on_one_postgres_database_are_one_system() {
         .await;
     }
 
+    // The dashboard of either replica shows all the traffic: a call served by B is on
+    // A's trace page, and both overviews count every trace in the store.
+    let on_b = reqwest::Client::new()
+        .post(format!("{}/v1/chat/completions", b.url))
+        .bearer_auth(&key)
+        .json(&chat(500))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(on_b.status().as_u16(), 200);
+    let trace_id = on_b.headers()["x-keel-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    eventually(
+        "A's dashboard to show B's call",
+        Duration::from_secs(10),
+        async || page(&a.url, &format!("/ui/traces/{trace_id}")).await.0 == 200,
+    )
+    .await;
+    let store = keel_store::Store::open(&db.url()).unwrap();
+    eventually(
+        "both overviews to count every trace",
+        Duration::from_secs(10),
+        async || {
+            let stored = keel_store::count_traces(&store.conn().unwrap()).unwrap();
+            let mut shown = Vec::new();
+            for url in [&a.url, &b.url] {
+                let (status, html) = page(url, "/?since=1h").await;
+                assert_eq!(status, 200, "{html}");
+                shown.push(overview_requests(&html));
+            }
+            shown.iter().all(|n| *n == Some(stored))
+        },
+    )
+    .await;
+    drop(store);
+
     // Revoked over B's admin API: refused by A within its refresh.
     let revoked = reqwest::Client::new()
         .post(format!("{}/admin/keys/{id}/revoke", b.url))
@@ -196,6 +236,7 @@ async fn two_replicas_on_one_postgres_database_are_one_system() {
         async || call(&a.url, &key, chat(998)).await.0 == 401,
     )
     .await;
+
     a.stop();
     b.stop();
 
@@ -230,6 +271,28 @@ async fn two_replicas_on_one_postgres_database_are_one_system() {
         .map(|(_, c)| c.requests)
         .sum();
     assert_eq!(day_all, requests, "rollups not double-counted");
+}
+
+/// GET a dashboard page with the admin key: (status, body).
+async fn page(url: &str, path: &str) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .get(format!("{url}{path}"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The overview's "requests" figure.
+fn overview_requests(html: &str) -> Option<u64> {
+    let at = html.find("label\">requests</div><div class=\"value\">")?;
+    let rest = &html[at..];
+    let digits: String = rest[rest.find("value\">")? + 7..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
 }
 
 /// The prompt version a call to `support-answer` on `url` was served with.
@@ -323,4 +386,160 @@ output_price_per_mtok = 0.60
     let store = keel_store::Store::open(&db.url()).unwrap();
     let conn = store.conn().unwrap();
     assert_eq!(keel_store::count_traces(&conn).unwrap(), 120);
+}
+
+async fn redis_conn() -> Option<redis::aio::MultiplexedConnection> {
+    if std::env::var_os("KEEL_SKIP_REDIS").is_some() {
+        return None;
+    }
+    let client = redis::Client::open("redis://127.0.0.1:6379").ok()?;
+    tokio::time::timeout(
+        Duration::from_secs(2),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    .ok()?
+    .ok()
+}
+
+async fn delete_prefix(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> usize {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(conn)
+        .await
+        .unwrap();
+    for k in &keys {
+        let _: () = redis::cmd("DEL").arg(k).query_async(conn).await.unwrap();
+    }
+    keys.len()
+}
+
+/// A call for tenant acme (20 tokens out: 12,900 nanos, 13,800 reserved).
+async fn acme_call(url: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{url}/v1/chat/completions"))
+        .header("x-keel-tenant", "acme")
+        .json(&json!({"model": "mock-1", "max_tokens": 20,
+            "messages": [{"role": "user", "content": "hi there"}]}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Wait until no reservation is open on `url` and its writer had time to store traces.
+async fn settled(url: &str) {
+    eventually(
+        "reservations to settle",
+        Duration::from_secs(10),
+        async || {
+            let v: Value = reqwest::get(format!("{url}/admin/budgets"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["budgets"]
+                .as_array()
+                .is_some_and(|rows| rows.iter().all(|r| r["reserved_usd"] == "0.00"))
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_settle_one_budget_and_postgres_reseeds_redis_when_it_loses_the_key() {
+    let Some(mut redis) = redis_conn().await else {
+        eprintln!("no Redis at 127.0.0.1:6379; skipped");
+        return;
+    };
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!(
+        "keel-test-{}-{}:",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    // Ten calls fit the budget (13,800 nanos reserved, 12,900 spent each).
+    let cfg = format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+store = "{}"
+
+[providers.local]
+kind = "mock"
+[providers.local.mock]
+output_tokens = 20
+
+[models.mock-1]
+provider = "local"
+upstream_model = "mock-1"
+input_price_per_mtok = 0.15
+output_price_per_mtok = 0.60
+
+[limits]
+backend = "redis"
+redis_url = "redis://127.0.0.1:6379"
+key_prefix = "{prefix}"
+
+[[budgets]]
+name = "acme-hard"
+scope = "tenant=acme"
+limit_usd = 0.000135
+window = "month"
+"#,
+        db.url()
+    );
+    let mut a = Replica::start(dir.path(), "a", &cfg);
+    let mut b = Replica::start(dir.path(), "b", &cfg);
+    let urls = [a.url.clone(), b.url.clone()];
+
+    let mut admitted: i64 = 0;
+    for i in 0..30 {
+        if acme_call(&urls[i % 2]).await == 200 {
+            admitted += 1;
+        }
+    }
+    assert!(
+        (9..=10).contains(&admitted),
+        "{admitted} admitted by the two replicas together"
+    );
+    settled(&urls[0]).await;
+    settled(&urls[1]).await;
+
+    // Redis loses the budget (a restart without persistence): the replicas re-seed it
+    // from the spend both recorded in PostgreSQL, not from zero.
+    assert!(delete_prefix(&mut redis, &prefix).await > 0);
+    let mut again: i64 = 0;
+    for i in 0..20 {
+        if acme_call(&urls[i % 2]).await == 200 {
+            again += 1;
+        }
+    }
+    assert!(
+        again <= 1,
+        "{again} more calls admitted after Redis lost the key: the budget was reset"
+    );
+    a.stop();
+    b.stop();
+    delete_prefix(&mut redis, &prefix).await;
+
+    // The spend both replicas recorded in the one store: every admitted call, once.
+    let store = keel_store::Store::open(&db.url()).unwrap();
+    let scope = keel_core::scope::Scope::parse("tenant=acme").unwrap();
+    let spend =
+        keel_store::spend::spend_by_scope(&store.conn().unwrap(), &scope, 0, i64::MAX).unwrap();
+    assert_eq!(
+        spend,
+        vec![(
+            "acme".to_string(),
+            keel_core::money::Nanos(12_900 * (admitted + again))
+        )]
+    );
 }
