@@ -10,8 +10,9 @@
 //!
 //! Limits: at most [`POOL_SIZE`] connections per process; waiting for one, opening one
 //! and recycling one each give up after [`POOL_TIMEOUT`]; opening a connection gives up
-//! after [`CONNECT_TIMEOUT`]. Connections are plain TCP or a Unix socket (TLS is not
-//! offered yet: use a socket, loopback or a private network).
+//! after [`CONNECT_TIMEOUT`]. TCP connections use TLS as libpq's `sslmode` says
+//! (`prefer` by default; `require`, `verify-ca`, `verify-full` with `sslrootcert`: see
+//! [`super::pg_tls`]); a Unix socket never does.
 
 use std::fmt;
 use std::sync::Arc;
@@ -19,7 +20,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
 
 use crate::error::StoreError;
 use crate::sql::dialect::to_postgres;
@@ -66,8 +66,10 @@ impl Postgres {
     /// A pool for `url` (`postgres://user[:password]@host[:port]/db[?options]`). Opens
     /// no connection yet: [`Postgres::conn`] does, and says what failed.
     pub fn new(url: &str) -> Result<Arc<Postgres>, StoreError> {
+        let (driver_url, tls) = super::pg_tls::split_url(url)?;
         let mut config: tokio_postgres::Config =
-            url.parse()
+            driver_url
+                .parse()
                 .map_err(|e: tokio_postgres::Error| StoreError::PostgresUrl {
                     reason: e.to_string(),
                 })?;
@@ -87,9 +89,10 @@ impl Postgres {
                 url: shown.clone(),
                 reason: format!("cannot start its I/O thread: {e}"),
             })?;
+        let tls = super::pg_tls::connector(&tls, &shown)?;
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -166,7 +169,7 @@ impl Postgres {
             }),
             Ok(Err(e)) => Err(StoreError::PostgresPool {
                 url: self.shown.clone(),
-                reason: e.to_string(),
+                reason: with_causes(&e),
             }),
             Err(e) => Err(StoreError::PostgresPool {
                 url: self.shown.clone(),
@@ -174,6 +177,27 @@ impl Postgres {
             }),
         }
     }
+}
+
+/// An error with what caused it (the pool says "error performing TLS handshake"; the
+/// cause says which certificate check failed), plus the fix when it is TLS's.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = cause.source();
+    }
+    if text.contains("certificate") {
+        text.push_str(
+            " (the server's TLS certificate was refused: add sslrootcert=<PEM file of the CA \
+             that signed it> to the URL, or sslmode=require to encrypt without checking it)",
+        );
+    }
+    text
 }
 
 /// `postgres://user@host:port/db`, from a parsed config (the password is never kept).
