@@ -106,6 +106,11 @@ pub enum StoreError {
     )]
     CopyTargetNotEmpty { store: String },
 
+    #[error(
+        "{what} is PostgreSQL's: a SQLite store keeps traces in one file — use [retention] to remove old traces there"
+    )]
+    PostgresOnly { what: &'static str },
+
     #[error("a value read from the store has the wrong type: {0}")]
     Decode(String),
 

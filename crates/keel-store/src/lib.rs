@@ -34,6 +34,7 @@ pub mod keys;
 mod migrations;
 pub mod model_versions;
 pub mod overview;
+pub mod partitions;
 pub mod prompt_traffic;
 pub mod prompts;
 pub mod purge;

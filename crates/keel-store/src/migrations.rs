@@ -159,6 +159,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "0028_retention",
         sql: include_str!("../migrations/0028_retention.sql"),
     },
+    Migration {
+        version: 29,
+        name: "0029_traces_by_day",
+        sql: include_str!("../migrations/0029_traces_by_day.sql"),
+    },
 ];
 
 /// The step of a migration that SQL alone cannot do, run in the same transaction right

@@ -148,6 +148,13 @@ pub(crate) fn delete_selected(tx: Db<'_>, counts: &mut PurgeCounts) -> Result<()
         "DELETE FROM traces WHERE rowid IN (SELECT rid FROM purge_ids)",
         &[],
     )?;
+    if tx.dialect() == crate::sql::Dialect::Postgres {
+        // Their ids are free again (PostgreSQL keeps them in `trace_ids`: migration 0029).
+        tx.execute(
+            "DELETE FROM trace_ids WHERE id IN (SELECT id FROM purge_ids)",
+            &[],
+        )?;
+    }
     Ok(())
 }
 

@@ -473,7 +473,7 @@ pub fn rebuild_all<'c>(db: impl Into<Db<'c>>) -> Result<u64, StoreError> {
 /// On PostgreSQL, wait for the trace writers' turn ([`TRACE_WRITE_LOCK`]) before
 /// touching rollup rows: a rebuild that deleted rows first and then waited for the lock
 /// would deadlock with a writer holding it and waiting for those rows.
-fn take_write_turn(db: Db<'_>) -> Result<(), StoreError> {
+pub(crate) fn take_write_turn(db: Db<'_>) -> Result<(), StoreError> {
     if db.dialect() == Dialect::Postgres {
         db.execute(
             "SELECT pg_advisory_xact_lock(?1)",

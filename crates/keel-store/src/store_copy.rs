@@ -225,6 +225,13 @@ fn copy_table(
         columns.join(", "),
         placeholders.join(", ")
     );
+    // Traces go into their day's partition, and their ids are claimed (migration 0029).
+    let trace_columns = if table == "traces" {
+        let at = |name: &str| columns.iter().position(|c| c == name);
+        at("\"id\"").zip(at("\"started_at_ms\""))
+    } else {
+        None
+    };
     let mut copied: i64 =
         target.query_row(&format!("SELECT COUNT(*) FROM {table}"), &[], |r| r.get(0))?;
     loop {
@@ -251,6 +258,18 @@ fn copy_table(
             return Ok(());
         }
         target.transaction(|tx| {
+            if let Some((id, started)) = trace_columns {
+                let start = |r: &Vec<Value>| match r[started] {
+                    Value::Int(ms) => Some(ms),
+                    _ => None,
+                };
+                crate::partitions::ensure_days(tx, rows.iter().filter_map(start))?;
+                let claims: Vec<Vec<Value>> = rows
+                    .iter()
+                    .map(|r| vec![r[id].clone(), r[started].clone()])
+                    .collect();
+                tx.execute_many(crate::trace_row::CLAIM_ID_SQL, &claims)?;
+            }
             let inserted = tx.execute_many(&insert, &rows)?;
             tx.execute(
                 "INSERT INTO store_copy_progress (tbl, after_rowid) VALUES (?1, ?2) \

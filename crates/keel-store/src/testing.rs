@@ -62,6 +62,14 @@ impl TestDb {
         self.url_via(host_port)
     }
 
+    /// Bring the database to schema version `last` only (a store an older Keel made),
+    /// for tests of the migrations after it.
+    pub fn migrate_until(&self, last: u32) {
+        let pg = Postgres::new(&self.url()).unwrap();
+        let conn = pg.conn().unwrap();
+        crate::sql::pg_migrations::migrate_until(&conn, &self.name, u32::MAX, last).unwrap();
+    }
+
     /// The server's `host:port`.
     pub fn server_addr() -> String {
         let base = server_url();

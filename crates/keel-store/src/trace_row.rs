@@ -20,15 +20,28 @@ pub(crate) const COLUMNS: &str = "id, started_at_ms, api, endpoint, key_id, tena
      function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos, parent_id, guardrails_json, \
      otel_trace_id, otel_span_id, otel_parent_span_id, usage_estimated";
 
-const INSERT_SQL: &str = "INSERT INTO traces (id, started_at_ms, api, endpoint, key_id, tenant, feature, \"user\", session, tags, \
+/// The insert of one trace, without what to do when its id is taken.
+macro_rules! insert_traces {
+    () => {
+        "INSERT INTO traces (id, started_at_ms, api, endpoint, key_id, tenant, feature, \"user\", session, tags, \
      model_requested, provider, upstream_model, served_model, system_fingerprint, stream, input, output, \
      input_tokens, output_tokens, cached_tokens, reasoning_tokens, cost_nanos, unpriced, latency_ms, ttft_ms, \
      status, http_status, error_class, error_message, finish_reason, \
      function, variant, prompt_name, prompt_version, release_id, origin, attempts_json, cache, saved_cost_nanos, parent_id, guardrails_json, \
      otel_trace_id, otel_span_id, otel_parent_span_id, usage_estimated, client_request_id) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, \
-     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47) \
-     ON CONFLICT (id) DO NOTHING";
+     ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44, ?45, ?46, ?47)"
+    };
+}
+
+/// SQLite: a taken id inserts nothing (the unique index on `traces (id)`).
+const INSERT_SQL: &str = concat!(insert_traces!(), " ON CONFLICT (id) DO NOTHING");
+/// PostgreSQL: ids were claimed in `trace_ids` first (a partitioned table cannot be
+/// unique on `id` alone: migration 0029).
+const INSERT_PG_SQL: &str = insert_traces!();
+/// Claim an id for a trace; inserts nothing when another trace holds it.
+pub(crate) const CLAIM_ID_SQL: &str =
+    "INSERT INTO trace_ids (id, started_at_ms) VALUES (?1, ?2) ON CONFLICT (id) DO NOTHING";
 
 /// Insert `traces` in one transaction, with the rollup rows they touch (aggregated in
 /// memory first, so a batch costs one upsert per touched row, not per trace). The
@@ -49,22 +62,25 @@ pub(crate) fn insert_batch<'c>(
                 "SELECT pg_advisory_xact_lock(?1)",
                 &[Value::Int(crate::rollup::TRACE_WRITE_LOCK)],
             )?;
-        }
-        let mut sets = Vec::with_capacity(traces.len());
-        for t in traces {
-            sets.push(params(t, &t.id, None)?);
-        }
-        let inserted = tx.execute_many(INSERT_SQL, &sets)?;
-        // Ids are unique: a caller's id that is taken moves to `client_request_id`
-        // and the trace gets a fresh one (migration 0018).
-        let retries: Vec<Vec<Value>> = traces
-            .iter()
-            .zip(&inserted)
-            .filter(|(_, n)| **n == 0)
-            .map(|(t, _)| params(t, &uuid::Uuid::now_v7().to_string(), Some(&t.id)))
-            .collect::<Result<_, _>>()?;
-        if !retries.is_empty() {
-            tx.execute_many(INSERT_SQL, &retries)?;
+            crate::partitions::ensure_days(tx, traces.iter().map(|t| t.started_at_ms))?;
+            insert_claiming_ids(tx, traces)?;
+        } else {
+            let mut sets = Vec::with_capacity(traces.len());
+            for t in traces {
+                sets.push(params(t, &t.id, None)?);
+            }
+            let inserted = tx.execute_many(INSERT_SQL, &sets)?;
+            // Ids are unique: a caller's id that is taken moves to `client_request_id`
+            // and the trace gets a fresh one (migration 0018).
+            let retries: Vec<Vec<Value>> = traces
+                .iter()
+                .zip(&inserted)
+                .filter(|(_, n)| **n == 0)
+                .map(|(t, _)| params(t, &fresh_id(), Some(&t.id)))
+                .collect::<Result<_, _>>()?;
+            if !retries.is_empty() {
+                tx.execute_many(INSERT_SQL, &retries)?;
+            }
         }
         let mut rollups = RollupBatch::default();
         for t in traces {
@@ -81,6 +97,36 @@ pub(crate) fn insert_batch<'c>(
         }
         Ok(())
     })
+}
+
+fn fresh_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// PostgreSQL: claim each trace's id in `trace_ids`, a fresh one for a trace whose id is
+/// taken (the caller's moves to `client_request_id`, as on SQLite), then insert.
+fn insert_claiming_ids(tx: Db<'_>, traces: &[TraceRecord]) -> Result<(), StoreError> {
+    let claims: Vec<Vec<Value>> = traces
+        .iter()
+        .map(|t| values![t.id.as_str(), t.started_at_ms])
+        .collect();
+    let claimed = tx.execute_many(CLAIM_ID_SQL, &claims)?;
+    let mut sets = Vec::with_capacity(traces.len());
+    let mut fresh_claims = Vec::new();
+    for (t, n) in traces.iter().zip(&claimed) {
+        if *n == 1 {
+            sets.push(params(t, &t.id, None)?);
+        } else {
+            let id = fresh_id();
+            fresh_claims.push(values![id.as_str(), t.started_at_ms]);
+            sets.push(params(t, &id, Some(&t.id))?);
+        }
+    }
+    if !fresh_claims.is_empty() {
+        tx.execute_many(CLAIM_ID_SQL, &fresh_claims)?;
+    }
+    tx.execute_many(INSERT_PG_SQL, &sets)?;
+    Ok(())
 }
 
 /// Token counts and durations are u64 in Rust, i64 in SQLite; anything past i64::MAX

@@ -84,12 +84,20 @@ fn replicas_opening_a_new_database_together_migrate_it_once() {
         .collect();
     let conn = pools[0].conn().unwrap();
     let applied: Vec<(i64, String)> = Db::from(&conn)
-        .query("SELECT version, name FROM schema_migrations", &[], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query(
+            "SELECT version, name FROM schema_migrations ORDER BY version",
+            &[],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
-    assert_eq!(applied, vec![(28, "0028_baseline".to_string())]);
-    assert_eq!(pools[3].schema_version().unwrap(), 28);
+    assert_eq!(
+        applied,
+        vec![
+            (28, "0028_baseline".to_string()),
+            (29, "0029_traces_by_day".to_string())
+        ]
+    );
+    assert_eq!(pools[3].schema_version().unwrap(), 29);
     // Opening again finds nothing to do.
     Postgres::open(&url).unwrap();
     assert_eq!(count_traces(&conn).unwrap(), 0);
@@ -109,7 +117,7 @@ fn a_store_written_by_a_newer_keel_is_refused_with_the_versions() {
             err,
             StoreError::SchemaTooNew {
                 found: 999,
-                supported: 28,
+                supported: 29,
                 ..
             }
         ),

@@ -24,6 +24,7 @@ pub mod serve_prompts;
 pub mod shadow;
 pub mod status;
 pub mod store;
+pub mod store_detach;
 pub mod switch;
 pub mod traces;
 pub mod traces_purge;

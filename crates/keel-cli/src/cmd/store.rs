@@ -1,5 +1,6 @@
 //! `keel store copy`: move a SQLite store into PostgreSQL (see `keel_store::store_copy`
-//! for how, and why it can be run again after an interruption).
+//! for how, and why it can be run again after an interruption). `keel store detach`:
+//! take whole days of traces out of a PostgreSQL store (`store_detach.rs`).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -16,6 +17,10 @@ pub enum StoreCommand {
     /// hashes as they were, with progress and a count of every table at the end. Run
     /// it again to go on after an interruption.
     Copy(CopyArgs),
+    /// Detach the days of traces before a date from a PostgreSQL store, whole: they
+    /// leave every figure Keel shows and stay in the database as
+    /// traces_archived_dYYYYMMDD tables, to dump or drop.
+    Detach(super::store_detach::DetachArgs),
 }
 
 #[derive(Args)]
@@ -35,6 +40,7 @@ pub struct CopyArgs {
 pub fn run(command: StoreCommand) -> Result<ExitCode> {
     match command {
         StoreCommand::Copy(a) => copy(&a),
+        StoreCommand::Detach(a) => super::store_detach::run(a),
     }
 }
 

@@ -21,11 +21,18 @@ pub(crate) struct PgMigration {
 }
 
 /// Every PostgreSQL migration, in order. Append only; same numbers as SQLite's.
-pub(crate) const PG_MIGRATIONS: &[PgMigration] = &[PgMigration {
-    version: 28,
-    name: "0028_baseline",
-    sql: include_str!("../../migrations/postgres/0028_baseline.sql"),
-}];
+pub(crate) const PG_MIGRATIONS: &[PgMigration] = &[
+    PgMigration {
+        version: 28,
+        name: "0028_baseline",
+        sql: include_str!("../../migrations/postgres/0028_baseline.sql"),
+    },
+    PgMigration {
+        version: 29,
+        name: "0029_traces_by_day",
+        sql: include_str!("../../migrations/postgres/0029_traces_by_day.sql"),
+    },
+];
 
 /// The advisory lock key replicas take while migrating ("keel" in ASCII, then 1).
 pub(crate) const MIGRATION_LOCK: i64 = 0x6b65_656c_0000_0001;
@@ -33,9 +40,20 @@ pub(crate) const MIGRATION_LOCK: i64 = 0x6b65_656c_0000_0001;
 /// Bring the database behind `conn` up to the last PostgreSQL migration; the versions
 /// applied now. `shown` names the store in errors.
 pub(crate) fn migrate(conn: &PgConn, shown: &str, supported: u32) -> Result<Vec<u32>, StoreError> {
+    migrate_until(conn, shown, supported, u32::MAX)
+}
+
+/// [`migrate`], stopping after version `last` (tests start a store at an older version
+/// to migrate it from there).
+pub(crate) fn migrate_until(
+    conn: &PgConn,
+    shown: &str,
+    supported: u32,
+    last: u32,
+) -> Result<Vec<u32>, StoreError> {
     let db = Db::Postgres(conn);
     db.execute("SELECT pg_advisory_lock(?1)", &[Value::Int(MIGRATION_LOCK)])?;
-    let result = apply(db, shown, supported);
+    let result = apply(db, shown, supported, last);
     if let Err(error) = db.execute(
         "SELECT pg_advisory_unlock(?1)",
         &[Value::Int(MIGRATION_LOCK)],
@@ -46,7 +64,7 @@ pub(crate) fn migrate(conn: &PgConn, shown: &str, supported: u32) -> Result<Vec<
     result
 }
 
-fn apply(db: Db<'_>, shown: &str, supported: u32) -> Result<Vec<u32>, StoreError> {
+fn apply(db: Db<'_>, shown: &str, supported: u32, last: u32) -> Result<Vec<u32>, StoreError> {
     db.batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version    BIGINT PRIMARY KEY,
@@ -68,7 +86,7 @@ fn apply(db: Db<'_>, shown: &str, supported: u32) -> Result<Vec<u32>, StoreError
     let mut applied = Vec::new();
     for m in PG_MIGRATIONS
         .iter()
-        .filter(|m| !recorded.contains(&m.version))
+        .filter(|m| m.version <= last && !recorded.contains(&m.version))
     {
         let step = db.transaction(|tx| {
             tx.batch(m.sql)?;
