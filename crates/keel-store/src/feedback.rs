@@ -200,22 +200,24 @@ pub fn upsert_feedback<'c>(
     actor: &str,
 ) -> Result<Option<Feedback>, StoreError> {
     let (num, text) = fb.value.columns();
+    // The same nine values for the insert and, when the row exists, the update.
+    let row = values![
+        &fb.trace_id,
+        &fb.name,
+        &fb.source,
+        fb.value.kind(),
+        num,
+        text,
+        &fb.comment,
+        &fb.key_id,
+        fb.at_ms
+    ];
     db.into().write_transaction(|tx| {
         let inserted = tx.execute(
             "INSERT OR IGNORE INTO feedback
                (trace_id, name, source, value_kind, value_num, value_text, comment, key_id, at_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            &values![
-                &fb.trace_id,
-                &fb.name,
-                &fb.source,
-                fb.value.kind(),
-                num,
-                text,
-                &fb.comment,
-                &fb.key_id,
-                fb.at_ms
-            ],
+            &row,
         )?;
         if inserted == 1 {
             return Ok(None);
@@ -235,17 +237,7 @@ pub fn upsert_feedback<'c>(
             "UPDATE feedback SET value_kind = ?4, value_num = ?5, value_text = ?6, comment = ?7,
                     key_id = ?8, at_ms = ?9
               WHERE trace_id = ?1 AND name = ?2 AND source = ?3",
-            &values![
-                &fb.trace_id,
-                &fb.name,
-                &fb.source,
-                fb.value.kind(),
-                num,
-                text,
-                &fb.comment,
-                &fb.key_id,
-                fb.at_ms
-            ],
+            &row,
         )?;
         crate::audit::record_audit(
             tx,

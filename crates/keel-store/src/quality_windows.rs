@@ -11,7 +11,7 @@
 use serde::Serialize;
 
 use crate::error::StoreError;
-use crate::sql::{Db, Row};
+use crate::sql::{Db, Row, Value};
 use crate::values;
 
 /// Which calls are read: every field set must match the trace.
@@ -122,21 +122,11 @@ pub fn pass_counts<'c>(
          GROUP BY b",
         sources.sql()
     );
-    let rows = db.into().query(
-        &sql,
-        &values![
-            w.start_ms(),
-            w.end_ms,
-            f.function,
-            f.variant,
-            f.tenant,
-            f.feature,
-            f.model,
-            w.width_ms.max(1),
-            eval
-        ],
-        |r| Ok((r.get::<i64>(0)?, counts(r)?)),
-    )?;
+    let rows = db
+        .into()
+        .query(&sql, &window_params(f, w, values![eval]), |r| {
+            Ok((r.get::<i64>(0)?, counts(r)?))
+        })?;
     let mut out = vec![Counts::default(); w.count];
     for (b, c) in rows {
         if let Some(i) = bucket(w, b) {
@@ -144,6 +134,23 @@ pub fn pass_counts<'c>(
         }
     }
     Ok(out)
+}
+
+/// What every window query binds: ?1–?8 (the windows and the call filter, as in
+/// `FILTER` and `BUCKET`), then `more` from ?9 on.
+fn window_params(f: &CallFilter<'_>, w: &Windows, more: Vec<Value>) -> Vec<Value> {
+    let mut all = values![
+        w.start_ms(),
+        w.end_ms,
+        f.function,
+        f.variant,
+        f.tenant,
+        f.feature,
+        f.model,
+        w.width_ms.max(1)
+    ];
+    all.extend(more);
+    all
 }
 
 /// Per window: the values of `eval`'s assertion `metric`, one per judged call (the mean
@@ -166,21 +173,9 @@ pub fn score_sums<'c>(
          GROUP BY b",
         sources.sql()
     );
-    let rows = db.into().query(
-        &sql,
-        &values![
-            w.start_ms(),
-            w.end_ms,
-            f.function,
-            f.variant,
-            f.tenant,
-            f.feature,
-            f.model,
-            w.width_ms.max(1),
-            eval,
-            metric
-        ],
-        |r| {
+    let rows = db
+        .into()
+        .query(&sql, &window_params(f, w, values![eval, metric]), |r| {
             Ok((
                 r.get::<i64>(0)?,
                 Sums {
@@ -189,8 +184,7 @@ pub fn score_sums<'c>(
                     sum_sq: r.get(3)?,
                 },
             ))
-        },
-    )?;
+        })?;
     let mut out = vec![Sums::default(); w.count];
     for (b, sums) in rows {
         if let Some(i) = bucket(w, b) {
@@ -217,21 +211,11 @@ pub fn negative_feedback_counts<'c>(
             AND (CAST(?9 AS TEXT) IS NULL OR fb.name = ?9) AND fb.at_ms >= ?1 AND {FILTER}
           GROUP BY b"
     );
-    let rows = db.into().query(
-        &sql,
-        &values![
-            w.start_ms(),
-            w.end_ms,
-            f.function,
-            f.variant,
-            f.tenant,
-            f.feature,
-            f.model,
-            w.width_ms.max(1),
-            name
-        ],
-        |r| Ok((r.get::<i64>(0)?, counts(r)?)),
-    )?;
+    let rows = db
+        .into()
+        .query(&sql, &window_params(f, w, values![name]), |r| {
+            Ok((r.get::<i64>(0)?, counts(r)?))
+        })?;
     let mut out = vec![Counts::default(); w.count];
     for (b, c) in rows {
         if let Some(i) = bucket(w, b) {
