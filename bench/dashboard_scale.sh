@@ -39,6 +39,8 @@ if [ "$free_kb" -lt "$need_kb" ]; then
   exit 2
 fi
 
+# The commit measured: the one built now (the tree may move on while the run goes).
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 cargo build --release -p keel-cli
 KEEL=$TARGET/release/keel
 
@@ -140,7 +142,7 @@ for path in "${PAGES[@]}"; do
 done
 requests_24h=$(curl -s "http://127.0.0.1:$PORT/?since=24h" | python3 -c 'import re,sys; m=re.search(r"label\">requests</div><div class=\"value\">(\d+)", sys.stdin.read()); print(m.group(1) if m else "?")')
 
-python3 - "$WORK/times.tsv" "$ROOT/bench/RESULTS.md" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+python3 - "$WORK/times.tsv" "$ROOT/bench/RESULTS.md" "$COMMIT" \
   "$COUNT" "$gen_secs" "$store_size" "$open_secs" "$requests_24h" "$RUNS" "$rebuild_secs" "$STORE_KIND" <<'PY'
 import datetime, os, statistics, sys
 tsv, results, commit, count, gen_secs, size, open_secs, req24, runs, rebuild_secs, kind = sys.argv[1:]

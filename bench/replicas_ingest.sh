@@ -26,6 +26,7 @@ CONNS=${CONNS:-32}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 export PATH="$HOME/.cargo/bin:$PATH"
 command -v oha >/dev/null || { echo "installing oha (cargo install oha --locked; a few minutes)"; cargo install oha --locked; }
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 cargo build --release -p keel-cli
 KEEL=$TARGET/release/keel
 
@@ -112,7 +113,7 @@ kill "$SAMPLER" 2>/dev/null || true
 have=$(psql "$STORE" -tAc "SELECT count(*) FROM traces")
 db_size=$(psql "$PG/test" -tAc "SELECT pg_size_pretty(pg_database_size('$PGDB'))")
 
-python3 - "$WORK" "$ROOT/bench/RESULTS.md" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+python3 - "$WORK" "$ROOT/bench/RESULTS.md" "$COMMIT" \
   "$RATE" "$SECS" "$CONNS" "$load_start" "$load_end" "$done_at" "$expected" "$have" "$capacity" "$db_size" <<'PY'
 import datetime, json, os, sys
 work, results, commit, rate, secs, conns, t0, t1, t2, expected, have, capacity, db_size = sys.argv[1:]
