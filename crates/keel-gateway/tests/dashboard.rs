@@ -70,7 +70,7 @@ fn push(store_path: &str, text: &str) -> i64 {
 /// Two eval runs of suite `support`: case `c2` passes in the first and fails in the second.
 fn eval_runs(store_path: &str) {
     let store = Store::open(store_path).unwrap();
-    let conn = store.writer_conn().unwrap();
+    let conn = store.conn().unwrap();
     for (i, id) in ["run_a", "run_b"].iter().enumerate() {
         let at = keel_store::prompts::now_ms() - 1000 + i as i64;
         keel_store::evals::create_eval_run(
@@ -151,8 +151,21 @@ async fn wait_for_traces(h: &Harness, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_page_renders_the_gateways_data() {
+    every_page_renders(None).await;
+}
+
+/// The same pages, the same figures, with the store on PostgreSQL (a database of this
+/// test's own, dropped after).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_renders_the_gateways_data_on_postgres() {
+    let db = keel_store::testing::TestDb::new();
+    every_page_renders(Some(db.url())).await;
+}
+
+async fn every_page_renders(store: Option<String>) {
     let h = Harness::with(Options {
         extra: EXTRA.into(),
+        store,
         ..Options::default()
     })
     .await;
@@ -301,11 +314,9 @@ async fn every_page_renders_the_gateways_data() {
     // rate with its gate verdict.
     {
         let store = Store::open(&h.store_path).unwrap();
-        let conn = store.writer_conn().unwrap();
+        let conn = store.conn().unwrap();
         let release = loop {
-            if let Some(t) =
-                keel_store::get_trace(&store.reader().unwrap(), &function_call).unwrap()
-            {
+            if let Some(t) = keel_store::get_trace(&conn, &function_call).unwrap() {
                 break t.release_id.unwrap();
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -31,6 +31,8 @@ pub struct Options {
     pub gateway: String,
     /// Extra TOML appended to the config (more providers and models).
     pub extra: String,
+    /// The store (a `postgres://` URL); a fresh `keel.db` in the test's folder when unset.
+    pub store: Option<String>,
 }
 
 pub struct Harness {
@@ -134,7 +136,10 @@ impl Harness {
         });
 
         let dir = tempfile::tempdir().unwrap();
-        let store_path = dir.path().join("keel.db").to_string_lossy().into_owned();
+        let store_path = opts
+            .store
+            .clone()
+            .unwrap_or_else(|| dir.path().join("keel.db").to_string_lossy().into_owned());
         let text = config_text(mock_addr, &store_path, &opts);
         let config = Config::from_toml(&text, &dir.path().join("keel.toml"))
             .unwrap_or_else(|e| panic!("test config is invalid: {e}\n{text}"));
@@ -234,9 +239,12 @@ impl Harness {
 
 /// Every trace in the store at `path`, newest first.
 pub fn read_traces(path: &str) -> Vec<TraceRecord> {
-    assert!(Path::new(path).exists(), "the store {path} was not created");
+    assert!(
+        keel_store::sql::is_postgres_url(path) || Path::new(path).exists(),
+        "the store {path} was not created"
+    );
     let store = Store::open(path).unwrap();
-    let conn = store.reader().unwrap();
+    let conn = store.conn().unwrap();
     list_traces(
         &conn,
         &TraceFilter {
@@ -462,7 +470,7 @@ pub async fn capturing_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Ve
 /// `store_path`; returns the version (the existing one when the content is unchanged).
 pub fn push_prompt(store_path: &str, text: &str) -> i64 {
     let store = keel_store::Store::open(store_path).unwrap();
-    let conn = store.writer_conn().unwrap();
+    let conn = store.conn().unwrap();
     let p = keel_registry::parse_prompt("support/answer", Path::new("a.toml"), text).unwrap();
     match keel_store::push_version(
         &conn,
@@ -482,7 +490,7 @@ pub fn push_prompt(store_path: &str, text: &str) -> i64 {
 /// Point `label` of `support/answer` at `version`.
 pub fn set_prompt_label(store_path: &str, version: i64, label: &str) {
     let store = keel_store::Store::open(store_path).unwrap();
-    let conn = store.writer_conn().unwrap();
+    let conn = store.conn().unwrap();
     keel_store::set_label(&conn, "support/answer", version, label, "test", "because").unwrap();
 }
 
