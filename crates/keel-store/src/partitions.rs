@@ -25,12 +25,16 @@ pub const ACTION: &str = "store.detach";
 pub const ARCHIVED_PREFIX: &str = "traces_archived_d";
 const DAY_PREFIX: &str = "traces_d";
 
-/// Create the partitions of the days `starts_ms` fall on, when missing (PostgreSQL;
-/// the caller holds the trace write lock).
+/// Create the partitions of the days `starts_ms` fall on, when missing (PostgreSQL, where
+/// a row of a day without its partition is refused; nothing on SQLite). The caller holds
+/// the trace write lock.
 pub(crate) fn ensure_days(
     db: Db<'_>,
     starts_ms: impl Iterator<Item = i64>,
 ) -> Result<(), StoreError> {
+    if db.dialect() != Dialect::Postgres {
+        return Ok(());
+    }
     let mut days: Vec<i64> = starts_ms.map(|ms| floor_to(ms, DAY_MS)).collect();
     days.sort_unstable();
     days.dedup();
@@ -197,4 +201,63 @@ pub fn detach_before<'c>(
         }
         Ok(report)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::{select_sql, TraceFilter};
+    use crate::testing::TestDb;
+    use crate::Store;
+    use keel_core::trace::TraceRecord;
+
+    /// Newest first reads the days in order (an ordered Append), so a search stops in the
+    /// newest days when its page is full. A default partition would turn it into a
+    /// Merge Append that opens every day first (migration 0029); this fails if one comes
+    /// back.
+    #[test]
+    fn newest_first_reads_the_days_in_order() {
+        let db = TestDb::new();
+        let store = Store::open(&db.url()).unwrap();
+        let conn = store.conn().unwrap();
+        let traces: Vec<TraceRecord> = (0..300)
+            .map(|i| {
+                let mut t = TraceRecord::new(
+                    format!("t-{i}"),
+                    1_761_955_200_000 + (i % 3) * DAY_MS + i,
+                    "openai",
+                    "/v1/chat/completions",
+                );
+                t.tenant = Some(format!("tenant-{}", i % 5));
+                t
+            })
+            .collect();
+        crate::trace_row::insert_batch(&conn, &traces).unwrap();
+        let d = conn.db();
+        d.batch("ANALYZE traces; SET enable_sort = off; SET enable_seqscan = off")
+            .unwrap();
+        for filter in [
+            TraceFilter::default(),
+            TraceFilter {
+                min_cost_nanos: Some(5_000_000_000),
+                ..TraceFilter::default()
+            },
+            TraceFilter {
+                tenant: Some("tenant-2".into()),
+                ..TraceFilter::default()
+            },
+        ] {
+            let (sql, values) = select_sql(&filter);
+            let plan: Vec<String> = d
+                .query(&format!("EXPLAIN {sql}"), &values, |r| r.get(0))
+                .unwrap()
+                .into_iter()
+                .collect();
+            let plan = plan.join("\n");
+            assert!(
+                plan.contains("Append") && !plan.contains("Merge Append") && !plan.contains("Sort"),
+                "{filter:?}:\n{plan}"
+            );
+        }
+    }
 }

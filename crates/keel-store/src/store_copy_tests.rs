@@ -136,16 +136,12 @@ fn an_interrupted_copy_goes_on_where_it_stopped() {
         .query_row("SELECT COUNT(DISTINCT id) FROM traces", &[], |r| r.get(0))
         .unwrap();
     assert_eq!(distinct, (2 * BATCH + 300) as i64);
-    // Every copied trace is in its day's partition, with its id claimed.
-    let (claimed, in_default): (i64, i64) = conn
+    // Every copied trace has its id claimed.
+    let claimed: i64 = conn
         .db()
-        .query_row(
-            "SELECT (SELECT COUNT(*) FROM trace_ids), (SELECT COUNT(*) FROM traces_default)",
-            &[],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT COUNT(*) FROM trace_ids", &[], |r| r.get(0))
         .unwrap();
-    assert_eq!((claimed, in_default), (distinct, 0));
+    assert_eq!(claimed, distinct);
 }
 
 #[test]
@@ -162,15 +158,13 @@ fn the_table_list_names_every_table_of_the_schema() {
             |r| r.get(0),
         )
         .unwrap();
-    // Rebuilt or filled from the traces rather than copied; `traces_default` is a
-    // partition of `traces`.
+    // Rebuilt or filled from the traces rather than copied.
     on_pg.retain(|t| {
         ![
             "schema_migrations",
             "trace_rollups",
             "trace_rollup_dirty",
             "trace_ids",
-            "traces_default",
         ]
         .contains(&t.as_str())
     });

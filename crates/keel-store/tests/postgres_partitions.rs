@@ -2,8 +2,8 @@
 //! Traces by day on PostgreSQL (migration 0029): a store made by the previous version
 //! is migrated with its traces, rowids and ids; the writer creates each day's partition;
 //! ids stay unique across days; a day past the hot window is detached whole, leaving the
-//! rollups, the report and the traces in agreement; a row written outside the writer
-//! (into the default partition) moves into its day when that day is created.
+//! rollups, the report and the traces in agreement; a row of a day without its
+//! partition is refused (there is no default partition).
 
 use keel_core::money::Nanos;
 use keel_core::trace::{Origin, TraceRecord, TraceStatus};
@@ -103,7 +103,6 @@ fn old_days_are_detached_whole_and_every_figure_agrees_after() {
     let conn = store.conn().unwrap();
     let d = conn.db();
     assert_eq!(day_partitions(d).unwrap().len(), 4);
-    assert_eq!(one::<i64>(d, "SELECT COUNT(*) FROM traces_default"), 0);
 
     // A dry run counts and changes nothing.
     let dry = detach_before(d, DAY0 + 2 * DAY_MS, true, "test", DAY0).unwrap();
@@ -148,22 +147,23 @@ fn old_days_are_detached_whole_and_every_figure_agrees_after() {
 }
 
 #[test]
-fn a_row_written_outside_the_writer_moves_into_its_day_when_the_day_is_made() {
+fn a_row_for_a_day_without_its_partition_is_refused_until_the_day_is_made() {
     let db = TestDb::new();
     let store = Store::open(&db.url()).unwrap();
     let conn = store.conn().unwrap();
     let d = conn.db();
-    d.execute(
-        "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms, status, http_status)
-         VALUES ('direct', ?1, 'chat', '/v1/chat/completions', 0, 0, 5, 'ok', 200)",
-        &[Value::Int(DAY0 + 500)],
-    )
-    .unwrap();
-    assert_eq!(one::<i64>(d, "SELECT COUNT(*) FROM traces_default"), 1);
+    let insert = |d: Db<'_>| {
+        d.execute(
+            "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms, status, http_status)
+             VALUES ('direct', ?1, 'chat', '/v1/chat/completions', 0, 0, 5, 'ok', 200)",
+            &[Value::Int(DAY0 + 500)],
+        )
+    };
+    // No default partition (see migration 0029): the writer makes the day first.
+    assert!(insert(d).is_err());
     write(&store, vec![trace("via-writer", DAY0 + 900)]);
-    assert_eq!(one::<i64>(d, "SELECT COUNT(*) FROM traces_default"), 0);
+    insert(d).unwrap();
     assert_eq!(one::<i64>(d, "SELECT COUNT(*) FROM traces_d20251101"), 2);
-    assert_eq!(count_traces(&conn).unwrap(), 2);
 }
 
 #[test]

@@ -1,10 +1,14 @@
 -- Traces partitioned by day (PostgreSQL; the SQLite file of this number changes nothing).
 --
 -- `traces` becomes a table partitioned by range of `started_at_ms`, one partition per
--- UTC day (`traces_dYYYYMMDD`), created by the writer before a batch that needs it
--- (`keel_trace_partition`), plus `traces_default` for a row written some other way. A
--- query with a time range reads only its days; a day older than the hot window can be
--- detached whole (`keel store detach --before DATE`) instead of deleted row by row.
+-- UTC day (`traces_dYYYYMMDD`), created before a row of that day is written
+-- (`keel_trace_partition`: the writer and `keel store copy` call it). A query with a time
+-- range reads only its days; a day older than the hot window can be detached whole
+-- (`keel store detach --before DATE`) instead of deleted row by row. There is no default
+-- partition on purpose: with one, PostgreSQL can no longer read the days in order for
+-- "newest first" (an ordered Append) and merges every day's scan instead (a Merge
+-- Append), which must find a match in every day before returning the first — a search
+-- that matches little would read all of them.
 --
 -- PostgreSQL lets a partitioned table be unique only on keys that include the
 -- partition column, so trace ids are kept unique by `trace_ids` (one row per trace,
@@ -90,12 +94,8 @@ CREATE TABLE traces (
 ,
     PRIMARY KEY (rowid, started_at_ms)
 ) PARTITION BY RANGE (started_at_ms);
-CREATE TABLE traces_default PARTITION OF traces DEFAULT;
-
--- The partition of the UTC day starting at `day_ms`, created when missing. Rows of that
--- day already in `traces_default` move into it (their day's rollups are recomputed, as
--- for any row deleted outside the writer). Callers hold the trace write lock, so two
--- replicas never create the same day at once.
+-- The partition of the UTC day `day_ms` falls on, created when missing. Callers hold the
+-- trace write lock, so two replicas never create the same day at once.
 CREATE FUNCTION keel_trace_partition(day_ms BIGINT) RETURNS VOID LANGUAGE plpgsql AS $$
 DECLARE
     lo   BIGINT := day_ms - ((day_ms % 86400000) + 86400000) % 86400000;
@@ -106,15 +106,7 @@ BEGIN
                WHERE i.inhparent = 'traces'::regclass AND c.relname = part) THEN
         RETURN;
     END IF;
-    IF EXISTS (SELECT 1 FROM traces_default WHERE started_at_ms >= lo AND started_at_ms < hi) THEN
-        EXECUTE format('CREATE TABLE %I (LIKE traces INCLUDING DEFAULTS)', part || '_moving');
-        EXECUTE format('WITH moved AS (DELETE FROM traces_default WHERE started_at_ms >= %s AND started_at_ms < %s RETURNING *) '
-                       'INSERT INTO %I SELECT * FROM moved', lo, hi, part || '_moving');
-        EXECUTE format('ALTER TABLE %I RENAME TO %I', part || '_moving', part);
-        EXECUTE format('ALTER TABLE traces ATTACH PARTITION %I FOR VALUES FROM (%s) TO (%s)', part, lo, hi);
-    ELSE
-        EXECUTE format('CREATE TABLE %I PARTITION OF traces FOR VALUES FROM (%s) TO (%s)', part, lo, hi);
-    END IF;
+    EXECUTE format('CREATE TABLE %I PARTITION OF traces FOR VALUES FROM (%s) TO (%s)', part, lo, hi);
 END $$;
 
 SELECT keel_trace_partition(d)
