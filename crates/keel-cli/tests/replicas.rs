@@ -12,74 +12,13 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::Replica;
+use common::{redis_cleanup, redis_limits_config as config, redis_prefix, Replica};
 
 use serde_json::{json, Value};
-
-const REDIS: &str = "redis://127.0.0.1:6379";
 
 /// Every mock reply is 20 tokens and "hi there" is 6 prompt tokens, so one call with
 /// `max_tokens = 20` costs 6×150 + 20×600 = 12,900 nano-dollars.
 const COST: i64 = 12_900;
-
-/// A fresh key prefix in a reachable Redis, or `None` to skip.
-fn redis_prefix(test: &str) -> Option<String> {
-    let reachable = redis::Client::open(REDIS)
-        .and_then(|c| c.get_connection())
-        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-    if let Err(e) = reachable {
-        if std::env::var("KEEL_SKIP_REDIS").as_deref() == Ok("1") {
-            eprintln!("skipping (KEEL_SKIP_REDIS=1): no Redis at {REDIS}: {e}");
-            return None;
-        }
-        panic!("no Redis at {REDIS} ({e}): start it, or set KEEL_SKIP_REDIS=1 to skip");
-    }
-    Some(format!("keel-test-{test}-{}:", std::process::id()))
-}
-
-/// Delete every key under `prefix`.
-fn redis_cleanup(prefix: &str) {
-    let Ok(mut c) = redis::Client::open(REDIS).and_then(|c| c.get_connection()) else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut c)
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<i64, _> = redis::cmd("DEL").arg(keys).query(&mut c);
-    }
-}
-
-fn config(prefix: &str, limits: &str) -> String {
-    format!(
-        r#"
-[gateway]
-listen = "127.0.0.1:0"
-store = "STORE"
-
-[providers.local]
-kind = "mock"
-[providers.local.mock]
-output_tokens = 20
-
-[models.mock-1]
-provider = "local"
-upstream_model = "mock-1"
-input_price_per_mtok = 0.15
-output_price_per_mtok = 0.60
-
-[limits]
-backend = "redis"
-redis_url = "{REDIS}"
-key_prefix = "{prefix}"
-# These tests are about what is admitted, not Redis latency: 200 calls at once on a
-# loaded 2-core machine can keep a Lua round trip past the 250 ms default.
-backend_timeout = "5s"
-{limits}
-"#
-    )
-}
 
 /// One call to each replica for another tenant, so both hold a Redis connection and
 /// loaded scripts before the burst (which replica wins the race is then up to timing

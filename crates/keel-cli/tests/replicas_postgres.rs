@@ -18,7 +18,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{stderr, stdout, write_prompt, Replica, SUPPORT_ANSWER};
+use common::{
+    redis_cleanup, redis_limits_config, redis_prefix, stderr, stdout, write_prompt, Replica,
+    SUPPORT_ANSWER,
+};
 use keel_store::testing::{CutProxy, TestDb};
 use serde_json::{json, Value};
 
@@ -388,32 +391,6 @@ output_price_per_mtok = 0.60
     assert_eq!(keel_store::count_traces(&conn).unwrap(), 120);
 }
 
-async fn redis_conn() -> Option<redis::aio::MultiplexedConnection> {
-    if std::env::var_os("KEEL_SKIP_REDIS").is_some() {
-        return None;
-    }
-    let client = redis::Client::open("redis://127.0.0.1:6379").ok()?;
-    tokio::time::timeout(
-        Duration::from_secs(2),
-        client.get_multiplexed_async_connection(),
-    )
-    .await
-    .ok()?
-    .ok()
-}
-
-async fn delete_prefix(conn: &mut redis::aio::MultiplexedConnection, prefix: &str) -> usize {
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(conn)
-        .await
-        .unwrap();
-    for k in &keys {
-        let _: () = redis::cmd("DEL").arg(k).query_async(conn).await.unwrap();
-    }
-    keys.len()
-}
-
 /// A call for tenant acme (20 tokens out: 12,900 nanos, 13,800 reserved).
 async fn acme_call(url: &str) -> u16 {
     reqwest::Client::new()
@@ -451,51 +428,24 @@ async fn settled(url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_settle_one_budget_and_postgres_reseeds_redis_when_it_loses_the_key() {
-    let Some(mut redis) = redis_conn().await else {
-        eprintln!("no Redis at 127.0.0.1:6379; skipped");
+    let Some(prefix) = redis_prefix("pg-budget") else {
         return;
     };
     let db = TestDb::new();
     let dir = tempfile::tempdir().unwrap();
-    let prefix = format!(
-        "keel-test-{}-{}:",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    // Ten calls fit the budget (13,800 nanos reserved, 12,900 spent each).
-    let cfg = format!(
+    // Ten calls fit the budget (13,800 nanos reserved, 12,900 spent each); both replicas
+    // on the one database instead of a file each.
+    let cfg = redis_limits_config(
+        &prefix,
         r#"
-[gateway]
-listen = "127.0.0.1:0"
-store = "{}"
-
-[providers.local]
-kind = "mock"
-[providers.local.mock]
-output_tokens = 20
-
-[models.mock-1]
-provider = "local"
-upstream_model = "mock-1"
-input_price_per_mtok = 0.15
-output_price_per_mtok = 0.60
-
-[limits]
-backend = "redis"
-redis_url = "redis://127.0.0.1:6379"
-key_prefix = "{prefix}"
-
 [[budgets]]
 name = "acme-hard"
 scope = "tenant=acme"
 limit_usd = 0.000135
 window = "month"
 "#,
-        db.url()
-    );
+    )
+    .replace("\"STORE\"", &format!("\"{}\"", db.url()));
     let mut a = Replica::start(dir.path(), "a", &cfg);
     let mut b = Replica::start(dir.path(), "b", &cfg);
     let urls = [a.url.clone(), b.url.clone()];
@@ -515,7 +465,7 @@ window = "month"
 
     // Redis loses the budget (a restart without persistence): the replicas re-seed it
     // from the spend both recorded in PostgreSQL, not from zero.
-    assert!(delete_prefix(&mut redis, &prefix).await > 0);
+    assert!(redis_cleanup(&prefix) > 0);
     let mut again: i64 = 0;
     for i in 0..20 {
         if acme_call(&urls[i % 2]).await == 200 {
@@ -528,7 +478,7 @@ window = "month"
     );
     a.stop();
     b.stop();
-    delete_prefix(&mut redis, &prefix).await;
+    redis_cleanup(&prefix);
 
     // The spend both replicas recorded in the one store: every admitted call, once.
     let store = keel_store::Store::open(&db.url()).unwrap();

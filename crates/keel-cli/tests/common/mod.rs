@@ -224,3 +224,70 @@ impl Drop for Replica {
         self.stop();
     }
 }
+
+/// The Redis the replica tests share limits through (key prefixes of their own).
+pub const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// A fresh key prefix in a reachable Redis, or `None` to skip.
+pub fn redis_prefix(test: &str) -> Option<String> {
+    let reachable = redis::Client::open(REDIS)
+        .and_then(|c| c.get_connection())
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+    if let Err(e) = reachable {
+        if std::env::var("KEEL_SKIP_REDIS").as_deref() == Ok("1") {
+            eprintln!("skipping (KEEL_SKIP_REDIS=1): no Redis at {REDIS}: {e}");
+            return None;
+        }
+        panic!("no Redis at {REDIS} ({e}): start it, or set KEEL_SKIP_REDIS=1 to skip");
+    }
+    Some(format!("keel-test-{test}-{}:", std::process::id()))
+}
+
+/// Delete every key under `prefix`; how many there were.
+pub fn redis_cleanup(prefix: &str) -> usize {
+    let Ok(mut c) = redis::Client::open(REDIS).and_then(|c| c.get_connection()) else {
+        return 0;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut c)
+        .unwrap_or_default();
+    let n = keys.len();
+    if n > 0 {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(keys).query(&mut c);
+    }
+    n
+}
+
+/// Two replicas' config with limits in Redis under `prefix`, plus `limits` (budgets, rate
+/// limits). `STORE` is each replica's own SQLite file ([`Replica::start`]); replace it
+/// with a PostgreSQL URL for one shared store.
+pub fn redis_limits_config(prefix: &str, limits: &str) -> String {
+    format!(
+        r#"
+[gateway]
+listen = "127.0.0.1:0"
+store = "STORE"
+
+[providers.local]
+kind = "mock"
+[providers.local.mock]
+output_tokens = 20
+
+[models.mock-1]
+provider = "local"
+upstream_model = "mock-1"
+input_price_per_mtok = 0.15
+output_price_per_mtok = 0.60
+
+[limits]
+backend = "redis"
+redis_url = "{REDIS}"
+key_prefix = "{prefix}"
+# These tests are about what is admitted, not Redis latency: 200 calls at once on a
+# loaded 2-core machine can keep a Lua round trip past the 250 ms default.
+backend_timeout = "5s"
+{limits}
+"#
+    )
+}

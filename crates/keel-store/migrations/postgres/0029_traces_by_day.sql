@@ -90,10 +90,10 @@ CREATE TABLE traces (
     otel_span_id        TEXT COLLATE "C",
     otel_parent_span_id TEXT COLLATE "C",
     usage_estimated     BIGINT  NOT NULL DEFAULT 0,
-    client_request_id   TEXT COLLATE "C"
-,
+    client_request_id   TEXT COLLATE "C",
     PRIMARY KEY (rowid, started_at_ms)
 ) PARTITION BY RANGE (started_at_ms);
+
 -- The partition of the UTC day `day_ms` falls on, created when missing. Callers hold the
 -- trace write lock, so two replicas never create the same day at once.
 CREATE FUNCTION keel_trace_partition(day_ms BIGINT) RETURNS VOID LANGUAGE plpgsql AS $$
