@@ -9,7 +9,7 @@
 //! stretch of time admits at most `limit + limit × minutes` (a 60-second span right after
 //! an idle spell can see up to twice the limit; a busy bucket never more than the rate).
 //! The same arithmetic runs in-process (`backend::local`) and in Redis's Lua script
-//! (`backend/gcra.lua`); a test checks they agree.
+//! (`backend/admit.lua`); a test checks they agree.
 
 use std::time::Duration;
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use keel_core::money::Nanos;
 
 use crate::alerts::{AlertNotice, AlertState};
-use crate::backend::{BucketSpec, RateSpec};
+use crate::backend::{BucketSpec, RateSpec, Settlement};
 use crate::governor::{now_ms, BucketMeta, Governor};
 
 pub struct Ticket {
@@ -94,26 +94,27 @@ fn spawn(inner: Inner, cost: Nanos, tokens: u64) {
 
 async fn run(inner: Inner, cost: Nanos, tokens: u64) {
     let g = &inner.gov;
-    if !inner.tokens.is_empty() {
-        let delta = i64::try_from(tokens).unwrap_or(i64::MAX)
-            - i64::try_from(inner.charged_tokens).unwrap_or(i64::MAX);
-        if delta != 0 {
-            let now_us = now_ms().saturating_mul(1000);
-            for spec in &inner.tokens {
-                if let Err(e) = g.backend.adjust(spec, delta, now_us).await {
-                    tracing::debug!(error = %e, "cannot correct a token rate limit");
-                }
-            }
-        }
-    }
-    if inner.buckets.is_empty() || (inner.reserved.0 == 0 && cost.0 == 0) {
+    let token_delta = if inner.tokens.is_empty() {
+        0
+    } else {
+        i64::try_from(tokens).unwrap_or(i64::MAX)
+            - i64::try_from(inner.charged_tokens).unwrap_or(i64::MAX)
+    };
+    let budgets = !inner.buckets.is_empty() && (inner.reserved.0 != 0 || cost.0 != 0);
+    if token_delta == 0 && !budgets {
         return;
     }
-    let after = match g
-        .backend
-        .settle(&inner.buckets, &inner.id, inner.reserved, cost)
-        .await
-    {
+    // Token correction and settlement together: one round trip to a shared ledger.
+    let settlement = Settlement {
+        token_rates: if token_delta == 0 { &[] } else { &inner.tokens },
+        token_delta,
+        buckets: if budgets { &inner.buckets } else { &[] },
+        reservation: &inner.id,
+        reserved: inner.reserved,
+        actual: cost,
+        now_ms: now_ms(),
+    };
+    let after = match g.backend.finish(settlement).await {
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(error = %e, "cannot settle a budget reservation; it lapses with its hold");

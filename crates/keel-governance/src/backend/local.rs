@@ -11,8 +11,11 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use keel_core::money::Nanos;
 
-use super::{Acquire, BucketSpec, RateSpec, Reserve};
-use crate::gcra;
+use super::{Admit, Ask, BucketSpec, RateSpec, Settlement};
+use crate::gcra::{self, RateState, Refusal};
+
+/// Rate charges taken so far: each TAT and what was added to it (to give back).
+type Charges = Vec<(Arc<AtomicI64>, i64)>;
 
 #[derive(Debug)]
 struct Cell {
@@ -58,7 +61,39 @@ impl Local {
         });
     }
 
-    pub fn reserve(&self, buckets: &[BucketSpec], amount: Nanos, _now_ms: i64) -> Reserve {
+    /// Rate limits, then the budget reservation; a budget that refuses gives the rate
+    /// charges back, so a refused call is charged nowhere (as in Redis).
+    pub fn admit(&self, ask: Ask<'_>) -> Admit {
+        let now_us = ask.now_ms.saturating_mul(1000);
+        let (charges, states) = match self.charge(ask.rates, now_us) {
+            Ok(c) => c,
+            Err((index, why)) => return Admit::RateRefused { index, why },
+        };
+        if let Some(b) = ask.budget {
+            if let Some(blocked) = self.reserve(b.buckets, b.amount) {
+                for (t, added) in charges {
+                    t.fetch_sub(added, Ordering::AcqRel);
+                }
+                return blocked;
+            }
+        }
+        Admit::Admitted(states)
+    }
+
+    /// Correct the token buckets, then settle the budgets.
+    pub fn finish(&self, s: Settlement<'_>) -> Vec<Nanos> {
+        if s.token_delta != 0 {
+            let now_us = s.now_ms.saturating_mul(1000);
+            for r in s.token_rates {
+                self.adjust(r, s.token_delta, now_us);
+            }
+        }
+        self.settle(s.buckets, s.reserved, s.actual)
+    }
+
+    /// Reserve `amount` in every bucket; `Some(Blocked)` (nothing reserved) when one
+    /// would overrun.
+    fn reserve(&self, buckets: &[BucketSpec], amount: Nanos) -> Option<Admit> {
         let cells: Vec<Arc<Cell>> = buckets.iter().map(|b| self.cell(b)).collect();
         for (c, b) in cells.iter().zip(buckets) {
             c.window_end_ms.store(b.window_end_ms, Ordering::Relaxed);
@@ -72,17 +107,17 @@ impl Local {
                 for c in &cells {
                     c.reserved.fetch_sub(amount.0, Ordering::AcqRel);
                 }
-                return Reserve::Blocked {
+                return Some(Admit::Blocked {
                     index: i,
                     spent: Nanos(spent),
                     reserved: Nanos(reserved - amount.0),
-                };
+                });
             }
         }
-        Reserve::Admitted
+        None
     }
 
-    pub fn settle(&self, buckets: &[BucketSpec], reserved: Nanos, actual: Nanos) -> Vec<Nanos> {
+    fn settle(&self, buckets: &[BucketSpec], reserved: Nanos, actual: Nanos) -> Vec<Nanos> {
         buckets
             .iter()
             .map(|b| {
@@ -115,8 +150,14 @@ impl Local {
             .clone()
     }
 
-    pub fn acquire(&self, rates: &[RateSpec], now_us: i64) -> Acquire {
-        let mut taken: Vec<(Arc<AtomicI64>, i64)> = Vec::with_capacity(rates.len());
+    /// Charge every rate bucket or none: the charges taken and the buckets' states, or
+    /// the first bucket that refuses.
+    fn charge(
+        &self,
+        rates: &[RateSpec],
+        now_us: i64,
+    ) -> Result<(Charges, Vec<RateState>), (usize, Refusal)> {
+        let mut taken: Charges = Vec::with_capacity(rates.len());
         let mut states = Vec::with_capacity(rates.len());
         for (i, r) in rates.iter().enumerate() {
             let tat = self.tat(&r.id);
@@ -141,15 +182,15 @@ impl Local {
                         for (t, added) in taken {
                             t.fetch_sub(added, Ordering::AcqRel);
                         }
-                        return Acquire::Refused { index: i, why };
+                        return Err((i, why));
                     }
                 }
             }
         }
-        Acquire::Admitted(states)
+        Ok((taken, states))
     }
 
-    pub fn adjust(&self, rate: &RateSpec, delta: i64, now_us: i64) {
+    fn adjust(&self, rate: &RateSpec, delta: i64, now_us: i64) {
         let tat = self.tat(&rate.id);
         let step = delta.saturating_mul(gcra::interval_us(rate.per_minute));
         let _ = tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
@@ -167,7 +208,9 @@ impl Local {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::BudgetAsk;
     use std::sync::Barrier;
+    use std::time::Duration;
 
     fn bucket(id: &str, limit: i64) -> BucketSpec {
         BucketSpec {
@@ -175,6 +218,32 @@ mod tests {
             limit: Some(Nanos(limit)),
             window_end_ms: i64::MAX,
             source: None,
+        }
+    }
+
+    fn ask<'a>(rates: &'a [RateSpec], buckets: &'a [BucketSpec], amount: i64) -> Ask<'a> {
+        Ask {
+            rates,
+            budget: (!buckets.is_empty()).then_some(BudgetAsk {
+                buckets,
+                amount: Nanos(amount),
+                reservation: "r",
+                hold: Duration::from_secs(60),
+                seeds: None,
+            }),
+            now_ms: 0,
+        }
+    }
+
+    fn settlement<'a>(buckets: &'a [BucketSpec], reserved: i64, actual: i64) -> Settlement<'a> {
+        Settlement {
+            token_rates: &[],
+            token_delta: 0,
+            buckets,
+            reservation: "r",
+            reserved: Nanos(reserved),
+            actual: Nanos(actual),
+            now_ms: 0,
         }
     }
 
@@ -191,9 +260,9 @@ mod tests {
                     let mut admitted = 0;
                     for _ in 0..1000 {
                         let bs = [bucket("a", 1_000), bucket("b", 5_000)];
-                        if l.reserve(&bs, Nanos(7), 0) == Reserve::Admitted {
+                        if matches!(l.admit(ask(&[], &bs, 7)), Admit::Admitted(_)) {
                             admitted += 1;
-                            l.settle(&bs, Nanos(7), Nanos(7));
+                            l.finish(settlement(&bs, 7, 7));
                         }
                     }
                     admitted
@@ -210,37 +279,66 @@ mod tests {
         assert_eq!(local.usage(&["b".into()])[0].0, spent);
     }
 
+    fn both(cost: u64) -> Vec<RateSpec> {
+        vec![
+            RateSpec {
+                id: "rpm".into(),
+                per_minute: 100,
+                cost: 1,
+            },
+            RateSpec {
+                id: "tpm".into(),
+                per_minute: 1_000,
+                cost,
+            },
+        ]
+    }
+
     #[test]
     fn a_refused_rate_bucket_charges_none_of_the_others() {
         let l = Local::new();
-        let both = |cost| {
-            vec![
-                RateSpec {
-                    id: "rpm".into(),
-                    per_minute: 100,
-                    cost: 1,
-                },
-                RateSpec {
-                    id: "tpm".into(),
-                    per_minute: 1_000,
-                    cost,
-                },
-            ]
-        };
-        assert!(matches!(l.acquire(&both(900), 0), Acquire::Admitted(_)));
         assert!(matches!(
-            l.acquire(&both(200), 0),
-            Acquire::Refused { index: 1, .. }
+            l.admit(ask(&both(900), &[], 0)),
+            Admit::Admitted(_)
         ));
-        match l.acquire(&both(100), 0) {
-            Acquire::Admitted(states) => {
+        assert!(matches!(
+            l.admit(ask(&both(200), &[], 0)),
+            Admit::RateRefused { index: 1, .. }
+        ));
+        match l.admit(ask(&both(100), &[], 0)) {
+            Admit::Admitted(states) => {
                 assert_eq!(states[0].remaining, 98, "the refused call took no request");
                 assert_eq!(states[1].remaining, 0);
             }
             other => panic!("{other:?}"),
         }
         // Giving tokens back makes room.
-        l.adjust(&both(0)[1], -500, 0);
-        assert!(matches!(l.acquire(&both(400), 0), Acquire::Admitted(_)));
+        let mut give_back = settlement(&[], 0, 0);
+        let tpm = [both(0)[1].clone()];
+        give_back.token_rates = &tpm;
+        give_back.token_delta = -500;
+        l.finish(give_back);
+        assert!(matches!(
+            l.admit(ask(&both(400), &[], 0)),
+            Admit::Admitted(_)
+        ));
+    }
+
+    #[test]
+    fn a_call_a_budget_refuses_is_charged_no_rate() {
+        let l = Local::new();
+        let tight = [bucket("t", 10)];
+        assert!(matches!(
+            l.admit(ask(&both(100), &tight, 11)),
+            Admit::Blocked { index: 0, .. }
+        ));
+        match l.admit(ask(&both(100), &tight, 10)) {
+            Admit::Admitted(states) => {
+                assert_eq!(states[0].remaining, 99, "the refused call took no request");
+                assert_eq!(states[1].remaining, 900, "nor tokens");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(l.usage(&["t".into()])[0], (Nanos(0), Nanos(10)));
     }
 }

@@ -7,6 +7,12 @@
 //! or none — and refuses when `spent + reserved + worst case > limit`; the call's end
 //! settles the reservation to its real cost. So concurrent calls cannot overrun a hard
 //! budget by more than the amount by which their real costs exceed their reservations.
+//!
+//! A call costs a shared ledger two round trips, whatever it is limited by: one
+//! [`Backend::admit`] (rate limits and budget reservation in one script; a call refused
+//! anywhere is charged nowhere) and one [`Backend::finish`] after the response, off the
+//! request path (token correction and settlement in one script). Only a bucket the
+//! ledger lost costs a third: it is re-seeded from the store and asked again.
 
 pub mod local;
 pub mod redis;
@@ -40,20 +46,58 @@ pub struct SpendSource {
     pub start_ms: i64,
 }
 
-/// The outcome of a reservation.
+/// What one call asks of the limits at admission: its rate buckets and, when it is
+/// priced and falls in budgets, a reservation of its worst-case cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub rates: &'a [RateSpec],
+    pub budget: Option<BudgetAsk<'a>>,
+    pub now_ms: i64,
+}
+
+/// Reserve `amount` in every bucket (all or none) under the id `reservation`, lapsing
+/// after `hold` if never settled.
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetAsk<'a> {
+    pub buckets: &'a [BucketSpec],
+    pub amount: Nanos,
+    pub reservation: &'a str,
+    pub hold: Duration,
+    /// The spend to start each missing bucket from; without them, a shared ledger
+    /// answers [`Admit::Missing`] for buckets it lost that have a [`SpendSource`].
+    pub seeds: Option<&'a [Nanos]>,
+}
+
+/// The outcome of an admission. Whatever refuses, nothing was charged or reserved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reserve {
-    /// The shared ledger has no record of these buckets (by index; nothing was
-    /// reserved): ask again with their spend from the store ([`Backend::reserve`]'s
-    /// `seeds`).
+pub enum Admit {
+    /// Every rate bucket charged (their states, in order) and every budget reserved.
+    Admitted(Vec<RateState>),
+    /// Rate bucket `index` refused.
+    RateRefused { index: usize, why: Refusal },
+    /// The shared ledger has no record of these budget buckets (by index): ask again
+    /// with their spend from the store ([`BudgetAsk::seeds`]).
     Missing(Vec<usize>),
-    Admitted,
-    /// Bucket `index` would overrun: what it had spent and reserved (nothing was reserved).
+    /// Budget bucket `index` would overrun: what it had spent and reserved.
     Blocked {
         index: usize,
         spent: Nanos,
         reserved: Nanos,
     },
+}
+
+/// What one finished call settles: the token rate buckets it was charged, corrected by
+/// `token_delta` (real tokens minus charged), and its budget reservation replaced by
+/// its real cost. Either part may be empty.
+#[derive(Debug, Clone, Copy)]
+pub struct Settlement<'a> {
+    pub token_rates: &'a [RateSpec],
+    pub token_delta: i64,
+    pub buckets: &'a [BucketSpec],
+    pub reservation: &'a str,
+    pub reserved: Nanos,
+    pub actual: Nanos,
+    pub now_ms: i64,
 }
 
 /// One rate-limit bucket a call is charged to.
@@ -62,14 +106,6 @@ pub struct RateSpec {
     pub id: String,
     pub per_minute: u64,
     pub cost: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Acquire {
-    /// Every bucket admitted the call; their states, in order.
-    Admitted(Vec<RateState>),
-    /// Bucket `index` refused (nothing was charged).
-    Refused { index: usize, why: Refusal },
 }
 
 /// The shared backend failed (unreachable, timed out, a script error).
@@ -98,38 +134,21 @@ impl Backend {
         }
     }
 
-    /// Reserve `amount` in every bucket or none. `seeds`: the spend to start each
-    /// missing bucket from; without them, a shared ledger answers [`Reserve::Missing`]
-    /// for buckets it lost that have a [`SpendSource`].
-    pub async fn reserve(
-        &self,
-        buckets: &[BucketSpec],
-        amount: Nanos,
-        reservation: &str,
-        hold: Duration,
-        now_ms: i64,
-        seeds: Option<&[Nanos]>,
-    ) -> Result<Reserve, BackendError> {
+    /// Rate limits and budget reservation of one call, all or nothing: one round trip
+    /// to a shared ledger.
+    pub async fn admit(&self, ask: Ask<'_>) -> Result<Admit, BackendError> {
         match self {
-            Backend::Local(l) => Ok(l.reserve(buckets, amount, now_ms)),
-            Backend::Redis(r) => {
-                r.reserve(buckets, amount, reservation, hold, now_ms, seeds)
-                    .await
-            }
+            Backend::Local(l) => Ok(l.admit(ask)),
+            Backend::Redis(r) => r.admit(ask).await,
         }
     }
 
-    /// Release `reserved` and add `actual` in each bucket; the spend after, per bucket.
-    pub async fn settle(
-        &self,
-        buckets: &[BucketSpec],
-        reservation: &str,
-        reserved: Nanos,
-        actual: Nanos,
-    ) -> Result<Vec<Nanos>, BackendError> {
+    /// Settle one finished call (one round trip to a shared ledger); the spend after,
+    /// per budget bucket.
+    pub async fn finish(&self, s: Settlement<'_>) -> Result<Vec<Nanos>, BackendError> {
         match self {
-            Backend::Local(l) => Ok(l.settle(buckets, reserved, actual)),
-            Backend::Redis(r) => r.settle(buckets, reservation, reserved, actual).await,
+            Backend::Local(l) => Ok(l.finish(s)),
+            Backend::Redis(r) => r.finish(s).await,
         }
     }
 
@@ -138,29 +157,6 @@ impl Backend {
         match self {
             Backend::Local(l) => Ok(l.usage(ids)),
             Backend::Redis(r) => r.usage(ids).await,
-        }
-    }
-
-    pub async fn acquire(&self, rates: &[RateSpec], now_us: i64) -> Result<Acquire, BackendError> {
-        match self {
-            Backend::Local(l) => Ok(l.acquire(rates, now_us)),
-            Backend::Redis(r) => r.acquire(rates, now_us).await,
-        }
-    }
-
-    /// Charge (or give back, when negative) `delta` units to a rate bucket.
-    pub async fn adjust(
-        &self,
-        rate: &RateSpec,
-        delta: i64,
-        now_us: i64,
-    ) -> Result<(), BackendError> {
-        match self {
-            Backend::Local(l) => {
-                l.adjust(rate, delta, now_us);
-                Ok(())
-            }
-            Backend::Redis(r) => r.adjust(rate, delta, now_us).await,
         }
     }
 

@@ -1,8 +1,9 @@
 //! Budgets and rate limits in Redis, shared by every gateway replica.
 //!
-//! Each operation is one Lua script (`reserve.lua`, `settle.lua`, `gcra.lua`,
-//! `adjust.lua`), so it is atomic across replicas: a reservation checks and takes room in
-//! every bucket, or none. Reservations carry an expiry, so a replica that dies mid-call
+//! A call is two scripts, so two round trips: `admit.lua` (rate limits and budget
+//! reservation together, atomic across replicas: it charges and reserves in every
+//! bucket, or none) and `finish.lua` (token correction and settlement, after the
+//! response). Scripts run by hash (`EVALSHA`), loaded on first use. Reservations carry an expiry, so a replica that dies mid-call
 //! cannot hold budget forever. A bucket that does not exist yet starts from the spend
 //! this replica found in its store at startup (its seed). Keys are
 //! `<prefix>b:<bucket>` (a hash), `<prefix>b:<bucket>:r` (reservations) and
@@ -18,7 +19,7 @@ use keel_core::money::Nanos;
 use redis::aio::ConnectionManager;
 use redis::{Client, Script};
 
-use super::{Acquire, BackendError, BucketSpec, RateSpec, Reserve};
+use super::{Admit, Ask, BackendError, Settlement};
 use crate::gcra::{RateState, Refusal};
 
 pub struct RedisBackend {
@@ -26,10 +27,8 @@ pub struct RedisBackend {
     prefix: String,
     timeout: Duration,
     seeds: DashMap<String, Nanos>,
-    reserve: Script,
-    settle: Script,
-    gcra: Script,
-    adjust: Script,
+    admit: Script,
+    finish: Script,
 }
 
 fn err(e: impl std::fmt::Display) -> BackendError {
@@ -52,10 +51,8 @@ impl RedisBackend {
             prefix: prefix.to_string(),
             timeout,
             seeds: DashMap::new(),
-            reserve: Script::new(include_str!("reserve.lua")),
-            settle: Script::new(include_str!("settle.lua")),
-            gcra: Script::new(include_str!("gcra.lua")),
-            adjust: Script::new(include_str!("adjust.lua")),
+            admit: Script::new(include_str!("admit.lua")),
+            finish: Script::new(include_str!("finish.lua")),
         })
     }
 
@@ -86,69 +83,93 @@ impl RedisBackend {
         }
     }
 
-    /// See [`super::Backend::reserve`]. A bucket whose hash is missing starts from
-    /// `seeds[i]`; without `seeds`, from this replica's start-up seed when it has no
+    fn rate_key(&self, id: &str) -> String {
+        format!("{}r:{id}", self.prefix)
+    }
+
+    /// See [`super::Backend::admit`]. A budget bucket whose hash is missing starts from
+    /// its seed; without seeds, from this replica's start-up seed when it has no
     /// [`super::SpendSource`], else the script answers which buckets are missing.
-    pub async fn reserve(
-        &self,
-        buckets: &[BucketSpec],
-        amount: Nanos,
-        reservation: &str,
-        hold: Duration,
-        now_ms: i64,
-        seeds: Option<&[Nanos]>,
-    ) -> Result<Reserve, BackendError> {
-        let mut inv = self.reserve.prepare_invoke();
-        let expiry = now_ms.saturating_add(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
-        inv.arg(now_ms).arg(amount.0).arg(reservation).arg(expiry);
-        for (i, b) in buckets.iter().enumerate() {
-            let key = self.budget_key(&b.id);
-            inv.key(&key).key(format!("{key}:r"));
-            // -1: "tell me it is missing" (the store knows its spend).
-            let seed = match (seeds.and_then(|s| s.get(i)), &b.source) {
-                (Some(s), _) => s.0,
-                (None, Some(_)) => -1,
-                (None, None) => self.seed_of(&b.id).0,
-            };
-            let ttl = if b.window_end_ms == i64::MAX {
-                0
-            } else {
-                (b.window_end_ms - now_ms).max(1) + 86_400_000
-            };
-            inv.arg(b.limit.map_or(-1, |l| l.0)).arg(seed).arg(ttl);
+    pub async fn admit(&self, ask: Ask<'_>) -> Result<Admit, BackendError> {
+        let mut inv = self.admit.prepare_invoke();
+        inv.arg(ask.now_ms.saturating_mul(1000))
+            .arg(ask.rates.len());
+        for r in ask.rates {
+            inv.key(self.rate_key(&r.id)).arg(r.per_minute).arg(r.cost);
+        }
+        let now_ms = ask.now_ms;
+        if let Some(b) = ask.budget {
+            let hold = i64::try_from(b.hold.as_millis()).unwrap_or(i64::MAX);
+            inv.arg(now_ms)
+                .arg(b.amount.0)
+                .arg(b.reservation)
+                .arg(now_ms.saturating_add(hold));
+            for (i, bucket) in b.buckets.iter().enumerate() {
+                let key = self.budget_key(&bucket.id);
+                inv.key(&key).key(format!("{key}:r"));
+                // -1: "tell me it is missing" (the store knows its spend).
+                let seed = match (b.seeds.and_then(|s| s.get(i)), &bucket.source) {
+                    (Some(s), _) => s.0,
+                    (None, Some(_)) => -1,
+                    (None, None) => self.seed_of(&bucket.id).0,
+                };
+                let ttl = if bucket.window_end_ms == i64::MAX {
+                    0
+                } else {
+                    (bucket.window_end_ms - now_ms).max(1) + 86_400_000
+                };
+                inv.arg(bucket.limit.map_or(-1, |l| l.0)).arg(seed).arg(ttl);
+            }
         }
         let out: Vec<i64> = self.run(inv).await?;
+        let index = |i: i64| usize::try_from(i - 1).unwrap_or(0);
         match out.as_slice() {
-            [0] => Ok(Reserve::Admitted),
-            [-1, missing @ ..] => Ok(Reserve::Missing(
-                missing
-                    .iter()
-                    .filter_map(|i| usize::try_from(*i - 1).ok())
+            [0, states @ ..] if states.len() == 2 * ask.rates.len() => Ok(Admit::Admitted(
+                states
+                    .chunks(2)
+                    .zip(ask.rates)
+                    .map(|(c, r)| RateState {
+                        limit: r.per_minute,
+                        remaining: u64::try_from(c[0]).unwrap_or(0),
+                        reset: Duration::from_micros(u64::try_from(c[1]).unwrap_or(0)),
+                    })
                     .collect(),
             )),
-            [i, spent, reserved] if *i >= 1 => Ok(Reserve::Blocked {
-                index: usize::try_from(*i - 1).unwrap_or(0),
+            [1, i, kind, wait] => Ok(Admit::RateRefused {
+                index: index(*i),
+                why: if *kind == 2 {
+                    Refusal::TooLarge
+                } else {
+                    Refusal::Wait(Duration::from_micros(u64::try_from(*wait).unwrap_or(0)))
+                },
+            }),
+            [2, i, spent, reserved] => Ok(Admit::Blocked {
+                index: index(*i),
                 spent: Nanos(*spent),
                 reserved: Nanos(*reserved),
             }),
+            [3, missing @ ..] => Ok(Admit::Missing(missing.iter().map(|i| index(*i)).collect())),
             other => Err(BackendError(format!(
-                "redis: unexpected reply from reserve: {other:?}"
+                "redis: unexpected reply from the admission script: {other:?}"
             ))),
         }
     }
 
-    pub async fn settle(
-        &self,
-        buckets: &[BucketSpec],
-        reservation: &str,
-        reserved: Nanos,
-        actual: Nanos,
-    ) -> Result<Vec<Nanos>, BackendError> {
-        let mut inv = self.settle.prepare_invoke();
-        inv.arg(reservation).arg(reserved.0).arg(actual.0);
-        for b in buckets {
-            let key = self.budget_key(&b.id);
-            inv.key(&key).key(format!("{key}:r"));
+    /// See [`super::Backend::finish`].
+    pub async fn finish(&self, s: Settlement<'_>) -> Result<Vec<Nanos>, BackendError> {
+        let mut inv = self.finish.prepare_invoke();
+        inv.arg(s.now_ms.saturating_mul(1000))
+            .arg(s.token_rates.len())
+            .arg(s.token_delta);
+        for r in s.token_rates {
+            inv.key(self.rate_key(&r.id)).arg(r.per_minute);
+        }
+        if !s.buckets.is_empty() {
+            inv.arg(s.reservation).arg(s.reserved.0).arg(s.actual.0);
+            for b in s.buckets {
+                let key = self.budget_key(&b.id);
+                inv.key(&key).key(format!("{key}:r"));
+            }
         }
         let out: Vec<i64> = self.run(inv).await?;
         Ok(out.into_iter().map(Nanos).collect())
@@ -174,55 +195,6 @@ impl RedisBackend {
         }
         Ok(out)
     }
-
-    pub async fn acquire(&self, rates: &[RateSpec], now_us: i64) -> Result<Acquire, BackendError> {
-        let mut inv = self.gcra.prepare_invoke();
-        inv.arg(now_us);
-        for r in rates {
-            inv.key(format!("{}r:{}", self.prefix, r.id))
-                .arg(r.per_minute)
-                .arg(r.cost);
-        }
-        let out: Vec<i64> = self.run(inv).await?;
-        match out.split_first() {
-            Some((0, rest)) if rest.len() == 2 * rates.len() => Ok(Acquire::Admitted(
-                rest.chunks(2)
-                    .zip(rates)
-                    .map(|(c, r)| RateState {
-                        limit: r.per_minute,
-                        remaining: u64::try_from(c[0]).unwrap_or(0),
-                        reset: Duration::from_micros(u64::try_from(c[1]).unwrap_or(0)),
-                    })
-                    .collect(),
-            )),
-            Some((i, [kind, wait])) if *i >= 1 => Ok(Acquire::Refused {
-                index: usize::try_from(*i - 1).unwrap_or(0),
-                why: if *kind == 2 {
-                    Refusal::TooLarge
-                } else {
-                    Refusal::Wait(Duration::from_micros(u64::try_from(*wait).unwrap_or(0)))
-                },
-            }),
-            _ => Err(BackendError(format!(
-                "redis: unexpected reply from the rate limiter: {out:?}"
-            ))),
-        }
-    }
-
-    pub async fn adjust(
-        &self,
-        rate: &RateSpec,
-        delta: i64,
-        now_us: i64,
-    ) -> Result<(), BackendError> {
-        let mut inv = self.adjust.prepare_invoke();
-        inv.key(format!("{}r:{}", self.prefix, rate.id))
-            .arg(now_us)
-            .arg(delta)
-            .arg(rate.per_minute);
-        let _: i64 = self.run(inv).await?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -232,6 +204,7 @@ mod tests {
 
     use super::*;
     use crate::backend::local::Local;
+    use crate::backend::{BucketSpec, BudgetAsk, RateSpec};
 
     async fn redis_or_skip(prefix: &str) -> Option<RedisBackend> {
         let b = RedisBackend::new("redis://127.0.0.1:6379", prefix, Duration::from_secs(2)).ok()?;
@@ -269,6 +242,52 @@ mod tests {
         hex::encode(b)
     }
 
+    fn budget_ask<'a>(
+        buckets: &'a [BucketSpec],
+        amount: i64,
+        id: &'a str,
+        seeds: Option<&'a [Nanos]>,
+    ) -> Option<BudgetAsk<'a>> {
+        Some(BudgetAsk {
+            buckets,
+            amount: Nanos(amount),
+            reservation: id,
+            hold: Duration::from_secs(60),
+            seeds,
+        })
+    }
+
+    fn reserve<'a>(
+        buckets: &'a [BucketSpec],
+        amount: i64,
+        id: &'a str,
+        now_ms: i64,
+        seeds: Option<&'a [Nanos]>,
+    ) -> Ask<'a> {
+        Ask {
+            rates: &[],
+            budget: budget_ask(buckets, amount, id, seeds),
+            now_ms,
+        }
+    }
+
+    fn settle<'a>(
+        buckets: &'a [BucketSpec],
+        id: &'a str,
+        reserved: i64,
+        actual: i64,
+    ) -> Settlement<'a> {
+        Settlement {
+            token_rates: &[],
+            token_delta: 0,
+            buckets,
+            reservation: id,
+            reserved: Nanos(reserved),
+            actual: Nanos(actual),
+            now_ms: 1_000,
+        }
+    }
+
     #[tokio::test]
     async fn reservations_settle_lapse_and_agree_with_the_local_backend() {
         let p = prefix();
@@ -284,30 +303,15 @@ mod tests {
         };
         r.seed(&b.id, Nanos(40));
         local.seed(&b, Nanos(40));
-        let hold = Duration::from_secs(60);
+        let one = std::slice::from_ref(&b);
         for (i, want) in [(0, true), (1, true), (2, false)] {
-            let got = r
-                .reserve(
-                    std::slice::from_ref(&b),
-                    Nanos(30),
-                    &format!("r{i}"),
-                    hold,
-                    1_000,
-                    None,
-                )
-                .await
-                .unwrap();
-            assert_eq!(got == Reserve::Admitted, want, "call {i}: {got:?}");
-            assert_eq!(
-                local.reserve(std::slice::from_ref(&b), Nanos(30), 1_000),
-                got
-            );
+            let id = format!("r{i}");
+            let got = r.admit(reserve(one, 30, &id, 1_000, None)).await.unwrap();
+            assert_eq!(matches!(got, Admit::Admitted(_)), want, "call {i}: {got:?}");
+            assert_eq!(local.admit(reserve(one, 30, &id, 1_000, None)), got);
         }
         // Settling the first at a lower cost makes room for one more.
-        let after = r
-            .settle(std::slice::from_ref(&b), "r0", Nanos(30), Nanos(10))
-            .await
-            .unwrap();
+        let after = r.finish(settle(one, "r0", 30, 10)).await.unwrap();
         assert_eq!(after, vec![Nanos(50)]);
         assert_eq!(
             r.usage(std::slice::from_ref(&b.id)).await.unwrap(),
@@ -315,12 +319,10 @@ mod tests {
         );
         // An unsettled reservation lapses after its hold.
         let later = 1_000 + 61_000;
-        assert_eq!(
-            r.reserve(std::slice::from_ref(&b), Nanos(50), "r3", hold, later, None)
-                .await
-                .unwrap(),
-            Reserve::Admitted
-        );
+        assert!(matches!(
+            r.admit(reserve(one, 50, "r3", later, None)).await.unwrap(),
+            Admit::Admitted(_)
+        ));
         cleanup(&r).await;
     }
 
@@ -342,26 +344,22 @@ mod tests {
                 start_ms: 0,
             }),
         };
-        let hold = Duration::from_secs(60);
         let one = std::slice::from_ref(&b);
-        let ask = r
-            .reserve(one, Nanos(30), "a", hold, 1_000, None)
-            .await
-            .unwrap();
-        assert_eq!(ask, Reserve::Missing(vec![0]));
+        let ask = r.admit(reserve(one, 30, "a", 1_000, None)).await.unwrap();
+        assert_eq!(ask, Admit::Missing(vec![0]));
         // Nothing was created by the question.
         assert_eq!(
             r.usage(std::slice::from_ref(&b.id)).await.unwrap(),
             vec![(Nanos(0), Nanos(0))]
         );
         let seeded = r
-            .reserve(one, Nanos(30), "a", hold, 1_000, Some(&[Nanos(90)]))
+            .admit(reserve(one, 30, "a", 1_000, Some(&[Nanos(90)])))
             .await
             .unwrap();
         assert!(
             matches!(
                 seeded,
-                Reserve::Blocked {
+                Admit::Blocked {
                     spent: Nanos(90),
                     ..
                 }
@@ -370,48 +368,83 @@ mod tests {
         );
         // Once it exists, no question is asked.
         assert!(matches!(
-            r.reserve(one, Nanos(5), "b", hold, 1_000, None)
-                .await
-                .unwrap(),
-            Reserve::Admitted
+            r.admit(reserve(one, 5, "b", 1_000, None)).await.unwrap(),
+            Admit::Admitted(_)
         ));
         cleanup(&r).await;
     }
 
+    fn rates(cost: u64) -> Vec<RateSpec> {
+        vec![
+            RateSpec {
+                id: "k|rpm".into(),
+                per_minute: 5,
+                cost: 1,
+            },
+            RateSpec {
+                id: "k|tpm".into(),
+                per_minute: 100,
+                cost,
+            },
+        ]
+    }
+
     #[tokio::test]
-    async fn the_lua_gcra_matches_the_rust_one() {
+    async fn the_lua_admission_matches_the_rust_one() {
         let p = prefix();
         let Some(r) = redis_or_skip(&p).await else {
             return;
         };
         let local = Local::new();
-        let rates = |cost| {
-            vec![
-                RateSpec {
-                    id: "k|rpm".into(),
-                    per_minute: 5,
-                    cost: 1,
-                },
-                RateSpec {
-                    id: "k|tpm".into(),
-                    per_minute: 100,
-                    cost,
-                },
-            ]
+        let b = BucketSpec {
+            id: "budget|k".into(),
+            limit: Some(Nanos(300)),
+            window_end_ms: i64::MAX,
+            source: None,
         };
-        let mut now = 1_700_000_000_000_000i64;
+        let one = std::slice::from_ref(&b);
+        let mut now = 1_700_000_000_000i64;
+        let (mut admitted, mut blocked, mut limited) = (0, 0, 0);
         for step in 0..40 {
             let cost = [10, 30, 5, 60][step % 4];
-            let a = r.acquire(&rates(cost), now).await.unwrap();
-            let b = local.acquire(&rates(cost), now);
-            assert_eq!(a, b, "step {step}");
-            now += 2_500_000;
+            let amount = [40, 90, 10, 200][step % 4];
+            let rs = rates(cost);
+            let id = format!("s{step}");
+            let ask = Ask {
+                rates: &rs,
+                budget: budget_ask(one, amount, &id, None),
+                now_ms: now,
+            };
+            let a = r.admit(ask).await.unwrap();
+            assert_eq!(a, local.admit(ask), "step {step}");
+            blocked += usize::from(matches!(a, Admit::Blocked { .. }));
+            limited += usize::from(matches!(a, Admit::RateRefused { .. }));
+            if matches!(a, Admit::Admitted(_)) {
+                admitted += 1;
+                // Settle half of them below their reservation, with tokens given back.
+                if step % 2 == 0 {
+                    let tpm = [rs[1].clone()];
+                    let s = Settlement {
+                        token_rates: &tpm,
+                        token_delta: -i64::try_from(cost / 2).unwrap(),
+                        buckets: one,
+                        reservation: &id,
+                        reserved: Nanos(amount),
+                        actual: Nanos(amount / 2),
+                        now_ms: now,
+                    };
+                    assert_eq!(r.finish(s).await.unwrap(), local.finish(s), "step {step}");
+                }
+            }
+            now += 1_000;
         }
-        r.adjust(&rates(0)[1], -40, now).await.unwrap();
-        local.adjust(&rates(0)[1], -40, now);
+        assert!(
+            admitted > 2 && blocked > 0 && limited > 0,
+            "the sequence admits ({admitted}), blocks on the budget ({blocked}) and on a rate ({limited})"
+        );
         assert_eq!(
-            r.acquire(&rates(30), now).await.unwrap(),
-            local.acquire(&rates(30), now)
+            r.usage(std::slice::from_ref(&b.id)).await.unwrap(),
+            local.usage(std::slice::from_ref(&b.id))
         );
         cleanup(&r).await;
     }

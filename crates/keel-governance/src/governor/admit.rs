@@ -1,8 +1,10 @@
-//! Admitting one call: spike blocks, rate limits, then budget reservations, and what
-//! happens when the limits backend cannot be reached.
+//! Admitting one call: spike blocks, then its rate limits and budget reservation in one
+//! ask of the limits backend (one round trip to Redis; a second only when Redis lost a
+//! budget bucket and it is re-seeded from the store), and what happens when the limits
+//! backend cannot be reached.
 
 use super::*;
-use crate::backend::SpendSource;
+use crate::backend::{Admit, Ask, BudgetAsk, SpendSource};
 
 impl Governor {
     /// Rate limits, then budgets; see the module doc.
@@ -71,51 +73,6 @@ impl Governor {
                 ));
             }
         }
-        let mut headers = RateHeaders::default();
-        let mut charged_tokens: Vec<RateSpec> = Vec::new();
-        if !rates.is_empty() {
-            let specs: Vec<RateSpec> = rates.iter().map(|(s, _, _)| s.clone()).collect();
-            match self.backend.acquire(&specs, now.saturating_mul(1000)).await {
-                Ok(Acquire::Admitted(states)) => {
-                    self.backend_ok();
-                    for ((spec, kind, _), st) in rates.iter().zip(states) {
-                        let slot = match kind {
-                            RateKind::Requests => &mut headers.requests,
-                            RateKind::Tokens => {
-                                charged_tokens.push(spec.clone());
-                                &mut headers.tokens
-                            }
-                        };
-                        if slot.is_none_or(|s| st.remaining < s.remaining) {
-                            *slot = Some(st);
-                        }
-                    }
-                }
-                Ok(Acquire::Refused { index, why }) => {
-                    self.backend_ok();
-                    let (spec, kind, scope) = &rates[index];
-                    let unit = match kind {
-                        RateKind::Requests => "requests",
-                        RateKind::Tokens => "tokens",
-                    };
-                    let limit = format!("{} {unit} per minute", spec.per_minute);
-                    return Err(match why {
-                        Refusal::Wait(retry_after) => GovError::RateLimited {
-                            limit,
-                            scope: scope.clone(),
-                            retry_after,
-                        },
-                        Refusal::TooLarge => GovError::TooLargeForLimit {
-                            limit,
-                            scope: scope.clone(),
-                            needed: spec.cost,
-                        },
-                    });
-                }
-                Err(e) => self.backend_failed(&e.0)?,
-            }
-        }
-
         // Budgets.
         let mut buckets: Vec<BucketSpec> = Vec::new();
         let mut metas: Vec<BucketMeta> = Vec::new();
@@ -177,77 +134,104 @@ impl Governor {
             });
         }
         let hard = buckets.iter().any(|b| b.limit.is_some());
-        let mut reserved = Nanos(0);
         let mut cap_output = None;
-        if !buckets.is_empty() {
-            if let Some(p) = price {
-                let e = get_est();
-                let amount = e.cost(&p);
-                if hard && e.output_defaulted {
-                    cap_output = u32::try_from(e.output_tokens).ok();
+        let specs: Vec<RateSpec> = rates.iter().map(|(s, _, _)| s.clone()).collect();
+        // A call falling in budgets reserves its worst case when it is priced.
+        let priced = (!buckets.is_empty()).then_some(price).flatten();
+        let amount = priced.map_or(Nanos(0), |p| get_est().cost(&p));
+        if hard && priced.is_some() && get_est().output_defaulted {
+            cap_output = u32::try_from(get_est().output_tokens).ok();
+        }
+        let id = reservation_id(request_id);
+        let ask = |seeds| Ask {
+            rates: &specs,
+            budget: priced.map(|_| BudgetAsk {
+                buckets: &buckets,
+                amount,
+                reservation: &id,
+                hold: self.hold,
+                seeds,
+            }),
+            now_ms: now,
+        };
+        let asked = !specs.is_empty() || priced.is_some();
+        let mut outcome = if asked {
+            self.backend.admit(ask(None)).await
+        } else {
+            Ok(Admit::Admitted(Vec::new()))
+        };
+        if let Ok(Admit::Missing(missing)) = &outcome {
+            // The shared ledger lost these buckets: start them again from what the
+            // store recorded, never from zero.
+            outcome = match self.spend_from_store(&buckets, missing).await {
+                Ok(seeds) => self.backend.admit(ask(Some(&seeds))).await,
+                Err(e) => Err(e),
+            };
+        }
+        let mut headers = RateHeaders::default();
+        let mut charged_tokens: Vec<RateSpec> = Vec::new();
+        let mut reserved = Nanos(0);
+        match outcome {
+            Ok(Admit::Admitted(states)) => {
+                if asked {
+                    self.backend_ok();
                 }
-                let id = reservation_id(request_id);
-                let mut reserved_now = self
-                    .backend
-                    .reserve(&buckets, amount, &id, self.hold, now, None)
-                    .await;
-                if let Ok(Reserve::Missing(missing)) = &reserved_now {
-                    // The shared ledger lost these buckets: start them again from what
-                    // the store recorded, never from zero.
-                    match self.spend_from_store(&buckets, missing).await {
-                        Ok(seeds) => {
-                            reserved_now = self
-                                .backend
-                                .reserve(&buckets, amount, &id, self.hold, now, Some(&seeds))
-                                .await;
+                reserved = amount;
+                for ((spec, kind, _), st) in rates.iter().zip(states) {
+                    let slot = match kind {
+                        RateKind::Requests => &mut headers.requests,
+                        RateKind::Tokens => {
+                            charged_tokens.push(spec.clone());
+                            &mut headers.tokens
                         }
-                        Err(e) => reserved_now = Err(e),
+                    };
+                    if slot.is_none_or(|s| st.remaining < s.remaining) {
+                        *slot = Some(st);
                     }
-                }
-                match reserved_now {
-                    Ok(Reserve::Missing(_)) => self.backend_failed(
-                        "the limits backend lost a budget bucket twice in one admission",
-                    )?,
-                    Ok(Reserve::Admitted) => {
-                        self.backend_ok();
-                        reserved = amount;
-                        return Ok(Admission {
-                            ticket: Some(Ticket::new(
-                                self.clone(),
-                                buckets,
-                                metas,
-                                id,
-                                reserved,
-                                charged_tokens,
-                                e.total_tokens(),
-                            )),
-                            rate: headers,
-                            cap_output,
-                        });
-                    }
-                    Ok(Reserve::Blocked {
-                        index,
-                        spent,
-                        reserved: held,
-                    }) => {
-                        self.backend_ok();
-                        self.give_back_tokens(&charged_tokens, e.total_tokens())
-                            .await;
-                        let m = &metas[index];
-                        let exhausted = BudgetExhausted {
-                            budget: m.name.clone(),
-                            scope: m.scope.clone(),
-                            window: m.window.as_str().to_string(),
-                            spent: spent.saturating_add(held).to_dollar_string(),
-                            limit: m.limit.to_dollar_string(),
-                            needed: amount.to_dollar_string(),
-                        };
-                        self.note_first_refusal(&buckets[index], m, spent, &exhausted);
-                        return Err(GovError::BudgetExceeded(Box::new(exhausted)));
-                    }
-                    Err(e) => self.backend_failed(&e.0)?,
                 }
             }
+            Ok(Admit::RateRefused { index, why }) => {
+                self.backend_ok();
+                let (spec, kind, scope) = &rates[index];
+                let unit = match kind {
+                    RateKind::Requests => "requests",
+                    RateKind::Tokens => "tokens",
+                };
+                let limit = format!("{} {unit} per minute", spec.per_minute);
+                return Err(match why {
+                    Refusal::Wait(retry_after) => GovError::RateLimited {
+                        limit,
+                        scope: scope.clone(),
+                        retry_after,
+                    },
+                    Refusal::TooLarge => GovError::TooLargeForLimit {
+                        limit,
+                        scope: scope.clone(),
+                        needed: spec.cost,
+                    },
+                });
+            }
+            Ok(Admit::Blocked {
+                index,
+                spent,
+                reserved: held,
+            }) => {
+                self.backend_ok();
+                let m = &metas[index];
+                let exhausted = BudgetExhausted {
+                    budget: m.name.clone(),
+                    scope: m.scope.clone(),
+                    window: m.window.as_str().to_string(),
+                    spent: spent.saturating_add(held).to_dollar_string(),
+                    limit: m.limit.to_dollar_string(),
+                    needed: amount.to_dollar_string(),
+                };
+                self.note_first_refusal(&buckets[index], m, spent, &exhausted);
+                return Err(GovError::BudgetExceeded(Box::new(exhausted)));
+            }
+            Ok(Admit::Missing(_)) => self
+                .backend_failed("the limits backend lost a budget bucket twice in one admission")?,
+            Err(e) => self.backend_failed(&e.0)?,
         }
         let tokens = est.map_or(0, |e| e.total_tokens());
         let ticket = (!buckets.is_empty() || !charged_tokens.is_empty()).then(|| {
@@ -255,7 +239,7 @@ impl Governor {
                 self.clone(),
                 buckets,
                 metas,
-                reservation_id(request_id),
+                id,
                 reserved,
                 charged_tokens,
                 tokens,
@@ -297,16 +281,6 @@ impl Governor {
             FailMode::Open => {
                 self.stats.fail_open_admits.fetch_add(1, Ordering::Relaxed);
                 Ok(())
-            }
-        }
-    }
-
-    async fn give_back_tokens(&self, charged: &[RateSpec], tokens: u64) {
-        let now_us = now_ms().saturating_mul(1000);
-        for spec in charged {
-            let delta = -i64::try_from(tokens).unwrap_or(i64::MAX);
-            if let Err(e) = self.backend.adjust(spec, delta, now_us).await {
-                tracing::debug!(error = %e, "cannot give tokens back to a rate limit");
             }
         }
     }

@@ -39,7 +39,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::alerts::{AlertNotice, AlertSink, AlertState};
-use crate::backend::{Acquire, Backend, BucketSpec, RateSpec, Reserve};
+use crate::backend::{Backend, BucketSpec, RateSpec};
 use crate::error::{BudgetExhausted, GovError};
 use crate::estimate::Estimate;
 use crate::gcra::{RateState, Refusal};
