@@ -28,6 +28,13 @@
 #   responses       POST /v1/responses (translated to a chat call; `store` on, so each
 #                   response and its conversation are also written to the store).
 #   embeddings      POST /v1/embeddings (two short inputs, 64-dimension vectors).
+#   stream          POST /v1/chat/completions with `stream: true`: the mock streams 64
+#                   content events (256 tokens, 4 per event) BENCH_CHUNK_DELAY_MS apart
+#                   (default 1) plus role, finish and usage events; the load is
+#                   `stream_load` (crates/keel-cli/examples) instead of oha, open loop at
+#                   each rate in streams per second (default rate 1000), and the report
+#                   gives time to first byte and the gaps between events, direct and
+#                   through Keel.
 #
 # BENCH_PROFILE picks what Keel does on the request path:
 #   plain           (default) one model, tracing on: the gateway's floor.
@@ -66,10 +73,20 @@ case "$API" in
         BODY='{"model":"bench-model","instructions":"You are terse.","input":"Say hello to the benchmark.","max_output_tokens":64}' ;;
   embeddings) ENDPOINT=/v1/embeddings
         BODY='{"model":"bench-model","input":["Say hello to the benchmark.","A second passage to embed."]}' ;;
-  *) echo "BENCH_API must be chat, responses or embeddings (got $API)"; exit 2;;
+  stream) ENDPOINT=/v1/chat/completions
+        BODY='{"model":"bench-model","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":256,"stream":true,"stream_options":{"include_usage":true}}'
+        RATES=${*:-1000} ;;
+  *) echo "BENCH_API must be chat, responses, embeddings or stream (got $API)"; exit 2;;
 esac
+export BENCH_API=$API
 cargo build --release -p keel-cli
 KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
+MOCK_ARGS=(--output-tokens 16)
+if [ "$API" = stream ]; then
+  cargo build --release -p keel-cli --example stream_load
+  LOADER=${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/stream_load
+  MOCK_ARGS=(--output-tokens 256 --chunk-delay-ms "${BENCH_CHUNK_DELAY_MS:-1}")
+fi
 
 WORK=$(mktemp -d)
 source "$ROOT/bench/lib.sh"
@@ -177,7 +194,7 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-"$KEEL" mock-provider --listen "127.0.0.1:$MOCK_PORT" --output-tokens 16 > "$WORK/mock.log" 2>&1 &
+"$KEEL" mock-provider --listen "127.0.0.1:$MOCK_PORT" "${MOCK_ARGS[@]}" > "$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
 KEEL_LOG=warn "$KEEL" serve --config "$WORK/keel.toml" > "$WORK/keel.log" 2>&1 &
 KEEL_PID=$!
@@ -195,9 +212,16 @@ for rate in $RATES; do
     if [ "$target" = direct ]; then port=$MOCK_PORT; else port=$KEEL_PORT; fi
     echo "rate $rate rps, round $round/$ROUNDS, $CONNS connections, $n requests -> $target"
     start=$(date +%s.%N)
-    oha -n "$n" -c "$CONNS" -q "$rate" --latency-correction --no-tui -m POST \
+    if [ "$API" = stream ]; then
+      hdr=()
+      if [ ${#AUTH[@]} -gt 0 ]; then hdr=(--header "${AUTH[1]}"); fi
+      "$LOADER" --url "http://127.0.0.1:$port$ENDPOINT" --body "$WORK/body.json" "${hdr[@]}" \
+        --rate "$rate" --seconds "$SECS" > "$WORK/$target-$rate-$round.json"
+    else
+      oha -n "$n" -c "$CONNS" -q "$rate" --latency-correction --no-tui -m POST \
         -H 'content-type: application/json' "${AUTH[@]}" -D "$WORK/body.json" --output-format json \
         "http://127.0.0.1:$port$ENDPOINT" > "$WORK/$target-$rate-$round.json"
+    fi
     end=$(date +%s.%N)
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$rate" "$target" "$round" "$n" "$start" "$end" >> "$WORK/runs.tsv"
   done
