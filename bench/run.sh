@@ -139,44 +139,10 @@ TOML
   AUTH=()
 elif [ "$PROFILE" != plain ]; then
   if [ "$PROFILE" = governed-redis ]; then
-    BACKEND=redis
-    REDIS_LINES=$(printf 'redis_url = "redis://127.0.0.1:6379"\nkey_prefix = "%s"' "$REDIS_PREFIX")
+    governed_config redis "$REDIS_PREFIX" >> "$WORK/keel.toml"
   else
-    BACKEND=local
-    REDIS_LINES=""
+    governed_config local >> "$WORK/keel.toml"
   fi
-  cat >> "$WORK/keel.toml" <<TOML
-retries = 2
-retry_backoff = "50ms"
-fallbacks = ["bench-fallback"]
-
-[models.bench-model.circuit_breaker]
-enabled = true
-
-[models.bench-fallback]
-provider = "up"
-upstream_model = "bench-model"
-input_price_per_mtok = 0.15
-output_price_per_mtok = 0.60
-
-[auth]
-mode = "required"
-
-[limits]
-backend = "$BACKEND"
-$REDIS_LINES
-
-[[budgets]]
-name = "per-tenant"
-scope = "tenant"
-limit_usd = 10000
-window = "month"
-
-[[rate_limits]]
-scope = "key"
-rpm = 10000000
-tpm = 10000000000
-TOML
   KEY=$("$KEEL" keys create --config "$WORK/keel.toml" --tenant bench --reason benchmark --json \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
   AUTH=(-H "authorization: Bearer $KEY")
@@ -198,10 +164,7 @@ trap cleanup EXIT
 MOCK_PID=$!
 KEEL_LOG=warn "$KEEL" serve --config "$WORK/keel.toml" > "$WORK/keel.log" 2>&1 &
 KEEL_PID=$!
-for url in "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/health"; do
-  for _ in $(seq 100); do curl -sf "$url" >/dev/null && break; sleep 0.1; done
-  curl -sf "$url" >/dev/null || { echo "server at $url did not start"; cat "$WORK"/*.log; exit 1; }
-done
+wait_healthy 100 "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/health"
 
 echo "$BODY" > "$WORK/body.json"
 : > "$WORK/runs.tsv"

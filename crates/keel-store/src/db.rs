@@ -21,6 +21,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::error::StoreError;
 use crate::migrations;
 use crate::sql::{is_postgres_url, Db, PgConn, Postgres};
+use crate::sqlite_pool::{IdleConnections, PooledConnection};
 
 /// How long a connection waits for another one's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,7 +37,8 @@ enum Location {
 /// An owned connection to the store, of either backend; borrow it as a [`Db`].
 #[derive(Debug)]
 pub enum Conn {
-    Sqlite(Connection),
+    /// Back to the store's idle connections when dropped.
+    Sqlite(PooledConnection),
     Postgres(PgConn),
 }
 
@@ -79,6 +81,8 @@ pub struct Store {
     schema_version: u32,
     /// Held, never used after opening: keeps a `:memory:` store alive.
     _keeper: Option<Mutex<Connection>>,
+    /// SQLite connections [`Store::conn`] handed out and got back.
+    idle: Arc<IdleConnections>,
 }
 
 impl Store {
@@ -92,6 +96,7 @@ impl Store {
                 location: Location::Postgres(pg),
                 schema_version: migrations::latest_version(),
                 _keeper: None,
+                idle: Arc::default(),
             });
         }
         let location = if path == ":memory:" {
@@ -132,15 +137,23 @@ impl Store {
             location,
             schema_version: migrations::latest_version(),
             _keeper: Some(Mutex::new(conn)),
+            idle: Arc::default(),
         })
     }
 
     /// A connection to the store, whichever backend it is on: what code written
-    /// against [`Db`] takes. Read-write; cheap on SQLite, pooled on PostgreSQL.
+    /// against [`Db`] takes. Read-write; pooled on both backends (on SQLite, idle
+    /// connections are kept: see `sqlite_pool`).
     pub fn conn(&self) -> Result<Conn, StoreError> {
         match &self.location {
             Location::Postgres(pg) => Ok(Conn::Postgres(pg.conn()?)),
-            _ => Ok(Conn::Sqlite(self.writer_connection()?)),
+            _ => {
+                let conn = match self.idle.take() {
+                    Some(c) => c,
+                    None => self.writer_connection()?,
+                };
+                Ok(Conn::Sqlite(PooledConnection::new(conn, self.idle.clone())))
+            }
         }
     }
 
@@ -265,6 +278,22 @@ mod tests {
     fn table_count(conn: &Connection) -> i64 {
         conn.query_row("SELECT COUNT(*) FROM traces", [], |r| r.get(0))
             .unwrap()
+    }
+
+    #[test]
+    fn store_connections_are_reused_once_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("keel.db").to_str().unwrap()).unwrap();
+        let first = store.conn().unwrap();
+        first.db().batch("CREATE TEMP TABLE mine (x)").unwrap();
+        // A second one while the first is in use is another connection.
+        let second = store.conn().unwrap();
+        assert!(second.db().batch("INSERT INTO mine VALUES (1)").is_err());
+        drop(second);
+        drop(first);
+        // The last one returned is the next one handed out: the first, with its table.
+        let again = store.conn().unwrap();
+        again.db().batch("INSERT INTO mine VALUES (1)").unwrap();
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub mod spans;
 pub mod spend;
 pub mod splits;
 pub mod sql;
+mod sqlite_pool;
 pub mod store_copy;
 pub mod switches;
 pub mod synth;

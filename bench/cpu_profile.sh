@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Where Keel's CPU goes at a fixed rate: a sampling profile of `keel serve` (release)
+# while oha drives it, for the plain or the governed-redis profile of bench/run.sh.
+#
+# perf samples the CPU clock (this VM has no hardware counters) of the gateway process
+# only, every thread, at 999 Hz, for the timed run; the report is flat (self time per
+# function, grouped by binary: the kernel, keel, libc), because the release build has no
+# frame pointers for call graphs. It also reads the process's CPU time from /proc before
+# and after, so the summary says how many microseconds of CPU one call costs. Written to
+# bench/profiles/cpu-PROFILE-RATE.txt with the date, machine and commit.
+#
+# Usage: bash bench/cpu_profile.sh [plain|governed-redis] [RATE] [SECONDS]
+#        (defaults: plain 5000 10; needs perf: apt-get install linux-perf)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PROFILE=${1:-plain}
+RATE=${2:-5000}
+SECS=${3:-10}
+case "$PROFILE" in plain|governed-redis) ;; *) echo "PROFILE must be plain or governed-redis (got $PROFILE)"; exit 2;; esac
+command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)"; exit 2; }
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v oha >/dev/null || { echo "installing oha (cargo install oha --locked; a few minutes)"; cargo install oha --locked; }
+source "$ROOT/bench/lib.sh"
+cargo build --release --quiet -p keel-cli
+KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
+WORK=$(mktemp -d)
+REDIS_PREFIX="keel-profile-$$:"
+MOCK_PORT=$(free_port)
+KEEL_PORT=$(free_port)
+plain_config "$KEEL_PORT" "$MOCK_PORT" "$WORK/bench.db" > "$WORK/keel.toml"
+AUTH=()
+if [ "$PROFILE" = governed-redis ]; then
+  governed_config redis "$REDIS_PREFIX" >> "$WORK/keel.toml"
+  KEY=$("$KEEL" keys create --config "$WORK/keel.toml" --tenant bench --reason profile --json \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  AUTH=(-H "authorization: Bearer $KEY")
+fi
+cleanup() {
+  kill "${KEEL_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true
+  if [ "$PROFILE" = governed-redis ]; then
+    redis-cli --scan --pattern "${REDIS_PREFIX}*" | xargs -r redis-cli del >/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+"$KEEL" mock-provider --listen "127.0.0.1:$MOCK_PORT" --output-tokens 16 > "$WORK/mock.log" 2>&1 &
+MOCK_PID=$!
+KEEL_LOG=warn "$KEEL" serve --config "$WORK/keel.toml" > "$WORK/keel.log" 2>&1 &
+KEEL_PID=$!
+wait_healthy 100 "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/health"
+BODY='{"model":"bench-model","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":64}'
+echo "$BODY" > "$WORK/body.json"
+drive() { # $1 = calls, $2 = rate
+  oha -n "$1" -c 64 -q "$2" --latency-correction --no-tui -m POST -H 'content-type: application/json' \
+      "${AUTH[@]}" -D "$WORK/body.json" --output-format json \
+      "http://127.0.0.1:$KEEL_PORT/v1/chat/completions"
+}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$KEEL_PID/stat"; }
+echo "warming up..." >&2
+drive 2000 2000 > /dev/null
+echo "profiling $PROFILE at $RATE rps for $SECS s..." >&2
+T0=$(cpu_ticks)
+perf record -e cpu-clock -F 999 -p "$KEEL_PID" -o "$WORK/perf.data" -- sleep $((SECS + 1)) 2> "$WORK/perf.log" &
+PERF_PID=$!
+sleep 0.5
+drive $((RATE * SECS)) "$RATE" > "$WORK/oha.json"
+T1=$(cpu_ticks)
+wait "$PERF_PID" || true
+perf report -i "$WORK/perf.data" --no-children --sort dso --stdio 2> /dev/null | grep '%' > "$WORK/dso.txt" || true
+perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio 2> /dev/null | grep '%' | head -60 > "$WORK/symbols.txt" || true
+
+OUT="$ROOT/bench/profiles/cpu-$PROFILE-$RATE.txt"
+python3 - "$WORK" "$T0" "$T1" "$((RATE * SECS))" "$PROFILE" "$RATE" "$OUT" <<'PY'
+import datetime, json, os, platform, subprocess, sys
+work, t0, t1, calls, profile, rate, out = sys.argv[1:]
+hz = os.sysconf("SC_CLK_TCK")
+cpu_s = (int(t1) - int(t0)) / hz
+d = json.load(open(os.path.join(work, "oha.json")))
+lat = d["latencyPercentiles"]
+codes = d.get("statusCodeDistribution") or {}
+ok = int(codes.get("200", 0))
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+lines = [
+    f"# {now}, commit {commit}: `bash bench/cpu_profile.sh {profile} {rate}` on {os.cpu_count()} cores, "
+    f"Linux {platform.release()}",
+    f"# {calls} calls at {rate} rps (oha, 64 connections; the mock and oha on the same machine): "
+    f"{ok} answered 200, p50 {lat['p50'] * 1000:.2f} ms, p99 {lat['p99'] * 1000:.2f} ms.",
+    f"# keel serve used {cpu_s:.2f} s of CPU: {cpu_s / int(calls) * 1e6:.0f} µs per call "
+    f"({cpu_s / (int(calls) / int(rate)):.2f} cores).",
+    "# perf record -e cpu-clock -F 999 (self time; flat: no frame pointers in the release build).",
+    "",
+    "## By binary",
+    "",
+] + [l.rstrip() for l in open(os.path.join(work, "dso.txt"))] + [
+    "",
+    "## Top functions (self)",
+    "",
+] + [" ".join(l.split()) for l in open(os.path.join(work, "symbols.txt"))]
+os.makedirs(os.path.dirname(out), exist_ok=True)
+open(out, "w").write("\n".join(lines) + "\n")
+print("\n".join(lines[:30]))
+print(f"written to {out}")
+PY
