@@ -68,9 +68,10 @@ def main():
             rate, target, rnd, n, start, end = line.rstrip("\n").split("\t")
             runs.setdefault((int(rate), target), []).append((int(rnd), int(n)))
     rows, sent_via_keel, rounds, unanswered = [], 0, 0, 0
+    nginx_rows = []  # (rate, direct, nginx, keel) when nginx ran in the same rounds
     for rate in sorted({r for r, _ in runs}):
         stats = {}
-        for target in ("direct", "keel"):
+        for target in [t for t in ("direct", "nginx", "keel") if (rate, t) in runs]:
             results = []
             for rnd, n in runs[(rate, target)]:
                 results.append(load(os.path.join(work, f"{target}-{rate}-{rnd}.json")))
@@ -83,6 +84,8 @@ def main():
             stats[target]["errors"] = sum(r["errors"] for r in results)
             stats[target]["p99_all"] = [r["p99"] for r in results]
         rows.append((rate, stats["direct"], stats["keel"]))
+        if "nginx" in stats:
+            nginx_rows.append((rate, stats["direct"], stats["nginx"], stats["keel"]))
     store_url = os.environ.get("BENCH_STORE_URL")
     if store_url:
         # The store on PostgreSQL: counted with psql (no driver needed here).
@@ -145,6 +148,20 @@ def main():
     # A request refused before it reached the pipeline (past max_connections) has no
     # trace; stream_load counts those apart (no response at all).
     complete = sent_via_keel - unanswered <= traces <= sent_via_keel
+    if nginx_rows:
+        lines += [
+            "\nThe same rounds through nginx (`proxy_pass` with keep-alive to the same mock, no buffering): "
+            "the thinnest real proxy hop, for reference.\n",
+            "| target rps | nginx achieved rps | nginx added p50 ms | nginx added p99 ms | Keel added p50 ms "
+            "| Keel added p99 ms | Keel p99 − nginx p99 ms | errors nginx/Keel |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for rate, d, n, k in nginx_rows:
+            lines.append(
+                f"| {rate} | {n['rps']:.0f} | {n['p50'] - d['p50']:+.2f} | {n['p99'] - d['p99']:+.2f} "
+                f"| {k['p50'] - d['p50']:+.2f} | {k['p99'] - d['p99']:+.2f} | {k['p99'] - n['p99']:+.2f} "
+                f"| {n['errors']}/{k['errors']} |"
+            )
     verdict = "OK" if complete else "MISMATCH"
     refused = f"; {unanswered} never answered (refused at the connection), so not traced" if unanswered else ""
     lines.append(f"\nTraces: {sent_via_keel} requests sent through Keel, {traces} traces stored{refused} — {verdict} "

@@ -18,6 +18,7 @@
 #        BENCH_PROFILE=governed bash bench/run.sh
 #        BENCH_API=responses bash bench/run.sh 10 500 1000 2000
 #        BENCH_STORE=postgres bash bench/run.sh 10 500 1000 2000
+#        BENCH_NGINX=0 bash bench/run.sh   (leave out the nginx reference hop)
 #
 # BENCH_STORE picks where traces go: sqlite (default, a file in the run's folder) or
 # postgres (a database of its own on the server at 127.0.0.1:5432, user postgres, created
@@ -151,7 +152,7 @@ else
 fi
 
 cleanup() {
-  kill "${KEEL_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true
+  kill "${KEEL_PID:-}" "${MOCK_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true
   if [ -n "${PGDB:-}" ]; then
     psql "$PG/test" -qc "DROP DATABASE IF EXISTS $PGDB WITH (FORCE)" >/dev/null 2>&1 || true
   fi
@@ -162,17 +163,52 @@ cleanup() {
 trap cleanup EXIT
 "$KEEL" mock-provider --listen "127.0.0.1:$MOCK_PORT" "${MOCK_ARGS[@]}" > "$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
+# The thinnest real proxy hop, measured in the same rounds when nginx is installed
+# (apt-get install nginx-light; BENCH_NGINX=0 to leave it out): proxy_pass with
+# keep-alive connections to the same mock, no buffering (streams pass as they come).
+TARGETS="direct keel"
+if [ "${BENCH_NGINX:-1}" = 1 ] && command -v nginx >/dev/null && [ "$API" != stream ]; then
+  NGINX_PORT=$(free_port)
+  mkdir -p "$WORK/nginx"
+  cat > "$WORK/nginx.conf" <<NGINX
+user root;
+worker_processes auto;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 128; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+  nginx -c "$WORK/nginx.conf" -e "$WORK/nginx.log" &
+  NGINX_PID=$!
+  TARGETS="direct nginx keel"
+fi
 KEEL_LOG=warn "$KEEL" serve --config "$WORK/keel.toml" > "$WORK/keel.log" 2>&1 &
 KEEL_PID=$!
 wait_healthy 100 "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/health"
+if [ -n "${NGINX_PORT:-}" ]; then wait_healthy 100 "http://127.0.0.1:$NGINX_PORT/health"; fi
 
 echo "$BODY" > "$WORK/body.json"
 : > "$WORK/runs.tsv"
 for rate in $RATES; do
  n=$(( rate * SECS ))
  for round in $(seq "$ROUNDS"); do
-  for target in direct keel; do
-    if [ "$target" = direct ]; then port=$MOCK_PORT; else port=$KEEL_PORT; fi
+  for target in $TARGETS; do
+    case "$target" in direct) port=$MOCK_PORT;; nginx) port=$NGINX_PORT;; *) port=$KEEL_PORT;; esac
     echo "rate $rate rps, round $round/$ROUNDS, $CONNS connections, $n requests -> $target"
     start=$(date +%s.%N)
     if [ "$API" = stream ]; then
