@@ -19,11 +19,9 @@ RATE=${2:-5000}
 SECS=${3:-10}
 case "$PROFILE" in plain|governed-redis) ;; *) echo "PROFILE must be plain or governed-redis (got $PROFILE)"; exit 2;; esac
 command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)"; exit 2; }
-export PATH="$HOME/.cargo/bin:$PATH"
-command -v oha >/dev/null || { echo "installing oha (cargo install oha --locked; a few minutes)"; cargo install oha --locked; }
 source "$ROOT/bench/lib.sh"
-cargo build --release --quiet -p keel-cli
-KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
+ensure_oha
+build_keel
 WORK=$(mktemp -d)
 REDIS_PREFIX="keel-profile-$$:"
 MOCK_PORT=$(free_port)

@@ -4,6 +4,18 @@
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# ensure_oha: oha on the PATH (installed from crates.io when missing).
+ensure_oha() {
+  export PATH="$HOME/.cargo/bin:$PATH"
+  command -v oha >/dev/null || { echo "installing oha (cargo install oha --locked; a few minutes)"; cargo install oha --locked; }
+}
+
+# build_keel: a release build of keel from the working tree; its path in $KEEL.
+build_keel() {
+  cargo build --release --quiet -p keel-cli
+  KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
+}
+
 # wait_healthy TRIES URL...: each URL answers within TRIES tenths of a second, or the
 # servers' logs ($WORK/*.log) are shown and the script stops.
 wait_healthy() {
@@ -74,4 +86,35 @@ scope = "key"
 rpm = 10000000
 tpm = 10000000000
 TOML
+}
+
+# nginx_config LISTEN_PORT MOCK_PORT DIR: an nginx.conf on stdout for the reference hop —
+# proxy_pass with keep-alive connections to the mock, no buffering (streams pass as they
+# come), no access log; pid, logs and temp files under DIR. Run it in the foreground with
+# `nginx -c FILE -e DIR/nginx.log &`.
+nginx_config() {
+  mkdir -p "$3/nginx"
+  cat <<NGINX
+user root;
+worker_processes auto;
+daemon off;
+pid $3/nginx/nginx.pid;
+error_log $3/nginx.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $3/nginx/body;
+  proxy_temp_path $3/nginx/proxy;
+  upstream mock { server 127.0.0.1:$2; keepalive 128; }
+  server {
+    listen 127.0.0.1:$1;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
 }

@@ -169,30 +169,7 @@ MOCK_PID=$!
 TARGETS="direct keel"
 if [ "${BENCH_NGINX:-1}" = 1 ] && command -v nginx >/dev/null && [ "$API" != stream ]; then
   NGINX_PORT=$(free_port)
-  mkdir -p "$WORK/nginx"
-  cat > "$WORK/nginx.conf" <<NGINX
-user root;
-worker_processes auto;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  upstream mock { server 127.0.0.1:$MOCK_PORT; keepalive 128; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location / {
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
-}
-NGINX
+  nginx_config "$NGINX_PORT" "$MOCK_PORT" "$WORK" > "$WORK/nginx.conf"
   nginx -c "$WORK/nginx.conf" -e "$WORK/nginx.log" &
   NGINX_PID=$!
   TARGETS="direct nginx keel"
