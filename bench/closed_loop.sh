@@ -23,7 +23,7 @@ KEEL_PORT=$(free_port)
 NGINX_PORT=$(free_port)
 plain_config "$KEEL_PORT" "$MOCK_PORT" "$WORK/bench.db" > "$WORK/keel.toml"
 nginx_config "$NGINX_PORT" "$MOCK_PORT" "$WORK" > "$WORK/nginx.conf"
-cleanup() { kill "${KEEL_PID:-}" "${MOCK_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; }
+cleanup() { kill "${KEEL_PID:-}" "${MOCK_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 "$KEEL" mock-provider --listen "127.0.0.1:$MOCK_PORT" --output-tokens 16 > "$WORK/mock.log" 2>&1 &
 MOCK_PID=$!

@@ -153,9 +153,10 @@ lines = [
     f"| of which the rollup rows | {pct(rollups)} |",
     f"| request path: the chat handler (parse, route, upstream call, respond) | {pct(handler)} ({handler / calls:,.0f} per call) |",
     f"| of which the upstream call (reqwest, JSON decode) | {pct(upstream)} |",
-    f"| of which moving the handler's future to the heap (axum's boxed route future: a memcpy) | {pct(boxed)} |",
+
     f"| the model-version watch (reads each new trace once, off the request path) | {pct(watch)} ({watch / calls:,.0f} per call) |",
     f"| everything else (hyper accept/IO, timers, other background tasks) | {pct(loaded - writer - handler - watch)} |",
+    f"| of which moving the handler's future to the heap (axum's boxed route future: a memcpy) | {pct(boxed)} |",
     f"| SQLite statement compilation (`sqlite3Prepare`) | {pct(prepare)} |",
     f"| heap allocations per call, all threads (`__rust_alloc` calls / calls) | {allocs / calls:,.0f} |",
     "",

@@ -58,8 +58,8 @@ SECS=${1:-10}
 shift || true
 RATES=${*:-"500 1000 2000 5000"}
 
-export PATH="$HOME/.cargo/bin:$PATH"
-command -v oha >/dev/null || { echo "installing oha (cargo install oha --locked; a few minutes)"; cargo install oha --locked; }
+source "$ROOT/bench/lib.sh"
+ensure_oha
 CONNS=${BENCH_CONNECTIONS:-64}
 PROFILE=${BENCH_PROFILE:-plain}
 case "$PROFILE" in plain|governed|governed-redis|guarded|online) ;; *) echo "BENCH_PROFILE must be plain, governed, governed-redis, guarded or online (got $PROFILE)"; exit 2;; esac
@@ -90,7 +90,6 @@ if [ "$API" = stream ]; then
 fi
 
 WORK=$(mktemp -d)
-source "$ROOT/bench/lib.sh"
 MOCK_PORT=$(free_port)
 KEEL_PORT=$(free_port)
 STORE="$WORK/bench.db"

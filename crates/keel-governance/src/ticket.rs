@@ -117,7 +117,12 @@ async fn run(inner: Inner, cost: Nanos, tokens: u64) {
     let after = match g.backend.finish(settlement).await {
         Ok(a) => a,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot settle a budget reservation; it lapses with its hold");
+            let what = match (budgets, token_delta != 0) {
+                (true, true) => "a budget reservation and a token correction",
+                (true, false) => "a budget reservation",
+                _ => "a token correction",
+            };
+            tracing::warn!(error = %e, "cannot settle {what} with the limits backend; a reservation lapses with its hold");
             return;
         }
     };

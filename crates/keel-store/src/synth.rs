@@ -253,6 +253,29 @@ pub fn generate<'c>(
         Dialect::Sqlite => db.batch("PRAGMA cache_size = -1000000; PRAGMA synchronous = OFF;")?,
         Dialect::Postgres => db.batch("SET synchronous_commit = off")?,
     }
+    let written = write_all(db, opts, &mut progress);
+    // The connection goes back to its pool: its usual settings again, whatever happened.
+    let reset = match db.dialect() {
+        Dialect::Sqlite => db.batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -2000;"),
+        Dialect::Postgres => db.batch("SET synchronous_commit = on"),
+    };
+    let written = written?;
+    reset?;
+    // Planner statistics, as a store that has been serving would have them (the writer
+    // refreshes them hourly); sampled, so quick.
+    match db.dialect() {
+        Dialect::Sqlite => db.batch("PRAGMA analysis_limit = 1000; ANALYZE;")?,
+        Dialect::Postgres => db.batch("ANALYZE")?,
+    }
+    Ok(written)
+}
+
+/// The traces of [`generate`], written in transactions of `opts.batch`.
+fn write_all(
+    db: Db<'_>,
+    opts: &SynthOptions,
+    progress: &mut impl FnMut(u64),
+) -> Result<u64, StoreError> {
     let mut rng = Rng(opts.seed);
     let span = i64::from(opts.days.max(1)) * 86_400_000;
     let start = opts.now_ms - span;
@@ -272,14 +295,6 @@ pub fn generate<'c>(
         trace_row::insert_batch(db, &traces)?;
         written += traces.len() as u64;
         progress(written);
-    }
-    // Planner statistics, as a store that has been serving would have them (the writer
-    // refreshes them hourly); sampled, so quick.
-    match db.dialect() {
-        Dialect::Sqlite => {
-            db.batch("PRAGMA analysis_limit = 1000; ANALYZE; PRAGMA synchronous = NORMAL;")?
-        }
-        Dialect::Postgres => db.batch("ANALYZE; SET synchronous_commit = on")?,
     }
     Ok(written)
 }

@@ -10,7 +10,7 @@
 -- Returns {0, remaining_1, reset_us_1, ...} (admitted: rates charged, budgets reserved),
 -- {1, i, kind, wait_us} (rate bucket i refuses; kind 1: wait, 2: the cost exceeds the
 -- limit), {2, i, spent, reserved} (budget bucket i would overrun), or {3, i...} (budget
--- buckets missing: ask again with their seeds; nothing touched).
+-- buckets missing: ask again with their seeds; nothing touched). Rates are checked first.
 -- Same arithmetic as gcra.rs and local.rs (rate times in microseconds, period 60 s).
 local period = 60000000
 local now_us = tonumber(ARGV[1])
@@ -20,17 +20,6 @@ local nb = (#KEYS - nr) / 2
 local function hash(j) return KEYS[nr + 2 * j - 1] end
 local function set(j) return KEYS[nr + 2 * j] end
 local function barg(j, k) return ARGV[base + 4 + 3 * (j - 1) + k] end
-
--- A lost budget bucket the caller can re-seed from its store: ask before anything.
-if nb > 0 then
-  local missing = {3}
-  for j = 1, nb do
-    if tonumber(barg(j, 2)) < 0 and redis.call('EXISTS', hash(j)) == 0 then
-      table.insert(missing, j)
-    end
-  end
-  if #missing > 1 then return missing end
-end
 
 -- Rate limits: compute every new TAT, charge none yet.
 local tats = {}
@@ -45,6 +34,18 @@ for i = 1, nr do
     return {1, i, 1, new_tat - now_us - period}
   end
   tats[i] = new_tat
+end
+
+-- A lost budget bucket the caller can re-seed from its store: ask before touching any
+-- (after the rate limits, which only read: a call they refuse costs no store query).
+if nb > 0 then
+  local missing = {3}
+  for j = 1, nb do
+    if tonumber(barg(j, 2)) < 0 and redis.call('EXISTS', hash(j)) == 0 then
+      table.insert(missing, j)
+    end
+  end
+  if #missing > 1 then return missing end
 end
 
 -- Budgets: start new buckets, lapse reservations nobody settled (a crashed replica),

@@ -6,7 +6,8 @@
 -- ARGV: now_us, number of rate buckets, token delta (negative gives tokens back), then
 --       per rate bucket its per_minute; then reservation id, reserved amount, actual cost
 --       (absent with no budget buckets).
--- Returns every budget bucket's spend after the call. A TAT never moves before now.
+-- Returns every budget bucket's spend after the call (0 for a bucket Redis no longer
+-- holds: left for the next admission to re-seed). A TAT never moves before now.
 local period = 60000000
 local now_us = tonumber(ARGV[1])
 local nr = tonumber(ARGV[2])
@@ -26,10 +27,17 @@ if nb > 0 then
   local actual = tonumber(ARGV[base + 3])
   for j = 1, nb do
     local h, z = KEYS[nr + 2 * j - 1], KEYS[nr + 2 * j]
-    if redis.call('ZREM', z, member) == 1 then
-      redis.call('HINCRBY', h, 'reserved', -reserved)
+    if redis.call('EXISTS', h) == 1 then
+      if redis.call('ZREM', z, member) == 1 then
+        redis.call('HINCRBY', h, 'reserved', -reserved)
+      end
+      out[j] = redis.call('HINCRBY', h, 'spent', actual)
+    else
+      -- Lost since admission (or admitted fail-open while Redis was away): creating it
+      -- here would start it from this call alone, with no expiry; the next admission
+      -- re-seeds it from the store's recorded spend instead.
+      out[j] = 0
     end
-    out[j] = redis.call('HINCRBY', h, 'spent', actual)
   end
 end
 return out

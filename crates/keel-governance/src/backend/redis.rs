@@ -371,6 +371,17 @@ mod tests {
             r.admit(reserve(one, 5, "b", 1_000, None)).await.unwrap(),
             Admit::Admitted(_)
         ));
+        // Lost again before the call settles: settling does not bring it back from
+        // this call alone; the next admission asks for its seed again.
+        cleanup(&r).await;
+        assert_eq!(
+            r.finish(settle(one, "b", 5, 5)).await.unwrap(),
+            vec![Nanos(0)]
+        );
+        assert_eq!(
+            r.admit(reserve(one, 5, "c", 1_000, None)).await.unwrap(),
+            Admit::Missing(vec![0])
+        );
         cleanup(&r).await;
     }
 
