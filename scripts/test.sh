@@ -2,7 +2,8 @@
 # The whole test suite, as the README gives it and CI runs it:
 #   formatting, lints, unit + in-process integration tests, then end-to-end tests that
 #   drive the built `keel` binary with the official openai and anthropic Python SDKs
-#   (installed into a venv by tests/e2e/run.sh), then the dashboard in headless Chromium
+#   (installed into a venv by tests/e2e/run.sh; the SDK and CLI suites a second time with
+#   the store on PostgreSQL at 127.0.0.1:5432), then the dashboard in headless Chromium
 #   (tests/browser/run.sh installs Debian's chromium when missing; screenshots are kept in
 #   target/browser-artifacts/).
 set -euo pipefail
@@ -31,6 +32,10 @@ cargo test --workspace
 step "end-to-end (official SDKs against the built binary)"
 cargo build -p keel-cli
 KEEL_BIN="$PWD/target/debug/keel" bash tests/e2e/run.sh
+
+step "end-to-end, the store on PostgreSQL (the SDK and CLI suites; a database per gateway)"
+KEEL_E2E_STORE=postgres KEEL_BIN="$PWD/target/debug/keel" bash tests/e2e/run.sh \
+  tests/e2e/test_openai_sdk.py tests/e2e/test_anthropic_sdk.py tests/e2e/test_cli.py
 
 step "dashboard in a real browser (headless Chromium against the built binary)"
 KEEL_BIN="$PWD/target/debug/keel" bash tests/browser/run.sh

@@ -188,7 +188,7 @@ def start_mock(log_dir: Path) -> tuple[KeelProcess, int]:
     raise RuntimeError(f"could not start the mock provider: {last}")
 
 
-def gateway_config(listen_port: int, mock_port: int, store: Path) -> str:
+def gateway_config(listen_port: int, mock_port: int, store: Path | str) -> str:
     """The config every gateway of this suite runs: keys from
     crates/keel-core/src/config/raw.rs and examples/quickstart/keel.toml."""
     return f"""\
@@ -230,12 +230,44 @@ output_price_per_mtok = 0.60
 """
 
 
+# KEEL_E2E_STORE=postgres: every gateway `start_gateway` starts keeps its store in a
+# PostgreSQL database of its own (on KEEL_E2E_PG, default the local server), dropped when
+# the session ends; the default is a SQLite file in the gateway's folder. Suites that
+# run the README's walkthroughs in example folders keep the examples' own SQLite store.
+E2E_STORE = os.environ.get("KEEL_E2E_STORE", "sqlite")
+PG_SERVER = os.environ.get("KEEL_E2E_PG", "postgres://postgres@127.0.0.1:5432")
+PG_DATABASES: list[str] = []
+
+
+def psql(sql: str) -> None:
+    done = subprocess.run(["psql", f"{PG_SERVER}/test", "-qc", sql], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"psql failed on {sql!r}: {done.stderr.strip()}")
+
+
+def new_store(dir: Path) -> Path | str:
+    """Where a new gateway keeps its store: a SQLite file in `dir`, or a fresh database."""
+    if E2E_STORE != "postgres":
+        return dir / "keel.db"
+    name = f"keel_e2e_{os.getpid()}_{len(PG_DATABASES)}"
+    psql(f"CREATE DATABASE {name}")
+    PG_DATABASES.append(name)
+    return f"{PG_SERVER}/{name}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def drop_e2e_databases():
+    yield
+    for name in PG_DATABASES:
+        psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @dataclass
 class Gateway:
     process: KeelProcess
     port: int
     config: Path
-    store: Path
+    store: Path | str
 
     @property
     def url(self) -> str:
@@ -256,10 +288,10 @@ def start_gateway(dir: Path, mock_port: int) -> Gateway:
     """`keel serve` on a free port with the suite's config in `dir`."""
     dir.mkdir(parents=True, exist_ok=True)
     last: Exception | None = None
+    store = new_store(dir)
     for _ in range(3):
         port = free_port()
         config = dir / "keel.toml"
-        store = dir / "keel.db"
         config.write_text(gateway_config(port, mock_port, store))
         p = KeelProcess("gateway", ["serve", "--config", str(config)], dir).start()
         try:
