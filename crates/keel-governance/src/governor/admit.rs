@@ -134,20 +134,26 @@ impl Governor {
             });
         }
         let hard = buckets.iter().any(|b| b.limit.is_some());
-        let mut cap_output = None;
-        let specs: Vec<RateSpec> = rates.iter().map(|(s, _, _)| s.clone()).collect();
-        // A call falling in budgets reserves its worst case when it is priced.
+        // The specs go to the backend; what each one is, for headers and messages.
+        let (specs, labels): (Vec<RateSpec>, Vec<(RateKind, String)>) = rates
+            .into_iter()
+            .map(|(spec, kind, scope)| (spec, (kind, scope)))
+            .unzip();
+        // A call falling in budgets reserves its worst case when it is priced (nothing
+        // otherwise: what its ticket holds).
         let priced = (!buckets.is_empty()).then_some(price).flatten();
-        let amount = priced.map_or(Nanos(0), |p| get_est().cost(&p));
-        if hard && priced.is_some() && get_est().output_defaulted {
-            cap_output = u32::try_from(get_est().output_tokens).ok();
-        }
+        let reserved = priced.map_or(Nanos(0), |p| get_est().cost(&p));
+        let cap_output = if hard && priced.is_some() && get_est().output_defaulted {
+            u32::try_from(get_est().output_tokens).ok()
+        } else {
+            None
+        };
         let id = reservation_id(request_id);
         let ask = |seeds| Ask {
             rates: &specs,
             budget: priced.map(|_| BudgetAsk {
                 buckets: &buckets,
-                amount,
+                amount: reserved,
                 reservation: &id,
                 hold: self.hold,
                 seeds,
@@ -170,14 +176,12 @@ impl Governor {
         }
         let mut headers = RateHeaders::default();
         let mut charged_tokens: Vec<RateSpec> = Vec::new();
-        let mut reserved = Nanos(0);
         match outcome {
             Ok(Admit::Admitted(states)) => {
                 if asked {
                     self.backend_ok();
                 }
-                reserved = amount;
-                for ((spec, kind, _), st) in rates.iter().zip(states) {
+                for ((spec, (kind, _)), st) in specs.iter().zip(&labels).zip(states) {
                     let slot = match kind {
                         RateKind::Requests => &mut headers.requests,
                         RateKind::Tokens => {
@@ -192,7 +196,7 @@ impl Governor {
             }
             Ok(Admit::RateRefused { index, why }) => {
                 self.backend_ok();
-                let (spec, kind, scope) = &rates[index];
+                let (spec, (kind, scope)) = (&specs[index], &labels[index]);
                 let unit = match kind {
                     RateKind::Requests => "requests",
                     RateKind::Tokens => "tokens",
@@ -224,7 +228,7 @@ impl Governor {
                     window: m.window.as_str().to_string(),
                     spent: spent.saturating_add(held).to_dollar_string(),
                     limit: m.limit.to_dollar_string(),
-                    needed: amount.to_dollar_string(),
+                    needed: reserved.to_dollar_string(),
                 };
                 self.note_first_refusal(&buckets[index], m, spent, &exhausted);
                 return Err(GovError::BudgetExceeded(Box::new(exhausted)));
