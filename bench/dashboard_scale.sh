@@ -18,6 +18,10 @@
 # Usage: bash bench/dashboard_scale.sh [COUNT]
 #        RUNS=9 KEEP_STORE=1 BENCH_DIR=/tmp bash bench/dashboard_scale.sh 1000000
 #        BENCH_STORE=postgres bash bench/dashboard_scale.sh
+#
+# REUSE_STORE=<path or postgres URL> times the pages on a store an earlier KEEP_STORE=1
+# run left (generation and the rollup rebuild are skipped; the store is kept), so a
+# change can be measured before and after on the same data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -59,17 +63,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "$STORE_KIND" = postgres ]; then
+if [ -n "${REUSE_STORE:-}" ]; then
+  STORE=$REUSE_STORE
+  KEEP_STORE=1
+  case "$STORE" in postgres://*|postgresql://*) STORE_KIND=postgres; PGDB=${STORE##*/} ;; *) STORE_KIND=sqlite ;; esac
+elif [ "$STORE_KIND" = postgres ]; then
   psql "$PG/test" -qc "CREATE DATABASE $PGDB" >/dev/null
   STORE="$PG/$PGDB"
 else
   STORE="$WORK/scale.db"
 fi
 
-echo "generating $COUNT traces into $STORE"
-gen_start=$(date +%s.%N)
-"$KEEL" dev gen-traces --store "$STORE" --count "$COUNT" --days 30
-gen_secs=$(python3 -c "print(round($(date +%s.%N) - $gen_start, 1))")
+if [ -n "${REUSE_STORE:-}" ]; then
+  echo "reusing the store $STORE"
+  gen_secs="(reused)"
+else
+  echo "generating $COUNT traces into $STORE"
+  gen_start=$(date +%s.%N)
+  "$KEEL" dev gen-traces --store "$STORE" --count "$COUNT" --days 30
+  gen_secs=$(python3 -c "print(round($(date +%s.%N) - $gen_start, 1))")
+fi
 if [ "$STORE_KIND" = postgres ]; then
   store_size=$(psql "$PG/test" -tAc "SELECT pg_size_pretty(pg_database_size('$PGDB'))")
 else
@@ -81,9 +94,13 @@ PY
   store_size=$(du -sh "$STORE" | cut -f1)
 fi
 # What migration 0015's backfill costs on a store this size (the same code).
-rebuild_start=$(date +%s.%N)
-"$KEEL" dev rebuild-rollups --store "$STORE"
-rebuild_secs=$(python3 -c "print(round($(date +%s.%N) - $rebuild_start, 1))")
+if [ -n "${REUSE_STORE:-}" ]; then
+  rebuild_secs="(not rerun)"
+else
+  rebuild_start=$(date +%s.%N)
+  "$KEEL" dev rebuild-rollups --store "$STORE"
+  rebuild_secs=$(python3 -c "print(round($(date +%s.%N) - $rebuild_start, 1))")
+fi
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$WORK/keel.toml" <<TOML

@@ -89,6 +89,16 @@ impl Drop for TestDb {
     }
 }
 
+/// What `SHOW name` says on a connection a pool opened on `url` gets (the session's
+/// setting, as Keel's connections see it).
+pub fn session_setting(url: &str, name: &str) -> String {
+    let pg = Postgres::new(url).unwrap();
+    let conn = pg.conn().unwrap();
+    Db::from(&conn)
+        .query_row(&format!("SHOW {name}"), &[], |r| r.get(0))
+        .unwrap()
+}
+
 /// A fresh store on each backend, named ("sqlite", "postgres"), with the PostgreSQL
 /// database's guard (`None` for SQLite): keep it alive as long as the store.
 pub fn stores() -> Vec<(&'static str, Store, Option<TestDb>)> {

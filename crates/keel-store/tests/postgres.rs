@@ -13,7 +13,7 @@ use keel_core::money::Nanos;
 use keel_core::trace::{Origin, TraceRecord, TraceStatus};
 use keel_store::rollup::{self, Counts};
 use keel_store::sql::{Db, Postgres};
-use keel_store::testing::{CutProxy, TestDb};
+use keel_store::testing::{session_setting, CutProxy, TestDb};
 use keel_store::{
     count_traces, get_trace, list_traces, spawn, spawn_postgres, Store, StoreError, TraceFilter,
     WriterOptions,
@@ -137,6 +137,20 @@ fn a_bad_url_or_an_unreachable_server_says_what_to_fix() {
         !err.contains("secret"),
         "the password is never shown: {err}"
     );
+}
+
+#[test]
+fn keels_sessions_run_without_jit_unless_the_url_asks_for_it() {
+    let db = TestDb::new();
+    let url = db.url();
+    assert_eq!(session_setting(&url, "jit"), "off");
+    // Other options in the URL are kept beside it.
+    let with_options = format!("{url}?options=-c%20work_mem%3D8MB");
+    assert_eq!(session_setting(&with_options, "jit"), "off");
+    assert_eq!(session_setting(&with_options, "work_mem"), "8MB");
+    // A URL that sets jit itself is obeyed.
+    let jit_on = format!("{url}?options=-c%20jit%3Don");
+    assert_eq!(session_setting(&jit_on, "jit"), "on");
 }
 
 #[test]

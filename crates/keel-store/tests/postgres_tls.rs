@@ -7,7 +7,7 @@
 //! so, when that server does not offer TLS.
 
 use keel_store::sql::{Db, Postgres};
-use keel_store::testing::TestDb;
+use keel_store::testing::{session_setting, TestDb};
 
 /// Whether the connection `url` opens is encrypted (the server's own view).
 fn encrypted(url: &str) -> bool {
@@ -33,11 +33,7 @@ fn server_offers_tls(db: &TestDb) -> bool {
 
 /// A server setting, read over a plain connection.
 fn setting(db: &TestDb, name: &str) -> String {
-    let pg = Postgres::new(&format!("{}?sslmode=disable", db.url())).unwrap();
-    let conn = pg.conn().unwrap();
-    Db::from(&conn)
-        .query_row(&format!("SHOW {name}"), &[], |r| r.get(0))
-        .unwrap()
+    session_setting(&format!("{}?sslmode=disable", db.url()), name)
 }
 
 #[test]

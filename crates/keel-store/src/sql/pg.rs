@@ -32,6 +32,20 @@ pub const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long opening one TCP connection may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Turn PostgreSQL's JIT compiler off for Keel's sessions, unless the URL's `options`
+/// already say something about `jit`. Keel's statements are short (indexed reads with a
+/// `LIMIT`, batched writes), but on a large table the planner's cost for a selective
+/// search passes `jit_above_cost`, and LLVM then spends 50–120 ms compiling before the
+/// first row: a dashboard search budgeted at 150 ms (`search`) took 210–270 ms on 10M
+/// traces, because the compile cannot be interrupted by `statement_timeout`.
+fn without_jit(config: &mut tokio_postgres::Config) {
+    let options = config.get_options().unwrap_or_default();
+    if !options.contains("jit") {
+        let joined = format!("{options} -c jit=off");
+        config.options(joined.trim_start());
+    }
+}
+
 /// Whether `store` names a PostgreSQL database rather than a SQLite file.
 pub fn is_postgres_url(store: &str) -> bool {
     store.starts_with("postgres://") || store.starts_with("postgresql://")
@@ -79,6 +93,7 @@ impl Postgres {
         if config.get_application_name().is_none() {
             config.application_name("keel");
         }
+        without_jit(&mut config);
         let shown = shown_url(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
