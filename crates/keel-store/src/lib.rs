@@ -54,6 +54,8 @@ pub mod retention;
 pub mod review;
 pub mod review_intake;
 pub mod rollup;
+mod rollup_cache;
+mod rollup_counts;
 pub mod scores;
 pub mod search;
 pub mod shadow;

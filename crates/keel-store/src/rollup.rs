@@ -10,7 +10,8 @@
 //!
 //! Kept exact by construction: the trace writer aggregates each batch in memory and
 //! upserts the touched rows in the batch's own transaction ([`RollupBatch`], called by
-//! `trace_row::insert_batch`); migration 0015 backfills existing traces
+//! `trace_row::insert_batch`; the SQLite writer keeps the rows of its last batch so the
+//! next reads back only the others: `rollup_cache`); migration 0015 backfills existing traces
 //! ([`rebuild_all`]). Traces are never updated or deleted by Keel today; if one is
 //! (a retention job, an operator's `DELETE` in sqlite3), triggers mark its UTC day in
 //! `trace_rollup_dirty`, and [`rebuild_dirty`] — run by the writer after each batch and
@@ -24,8 +25,9 @@ use crate::error::StoreError;
 use crate::sql::{Db, Dialect, Row, Value};
 use crate::values;
 
-use crate::histogram::Histogram;
-use crate::report::{GroupStats, Sums};
+use crate::rollup_cache::{CachedKey, RollupCache};
+pub use crate::rollup_counts::Counts;
+pub(crate) use crate::rollup_counts::COUNT_COLUMNS;
 
 /// The fine bucket: 5 minutes. The overview's windows are aligned to it.
 pub const FINE_MS: i64 = 300_000;
@@ -82,21 +84,21 @@ pub fn floor_to(ms: i64, res: i64) -> i64 {
 /// The fields of one trace that the rollups count, borrowed from a record or a row.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sample<'a> {
-    started_at_ms: i64,
-    origin: &'a str,
-    model: Option<&'a str>,
-    function: Option<&'a str>,
-    feature: Option<&'a str>,
-    tenant: Option<&'a str>,
-    variant: Option<&'a str>,
-    error: bool,
-    input_tokens: Option<u64>,
-    output_tokens: Option<u64>,
-    cost_nanos: Option<i64>,
-    unpriced: bool,
-    latency_ms: u64,
+    pub(crate) started_at_ms: i64,
+    pub(crate) origin: &'a str,
+    pub(crate) model: Option<&'a str>,
+    pub(crate) function: Option<&'a str>,
+    pub(crate) feature: Option<&'a str>,
+    pub(crate) tenant: Option<&'a str>,
+    pub(crate) variant: Option<&'a str>,
+    pub(crate) error: bool,
+    pub(crate) input_tokens: Option<u64>,
+    pub(crate) output_tokens: Option<u64>,
+    pub(crate) cost_nanos: Option<i64>,
+    pub(crate) unpriced: bool,
+    pub(crate) latency_ms: u64,
     /// Streamed calls only, as the report counts them.
-    ttft_ms: Option<u64>,
+    pub(crate) ttft_ms: Option<u64>,
 }
 
 impl<'a> Sample<'a> {
@@ -137,101 +139,6 @@ impl<'a> Sample<'a> {
         (v.filter(|v| !v.is_empty()).unwrap_or("(none)"), "")
     }
 }
-
-/// The sums and histograms of one rollup row (or of several merged).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Counts {
-    pub requests: u64,
-    pub errors: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub calls_with_usage: u64,
-    /// Priced calls only.
-    pub cost_nanos: i64,
-    pub unpriced: u64,
-    pub latency: Histogram,
-    pub ttft: Histogram,
-}
-
-impl Counts {
-    fn add(&mut self, s: &Sample<'_>) {
-        self.requests += 1;
-        self.errors += u64::from(s.error);
-        self.input_tokens = self
-            .input_tokens
-            .saturating_add(s.input_tokens.unwrap_or(0));
-        self.output_tokens = self
-            .output_tokens
-            .saturating_add(s.output_tokens.unwrap_or(0));
-        self.calls_with_usage += u64::from(s.input_tokens.is_some() || s.output_tokens.is_some());
-        if s.unpriced {
-            self.unpriced += 1;
-        } else {
-            self.cost_nanos = self.cost_nanos.saturating_add(s.cost_nanos.unwrap_or(0));
-        }
-        self.latency.add(s.latency_ms);
-        if let Some(t) = s.ttft_ms {
-            self.ttft.add(t);
-        }
-    }
-
-    pub fn merge(&mut self, o: &Counts) {
-        self.requests += o.requests;
-        self.errors += o.errors;
-        self.input_tokens = self.input_tokens.saturating_add(o.input_tokens);
-        self.output_tokens = self.output_tokens.saturating_add(o.output_tokens);
-        self.calls_with_usage += o.calls_with_usage;
-        self.cost_nanos = self.cost_nanos.saturating_add(o.cost_nanos);
-        self.unpriced += o.unpriced;
-        self.latency.merge(&o.latency);
-        self.ttft.merge(&o.ttft);
-    }
-
-    /// The report's numbers for these counts; percentiles are histogram estimates.
-    pub fn stats(&self) -> GroupStats {
-        Sums {
-            requests: self.requests,
-            errors: self.errors,
-            input_tokens: self.input_tokens,
-            output_tokens: self.output_tokens,
-            calls_with_usage: self.calls_with_usage,
-            cost_nanos: self.cost_nanos,
-            unpriced_calls: self.unpriced,
-        }
-        .stats(
-            self.latency.percentiles().unwrap_or_default(),
-            self.ttft.percentiles(),
-        )
-    }
-
-    /// Columns in the order of [`COUNT_COLUMNS`], from `first`.
-    pub(crate) fn from_row(row: &Row<'_>, first: usize) -> Result<Counts, StoreError> {
-        let n = |i: usize| -> Result<u64, StoreError> {
-            let v: i64 = row.get(first + i)?;
-            Ok(u64::try_from(v).unwrap_or(0))
-        };
-        let hist = |i: usize| -> Result<Histogram, StoreError> {
-            let bytes: Vec<u8> = row.get(first + i)?;
-            Histogram::decode(&bytes)
-                .map_err(|e| StoreError::Decode(format!("rollup histogram: {e}")))
-        };
-        Ok(Counts {
-            requests: n(0)?,
-            errors: n(1)?,
-            input_tokens: n(2)?,
-            output_tokens: n(3)?,
-            calls_with_usage: n(4)?,
-            cost_nanos: row.get(first + 5)?,
-            unpriced: n(6)?,
-            latency: hist(7)?,
-            ttft: hist(8)?,
-        })
-    }
-}
-
-/// The count columns of `trace_rollups`, in the order `Counts::from_row` reads them.
-pub(crate) const COUNT_COLUMNS: &str = "requests, errors, input_tokens, output_tokens, \
-     calls_with_usage, cost_nanos, unpriced, latency_hist, ttft_hist";
 
 const SELECT_ROW: &str = "SELECT requests, errors, input_tokens, output_tokens, \
      calls_with_usage, cost_nanos, unpriced, latency_hist, ttft_hist FROM trace_rollups \
@@ -309,55 +216,99 @@ impl<'a> RollupBatch<'a> {
     }
 
     /// Merge every row into the table (read, add, replace). Run it in the transaction
-    /// that writes the traces, so both commit or neither does.
-    pub(crate) fn write(self, db: Db<'_>) -> Result<(), StoreError> {
+    /// that writes the traces, so both commit or neither does. Rows `known` holds are
+    /// taken from it instead of read back; with `keep`, the rows as written are
+    /// returned for the writer's cache (see `rollup_cache`), with how many were known.
+    pub(crate) fn write(
+        self,
+        db: Db<'_>,
+        known: Option<&RollupCache>,
+        keep: bool,
+    ) -> Result<Written, StoreError> {
         if db.dialect() == Dialect::Postgres {
             db.execute(
                 "SELECT pg_advisory_xact_lock(?1)",
                 &[Value::Int(TRACE_WRITE_LOCK)],
             )?;
         }
-        let rows: Vec<(Key<'_>, Counts)> = self.rows.into_iter().collect();
-        let keys: Vec<Vec<Value>> = rows
+        let mut rows: Vec<(CachedKey, Counts)> = self
+            .rows
+            .into_iter()
+            .map(|(k, counts)| {
+                let value = k.value_column().into_owned();
+                (
+                    (k.res_ms, k.bucket_ms, k.origin.to_string(), k.dim, value),
+                    counts,
+                )
+            })
+            .collect();
+        let mut hits = 0;
+        let mut unknown: Vec<usize> = Vec::with_capacity(rows.len());
+        for (i, (key, counts)) in rows.iter_mut().enumerate() {
+            match known.and_then(|c| c.get(key)) {
+                Some(stored) => {
+                    counts.merge(stored);
+                    hits += 1;
+                }
+                None => unknown.push(i),
+            }
+        }
+        let keys: Vec<Vec<Value>> = unknown
             .iter()
-            .map(|(k, _)| {
+            .map(|&i| {
+                let (res_ms, bucket_ms, origin, dim, value) = &rows[i].0;
                 values![
-                    k.res_ms,
-                    k.origin,
-                    k.dim.as_str(),
-                    k.bucket_ms,
-                    k.value_column().into_owned()
+                    *res_ms,
+                    origin.as_str(),
+                    dim.as_str(),
+                    *bucket_ms,
+                    value.as_str()
                 ]
             })
             .collect();
-        // One read per row, pipelined on PostgreSQL (a round trip for the batch).
+        // One read per row not known, pipelined on PostgreSQL (a round trip for the batch).
         let stored = db.query_opt_many(SELECT_ROW, &keys, |r| Counts::from_row(r, 0))?;
-        let mut upserts = Vec::with_capacity(rows.len());
-        for ((k, mut counts), stored) in rows.into_iter().zip(stored) {
+        for (&i, stored) in unknown.iter().zip(stored) {
             if let Some(stored) = stored {
-                counts.merge(&stored);
+                rows[i].1.merge(&stored);
             }
-            let value = k.value_column().into_owned();
-            upserts.push(values![
-                k.res_ms,
-                k.origin,
-                k.dim.as_str(),
-                k.bucket_ms,
-                value,
-                counts.requests,
-                counts.errors,
-                counts.input_tokens,
-                counts.output_tokens,
-                counts.calls_with_usage,
-                counts.cost_nanos,
-                counts.unpriced,
-                counts.latency.encode(),
-                counts.ttft.encode(),
-            ]);
         }
+        let upserts: Vec<Vec<Value>> = rows
+            .iter()
+            .map(|((res_ms, bucket_ms, origin, dim, value), counts)| {
+                values![
+                    *res_ms,
+                    origin.as_str(),
+                    dim.as_str(),
+                    *bucket_ms,
+                    value.as_str(),
+                    counts.requests,
+                    counts.errors,
+                    counts.input_tokens,
+                    counts.output_tokens,
+                    counts.calls_with_usage,
+                    counts.cost_nanos,
+                    counts.unpriced,
+                    counts.latency.encode(),
+                    counts.ttft.encode(),
+                ]
+            })
+            .collect();
         db.execute_many(REPLACE_ROW, &upserts)?;
-        Ok(())
+        Ok(Written {
+            rows: if keep { rows } else { Vec::new() },
+            hits,
+        })
     }
+}
+
+/// What [`RollupBatch::write`] wrote, for the writer's cache.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    /// The rows as now stored (empty unless asked for).
+    pub(crate) rows: Vec<(CachedKey, Counts)>,
+    /// Rows taken from the cache instead of read back.
+    pub(crate) hits: u64,
 }
 
 /// The trace columns a rebuild reads, in the order `OwnedSample::from_row` reads them.
@@ -453,7 +404,7 @@ fn add_traces(db: Db<'_>, range: Option<(i64, i64)>) -> Result<u64, StoreError> 
         total += chunk.len() as u64;
         let mut batch = RollupBatch::default();
         chunk.iter().for_each(|(s, _)| batch.add(&s.sample()));
-        batch.write(db)?;
+        batch.write(db, None, false)?;
         if chunk.len() < REBUILD_CHUNK {
             return Ok(total);
         }

@@ -7,6 +7,7 @@
 
 use crate::error::StoreError;
 use crate::rollup::{RollupBatch, Sample};
+use crate::rollup_cache::{data_version, RollupCache};
 use crate::sql::{Db, Row, Value};
 use crate::values;
 use keel_core::money::Nanos;
@@ -55,7 +56,18 @@ pub(crate) fn insert_batch<'c>(
     db: impl Into<Db<'c>>,
     traces: &[TraceRecord],
 ) -> Result<(), StoreError> {
-    db.into().transaction(|tx| {
+    insert_batch_cached(db, traces, None)
+}
+
+/// [`insert_batch`] for the SQLite writer, which remembers the rollup rows it wrote so
+/// the next batch need not read them back (`rollup_cache`).
+pub(crate) fn insert_batch_cached<'c>(
+    db: impl Into<Db<'c>>,
+    traces: &[TraceRecord],
+    cache: Option<&mut RollupCache>,
+) -> Result<(), StoreError> {
+    let db = db.into();
+    let done = db.transaction(|tx| {
         if tx.dialect() == crate::sql::Dialect::Postgres {
             // Replicas take turns, so rowids follow commit order (see the lock's doc).
             tx.execute(
@@ -82,21 +94,48 @@ pub(crate) fn insert_batch<'c>(
                 tx.execute_many(INSERT_SQL, &retries)?;
             }
         }
+        // Read after the inserts: the transaction holds SQLite's write lock now, so no
+        // other commit can fall between this check and the rows' use.
+        let version = match (&cache, tx.dialect()) {
+            (Some(_), crate::sql::Dialect::Sqlite) => Some(data_version(tx)?),
+            _ => None,
+        };
+        let known = match (&cache, version) {
+            (Some(c), Some(v)) => c.valid_at(v),
+            _ => None,
+        };
         let mut rollups = RollupBatch::default();
         for t in traces {
             rollups.add(&Sample::of(t));
         }
-        if let Err(e) = tx.savepoint("rollups", |sp| rollups.write(sp)) {
-            tracing::warn!(error = %e, "cannot update the rollups for a batch; its days will be recomputed from the traces");
-            let (lo, hi) = traces.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| {
-                (lo.min(t.started_at_ms), hi.max(t.started_at_ms))
-            });
-            if lo <= hi {
-                crate::rollup::mark_dirty(tx, lo, hi.saturating_add(1))?;
+        match tx.savepoint("rollups", |sp| rollups.write(sp, known, version.is_some())) {
+            Ok(written) => Ok(version.map(|v| (written, v))),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot update the rollups for a batch; its days will be recomputed from the traces");
+                let (lo, hi) = traces.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| {
+                    (lo.min(t.started_at_ms), hi.max(t.started_at_ms))
+                });
+                if lo <= hi {
+                    crate::rollup::mark_dirty(tx, lo, hi.saturating_add(1))?;
+                }
+                Ok(None)
             }
         }
-        Ok(())
-    })
+    });
+    match (done, cache) {
+        (Ok(Some((written, version))), Some(cache)) => {
+            cache.count_hits(written.hits);
+            cache.replace(written.rows, version);
+            Ok(())
+        }
+        (done, cache) => {
+            // Nothing known to be stored as the cache would say: rolled back or failed.
+            if let Some(cache) = cache {
+                cache.clear();
+            }
+            done.map(|_| ())
+        }
+    }
 }
 
 fn fresh_id() -> String {

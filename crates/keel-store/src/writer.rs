@@ -139,7 +139,7 @@ pub fn spawn(
 ) -> Result<(TraceWriter, WriterHandle), StoreError> {
     match store.postgres() {
         Some(pg) => spawn_postgres(pg.clone(), opts),
-        None => start(Sink::Sqlite(store.writer_connection()?), opts),
+        None => start(Sink::sqlite(store.writer_connection()?), opts),
     }
 }
 

@@ -18,6 +18,7 @@ use keel_core::trace::TraceRecord;
 use rusqlite::Connection;
 
 use crate::error::StoreError;
+use crate::rollup_cache::RollupCache;
 use crate::sql::{PgConn, Postgres};
 use crate::trace_row;
 
@@ -59,7 +60,11 @@ pub(crate) enum Flushed {
 }
 
 pub(crate) enum Sink {
-    Sqlite(Connection),
+    Sqlite {
+        conn: Connection,
+        /// The rollup rows of the last batch (`rollup_cache`).
+        rollups: RollupCache,
+    },
     Postgres {
         pg: Arc<Postgres>,
         conn: Option<PgConn>,
@@ -76,10 +81,12 @@ impl Sink {
         stopping: &AtomicBool,
     ) -> Flushed {
         match self {
-            Sink::Sqlite(conn) => match trace_row::insert_batch(&*conn, batch) {
-                Ok(()) => Flushed::Written,
-                Err(e) => Flushed::Failed(e),
-            },
+            Sink::Sqlite { conn, rollups } => {
+                match trace_row::insert_batch_cached(&*conn, batch, Some(rollups)) {
+                    Ok(()) => Flushed::Written,
+                    Err(e) => Flushed::Failed(e),
+                }
+            }
             Sink::Postgres { pg, conn } => {
                 let mut backoff = BACKOFF_FIRST;
                 let mut stop_deadline: Option<Instant> = None;
@@ -120,10 +127,25 @@ impl Sink {
         }
     }
 
+    /// A sink writing to the SQLite connection `conn`.
+    pub(crate) fn sqlite(conn: Connection) -> Sink {
+        Sink::Sqlite {
+            conn,
+            rollups: RollupCache::default(),
+        }
+    }
+
     /// Recompute rollups of days whose traces changed behind the writer's back.
     pub(crate) fn repair_rollups(&mut self) {
         let result = match self {
-            Sink::Sqlite(conn) => crate::rollup::repair(&*conn),
+            Sink::Sqlite { conn, rollups } => {
+                let repaired = crate::rollup::repair(&*conn);
+                // Days recomputed (or a failed attempt): the cached rows may be stale.
+                if !matches!(repaired, Ok(0)) {
+                    rollups.clear();
+                }
+                repaired
+            }
             Sink::Postgres { pg, conn } => connected(pg, conn).and_then(crate::rollup::repair),
         };
         match result {
@@ -139,7 +161,7 @@ impl Sink {
     /// re-analyzes only the tables that changed a lot, on a sample), so searches keep
     /// their indexes. PostgreSQL's autovacuum does this itself.
     pub(crate) fn hourly(&mut self) {
-        if let Sink::Sqlite(conn) = self {
+        if let Sink::Sqlite { conn, .. } = self {
             if let Err(error) = conn.execute_batch("PRAGMA optimize") {
                 tracing::debug!(%error, "PRAGMA optimize failed");
             }
