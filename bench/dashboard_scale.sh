@@ -66,7 +66,7 @@ trap cleanup EXIT
 if [ -n "${REUSE_STORE:-}" ]; then
   STORE=$REUSE_STORE
   KEEP_STORE=1
-  case "$STORE" in postgres://*|postgresql://*) STORE_KIND=postgres; PGDB=${STORE##*/} ;; *) STORE_KIND=sqlite ;; esac
+  case "$STORE" in postgres://*|postgresql://*) STORE_KIND=postgres; PGDB=${STORE##*/}; PGDB=${PGDB%%\?*} ;; *) STORE_KIND=sqlite ;; esac
 elif [ "$STORE_KIND" = postgres ]; then
   psql "$PG/test" -qc "CREATE DATABASE $PGDB" >/dev/null
   STORE="$PG/$PGDB"

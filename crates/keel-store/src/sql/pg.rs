@@ -35,9 +35,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Turn PostgreSQL's JIT compiler off for Keel's sessions, unless the URL's `options`
 /// already say something about `jit`. Keel's statements are short (indexed reads with a
 /// `LIMIT`, batched writes), but on a large table the planner's cost for a selective
-/// search passes `jit_above_cost`, and LLVM then spends 50–120 ms compiling before the
-/// first row: a dashboard search budgeted at 150 ms (`search`) took 210–270 ms on 10M
-/// traces, because the compile cannot be interrupted by `statement_timeout`.
+/// search passes `jit_above_cost`, and LLVM then compiles the plan before the first row,
+/// which `statement_timeout` cannot interrupt: a dashboard search budgeted at 150 ms
+/// (`search`) took 227–299 ms on 10M traces with JIT and 152–160 ms without
+/// (`bench/RESULTS.md`, 2026-12-06).
 fn without_jit(config: &mut tokio_postgres::Config) {
     let options = config.get_options().unwrap_or_default();
     if !options.contains("jit") {
