@@ -44,26 +44,8 @@ KEEL_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
 KEEL_PID=$!
 wait_healthy 600 "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/health"
 
-# A keep-alive client outside valgrind: N calls over 4 connections; fails on any non-200.
-load() {
-  python3 - "$KEEL_PORT" "$1" <<'PY'
-import http.client, json, sys, threading
-port, n = int(sys.argv[1]), int(sys.argv[2])
-body = json.dumps({"model": "bench-model", "messages": [
-    {"role": "system", "content": "You are terse."},
-    {"role": "user", "content": "Say hello to the benchmark."}], "max_tokens": 64})
-bad = []
-def worker(k):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    for _ in range(k):
-        c.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
-        r = c.getresponse(); r.read()
-        if r.status != 200: bad.append(r.status)
-threads = [threading.Thread(target=worker, args=(n // 4 + (1 if i < n % 4 else 0),)) for i in range(4)]
-[t.start() for t in threads]; [t.join() for t in threads]
-if bad: sys.exit(f"{len(bad)} calls failed: {sorted(set(bad))}")
-PY
-}
+# A keep-alive client outside valgrind (lib.sh).
+load() { keepalive_load "$KEEL_PORT" "$1"; }
 
 # The total of a dump: the `summary:` (or `totals:`) line of the newest file.
 total() { grep -h -E '^(summary|totals):' "$(ls -t "$WORK"/cg.* | head -1)" | head -1 | awk '{print $2}'; }

@@ -26,6 +26,29 @@ wait_healthy() {
   done
 }
 
+# keepalive_load PORT N: N plain chat calls to 127.0.0.1:PORT over 4 keep-alive
+# connections (a Python client, so it runs outside whatever measures Keel); fails on
+# any non-200.
+keepalive_load() {
+  python3 - "$1" "$2" <<'PY'
+import http.client, json, sys, threading
+port, n = int(sys.argv[1]), int(sys.argv[2])
+body = json.dumps({"model": "bench-model", "messages": [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Say hello to the benchmark."}], "max_tokens": 64})
+bad = []
+def worker(k):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    for _ in range(k):
+        c.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+        r = c.getresponse(); r.read()
+        if r.status != 200: bad.append(r.status)
+threads = [threading.Thread(target=worker, args=(n // 4 + (1 if i < n % 4 else 0),)) for i in range(4)]
+[t.start() for t in threads]; [t.join() for t in threads]
+if bad: sys.exit(f"{len(bad)} calls failed: {sorted(set(bad))}")
+PY
+}
+
 # plain_config LISTEN_PORT MOCK_PORT STORE_PATH: the plain profile's keel.toml on stdout.
 plain_config() {
   cat <<TOML

@@ -6,6 +6,8 @@
 
 /// mimalloc: the request path allocates many small, short-lived buffers; glibc's
 /// malloc showed up at the top of the gateway's profiles.
+// The bench build that counts allocations brings its own (`bench/allocations.sh`).
+#[cfg(not(feature = "count-allocations"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

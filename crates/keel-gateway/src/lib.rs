@@ -34,10 +34,14 @@
 //! - `retention.rs` — `[retention]`: old traces and captured text removed on a schedule;
 //! - `server.rs` — start, serve, drain the trace queue on shutdown;
 //! - `connections.rs` — accepting connections under explicit limits (header-read and idle
-//!   timeouts, a connection cap, a shutdown deadline).
+//!   timeouts, a connection cap, a shutdown deadline);
+//! - `alloc_count.rs` — bench build only (feature `count-allocations`): heap allocations
+//!   per request, read at `GET /debug/allocations` (`bench/allocations.sh`).
 //!
 //! The trace writer itself lives in `keel-store` (`writer.rs`).
 
+#[cfg(feature = "count-allocations")]
+mod alloc_count;
 pub mod balance;
 pub mod breaker;
 pub mod canary;

@@ -16,7 +16,7 @@ use crate::state::AppState;
 
 /// The gateway's routes.
 pub fn router(app: Arc<AppState>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/chat/completions", post(chat::chat_completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
@@ -41,7 +41,10 @@ pub fn router(app: Arc<AppState>) -> Router {
         .merge(crate::dashboard::routes(app.clone()))
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
-        .with_state(app)
+        .with_state(app);
+    #[cfg(feature = "count-allocations")]
+    let router = crate::alloc_count::count(router);
+    router
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> axum::response::Response {
