@@ -39,7 +39,7 @@ cleanup() { kill "${KEEL_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true; rm -rf "$W
 trap cleanup EXIT
 "$KEEL" mock-provider --listen "127.0.0.1:$MOCK_PORT" --output-tokens 16 > "$WORK/mock.log" 2>&1 &
 MOCK_PID=$!
-KEEL_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
+KEEL_LOG=${KEEL_LOG:-warn} valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
   "$KEEL" serve --config "$WORK/keel.toml" > "$WORK/keel.log" 2>&1 &
 KEEL_PID=$!
 wait_healthy 600 "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/health"
@@ -75,12 +75,24 @@ LOADED=$(grep -h -E '^(summary|totals):' "$WORK/loaded" | head -1 | awk '{print 
 IDLE=$(grep -h -E '^(summary|totals):' "$WORK/idle" | head -1 | awk '{print $2}')
 callgrind_annotate --inclusive=yes --threshold=99 "$WORK/loaded" > "$WORK/annotate.txt" 2>/dev/null || true
 callgrind_annotate --tree=caller --inclusive=yes --auto=no "$WORK/loaded" > "$WORK/self.txt" 2>/dev/null || true
-[ -n "${KEEP_PROFILE:-}" ] && cp "$WORK/loaded" "$WORK/annotate.txt" "$WORK/self.txt" "$KEEP_PROFILE"/
+[ -n "${KEEP_PROFILE:-}" ] && cp "$WORK/loaded" "$WORK/annotate.txt" "$WORK/self.txt" "$WORK/keel.log" "$KEEP_PROFILE"/
 STORED=$(sqlite3 "$WORK/bench.db" 'SELECT COUNT(*) FROM traces' 2>/dev/null || echo "?")
+# Traces per batch: the writer's cost per trace falls as batches grow (a transaction and
+# the touched rollup rows per batch), and batch sizes follow how fast calls arrive under
+# valgrind — compare runs with it in view.
+METRICS=$(curl -s "http://127.0.0.1:$KEEL_PORT/metrics" || true)
+BATCH=$(python3 -c '
+import re, sys
+m = sys.argv[1]
+def v(name):
+    x = re.search(r"^keel_" + name + r"_total (\d+)", m, re.M)
+    return int(x.group(1)) if x else 0
+w, f = v("traces_written"), v("trace_flushes")
+print(f"{w / f:.1f}" if f else "?")' "$METRICS")
 
-python3 - "$WORK/annotate.txt" "$LOADED" "$IDLE" "$CALLS" "$LOADED_SECS" "$RECORD" "$ROOT" "$STORED" "$WARMUP" <<'PY'
+python3 - "$WORK/annotate.txt" "$LOADED" "$IDLE" "$CALLS" "$LOADED_SECS" "$RECORD" "$ROOT" "$STORED" "$WARMUP" "$BATCH" <<'PY'
 import datetime, os, platform, re, subprocess, sys
-ann, loaded, idle, calls, secs, record, root, stored, warmup = sys.argv[1:]
+ann, loaded, idle, calls, secs, record, root, stored, warmup, batch = sys.argv[1:]
 loaded, idle, calls = int(loaded), int(idle), int(calls)
 per_call = (loaded - idle) / calls
 rows = []
@@ -123,7 +135,7 @@ lines = [
     f"Machine: {platform.machine()}, Linux {platform.release()}. `bash bench/instructions.sh`: Keel "
     f"(release, tracing and rollups on, full capture, plain profile) under callgrind, all threads; "
     f"{warmup} warm-up calls, then {calls} calls at concurrency 4 (keep-alive client outside valgrind, "
-    f"{float(secs):.1f} s under valgrind), minus the same wait idle. Traces stored: {stored}.",
+    f"{float(secs):.1f} s under valgrind), minus the same wait idle. Traces stored: {stored}, {batch} per batch on average.",
     "",
     "| figure | value |",
     "|---|---:|",

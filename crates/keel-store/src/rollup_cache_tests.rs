@@ -124,3 +124,41 @@ fn days_the_writer_recomputes_itself_drop_what_the_cache_knew() {
     write(&mut sink, batch("b", 2));
     assert_exact(&store, "after the writer's own repair");
 }
+
+/// What the cache saves, measured rather than asserted: batches of 16 traces into a
+/// file store, with the cache and without, interleaved, in µs per batch; under
+/// callgrind, `ROLLUP_CACHE=on|off` runs one mode (instructions per batch). Run:
+/// `cargo test --release -p keel-store --lib rollup_cache_cost -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, not a check (see its doc)"]
+fn rollup_cache_cost() {
+    const BATCHES: usize = 400;
+    const SIZE: usize = 16;
+    let modes: Vec<bool> = match std::env::var("ROLLUP_CACHE").as_deref() {
+        Ok("on") => vec![true],
+        Ok("off") => vec![false],
+        _ => vec![false, true, false, true, false, true],
+    };
+    for cached in modes {
+        let dir = tempfile::tempdir().unwrap();
+        let (_store, w) = file_store(&dir);
+        let mut cache = RollupCache::default();
+        let started = std::time::Instant::now();
+        for b in 0..BATCHES {
+            let traces: Vec<TraceRecord> = (0..SIZE)
+                .map(|i| {
+                    let mut t = call(&format!("b{b}-{i}"), T0 + (b * SIZE + i) as i64, "m1");
+                    t.feature = Some(format!("f{}", i % 3));
+                    t
+                })
+                .collect();
+            insert_batch_cached(&w, &traces, cached.then_some(&mut cache)).unwrap();
+        }
+        let per_batch = started.elapsed().as_secs_f64() * 1e6 / BATCHES as f64;
+        eprintln!(
+            "cache {}: {per_batch:.0} µs per batch of {SIZE} ({} rows from the cache)",
+            if cached { "on " } else { "off" },
+            cache.hits()
+        );
+    }
+}

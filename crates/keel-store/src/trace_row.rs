@@ -124,6 +124,11 @@ pub(crate) fn insert_batch_cached<'c>(
     });
     match (done, cache) {
         (Ok(Some((written, version))), Some(cache)) => {
+            tracing::trace!(
+                rows = written.rows.len(),
+                from_cache = written.hits,
+                "rollup rows written"
+            );
             cache.count_hits(written.hits);
             cache.replace(written.rows, version);
             Ok(())
