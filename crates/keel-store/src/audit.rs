@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::error::StoreError;
-use crate::sql::{Db, Row};
+use crate::sql::{lock_id, Db, Dialect, Row, Value};
 use crate::values;
 
 /// One audit row.
@@ -36,26 +36,49 @@ pub struct NewAuditEvent<'a> {
 }
 
 /// Append one event at `at_ms`; returns its id.
+///
+/// On PostgreSQL, replicas' audit writes take turns (a transaction-scoped advisory lock,
+/// taken by the insert itself so it holds in an autocommit statement too), so ids
+/// follow commit order: "the last event" on a target ([`last_value`], [`value_before`])
+/// is the one committed last, even when two replicas record one at the same moment.
+/// No deadlock: an event is written after the change it records, so this is the last
+/// lock any transaction takes.
 pub fn record_audit<'c>(
     db: impl Into<Db<'c>>,
     at_ms: i64,
     e: &NewAuditEvent<'_>,
 ) -> Result<i64, StoreError> {
-    db.into().query_row(
-        "INSERT INTO audit_events (at_ms, actor, action, target, from_value, to_value, reason, details_json)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
-        &values![
-            at_ms,
-            e.actor,
-            e.action,
-            e.target,
-            &e.from_value,
-            &e.to_value,
-            e.reason,
-            e.details.as_ref().map(|d| d.to_string()),
-        ],
-        |r| r.get(0),
-    )
+    let db = db.into();
+    let values = values![
+        at_ms,
+        e.actor,
+        e.action,
+        e.target,
+        &e.from_value,
+        &e.to_value,
+        e.reason,
+        e.details.as_ref().map(|d| d.to_string()),
+    ];
+    match db.dialect() {
+        Dialect::Sqlite => db.query_row(
+            "INSERT INTO audit_events (at_ms, actor, action, target, from_value, to_value, reason, details_json)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+            &values,
+            |r| r.get(0),
+        ),
+        Dialect::Postgres => {
+            let mut values = values;
+            values.push(Value::Int(lock_id("audit-write")));
+            db.query_row(
+                "WITH turn AS (SELECT pg_advisory_xact_lock(?9))
+                 INSERT INTO audit_events (at_ms, actor, action, target, from_value, to_value, reason, details_json)
+                 SELECT ?1::bigint, ?2::text, ?3::text, ?4::text, ?5::text, ?6::text, ?7::text, ?8::text
+                   FROM turn RETURNING id",
+                &values,
+                |r| r.get(0),
+            )
+        }
+    }
 }
 
 /// The `to_value` of the newest `action` event on `target` (e.g. the last config hash).
@@ -226,6 +249,47 @@ mod tests {
             details: Some(serde_json::json!({"n": 1})),
             ..NewAuditEvent::default()
         }
+    }
+
+    /// Two replicas recording an event on one target at once: the one that commits
+    /// last has the larger id, so it is "the last event".
+    #[test]
+    fn on_postgresql_audit_ids_follow_commit_order() {
+        let db = crate::testing::TestDb::new();
+        let store = crate::Store::open(&db.url()).unwrap();
+        let (a, b) = (store.conn().unwrap(), store.conn().unwrap());
+        let hold = std::time::Duration::from_millis(400);
+        let (first, second, waited) = std::thread::scope(|scope| {
+            a.db()
+                .transaction(|tx| {
+                    // Replica A records its event first and commits it last.
+                    let first = record_audit(tx, 10, &event("config.load", "keel.toml", "a"))?;
+                    let replica_b = scope.spawn(move || {
+                        let started = std::time::Instant::now();
+                        let id = record_audit(b.db(), 20, &event("config.load", "keel.toml", "b"))
+                            .unwrap();
+                        (id, started.elapsed())
+                    });
+                    std::thread::sleep(hold);
+                    Ok((first, replica_b))
+                })
+                .map(|(first, replica_b)| {
+                    let (second, waited) = replica_b.join().unwrap();
+                    (first, second, waited)
+                })
+                .unwrap()
+        });
+        assert!(
+            waited >= hold / 2,
+            "replica B's insert did not wait for A's commit ({waited:?})"
+        );
+        assert!(first < second, "ids {first} then {second}");
+        assert_eq!(
+            last_value(a.db(), "config.load", "keel.toml")
+                .unwrap()
+                .as_deref(),
+            Some("b")
+        );
     }
 
     #[test]

@@ -302,7 +302,7 @@ impl<'c> Db<'c> {
 
 /// The advisory lock id of a name (FNV-1a, 64 bits): stable across builds and replicas,
 /// unlike `std`'s seeded hashers.
-fn lock_id(name: &str) -> i64 {
+pub(crate) fn lock_id(name: &str) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in b"keel:".iter().chain(name.as_bytes()) {
         h ^= u64::from(*b);

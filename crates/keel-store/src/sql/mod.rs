@@ -18,6 +18,7 @@ pub(crate) mod pg_migrations;
 pub mod pg_tls;
 mod value;
 
+pub(crate) use db::lock_id;
 pub use db::{Db, Row};
 pub use dialect::Dialect;
 pub use pg::{is_postgres_url, PgConn, Postgres};
