@@ -69,12 +69,16 @@ def main():
             runs.setdefault((int(rate), target), []).append((int(rnd), int(n)))
     rows, sent_via_keel, rounds, unanswered = [], 0, 0, 0
     nginx_rows = []  # (rate, direct, nginx, keel) when nginx ran in the same rounds
+    pg_rows = []  # (rate, direct, keel, keel-pg) when a Keel on PostgreSQL ran beside it
+    sent_via_pg = 0
     for rate in sorted({r for r, _ in runs}):
         stats = {}
-        for target in [t for t in ("direct", "nginx", "keel") if (rate, t) in runs]:
+        for target in [t for t in ("direct", "nginx", "keel", "keel-pg") if (rate, t) in runs]:
             results = []
             for rnd, n in runs[(rate, target)]:
                 results.append(load(os.path.join(work, f"{target}-{rate}-{rnd}.json")))
+                if target == "keel-pg":
+                    sent_via_pg += n
                 if target == "keel":
                     sent_via_keel += n
                     unanswered += results[-1].get("unanswered", 0)
@@ -86,6 +90,8 @@ def main():
         rows.append((rate, stats["direct"], stats["keel"]))
         if "nginx" in stats:
             nginx_rows.append((rate, stats["direct"], stats["nginx"], stats["keel"]))
+        if "keel-pg" in stats:
+            pg_rows.append((rate, stats["direct"], stats["keel"], stats["keel-pg"]))
     store_url = os.environ.get("BENCH_STORE_URL")
     if store_url:
         # The store on PostgreSQL: counted with psql (no driver needed here).
@@ -162,6 +168,28 @@ def main():
                 f"| {k['p50'] - d['p50']:+.2f} | {k['p99'] - d['p99']:+.2f} | {k['p99'] - n['p99']:+.2f} "
                 f"| {n['errors']}/{k['errors']} |"
             )
+    pg_complete = True
+    if pg_rows:
+        pg_traces = int(subprocess.run(["psql", os.environ["BENCH_PG_STORE_URL"], "-tAc", "select count(*) from traces"],
+                                       capture_output=True, text=True, check=True).stdout.strip())
+        pg_complete = pg_traces == sent_via_pg
+        lines += [
+            "\nThe same rounds through a second Keel, its store on PostgreSQL (127.0.0.1:5432, same machine; "
+            "`BENCH_STORE=both`): the two stores compared on the same minutes of the VM.\n",
+            "| target rps | Keel-PG achieved rps | SQLite added p50 ms | PostgreSQL added p50 ms "
+            "| SQLite added p99 ms | PostgreSQL added p99 ms | PostgreSQL p99 − SQLite p99 ms | errors SQLite/PostgreSQL |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for rate, d, k, g in pg_rows:
+            lines.append(
+                f"| {rate} | {g['rps']:.0f} | {k['p50'] - d['p50']:+.2f} | {g['p50'] - d['p50']:+.2f} "
+                f"| {k['p99'] - d['p99']:+.2f} | {g['p99'] - d['p99']:+.2f} | {g['p99'] - k['p99']:+.2f} "
+                f"| {k['errors']}/{g['errors']} |"
+            )
+        lines.append("\nPer-round p99 (ms), Keel on PostgreSQL: " + "; ".join(
+            f"{rate} rps: {', '.join(f'{v:.2f}' for v in g['p99_all'])}" for rate, d, k, g in pg_rows))
+        lines.append(f"\nTraces on PostgreSQL: {sent_via_pg} requests sent, {pg_traces} traces stored — "
+                     f"{'OK' if pg_complete else 'MISMATCH'} ({max(sent_via_pg - pg_traces, 0)} lost).")
     verdict = "OK" if complete else "MISMATCH"
     refused = f"; {unanswered} never answered (refused at the connection), so not traced" if unanswered else ""
     lines.append(f"\nTraces: {sent_via_keel} requests sent through Keel, {traces} traces stored{refused} — {verdict} "
@@ -177,7 +205,7 @@ def main():
             f.write("# Benchmark results\n\nAppended by `bash bench/run.sh`. Each run measures direct-to-upstream and "
                     "through-Keel in the same run, at fixed request rates.\n")
         f.write(text)
-    if not complete:
+    if not (complete and pg_complete):
         sys.exit(1)
 
 

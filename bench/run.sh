@@ -22,7 +22,9 @@
 #
 # BENCH_STORE picks where traces go: sqlite (default, a file in the run's folder) or
 # postgres (a database of its own on the server at 127.0.0.1:5432, user postgres, created
-# for the run and dropped after; BENCH_PG overrides the server URL without a database).
+# for the run and dropped after; BENCH_PG overrides the server URL without a database),
+# or both: a second Keel on PostgreSQL beside the one on SQLite, driven in the same
+# rounds (target `keel-pg`), so the two stores are compared on the same VM minutes.
 #
 # BENCH_API picks the endpoint, the same path on the mock and on Keel:
 #   chat            (default) POST /v1/chat/completions.
@@ -66,7 +68,7 @@ case "$PROFILE" in plain|governed|governed-redis|guarded|online) ;; *) echo "BEN
 ROUNDS=${ROUNDS:-3}
 API=${BENCH_API:-chat}
 STORE_KIND=${BENCH_STORE:-sqlite}
-case "$STORE_KIND" in sqlite|postgres) ;; *) echo "BENCH_STORE must be sqlite or postgres (got $STORE_KIND)"; exit 2;; esac
+case "$STORE_KIND" in sqlite|postgres|both) ;; *) echo "BENCH_STORE must be sqlite, postgres or both (got $STORE_KIND)"; exit 2;; esac
 case "$API" in
   chat) ENDPOINT=/v1/chat/completions
         BODY='{"model":"bench-model","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":64}' ;;
@@ -93,13 +95,20 @@ WORK=$(mktemp -d)
 MOCK_PORT=$(free_port)
 KEEL_PORT=$(free_port)
 STORE="$WORK/bench.db"
-if [ "$STORE_KIND" = postgres ]; then
+if [ "$STORE_KIND" != sqlite ]; then
   PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
   PGDB="keel_bench_$$"
   psql "$PG/test" -qc "CREATE DATABASE $PGDB" >/dev/null
+fi
+if [ "$STORE_KIND" = postgres ]; then
   STORE="$PG/$PGDB"
   export BENCH_STORE_URL="$STORE"
   PROFILE_LABEL="$PROFILE-postgres"
+elif [ "$STORE_KIND" = both ]; then
+  [ "$PROFILE" = plain ] || { echo "BENCH_STORE=both runs the plain profile only"; exit 2; }
+  KEEL_PG_PORT=$(free_port)
+  export BENCH_PG_STORE_URL="$PG/$PGDB"
+  plain_config "$KEEL_PG_PORT" "$MOCK_PORT" "$BENCH_PG_STORE_URL" > "$WORK/keel-pg.toml"
 fi
 plain_config "$KEEL_PORT" "$MOCK_PORT" "$STORE" > "$WORK/keel.toml"
 REDIS_PREFIX="keel-bench-$$:"
@@ -151,7 +160,7 @@ else
 fi
 
 cleanup() {
-  kill "${KEEL_PID:-}" "${MOCK_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true
+  kill "${KEEL_PID:-}" "${KEEL_PG_PID:-}" "${MOCK_PID:-}" "${NGINX_PID:-}" 2>/dev/null || true
   if [ -n "${PGDB:-}" ]; then
     psql "$PG/test" -qc "DROP DATABASE IF EXISTS $PGDB WITH (FORCE)" >/dev/null 2>&1 || true
   fi
@@ -176,6 +185,12 @@ fi
 KEEL_LOG=warn "$KEEL" serve --config "$WORK/keel.toml" > "$WORK/keel.log" 2>&1 &
 KEEL_PID=$!
 wait_healthy 100 "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/health"
+if [ -n "${KEEL_PG_PORT:-}" ]; then
+  KEEL_LOG=warn "$KEEL" serve --config "$WORK/keel-pg.toml" > "$WORK/keel-pg.log" 2>&1 &
+  KEEL_PG_PID=$!
+  wait_healthy 100 "http://127.0.0.1:$KEEL_PG_PORT/health"
+  TARGETS="$TARGETS keel-pg"
+fi
 if [ -n "${NGINX_PORT:-}" ]; then wait_healthy 100 "http://127.0.0.1:$NGINX_PORT/health"; fi
 
 echo "$BODY" > "$WORK/body.json"
@@ -184,7 +199,7 @@ for rate in $RATES; do
  n=$(( rate * SECS ))
  for round in $(seq "$ROUNDS"); do
   for target in $TARGETS; do
-    case "$target" in direct) port=$MOCK_PORT;; nginx) port=$NGINX_PORT;; *) port=$KEEL_PORT;; esac
+    case "$target" in direct) port=$MOCK_PORT;; nginx) port=$NGINX_PORT;; keel-pg) port=$KEEL_PG_PORT;; *) port=$KEEL_PORT;; esac
     echo "rate $rate rps, round $round/$ROUNDS, $CONNS connections, $n requests -> $target"
     start=$(date +%s.%N)
     if [ "$API" = stream ]; then
@@ -205,4 +220,5 @@ done
 
 # Stop Keel cleanly (drains the trace queue), then count traces.
 kill -TERM "$KEEL_PID"; wait "$KEEL_PID" || true; KEEL_PID=
+if [ -n "${KEEL_PG_PID:-}" ]; then kill -TERM "$KEEL_PG_PID"; wait "$KEEL_PG_PID" || true; KEEL_PG_PID=; fi
 python3 "$ROOT/bench/analyze.py" "$WORK" "$ROOT/bench/RESULTS.md" "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)" "${PROFILE_LABEL:-$PROFILE}" "$ENDPOINT"
