@@ -33,9 +33,8 @@ step "end-to-end (official SDKs against the built binary)"
 cargo build -p keel-cli
 KEEL_BIN="$PWD/target/debug/keel" bash tests/e2e/run.sh
 
-step "end-to-end, the store on PostgreSQL (the SDK and CLI suites; a database per gateway)"
-KEEL_E2E_STORE=postgres KEEL_BIN="$PWD/target/debug/keel" bash tests/e2e/run.sh \
-  tests/e2e/test_openai_sdk.py tests/e2e/test_anthropic_sdk.py tests/e2e/test_cli.py
+step "end-to-end, the store on PostgreSQL (every suite; a database per gateway and per copied example)"
+KEEL_E2E_STORE=postgres KEEL_BIN="$PWD/target/debug/keel" bash tests/e2e/run.sh
 
 step "dashboard in a real browser (headless Chromium against the built binary)"
 KEEL_BIN="$PWD/target/debug/keel" bash tests/browser/run.sh

@@ -233,7 +233,9 @@ output_price_per_mtok = 0.60
 # KEEL_E2E_STORE=postgres: every gateway `start_gateway` starts keeps its store in a
 # PostgreSQL database of its own (on KEEL_E2E_PG, default the local server), dropped when
 # the session ends; the default is a SQLite file in the gateway's folder. Suites that
-# run the README's walkthroughs in example folders keep the examples' own SQLite store.
+# run the README's walkthroughs in example folders call `project_store(project)`: the
+# examples' own `store = "keel.db"` then gives way to a fresh database, written into the
+# copied project's keel.toml.
 E2E_STORE = os.environ.get("KEEL_E2E_STORE", "sqlite")
 PG_SERVER = os.environ.get("KEEL_E2E_PG", "postgres://postgres@127.0.0.1:5432")
 PG_DATABASES: list[str] = []
@@ -253,6 +255,19 @@ def new_store(dir: Path) -> Path | str:
     psql(f"CREATE DATABASE {name}")
     PG_DATABASES.append(name)
     return f"{PG_SERVER}/{name}"
+
+
+def project_store(project: Path) -> None:
+    """KEEL_E2E_STORE=postgres: point a copied example's `keel.toml` at a fresh database
+    (its `store = "keel.db"` line replaced), so its `keel serve`, CLI commands and README
+    steps all share it; nothing otherwise."""
+    if E2E_STORE != "postgres":
+        return
+    config = project / "keel.toml"
+    text = config.read_text()
+    pointed, n = re.subn(r'(?m)^store = "keel\.db"', f'store = "{new_store(project)}"', text)
+    assert n == 1, f"{config} has no `store = \"keel.db\"` line to point at PostgreSQL"
+    config.write_text(pointed)
 
 
 @pytest.fixture(scope="session", autouse=True)

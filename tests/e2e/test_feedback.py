@@ -18,7 +18,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import PRICED, REPO, KeelProcess, free_port, gateway_config, run_keel
+from conftest import PRICED, REPO, KeelProcess, free_port, gateway_config, new_store, run_keel
 
 ADMIN_ENV = "KEEL_E2E_FEEDBACK_ADMIN"
 ADMIN = "e2e-feedback-admin-key"
@@ -30,7 +30,7 @@ def gw(tmp_path_factory, mock_port):
     port = free_port()
     config = dir / "keel.toml"
     config.write_text(
-        gateway_config(port, mock_port, dir / "keel.db")
+        gateway_config(port, mock_port, new_store(dir))
         + f'\n[auth]\nmode = "required"\nadmin_key_env = "{ADMIN_ENV}"\n'
     )
     os.environ[ADMIN_ENV] = ADMIN  # inherited by `keel serve`

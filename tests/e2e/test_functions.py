@@ -19,7 +19,7 @@ import anthropic
 import openai
 import pytest
 
-from conftest import KEEL_BIN, REPO, KeelProcess, free_port
+from conftest import KEEL_BIN, KeelProcess, REPO, free_port, project_store
 
 QUICKSTART = REPO / "examples" / "quickstart"
 
@@ -39,6 +39,7 @@ def quickstart(tmp_path_factory):
     shutil.copytree(QUICKSTART, project, dirs_exist_ok=True)
     for stale in project.glob("keel.db*"):
         stale.unlink()
+    project_store(project)
     port = free_port()
     proc = KeelProcess(
         "quickstart",

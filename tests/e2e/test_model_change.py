@@ -16,7 +16,7 @@ import subprocess
 
 import pytest
 
-from conftest import KEEL_BIN, REPO, free_port, readme_blocks, run_readme_commands, serve_project
+from conftest import KEEL_BIN, REPO, free_port, project_store, readme_blocks, run_readme_commands, serve_project
 
 QUICKSTART = REPO / "examples" / "quickstart"
 MARKER = "**Walkthrough: the mock changes its model.**"
@@ -27,6 +27,7 @@ def project(tmp_path):
     shutil.copytree(QUICKSTART, tmp_path, dirs_exist_ok=True)
     for stale in tmp_path.glob("keel.db*"):
         stale.unlink()
+    project_store(tmp_path)
     return tmp_path
 
 

@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import KEEL_BIN, REPO, free_port, serve_project
+from conftest import KEEL_BIN, REPO, free_port, project_store, serve_project
 
 QUICKSTART = REPO / "examples" / "quickstart"
 
@@ -39,6 +39,7 @@ def serve_quickstart(tmp_path_factory, name: str):
     shutil.copytree(QUICKSTART, project, dirs_exist_ok=True)
     for stale in project.glob("keel.db*"):
         stale.unlink()
+    project_store(project)
     port = free_port()
     proc = serve_project(project, port, name)
     yield project, port, proc

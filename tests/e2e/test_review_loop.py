@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KEEL_BIN, REPO, free_port, readme_blocks, run_readme_commands, serve_project
+from conftest import KEEL_BIN, REPO, free_port, project_store, readme_blocks, run_readme_commands, serve_project
 
 QUICKSTART = REPO / "examples" / "quickstart"
 MARKER = "**Walkthrough: a bad answer becomes a test case.**"
@@ -30,6 +30,7 @@ def project(tmp_path_factory):
     shutil.copytree(QUICKSTART, project, dirs_exist_ok=True)
     for stale in project.glob("keel.db*"):
         stale.unlink()
+    project_store(project)
     port = free_port()
     proc = serve_project(project, port, "review-loop")
     yield project, port
