@@ -42,8 +42,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-"$KEEL" mock-provider --listen "127.0.0.1:$MOCK_PORT" --output-tokens 16 > "$WORK/mock.log" 2>&1 &
-MOCK_PID=$!
+start_mock
 KEEL_LOG=warn "$KEEL" serve --config "$WORK/keel.toml" > "$WORK/keel.log" 2>&1 &
 KEEL_PID=$!
 wait_healthy 100 "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/health"

@@ -37,8 +37,7 @@ plain_config "$KEEL_PORT" "$MOCK_PORT" "$WORK/bench.db" > "$WORK/keel.toml"
 
 cleanup() { kill "${KEEL_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-"$KEEL" mock-provider --listen "127.0.0.1:$MOCK_PORT" --output-tokens 16 > "$WORK/mock.log" 2>&1 &
-MOCK_PID=$!
+start_mock
 KEEL_LOG=${KEEL_LOG:-warn} valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" \
   "$KEEL" serve --config "$WORK/keel.toml" > "$WORK/keel.log" 2>&1 &
 KEEL_PID=$!

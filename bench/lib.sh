@@ -26,6 +26,13 @@ wait_healthy() {
   done
 }
 
+# start_mock: the mock upstream (16-token replies) on $MOCK_PORT with $KEEL, logging to
+# $WORK/mock.log; its pid in $MOCK_PID.
+start_mock() {
+  "$KEEL" mock-provider --listen "127.0.0.1:$MOCK_PORT" --output-tokens 16 > "$WORK/mock.log" 2>&1 &
+  MOCK_PID=$!
+}
+
 # keepalive_load PORT N: N plain chat calls to 127.0.0.1:PORT over 4 keep-alive
 # connections (a Python client, so it runs outside whatever measures Keel); fails on
 # any non-200.
