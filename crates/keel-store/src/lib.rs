@@ -56,6 +56,7 @@ pub mod review_intake;
 pub mod rollup;
 mod rollup_cache;
 mod rollup_counts;
+mod rollup_pg;
 pub mod scores;
 pub mod search;
 pub mod shadow;

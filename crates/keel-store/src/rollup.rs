@@ -144,16 +144,26 @@ const SELECT_ROW: &str = "SELECT requests, errors, input_tokens, output_tokens, 
      calls_with_usage, cost_nanos, unpriced, latency_hist, ttft_hist FROM trace_rollups \
      WHERE res_ms = ?1 AND origin = ?2 AND dim = ?3 AND bucket_ms = ?4 AND value = ?5";
 
-const REPLACE_ROW: &str = "INSERT INTO trace_rollups (res_ms, origin, dim, \
-     bucket_ms, value, requests, errors, input_tokens, output_tokens, calls_with_usage, \
-     cost_nanos, unpriced, latency_hist, ttft_hist) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-     ON CONFLICT (res_ms, origin, dim, bucket_ms, value) DO UPDATE SET \
+/// An upsert's end: a row already stored takes the counts given (merged by the writer).
+macro_rules! replace_stored_counts {
+    () => {
+        " ON CONFLICT (res_ms, origin, dim, bucket_ms, value) DO UPDATE SET \
      requests = excluded.requests, errors = excluded.errors, \
      input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens, \
      calls_with_usage = excluded.calls_with_usage, cost_nanos = excluded.cost_nanos, \
      unpriced = excluded.unpriced, latency_hist = excluded.latency_hist, \
-     ttft_hist = excluded.ttft_hist";
+     ttft_hist = excluded.ttft_hist"
+    };
+}
+pub(crate) use replace_stored_counts;
+
+const REPLACE_ROW: &str = concat!(
+    "INSERT INTO trace_rollups (res_ms, origin, dim, \
+     bucket_ms, value, requests, errors, input_tokens, output_tokens, calls_with_usage, \
+     cost_nanos, unpriced, latency_hist, ttft_hist) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    replace_stored_counts!()
+);
 
 /// On PostgreSQL, replicas writing batches at once take turns (a transaction-scoped
 /// advisory lock, "keel" then 2), for two reasons: the rollups are read, added to and
@@ -189,7 +199,8 @@ impl Key<'_> {
 }
 
 /// A batch of traces aggregated in memory: one entry per rollup row it touches (18 per
-/// trace at most, far fewer for a busy batch), written with one upsert each.
+/// trace at most, far fewer for a busy batch), written with one upsert each on SQLite
+/// and one upsert for all on PostgreSQL (`rollup_pg`).
 #[derive(Debug, Default)]
 pub(crate) struct RollupBatch<'a> {
     /// foldhash, seeded per map: SipHash of 18 keys per trace was the batch's biggest
@@ -242,6 +253,13 @@ impl<'a> RollupBatch<'a> {
                 )
             })
             .collect();
+        if let Db::Postgres(pg) = db {
+            crate::rollup_pg::merge_and_write(pg, &mut rows)?;
+            return Ok(Written {
+                rows: if keep { rows } else { Vec::new() },
+                hits: 0,
+            });
+        }
         let mut hits = 0;
         let mut unknown: Vec<usize> = Vec::with_capacity(rows.len());
         for (i, (key, counts)) in rows.iter_mut().enumerate() {
@@ -266,7 +284,7 @@ impl<'a> RollupBatch<'a> {
                 ]
             })
             .collect();
-        // One read per row not known, pipelined on PostgreSQL (a round trip for the batch).
+        // One read per row not known (SQLite: a prepared statement, no round trip).
         let stored = db.query_opt_many(SELECT_ROW, &keys, |r| Counts::from_row(r, 0))?;
         for (&i, stored) in unknown.iter().zip(stored) {
             if let Some(stored) = stored {

@@ -332,6 +332,42 @@ impl PgConn {
         })
     }
 
+    /// Rows of `sql` (PostgreSQL spelling) with parameters of any type the driver
+    /// binds, arrays included: for the statements only PostgreSQL has (a batch's ids
+    /// passed as one array to `unnest`).
+    pub(crate) fn query_typed(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        futures::executor::block_on(async {
+            let stmt = self.client.prepare_cached(sql).await?;
+            self.client.query(&stmt, params).await
+        })
+        .map_err(StoreError::from)
+    }
+
+    /// `rows` streamed into `copy` (`COPY table (columns) FROM STDIN BINARY`), each
+    /// value encoded as `types` says, column by column: one statement for a batch of
+    /// any size, which the server routes and indexes in bulk. The rows written.
+    pub(crate) fn copy_in(
+        &self,
+        copy: &str,
+        types: &[tokio_postgres::types::Type],
+        rows: &[Vec<Value>],
+    ) -> Result<u64, StoreError> {
+        futures::executor::block_on(async {
+            let sink = self.client.copy_in(copy).await?;
+            let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, types);
+            futures::pin_mut!(writer);
+            for row in rows {
+                writer.as_mut().write(&refs(row)).await?;
+            }
+            writer.finish().await
+        })
+        .map_err(StoreError::from)
+    }
+
     /// Statements without parameters, in one round trip (schema, `BEGIN`, `COMMIT`).
     pub(crate) fn batch(&self, sql: &str) -> Result<(), StoreError> {
         futures::executor::block_on(self.client.batch_execute(sql)).map_err(StoreError::from)
