@@ -2,10 +2,10 @@
 # The whole test suite, as the README gives it and CI runs it:
 #   formatting, lints, unit + in-process integration tests, then end-to-end tests that
 #   drive the built `keel` binary with the official openai and anthropic Python SDKs
-#   (installed into a venv by tests/e2e/run.sh; the SDK and CLI suites a second time with
-#   the store on PostgreSQL at 127.0.0.1:5432), then the dashboard in headless Chromium
-#   (tests/browser/run.sh installs Debian's chromium when missing; screenshots are kept in
-#   target/browser-artifacts/).
+#   (installed into a venv by tests/e2e/run.sh; every suite a second time with the store
+#   on PostgreSQL at 127.0.0.1:5432), then the dashboard in headless Chromium, on SQLite
+#   and on PostgreSQL (tests/browser/run.sh installs Debian's chromium when missing;
+#   screenshots are kept in target/browser-artifacts/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,3 +38,6 @@ KEEL_E2E_STORE=postgres KEEL_BIN="$PWD/target/debug/keel" bash tests/e2e/run.sh
 
 step "dashboard in a real browser (headless Chromium against the built binary)"
 KEEL_BIN="$PWD/target/debug/keel" bash tests/browser/run.sh
+
+step "dashboard in a real browser, the store on PostgreSQL"
+KEEL_E2E_STORE=postgres KEEL_BIN="$PWD/target/debug/keel" bash tests/browser/run.sh

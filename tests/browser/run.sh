@@ -12,7 +12,10 @@
 # it beside the live version.
 #
 # Environment: KEEL_BIN (a prebuilt binary; else `cargo build -p keel-cli`),
-# CARGO_TARGET_DIR (honoured when building), ARTIFACTS, CHROMIUM (the browser binary).
+# CARGO_TARGET_DIR (honoured when building), ARTIFACTS, CHROMIUM (the browser binary),
+# KEEL_E2E_STORE=postgres (the quickstart's store in a fresh database on KEEL_E2E_PG,
+# default postgres://postgres@127.0.0.1:5432, dropped at the end; screenshots then go to
+# $ARTIFACTS/postgres).
 set -euo pipefail
 
 die() { echo "browser: error: $*" >&2; exit 1; }
@@ -23,6 +26,13 @@ REPO="$(cd -- "$HERE/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$REPO/target}"
 case "$target" in /*) ;; *) target="$REPO/$target" ;; esac
 ARTIFACTS="${ARTIFACTS:-$target/browser-artifacts}"
+STORE_KIND="${KEEL_E2E_STORE:-sqlite}"
+PG_SERVER="${KEEL_E2E_PG:-postgres://postgres@127.0.0.1:5432}"
+case "$STORE_KIND" in
+    sqlite) ;;
+    postgres) ARTIFACTS="$ARTIFACTS/postgres" ;;
+    *) die "KEEL_E2E_STORE=$STORE_KIND: use sqlite (the default) or postgres" ;;
+esac
 
 # 1. Chromium (Debian's package; we run as root in CI).
 CHROMIUM="${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}"
@@ -61,13 +71,26 @@ command -v curl >/dev/null 2>&1 || die "curl is needed"
 # 3. The quickstart in a temp dir, on a free port.
 WORK="$(mktemp -d)"
 PID=""
+PG_DB=""
 cleanup() {
     if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+    if [ -n "$PG_DB" ]; then
+        psql "$PG_SERVER/test" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 cp -r "$REPO/examples/quickstart/." "$WORK/"
 rm -f "$WORK"/keel.db*
+if [ "$STORE_KIND" = postgres ]; then
+    command -v psql >/dev/null 2>&1 || die "KEEL_E2E_STORE=postgres needs psql to create the database"
+    PG_DB="keel_browser_$$"
+    psql "$PG_SERVER/test" -qc "CREATE DATABASE $PG_DB" >/dev/null \
+        || die "cannot create database $PG_DB on $PG_SERVER"
+    grep -q '^store = "keel.db"' "$WORK/keel.toml" || die "the quickstart's keel.toml has no store = \"keel.db\" line"
+    sed -i "s|^store = \"keel.db\"|store = \"$PG_SERVER/$PG_DB\"|" "$WORK/keel.toml"
+    say "store: $PG_SERVER/$PG_DB"
+fi
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 sed -i "s/^listen = .*/listen = \"127.0.0.1:$PORT\"/" "$WORK/keel.toml"
 BASE="http://127.0.0.1:$PORT"
