@@ -48,21 +48,39 @@ impl Nanos {
     /// Dollars with up to 9 decimals, trailing zeros trimmed (at least 2 decimals kept):
     /// `0.000123`, `1.50`. Exact: no float formatting involved.
     pub fn to_dollar_string(self) -> String {
-        let sign = if self.0 < 0 { "-" } else { "" };
-        let abs = self.0.unsigned_abs();
+        self.dollars().to_string()
+    }
+
+    /// The same text as [`Nanos::to_dollar_string`], written where it is displayed
+    /// without a string of its own (a response header per call formats it).
+    pub fn dollars(self) -> Dollars {
+        Dollars(self)
+    }
+}
+
+/// [`Nanos`] displayed as dollars without a `$` (see [`Nanos::dollars`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Dollars(Nanos);
+
+impl fmt::Display for Dollars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0 .0;
+        let sign = if n < 0 { "-" } else { "" };
+        let abs = n.unsigned_abs();
         let whole = abs / NANOS_PER_DOLLAR as u64;
-        let frac = abs % NANOS_PER_DOLLAR as u64;
-        let mut frac_s = format!("{frac:09}");
-        while frac_s.len() > 2 && frac_s.ends_with('0') {
-            frac_s.pop();
+        let mut frac = abs % NANOS_PER_DOLLAR as u64;
+        let mut digits = 9;
+        while digits > 2 && frac.is_multiple_of(10) {
+            frac /= 10;
+            digits -= 1;
         }
-        format!("{sign}{whole}.{frac_s}")
+        write!(f, "{sign}{whole}.{frac:0digits$}")
     }
 }
 
 impl fmt::Display for Nanos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "${}", self.to_dollar_string())
+        write!(f, "${}", self.dollars())
     }
 }
 
@@ -103,6 +121,9 @@ mod tests {
         assert_eq!(Nanos(1_500_000_000).to_dollar_string(), "1.50");
         assert_eq!(Nanos(1).to_dollar_string(), "0.000000001");
         assert_eq!(Nanos(0).to_string(), "$0.00");
+        assert_eq!(Nanos(-2_500_000_000).to_dollar_string(), "-2.50");
+        assert_eq!(Nanos(i64::MIN).to_dollar_string(), "-9223372036.854775808");
+        assert_eq!(Nanos(123_456_789_010).to_dollar_string(), "123.45678901");
     }
 
     #[test]

@@ -219,7 +219,15 @@ pub fn json_response(
     );
     insert_header(h, REQUEST_ID, request_id);
     if let Some(c) = cost {
-        insert_header(h, COST_HEADER, &c.to_dollar_string());
+        // Formatted on the stack: `HeaderValue` makes the one copy (was four allocations).
+        let mut text = [0u8; 48];
+        let mut rest = &mut text[..];
+        if std::io::Write::write_fmt(&mut rest, format_args!("{}", c.dollars())).is_ok() {
+            let len = 48 - rest.len();
+            if let Ok(v) = HeaderValue::from_bytes(&text[..len]) {
+                h.insert(HeaderName::from_static(COST_HEADER), v);
+            }
+        }
     }
     resp
 }
