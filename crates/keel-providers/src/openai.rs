@@ -56,6 +56,9 @@ pub(crate) enum Op {
     Responses,
 }
 
+/// Room for a chat request of a few messages; longer ones grow from here.
+const REQUEST_BODY_CAPACITY: usize = 1024;
+
 /// How a request authenticates.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Auth {
@@ -169,7 +172,19 @@ impl OpenAiProvider {
         url: reqwest::Url,
         body: &impl serde::Serialize,
     ) -> Result<reqwest::Response, ProviderError> {
-        let mut builder = self.client.post(url).json(body);
+        // What `.json()` does, in a buffer sized for a typical request (it starts at 128
+        // bytes and reallocates up to the body's size on every call).
+        let mut json = Vec::with_capacity(REQUEST_BODY_CAPACITY);
+        serde_json::to_writer(&mut json, body)
+            .map_err(|e| ProviderError::Connect(format!("cannot encode the request: {e}")))?;
+        let mut builder = self
+            .client
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                reqwest::header::HeaderValue::from_static("application/json"),
+            )
+            .body(json);
         builder = match &self.auth {
             Auth::None => builder,
             Auth::Bearer(key) => builder.bearer_auth(key),

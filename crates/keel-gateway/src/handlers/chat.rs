@@ -5,9 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use keel_core::chat::{ChatChunk, ChatRequest};
@@ -22,8 +20,7 @@ use crate::state::AppState;
 
 pub async fn chat_completions(
     State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
+    common::CallRequest { headers, body }: common::CallRequest,
 ) -> Response {
     const API: ClientApi = ClientApi::OpenAi;
     let common::Opened {
@@ -60,7 +57,7 @@ pub async fn chat_completions(
     pending.attach(governed);
     shadow::launch(&app, sampled, pending.trace(), result.as_ref().map(|_| ()));
     match result {
-        Ok(Served::Whole { resp, cost }) => match serde_json::to_vec(&resp) {
+        Ok(Served::Whole { resp, cost }) => match common::json_body(&resp) {
             Ok(body) => common::respond_whole(pending, body, cost),
             Err(e) => common::reject(pending, GatewayError::Internal(e.to_string()), API),
         },
@@ -89,19 +86,31 @@ fn sse_data(json: &[u8]) -> Bytes {
     Bytes::from(buf)
 }
 
+/// `data: {json}\n\n`, serialized in place: one buffer per event, sized for a typical
+/// chunk, instead of the JSON's own growing buffer and then a framed copy of it.
+fn sse_event(value: &impl serde::Serialize) -> Option<Bytes> {
+    let mut buf = Vec::with_capacity(SSE_EVENT_CAPACITY);
+    buf.extend_from_slice(b"data: ");
+    serde_json::to_writer(&mut buf, value).ok()?;
+    buf.extend_from_slice(b"\n\n");
+    Some(Bytes::from(buf))
+}
+
+/// A content chunk of a few tokens serializes to ~200–300 bytes.
+const SSE_EVENT_CAPACITY: usize = 384;
+
 impl StreamFormat for OpenAiSse {
     fn chunk(&mut self, chunk: &ChatChunk) -> Option<Bytes> {
-        let json = if chunk.usage.is_some() && !self.include_usage {
+        if chunk.usage.is_some() && !self.include_usage {
             if chunk.choices.is_empty() {
                 return None;
             }
             let mut c = chunk.clone();
             c.usage = None;
-            serde_json::to_vec(&c)
+            sse_event(&c)
         } else {
-            serde_json::to_vec(chunk)
-        };
-        json.ok().map(|j| sse_data(&j))
+            sse_event(chunk)
+        }
     }
 
     fn done(&mut self) -> Bytes {

@@ -24,6 +24,26 @@ pub const SERVED_BY_HEADER: &str = "x-keel-model";
 /// After a retry or fallback: how many attempts the call took.
 pub const ATTEMPTS_HEADER: &str = "x-keel-attempts";
 
+/// A model call's headers and body, moved out of the request. axum's `HeaderMap`
+/// extractor clones the map (allocations on every call); the handlers of model calls
+/// take this instead.
+pub struct CallRequest {
+    pub headers: axum::http::HeaderMap,
+    pub body: axum::body::Body,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for CallRequest {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        Ok(CallRequest {
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
 /// Which wire format the client speaks (errors and streams are shaped by it).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum ClientApi {
@@ -202,6 +222,17 @@ pub fn error_response(err: &GatewayError, api: ClientApi, request_id: &str) -> R
     }
     resp
 }
+
+/// A response body as JSON, in a buffer sized for a typical reply: `serde_json::to_vec`
+/// starts at 128 bytes and reallocates its way up to every answer's size.
+pub fn json_body(value: &impl serde::Serialize) -> serde_json::Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(JSON_BODY_CAPACITY);
+    serde_json::to_writer(&mut body, value)?;
+    Ok(body)
+}
+
+/// Room for a short answer with its envelope; longer ones grow from here.
+const JSON_BODY_CAPACITY: usize = 1024;
 
 /// A JSON body with Keel's response headers.
 pub fn json_response(

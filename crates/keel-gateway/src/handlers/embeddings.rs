@@ -4,9 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use keel_core::embeddings::EmbeddingRequest;
 
@@ -20,8 +18,7 @@ use crate::state::AppState;
 
 pub async fn embeddings(
     State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
+    common::CallRequest { headers, body }: common::CallRequest,
 ) -> Response {
     const API: ClientApi = ClientApi::OpenAi;
     let common::Opened {
@@ -48,7 +45,7 @@ pub async fn embeddings(
     let result = embed::run(&app, req, opts, pending.trace(), &mut governed).await;
     pending.attach(governed);
     match result {
-        Ok((resp, cost)) => match serde_json::to_vec(&resp) {
+        Ok((resp, cost)) => match common::json_body(&resp) {
             Ok(body) => common::respond_whole(pending, body, cost),
             Err(e) => common::reject(pending, GatewayError::Internal(e.to_string()), API),
         },

@@ -7,9 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use keel_core::chat::ChatChunk;
@@ -28,8 +26,7 @@ use crate::state::AppState;
 
 pub async fn messages(
     State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
+    common::CallRequest { headers, body }: common::CallRequest,
 ) -> Response {
     const API: ClientApi = ClientApi::Anthropic;
     let common::Opened {
@@ -68,7 +65,7 @@ pub async fn messages(
     shadow::launch(&app, sampled, pending.trace(), result.as_ref().map(|_| ()));
     match result {
         Ok(Served::Whole { resp, cost }) => {
-            match serde_json::to_vec(&chat_response_to_messages(&resp, &model)) {
+            match common::json_body(&chat_response_to_messages(&resp, &model)) {
                 Ok(body) => common::respond_whole(pending, body, cost),
                 Err(e) => common::reject(pending, GatewayError::Internal(e.to_string()), API),
             }

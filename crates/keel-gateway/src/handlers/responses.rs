@@ -12,7 +12,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -76,7 +75,10 @@ impl ToStore {
     }
 }
 
-pub async fn create(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn create(
+    State(app): State<Arc<AppState>>,
+    common::CallRequest { headers, body }: common::CallRequest,
+) -> Response {
     let common::Opened {
         mut pending,
         key,
@@ -146,7 +148,7 @@ pub async fn create(State(app): State<Arc<AppState>>, headers: HeaderMap, body: 
     match result {
         Ok(Served::Whole { resp, cost }) => {
             let response = chat_response_to_response(shell, &resp);
-            match serde_json::to_vec(&response) {
+            match common::json_body(&response) {
                 Ok(body) => {
                     if let Some(s) = to_store {
                         s.save(&response);
