@@ -20,6 +20,7 @@
 
 pub mod alerts;
 pub mod audit;
+mod background;
 pub mod canaries;
 pub mod datasets;
 mod db;

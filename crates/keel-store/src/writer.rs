@@ -143,12 +143,14 @@ pub fn spawn(
     }
 }
 
-/// Start the writer thread on a PostgreSQL store (a connection from its pool, opened
-/// again whenever it is lost; see `writer_sink`).
+/// Start the writer thread on a PostgreSQL store: a connection of its own to the same
+/// database, whose I/O thread runs at the writer's lower priority
+/// ([`Postgres::background_twin`]), opened again whenever it is lost (see `writer_sink`).
 pub fn spawn_postgres(
     pg: std::sync::Arc<Postgres>,
     opts: WriterOptions,
 ) -> Result<(TraceWriter, WriterHandle), StoreError> {
+    let pg = pg.background_twin()?;
     start(Sink::Postgres { pg, conn: None }, opts)
 }
 
@@ -164,7 +166,7 @@ fn start(sink: Sink, opts: WriterOptions) -> Result<(TraceWriter, WriterHandle),
         std::thread::Builder::new()
             .name("keel-trace-writer".to_string())
             .spawn(move || {
-                lower_thread_priority();
+                crate::background::lower_thread_priority();
                 run(sink, rx, &counters, &shutdown, max_batch)
             })
             .map_err(StoreError::SpawnWriter)?
@@ -313,21 +315,6 @@ fn stats(c: &Counters, queue_len: usize) -> WriterStats {
         flush_seconds_total: c.flush_nanos.load(Ordering::Relaxed) as f64 / 1e9,
         last_batch_size: c.last_batch.load(Ordering::Relaxed),
         store_degraded: c.health.degraded(),
-    }
-}
-
-/// The writer is never urgent: give the CPU to request handling first (nice +10 for
-/// this thread only; on Linux the nice value is per thread). Measured: it keeps a
-/// batch write from landing in the gateway's tail latency on a small machine.
-fn lower_thread_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: setpriority has no memory-safety preconditions; who = 0 is the
-        // calling thread on Linux. Failure (e.g. a seccomp policy) only loses the
-        // optimisation, so the result is ignored.
-        unsafe {
-            libc::setpriority(libc::PRIO_PROCESS, 0, 10);
-        }
     }
 }
 
