@@ -98,13 +98,10 @@ pub(crate) fn insert_batch_cached<'c>(
     cache: Option<&mut RollupCache>,
 ) -> Result<(), StoreError> {
     let db = db.into();
-    let done = db.transaction(|tx| {
+    // On PostgreSQL replicas take turns, so rowids follow commit order (see the lock's
+    // doc); the lock is taken with BEGIN, in one round trip. On SQLite: BEGIN IMMEDIATE.
+    let done = db.exclusive(crate::rollup::TRACE_WRITE_LOCK, |tx| {
         if let Db::Postgres(pg) = tx {
-            // Replicas take turns, so rowids follow commit order (see the lock's doc).
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(?1)",
-                &[Value::Int(crate::rollup::TRACE_WRITE_LOCK)],
-            )?;
             crate::partitions::ensure_days(tx, traces.iter().map(|t| t.started_at_ms))?;
             insert_claiming_ids(pg, traces)?;
         } else {

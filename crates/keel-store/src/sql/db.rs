@@ -254,14 +254,16 @@ impl<'c> Db<'c> {
                 Ok(out)
             }
             Db::Postgres(c) => {
-                c.batch("BEGIN")?;
-                let locked = match begin {
-                    Begin::Locked(key) => self
-                        .execute("SELECT pg_advisory_xact_lock(?1)", &[Value::Int(key)])
-                        .map(|_| ()),
-                    Begin::Deferred | Begin::Immediate => Ok(()),
+                // One round trip for both: a locked section is the trace writer's every
+                // batch, and each round trip wakes the writer, its I/O thread and a
+                // server backend on the cores that serve requests.
+                let begun = match begin {
+                    Begin::Locked(key) => {
+                        c.batch(&format!("BEGIN; SELECT pg_advisory_xact_lock({key})"))
+                    }
+                    Begin::Deferred | Begin::Immediate => c.batch("BEGIN"),
                 };
-                match locked.map_err(E::from).and_then(|()| f(self)) {
+                match begun.map_err(E::from).and_then(|()| f(self)) {
                     Ok(out) => {
                         c.batch("COMMIT")?;
                         Ok(out)
@@ -286,6 +288,9 @@ impl<'c> Db<'c> {
     ) -> Result<T, StoreError> {
         self.batch(&format!("SAVEPOINT {name}"))?;
         match f(self) {
+            // PostgreSQL releases it with the transaction's commit: a round trip saved.
+            // SQLite's savepoints nest in its own stack, so it is released there.
+            Ok(out) if self.dialect() == Dialect::Postgres => Ok(out),
             Ok(out) => {
                 self.batch(&format!("RELEASE SAVEPOINT {name}"))?;
                 Ok(out)
