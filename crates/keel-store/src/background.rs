@@ -19,15 +19,16 @@ pub(crate) fn lower_thread_priority() {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    /// The nice value of the calling thread (`/proc/thread-self/stat`, field 19).
+    /// The nice value in a thread's `stat` file (field 19), if it can be read.
+    fn nice_in(stat_file: &std::path::Path) -> Option<i64> {
+        let stat = std::fs::read_to_string(stat_file).ok()?;
+        let (_, after_name) = stat.rsplit_once(')')?;
+        after_name.split_whitespace().nth(16)?.parse().ok()
+    }
+
+    /// The nice value of the calling thread.
     fn thread_nice() -> i64 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or_default();
-        after
-            .split_whitespace()
-            .nth(16)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(i64::MIN)
+        nice_in(std::path::Path::new("/proc/thread-self/stat")).unwrap_or(i64::MIN)
     }
 
     #[test]
@@ -46,26 +47,16 @@ mod tests {
     /// The nice values of this process's threads named `name` (as the kernel keeps it:
     /// at most 15 bytes).
     fn nice_of_threads_named(name: &str) -> Vec<i64> {
-        let mut found = Vec::new();
-        for task in std::fs::read_dir("/proc/self/task")
+        std::fs::read_dir("/proc/self/task")
             .into_iter()
             .flatten()
             .flatten()
-        {
-            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-            if comm.trim_end() == name {
-                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-                let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or_default();
-                if let Some(nice) = after
-                    .split_whitespace()
-                    .nth(16)
-                    .and_then(|n| n.parse().ok())
-                {
-                    found.push(nice);
-                }
-            }
-        }
-        found
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim_end() == name)
+            })
+            .filter_map(|task| nice_in(&task.path().join("stat")))
+            .collect()
     }
 
     #[test]
