@@ -187,6 +187,7 @@ async fn call_inner(
         variant,
         bypass_cache: true,
         key: None,
+        registry: None,
     };
     let mut admission = crate::pipeline::admit::Governed::default();
     let gov = governed.then_some(&mut admission);

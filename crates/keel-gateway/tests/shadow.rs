@@ -48,15 +48,26 @@ weight = 0
 }
 
 async fn start(shadow_model: &str) -> Harness {
+    start_with(extra(shadow_model)).await
+}
+
+/// A gateway with `config` added, prompt `ask` v1 in production.
+async fn start_with(config: String) -> Harness {
     let h = Harness::with(Options {
-        extra: extra(shadow_model),
+        extra: config,
         gateway: String::new(),
         ..Options::default()
     })
     .await;
+    publish(&h, PROMPT, 1);
+    h
+}
+
+/// Push `text` as prompt `ask` version `version` and point `production` at it.
+fn publish(h: &Harness, text: &str, version: i64) {
     let store = Store::open(&h.store_path).unwrap();
     let conn = store.writer_conn().unwrap();
-    let p = keel_registry::parse_prompt("ask", std::path::Path::new("ask.toml"), PROMPT).unwrap();
+    let p = keel_registry::parse_prompt("ask", std::path::Path::new("ask.toml"), text).unwrap();
     keel_store::push_version(
         &conn,
         "ask",
@@ -67,12 +78,16 @@ async fn start(shadow_model: &str) -> Harness {
         None,
     )
     .unwrap();
-    keel_store::set_label(&conn, "ask", 1, "production", "t", "t").unwrap();
-    h
+    keel_store::set_label(&conn, "ask", version, "production", "t", "t").unwrap();
 }
 
 /// Wait until the registry refresher serves the pushed prompt (both variants).
 async fn ready(h: &Harness) {
+    serving(h, 1).await;
+}
+
+/// Wait until the shadow variant is served with prompt version `version`.
+async fn serving(h: &Harness, version: i64) {
     for _ in 0..100 {
         let models: serde_json::Value = h.get("/v1/models").await.json().await.unwrap();
         let f = models["data"]
@@ -81,12 +96,12 @@ async fn ready(h: &Harness) {
             .iter()
             .find(|m| m["id"] == "ask")
             .cloned();
-        if f.is_some_and(|f| f["variants"][1]["prompt_version"] == 1) {
+        if f.is_some_and(|f| f["variants"][1]["prompt_version"] == version) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the function never became available");
+    panic!("prompt version {version} was never served");
 }
 
 async fn ask(h: &Harness, id: &str) -> reqwest::Response {
@@ -163,29 +178,7 @@ async fn only_answered_live_calls_on_another_variant_are_mirrored() {
     // And a function whose live variant always fails.
     let failing = extra("mock-1").replace("model = \"local\"", "model = \"down\"");
     for (config, want_status, name) in [(swapped, 200, "split"), (failing, 502, "failed")] {
-        let h = Harness::with(Options {
-            extra: config,
-            gateway: String::new(),
-            ..Options::default()
-        })
-        .await;
-        {
-            let store = Store::open(&h.store_path).unwrap();
-            let conn = store.writer_conn().unwrap();
-            let p = keel_registry::parse_prompt("ask", std::path::Path::new("ask.toml"), PROMPT)
-                .unwrap();
-            keel_store::push_version(
-                &conn,
-                "ask",
-                &p.content_hash(),
-                &p.to_json().to_string(),
-                "t",
-                "t",
-                None,
-            )
-            .unwrap();
-            keel_store::set_label(&conn, "ask", 1, "production", "t", "t").unwrap();
-        }
+        let h = start_with(config).await;
         ready(&h).await;
         for i in 0..3 {
             let r = ask(&h, &format!("{name}-{i}")).await;
@@ -197,4 +190,76 @@ async fn only_answered_live_calls_on_another_variant_are_mirrored() {
         assert_eq!(shadows, 0, "{name}: {traces:?}");
         assert_eq!(traces.len(), 3, "{name}");
     }
+}
+
+/// A label moved while a sampled live call runs does not reach its shadow: both are
+/// resolved in the registry snapshot of the moment the call was sampled, so the pair
+/// compares the two variants on one prompt version. (Before, the shadow resolved its
+/// prompt when it started, after the live answer, and got the moved label's version.)
+#[tokio::test]
+async fn a_label_moved_during_the_live_call_does_not_reach_its_shadow() {
+    // The live variant answers after 1.5 s; the refresher runs every 50 ms.
+    let config = extra("mock-1").replace("model = \"local\"", "model = \"late\"")
+        + r#"
+[registry]
+refresh = "50ms"
+[providers.late]
+kind = "mock"
+[providers.late.mock]
+latency_ms = 1500
+[models.late]
+provider = "late"
+upstream_model = "mock-late"
+"#;
+    let h = start_with(config).await;
+    ready(&h).await;
+
+    let live = {
+        let url = h.url("/v1/chat/completions");
+        tokio::spawn(async move {
+            common::client()
+                .post(url)
+                .header("x-keel-request-id", "live-moved")
+                .json(&json!({"model": "ask", "variables": {"question": "why?"}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    // While the live call waits for its answer, v2 is labelled and served.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    publish(
+        &h,
+        &PROMPT.replace("{{ question }}", "Q: {{ question }}"),
+        2,
+    );
+    serving(&h, 2).await;
+    assert!(
+        !live.is_finished(),
+        "v2 was served only after the live call ended"
+    );
+    assert_eq!(live.await.unwrap(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, traces) = h.finish().await;
+    let live = common::trace(&traces, "live-moved");
+    assert_eq!(
+        live.prompt_version,
+        Some(1),
+        "the live call was resolved before the move"
+    );
+    let shadow = traces
+        .iter()
+        .find(|t| t.parent_id.as_deref() == Some("live-moved"))
+        .unwrap_or_else(|| panic!("no shadow among {traces:#?}"));
+    assert_eq!(
+        shadow.prompt_version,
+        Some(1),
+        "the shadow must use its live call's version"
+    );
+    assert_eq!(shadow.output.as_deref(), Some("Mock reply to: why?"));
+    assert_eq!(
+        shadow.output, live.output,
+        "one prompt version, one mock: one answer"
+    );
 }

@@ -52,6 +52,7 @@ pub async fn chat_completions(
     let mut opts = CallOptions::from_headers(&headers);
     opts.key = key.as_deref();
     let sampled = shadow::sample(&app, &req, &opts);
+    opts.registry = sampled.as_ref().map(shadow::Sampled::registry);
     let mut governed = Governed::default();
     let result = drive::run(&app, req, opts, pending.trace(), Some(&mut governed)).await;
     pending.attach(governed);

@@ -141,6 +141,7 @@ pub async fn create(
     let mut opts = CallOptions::from_headers(&headers);
     opts.key = key.as_deref();
     let sampled = shadow::sample(&app, &chat, &opts);
+    opts.registry = sampled.as_ref().map(shadow::Sampled::registry);
     let mut governed = Governed::default();
     let result = drive::run(&app, chat, opts, pending.trace(), Some(&mut governed)).await;
     pending.attach(governed);

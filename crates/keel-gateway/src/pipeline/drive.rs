@@ -43,6 +43,10 @@ pub struct CallOptions<'a> {
     pub bypass_cache: bool,
     /// The caller's virtual key, when it sent one.
     pub key: Option<&'a keel_governance::KeyEntry>,
+    /// The registry snapshot a function call is resolved in; `None` reads the current
+    /// one. A sampled live call and its shadow share one, so a label moved between the
+    /// two cannot make a pair compare two prompt versions.
+    pub registry: Option<&'a crate::registry::Snapshot>,
 }
 
 impl<'a> CallOptions<'a> {
@@ -58,6 +62,7 @@ impl<'a> CallOptions<'a> {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("bypass")),
             key: None,
+            registry: None,
         }
     }
 }
@@ -77,7 +82,7 @@ pub async fn run(
     trace.stream = req.stream;
     key_allows(opts.key, &req.model)?;
     switched_off(app, opts, &req.model, trace)?;
-    let plan = resolve_function(app, &mut req, opts.variant, trace).await?;
+    let plan = resolve_function(app, &mut req, opts, trace).await?;
     if trace.function.is_some() {
         // The variant's model, now known.
         app.registry.current().switches().check_model(&req.model)?;
@@ -176,11 +181,11 @@ pub(super) fn key_allows(
 async fn resolve_function<'a>(
     app: &'a AppState,
     req: &mut ChatRequest,
-    variant: Option<&str>,
+    opts: CallOptions<'_>,
     trace: &mut TraceRecord,
 ) -> Result<function::CallPlan<'a>, GatewayError> {
     match app.config.functions.get(&req.model) {
-        Some(f) => function::apply(app, f, req, variant, trace).await,
+        Some(f) => function::apply(app, f, req, opts.variant, opts.registry, trace).await,
         None => Ok(function::CallPlan::default()),
     }
 }

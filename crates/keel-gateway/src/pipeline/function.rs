@@ -8,13 +8,16 @@
 //! snapshot; this step only reads it, so a function call costs a hash, a render and no
 //! I/O.
 
+use std::sync::Arc;
+
 use keel_core::chat::ChatRequest;
-use keel_core::config::FunctionConfig;
+use keel_core::config::{FunctionConfig, VariantConfig};
 use keel_core::trace::TraceRecord;
 use serde_json::{Map, Value};
 
 use super::variant::{choose_variant_split, VariantError};
 use crate::error::GatewayError;
+use crate::registry::{Deployment, Snapshot};
 use crate::state::AppState;
 
 /// The override header for testing a variant directly.
@@ -37,16 +40,46 @@ pub struct Limits {
     pub first_token: Option<std::time::Duration>,
 }
 
-/// Turn a function call into a model call, filling the trace's function fields.
+/// Turn a function call into a model call, filling the trace's function fields. The
+/// variant and its prompt version are read from `pinned` when the caller holds a
+/// snapshot (a shadow and its live call read the same one), else from the current one.
 pub async fn apply<'a>(
     app: &AppState,
     f: &'a FunctionConfig,
     req: &mut ChatRequest,
     override_variant: Option<&str>,
+    pinned: Option<&Snapshot>,
     trace: &mut TraceRecord,
 ) -> Result<CallPlan<'a>, GatewayError> {
     trace.function = Some(f.name.clone());
-    let snapshot = app.registry.current();
+    // The current snapshot's guard is dropped before the render (an await).
+    let (variant, deployment) = match pinned {
+        Some(snapshot) => pick(app, f, snapshot, override_variant, trace)?,
+        None => pick(app, f, &app.registry.current(), override_variant, trace)?,
+    };
+    trace.prompt_name = Some(deployment.prompt_name.clone());
+    trace.prompt_version = Some(deployment.prompt_version);
+    trace.release_id = Some(deployment.release.id.clone());
+    trace.model_requested = Some(deployment.model.clone());
+
+    render_into(&deployment, req, Some(&f.name)).await?;
+    Ok(CallPlan {
+        chain: variant.fallbacks.as_deref(),
+        limits: Limits {
+            total: f.timeout,
+            first_token: f.first_token_timeout,
+        },
+    })
+}
+
+/// The variant that serves this call and its deployment, as `snapshot` has them.
+fn pick<'a>(
+    app: &AppState,
+    f: &'a FunctionConfig,
+    snapshot: &Snapshot,
+    override_variant: Option<&str>,
+    trace: &mut TraceRecord,
+) -> Result<(&'a VariantConfig, Arc<Deployment>), GatewayError> {
     // Cheapest-variant routing (a quality tier, or a budget downgrade) replaces the
     // split unless the caller named a variant. With no qualifying variant, the split.
     let downgrade = app.governor.wants_downgrade(trace);
@@ -81,30 +114,14 @@ pub async fn apply<'a>(
         .iter()
         .position(|v| std::ptr::eq(v, variant))
         .unwrap_or(0);
-    let deployment = match snapshot.slot(&f.name, index) {
-        Some(Ok(d)) => d.clone(),
-        Some(Err(why)) => return Err(GatewayError::PromptUnavailable(why.to_string())),
-        None => {
-            return Err(GatewayError::PromptUnavailable(format!(
-                "function `{}` is not loaded yet; retry in a few seconds",
-                f.name
-            )))
-        }
-    };
-    drop(snapshot);
-    trace.prompt_name = Some(deployment.prompt_name.clone());
-    trace.prompt_version = Some(deployment.prompt_version);
-    trace.release_id = Some(deployment.release.id.clone());
-    trace.model_requested = Some(deployment.model.clone());
-
-    render_into(&deployment, req, Some(&f.name)).await?;
-    Ok(CallPlan {
-        chain: variant.fallbacks.as_deref(),
-        limits: Limits {
-            total: f.timeout,
-            first_token: f.first_token_timeout,
-        },
-    })
+    match snapshot.slot(&f.name, index) {
+        Some(Ok(d)) => Ok((variant, d.clone())),
+        Some(Err(why)) => Err(GatewayError::PromptUnavailable(why.to_string())),
+        None => Err(GatewayError::PromptUnavailable(format!(
+            "function `{}` is not loaded yet; retry in a few seconds",
+            f.name
+        ))),
+    }
 }
 
 /// Render `deployment`'s prompt with the request's `variables` and rewrite `req` into a

@@ -17,6 +17,11 @@
 //! that finds every slot taken is not sent, only counted (`keel_shadow_skipped_total`).
 //! A shadow is run without admission (no key, no `Governed` to fill), so it never counts
 //! against the caller's rate limits or budgets.
+//!
+//! The live call and its shadow are resolved in one registry snapshot, taken when the
+//! call is sampled: a label moved while the live call runs (the registry refreshes every
+//! few seconds) would otherwise give the shadow the new prompt version and the pair
+//! would compare two prompts, not two variants.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,13 +32,24 @@ use keel_core::trace::{Origin, TraceRecord};
 use super::account;
 use super::drive::{self, CallOptions};
 use crate::error::GatewayError;
+use crate::registry::Snapshot;
 use crate::state::AppState;
 
 /// A live call picked for mirroring: the request as the caller sent it, kept until the
-/// live call has been admitted.
+/// live call has been admitted, and the registry snapshot both calls are resolved in
+/// (`Sampled::registry`): a label moved while the live call runs must not make the pair
+/// compare two prompt versions.
 pub struct Sampled {
     req: ChatRequest,
     variant: String,
+    registry: Arc<Snapshot>,
+}
+
+impl Sampled {
+    /// The snapshot the live call is resolved in (its `CallOptions::registry`).
+    pub fn registry(&self) -> &Snapshot {
+        &self.registry
+    }
 }
 
 /// Whether to mirror `req` (the request as the caller sent it): a function with a shadow,
@@ -50,6 +66,7 @@ pub fn sample(app: &AppState, req: &ChatRequest, opts: &CallOptions<'_>) -> Opti
     Some(Sampled {
         req: req.clone(),
         variant: shadow.variant.clone(),
+        registry: app.registry.current().clone(),
     })
 }
 
@@ -64,7 +81,12 @@ pub fn launch(
     live: &TraceRecord,
     outcome: Result<(), &GatewayError>,
 ) {
-    let Some(Sampled { mut req, variant }) = sampled else {
+    let Some(Sampled {
+        mut req,
+        variant,
+        registry,
+    }) = sampled
+    else {
         return;
     };
     // Only a live call that was answered is mirrored: a refused call (rate limit,
@@ -111,6 +133,7 @@ pub fn launch(
             variant: Some(&variant),
             bypass_cache: true,
             key: None,
+            registry: Some(&registry),
         };
         if let Err(e) = drive::run(&app, req, opts, &mut trace, None).await {
             account::fail(&mut trace, &e);

@@ -135,6 +135,7 @@ pub async fn try_side(
         variant: None,
         bypass_cache: true,
         key: None,
+        registry: None,
     };
     let result = match drive::run(app, req, opts, &mut trace, None).await {
         Ok(Served::Whole { resp, .. }) => Ok(resp),
