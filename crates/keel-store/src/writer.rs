@@ -321,12 +321,44 @@ fn stats(c: &Counters, queue_len: usize) -> WriterStats {
 /// How often the writer refreshes the planner's statistics.
 const OPTIMIZE_EVERY: Duration = Duration::from_secs(3600);
 
-/// How long the writer waits for more records before writing a small batch. Each batch
-/// costs a transaction and a read-modify-write of every rollup row it touches (up to 18
-/// per trace); at 5 ms a moderate load wrote batches of one or two traces, and the
-/// writer spent ~60k instructions per trace (`bench/instructions.sh`). 25 ms keeps
-/// traces visible well within a human's notice and the writer's cost per trace low.
-const LINGER: Duration = Duration::from_millis(25);
+/// How the writer waits for a small batch to fill before writing it: one transaction
+/// per few milliseconds instead of one per request keeps the writer's cost per trace flat
+/// as traffic grows. Off the request path: only trace visibility waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Linger {
+    /// The longest wait, from the batch's first record.
+    pub wait: Duration,
+    /// How often the queue is looked at again while waiting.
+    pub step: Duration,
+    /// The batch is written as soon as it holds this many records.
+    pub enough: usize,
+}
+
+impl Linger {
+    /// SQLite: one look after 25 ms. Each batch costs a transaction and a
+    /// read-modify-write of every rollup row it touches (up to 18 per trace); at 5 ms a
+    /// moderate load wrote batches of one or two traces, and the writer spent ~60k
+    /// instructions per trace (`bench/instructions.sh`).
+    pub(crate) const SQLITE: Linger = Linger {
+        wait: Duration::from_millis(25),
+        step: Duration::from_millis(25),
+        enough: usize::MAX,
+    };
+
+    /// PostgreSQL: up to 100 ms, but no more than 64 traces. A batch there is 9 round
+    /// trips whose fixed cost (parsing and planning each statement, the rollup read, the
+    /// commit) is most of the server's work at moderate load: at 1000 calls/s, batches of
+    /// ~30 (a 25 ms linger) cost the server ~95 µs of CPU per trace, batches of ~100
+    /// ~38 µs. But the server's work on a batch is a burst on a core that may be serving
+    /// requests too (the same machine, or a busy shared server): batches of ~200 (100 ms
+    /// at 2000 calls/s) raised the gateway's p99, so a batch is written once it holds 64
+    /// (`bench/RESULTS.md`, 2026-12-06 19:46-20:05).
+    pub(crate) const POSTGRES: Linger = Linger {
+        wait: Duration::from_millis(100),
+        step: Duration::from_millis(5),
+        enough: 64,
+    };
+}
 
 fn drain_into(rx: &mut mpsc::Receiver<Envelope>, batch: &mut Vec<TraceRecord>, max_batch: usize) {
     while batch.len() < max_batch {
@@ -335,6 +367,25 @@ fn drain_into(rx: &mut mpsc::Receiver<Envelope>, batch: &mut Vec<TraceRecord>, m
             Ok(Envelope::Wake) => {}
             Err(_) => break,
         }
+    }
+}
+
+/// Let a small batch fill as `how` says (see [`Linger`]).
+fn linger(
+    rx: &mut mpsc::Receiver<Envelope>,
+    batch: &mut Vec<TraceRecord>,
+    max_batch: usize,
+    how: Linger,
+) {
+    let until = Instant::now() + how.wait;
+    let enough = how.enough.min(max_batch);
+    while batch.len() < enough {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(how.step.min(left));
+        drain_into(rx, batch, max_batch);
     }
 }
 
@@ -362,12 +413,8 @@ fn run(
             None => break,
         }
         drain_into(&mut rx, &mut batch, max_batch);
-        // Linger briefly when the batch is small: one transaction per few milliseconds
-        // instead of one per request keeps the writer's CPU flat as traffic grows.
-        // (Off the request path: only trace visibility waits.)
-        if !closed && !batch.is_empty() && batch.len() < max_batch {
-            std::thread::sleep(LINGER);
-            drain_into(&mut rx, &mut batch, max_batch);
+        if !closed && !batch.is_empty() {
+            linger(&mut rx, &mut batch, max_batch, sink.linger());
         }
         if !batch.is_empty() {
             flush(&mut sink, &mut batch, counters, shutdown);
@@ -412,4 +459,76 @@ fn flush(
     // Last, so whoever sees this flush also sees its written/dropped counts.
     counters.flushes.fetch_add(1, Ordering::Release);
     batch.clear();
+}
+
+#[cfg(test)]
+mod linger_tests {
+    use super::*;
+
+    fn queue(n: usize) -> mpsc::Receiver<Envelope> {
+        let (tx, rx) = mpsc::channel(1024);
+        for i in 0..n {
+            let t = TraceRecord::new(format!("t{i}"), 0, "chat", "/v1/chat/completions");
+            tx.try_send(Envelope::Trace(Box::new(t)))
+                .unwrap_or_else(|_| unreachable!());
+        }
+        rx
+    }
+
+    #[test]
+    fn a_batch_that_holds_enough_is_written_without_waiting_out_the_linger() {
+        let mut rx = queue(5);
+        let mut batch = Vec::new();
+        drain_into(&mut rx, &mut batch, 1024);
+        let how = Linger {
+            wait: Duration::from_secs(30),
+            step: Duration::from_millis(1),
+            enough: 5,
+        };
+        let started = Instant::now();
+        linger(&mut rx, &mut batch, 1024, how);
+        assert_eq!(batch.len(), 5);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "waited out the linger"
+        );
+    }
+
+    #[test]
+    fn a_small_batch_waits_out_the_linger_and_takes_what_arrived_meanwhile() {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let first = TraceRecord::new("a".into(), 0, "chat", "/v1/chat/completions");
+        assert!(tx.try_send(Envelope::Trace(Box::new(first))).is_ok());
+        let mut batch = Vec::new();
+        drain_into(&mut rx, &mut batch, 1024);
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            let t = TraceRecord::new("b".into(), 0, "chat", "/v1/chat/completions");
+            assert!(tx.try_send(Envelope::Trace(Box::new(t))).is_ok());
+            tx
+        });
+        let started = Instant::now();
+        linger(&mut rx, &mut batch, 1024, Linger::POSTGRES);
+        assert!(started.elapsed() >= Linger::POSTGRES.wait);
+        assert_eq!(
+            batch.len(),
+            2,
+            "the record sent while lingering is in the batch"
+        );
+        drop(late.join());
+    }
+
+    #[test]
+    fn max_batch_caps_what_is_enough() {
+        let mut rx = queue(3);
+        let mut batch = Vec::new();
+        drain_into(&mut rx, &mut batch, 3);
+        let started = Instant::now();
+        linger(&mut rx, &mut batch, 3, Linger::SQLITE);
+        assert_eq!(batch.len(), 3);
+        assert!(
+            started.elapsed() < Linger::SQLITE.wait,
+            "a full batch does not linger"
+        );
+    }
 }

@@ -21,6 +21,7 @@ use crate::error::StoreError;
 use crate::rollup_cache::RollupCache;
 use crate::sql::{PgConn, Postgres};
 use crate::trace_row;
+use crate::writer::Linger;
 
 /// First and longest wait between attempts to reach PostgreSQL again.
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -72,6 +73,14 @@ pub(crate) enum Sink {
 }
 
 impl Sink {
+    /// How the writer lets a small batch fill before writing it here.
+    pub(crate) fn linger(&self) -> Linger {
+        match self {
+            Sink::Sqlite { .. } => Linger::SQLITE,
+            Sink::Postgres { .. } => Linger::POSTGRES,
+        }
+    }
+
     /// Write `batch` in one transaction. On PostgreSQL, keep trying while the server
     /// cannot be reached (until `stopping` is set and [`SHUTDOWN_RETRY`] has passed).
     pub(crate) fn flush(
