@@ -3,8 +3,8 @@
 
 Reads `perf sched timehist` output (one line per task switched out: time, cpu,
 task[tid/pid], wait time, scheduling delay, run time) on stdin. For the threads of
-process PID whose name starts with PREFIX (tokio's request workers, `tokio-rt-worker`, by default) it
-prints the scheduling delay's distribution (from wake-up to running) and, for delays
+process PID whose name starts with PREFIX (by default `tokio-rt-worker`, tokio's
+request workers) it prints the scheduling delay's distribution (from wake-up to running) and, for delays
 over 0.1 ms, which tasks ran on that core just before the worker got it. Then the CPU
 time of every task group over the recording, so the extra work of one store shows.
 
@@ -42,7 +42,7 @@ def main() -> None:
         sys.exit("usage: perf sched timehist -i FILE | sched_delay.py PID [PREFIX]")
     pid = sys.argv[1]
     prefix = sys.argv[2] if len(sys.argv) > 2 else "tokio-rt-worker"
-    before = {}  # cpu -> (group, owner) of the task that last ran there
+    before = {}  # cpu -> the group name of the task that last ran there
     delays = []
     blamed = defaultdict(float)  # group of the task that ran before a delayed worker
     cpu_ms = defaultdict(float)
