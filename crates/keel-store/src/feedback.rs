@@ -286,7 +286,7 @@ mod tests {
     use rusqlite::Connection;
 
     fn trace(db: Db<'_>, id: &str, tenant: &str, key: &str, client_id: Option<&str>, at: i64) {
-        crate::partitions::ensure_days(db, std::iter::once(at)).unwrap();
+        crate::partitions::ensure_days(db, std::iter::once(at), None).unwrap();
         db.execute(
             "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms, status, http_status, tenant, key_id, client_request_id)
              VALUES (?1, ?2, 'openai', '/v1/chat/completions', 0, 0, 5, 'ok', 200, ?3, ?4, ?5)",

@@ -27,20 +27,60 @@ const DAY_PREFIX: &str = "traces_d";
 
 /// Create the partitions of the days `starts_ms` fall on, when missing (PostgreSQL, where
 /// a row of a day without its partition is refused; nothing on SQLite). The caller holds
-/// the trace write lock.
+/// the trace write lock. Days in `known` are taken as made and not asked for; the days
+/// asked for are returned, for the caller to add to `known` once its transaction commits.
 pub(crate) fn ensure_days(
     db: Db<'_>,
     starts_ms: impl Iterator<Item = i64>,
-) -> Result<(), StoreError> {
+    known: Option<&KnownDays>,
+) -> Result<Vec<i64>, StoreError> {
     if db.dialect() != Dialect::Postgres {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let mut days: Vec<i64> = starts_ms.map(|ms| floor_to(ms, DAY_MS)).collect();
+    let mut days: Vec<i64> = starts_ms
+        .map(|ms| floor_to(ms, DAY_MS))
+        .filter(|d| !known.is_some_and(|k| k.0.contains(d)))
+        .collect();
     days.sort_unstable();
     days.dedup();
-    let sets: Vec<Vec<Value>> = days.into_iter().map(|d| vec![Value::Int(d)]).collect();
-    db.execute_many("SELECT keel_trace_partition(?1)", &sets)?;
-    Ok(())
+    if !days.is_empty() {
+        let sets: Vec<Vec<Value>> = days.iter().map(|d| vec![Value::Int(*d)]).collect();
+        db.execute_many("SELECT keel_trace_partition(?1)", &sets)?;
+    }
+    Ok(days)
+}
+
+/// The days whose partitions the trace writer has made or found, so a batch of a known
+/// day skips the check (`keel_trace_partition`: ~0.23 ms of server time per batch, for
+/// a day that almost always exists). A day can stop existing behind its back (a
+/// detach, on any replica): a batch of it is then refused as a row without a partition
+/// ([`is_missing_partition`]), and the writer forgets what it knew and writes it again.
+#[derive(Debug, Default)]
+pub(crate) struct KnownDays(std::collections::HashSet<i64>);
+
+impl KnownDays {
+    /// At most this many days are remembered (a writer fed old days — a long backfill —
+    /// starts over past it rather than grow).
+    const MAX: usize = 366;
+
+    /// Remember `days` as made (their transaction committed).
+    pub(crate) fn add(&mut self, days: &[i64]) {
+        if self.0.len() + days.len() > Self::MAX {
+            self.0.clear();
+        }
+        self.0.extend(days);
+    }
+
+    pub(crate) fn forget(&mut self) {
+        self.0.clear();
+    }
+}
+
+/// Whether `e` is PostgreSQL refusing a row because no partition holds its day (SQLSTATE
+/// 23514, "no partition of relation … found for row").
+pub(crate) fn is_missing_partition(e: &StoreError) -> bool {
+    matches!(e, StoreError::Postgres(e)
+        if e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION))
 }
 
 /// One day's partition.

@@ -287,7 +287,7 @@ mod tests {
     const H: i64 = 3_600_000;
 
     fn trace(conn: &Conn, id: &str, at: i64, variant: &str, origin: &str) {
-        crate::partitions::ensure_days(conn.db(), std::iter::once(at)).unwrap();
+        crate::partitions::ensure_days(conn.db(), std::iter::once(at), None).unwrap();
         conn.db().execute(
             "INSERT INTO traces (id, started_at_ms, api, endpoint, stream, unpriced, latency_ms,
                                  status, http_status, function, variant, origin)

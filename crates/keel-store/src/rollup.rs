@@ -28,6 +28,7 @@ use crate::values;
 use crate::rollup_cache::{CachedKey, RollupCache};
 pub use crate::rollup_counts::Counts;
 pub(crate) use crate::rollup_counts::COUNT_COLUMNS;
+pub(crate) use crate::rollup_pg::StoredRead;
 
 /// The fine bucket: 5 minutes. The overview's windows are aligned to it.
 pub const FINE_MS: i64 = 300_000;
@@ -227,21 +228,18 @@ impl<'a> RollupBatch<'a> {
     }
 
     /// Merge every row into the table (read, add, replace). Run it in the transaction
-    /// that writes the traces, so both commit or neither does. Rows `known` holds are
-    /// taken from it instead of read back; with `keep`, the rows as written are
-    /// returned for the writer's cache (see `rollup_cache`), with how many were known.
+    /// that writes the traces, so both commit or neither does, after taking the write
+    /// turn ([`take_write_turn`]; the trace writer's transaction begins with it). Rows
+    /// `known` holds are taken from it instead of read back; with `keep`, the rows as
+    /// written are returned for the writer's cache (see `rollup_cache`), with how many
+    /// were known. `read` says how PostgreSQL reads the stored rows.
     pub(crate) fn write(
         self,
         db: Db<'_>,
         known: Option<&RollupCache>,
         keep: bool,
+        read: StoredRead,
     ) -> Result<Written, StoreError> {
-        if db.dialect() == Dialect::Postgres {
-            db.execute(
-                "SELECT pg_advisory_xact_lock(?1)",
-                &[Value::Int(TRACE_WRITE_LOCK)],
-            )?;
-        }
         let mut rows: Vec<(CachedKey, Counts)> = self
             .rows
             .into_iter()
@@ -254,7 +252,7 @@ impl<'a> RollupBatch<'a> {
             })
             .collect();
         if let Db::Postgres(pg) = db {
-            crate::rollup_pg::merge_and_write(pg, &mut rows)?;
+            crate::rollup_pg::merge_and_write(pg, &mut rows, read)?;
             return Ok(Written {
                 rows: if keep { rows } else { Vec::new() },
                 hits: 0,
@@ -422,7 +420,7 @@ fn add_traces(db: Db<'_>, range: Option<(i64, i64)>) -> Result<u64, StoreError> 
         total += chunk.len() as u64;
         let mut batch = RollupBatch::default();
         chunk.iter().for_each(|(s, _)| batch.add(&s.sample()));
-        batch.write(db, None, false)?;
+        batch.write(db, None, false, StoredRead::PlannedEachTime)?;
         if chunk.len() < REBUILD_CHUNK {
             return Ok(total);
         }

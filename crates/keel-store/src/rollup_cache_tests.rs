@@ -52,18 +52,18 @@ fn a_batch_reads_back_only_the_rows_the_last_one_did_not_write() {
     let dir = tempfile::tempdir().unwrap();
     let (store, w) = file_store(&dir);
     let mut cache = RollupCache::default();
-    insert_batch_cached(&w, &batch("a", 3), Some(&mut cache)).unwrap();
+    insert_batch_cached(&w, &batch("a", 3), Some(&mut cache), None).unwrap();
     assert_eq!(cache.hits(), 0, "nothing known before the first batch");
     let first_rows = cache.rows.len() as u64;
     assert!(first_rows > 0);
-    insert_batch_cached(&w, &batch("b", 3), Some(&mut cache)).unwrap();
+    insert_batch_cached(&w, &batch("b", 3), Some(&mut cache), None).unwrap();
     assert_eq!(
         cache.hits(),
         first_rows,
         "the same buckets: every row known"
     );
     // A new model adds rows the cache cannot know: those are read (and are new).
-    insert_batch_cached(&w, &[call("c", T0, "m2")], Some(&mut cache)).unwrap();
+    insert_batch_cached(&w, &[call("c", T0, "m2")], Some(&mut cache), None).unwrap();
     assert!(cache.hits() > first_rows);
     assert_exact(&store, "after three batches");
 }
@@ -80,7 +80,7 @@ fn a_commit_by_another_connection_drops_what_the_cache_knew() {
             file_store(&dir)
         };
         let mut cache = RollupCache::default();
-        insert_batch_cached(&w, &batch("a", 4), Some(&mut cache)).unwrap();
+        insert_batch_cached(&w, &batch("a", 4), Some(&mut cache), None).unwrap();
         // What `keel traces purge` does from another connection (or process): delete
         // traces, recompute their day's rollups.
         let other = store.conn().unwrap();
@@ -93,7 +93,7 @@ fn a_commit_by_another_connection_drops_what_the_cache_knew() {
             .transaction(|tx| crate::rollup::rebuild_dirty(tx))
             .unwrap();
         let hits = cache.hits();
-        insert_batch_cached(&w, &batch("b", 2), Some(&mut cache)).unwrap();
+        insert_batch_cached(&w, &batch("b", 2), Some(&mut cache), None).unwrap();
         assert_eq!(cache.hits(), hits, "in_memory={in_memory}: stale rows used");
         assert_exact(&store, &format!("in_memory={in_memory}"));
     }
@@ -152,7 +152,7 @@ fn rollup_cache_cost() {
                     t
                 })
                 .collect();
-            insert_batch_cached(&w, &traces, cached.then_some(&mut cache)).unwrap();
+            insert_batch_cached(&w, &traces, cached.then_some(&mut cache), None).unwrap();
         }
         let per_batch = started.elapsed().as_secs_f64() * 1e6 / BATCHES as f64;
         eprintln!(

@@ -263,7 +263,7 @@ fn copy_table(
                     Value::Int(ms) => Some(ms),
                     _ => None,
                 };
-                crate::partitions::ensure_days(tx, rows.iter().filter_map(start))?;
+                crate::partitions::ensure_days(tx, rows.iter().filter_map(start), None)?;
                 let claims: Vec<Vec<Value>> = rows
                     .iter()
                     .map(|r| vec![r[id].clone(), r[started].clone()])

@@ -10,8 +10,10 @@ use std::collections::HashSet;
 use tokio_postgres::types::Type;
 
 use crate::error::StoreError;
-use crate::rollup::{RollupBatch, Sample};
+use crate::partitions::KnownDays;
+use crate::rollup::{RollupBatch, Sample, StoredRead};
 use crate::rollup_cache::{data_version, RollupCache};
+use crate::rollup_pg::INDEX_LOOKUPS_ONLY;
 use crate::sql::{Db, PgConn, Row, Value};
 use crate::values;
 use keel_core::money::Nanos;
@@ -87,22 +89,29 @@ pub(crate) fn insert_batch<'c>(
     db: impl Into<Db<'c>>,
     traces: &[TraceRecord],
 ) -> Result<(), StoreError> {
-    insert_batch_cached(db, traces, None)
+    insert_batch_cached(db, traces, None, None)
 }
 
-/// [`insert_batch`] for the SQLite writer, which remembers the rollup rows it wrote so
-/// the next batch need not read them back (`rollup_cache`).
+/// [`insert_batch`] for the writer, which remembers what its batches left behind: on
+/// SQLite the rollup rows it wrote, so the next batch need not read them back
+/// (`rollup_cache`); on PostgreSQL the days whose partitions exist (`KnownDays`).
 pub(crate) fn insert_batch_cached<'c>(
     db: impl Into<Db<'c>>,
     traces: &[TraceRecord],
     cache: Option<&mut RollupCache>,
+    days: Option<&mut KnownDays>,
 ) -> Result<(), StoreError> {
     let db = db.into();
+    let mut new_days = Vec::new();
     // On PostgreSQL replicas take turns, so rowids follow commit order (see the lock's
     // doc); the lock is taken with BEGIN, in one round trip. On SQLite: BEGIN IMMEDIATE.
     let done = db.exclusive(crate::rollup::TRACE_WRITE_LOCK, |tx| {
         if let Db::Postgres(pg) = tx {
-            crate::partitions::ensure_days(tx, traces.iter().map(|t| t.started_at_ms))?;
+            new_days = crate::partitions::ensure_days(
+                tx,
+                traces.iter().map(|t| t.started_at_ms),
+                days.as_deref(),
+            )?;
             insert_claiming_ids(pg, traces)?;
         } else {
             let mut sets = Vec::with_capacity(traces.len());
@@ -136,7 +145,13 @@ pub(crate) fn insert_batch_cached<'c>(
         for t in traces {
             rollups.add(&Sample::of(t));
         }
-        match tx.savepoint("rollups", |sp| rollups.write(sp, known, version.is_some())) {
+        // On PostgreSQL the stored rows are read by a cached statement whose plan is
+        // kept to index probes (`rollup_pg`); the settings that keep it so come with
+        // the savepoint, in its round trip.
+        let written = tx.savepoint_with("rollups", INDEX_LOOKUPS_ONLY, |sp| {
+            rollups.write(sp, known, version.is_some(), StoredRead::CachedIndexLookups)
+        });
+        match written {
             Ok(written) => Ok(version.map(|v| (written, v))),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot update the rollups for a batch; its days will be recomputed from the traces");
@@ -150,6 +165,9 @@ pub(crate) fn insert_batch_cached<'c>(
             }
         }
     });
+    if let (Ok(_), Some(days)) = (&done, days) {
+        days.add(&new_days);
+    }
     match (done, cache) {
         (Ok(Some((written, version))), Some(cache)) => {
             tracing::trace!(

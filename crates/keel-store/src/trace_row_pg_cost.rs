@@ -105,7 +105,8 @@ fn pg_trace_write_cost() {
                     "SELECT pg_advisory_xact_lock(?1)",
                     &[Value::Int(crate::rollup::TRACE_WRITE_LOCK)],
                 )?;
-                crate::partitions::ensure_days(tx, t.iter().map(|t| t.started_at_ms))
+                crate::partitions::ensure_days(tx, t.iter().map(|t| t.started_at_ms), None)
+                    .map(|_| ())
             })
             .unwrap();
         }),
@@ -161,7 +162,9 @@ fn pg_trace_write_cost() {
                 for x in t {
                     r.add(&Sample::of(x));
                 }
-                r.write(tx, None, false).map(|_| ())
+                crate::rollup::take_write_turn(tx)?;
+                r.write(tx, None, false, crate::rollup::StoredRead::PlannedEachTime)
+                    .map(|_| ())
             })
             .unwrap();
         }),

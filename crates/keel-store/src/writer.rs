@@ -151,7 +151,14 @@ pub fn spawn_postgres(
     opts: WriterOptions,
 ) -> Result<(TraceWriter, WriterHandle), StoreError> {
     let pg = pg.background_twin()?;
-    start(Sink::Postgres { pg, conn: None }, opts)
+    start(
+        Sink::Postgres {
+            pg,
+            conn: None,
+            days: crate::partitions::KnownDays::default(),
+        },
+        opts,
+    )
 }
 
 fn start(sink: Sink, opts: WriterOptions) -> Result<(TraceWriter, WriterHandle), StoreError> {

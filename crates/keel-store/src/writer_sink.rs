@@ -18,6 +18,7 @@ use keel_core::trace::TraceRecord;
 use rusqlite::Connection;
 
 use crate::error::StoreError;
+use crate::partitions::{is_missing_partition, KnownDays};
 use crate::rollup_cache::RollupCache;
 use crate::sql::{PgConn, Postgres};
 use crate::trace_row;
@@ -69,6 +70,8 @@ pub(crate) enum Sink {
     Postgres {
         pg: Arc<Postgres>,
         conn: Option<PgConn>,
+        /// The days whose partitions exist (`partitions::KnownDays`).
+        days: KnownDays,
     },
 }
 
@@ -91,17 +94,19 @@ impl Sink {
     ) -> Flushed {
         match self {
             Sink::Sqlite { conn, rollups } => {
-                match trace_row::insert_batch_cached(&*conn, batch, Some(rollups)) {
+                match trace_row::insert_batch_cached(&*conn, batch, Some(rollups), None) {
                     Ok(()) => Flushed::Written,
                     Err(e) => Flushed::Failed(e),
                 }
             }
-            Sink::Postgres { pg, conn } => {
+            Sink::Postgres { pg, conn, days } => {
                 let mut backoff = BACKOFF_FIRST;
                 let mut stop_deadline: Option<Instant> = None;
+                let mut days_rechecked = false;
                 loop {
-                    let result =
-                        connected(pg, conn).and_then(|c| trace_row::insert_batch(c, batch));
+                    let result = connected(pg, conn).and_then(|c| {
+                        trace_row::insert_batch_cached(c, batch, None, Some(&mut *days))
+                    });
                     match result {
                         Ok(()) => {
                             if health.degraded() {
@@ -129,6 +134,13 @@ impl Sink {
                             std::thread::sleep(backoff);
                             backoff = (backoff * 2).min(BACKOFF_MAX);
                         }
+                        // A day it knew was detached since: forget the days, check
+                        // them again (once).
+                        Err(e) if !days_rechecked && is_missing_partition(&e) => {
+                            tracing::info!(error = %e, "a day's trace partition is gone (detached?); making it again");
+                            days.forget();
+                            days_rechecked = true;
+                        }
                         Err(e) => return Flushed::Failed(e),
                     }
                 }
@@ -155,7 +167,7 @@ impl Sink {
                 }
                 repaired
             }
-            Sink::Postgres { pg, conn } => connected(pg, conn).and_then(crate::rollup::repair),
+            Sink::Postgres { pg, conn, .. } => connected(pg, conn).and_then(crate::rollup::repair),
         };
         match result {
             Ok(0) => {}

@@ -146,6 +146,45 @@ fn old_days_are_detached_whole_and_every_figure_agrees_after() {
     assert_eq!(again.days[0].table, "traces_archived_d20251101_2");
 }
 
+/// The writer remembers which days' partitions exist and stops asking for them; a day
+/// detached behind its back (here while it runs) is made again on the next batch of
+/// that day, and nothing is dropped.
+#[test]
+fn a_running_writer_makes_a_day_again_after_it_was_detached() {
+    let db = TestDb::new();
+    let store = Store::open(&db.url()).unwrap();
+    let conn = store.conn().unwrap();
+    let d = conn.db();
+    let (writer, handle) = spawn(&store, WriterOptions::default()).unwrap();
+    let written = |n: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while writer.written_total() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer wrote {} of {n}",
+                writer.written_total()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    writer.record(trace("first", DAY0 + 10));
+    written(1);
+    writer.record(trace("second", DAY0 + 20));
+    written(2);
+    let detached = detach_before(d, DAY0 + DAY_MS, false, "test", DAY0).unwrap();
+    assert_eq!(detached.traces, 2);
+    writer.record(trace("after-detach", DAY0 + 30));
+    written(3);
+    assert_eq!(writer.dropped_total(), 0);
+    drop(writer);
+    assert_eq!(handle.shutdown().dropped_total, 0);
+    assert_eq!(count_traces(&conn).unwrap(), 1);
+    assert_eq!(
+        one::<String>(d, "SELECT id FROM traces_d20251101"),
+        "after-detach"
+    );
+}
+
 #[test]
 fn a_row_for_a_day_without_its_partition_is_refused_until_the_day_is_made() {
     let db = TestDb::new();

@@ -286,7 +286,24 @@ impl<'c> Db<'c> {
         name: &str,
         f: impl FnOnce(Db<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.batch(&format!("SAVEPOINT {name}"))?;
+        self.savepoint_with(name, "", f)
+    }
+
+    /// [`Db::savepoint`], with `pg_settings` (`SET LOCAL …` statements) run on
+    /// PostgreSQL in the same round trip: they hold for the rest of the transaction,
+    /// and are undone with the savepoint if `f` fails.
+    pub(crate) fn savepoint_with<T>(
+        self,
+        name: &str,
+        pg_settings: &str,
+        f: impl FnOnce(Db<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self.dialect() {
+            Dialect::Postgres if !pg_settings.is_empty() => {
+                self.batch(&format!("SAVEPOINT {name}; {pg_settings}"))?
+            }
+            _ => self.batch(&format!("SAVEPOINT {name}"))?,
+        }
         match f(self) {
             // PostgreSQL releases it with the transaction's commit: a round trip saved.
             // SQLite's savepoints nest in its own stack, so it is released there.

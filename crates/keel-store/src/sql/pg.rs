@@ -385,7 +385,9 @@ impl PgConn {
 
     /// `rows` streamed into `copy` (`COPY table (columns) FROM STDIN BINARY`), each
     /// value encoded as `types` says, column by column: one statement for a batch of
-    /// any size, which the server routes and indexes in bulk. The rows written.
+    /// any size, which the server routes and indexes in bulk. The rows written. The
+    /// statement is prepared once per connection (given as text, the driver would
+    /// prepare it again for every batch: a round trip and a parse each time).
     pub(crate) fn copy_in(
         &self,
         copy: &str,
@@ -393,7 +395,8 @@ impl PgConn {
         rows: &[Vec<Value>],
     ) -> Result<u64, StoreError> {
         futures::executor::block_on(async {
-            let sink = self.client.copy_in(copy).await?;
+            let stmt = self.client.prepare_cached(copy).await?;
+            let sink = self.client.copy_in(&stmt).await?;
             let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, types);
             futures::pin_mut!(writer);
             for row in rows {
