@@ -77,10 +77,16 @@ impl KnownDays {
 }
 
 /// Whether `e` is PostgreSQL refusing a row because no partition holds its day (SQLSTATE
-/// 23514, "no partition of relation … found for row").
+/// 23514 with "no partition of relation … found for row"; a CHECK constraint's 23514 is
+/// not this).
 pub(crate) fn is_missing_partition(e: &StoreError) -> bool {
-    matches!(e, StoreError::Postgres(e)
-        if e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION))
+    let StoreError::Postgres(e) = e else {
+        return false;
+    };
+    e.as_db_error().is_some_and(|db| {
+        db.code() == &tokio_postgres::error::SqlState::CHECK_VIOLATION
+            && db.message().starts_with("no partition of relation")
+    })
 }
 
 /// One day's partition.

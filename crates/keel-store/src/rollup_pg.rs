@@ -45,10 +45,12 @@ const UPSERT_ROWS: &str = concat!(
 );
 
 /// Settings, local to the transaction, under which [`StoredRead::CachedIndexLookups`]
-/// may run: the planner can only probe indexes, so a generic plan cached now stays an
-/// index probe per key however the table grows. (A cached plan is not re-planned when
-/// settings change, but is when the table's statistics do: that re-plan happens in the
-/// writer's transaction too, with these settings.)
+/// may run: with sequential scans and hash and merge joins priced out, the planner's
+/// way to the rows is a nested loop over the keys probing the primary key index, so a
+/// generic plan cached now stays one probe per key however the table grows (the
+/// stale-plan test checks both how many rows were scanned and how many fetched by
+/// index). A cached plan is not re-planned when settings change, but is when the
+/// table's statistics do: that re-plan happens at execution, so with these settings too.
 pub(crate) const INDEX_LOOKUPS_ONLY: &str =
     "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
      SET LOCAL enable_mergejoin = off";
@@ -57,7 +59,8 @@ pub(crate) const INDEX_LOOKUPS_ONLY: &str =
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum StoredRead {
     /// A cached statement: only in a transaction that ran [`INDEX_LOOKUPS_ONLY`] first
-    /// (the trace writer's batches, on their own connection).
+    /// (every `trace_row::insert_batch`, which sends them with its savepoint; on any
+    /// connection, since every run of this statement's text is under them).
     CachedIndexLookups,
     /// Parsed and planned anew each run (an unnamed statement): right for any caller.
     PlannedEachTime,

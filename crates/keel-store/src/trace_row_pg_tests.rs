@@ -107,18 +107,19 @@ fn a_repeated_or_taken_id_moves_to_a_fresh_one_and_every_value_round_trips() {
     );
 }
 
-/// Rows of `trace_rollups` read by sequential scans so far (statistics flushed first).
-fn rollup_rows_scanned(d: Db<'_>) -> i64 {
+/// Rows of `trace_rollups` read so far by sequential scans, and fetched by index scans
+/// (statistics of this connection flushed first).
+fn rollup_rows_read(d: Db<'_>) -> (i64, i64) {
     d.query_row("SELECT pg_stat_force_next_flush()::text", &[], |r| {
         r.get::<String>(0)
     })
     .unwrap();
     d.execute("SELECT pg_stat_clear_snapshot()", &[]).unwrap();
     d.query_row(
-        "SELECT COALESCE(seq_tup_read, 0) FROM pg_stat_user_tables \
+        "SELECT COALESCE(seq_tup_read, 0), COALESCE(idx_tup_fetch, 0) FROM pg_stat_user_tables \
          WHERE relname = 'trace_rollups'",
         &[],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )
     .unwrap()
 }
@@ -144,11 +145,17 @@ fn the_rollup_read_probes_its_keys_however_the_table_grew_since_it_was_first_run
         &[],
     )
     .unwrap();
-    let before = rollup_rows_scanned(d);
+    let (scanned_before, fetched_before) = rollup_rows_read(d);
     insert_batch(&conn, &[call("after", T0 + 100)]).unwrap();
-    let scanned = rollup_rows_scanned(d) - before;
+    let (scanned, fetched) = rollup_rows_read(d);
+    let (scanned, fetched) = (scanned - scanned_before, fetched - fetched_before);
     assert!(
         scanned < 50_000,
         "a batch's rollup read scanned {scanned} rows of trace_rollups"
+    );
+    // A nested loop over a whole index (not a probe per key) would fetch every row.
+    assert!(
+        fetched < 1_000,
+        "a batch's rollup read fetched {fetched} rows of trace_rollups by index"
     );
 }
