@@ -17,13 +17,7 @@ RECORD=${1:-}
 source "$ROOT/bench/lib.sh"
 command -v heaptrack >/dev/null || { echo "needs heaptrack (apt-get install heaptrack)" >&2; exit 2; }
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-cargo build --release --quiet -p keel-cli --features count-allocations
-WORK=$(mktemp -d)
-cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/keel" "$WORK/keel-count"
-KEEL=$WORK/keel-count
-MOCK_PORT=$(free_port)
-KEEL_PORT=$(free_port)
-plain_config "$KEEL_PORT" "$MOCK_PORT" "$WORK/bench.db" > "$WORK/keel.toml"
+counting_keel
 cleanup() { pkill -INT -f "$WORK/keel-count serve" 2>/dev/null || true; kill "${MOCK_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 start_mock

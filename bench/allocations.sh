@@ -24,14 +24,7 @@ WARMUP=${WARMUP:-500}
 RECORD=${1:-}
 source "$ROOT/bench/lib.sh"
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-cargo build --release --quiet -p keel-cli --features count-allocations
-WORK=$(mktemp -d)
-# The counting binary, kept aside: the next plain release build replaces it.
-cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/keel" "$WORK/keel-count"
-KEEL=$WORK/keel-count
-MOCK_PORT=$(free_port)
-KEEL_PORT=$(free_port)
-plain_config "$KEEL_PORT" "$MOCK_PORT" "$WORK/bench.db" > "$WORK/keel.toml"
+counting_keel
 
 cleanup() { kill "${KEEL_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT

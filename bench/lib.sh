@@ -16,6 +16,20 @@ build_keel() {
   KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
 }
 
+# counting_keel: a release build with `--features count-allocations` (a counting
+# allocator and GET /debug/allocations; never a build for users), copied into a new
+# $WORK (a plain release build would replace it) as $KEEL, with free $MOCK_PORT and
+# $KEEL_PORT and the plain profile's config in $WORK/keel.toml.
+counting_keel() {
+  cargo build --release --quiet -p keel-cli --features count-allocations
+  WORK=$(mktemp -d)
+  cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/keel" "$WORK/keel-count"
+  KEEL=$WORK/keel-count
+  MOCK_PORT=$(free_port)
+  KEEL_PORT=$(free_port)
+  plain_config "$KEEL_PORT" "$MOCK_PORT" "$WORK/bench.db" > "$WORK/keel.toml"
+}
+
 # wait_healthy TRIES URL...: each URL answers within TRIES tenths of a second, or the
 # servers' logs ($WORK/*.log) are shown and the script stops.
 wait_healthy() {
