@@ -120,19 +120,10 @@ pub enum StateError {
     Guardrails(String),
 }
 
-/// One HTTP client for all upstreams: a shared connection pool, rustls, and
-/// keep-alive, so the hot path reuses connections.
-pub fn http_client() -> Result<reqwest::Client, StateError> {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10))
-        // An LLM API answers; it does not redirect. Following one would resend the
-        // prompt (and its key) somewhere else, and the redirect layer costs on every call.
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| StateError::Client(e.to_string()))
+/// One HTTP client for all upstreams: a shared connection pool, rustls, keep-alive and
+/// the environment's proxies (`keel_providers::client`).
+pub fn http_client() -> Result<keel_providers::client::HttpClient, StateError> {
+    keel_providers::client::HttpClient::from_env().map_err(StateError::Client)
 }
 
 impl AppState {

@@ -147,7 +147,11 @@ mod tests {
     }
 
     fn provider(base: &str) -> AnthropicProvider {
-        AnthropicProvider::new(reqwest::Client::new(), base.to_string(), Some("k".into()))
+        AnthropicProvider::new(
+            keel_providers::client::HttpClient::with_proxies(None).unwrap(),
+            base.to_string(),
+            Some("k".into()),
+        )
     }
 
     fn request(text: &str, stream: bool) -> ChatRequest {

@@ -7,7 +7,8 @@ use futures::StreamExt;
 use keel_core::chat::ChatChunk;
 use serde_json::Value;
 
-use crate::sse::{self, without_url};
+use crate::client::Response;
+use crate::sse;
 use crate::{ChunkStream, ProviderError};
 
 /// A wire format's streamed events → canonical chunks.
@@ -22,11 +23,11 @@ pub trait EventTranslator: Send + 'static {
 }
 
 /// A whole answer's JSON body; `what` names the format in the error.
-pub async fn json_body(resp: reqwest::Response, what: &str) -> Result<Value, ProviderError> {
+pub async fn json_body(resp: Response, what: &str) -> Result<Value, ProviderError> {
     let bytes = resp
         .bytes()
         .await
-        .map_err(|e| ProviderError::StreamCut(without_url(&e)))?;
+        .map_err(|e| ProviderError::StreamCut(e.to_string()))?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ProviderError::InvalidResponse(format!(
             "not {what} ({e}): {}",
@@ -36,7 +37,7 @@ pub async fn json_body(resp: reqwest::Response, what: &str) -> Result<Value, Pro
 }
 
 /// The chunks of an event stream of JSON objects, translated by `t`.
-pub fn json_event_stream<T: EventTranslator>(resp: reqwest::Response, t: T) -> ChunkStream {
+pub fn json_event_stream<T: EventTranslator>(resp: Response, t: T) -> ChunkStream {
     let events = Box::pin(sse::events(resp));
     // State: the events, the translator, chunks made but not yet yielded (in reverse);
     // None once a terminal item was yielded.

@@ -6,6 +6,7 @@
 //! upstream (so streamed calls can be priced) and yield it on a final chunk.
 
 pub mod anthropic;
+pub mod client;
 pub mod error;
 pub mod gemini;
 pub mod json_stream;

@@ -18,13 +18,19 @@ use keel_core::config::OpenAiApi;
 use keel_core::embeddings::{EmbeddingRequest, EmbeddingResponse};
 use serde_json::Value;
 
-use crate::sse::{self, without_url};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::Uri;
+
+use crate::client::{parse_uri, secret_header, uri_of, HttpClient, Response};
+use crate::sse;
 use crate::{ChatProvider, ChunkStream, ProviderError};
 
 pub struct OpenAiProvider {
-    client: reqwest::Client,
+    client: HttpClient,
     target: Target,
-    auth: Auth,
+    /// `content-type` and the auth header, built once (cloning a value shares its bytes);
+    /// an error when the key cannot be a header value.
+    headers: Result<Vec<(HeaderName, HeaderValue)>, String>,
     /// Chat Completions, or the Responses API (`responses/provider.rs`).
     api: OpenAiApi,
 }
@@ -34,9 +40,9 @@ enum Target {
     /// One URL for every model (`{base_url}/chat/completions`, `{base_url}/embeddings`).
     /// Parsed once: parsing (with IDNA) per request showed up in profiles.
     Fixed {
-        chat: Result<reqwest::Url, String>,
-        embeddings: Result<reqwest::Url, String>,
-        responses: Result<reqwest::Url, String>,
+        chat: Result<Uri, String>,
+        embeddings: Result<Uri, String>,
+        responses: Result<Uri, String>,
     },
     /// Azure OpenAI: one URL per deployment (the pinned upstream model),
     /// `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=V`, each
@@ -44,7 +50,7 @@ enum Target {
     Azure {
         endpoint: String,
         api_version: String,
-        urls: std::sync::RwLock<HashMap<(Op, String), reqwest::Url>>,
+        urls: std::sync::RwLock<HashMap<(Op, String), Uri>>,
     },
 }
 
@@ -71,21 +77,18 @@ pub enum Auth {
 
 impl OpenAiProvider {
     /// `base_url` is the API root, e.g. `https://api.openai.com/v1`.
-    pub fn new(client: reqwest::Client, base_url: &str, api_key: Option<String>) -> Self {
+    pub fn new(client: HttpClient, base_url: &str, api_key: Option<String>) -> Self {
         OpenAiProvider {
             client,
             target: {
-                let at = |op: &str| {
-                    reqwest::Url::parse(&format!("{}/{op}", base_url.trim_end_matches('/')))
-                        .map_err(|e| format!("invalid base_url: {e}"))
-                };
+                let at = |op: &str| parse_uri(&format!("{}/{op}", base_url.trim_end_matches('/')));
                 Target::Fixed {
                     chat: at("chat/completions"),
                     embeddings: at("embeddings"),
                     responses: at("responses"),
                 }
             },
-            auth: api_key.map_or(Auth::None, Auth::Bearer),
+            headers: headers(&api_key.map_or(Auth::None, Auth::Bearer)),
             api: OpenAiApi::Chat,
         }
     }
@@ -98,7 +101,7 @@ impl OpenAiProvider {
 
     /// Azure OpenAI at `endpoint` (`https://RESOURCE.openai.azure.com`): the model's
     /// upstream id is the deployment name.
-    pub fn azure(client: reqwest::Client, endpoint: &str, api_version: &str, auth: Auth) -> Self {
+    pub fn azure(client: HttpClient, endpoint: &str, api_version: &str, auth: Auth) -> Self {
         OpenAiProvider {
             client,
             target: Target::Azure {
@@ -106,18 +109,18 @@ impl OpenAiProvider {
                 api_version: api_version.to_string(),
                 urls: std::sync::RwLock::new(HashMap::new()),
             },
-            auth,
+            headers: headers(&auth),
             api: OpenAiApi::Chat,
         }
     }
 
     /// The URL of a chat request for `model`.
-    fn url(&self, model: &str) -> Result<reqwest::Url, ProviderError> {
+    fn url(&self, model: &str) -> Result<Uri, ProviderError> {
         self.url_of(Op::Chat, model)
     }
 
     /// The URL of `op` for `model`.
-    pub(crate) fn url_of(&self, op: Op, model: &str) -> Result<reqwest::Url, ProviderError> {
+    pub(crate) fn url_of(&self, op: Op, model: &str) -> Result<Uri, ProviderError> {
         match &self.target {
             Target::Fixed {
                 chat,
@@ -142,7 +145,7 @@ impl OpenAiProvider {
                 if let Some(u) = cached {
                     return Ok(u);
                 }
-                let mut u = reqwest::Url::parse(endpoint)
+                let mut u = url::Url::parse(endpoint)
                     .map_err(|e| ProviderError::Unsupported(format!("invalid base_url: {e}")))?;
                 u.path_segments_mut()
                     .map_err(|()| ProviderError::Unsupported("invalid base_url".into()))?
@@ -154,6 +157,7 @@ impl OpenAiProvider {
                         Op::Responses => &["responses"][..],
                     });
                 u.query_pairs_mut().append_pair("api-version", api_version);
+                let u = uri_of(&u).map_err(ProviderError::Unsupported)?;
                 if let Ok(mut m) = urls.write() {
                     m.insert((op, model.to_string()), u.clone());
                 }
@@ -162,38 +166,30 @@ impl OpenAiProvider {
         }
     }
 
-    async fn send(&self, req: &ChatRequest) -> Result<reqwest::Response, ProviderError> {
+    async fn send(&self, req: &ChatRequest) -> Result<Response, ProviderError> {
         self.post(self.url(&req.model)?, req).await
     }
 
     /// POST `body` to `url` with this provider's auth; a non-2xx is the provider's error.
     pub(crate) async fn post(
         &self,
-        url: reqwest::Url,
+        url: Uri,
         body: &impl serde::Serialize,
-    ) -> Result<reqwest::Response, ProviderError> {
-        // What `.json()` does, in a buffer sized for a typical request (it starts at 128
-        // bytes and reallocates up to the body's size on every call).
+    ) -> Result<Response, ProviderError> {
+        let headers = self
+            .headers
+            .as_ref()
+            .map_err(|e| ProviderError::Unsupported(e.clone()))?;
+        // In a buffer sized for a typical request (serde_json's own starts at 128 bytes
+        // and reallocates up to the body's size on every call).
         let mut json = Vec::with_capacity(REQUEST_BODY_CAPACITY);
         serde_json::to_writer(&mut json, body)
             .map_err(|e| ProviderError::Connect(format!("cannot encode the request: {e}")))?;
-        let mut builder = self
+        let resp = self
             .client
-            .post(url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                reqwest::header::HeaderValue::from_static("application/json"),
-            )
-            .body(json);
-        builder = match &self.auth {
-            Auth::None => builder,
-            Auth::Bearer(key) => builder.bearer_auth(key),
-            Auth::ApiKey(key) => builder.header("api-key", key),
-        };
-        let resp = builder
-            .send()
+            .post(url, headers, json)
             .await
-            .map_err(|e| ProviderError::Connect(without_url(&e)))?;
+            .map_err(|e| ProviderError::Connect(e.to_string()))?;
         if !resp.status().is_success() {
             return Err(sse::status_error(resp, openai_error).await);
         }
@@ -201,14 +197,27 @@ impl OpenAiProvider {
     }
 }
 
+/// The headers every request of a provider with `auth` carries.
+fn headers(auth: &Auth) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    match auth {
+        Auth::None => {}
+        Auth::Bearer(key) => {
+            headers.push((AUTHORIZATION, secret_header(&format!("Bearer {key}"))?))
+        }
+        Auth::ApiKey(key) => {
+            headers.push((HeaderName::from_static("api-key"), secret_header(key)?))
+        }
+    }
+    Ok(headers)
+}
+
 /// A 2xx that is not an event stream (an HTML error page from a proxy, a JSON body from
 /// a server that ignored `stream`) is an invalid response, not a cut.
-pub(crate) async fn expect_event_stream(
-    resp: reqwest::Response,
-) -> Result<reqwest::Response, ProviderError> {
+pub(crate) async fn expect_event_stream(resp: Response) -> Result<Response, ProviderError> {
     let content_type = resp
         .headers()
-        .get(reqwest::header::CONTENT_TYPE)
+        .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("text/event-stream")
         .to_ascii_lowercase();
@@ -249,7 +258,7 @@ impl ChatProvider for OpenAiProvider {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| ProviderError::StreamCut(without_url(&e)))?;
+            .map_err(|e| ProviderError::StreamCut(e.to_string()))?;
         serde_json::from_slice::<ChatResponse>(&bytes).map_err(|e| {
             ProviderError::InvalidResponse(format!(
                 "not a chat completion ({e}): {}",
@@ -304,7 +313,7 @@ impl ChatProvider for OpenAiProvider {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| ProviderError::StreamCut(without_url(&e)))?;
+            .map_err(|e| ProviderError::StreamCut(e.to_string()))?;
         serde_json::from_slice::<EmbeddingResponse>(&bytes).map_err(|e| {
             ProviderError::InvalidResponse(format!(
                 "not an embeddings response ({e}): {}",
@@ -346,29 +355,33 @@ mod tests {
     #[test]
     fn azure_urls_name_the_deployment_and_the_api_version() {
         let p = OpenAiProvider::azure(
-            reqwest::Client::new(),
+            HttpClient::with_proxies(None).unwrap(),
             "https://res.openai.azure.com/",
             "2024-10-21",
             Auth::ApiKey("k".into()),
         );
         let u = p.url("gpt-4o mini/eu").unwrap();
         assert_eq!(
-            u.as_str(),
+            u.to_string(),
             "https://res.openai.azure.com/openai/deployments/gpt-4o%20mini%2Feu/chat/completions?api-version=2024-10-21"
         );
         // Kept: the second call is the same URL.
         assert_eq!(p.url("gpt-4o mini/eu").unwrap(), u);
-        let openai = OpenAiProvider::new(reqwest::Client::new(), "http://h:1/v1/", None);
+        let openai = OpenAiProvider::new(
+            HttpClient::with_proxies(None).unwrap(),
+            "http://h:1/v1/",
+            None,
+        );
         assert_eq!(
-            openai.url("any").unwrap().as_str(),
+            openai.url("any").unwrap().to_string(),
             "http://h:1/v1/chat/completions"
         );
         assert_eq!(
-            openai.url_of(Op::Embeddings, "any").unwrap().as_str(),
+            openai.url_of(Op::Embeddings, "any").unwrap().to_string(),
             "http://h:1/v1/embeddings"
         );
         assert_eq!(
-            p.url_of(Op::Embeddings, "emb").unwrap().as_str(),
+            p.url_of(Op::Embeddings, "emb").unwrap().to_string(),
             "https://res.openai.azure.com/openai/deployments/emb/embeddings?api-version=2024-10-21"
         );
     }

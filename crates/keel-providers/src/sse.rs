@@ -1,12 +1,13 @@
 //! Reading upstream HTTP responses: error bodies and SSE event streams.
 //!
 //! Both wire formats stream as Server-Sent Events; `eventsource-stream` does the
-//! framing (multi-line data, comments, CRLF) and this module turns a reqwest response
-//! into events or a classified `ProviderError`.
+//! framing (multi-line data, comments, CRLF) and this module turns an upstream response
+//! (`client/`) into events or a classified `ProviderError`.
 
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 
+use crate::client::Response;
 use crate::error::{parse_retry_after, ProviderError};
 
 /// One SSE event: its `event:` name (empty when absent) and its `data:` payload.
@@ -20,15 +21,15 @@ pub type ErrorExtractor = fn(&Value) -> Option<(String, Option<String>)>;
 
 /// Turn a non-success upstream response into `ProviderError::Status`, keeping the
 /// provider's own message. `extract` pulls `(message, code)` out of a JSON error body.
-pub async fn status_error(resp: reqwest::Response, extract: ErrorExtractor) -> ProviderError {
+pub async fn status_error(resp: Response, extract: ErrorExtractor) -> ProviderError {
     let status = resp.status().as_u16();
     // Azure sends `retry-after-ms` beside `Retry-After`: the finer one wins.
     let header = |name| resp.headers().get(name).and_then(|v| v.to_str().ok());
     let retry_after = crate::error::parse_retry_after_ms(header("retry-after-ms"))
-        .or_else(|| parse_retry_after(header(reqwest::header::RETRY_AFTER.as_str())));
+        .or_else(|| parse_retry_after(header(http::header::RETRY_AFTER.as_str())));
     let text = match resp.text().await {
         Ok(t) => t,
-        Err(e) => return ProviderError::Connect(without_url(&e)),
+        Err(e) => return ProviderError::Connect(e.to_string()),
     };
     let body: Option<Value> = serde_json::from_str(&text).ok();
     let (message, code) = body
@@ -46,39 +47,12 @@ pub async fn status_error(resp: reqwest::Response, extract: ErrorExtractor) -> P
 
 /// The SSE events of a streamed response body; transport errors become `StreamCut`.
 pub fn events(
-    resp: reqwest::Response,
+    resp: Response,
 ) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send + 'static {
     use eventsource_stream::Eventsource;
     resp.bytes_stream()
         .eventsource()
         .map(|item| item.map_err(|e| ProviderError::StreamCut(e.to_string())))
-}
-
-/// A transport error as text, without the URL (which could carry credentials).
-pub fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_connect() {
-        "connection failed"
-    } else if e.is_timeout() {
-        "timed out"
-    } else if e.is_body() || e.is_decode() {
-        "response body error"
-    } else if e.is_request() {
-        "request error"
-    } else {
-        "transport error"
-    };
-    // The innermost source says why (refused, reset, DNS) without naming the URL.
-    let mut cause = String::new();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        cause = s.to_string();
-        src = s.source();
-    }
-    if cause.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {cause}")
-    }
 }
 
 pub fn truncate(s: &str, max: usize) -> String {

@@ -3,7 +3,7 @@
 //! [`EventsToChunks`].
 //!
 //! The API key travels only in the `x-api-key` header; errors are built from the
-//! provider's own message and reqwest errors stripped of their URL, so the key (or
+//! provider's own message and transport errors that never carry the URL, so the key (or
 //! credentials in a base URL) never reaches an error, a log or a trace.
 
 use std::collections::VecDeque;
@@ -12,12 +12,15 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::Uri;
 use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse};
 use serde_json::Value;
 
 use super::upstream::{chat_request_to_messages, messages_response_to_chat};
 use super::upstream_stream::EventsToChunks;
 use super::wire::{ErrorBody, MessagesRequest, MessagesResponse, StreamEvent, ANTHROPIC_VERSION};
+use crate::client::{parse_uri, secret_header, HttpClient, HttpError, Response};
 use crate::error::parse_retry_after;
 use crate::{ChatProvider, ChunkStream, ProviderError};
 
@@ -27,9 +30,11 @@ const ERROR_TEXT_LIMIT: usize = 500;
 /// An Anthropic Messages API upstream.
 #[derive(Clone)]
 pub struct AnthropicProvider {
-    client: reqwest::Client,
+    client: HttpClient,
     /// Parsed once, not per request.
-    messages_url: Result<reqwest::Url, String>,
+    messages_url: Result<Uri, String>,
+    /// `anthropic-version`, `content-type` and `x-api-key`, built once.
+    headers: Result<Vec<(HeaderName, HeaderValue)>, String>,
     api_key: Option<String>,
 }
 
@@ -44,18 +49,32 @@ impl std::fmt::Debug for AnthropicProvider {
 
 impl AnthropicProvider {
     /// `base_url` is the API root including the version, e.g. `https://api.anthropic.com/v1`.
-    pub fn new(client: reqwest::Client, base_url: String, api_key: Option<String>) -> Self {
+    pub fn new(client: HttpClient, base_url: String, api_key: Option<String>) -> Self {
         let base = base_url.trim_end_matches('/');
+        let mut headers = vec![
+            (
+                HeaderName::from_static("anthropic-version"),
+                HeaderValue::from_static(ANTHROPIC_VERSION),
+            ),
+            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+        ];
+        let headers = match &api_key {
+            None => Ok(headers),
+            Some(key) => secret_header(key).map(|v| {
+                headers.push((HeaderName::from_static("x-api-key"), v));
+                headers
+            }),
+        };
         AnthropicProvider {
             client,
-            messages_url: reqwest::Url::parse(&format!("{base}/messages"))
-                .map_err(|e| format!("invalid base_url: {e}")),
+            messages_url: parse_uri(&format!("{base}/messages")),
+            headers,
             api_key,
         }
     }
 
     /// POST the body; a non-2xx answer becomes `ProviderError::Status`.
-    async fn post(&self, body: &MessagesRequest) -> Result<reqwest::Response, ProviderError> {
+    async fn post(&self, body: &MessagesRequest) -> Result<Response, ProviderError> {
         let json = serde_json::to_vec(body).map_err(|e| {
             ProviderError::Unsupported(format!("could not encode the request: {e}"))
         })?;
@@ -63,16 +82,15 @@ impl AnthropicProvider {
             .messages_url
             .clone()
             .map_err(ProviderError::Unsupported)?;
-        let mut request = self
+        let headers = self
+            .headers
+            .as_ref()
+            .map_err(|e| ProviderError::Unsupported(e.clone()))?;
+        let resp = self
             .client
-            .post(url)
-            .header("anthropic-version", ANTHROPIC_VERSION)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(json);
-        if let Some(key) = &self.api_key {
-            request = request.header("x-api-key", key);
-        }
-        let resp = request.send().await.map_err(connect_error)?;
+            .post(url, headers, json)
+            .await
+            .map_err(connect_error)?;
         if resp.status().is_success() {
             Ok(resp)
         } else {
@@ -85,26 +103,13 @@ fn translate(req: &ChatRequest) -> Result<MessagesRequest, ProviderError> {
     chat_request_to_messages(req).map_err(|e| ProviderError::Unsupported(e.to_string()))
 }
 
-/// A transport error as text, with its causes and without the URL.
-fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-fn connect_error(e: reqwest::Error) -> ProviderError {
-    ProviderError::Connect(describe(e))
+fn connect_error(e: HttpError) -> ProviderError {
+    ProviderError::Connect(e.to_string())
 }
 
 /// Read a non-2xx answer: Anthropic's `{"type":"error","error":{...}}` when it is one,
 /// otherwise the start of the body as the message.
-async fn status_error(resp: reqwest::Response) -> ProviderError {
+async fn status_error(resp: Response) -> ProviderError {
     let status = resp.status();
     let retry_after = parse_retry_after(
         resp.headers()
@@ -172,10 +177,7 @@ impl ChatProvider for AnthropicProvider {
 }
 
 type SseEvents = Pin<
-    Box<
-        dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<reqwest::Error>>>
-            + Send,
-    >,
+    Box<dyn Stream<Item = Result<eventsource_stream::Event, EventStreamError<HttpError>>> + Send>,
 >;
 
 /// The state of one upstream stream being read.
@@ -237,9 +239,9 @@ impl EventReader {
 }
 
 /// A broken connection cuts the stream; bytes that are not SSE are an invalid response.
-fn stream_error(e: EventStreamError<reqwest::Error>) -> ProviderError {
+fn stream_error(e: EventStreamError<HttpError>) -> ProviderError {
     match e {
-        EventStreamError::Transport(e) => ProviderError::StreamCut(describe(e)),
+        EventStreamError::Transport(e) => ProviderError::StreamCut(e.to_string()),
         EventStreamError::Utf8(e) => {
             ProviderError::InvalidResponse(format!("the event stream is not UTF-8: {e}"))
         }

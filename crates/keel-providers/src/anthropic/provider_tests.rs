@@ -82,7 +82,11 @@ async fn serve() -> (String, Seen) {
 }
 
 fn provider(base: String) -> AnthropicProvider {
-    AnthropicProvider::new(reqwest::Client::new(), base, Some(KEY.to_string()))
+    AnthropicProvider::new(
+        crate::client::HttpClient::with_proxies(None).unwrap(),
+        base,
+        Some(KEY.to_string()),
+    )
 }
 
 fn request(model: &str) -> ChatRequest {

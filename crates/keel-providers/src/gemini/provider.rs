@@ -4,6 +4,8 @@
 //! and `status` (`RESOURCE_EXHAUSTED` with 429, …).
 
 use async_trait::async_trait;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::Uri;
 use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse};
 use keel_core::embeddings::{
     Embedding, EmbeddingInput, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage,
@@ -12,9 +14,10 @@ use serde_json::{json, Value};
 
 use super::request::chat_request_to_gemini;
 use super::response::{gemini_error, gemini_to_chat, GeminiChunks};
+use crate::client::{parse_uri, secret_header, HttpClient, Response};
 use crate::json_stream::{json_body, json_event_stream, EventTranslator};
 use crate::openai::expect_event_stream;
-use crate::sse::{self, without_url};
+use crate::sse;
 use crate::{ChatProvider, ChunkStream, ProviderError};
 
 /// Inputs per `batchEmbedContents` call (the API's limit).
@@ -22,9 +25,11 @@ const MAX_BATCH: usize = 100;
 
 /// A Gemini API upstream (`kind = "gemini"`).
 pub struct GeminiProvider {
-    client: reqwest::Client,
+    client: HttpClient,
     base_url: String,
     api_key: Option<String>,
+    /// `content-type` and `x-goog-api-key`, built once.
+    headers: Result<Vec<(HeaderName, HeaderValue)>, String>,
 }
 
 impl std::fmt::Debug for GeminiProvider {
@@ -39,39 +44,48 @@ impl std::fmt::Debug for GeminiProvider {
 impl GeminiProvider {
     /// `base_url` is the API root with its version, e.g.
     /// `https://generativelanguage.googleapis.com/v1beta`.
-    pub fn new(client: reqwest::Client, base_url: &str, api_key: Option<String>) -> Self {
+    pub fn new(client: HttpClient, base_url: &str, api_key: Option<String>) -> Self {
+        let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+        let headers = match &api_key {
+            None => Ok(headers),
+            Some(key) => secret_header(key).map(|v| {
+                headers.push((HeaderName::from_static("x-goog-api-key"), v));
+                headers
+            }),
+        };
         GeminiProvider {
             client,
             base_url: base_url.trim_end_matches('/').to_string(),
             api_key,
+            headers,
         }
     }
 
     /// The URL of `method` for `model` (`gemini-2.0-flash`, or a full `models/…` /
     /// `tunedModels/…` name).
-    fn url(&self, model: &str, method: &str) -> Result<reqwest::Url, ProviderError> {
+    fn url(&self, model: &str, method: &str) -> Result<Uri, ProviderError> {
         let name = model_name(model);
-        let mut url = reqwest::Url::parse(&format!("{}/{name}:{method}", self.base_url))
-            .map_err(|e| ProviderError::Unsupported(format!("invalid base_url: {e}")))?;
-        if method == "streamGenerateContent" {
-            url.query_pairs_mut().append_pair("alt", "sse");
-        }
-        Ok(url)
+        let query = if method == "streamGenerateContent" {
+            "?alt=sse"
+        } else {
+            ""
+        };
+        parse_uri(&format!("{}/{name}:{method}{query}", self.base_url))
+            .map_err(ProviderError::Unsupported)
     }
 
-    async fn post(
-        &self,
-        url: reqwest::Url,
-        body: &Value,
-    ) -> Result<reqwest::Response, ProviderError> {
-        let mut builder = self.client.post(url).json(body);
-        if let Some(key) = &self.api_key {
-            builder = builder.header("x-goog-api-key", key);
-        }
-        let resp = builder
-            .send()
+    async fn post(&self, url: Uri, body: &Value) -> Result<Response, ProviderError> {
+        let headers = self
+            .headers
+            .as_ref()
+            .map_err(|e| ProviderError::Unsupported(e.clone()))?;
+        let json = serde_json::to_vec(body)
+            .map_err(|e| ProviderError::Connect(format!("cannot encode the request: {e}")))?;
+        let resp = self
+            .client
+            .post(url, headers, json)
             .await
-            .map_err(|e| ProviderError::Connect(without_url(&e)))?;
+            .map_err(|e| ProviderError::Connect(e.to_string()))?;
         if !resp.status().is_success() {
             return Err(sse::status_error(resp, gemini_error).await);
         }
