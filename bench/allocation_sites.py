@@ -25,8 +25,10 @@ PLUMBING = re.compile(r"core::ptr|alloc::alloc|RawVec|raw_vec|__rust|malloc|Coun
                       r"core::fmt|alloc_count")
 # First match wins: the group of a stack.
 GROUPS = [
-    ("upstream HTTP client (reqwest: request built, its redirect and retry layers, URL/URI "
-     "conversions, headers cloned, the response wrapped)", re.compile(r"reqwest::|OpenAiProvider::send")),
+    ("upstream HTTP client (keel-providers' client/ over hyper: the request and its headers, "
+     "the pool checkout, the dispatch to the connection; reqwest until 2026-12-07)",
+     re.compile(r"reqwest::|OpenAiProvider::(send|post)|keel_providers::client|hyper_util::client|"
+                r"hyper::client")),
     ("JSON parsed into owned structs (the request, the upstream reply)", re.compile(r"serde_json::de|Deserialize for")),
     ("response built (JSON body, headers)", re.compile(r"handlers::common::(json_response|respond_whole|insert_header)|axum_core::body")),
     ("trace recorded (TraceRecord, the writer's queue)", re.compile(r"TraceRecord|TraceWriter|record_reply|captured_output")),

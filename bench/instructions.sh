@@ -105,13 +105,14 @@ def share(pattern):
     vals = [r[0] for r in rows if re.search(pattern, r[2])]
     return max(vals) if vals else 0
 # The writer thread's entry (its function names moved with the code: match either).
-writer = share(r":keel_store::writer::run$|store/src/writer\.rs:std::sys::backtrace::__rust_begin_short_backtrace$")
+writer = share(r":keel_store::writer::run$|store/src/writer(_sink)?\.rs:std::sys::backtrace::__rust_begin_short_backtrace$")
 rollups = share(r":keel_store::rollup::RollupBatch::(write|add)$")
 inserts = share(r":keel_store::trace_row::insert_one$|:keel_store::sql::db::Db::execute_many$")
 watch = share(r":keel_gateway::model_watch::run_once$")
 boxed = share(r"boxed\.rs:<tower::util::map_future::MapFuture<S,F> as tower_service::Service<R>>::call$")
 handler = share(r"keel-gateway/src/handlers/chat.rs:")
 upstream = share(r":<keel_providers::openai::OpenAiProvider as keel_providers::ChatProvider>::complete")
+sending = share(r"openai\.rs:keel_providers::openai::OpenAiProvider::send::\{\{closure\}\}$")
 prepare = share(r":sqlite3Prepare$")
 # Allocations: the calls into the allocator's entry point, from the caller tree (each
 # block lists a function's callers, `< caller (Nx)`, above its `*` line).
@@ -145,8 +146,8 @@ lines = [
     f"| of which the trace rows (their multi-row inserts) | {pct(inserts)} |",
     f"| of which the rollup rows | {pct(rollups)} |",
     f"| request path: the chat handler (parse, route, upstream call, respond) | {pct(handler)} ({handler / calls:,.0f} per call) |",
-    f"| of which the upstream call (reqwest, JSON decode) | {pct(upstream)} |",
-
+    f"| of which the upstream call (HTTP client, JSON decode) | {pct(upstream)} |",
+    f"| of which sending it and reading the answer's head (the HTTP client) | {pct(sending)} ({sending / calls:,.0f} per call) |",
     f"| the model-version watch (reads each new trace once, off the request path) | {pct(watch)} ({watch / calls:,.0f} per call) |",
     f"| everything else (hyper accept/IO, timers, other background tasks) | {pct(loaded - writer - handler - watch)} |",
     f"| of which moving the handler's future to the heap (axum's boxed route future: a memcpy) | {pct(boxed)} |",

@@ -28,6 +28,9 @@ use tower::{Service, ServiceExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Idle time before TCP keep-alive probes, and the time between them.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+
 /// The connector the pooled client uses: TLS (ALPN h2, HTTP/1.1) over [`ProxyAware`].
 pub(crate) type Connector = HttpsConnector<ProxyAware>;
 
@@ -39,6 +42,11 @@ pub(crate) fn new(
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
+    // A long stream through a NAT or a load balancer must not be dropped as idle: TCP
+    // keep-alive probes every 15 s, 3 unanswered ones end it (reqwest's defaults).
+    http.set_keepalive(Some(TCP_KEEPALIVE));
+    http.set_keepalive_interval(Some(TCP_KEEPALIVE));
+    http.set_keepalive_retries(Some(3));
     let tls = tls_config()?;
     Ok(HttpsConnectorBuilder::new()
         .with_tls_config(tls)

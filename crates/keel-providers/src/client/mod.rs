@@ -10,9 +10,12 @@
 //!
 //! What reqwest gave that is kept: `HTTP_PROXY` / `HTTPS_PROXY` / `ALL_PROXY` /
 //! `NO_PROXY` from the environment (`connect.rs`), a 10 s connect timeout, a pool of up
-//! to 1,024 idle connections per host kept 90 s, `TCP_NODELAY`, HTTP/2 when the server
-//! offers it, Mozilla's root certificates, and no redirects followed (an LLM API answers;
-//! following a redirect would resend the prompt and its key somewhere else).
+//! to 1,024 idle connections per host kept 90 s, `TCP_NODELAY` and TCP keep-alive,
+//! HTTP/2 when the server offers it, Mozilla's root certificates, and no redirects
+//! followed (an LLM API answers; following a redirect would resend the prompt and its
+//! key somewhere else). Not kept: reqwest's retry of a request an HTTP/2 server refused
+//! unprocessed (`REFUSED_STREAM`); hyper still resends one whose pooled connection closed
+//! before it was written, and a model's `retries` (keel.toml) cover the rest.
 
 mod connect;
 #[cfg(test)]
@@ -25,7 +28,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyDataStream, BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::proxy::matcher::Matcher;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -38,10 +41,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_IDLE_PER_HOST: usize = 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// A request body: the encoded JSON as it was written (a `Bytes` made from a `Vec` with
+/// spare capacity would allocate its shared header on every call).
+type RequestBody = Full<std::io::Cursor<Vec<u8>>>;
+
 /// One pooled client for all upstreams; cloning shares the pool.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<Connector, Full<Bytes>>,
+    client: Client<Connector, RequestBody>,
     /// The proxies' matcher when the environment names any (`None`: every call direct).
     proxies: Option<Arc<Matcher>>,
 }
@@ -91,7 +98,7 @@ impl HttpClient {
         headers: &[(HeaderName, HeaderValue)],
         body: Vec<u8>,
     ) -> Result<Response, HttpError> {
-        let mut req = Request::new(Full::new(Bytes::from(body)));
+        let mut req = Request::new(Full::new(std::io::Cursor::new(body)));
         *req.method_mut() = Method::POST;
         let map = req.headers_mut();
         map.reserve(headers.len() + 2);
@@ -139,13 +146,28 @@ impl Response {
         &self.headers
     }
 
-    /// The whole body.
-    pub async fn bytes(self) -> Result<Bytes, HttpError> {
-        self.body
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .map_err(HttpError::body)
+    /// The whole body. A body that arrives in one frame (most answers) is returned as
+    /// that frame, not copied; a longer one is joined into one buffer.
+    pub async fn bytes(mut self) -> Result<Bytes, HttpError> {
+        let mut whole: Option<Vec<u8>> = None;
+        let mut first: Option<Bytes> = None;
+        while let Some(frame) = self.body.frame().await {
+            let Ok(data) = frame.map_err(HttpError::body)?.into_data() else {
+                continue; // trailers
+            };
+            match (&mut whole, first.take()) {
+                (Some(buf), _) => buf.extend_from_slice(&data),
+                (None, None) if self.body.is_end_stream() => return Ok(data),
+                (None, None) => first = Some(data),
+                (None, Some(head)) => {
+                    let mut buf = Vec::with_capacity(head.len() + data.len());
+                    buf.extend_from_slice(&head);
+                    buf.extend_from_slice(&data);
+                    whole = Some(buf);
+                }
+            }
+        }
+        Ok(whole.map(Bytes::from).or(first).unwrap_or_default())
     }
 
     /// The whole body as text (invalid UTF-8 replaced).

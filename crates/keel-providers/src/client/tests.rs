@@ -34,7 +34,17 @@ async fn echo_server() -> String {
     }
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().route("/echo", post(echo));
+    // The answer in three frames (chunked), with a pause between them.
+    async fn chunked() -> axum::body::Body {
+        let frames = futures::stream::iter(["one ", "two ", "three"]).then(|f| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            Ok::<_, std::io::Error>(f)
+        });
+        axum::body::Body::from_stream(frames)
+    }
+    let app = axum::Router::new()
+        .route("/echo", post(echo))
+        .route("/chunked", post(chunked));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -102,6 +112,21 @@ async fn a_post_carries_its_headers_and_body_and_reads_the_answer_whole_or_strea
         body.extend_from_slice(&frame.unwrap());
     }
     assert_eq!(body, b"streamed");
+}
+
+#[tokio::test]
+async fn a_body_in_many_frames_is_read_whole() {
+    let base = echo_server().await;
+    let client = HttpClient::with_proxies(None).unwrap();
+    let resp = client
+        .post(
+            parse_uri(&format!("{base}/chunked")).unwrap(),
+            &json_headers("k"),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.bytes().await.unwrap(), "one two three");
 }
 
 #[tokio::test]
