@@ -35,6 +35,14 @@ pub(super) fn validate_azure(
                     "give the resource endpoint only, e.g. \"https://RESOURCE.openai.azure.com\" (Keel adds /openai/deployments/…); for Azure's v1 API (…/openai/v1) use kind = \"openai\"",
                 );
             }
+            if super::validate::url_has_credentials(u) {
+                issue(
+                    issues,
+                    format!("{path}.base_url"),
+                    super::validate::CREDENTIALS_IN_URL.into(),
+                    "remove them and give the key in api_key_env (or bearer_token_env)",
+                );
+            }
             u.to_string()
         }
         Some(u) => {
@@ -159,5 +167,34 @@ mod tests {
             e.issues.iter().any(|i| i.path == "providers.o.api_version"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_base_url_with_credentials_is_refused_without_echoing_them() {
+        let e = load("base_url = \"https://me:hunter2@r.openai.azure.com\"").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("carries credentials"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        for kind in ["openai", "anthropic", "gemini"] {
+            let e = Config::from_toml(
+                &format!("[providers.p]\nkind = \"{kind}\"\nbase_url = \"http://u:s3cret@127.0.0.1:9/v1\"\n"),
+                Path::new("/k.toml"),
+            )
+            .unwrap_err();
+            let text = e.to_string();
+            assert!(
+                e.issues.iter().any(|i| i.path == "providers.p.base_url"
+                    && i.message.contains("carries credentials")),
+                "{kind}: {text}"
+            );
+            assert!(!text.contains("s3cret"), "{kind}: {text}");
+        }
+        // An `@` in the path is not a credential.
+        assert!(!super::super::validate::url_has_credentials(
+            "https://h/v1/@models"
+        ));
+        assert!(super::super::validate::url_has_credentials(
+            "https://u@h/v1"
+        ));
     }
 }

@@ -136,6 +136,13 @@ pub(crate) fn validate(
                     Some("e.g. \"http://127.0.0.1:18080/v1\""),
                 );
             }
+            if url_has_credentials(&url) {
+                issues.add(
+                    format!("{path}.base_url"),
+                    CREDENTIALS_IN_URL,
+                    Some("remove them and give the key in api_key_env"),
+                );
+            }
             url.trim_end_matches('/').to_string()
         };
         let kind = match p.kind.as_str() {
@@ -646,4 +653,17 @@ fn validate_governance_and_alerting(
             rules,
         },
     )
+}
+
+/// What a provider's `base_url` with `user:password@` is told (the URL is not echoed).
+pub(super) const CREDENTIALS_IN_URL: &str =
+    "carries credentials (user:password@host), which Keel does not send";
+
+/// Whether a URL's authority carries `user[:password]@`: such credentials would be sent
+/// nowhere by the upstream client and could reach an error, so they are refused.
+pub(super) fn url_has_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or("", |(_, r)| r);
+    rest.split(['/', '?', '#'])
+        .next()
+        .is_some_and(|a| a.contains('@'))
 }

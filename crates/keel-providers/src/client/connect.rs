@@ -6,7 +6,7 @@
 //! upstream behind a proxy gets a connection to the proxy that is marked proxied, so hyper
 //! writes its requests in absolute form (`POST http://host/path`), as proxies expect; its
 //! `Proxy-Authorization` is added per request (`HttpClient::post`). Only `http://` proxies
-//! are supported (as reqwest without its `socks` feature); any other scheme fails the
+//! are supported (reqwest also did TLS to an `https://` proxy); any other scheme fails the
 //! call with an error that says so.
 
 use std::future::Future;
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::client::proxy::matcher::Matcher;
@@ -31,29 +31,60 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Idle time before TCP keep-alive probes, and the time between them.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
 
-/// The connector the pooled client uses: TLS (ALPN h2, HTTP/1.1) over [`ProxyAware`].
-pub(crate) type Connector = HttpsConnector<ProxyAware>;
+/// The connector the pooled client uses: TLS (ALPN h2, HTTP/1.1) over [`ProxyAware`],
+/// the whole of it — DNS, TCP, a proxy's `CONNECT`, the TLS handshake — bounded by the
+/// connect timeout (hyper's own bounds only the TCP attempts).
+#[derive(Clone)]
+pub(crate) struct Connector {
+    inner: HttpsConnector<ProxyAware>,
+    timeout: Duration,
+}
 
-pub(crate) fn new(
-    proxies: Option<Arc<Matcher>>,
-    connect_timeout: Duration,
-) -> Result<Connector, String> {
+pub(crate) fn new(proxies: Option<Arc<Matcher>>, timeout: Duration) -> Result<Connector, String> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
+    http.set_connect_timeout(Some(timeout));
     // A long stream through a NAT or a load balancer must not be dropped as idle: TCP
     // keep-alive probes every 15 s, 3 unanswered ones end it (reqwest's defaults).
     http.set_keepalive(Some(TCP_KEEPALIVE));
     http.set_keepalive_interval(Some(TCP_KEEPALIVE));
     http.set_keepalive_retries(Some(3));
     let tls = tls_config()?;
-    Ok(HttpsConnectorBuilder::new()
+    let inner = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(ProxyAware { http, proxies }))
+        .wrap_connector(ProxyAware { http, proxies });
+    Ok(Connector { inner, timeout })
+}
+
+type Connecting<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+
+impl Service<Uri> for Connector {
+    type Response = MaybeHttpsStream<ProxiedIo>;
+    type Error = BoxError;
+    type Future = Connecting<Self::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let connecting = self.inner.call(dst);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(done) => done,
+                Err(_) => Err(format!(
+                    "connecting took longer than {} ms (DNS, TCP, proxy and TLS together)",
+                    timeout.as_millis()
+                )
+                .into()),
+            }
+        })
+    }
 }
 
 /// rustls with ring and Mozilla's roots (what reqwest's `rustls-tls` used).
@@ -76,12 +107,10 @@ pub(crate) struct ProxyAware {
     proxies: Option<Arc<Matcher>>,
 }
 
-type Connecting = Pin<Box<dyn Future<Output = Result<ProxiedIo, BoxError>> + Send>>;
-
 impl Service<Uri> for ProxyAware {
     type Response = ProxiedIo;
     type Error = BoxError;
-    type Future = Connecting;
+    type Future = Connecting<ProxiedIo>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.http.poll_ready(cx).map_err(Into::into)

@@ -13,9 +13,10 @@
 //! to 1,024 idle connections per host kept 90 s, `TCP_NODELAY` and TCP keep-alive,
 //! HTTP/2 when the server offers it, Mozilla's root certificates, and no redirects
 //! followed (an LLM API answers; following a redirect would resend the prompt and its
-//! key somewhere else). Not kept: reqwest's retry of a request an HTTP/2 server refused
-//! unprocessed (`REFUSED_STREAM`); hyper still resends one whose pooled connection closed
-//! before it was written, and a model's `retries` (keel.toml) cover the rest.
+//! key somewhere else), and a request an HTTP/2 server refused unprocessed
+//! (`REFUSED_STREAM`, or a graceful `GOAWAY` that raced it) sent again, at most twice, as
+//! reqwest did; hyper itself resends one whose pooled connection closed before it was
+//! written. Not kept: `https://` proxies (TLS to the proxy itself; `http://` ones work).
 
 mod connect;
 #[cfg(test)]
@@ -37,13 +38,14 @@ use connect::Connector;
 
 /// How long connecting to an upstream (or its proxy) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many times a request an HTTP/2 server refused unprocessed is sent again.
+const REFUSED_RESENDS: usize = 2;
 /// Idle connections kept per upstream host, and for how long.
 const MAX_IDLE_PER_HOST: usize = 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// A request body: the encoded JSON as it was written (a `Bytes` made from a `Vec` with
-/// spare capacity would allocate its shared header on every call).
-type RequestBody = Full<std::io::Cursor<Vec<u8>>>;
+/// A request body: shared bytes, so a refused request can be sent again without a copy.
+type RequestBody = Full<Bytes>;
 
 /// One pooled client for all upstreams; cloning shares the pool.
 #[derive(Clone)]
@@ -80,8 +82,15 @@ impl HttpClient {
 
     /// A client whose calls go through `proxies` (`None`: always direct).
     pub fn with_proxies(proxies: Option<Matcher>) -> Result<HttpClient, String> {
+        HttpClient::with_settings(proxies, CONNECT_TIMEOUT)
+    }
+
+    fn with_settings(
+        proxies: Option<Matcher>,
+        connect_timeout: Duration,
+    ) -> Result<HttpClient, String> {
         let proxies = proxies.map(Arc::new);
-        let connector = connect::new(proxies.clone(), CONNECT_TIMEOUT)?;
+        let connector = connect::new(proxies.clone(), connect_timeout)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
             .pool_idle_timeout(IDLE_TIMEOUT)
@@ -98,24 +107,46 @@ impl HttpClient {
         headers: &[(HeaderName, HeaderValue)],
         body: Vec<u8>,
     ) -> Result<Response, HttpError> {
-        let mut req = Request::new(Full::new(std::io::Cursor::new(body)));
+        let body = Bytes::from(body);
+        let mut resends = 0;
+        loop {
+            let req = self.request(uri.clone(), headers, body.clone());
+            match self.client.request(req).await {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    return Ok(Response {
+                        status: parts.status,
+                        headers: parts.headers,
+                        body,
+                    });
+                }
+                Err(e) if resends < REFUSED_RESENDS && refused_unprocessed(&e) => resends += 1,
+                Err(e) => return Err(HttpError::sending(e)),
+            }
+        }
+    }
+
+    fn request(
+        &self,
+        uri: Uri,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> Request<RequestBody> {
+        let mut req = Request::new(Full::new(body));
         *req.method_mut() = Method::POST;
         let map = req.headers_mut();
-        map.reserve(headers.len() + 2);
+        map.reserve(headers.len() + 3);
         for (name, value) in headers {
             map.insert(name.clone(), value.clone());
         }
+        // What reqwest sent unless told otherwise.
+        map.entry(http::header::ACCEPT)
+            .or_insert(HeaderValue::from_static("*/*"));
         if let Some(auth) = self.proxy_auth(&uri) {
             map.insert(http::header::PROXY_AUTHORIZATION, auth);
         }
         *req.uri_mut() = uri;
-        let resp = self.client.request(req).await.map_err(HttpError::sending)?;
-        let (parts, body) = resp.into_parts();
-        Ok(Response {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        req
     }
 
     /// `Proxy-Authorization` for a plain-HTTP call through a proxy with credentials (an
@@ -232,6 +263,22 @@ impl std::fmt::Display for HttpError {
 }
 
 impl std::error::Error for HttpError {}
+
+/// Whether an HTTP/2 server turned the request away before processing it (RFC 9113
+/// §8.7): its stream refused, or the connection gracefully closed under it. Safe to send
+/// again; nothing of it reached the model.
+fn refused_unprocessed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut src = Some(e);
+    while let Some(s) = src {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            return h2.is_remote()
+                && ((h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM))
+                    || (h2.is_go_away() && h2.reason() == Some(h2::Reason::NO_ERROR)));
+        }
+        src = s.source();
+    }
+    false
+}
 
 /// The innermost source says why (refused, reset, DNS, a certificate) without naming
 /// the URL; the outer layers only say "client error (Connect)".

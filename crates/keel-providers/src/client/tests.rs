@@ -16,7 +16,7 @@ use super::*;
 /// A server that answers `POST /echo` with what it was sent: the body, and the
 /// `x-seen-*` headers naming the request's `content-type` and `authorization`.
 async fn echo_server() -> String {
-    async fn echo(headers: HeaderMap, body: String) -> ([(&'static str, String); 2], String) {
+    async fn echo(headers: HeaderMap, body: String) -> ([(&'static str, String); 3], String) {
         let get = |n: &str| {
             headers
                 .get(n)
@@ -28,6 +28,7 @@ async fn echo_server() -> String {
             [
                 ("x-seen-type", get("content-type")),
                 ("x-seen-auth", get("authorization")),
+                ("x-seen-accept", get("accept")),
             ],
             body,
         )
@@ -98,6 +99,7 @@ async fn a_post_carries_its_headers_and_body_and_reads_the_answer_whole_or_strea
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["x-seen-type"], "application/json");
     assert_eq!(resp.headers()["x-seen-auth"], "Bearer k1");
+    assert_eq!(resp.headers()["x-seen-accept"], "*/*");
     assert_eq!(resp.text().await.unwrap(), "{\"a\":1}");
 
     // The same connection again (pooled), the body read as a stream.
@@ -201,6 +203,38 @@ async fn https_through_a_proxy_opens_a_connect_tunnel_with_the_proxy_credentials
         !head.contains("/v1/messages") && !head.contains("bearer"),
         "{head}"
     );
+}
+
+#[tokio::test]
+async fn connecting_is_bounded_as_a_whole_even_when_tcp_connects_at_once() {
+    // A proxy that accepts the TCP connection and never answers the CONNECT.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let proxies = Matcher::builder().https(proxy).build();
+    let client =
+        HttpClient::with_settings(Some(proxies), std::time::Duration::from_millis(300)).unwrap();
+    let started = std::time::Instant::now();
+    let err = client
+        .post(
+            parse_uri("https://api.upstream.invalid/v1").unwrap(),
+            &json_headers("k"),
+            Vec::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("connecting took longer than 300 ms"),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
 
 #[tokio::test]
