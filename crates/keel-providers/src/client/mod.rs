@@ -89,6 +89,16 @@ impl HttpClient {
         proxies: Option<Matcher>,
         connect_timeout: Duration,
     ) -> Result<HttpClient, String> {
+        HttpClient::build(proxies, connect_timeout, false)
+    }
+
+    /// `http2_only`: HTTP/2 with prior knowledge, also on plain TCP (tests of HTTP/2
+    /// behaviour without TLS; providers negotiate it by ALPN).
+    fn build(
+        proxies: Option<Matcher>,
+        connect_timeout: Duration,
+        http2_only: bool,
+    ) -> Result<HttpClient, String> {
         let proxies = proxies.map(Arc::new);
         let connector = connect::new(proxies.clone(), connect_timeout)?;
         let client = Client::builder(TokioExecutor::new())
@@ -96,6 +106,7 @@ impl HttpClient {
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
+            .http2_only(http2_only)
             .build(connector);
         Ok(HttpClient { client, proxies })
     }

@@ -300,3 +300,66 @@ fn a_key_that_cannot_be_a_header_is_refused_and_a_good_one_is_never_shown() {
     assert!(v.is_sensitive());
     assert!(!format!("{v:?}").contains("sk-1"));
 }
+
+/// An HTTP/2 server (prior knowledge, plain TCP) that refuses the first `refusals`
+/// streams with `REFUSED_STREAM` and answers the next with 200 "served"; returns its
+/// base URL and how many streams it saw.
+async fn refusing_h2_server(refusals: usize) -> (String, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(0usize));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        let Ok((sock, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(mut conn) = h2::server::handshake(sock).await else {
+            return;
+        };
+        while let Some(Ok((_req, mut respond))) = conn.accept().await {
+            let n = {
+                let mut c = count.lock().unwrap();
+                *c += 1;
+                *c
+            };
+            if n <= refusals {
+                respond.send_reset(h2::Reason::REFUSED_STREAM);
+            } else {
+                let resp = http::Response::builder().status(200).body(()).unwrap();
+                if let Ok(mut body) = respond.send_response(resp, false) {
+                    let _ = body.send_data(Bytes::from_static(b"served"), true);
+                }
+            }
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn a_stream_an_http2_server_refused_is_sent_again_at_most_twice() {
+    let h2_client = || HttpClient::build(None, CONNECT_TIMEOUT, true).unwrap();
+    // Refused twice, then served: the caller sees the answer.
+    let (base, seen) = refusing_h2_server(2).await;
+    let resp = h2_client()
+        .post(
+            parse_uri(&format!("{base}/v1")).unwrap(),
+            &json_headers("k"),
+            b"{}".to_vec(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "served");
+    assert_eq!(*seen.lock().unwrap(), 3);
+    // Refused three times: the third refusal is the caller's error.
+    let (base, seen) = refusing_h2_server(3).await;
+    let err = h2_client()
+        .post(
+            parse_uri(&format!("{base}/v1")).unwrap(),
+            &json_headers("k"),
+            b"{}".to_vec(),
+        )
+        .await
+        .unwrap_err();
+    assert!(!err.is_connect(), "{err:?}");
+    assert_eq!(*seen.lock().unwrap(), 3);
+}
