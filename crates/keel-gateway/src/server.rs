@@ -11,19 +11,28 @@ use keel_core::config::Config;
 use keel_store::{Store, WriterOptions};
 use tokio::net::TcpListener;
 
-use crate::handlers::{admin, chat, embeddings, feedback, messages, misc, responses};
+use crate::handlers::{admin, chat, common, embeddings, feedback, messages, misc, responses};
 use crate::state::AppState;
+
+/// A model call handler, its future boxed before axum moves it (`common::CallFuture`).
+macro_rules! boxed {
+    ($handler:path) => {
+        |app: axum::extract::State<Arc<AppState>>, req: common::CallRequest| {
+            common::boxed_call(move || $handler(app, req))
+        }
+    };
+}
 
 /// The gateway's routes.
 pub fn router(app: Arc<AppState>) -> Router {
     let router = Router::new()
-        .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/chat/completions", post(chat::chat_completions))
-        .route("/v1/embeddings", post(embeddings::embeddings))
-        .route("/embeddings", post(embeddings::embeddings))
-        .route("/v1/messages", post(messages::messages))
-        .route("/v1/responses", post(responses::create))
-        .route("/responses", post(responses::create))
+        .route("/v1/chat/completions", post(boxed!(chat::chat_completions)))
+        .route("/chat/completions", post(boxed!(chat::chat_completions)))
+        .route("/v1/embeddings", post(boxed!(embeddings::embeddings)))
+        .route("/embeddings", post(boxed!(embeddings::embeddings)))
+        .route("/v1/messages", post(boxed!(messages::messages)))
+        .route("/v1/responses", post(boxed!(responses::create)))
+        .route("/responses", post(boxed!(responses::create)))
         .route(
             "/v1/responses/{id}",
             get(responses::get).delete(responses::delete),
