@@ -17,13 +17,17 @@
 # pricing, the trace handed to the writer). Prints a report and, unless --no-record, appends it
 # to bench/RESULTS.md and writes the full summary to bench/profiles/instructions-plain.txt.
 #
-# Usage: bash bench/instructions.sh [--no-record]    (CALLS=2000 WARMUP=200 SETTLE=3)
+# SETTLE is longer than the model-version watch's interval (10 s), so every measured trace
+# is read by exactly one of its passes inside the window: with a shorter wait the watch's
+# share (~10k instructions per call) was in some runs and not in others.
+#
+# Usage: bash bench/instructions.sh [--no-record]    (CALLS=2000 WARMUP=200 SETTLE=11)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CALLS=${CALLS:-2000}
 WARMUP=${WARMUP:-200}
-SETTLE=${SETTLE:-3}
+SETTLE=${SETTLE:-11}
 RECORD=${1:-}
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)"; exit 2; }
 cargo build --release --quiet -p keel-cli
