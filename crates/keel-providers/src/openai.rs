@@ -21,7 +21,7 @@ use serde_json::Value;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::Uri;
 
-use crate::client::{parse_uri, secret_header, uri_of, HttpClient, Response};
+use crate::client::{json_headers, parse_uri, uri_of, HttpClient, Response};
 use crate::sse;
 use crate::{ChatProvider, ChunkStream, ProviderError};
 
@@ -199,17 +199,11 @@ impl OpenAiProvider {
 
 /// The headers every request of a provider with `auth` carries.
 fn headers(auth: &Auth) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
-    let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
     match auth {
-        Auth::None => {}
-        Auth::Bearer(key) => {
-            headers.push((AUTHORIZATION, secret_header(&format!("Bearer {key}"))?))
-        }
-        Auth::ApiKey(key) => {
-            headers.push((HeaderName::from_static("api-key"), secret_header(key)?))
-        }
+        Auth::None => json_headers(None),
+        Auth::Bearer(key) => json_headers(Some((AUTHORIZATION, &format!("Bearer {key}")))),
+        Auth::ApiKey(key) => json_headers(Some((HeaderName::from_static("api-key"), key))),
     }
-    Ok(headers)
 }
 
 /// A 2xx that is not an event stream (an HTML error page from a proxy, a JSON body from

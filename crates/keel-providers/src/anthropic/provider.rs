@@ -12,7 +12,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use eventsource_stream::{EventStreamError, Eventsource};
 use futures::{Stream, StreamExt};
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue};
 use http::Uri;
 use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse};
 use serde_json::Value;
@@ -20,7 +20,7 @@ use serde_json::Value;
 use super::upstream::{chat_request_to_messages, messages_response_to_chat};
 use super::upstream_stream::EventsToChunks;
 use super::wire::{ErrorBody, MessagesRequest, MessagesResponse, StreamEvent, ANTHROPIC_VERSION};
-use crate::client::{parse_uri, secret_header, HttpClient, HttpError, Response};
+use crate::client::{json_headers, parse_uri, HttpClient, HttpError, Response};
 use crate::error::parse_retry_after;
 use crate::{ChatProvider, ChunkStream, ProviderError};
 
@@ -51,20 +51,16 @@ impl AnthropicProvider {
     /// `base_url` is the API root including the version, e.g. `https://api.anthropic.com/v1`.
     pub fn new(client: HttpClient, base_url: String, api_key: Option<String>) -> Self {
         let base = base_url.trim_end_matches('/');
-        let mut headers = vec![
-            (
+        let key = api_key
+            .as_deref()
+            .map(|k| (HeaderName::from_static("x-api-key"), k));
+        let headers = json_headers(key).map(|mut headers| {
+            headers.push((
                 HeaderName::from_static("anthropic-version"),
                 HeaderValue::from_static(ANTHROPIC_VERSION),
-            ),
-            (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-        ];
-        let headers = match &api_key {
-            None => Ok(headers),
-            Some(key) => secret_header(key).map(|v| {
-                headers.push((HeaderName::from_static("x-api-key"), v));
-                headers
-            }),
-        };
+            ));
+            headers
+        });
         AnthropicProvider {
             client,
             messages_url: parse_uri(&format!("{base}/messages")),

@@ -303,6 +303,21 @@ fn innermost_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cause
 }
 
+/// The headers of a JSON API request: `content-type`, and the key (when there is one) in
+/// the header the provider reads it from, as a secret value. Built once per provider.
+pub fn json_headers(
+    key: Option<(HeaderName, &str)>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    let mut headers = vec![(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    )];
+    if let Some((name, value)) = key {
+        headers.push((name, secret_header(value)?));
+    }
+    Ok(headers)
+}
+
 /// A header value that is never logged (keys, tokens), or the reason it cannot be one.
 pub fn secret_header(value: &str) -> Result<HeaderValue, String> {
     let mut v = HeaderValue::from_str(value).map_err(|_| {

@@ -77,14 +77,13 @@ async fn recording_proxy(reply: &'static str) -> (String, Arc<Mutex<String>>) {
     (format!("http://user:pa55@{addr}"), seen)
 }
 
-fn json_headers(auth: &str) -> Vec<(HeaderName, HeaderValue)> {
-    vec![
-        (CONTENT_TYPE, HeaderValue::from_static("application/json")),
-        (
-            http::header::AUTHORIZATION,
-            secret_header(&format!("Bearer {auth}")).unwrap(),
-        ),
-    ]
+/// JSON headers with a bearer key, as OpenAI-style providers send them.
+fn bearer(auth: &str) -> Vec<(HeaderName, HeaderValue)> {
+    json_headers(Some((
+        http::header::AUTHORIZATION,
+        &format!("Bearer {auth}"),
+    )))
+    .unwrap()
 }
 
 #[tokio::test]
@@ -93,7 +92,7 @@ async fn a_post_carries_its_headers_and_body_and_reads_the_answer_whole_or_strea
     let client = HttpClient::with_proxies(None).unwrap();
     let uri = parse_uri(&format!("{base}/echo")).unwrap();
     let resp = client
-        .post(uri.clone(), &json_headers("k1"), b"{\"a\":1}".to_vec())
+        .post(uri.clone(), &bearer("k1"), b"{\"a\":1}".to_vec())
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -104,7 +103,7 @@ async fn a_post_carries_its_headers_and_body_and_reads_the_answer_whole_or_strea
 
     // The same connection again (pooled), the body read as a stream.
     let resp = client
-        .post(uri, &json_headers("k2"), b"streamed".to_vec())
+        .post(uri, &bearer("k2"), b"streamed".to_vec())
         .await
         .unwrap();
     assert_eq!(resp.headers()["x-seen-auth"], "Bearer k2");
@@ -123,7 +122,7 @@ async fn a_body_in_many_frames_is_read_whole() {
     let resp = client
         .post(
             parse_uri(&format!("{base}/chunked")).unwrap(),
-            &json_headers("k"),
+            &bearer("k"),
             Vec::new(),
         )
         .await
@@ -142,7 +141,7 @@ async fn a_refused_connection_is_a_connect_error_that_names_no_url() {
     ))
     .unwrap();
     let err = client
-        .post(uri, &json_headers("k"), Vec::new())
+        .post(uri, &bearer("k"), Vec::new())
         .await
         .unwrap_err();
     assert!(err.is_connect(), "{err:?}");
@@ -161,7 +160,7 @@ async fn plain_http_through_a_proxy_is_sent_in_absolute_form_with_the_proxy_cred
     let client = HttpClient::with_proxies(Some(Matcher::builder().http(proxy).build())).unwrap();
     let uri = parse_uri("http://upstream.invalid:8080/v1/chat/completions").unwrap();
     let resp = client
-        .post(uri, &json_headers("k"), b"{}".to_vec())
+        .post(uri, &bearer("k"), b"{}".to_vec())
         .await
         .unwrap();
     assert_eq!(resp.text().await.unwrap(), "ok");
@@ -185,7 +184,7 @@ async fn https_through_a_proxy_opens_a_connect_tunnel_with_the_proxy_credentials
     let client = HttpClient::with_proxies(Some(Matcher::builder().https(proxy).build())).unwrap();
     let uri = parse_uri("https://api.upstream.invalid/v1/messages").unwrap();
     let err = client
-        .post(uri, &json_headers("k"), b"{}".to_vec())
+        .post(uri, &bearer("k"), b"{}".to_vec())
         .await
         .unwrap_err();
     assert!(err.is_connect(), "{err:?}");
@@ -223,7 +222,7 @@ async fn connecting_is_bounded_as_a_whole_even_when_tcp_connects_at_once() {
     let err = client
         .post(
             parse_uri("https://api.upstream.invalid/v1").unwrap(),
-            &json_headers("k"),
+            &bearer("k"),
             Vec::new(),
         )
         .await
@@ -249,7 +248,7 @@ async fn hosts_in_no_proxy_are_called_directly() {
     let resp = client
         .post(
             parse_uri(&format!("{base}/echo")).unwrap(),
-            &json_headers("k"),
+            &bearer("k"),
             b"direct".to_vec(),
         )
         .await
@@ -264,7 +263,7 @@ async fn a_proxy_that_is_not_http_fails_the_call_saying_which_proxies_work() {
     let err = client
         .post(
             parse_uri("http://upstream.invalid/v1").unwrap(),
-            &json_headers("k"),
+            &bearer("k"),
             Vec::new(),
         )
         .await
@@ -299,6 +298,23 @@ fn a_key_that_cannot_be_a_header_is_refused_and_a_good_one_is_never_shown() {
     let v = secret_header("sk-1").unwrap();
     assert!(v.is_sensitive());
     assert!(!format!("{v:?}").contains("sk-1"));
+}
+
+#[test]
+fn json_headers_carry_the_content_type_and_the_key_in_its_header() {
+    let plain = json_headers(None).unwrap();
+    assert_eq!(plain.len(), 1);
+    assert_eq!(
+        plain[0],
+        (CONTENT_TYPE, HeaderValue::from_static("application/json"))
+    );
+    let keyed = json_headers(Some((HeaderName::from_static("x-api-key"), "sk-1"))).unwrap();
+    let (name, value) = &keyed[1];
+    assert_eq!(name, "x-api-key");
+    assert_eq!(value, "sk-1");
+    assert!(value.is_sensitive());
+    let bad = json_headers(Some((HeaderName::from_static("x-api-key"), "sk\n1")));
+    assert!(bad.unwrap_err().contains("newline"));
 }
 
 /// An HTTP/2 server (prior knowledge, plain TCP) that refuses the first `refusals`
@@ -343,7 +359,7 @@ async fn a_stream_an_http2_server_refused_is_sent_again_at_most_twice() {
     let resp = h2_client()
         .post(
             parse_uri(&format!("{base}/v1")).unwrap(),
-            &json_headers("k"),
+            &bearer("k"),
             b"{}".to_vec(),
         )
         .await
@@ -355,7 +371,7 @@ async fn a_stream_an_http2_server_refused_is_sent_again_at_most_twice() {
     let err = h2_client()
         .post(
             parse_uri(&format!("{base}/v1")).unwrap(),
-            &json_headers("k"),
+            &bearer("k"),
             b"{}".to_vec(),
         )
         .await

@@ -4,7 +4,7 @@
 //! and `status` (`RESOURCE_EXHAUSTED` with 429, …).
 
 use async_trait::async_trait;
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue};
 use http::Uri;
 use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse};
 use keel_core::embeddings::{
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::request::chat_request_to_gemini;
 use super::response::{gemini_error, gemini_to_chat, GeminiChunks};
-use crate::client::{parse_uri, secret_header, HttpClient, Response};
+use crate::client::{json_headers, parse_uri, HttpClient, Response};
 use crate::json_stream::{json_body, json_event_stream, EventTranslator};
 use crate::openai::expect_event_stream;
 use crate::sse;
@@ -45,14 +45,11 @@ impl GeminiProvider {
     /// `base_url` is the API root with its version, e.g.
     /// `https://generativelanguage.googleapis.com/v1beta`.
     pub fn new(client: HttpClient, base_url: &str, api_key: Option<String>) -> Self {
-        let mut headers = vec![(CONTENT_TYPE, HeaderValue::from_static("application/json"))];
-        let headers = match &api_key {
-            None => Ok(headers),
-            Some(key) => secret_header(key).map(|v| {
-                headers.push((HeaderName::from_static("x-goog-api-key"), v));
-                headers
-            }),
-        };
+        let headers = json_headers(
+            api_key
+                .as_deref()
+                .map(|k| (HeaderName::from_static("x-goog-api-key"), k)),
+        );
         GeminiProvider {
             client,
             base_url: base_url.trim_end_matches('/').to_string(),
