@@ -357,6 +357,54 @@ fn a_reused_request_id_keeps_both_and_the_id_stays_with_the_first() {
     assert_eq!(reused_request_id(&r, "dup", 10).unwrap(), vec![moved.0]);
 }
 
+/// A large batch: every field round-trips, and an id used again — a few rows earlier,
+/// many rows earlier, or by a stored trace — stays with the first call while the later
+/// one moves to a fresh id, the caller's kept as `client_request_id`. (Kept from trying
+/// multi-row inserts on SQLite, 2026-12-07: they cost more instructions per trace than a
+/// prepared one-row insert run per trace, with or without `RETURNING`.)
+#[test]
+fn a_large_batch_round_trips_and_reused_ids_move_wherever_they_fall() {
+    let (store, _) = seeded(&[t("stored", 0)]);
+    let mut batch: Vec<TraceRecord> = (0..40)
+        .map(|i| {
+            let mut x = full_trace();
+            x.id = format!("c{i}");
+            x.latency_ms = 100 + i;
+            x
+        })
+        .collect();
+    let reused = [("c3", 5), ("c1", 20), ("stored", 22), ("c2", 37)];
+    for (id, at) in reused {
+        batch[at].id = id.into();
+    }
+    let mut w = store.writer_connection().unwrap();
+    trace_row::insert_batch(&mut w, &batch).unwrap();
+    let r = store.reader().unwrap();
+    assert_eq!(count_traces(&r).unwrap(), 41);
+    for at in [7, 30, 39] {
+        assert_eq!(
+            get_trace(&r, &batch[at].id).unwrap().as_ref(),
+            Some(&batch[at])
+        );
+    }
+    for (id, at) in reused {
+        let kept = get_trace(&r, id).unwrap().map(|t| t.latency_ms);
+        assert_ne!(
+            kept,
+            Some(100 + at as u64),
+            "{id} stays with its first call"
+        );
+        let moved: i64 = r
+            .query_row(
+                "SELECT latency_ms FROM traces WHERE client_request_id = ?1",
+                [id],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(moved, 100 + at as i64, "{id}");
+    }
+}
+
 /// The filters that look beyond the trace row: a low score, a failed online eval, a
 /// thumbs-down (a number <= 0 or `false`; a category never counts), a reviewer's verdict.
 #[test]
