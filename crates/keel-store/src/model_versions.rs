@@ -117,31 +117,43 @@ pub fn watch_pass<'c>(
             &values![after, hi, i64::try_from(limit).unwrap_or(i64::MAX)],
             |r| r.get(0),
         )?;
-        // Grouped, with each group's smallest rowid: its first call, looked up after.
-        let groups: Vec<(Sighting, i64)> = tx.query(
+        // Each row's sighting in rowid order, grouped here: a pass holds a handful of
+        // groups, and SQL's GROUP BY sorted every row to find them.
+        let rows: Vec<(String, String, String, i64, i64)> = tx.query(
             "SELECT model_requested, COALESCE(provider, '') || '/' || COALESCE(upstream_model, ''),
-                    COALESCE(NULLIF(system_fingerprint, ''), served_model),
-                    MIN(started_at_ms), MAX(started_at_ms), COUNT(*), MIN(rowid) AS first_rowid
+                    COALESCE(NULLIF(system_fingerprint, ''), served_model), started_at_ms, rowid
                FROM traces
               WHERE rowid > ?1 AND rowid <= ?2 AND status = 'ok' AND model_requested IS NOT NULL
                 AND COALESCE(NULLIF(system_fingerprint, ''), served_model) IS NOT NULL
-              GROUP BY 1, 2, 3 ORDER BY first_rowid",
+              ORDER BY rowid",
             &values![after, upto],
-            |r| {
-                Ok((
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+        let mut groups: Vec<(Sighting, i64)> = Vec::new();
+        for (model, deployment, version, at_ms, rowid) in rows {
+            let seen = groups.iter_mut().find(|(s, _)| {
+                s.model == model && s.deployment == deployment && s.version == version
+            });
+            match seen {
+                Some((s, _)) => {
+                    s.first_ms = s.first_ms.min(at_ms);
+                    s.last_ms = s.last_ms.max(at_ms);
+                    s.calls += 1;
+                }
+                None => groups.push((
                     Sighting {
-                        model: r.get(0)?,
-                        deployment: r.get(1)?,
-                        version: r.get(2)?,
-                        first_ms: r.get(3)?,
-                        last_ms: r.get(4)?,
-                        calls: r.get(5)?,
+                        model,
+                        deployment,
+                        version,
+                        first_ms: at_ms,
+                        last_ms: at_ms,
+                        calls: 1,
                         first_trace_id: String::new(),
                     },
-                    r.get(6)?,
-                ))
-            },
-        )?;
+                    rowid,
+                )),
+            }
+        }
         let mut changes = Vec::new();
         for (mut s, first) in groups {
             s.first_trace_id = tx.query_row(
