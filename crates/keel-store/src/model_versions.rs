@@ -118,8 +118,12 @@ pub fn watch_pass<'c>(
             |r| r.get(0),
         )?;
         // Each row's sighting in rowid order, grouped here: a pass holds a handful of
-        // groups, and SQL's GROUP BY sorted every row to find them.
-        let rows: Vec<(String, String, String, i64, i64)> = tx.query(
+        // groups, and SQL's GROUP BY sorted every row to find them. Rows are read
+        // borrowed and compared with the last row's group first (runs of one model are
+        // the rule): a row allocates only when it starts a group.
+        let mut groups: Vec<(Sighting, i64)> = Vec::new();
+        let mut last = 0usize;
+        tx.for_each(
             "SELECT model_requested, COALESCE(provider, '') || '/' || COALESCE(upstream_model, ''),
                     COALESCE(NULLIF(system_fingerprint, ''), served_model), started_at_ms, rowid
                FROM traces
@@ -127,33 +131,46 @@ pub fn watch_pass<'c>(
                 AND COALESCE(NULLIF(system_fingerprint, ''), served_model) IS NOT NULL
               ORDER BY rowid",
             &values![after, upto],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )?;
-        let mut groups: Vec<(Sighting, i64)> = Vec::new();
-        for (model, deployment, version, at_ms, rowid) in rows {
-            let seen = groups.iter_mut().find(|(s, _)| {
-                s.model == model && s.deployment == deployment && s.version == version
-            });
-            match seen {
-                Some((s, _)) => {
-                    s.first_ms = s.first_ms.min(at_ms);
-                    s.last_ms = s.last_ms.max(at_ms);
-                    s.calls += 1;
+            |r| {
+                let (Some(model), Some(deployment), Some(version)) =
+                    (r.text(0)?, r.text(1)?, r.text(2)?)
+                else {
+                    return Ok(());
+                };
+                let at_ms: i64 = r.get(3)?;
+                let same = |s: &Sighting| {
+                    s.model == model && s.deployment == deployment && s.version == version
+                };
+                let seen = match groups.get(last) {
+                    Some((s, _)) if same(s) => Some(last),
+                    _ => groups.iter().position(|(s, _)| same(s)),
+                };
+                match seen.and_then(|i| groups.get_mut(i).map(|g| (i, g))) {
+                    Some((i, (s, _))) => {
+                        s.first_ms = s.first_ms.min(at_ms);
+                        s.last_ms = s.last_ms.max(at_ms);
+                        s.calls += 1;
+                        last = i;
+                    }
+                    None => {
+                        last = groups.len();
+                        groups.push((
+                            Sighting {
+                                model: model.to_string(),
+                                deployment: deployment.to_string(),
+                                version: version.to_string(),
+                                first_ms: at_ms,
+                                last_ms: at_ms,
+                                calls: 1,
+                                first_trace_id: String::new(),
+                            },
+                            r.get(4)?,
+                        ));
+                    }
                 }
-                None => groups.push((
-                    Sighting {
-                        model,
-                        deployment,
-                        version,
-                        first_ms: at_ms,
-                        last_ms: at_ms,
-                        calls: 1,
-                        first_trace_id: String::new(),
-                    },
-                    rowid,
-                )),
-            }
-        }
+                Ok(())
+            },
+        )?;
         let mut changes = Vec::new();
         for (mut s, first) in groups {
             s.first_trace_id = tx.query_row(

@@ -57,6 +57,24 @@ impl Row<'_> {
         };
         T::from_value(value).map_err(|why| StoreError::Decode(format!("column {idx}: {why}")))
     }
+
+    /// A text column borrowed from the row (`None` for NULL): no copy, for scans that
+    /// look at many rows and keep few.
+    pub fn text(&self, idx: usize) -> Result<Option<&str>, StoreError> {
+        match self {
+            Row::Sqlite(r) => match r.get_ref(idx)? {
+                rusqlite::types::ValueRef::Null => Ok(None),
+                rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t)
+                    .map(Some)
+                    .map_err(|e| StoreError::Decode(format!("column {idx} is not UTF-8: {e}"))),
+                other => Err(StoreError::Decode(format!(
+                    "column {idx}: expected text, found {:?}",
+                    other.data_type()
+                ))),
+            },
+            Row::Postgres(r) => Ok(r.try_get::<_, Option<&str>>(idx)?),
+        }
+    }
 }
 
 impl<'c> Db<'c> {
@@ -144,6 +162,29 @@ impl<'c> Db<'c> {
                 .iter()
                 .map(|r| f(&Row::Postgres(r)))
                 .collect(),
+        }
+    }
+
+    /// Every row of `sql` handed to `f` in turn, nothing collected.
+    pub fn for_each(
+        self,
+        sql: &str,
+        params: &[Value],
+        mut f: impl FnMut(&Row<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(c) => {
+                let mut stmt = c.prepare_cached(sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+                while let Some(r) = rows.next()? {
+                    f(&Row::Sqlite(r))?;
+                }
+                Ok(())
+            }
+            Db::Postgres(c) => c
+                .query(sql, params)?
+                .iter()
+                .try_for_each(|r| f(&Row::Postgres(r))),
         }
     }
 
