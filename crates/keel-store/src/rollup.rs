@@ -166,6 +166,12 @@ const REPLACE_ROW: &str = concat!(
     replace_stored_counts!()
 );
 
+/// A stored row's new counts, the parameters in [`REPLACE_ROW`]'s order.
+const UPDATE_ROW: &str = "UPDATE trace_rollups SET requests = ?6, errors = ?7, \
+     input_tokens = ?8, output_tokens = ?9, calls_with_usage = ?10, cost_nanos = ?11, \
+     unpriced = ?12, latency_hist = ?13, ttft_hist = ?14 \
+     WHERE res_ms = ?1 AND origin = ?2 AND dim = ?3 AND bucket_ms = ?4 AND value = ?5";
+
 /// On PostgreSQL, replicas writing batches at once take turns (a transaction-scoped
 /// advisory lock, "keel" then 2), for two reasons: the rollups are read, added to and
 /// replaced, and two interleaved batches would lose one's counts; and traces then get
@@ -305,11 +311,15 @@ impl<'a> RollupBatch<'a> {
         }
         let mut hits = 0;
         let mut unknown: Vec<usize> = Vec::with_capacity(rows.len());
+        // Rows already stored are updated in place; only new ones go through the upsert
+        // (an upsert first tries the insert, finds the key taken, then updates).
+        let mut stored_already = vec![false; rows.len()];
         for (i, (key, counts)) in rows.iter_mut().enumerate() {
             match known.and_then(|c| c.get(key)) {
                 Some(stored) => {
                     counts.merge(stored);
                     hits += 1;
+                    stored_already[i] = true;
                 }
                 None => unknown.push(i),
             }
@@ -332,30 +342,44 @@ impl<'a> RollupBatch<'a> {
         for (&i, stored) in unknown.iter().zip(stored) {
             if let Some(stored) = stored {
                 rows[i].1.merge(&stored);
+                stored_already[i] = true;
             }
         }
-        let upserts: Vec<Vec<Value>> = rows
-            .iter()
-            .map(|((res_ms, bucket_ms, origin, dim, value), counts)| {
-                values![
-                    *res_ms,
-                    origin.as_str(),
-                    dim.as_str(),
-                    *bucket_ms,
-                    value.as_str(),
-                    counts.requests,
-                    counts.errors,
-                    counts.input_tokens,
-                    counts.output_tokens,
-                    counts.calls_with_usage,
-                    counts.cost_nanos,
-                    counts.unpriced,
-                    counts.latency.encode(),
-                    counts.ttft.encode(),
-                ]
-            })
-            .collect();
-        db.execute_many(REPLACE_ROW, &upserts)?;
+        let (mut updates, mut inserts) = (Vec::new(), Vec::new());
+        for (row, ((res_ms, bucket_ms, origin, dim, value), counts)) in rows.iter().enumerate() {
+            let set = values![
+                *res_ms,
+                origin.as_str(),
+                dim.as_str(),
+                *bucket_ms,
+                value.as_str(),
+                counts.requests,
+                counts.errors,
+                counts.input_tokens,
+                counts.output_tokens,
+                counts.calls_with_usage,
+                counts.cost_nanos,
+                counts.unpriced,
+                counts.latency.encode(),
+                counts.ttft.encode(),
+            ];
+            if stored_already[row] {
+                updates.push(set);
+            } else {
+                inserts.push(set);
+            }
+        }
+        // A row the cache or the read said was stored and that is not there after all
+        // (it cannot be, under the write lock; still) is written by the upsert.
+        let updated = db.execute_many(UPDATE_ROW, &updates)?;
+        inserts.extend(
+            updates
+                .into_iter()
+                .zip(updated)
+                .filter(|(_, n)| *n == 0)
+                .map(|(set, _)| set),
+        );
+        db.execute_many(REPLACE_ROW, &inserts)?;
         Ok(Written {
             rows: if keep { rows } else { Vec::new() },
             hits,
