@@ -21,6 +21,10 @@
 # is read by exactly one of its passes inside the window: with a shorter wait the watch's
 # share (~10k instructions per call) was in some runs and not in others.
 #
+# The writer's cost per call depends on how many traces share a batch, and that follows
+# valgrind's pace: a second run at concurrency 1 (smaller batches) gives its per-trace and
+# per-batch costs, and the report adds the total at a fixed batch of 32 traces.
+#
 # Usage: bash bench/instructions.sh [--no-record]    (CALLS=2000 WARMUP=200 SETTLE=11)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,16 +51,25 @@ KEEL_LOG=${KEEL_LOG:-warn} valgrind --tool=callgrind --callgrind-out-file="$WORK
 KEEL_PID=$!
 wait_healthy 600 "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/health"
 
-# A keep-alive client outside valgrind (lib.sh).
-load() { keepalive_load "$KEEL_PORT" "$1"; }
+# A keep-alive client outside valgrind (lib.sh); $2 = connections (default 4).
+load() { keepalive_load "$KEEL_PORT" "$1" "${2:-4}"; }
+
+# Traces written and batches flushed so far: "written flushes".
+writer_counts() {
+  curl -s "http://127.0.0.1:$KEEL_PORT/metrics" | python3 -c '
+import re, sys
+m = sys.stdin.read()
+v = lambda n: (re.search(r"^keel_" + n + r"_total (\d+)", m, re.M) or [0, 0])[1]
+print(v("traces_written"), v("trace_flushes"))'
+}
 
 # The total of a dump: the `summary:` (or `totals:`) line of the newest file.
 total() { grep -h -E '^(summary|totals):' "$(ls -t "$WORK"/cg.* | head -1)" | head -1 | awk '{print $2}'; }
 
-measure() { # $1 = calls (0 = idle); leaves the dump as $WORK/$2
+measure() { # $1 = calls (0 = idle); leaves the dump as $WORK/$2; $3 = connections
   callgrind_control -z "$KEEL_PID" >/dev/null
   local start; start=$(date +%s.%N)
-  [ "$1" -gt 0 ] && load "$1"
+  [ "$1" -gt 0 ] && load "$1" "${3:-4}"
   local elapsed; elapsed=$(python3 -c "import time; print(time.time() - $start)")
   sleep "$SETTLE"
   # The idle measurement waits as long as the loaded one took in all.
@@ -71,9 +84,19 @@ echo "warming up ($WARMUP calls)..." >&2
 load "$WARMUP"
 sleep "$SETTLE"
 echo "measuring $CALLS calls at concurrency 4 under callgrind..." >&2
+COUNTS_0=$(writer_counts)
 LOADED_SECS=$(measure "$CALLS" loaded)
+COUNTS_1=$(writer_counts)
 echo "measuring the same time idle..." >&2
 measure 0 idle >/dev/null
+# The writer's cost per call is a per-trace cost plus a per-batch cost shared by the
+# batch, and batch sizes follow valgrind's pace (12 to 36 traces a batch on the same
+# command, 2026-12-07). A second run at concurrency 1 writes smaller batches; the two
+# give the per-trace and per-batch costs, and the total at a fixed batch size.
+echo "measuring $CALLS calls at concurrency 1 (smaller batches)..." >&2
+measure "$CALLS" serial 1 >/dev/null
+COUNTS_2=$(writer_counts)
+callgrind_annotate --inclusive=yes --threshold=99 "$WORK/serial" > "$WORK/annotate-serial.txt" 2>/dev/null || true
 LOADED=$(grep -h -E '^(summary|totals):' "$WORK/loaded" | head -1 | awk '{print $2}')
 IDLE=$(grep -h -E '^(summary|totals):' "$WORK/idle" | head -1 | awk '{print $2}')
 callgrind_annotate --inclusive=yes --threshold=99 "$WORK/loaded" > "$WORK/annotate.txt" 2>/dev/null || true
@@ -93,23 +116,38 @@ def v(name):
 w, f = v("traces_written"), v("trace_flushes")
 print(f"{w / f:.1f}" if f else "?")' "$METRICS")
 
-python3 - "$WORK/annotate.txt" "$LOADED" "$IDLE" "$CALLS" "$LOADED_SECS" "$RECORD" "$ROOT" "$STORED" "$WARMUP" "$BATCH" <<'PY'
+python3 - "$WORK/annotate.txt" "$LOADED" "$IDLE" "$CALLS" "$LOADED_SECS" "$RECORD" "$ROOT" "$STORED" "$WARMUP" "$BATCH" "$COUNTS_0 $COUNTS_1 $COUNTS_2" <<'PY'
 import datetime, os, platform, re, subprocess, sys
-ann, loaded, idle, calls, secs, record, root, stored, warmup, batch = sys.argv[1:]
+ann, loaded, idle, calls, secs, record, root, stored, warmup, batch, counts = sys.argv[1:]
+w0, f0, w1, f1, w2, f2 = (int(x) for x in counts.split())
 loaded, idle, calls = int(loaded), int(idle), int(calls)
 per_call = (loaded - idle) / calls
-rows = []
-for line in open(ann, errors="replace"):
-    m = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(\S.*?)(?: \[[^\]]*\])?$", line)
-    if m:
-        name = re.sub(r"^(/root/\.cargo/registry/src/[^/]+/|/rustc/[0-9a-f]+/|/work/main/)", "", m.group(3).strip())
-        if not any(r[2] == name for r in rows):
-            rows.append((int(m.group(1).replace(",", "")), float(m.group(2)), name))
-def share(pattern):
+def read_rows(path):
+    rows = []
+    for line in open(path, errors="replace"):
+        m = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(\S.*?)(?: \[[^\]]*\])?$", line)
+        if m:
+            name = re.sub(r"^(/root/\.cargo/registry/src/[^/]+/|/rustc/[0-9a-f]+/|/work/main/)", "", m.group(3).strip())
+            if not any(r[2] == name for r in rows):
+                rows.append((int(m.group(1).replace(",", "")), float(m.group(2)), name))
+    return rows
+rows = read_rows(ann)
+def share(pattern, rows=rows):
     vals = [r[0] for r in rows if re.search(pattern, r[2])]
     return max(vals) if vals else 0
 # The writer thread's entry (its function names moved with the code: match either).
-writer = share(r":keel_store::writer::run$|store/src/writer(_sink)?\.rs:std::sys::backtrace::__rust_begin_short_backtrace$")
+WRITER = r":keel_store::writer::run$|store/src/writer(_sink)?\.rs:std::sys::backtrace::__rust_begin_short_backtrace$"
+writer = share(WRITER)
+# The writer's per-trace and per-batch costs from the two runs (writer per call =
+# per trace + per batch / traces per batch).
+serial_writer = share(WRITER, read_rows(os.path.join(os.path.dirname(ann), "annotate-serial.txt")))
+n4 = (w1 - w0) / (f1 - f0) if f1 > f0 else 0
+n1 = (w2 - w1) / (f2 - f1) if f2 > f1 else 0
+per_trace = per_batch = None
+if n4 and n1 and abs(1 / n1 - 1 / n4) > 1e-9:
+    per_batch = (serial_writer / calls - writer / calls) / (1 / n1 - 1 / n4)
+    per_trace = writer / calls - per_batch / n4
+FIXED_BATCH = 32
 rollups = share(r":keel_store::rollup::RollupBatch::(write|add)$")
 inserts = share(r":keel_store::trace_row::insert_one$|:keel_store::sql::db::Db::execute_many$")
 watch = share(r":keel_gateway::model_watch::run_once$")
@@ -157,6 +195,15 @@ lines = [
     f"| of which moving the handler's future to the heap (axum's boxed route future: a memcpy) | {pct(boxed)} |",
     f"| SQLite statement compilation (`sqlite3Prepare`) | {pct(prepare)} |",
     f"| heap allocations per call, all threads (`__rust_alloc` calls / calls) | {allocs / calls:,.0f} |",
+    f"| traces per batch: concurrency 4 / concurrency 1 (the second run) | {n4:.1f} / {n1:.1f} |",
+    f"| writer per call at concurrency 1 | {serial_writer / calls:,.0f} |",
+]
+if per_trace is not None:
+    lines += [
+        f"| the writer's cost per trace / per batch (fitted from the two runs) | {per_trace:,.0f} / {per_batch:,.0f} |",
+        f"| **instructions per call at {FIXED_BATCH} traces a batch** (the first run's, its writer share at that batch size) | **{per_call - writer / calls + per_trace + per_batch / FIXED_BATCH:,.0f}** |",
+    ]
+lines += [
     "",
     "Top functions by inclusive cost (callgrind_annotate, loaded dump):",
     "",

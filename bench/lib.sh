@@ -47,13 +47,13 @@ start_mock() {
   MOCK_PID=$!
 }
 
-# keepalive_load PORT N: N plain chat calls to 127.0.0.1:PORT over 4 keep-alive
-# connections (a Python client, so it runs outside whatever measures Keel); fails on
-# any non-200.
+# keepalive_load PORT N [CONNECTIONS]: N plain chat calls to 127.0.0.1:PORT over 4 (or
+# CONNECTIONS) keep-alive connections (a Python client, so it runs outside whatever
+# measures Keel); fails on any non-200.
 keepalive_load() {
-  python3 - "$1" "$2" <<'PY'
+  python3 - "$1" "$2" "${3:-4}" <<'PY'
 import http.client, json, sys, threading
-port, n = int(sys.argv[1]), int(sys.argv[2])
+port, n, conns = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 body = json.dumps({"model": "bench-model", "messages": [
     {"role": "system", "content": "You are terse."},
     {"role": "user", "content": "Say hello to the benchmark."}], "max_tokens": 64})
@@ -64,7 +64,7 @@ def worker(k):
         c.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
         r = c.getresponse(); r.read()
         if r.status != 200: bad.append(r.status)
-threads = [threading.Thread(target=worker, args=(n // 4 + (1 if i < n % 4 else 0),)) for i in range(4)]
+threads = [threading.Thread(target=worker, args=(n // conns + (1 if i < n % conns else 0),)) for i in range(conns)]
 [t.start() for t in threads]; [t.join() for t in threads]
 if bad: sys.exit(f"{len(bad)} calls failed: {sorted(set(bad))}")
 PY
