@@ -83,7 +83,7 @@ pub fn floor_to(ms: i64, res: i64) -> i64 {
 }
 
 /// The fields of one trace that the rollups count, borrowed from a record or a row.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Sample<'a> {
     pub(crate) started_at_ms: i64,
     pub(crate) origin: &'a str,
@@ -120,24 +120,6 @@ impl<'a> Sample<'a> {
             latency_ms: t.latency_ms,
             ttft_ms: if t.stream { t.ttft_ms } else { None },
         }
-    }
-
-    /// The group name of `dim`, named as the report names it (`(none)` when unset), in
-    /// two parts: the variant dimension's is (function, variant) — joined only when the
-    /// row is written, so aggregating a batch allocates nothing.
-    fn value(&self, dim: Dim) -> (&'a str, &'a str) {
-        let v = match dim {
-            Dim::All => return ("(all)", ""),
-            Dim::Model => self.model,
-            Dim::Function => self.function,
-            Dim::Feature => self.feature,
-            Dim::Tenant => self.tenant,
-            Dim::Variant => {
-                let variant = self.variant.filter(|v| !v.is_empty()).unwrap_or("(none)");
-                return (self.function.unwrap_or(""), variant);
-            }
-        };
-        (v.filter(|v| !v.is_empty()).unwrap_or("(none)"), "")
     }
 }
 
@@ -206,8 +188,8 @@ impl Key<'_> {
 }
 
 /// A batch of traces aggregated in memory, written as the rollup rows it touches (18 per
-/// trace at most, far fewer for a busy batch) with one upsert each on SQLite and one
-/// upsert for all on PostgreSQL (`rollup_pg`).
+/// trace at most, far fewer for a busy batch): on SQLite an update for each row already
+/// stored and an upsert for each new one, on PostgreSQL one upsert for all (`rollup_pg`).
 ///
 /// Traces are first counted per [`Group`] — the same 5-minute bucket, origin and
 /// dimension values — and each group is fanned out to its 18 rows once, when the batch is
@@ -234,9 +216,9 @@ struct Group<'a> {
     variant: Option<&'a str>,
 }
 
-impl<'a> RollupBatch<'a> {
-    pub(crate) fn add(&mut self, s: &Sample<'a>) {
-        let group = Group {
+impl<'a> Group<'a> {
+    fn of(s: &Sample<'a>) -> Group<'a> {
+        Group {
             bucket_ms: floor_to(s.started_at_ms, FINE_MS),
             origin: s.origin,
             model: s.model,
@@ -244,23 +226,37 @@ impl<'a> RollupBatch<'a> {
             feature: s.feature,
             tenant: s.tenant,
             variant: s.variant,
+        }
+    }
+
+    /// The group name of `dim`, named as the report names it (`(none)` when unset), in
+    /// two parts: the variant dimension's is (function, variant) — joined only when the
+    /// row is written, so aggregating a batch allocates nothing.
+    fn value(&self, dim: Dim) -> (&'a str, &'a str) {
+        let v = match dim {
+            Dim::All => return ("(all)", ""),
+            Dim::Model => self.model,
+            Dim::Function => self.function,
+            Dim::Feature => self.feature,
+            Dim::Tenant => self.tenant,
+            Dim::Variant => {
+                let variant = self.variant.filter(|v| !v.is_empty()).unwrap_or("(none)");
+                return (self.function.unwrap_or(""), variant);
+            }
         };
-        self.groups.entry(group).or_default().add(s);
+        (v.filter(|v| !v.is_empty()).unwrap_or("(none)"), "")
+    }
+}
+
+impl<'a> RollupBatch<'a> {
+    pub(crate) fn add(&mut self, s: &Sample<'a>) {
+        self.groups.entry(Group::of(s)).or_default().add(s);
     }
 
     /// Every rollup row the batch touches, with its counts.
     fn rows(self) -> HashMap<Key<'a>, Counts, foldhash::fast::RandomState> {
         let mut rows: HashMap<Key<'a>, Counts, foldhash::fast::RandomState> = HashMap::default();
         for (g, counts) in self.groups {
-            let values = Sample {
-                origin: g.origin,
-                model: g.model,
-                function: g.function,
-                feature: g.feature,
-                tenant: g.tenant,
-                variant: g.variant,
-                ..Sample::default()
-            };
             for res_ms in LEVELS {
                 let bucket_ms = floor_to(g.bucket_ms, res_ms);
                 for dim in Dim::EVERY {
@@ -269,7 +265,7 @@ impl<'a> RollupBatch<'a> {
                         bucket_ms,
                         origin: g.origin,
                         dim,
-                        value: values.value(dim),
+                        value: g.value(dim),
                     };
                     rows.entry(key).or_default().merge(&counts);
                 }

@@ -16,7 +16,7 @@ fn one_by_one<'a>(samples: &[Sample<'a>]) -> HashMap<Key<'a>, Counts> {
                     bucket_ms: floor_to(s.started_at_ms, res_ms),
                     origin: s.origin,
                     dim,
-                    value: s.value(dim),
+                    value: Group::of(s).value(dim),
                 };
                 rows.entry(key).or_default().add(s);
             }

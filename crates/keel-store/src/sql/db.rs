@@ -147,22 +147,12 @@ impl<'c> Db<'c> {
         params: &[Value],
         mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        match self {
-            Db::Sqlite(c) => {
-                let mut stmt = c.prepare_cached(sql)?;
-                let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-                let mut out = Vec::new();
-                while let Some(r) = rows.next()? {
-                    out.push(f(&Row::Sqlite(r))?);
-                }
-                Ok(out)
-            }
-            Db::Postgres(c) => c
-                .query(sql, params)?
-                .iter()
-                .map(|r| f(&Row::Postgres(r)))
-                .collect(),
-        }
+        let mut out = Vec::new();
+        self.for_each(sql, params, |r| {
+            out.push(f(r)?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Every row of `sql` handed to `f` in turn, nothing collected.
