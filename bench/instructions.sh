@@ -149,12 +149,13 @@ if n4 and n1 and abs(1 / n1 - 1 / n4) > 1e-9:
     per_trace = writer / calls - per_batch / n4
 FIXED_BATCH = 32
 rollups = share(r":keel_store::rollup::RollupBatch::(write|add)$")
-inserts = share(r":keel_store::trace_row::insert_one$|:keel_store::sql::db::Db::execute_many$")
+inserts = share(r":keel_store::sql::db::Db::execute_rows$")
 watch = share(r":keel_gateway::model_watch::run_once$")
 boxed = share(r"boxed\.rs:<tower::util::map_future::MapFuture<S,F> as tower_service::Service<R>>::call$")
 handler = share(r"keel-gateway/src/handlers/chat.rs:")
-upstream = share(r":<keel_providers::openai::OpenAiProvider as keel_providers::ChatProvider>::complete")
-sending = share(r"openai\.rs:keel_providers::openai::OpenAiProvider::send::\{\{closure\}\}$")
+# Routing and the upstream call (the provider's future is inlined into the route's).
+upstream = share(r":<keel_providers::openai::OpenAiProvider as keel_providers::ChatProvider>::complete|:keel_gateway::pipeline::route::call_routed::\{\{closure\}\}$")
+sending = share(r"openai\.rs:keel_providers::openai::OpenAiProvider::send::\{\{closure\}\}$|:keel_providers::client::HttpClient::post::\{\{closure\}\}$")
 prepare = share(r":sqlite3Prepare$")
 # Allocations: the calls into the allocator's entry point, from the caller tree (each
 # block lists a function's callers, `< caller (Nx)`, above its `*` line).
@@ -185,10 +186,10 @@ lines = [
     f"| instructions, idle for as long | {idle:,} |",
     f"| **instructions per call** | **{per_call:,.0f}** |",
     f"| trace writer thread (inserts, rollups, commits) | {pct(writer)} ({writer / calls:,.0f} per call) |",
-    f"| of which the trace rows (their multi-row inserts) | {pct(inserts)} |",
-    f"| of which the rollup rows | {pct(rollups)} |",
+    f"| of which the trace rows (their inserts) | {pct(inserts)} ({inserts / calls:,.0f} per call) |",
+    f"| of which the rollup rows | {pct(rollups)} ({rollups / calls:,.0f} per call) |",
     f"| request path: the chat handler (parse, route, upstream call, respond) | {pct(handler)} ({handler / calls:,.0f} per call) |",
-    f"| of which the upstream call (HTTP client, JSON decode) | {pct(upstream)} |",
+    f"| of which routing and the upstream call (HTTP client, JSON decode) | {pct(upstream)} ({upstream / calls:,.0f} per call) |",
     f"| of which sending it and reading the answer's head (the HTTP client) | {pct(sending)} ({sending / calls:,.0f} per call) |",
     f"| the model-version watch (reads each new trace once, off the request path) | {pct(watch)} ({watch / calls:,.0f} per call) |",
     f"| everything else (hyper accept/IO, timers, other background tasks) | {pct(loaded - writer - handler - watch)} |",

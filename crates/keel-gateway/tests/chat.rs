@@ -437,3 +437,64 @@ async fn chat_completions_without_v1_prefix_is_served_too() {
     let (_, traces) = h.finish().await;
     assert_eq!(traces.len(), 1);
 }
+
+/// An OpenAI upstream's answer as it put it: no `object` or `created`, keys in its own
+/// order, a `\u` escape, fields Keel has no type for.
+const RAW_ANSWER: &str = "{\"model\":\"raw-1-2025\",  \"id\":\"chatcmpl-raw\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"caf\\u00e9 au lait\",\"refusal\":null,\"annotations\":[]},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7},\"service_tier\":\"default\"}\n";
+
+async fn raw_upstream() -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async { ([("content-type", "application/json")], RAW_ANSWER) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/v1")
+}
+
+#[tokio::test]
+async fn an_unchanged_answer_reaches_the_client_byte_for_byte_and_a_guarded_one_is_rewritten() {
+    let url = raw_upstream().await;
+    let h = Harness::with(Options {
+        extra: format!(
+            "[providers.raw]\nkind = \"openai\"\nbase_url = \"{url}\"\n\n\
+             [models.raw]\nprovider = \"raw\"\nupstream_model = \"raw-1\"\n\
+             input_price_per_mtok = 0.15\noutput_price_per_mtok = 0.60\n\n\
+             [models.raw-guarded]\nprovider = \"raw\"\nupstream_model = \"raw-1\"\n\n\
+             [guardrails.policies.cards]\nmodels = [\"raw-guarded\"]\n\n\
+             [[guardrails.policies.cards.checks]]\ncheck = \"pii\"\nkinds = [\"email\"]\n\
+             on = \"output\"\naction = \"redact\"\n"
+        ),
+        ..Options::default()
+    })
+    .await;
+    // No guardrail applies: the upstream's body, as it came (Keel's own serialization
+    // would add `object` and `created` and write the `é` unescaped).
+    let resp = h.chat(&chat_body("raw", "hello")).await;
+    assert_eq!(resp.status(), 200);
+    let id = request_id(&resp);
+    assert!(resp.headers().get("x-keel-cost-usd").is_some());
+    assert_eq!(resp.text().await.unwrap(), RAW_ANSWER);
+
+    // A policy applies to this model: the answer is Keel's, serialized from what the
+    // checks left (nothing to redact here, but the bytes are no longer the upstream's).
+    let resp = h.chat(&chat_body("raw-guarded", "hello")).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert_ne!(text, RAW_ANSWER);
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "café au lait");
+    assert_eq!(v["service_tier"], "default");
+
+    // The trace of the passed-through answer is read from the decoded answer.
+    let (_, traces) = h.finish().await;
+    let t = trace(&traces, &id);
+    assert_eq!(t.served_model.as_deref(), Some("raw-1-2025"));
+    assert_eq!(t.output.as_deref(), Some("café au lait"));
+    assert_eq!((t.input_tokens, t.output_tokens), (Some(5), Some(2)));
+    assert_eq!(t.cost, Some(Nanos(5 * 150 + 2 * 600)));
+    assert_eq!(t.finish_reason.as_deref(), Some("stop"));
+}

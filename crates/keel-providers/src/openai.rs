@@ -23,7 +23,7 @@ use http::Uri;
 
 use crate::client::{json_headers, parse_uri, uri_of, HttpClient, Response};
 use crate::sse;
-use crate::{ChatProvider, ChunkStream, ProviderError};
+use crate::{ChatProvider, ChunkStream, Completed, ProviderError};
 
 pub struct OpenAiProvider {
     client: HttpClient,
@@ -240,11 +240,15 @@ pub fn openai_error(body: &Value) -> Option<(String, Option<String>)> {
     Some((message, code))
 }
 
-#[async_trait]
-impl ChatProvider for OpenAiProvider {
-    async fn complete(&self, mut req: ChatRequest) -> Result<ChatResponse, ProviderError> {
+impl OpenAiProvider {
+    /// A whole completion with the body it came in, when that body is a chat
+    /// completion (not with `api = "responses"`, whose answers are translated).
+    pub async fn complete_wire(&self, mut req: ChatRequest) -> Result<Completed, ProviderError> {
         if self.api == OpenAiApi::Responses {
-            return self.complete_responses(&req).await;
+            return Ok(Completed {
+                resp: self.complete_responses(&req).await?,
+                wire: None,
+            });
         }
         req.stream = false;
         req.stream_options = None;
@@ -253,12 +257,23 @@ impl ChatProvider for OpenAiProvider {
             .bytes()
             .await
             .map_err(|e| ProviderError::StreamCut(e.to_string()))?;
-        serde_json::from_slice::<ChatResponse>(&bytes).map_err(|e| {
-            ProviderError::InvalidResponse(format!(
+        match serde_json::from_slice::<ChatResponse>(&bytes) {
+            Ok(resp) => Ok(Completed {
+                resp,
+                wire: Some(bytes),
+            }),
+            Err(e) => Err(ProviderError::InvalidResponse(format!(
                 "not a chat completion ({e}): {}",
                 sse::truncate(&String::from_utf8_lossy(&bytes), 200)
-            ))
-        })
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl ChatProvider for OpenAiProvider {
+    async fn complete(&self, req: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        self.complete_wire(req).await.map(|c| c.resp)
     }
 
     async fn stream(&self, mut req: ChatRequest) -> Result<ChunkStream, ProviderError> {

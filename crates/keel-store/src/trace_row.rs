@@ -14,8 +14,7 @@ use crate::partitions::KnownDays;
 use crate::rollup::{RollupBatch, Sample, StoredRead};
 use crate::rollup_cache::{data_version, RollupCache};
 use crate::rollup_pg::INDEX_LOOKUPS_ONLY;
-use crate::sql::{Db, PgConn, Row, Value};
-use crate::values;
+use crate::sql::{Db, Param, PgConn, Row, Value};
 use keel_core::money::Nanos;
 use keel_core::trace::{Origin, TraceRecord, TraceStatus};
 
@@ -114,21 +113,28 @@ pub(crate) fn insert_batch_cached<'c>(
             )?;
             insert_claiming_ids(pg, traces)?;
         } else {
-            let mut sets = Vec::with_capacity(traces.len());
-            for t in traces {
-                sets.push(params(t, &t.id, None)?);
-            }
-            let inserted = tx.execute_many(INSERT_SQL, &sets)?;
+            let json = traces
+                .iter()
+                .map(RowJson::of)
+                .collect::<Result<Vec<_>, _>>()?;
+            let inserted = tx.execute_rows(
+                INSERT_SQL,
+                traces.iter().zip(&json).map(|(t, j)| row(t, &t.id, None, j)),
+            )?;
             // Ids are unique: a caller's id that is taken moves to `client_request_id`
             // and the trace gets a fresh one (migration 0018).
-            let retries: Vec<Vec<Value>> = traces
+            let retries: Vec<(&TraceRecord, &RowJson, String)> = traces
                 .iter()
+                .zip(&json)
                 .zip(&inserted)
                 .filter(|(_, n)| **n == 0)
-                .map(|(t, _)| params(t, &fresh_id(), Some(&t.id)))
-                .collect::<Result<_, _>>()?;
+                .map(|((t, j), _)| (t, j, fresh_id()))
+                .collect();
             if !retries.is_empty() {
-                tx.execute_many(INSERT_SQL, &retries)?;
+                tx.execute_rows(
+                    INSERT_SQL,
+                    retries.iter().map(|(t, j, id)| row(t, id, Some(&t.id), j)),
+                )?;
             }
         }
         // Read after the inserts: the transaction holds SQLite's write lock now, so no
@@ -235,13 +241,57 @@ fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The parameters of [`INSERT_SQL`] (and a row of [`COPY_PG_SQL`]) for `t` stored
-/// under `id`.
+/// `[Param::from(a), Param::from(b), …]`.
+macro_rules! params {
+    ($($v:expr),+ $(,)?) => { [$(Param::from($v)),+] };
+}
+
+/// A trace's columns held as JSON text, serialized once for its row.
+struct RowJson {
+    tags: String,
+    attempts: Option<String>,
+    guardrails: Option<String>,
+}
+
+impl RowJson {
+    fn of(t: &TraceRecord) -> Result<RowJson, StoreError> {
+        Ok(RowJson {
+            tags: serde_json::to_string(&t.tags)?,
+            attempts: if t.attempts.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&t.attempts)?)
+            },
+            guardrails: if t.guardrails.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&t.guardrails)?)
+            },
+        })
+    }
+}
+
+/// A row of [`COPY_PG_SQL`] for `t` stored under `id`, owned.
 fn params(
     t: &TraceRecord,
     id: &str,
     client_request_id: Option<&str>,
 ) -> Result<Vec<Value>, StoreError> {
+    let json = RowJson::of(t)?;
+    Ok(row(t, id, client_request_id, &json)
+        .into_iter()
+        .map(Value::from)
+        .collect())
+}
+
+/// The parameters of [`INSERT_SQL`] (and a row of [`COPY_PG_SQL`]) for `t` stored
+/// under `id`, borrowed from it.
+fn row<'a>(
+    t: &'a TraceRecord,
+    id: &'a str,
+    client_request_id: Option<&'a str>,
+    json: &'a RowJson,
+) -> [Param<'a>; 47] {
     let TraceRecord {
         id: _,
         started_at_ms,
@@ -252,7 +302,7 @@ fn params(
         feature,
         user,
         session,
-        tags,
+        tags: _,
         model_requested,
         provider,
         upstream_model,
@@ -280,28 +330,18 @@ fn params(
         prompt_version,
         release_id,
         origin,
-        attempts,
+        attempts: _,
         cache,
         saved_cost,
         parent_id,
-        guardrails,
+        guardrails: _,
         otel_trace_id,
         otel_span_id,
         otel_parent_span_id,
         usage_estimated,
     } = t;
-    let tags = serde_json::to_string(tags)?;
-    let attempts_json = if attempts.is_empty() {
-        None
-    } else {
-        Some(serde_json::to_string(attempts)?)
-    };
-    let guardrails_json = if guardrails.is_empty() {
-        None
-    } else {
-        Some(serde_json::to_string(guardrails)?)
-    };
-    Ok(values![
+    // Tags, attempts and guardrails come serialized, in `json`.
+    params![
         id,
         started_at_ms,
         api,
@@ -311,7 +351,7 @@ fn params(
         feature,
         user,
         session,
-        tags,
+        &json.tags,
         model_requested,
         provider,
         upstream_model,
@@ -339,17 +379,17 @@ fn params(
         prompt_version,
         release_id,
         origin.as_str(),
-        attempts_json,
+        &json.attempts,
         cache,
         saved_cost.map(|c| c.0),
         parent_id,
-        guardrails_json,
+        &json.guardrails,
         otel_trace_id,
         otel_span_id,
         otel_parent_span_id,
         usage_estimated,
         client_request_id,
-    ])
+    ]
 }
 
 fn get_u64(row: &Row<'_>, idx: usize) -> Result<u64, StoreError> {

@@ -58,7 +58,12 @@ pub async fn chat_completions(
     pending.attach(governed);
     shadow::launch(&app, sampled, pending.trace(), result.as_ref().map(|_| ()));
     match result {
-        Ok(Served::Whole { resp, cost }) => match common::json_body(&resp) {
+        Ok(Served::Whole {
+            wire: Some(body),
+            cost,
+            ..
+        }) => common::respond_whole(pending, body, cost),
+        Ok(Served::Whole { resp, cost, .. }) => match common::json_body(&resp) {
             Ok(body) => common::respond_whole(pending, body, cost),
             Err(e) => common::reject(pending, GatewayError::Internal(e.to_string()), API),
         },

@@ -200,7 +200,11 @@ impl KeelHeaders {
 }
 
 /// Write the trace of a successful whole reply and answer with its JSON body.
-pub fn respond_whole(pending: PendingTrace, body: Vec<u8>, cost: Option<Nanos>) -> Response {
+pub fn respond_whole(
+    pending: PendingTrace,
+    body: impl Into<bytes::Bytes>,
+    cost: Option<Nanos>,
+) -> Response {
     let id = pending.id().to_string();
     let keel_headers = {
         let (app, trace) = pending.parts();
@@ -256,11 +260,11 @@ const JSON_BODY_CAPACITY: usize = 1024;
 /// A JSON body with Keel's response headers.
 pub fn json_response(
     status: StatusCode,
-    body: Vec<u8>,
+    body: impl Into<bytes::Bytes>,
     request_id: &str,
     cost: Option<Nanos>,
 ) -> Response {
-    let mut resp = Response::new(axum::body::Body::from(body));
+    let mut resp = Response::new(axum::body::Body::from(body.into()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(

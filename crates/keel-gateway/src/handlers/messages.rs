@@ -65,7 +65,7 @@ pub async fn messages(
     pending.attach(governed);
     shadow::launch(&app, sampled, pending.trace(), result.as_ref().map(|_| ()));
     match result {
-        Ok(Served::Whole { resp, cost }) => {
+        Ok(Served::Whole { resp, cost, .. }) => {
             match common::json_body(&chat_response_to_messages(&resp, &model)) {
                 Ok(body) => common::respond_whole(pending, body, cost),
                 Err(e) => common::reject(pending, GatewayError::Internal(e.to_string()), API),

@@ -147,7 +147,7 @@ pub async fn create(
     pending.attach(governed);
     shadow::launch(&app, sampled, pending.trace(), result.as_ref().map(|_| ()));
     match result {
-        Ok(Served::Whole { resp, cost }) => {
+        Ok(Served::Whole { resp, cost, .. }) => {
             let response = chat_response_to_response(shell, &resp);
             match common::json_body(&response) {
                 Ok(body) => {

@@ -13,12 +13,14 @@ use crate::state::{AppState, ModelRoute, NO_MODEL, UNKNOWN_MODEL};
 /// The metric handles for a trace's model: its own when configured, else a shared
 /// `(unknown)` / `(none)` set, so client-chosen names never become labels.
 fn model_metrics<'a>(app: &'a AppState, model: Option<&str>) -> Option<&'a ModelMetrics> {
-    let key = match model {
-        Some(m) if app.model_metrics.contains_key(m) => m,
-        Some(_) => UNKNOWN_MODEL,
-        None => NO_MODEL,
-    };
-    app.model_metrics.get(key)
+    // One lookup for a configured model (the common case), a second for the fallback.
+    match model {
+        Some(m) => app
+            .model_metrics
+            .get(m)
+            .or_else(|| app.model_metrics.get(UNKNOWN_MODEL)),
+        None => app.model_metrics.get(NO_MODEL),
+    }
 }
 
 /// Record usage and its exact cost. A model without a price is marked unpriced —

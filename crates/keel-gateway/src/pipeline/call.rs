@@ -8,8 +8,8 @@
 use std::time::Instant;
 
 use futures::StreamExt;
-use keel_core::chat::{ChatChunk, ChatRequest, ChatResponse};
-use keel_providers::{ChunkStream, ProviderError};
+use keel_core::chat::{ChatChunk, ChatRequest};
+use keel_providers::{ChunkStream, Completed, ProviderError};
 
 use crate::balance::Deployment;
 use crate::error::GatewayError;
@@ -41,13 +41,15 @@ pub fn upstream_request(dep: &Deployment, mut req: ChatRequest) -> ChatRequest {
     req
 }
 
+/// A whole call under the model's total timeout; the answer keeps the upstream's body
+/// when it is in OpenAI's chat format (`Completed::wire`).
 pub async fn complete(
     route: &ModelRoute,
     dep: &Deployment,
     req: ChatRequest,
-) -> Result<ChatResponse, GatewayError> {
+) -> Result<Completed, GatewayError> {
     let timeout = route.config.timeout;
-    match tokio::time::timeout(timeout, dep.provider.complete(req)).await {
+    match tokio::time::timeout(timeout, dep.provider.complete_wire(req)).await {
         Ok(result) => result.map_err(GatewayError::from),
         Err(_) => Err(ProviderError::Timeout(timeout).into()),
     }

@@ -22,6 +22,10 @@ pub enum Served {
     Whole {
         resp: ChatResponse,
         cost: Option<Nanos>,
+        /// The upstream's body, byte for byte, when it is an OpenAI chat completion and
+        /// nothing rewrote the answer (no guardrail applied, not from the cache): an
+        /// OpenAI-format client is sent it as it came, not `resp` serialized again.
+        wire: Option<bytes::Bytes>,
     },
     /// The opened upstream stream, and the guardrails that watch it (if any apply).
     Stream(OpenedStream, Option<Box<crate::guard::stream::StreamGuard>>),
@@ -121,16 +125,21 @@ pub async fn run(
             let guard = guard::stream::StreamGuard::new(guards.applied, guards.found).map(Box::new);
             return Ok(Served::Stream(opened, guard));
         }
-        Reply::Whole(resp) => resp,
+        Reply::Whole(whole) => whole,
     };
+    let keel_providers::Completed { resp, wire } = resp;
     record_reply(app, route, &resp, trace);
     if let (Some(c), Some(k)) = (cache, key) {
         c.put(k, resp.clone(), trace.cost);
     }
+    // Output guardrails may rewrite the answer (redaction, placeholders restored) or
+    // replace it (asked again): the upstream's bytes stand for it only without them.
+    let wire = wire.filter(|_| guards.kept.is_none());
     let resp = output_guardrails(app, first, route, &plan, &guards, resp, trace).await?;
     Ok(Served::Whole {
         resp,
         cost: trace.cost,
+        wire,
     })
 }
 
@@ -341,7 +350,7 @@ async fn output_guardrails<'a>(
         let Reply::Whole(r) = reply else {
             return Err(GatewayError::Internal("a re-asked call streamed".into()));
         };
-        resp = r;
+        resp = r.resp;
         route = r2;
         record_reply(app, route, &resp, trace);
         add_earlier_usage(trace, before);
@@ -458,6 +467,7 @@ fn serve_hit(
     Ok(Served::Whole {
         resp,
         cost: Some(Nanos(0)),
+        wire: None,
     })
 }
 

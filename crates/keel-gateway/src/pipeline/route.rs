@@ -18,10 +18,10 @@
 
 use std::time::{Duration, Instant};
 
-use keel_core::chat::{ChatRequest, ChatResponse};
+use keel_core::chat::ChatRequest;
 use keel_core::config::routing::{FailureClass, Routing};
 use keel_core::trace::{Attempt, TraceRecord};
-use keel_providers::ProviderError;
+use keel_providers::{Completed, ProviderError};
 
 use super::call::{self, OpenedStream};
 use super::function::Limits;
@@ -31,7 +31,7 @@ use crate::state::{AppState, ModelRoute};
 
 /// What the serving model returned.
 pub enum Reply {
-    Whole(ChatResponse),
+    Whole(Completed),
     Stream(OpenedStream),
 }
 

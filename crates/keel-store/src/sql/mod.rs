@@ -22,4 +22,4 @@ pub(crate) use db::lock_id;
 pub use db::{Db, Row};
 pub use dialect::Dialect;
 pub use pg::{is_postgres_url, PgConn, Postgres};
-pub use value::{FromValue, Value};
+pub use value::{FromValue, Param, Value};

@@ -204,6 +204,90 @@ impl<T: FromValue> FromValue for Option<T> {
     }
 }
 
+/// A parameter borrowed from the record it describes: a trace's row (47 columns, its
+/// input and output text among them) is bound from these with no copy of its text on
+/// the way (SQLite keeps its own). [`Value`] is the owned form, what PostgreSQL's
+/// `COPY` takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Param<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+}
+
+impl From<Param<'_>> for Value {
+    fn from(p: Param<'_>) -> Value {
+        match p {
+            Param::Null => Value::Null,
+            Param::Int(i) => Value::Int(i),
+            Param::Text(s) => Value::Text(s.to_string()),
+        }
+    }
+}
+
+macro_rules! param_from_int {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Param<'_> {
+            fn from(v: $t) -> Self {
+                Param::Int(i64::from(v))
+            }
+        }
+        impl From<&$t> for Param<'_> {
+            fn from(v: &$t) -> Self {
+                Param::Int(i64::from(*v))
+            }
+        }
+    )*};
+}
+param_from_int!(i64, u16, bool);
+
+impl From<Option<i64>> for Param<'_> {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Param::Null, Param::Int)
+    }
+}
+
+impl From<&Option<i64>> for Param<'_> {
+    fn from(v: &Option<i64>) -> Self {
+        Param::from(*v)
+    }
+}
+
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(v: &'a str) -> Self {
+        Param::Text(v)
+    }
+}
+
+impl<'a> From<&'a String> for Param<'a> {
+    fn from(v: &'a String) -> Self {
+        Param::Text(v)
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Param<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        v.map_or(Param::Null, Param::Text)
+    }
+}
+
+impl<'a> From<&'a Option<String>> for Param<'a> {
+    fn from(v: &'a Option<String>) -> Self {
+        Param::from(v.as_deref())
+    }
+}
+
+impl rusqlite::ToSql for Param<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match *self {
+            Param::Null => ValueRef::Null,
+            Param::Int(i) => ValueRef::Integer(i),
+            Param::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
 // ---- SQLite ----------------------------------------------------------------------------
 
 impl rusqlite::ToSql for Value {
