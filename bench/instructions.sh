@@ -103,22 +103,9 @@ callgrind_annotate --inclusive=yes --threshold=99 "$WORK/loaded" > "$WORK/annota
 callgrind_annotate --tree=caller --inclusive=yes --auto=no "$WORK/loaded" > "$WORK/self.txt" 2>/dev/null || true
 [ -n "${KEEP_PROFILE:-}" ] && cp "$WORK/loaded" "$WORK/annotate.txt" "$WORK/self.txt" "$WORK/keel.log" "$KEEP_PROFILE"/
 STORED=$(sqlite3 "$WORK/bench.db" 'SELECT COUNT(*) FROM traces' 2>/dev/null || echo "?")
-# Traces per batch: the writer's cost per trace falls as batches grow (a transaction and
-# the touched rollup rows per batch), and batch sizes follow how fast calls arrive under
-# valgrind — compare runs with it in view.
-METRICS=$(curl -s "http://127.0.0.1:$KEEL_PORT/metrics" || true)
-BATCH=$(python3 -c '
-import re, sys
-m = sys.argv[1]
-def v(name):
-    x = re.search(r"^keel_" + name + r"_total (\d+)", m, re.M)
-    return int(x.group(1)) if x else 0
-w, f = v("traces_written"), v("trace_flushes")
-print(f"{w / f:.1f}" if f else "?")' "$METRICS")
-
-python3 - "$WORK/annotate.txt" "$LOADED" "$IDLE" "$CALLS" "$LOADED_SECS" "$RECORD" "$ROOT" "$STORED" "$WARMUP" "$BATCH" "$COUNTS_0 $COUNTS_1 $COUNTS_2" <<'PY'
+python3 - "$WORK/annotate.txt" "$LOADED" "$IDLE" "$CALLS" "$LOADED_SECS" "$RECORD" "$ROOT" "$STORED" "$WARMUP" "$COUNTS_0 $COUNTS_1 $COUNTS_2" <<'PY'
 import datetime, os, platform, re, subprocess, sys
-ann, loaded, idle, calls, secs, record, root, stored, warmup, batch, counts = sys.argv[1:]
+ann, loaded, idle, calls, secs, record, root, stored, warmup, counts = sys.argv[1:]
 w0, f0, w1, f1, w2, f2 = (int(x) for x in counts.split())
 loaded, idle, calls = int(loaded), int(idle), int(calls)
 per_call = (loaded - idle) / calls
@@ -154,7 +141,7 @@ watch = share(r":keel_gateway::model_watch::run_once$")
 boxed = share(r"boxed\.rs:<tower::util::map_future::MapFuture<S,F> as tower_service::Service<R>>::call$")
 handler = share(r"keel-gateway/src/handlers/chat.rs:")
 # Routing and the upstream call (the provider's future is inlined into the route's).
-upstream = share(r":<keel_providers::openai::OpenAiProvider as keel_providers::ChatProvider>::complete|:keel_gateway::pipeline::route::call_routed::\{\{closure\}\}$")
+upstream = share(r":keel_gateway::pipeline::route::call_routed::\{\{closure\}\}$")
 sending = share(r"openai\.rs:keel_providers::openai::OpenAiProvider::send::\{\{closure\}\}$|:keel_providers::client::HttpClient::post::\{\{closure\}\}$")
 prepare = share(r":sqlite3Prepare$")
 # Allocations: the calls into the allocator's entry point, from the caller tree (each
@@ -178,7 +165,7 @@ lines = [
     f"Machine: {platform.machine()}, Linux {platform.release()}. `bash bench/instructions.sh`: Keel "
     f"(release, tracing and rollups on, full capture, plain profile) under callgrind, all threads; "
     f"{warmup} warm-up calls, then {calls} calls at concurrency 4 (keep-alive client outside valgrind, "
-    f"{float(secs):.1f} s under valgrind), minus the same wait idle. Traces stored: {stored}, {batch} per batch on average.",
+    f"{float(secs):.1f} s under valgrind), minus the same wait idle. Traces stored: {stored}; {n4:.1f} per batch while the calls were measured.",
     "",
     "| figure | value |",
     "|---|---:|",

@@ -118,7 +118,7 @@ pub async fn run(
         trace.provider = Some(dep.provider_name.clone());
         trace.upstream_model = Some(dep.upstream_model.clone());
     }
-    let resp = match reply {
+    let keel_providers::Completed { resp, wire } = match reply {
         Reply::Stream(mut opened) => {
             opened.resume = stream_end.resume;
             opened.input_estimate = stream_end.input_estimate;
@@ -127,7 +127,6 @@ pub async fn run(
         }
         Reply::Whole(whole) => whole,
     };
-    let keel_providers::Completed { resp, wire } = resp;
     record_reply(app, route, &resp, trace);
     if let (Some(c), Some(k)) = (cache, key) {
         c.put(k, resp.clone(), trace.cost);
