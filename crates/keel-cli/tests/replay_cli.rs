@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -86,25 +86,12 @@ fn project() -> tempfile::TempDir {
     dir
 }
 
-/// A free port: bind port 0, read it, let it go.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `keel serve` on a free port; returns once it prints that it listens.
+/// `keel serve` on port 0 (the kernel picks a free one; a port chosen here and freed
+/// before Keel binds it could be taken by a parallel test); returns once it prints
+/// the address it listens on, and that address's port.
 fn serve(dir: &Path) -> (Child, u16) {
-    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--config",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(dir.join("keel.toml"))
         .env_remove("KEEL_CONFIG")
         .env("RUST_LOG", "warn")
@@ -117,10 +104,11 @@ fn serve(dir: &Path) -> (Child, u16) {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(
-        line.contains("listening"),
-        "keel serve did not start: {line:?}"
-    );
+    let port = line
+        .trim()
+        .strip_prefix("keel gateway listening on http://127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("keel serve did not start: {line:?}"));
     (child, port)
 }
 

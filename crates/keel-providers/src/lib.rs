@@ -14,6 +14,8 @@ pub mod mock;
 pub mod openai;
 pub mod responses;
 pub mod sse;
+#[cfg(test)]
+mod test_ports;
 
 use std::pin::Pin;
 

@@ -265,10 +265,8 @@ async fn stream_errors_before_and_after_the_first_chunk() {
 
 #[tokio::test]
 async fn connection_refused_is_a_connect_error_without_the_key() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let err = provider(format!("http://{addr}/v1"))
+    let refusing = crate::test_ports::refusing_port();
+    let err = provider(format!("http://{}/v1", refusing.addr))
         .complete(request("json"))
         .await
         .unwrap_err();

@@ -132,9 +132,8 @@ async fn a_body_in_many_frames_is_read_whole() {
 
 #[tokio::test]
 async fn a_refused_connection_is_a_connect_error_that_names_no_url() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    let refusing = crate::test_ports::refusing_port();
+    let port = refusing.addr.port();
     let client = HttpClient::with_proxies(None).unwrap();
     let uri = parse_uri(&format!(
         "http://127.0.0.1:{port}/v1/secret-path?key=s3cret"
@@ -240,9 +239,8 @@ async fn connecting_is_bounded_as_a_whole_even_when_tcp_connects_at_once() {
 async fn hosts_in_no_proxy_are_called_directly() {
     let base = echo_server().await;
     // A proxy nobody listens on: used, it would fail the call.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
+    let refusing = crate::test_ports::refusing_port();
+    let dead = format!("http://{}", refusing.addr);
     let proxies = Matcher::builder().all(dead).no("127.0.0.1").build();
     let client = HttpClient::with_proxies(Some(proxies)).unwrap();
     let resp = client
