@@ -6,7 +6,8 @@
 # Starts one mock upstream and both Keels (each with its own SQLite store, the plain
 # profile of bench/run.sh), then for ROUNDS rounds drives each in turn with oha at RATE
 # requests per second for SECS seconds (64 connections, latency correction), alternating
-# which goes first, and prints p50/p99 per round and the medians. Build the "before"
+# which goes first, and prints p50/p99 and each binary's CPU per call (user + system, all
+# threads, read before and 0.3 s after its run) per round and the medians. Build the "before"
 # binary from an older commit into another path first, e.g.
 #   git worktree add /tmp/old COMMIT && (cd /tmp/old && cargo build --release -p keel-cli) \
 #     && cp target/release/keel /tmp/keel-old
@@ -32,15 +33,19 @@ echo "A = $A, B = $B; $RATE rps, $SECS s per run, $ROUNDS rounds ($(date -u '+%Y
 for r in $(seq "$ROUNDS"); do
   if [ $((r % 2)) -eq 1 ]; then order="A B"; else order="B A"; fi
   for t in $order; do
-    if [ "$t" = A ]; then port=$PORT_A; else port=$PORT_B; fi
+    if [ "$t" = A ]; then port=$PORT_A; pid=$PID_A; else port=$PORT_B; pid=$PID_B; fi
+    c0=$(cpu_seconds "$pid")
     oha -n $((RATE * SECS)) -c 64 -q "$RATE" --latency-correction --no-tui -m POST \
       -H 'content-type: application/json' -D "$WORK/body.json" --output-format json \
       "http://127.0.0.1:$port/v1/chat/completions" > "$WORK/$t-$r.json"
+    # The CPU the binary used for its run (0.3 s after it: the writer's last batch).
+    sleep 0.3
+    awk -v a="$c0" -v b="$(cpu_seconds "$pid")" 'BEGIN { printf "%.2f\n", b - a }' > "$WORK/$t-$r.cpu"
   done
 done
-python3 - "$WORK" "$ROUNDS" <<'PY'
+python3 - "$WORK" "$ROUNDS" "$((RATE * SECS))" <<'PY'
 import json, statistics, sys
-work, rounds = sys.argv[1], int(sys.argv[2])
+work, rounds, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rows = {"A": [], "B": []}
 for r in range(1, rounds + 1):
     line = [f"round {r}:"]
@@ -49,12 +54,14 @@ for r in range(1, rounds + 1):
         lp, codes = d["latencyPercentiles"], d.get("statusCodeDistribution", {})
         p50, p99 = lp["p50"] * 1000, lp["p99"] * 1000
         bad = sum(v for k, v in codes.items() if k != "200")
-        rows[t].append((p50, p99, bad))
-        line.append(f"{t} p50 {p50:.2f} p99 {p99:.2f} ms (non-200: {bad})")
+        cpu = float(open(f"{work}/{t}-{r}.cpu").read()) * 1e6 / calls
+        rows[t].append((p50, p99, bad, cpu))
+        line.append(f"{t} p50 {p50:.2f} p99 {p99:.2f} ms, {cpu:.1f} µs CPU a call (non-200: {bad})")
     print("  ".join(line))
 for t in "AB":
     p50 = statistics.median(x[0] for x in rows[t]); p99 = statistics.median(x[1] for x in rows[t])
-    print(f"median {t}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, non-200 {sum(x[2] for x in rows[t])}")
+    cpu = statistics.median(x[3] for x in rows[t])
+    print(f"median {t}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, {cpu:.1f} µs CPU a call, non-200 {sum(x[2] for x in rows[t])}")
 b_faster = sum(1 for a, b in zip(rows["A"], rows["B"]) if b[1] < a[1])
 print(f"B's p99 below A's in {b_faster} of {rounds} rounds")
 PY

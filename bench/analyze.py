@@ -65,18 +65,23 @@ def main():
     runs = {}
     with open(os.path.join(work, "runs.tsv")) as f:
         for line in f:
-            rate, target, rnd, n, start, end = line.rstrip("\n").split("\t")
-            runs.setdefault((int(rate), target), []).append((int(rnd), int(n)))
+            rate, target, rnd, n, start, end, *cpu = line.rstrip("\n").split("\t")
+            cpu = float(cpu[0]) if cpu and cpu[0] else None
+            runs.setdefault((int(rate), target), []).append((int(rnd), int(n), cpu))
     rows, sent_via_keel, rounds, unanswered = [], 0, 0, 0
     nginx_rows = []  # (rate, direct, nginx, keel) when nginx ran in the same rounds
     pg_rows = []  # (rate, direct, keel, keel-pg) when a Keel on PostgreSQL ran beside it
+    all_stats = {}  # (rate, target) -> that target's medians
     sent_via_pg = 0
     for rate in sorted({r for r, _ in runs}):
         stats = {}
         for target in [t for t in ("direct", "nginx", "keel", "keel-pg") if (rate, t) in runs]:
             results = []
-            for rnd, n in runs[(rate, target)]:
+            for rnd, n, cpu in runs[(rate, target)]:
                 results.append(load(os.path.join(work, f"{target}-{rate}-{rnd}.json")))
+                # The proxy's CPU per call (or per stream), in µs: calls sent, not
+                # completed, so a round that fell behind does not look cheaper.
+                results[-1]["cpu_us"] = cpu * 1e6 / n if cpu is not None else None
                 if target == "keel-pg":
                     sent_via_pg += n
                 if target == "keel":
@@ -87,6 +92,10 @@ def main():
             stats[target] = {key: statistics.median(r[key] for r in results) for key in keys}
             stats[target]["errors"] = sum(r["errors"] for r in results)
             stats[target]["p99_all"] = [r["p99"] for r in results]
+            cpus = [r["cpu_us"] for r in results if r["cpu_us"] is not None]
+            stats[target]["cpu_us"] = statistics.median(cpus) if cpus else None
+        for target, st in stats.items():
+            all_stats[(rate, target)] = st
         rows.append((rate, stats["direct"], stats["keel"]))
         if "nginx" in stats:
             nginx_rows.append((rate, stats["direct"], stats["nginx"], stats["keel"]))
@@ -154,7 +163,23 @@ def main():
     # A request refused before it reached the pipeline (past max_connections) has no
     # trace; stream_load counts those apart (no response at all).
     complete = sent_via_keel - unanswered <= traces <= sent_via_keel
-    if nginx_rows:
+    if nginx_rows and STREAM:
+        lines += [
+            "\nThe same rounds through nginx (`proxy_pass` with keep-alive to the same mock, `proxy_buffering off`: "
+            "each event passed on as it comes): the thinnest real proxy hop, for reference.\n",
+            "| streams/s | nginx achieved | nginx added TTFB p50 ms | nginx added TTFB p99 ms | Keel added TTFB p99 ms "
+            "| nginx added gap p99 ms | Keel added gap p99 ms | errors nginx/Keel |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for rate, d, n, k in nginx_rows:
+            lines.append(
+                f"| {rate} | {n['rps']:.0f} | {n['p50'] - d['p50']:+.2f} | {n['p99'] - d['p99']:+.2f} "
+                f"| {k['p99'] - d['p99']:+.2f} | {n['gap99'] - d['gap99']:+.3f} | {k['gap99'] - d['gap99']:+.3f} "
+                f"| {n['errors']}/{k['errors']} |"
+            )
+        lines.append("\nPer-round TTFB p99 (ms), nginx: " + "; ".join(
+            f"{rate} rps: {', '.join(f'{v:.2f}' for v in n['p99_all'])}" for rate, d, n, k in nginx_rows))
+    elif nginx_rows:
         lines += [
             "\nThe same rounds through nginx (`proxy_pass` with keep-alive to the same mock, no buffering): "
             "the thinnest real proxy hop, for reference.\n",
@@ -168,6 +193,21 @@ def main():
                 f"| {k['p50'] - d['p50']:+.2f} | {k['p99'] - d['p99']:+.2f} | {k['p99'] - n['p99']:+.2f} "
                 f"| {n['errors']}/{k['errors']} |"
             )
+    cpu_lines = []
+    for rate in sorted({r for r, _ in runs}):
+        parts = []
+        for target, name in (("nginx", "nginx"), ("keel", "Keel"), ("keel-pg", "Keel on PostgreSQL")):
+            st = all_stats.get((rate, target))
+            if st and st["cpu_us"] is not None:
+                per = f"{st['cpu_us']:.0f} µs a stream, {st['cpu_us'] / st['events']:.1f} µs an event" if STREAM \
+                    else f"{st['cpu_us']:.1f} µs a call"
+                parts.append(f"{name} {per}")
+        if parts:
+            cpu_lines.append(f"{rate} {'streams/s' if STREAM else 'rps'}: " + "; ".join(parts))
+    if cpu_lines:
+        lines.append("\nCPU used by the proxy process (user + system, all threads and worker processes, read "
+                     "before and 0.3 s after each round; median of the rounds) per " + ("stream sent" if STREAM else "call sent")
+                     + " — a figure the VM's latency swings do not move much: " + " · ".join(cpu_lines))
     pg_complete = True
     if pg_rows:
         pg_traces = int(subprocess.run(["psql", os.environ["BENCH_PG_STORE_URL"], "-tAc", "select count(*) from traces"],

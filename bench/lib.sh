@@ -4,6 +4,15 @@
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# cpu_seconds PID...: the CPU time (user + system) the processes have used so far, their
+# threads and their live child processes (nginx's workers) included, in seconds.
+cpu_seconds() {
+  local pids=("$@") p
+  for p in "$@"; do pids+=($(pgrep -P "$p" || true)); done
+  for p in "${pids[@]}"; do cat "/proc/$p/stat" 2>/dev/null || true; done \
+    | awk -v hz="$(getconf CLK_TCK)" '{ s += $14 + $15 } END { printf "%.2f", s / hz }'
+}
+
 # ensure_oha: oha on the PATH (installed from crates.io when missing).
 ensure_oha() {
   export PATH="$HOME/.cargo/bin:$PATH"

@@ -175,7 +175,7 @@ MOCK_PID=$!
 # (apt-get install nginx-light; BENCH_NGINX=0 to leave it out): proxy_pass with
 # keep-alive connections to the same mock, no buffering (streams pass as they come).
 TARGETS="direct keel"
-if [ "${BENCH_NGINX:-1}" = 1 ] && command -v nginx >/dev/null && [ "$API" != stream ]; then
+if [ "${BENCH_NGINX:-1}" = 1 ] && command -v nginx >/dev/null; then
   NGINX_PORT=$(free_port)
   nginx_config "$NGINX_PORT" "$MOCK_PORT" "$WORK" > "$WORK/nginx.conf"
   nginx -c "$WORK/nginx.conf" -e "$WORK/nginx.log" &
@@ -205,6 +205,8 @@ for rate in $RATES; do
   for target in $order; do
     case "$target" in direct) port=$MOCK_PORT;; nginx) port=$NGINX_PORT;; keel-pg) port=$KEEL_PG_PORT;; *) port=$KEEL_PORT;; esac
     echo "rate $rate rps, round $round/$ROUNDS, $CONNS connections, $n requests -> $target"
+    case "$target" in nginx) pid=$NGINX_PID;; keel-pg) pid=$KEEL_PG_PID;; keel) pid=$KEEL_PID;; *) pid=;; esac
+    cpu0=; if [ -n "$pid" ]; then cpu0=$(cpu_seconds "$pid"); fi
     start=$(date +%s.%N)
     if [ "$API" = stream ]; then
       hdr=()
@@ -217,7 +219,10 @@ for rate in $RATES; do
         "http://127.0.0.1:$port$ENDPOINT" > "$WORK/$target-$rate-$round.json"
     fi
     end=$(date +%s.%N)
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$rate" "$target" "$round" "$n" "$start" "$end" >> "$WORK/runs.tsv"
+    # The CPU the proxy used for the round: read after a short pause, so the trace
+    # writer's last batch of the round counts in it (the load tool and mock are apart).
+    cpu=; if [ -n "$pid" ]; then sleep 0.3; cpu=$(awk -v a="$cpu0" -v b="$(cpu_seconds "$pid")" 'BEGIN { printf "%.2f", b - a }'); fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rate" "$target" "$round" "$n" "$start" "$end" "$cpu" >> "$WORK/runs.tsv"
   done
  done
 done
