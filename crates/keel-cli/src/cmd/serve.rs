@@ -27,9 +27,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // `[gateway] worker_threads`; left out, tokio's default: one per core, or
+    // TOKIO_WORKER_THREADS.
+    if let Some(n) = config.gateway.worker_threads {
+        rt.worker_threads(n.get());
+    }
+    let rt = rt.enable_all().build()?;
     rt.block_on(async move {
         // Bind first: a gateway that cannot serve (the port is taken) writes nothing to
         // the store.
@@ -67,7 +71,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
                 counters,
             ))
         });
-        tracing::info!(addr = %gateway.addr, store = %store, "keel gateway listening");
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        tracing::info!(addr = %gateway.addr, store = %store, workers, "keel gateway listening");
         println!("keel gateway listening on http://{}", gateway.addr);
         let report = gateway.run_until(shutdown_signal()).await?;
         intake_stop.cancel();

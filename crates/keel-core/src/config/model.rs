@@ -112,7 +112,15 @@ pub struct GatewaySettings {
     /// A model version not seen for this long counts as new when it comes back
     /// (`version_memory`, default 7 days): flapping between versions is not a change.
     pub version_memory: Duration,
+    /// Threads serving requests (`keel serve`'s runtime workers); `None`: one per core
+    /// (or `TOKIO_WORKER_THREADS`). Fewer threads than cores spend less CPU per call
+    /// where the gateway shares a small machine (bench/RESULTS.md, 2026-12-07 13:52).
+    pub worker_threads: Option<NonZeroUsize>,
 }
+
+/// The most `[gateway] worker_threads` accepts: more threads than this only add
+/// switching between them.
+pub const MAX_WORKER_THREADS: u64 = 1024;
 
 /// `[registry]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

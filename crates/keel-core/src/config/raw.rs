@@ -88,6 +88,8 @@ pub struct RawGateway {
     pub shutdown_timeout: Option<String>,
     /// A model version not seen for this long counts as new when it comes back.
     pub version_memory: Option<String>,
+    /// Threads serving requests (the async runtime's workers); default one per core.
+    pub worker_threads: Option<u64>,
 }
 
 /// `[registry]`: how a running gateway follows prompt versions and labels.

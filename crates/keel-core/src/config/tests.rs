@@ -117,6 +117,22 @@ fn wrong_types_name_the_key() {
 }
 
 #[test]
+fn worker_threads_default_to_one_per_core_and_are_bounded() {
+    assert_eq!(load(CONTRACT).unwrap().gateway.worker_threads, None);
+    let with =
+        |v: &str| load(&CONTRACT.replace("[gateway]", &format!("[gateway]\nworker_threads = {v}")));
+    let c = with("1").unwrap();
+    assert_eq!(c.gateway.worker_threads.map(|n| n.get()), Some(1));
+    for bad in ["0", "1025"] {
+        let e = with(bad).unwrap_err().to_string();
+        assert!(e.contains("gateway.worker_threads"), "{e}");
+        assert!(e.contains(&format!("{bad} is out of range")), "{e}");
+    }
+    let e = with("-1").unwrap_err().to_string();
+    assert!(e.contains("gateway.worker_threads"), "{e}");
+}
+
+#[test]
 fn builtin_prices_apply_and_unknown_models_are_unpriced() {
     let text = r#"
 [providers.oa]

@@ -554,6 +554,17 @@ fn validate_gateway(g: &RawGateway, config_dir: &Path, issues: &mut Issues) -> G
             g.version_memory.as_deref(),
             Duration::from_secs(7 * 86_400),
         ),
+        worker_threads: match g.worker_threads {
+            Some(n) if n > super::model::MAX_WORKER_THREADS => {
+                issues.add(
+                    "gateway.worker_threads",
+                    format!("{n} is out of range"),
+                    Some("use 1 to 1024 (or leave it out: one thread per core)"),
+                );
+                None
+            }
+            n => n.map(|n| issues.nonzero("gateway.worker_threads", Some(n), 1)),
+        },
         trace_full_wait: match g.trace_full_wait.as_deref() {
             None => Duration::from_millis(50),
             Some("0") | Some("0s") | Some("0ms") => Duration::ZERO,
