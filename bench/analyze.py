@@ -178,7 +178,7 @@ def main():
                 f"| {n['errors']}/{k['errors']} |"
             )
         lines.append("\nPer-round TTFB p99 (ms), nginx: " + "; ".join(
-            f"{rate} rps: {', '.join(f'{v:.2f}' for v in n['p99_all'])}" for rate, d, n, k in nginx_rows))
+            f"{rate} streams/s: {', '.join(f'{v:.2f}' for v in n['p99_all'])}" for rate, d, n, k in nginx_rows))
     elif nginx_rows:
         lines += [
             "\nThe same rounds through nginx (`proxy_pass` with keep-alive to the same mock, no buffering): "
@@ -199,8 +199,8 @@ def main():
         for target, name in (("nginx", "nginx"), ("keel", "Keel"), ("keel-pg", "Keel on PostgreSQL")):
             st = all_stats.get((rate, target))
             if st and st["cpu_us"] is not None:
-                per = f"{st['cpu_us']:.0f} µs a stream, {st['cpu_us'] / st['events']:.1f} µs an event" if STREAM \
-                    else f"{st['cpu_us']:.1f} µs a call"
+                per_event = f"{st['cpu_us'] / st['events']:.1f} µs an event" if st.get("events") else "no events"
+                per = f"{st['cpu_us']:.0f} µs a stream, {per_event}" if STREAM else f"{st['cpu_us']:.1f} µs a call"
                 parts.append(f"{name} {per}")
         if parts:
             cpu_lines.append(f"{rate} {'streams/s' if STREAM else 'rps'}: " + "; ".join(parts))

@@ -7,10 +7,13 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # cpu_seconds PID...: the CPU time (user + system) the processes have used so far, their
 # threads and their live child processes (nginx's workers) included, in seconds.
 cpu_seconds() {
+  command -v pgrep >/dev/null || { echo "cpu_seconds needs pgrep (apt-get install procps)" >&2; return 1; }
   local pids=("$@") p
   for p in "$@"; do pids+=($(pgrep -P "$p" || true)); done
+  # utime and stime are the 12th and 13th fields after the command name, which is in
+  # parentheses and may hold spaces.
   for p in "${pids[@]}"; do cat "/proc/$p/stat" 2>/dev/null || true; done \
-    | awk -v hz="$(getconf CLK_TCK)" '{ s += $14 + $15 } END { printf "%.2f", s / hz }'
+    | awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); s += $12 + $13 } END { printf "%.2f", s / hz }'
 }
 
 # ensure_oha: oha on the PATH (installed from crates.io when missing).

@@ -70,8 +70,10 @@ import json, sys
 name, rnd, c0, c1, path = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 d = json.load(open(path))
 events = d["sent"] * d["events_per_stream"]
-us = (c1 - c0) * 1e6 / events
-print(f"{name}\t{rnd}\t{us:.2f}\t{d['ok']}\t{d['sent']}\t{d['ttfb_ms']['p99']:.2f}\t{d['gap_ms']['p99']:.3f}")
+# No stream answered (events_per_stream 0): no figure, rather than a crash that loses
+# the rounds already run.
+us = f"{(c1 - c0) * 1e6 / events:.2f}" if events else "n/a"
+print(f"{name}\t{rnd}\t{us}\t{d['ok']}\t{d['sent']}\t{d['ttfb_ms']['p99']:.2f}\t{d['gap_ms']['p99']:.3f}")
 PY
     tail -1 "$WORK/cpu.tsv" | awk -F'\t' '{ printf "round %s  %-6s %6s µs an event  (%s/%s streams, TTFB p99 %s ms, gap p99 %s ms)\n", $2, $1, $3, $4, $5, $6, $7 }'
   done
@@ -80,6 +82,8 @@ python3 - "$WORK/cpu.tsv" <<'PY'
 import statistics, sys
 rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
 names = list(dict.fromkeys(r[0] for r in rows))
-print("\nmedians: " + "; ".join(
-    f"{n} {statistics.median(float(r[2]) for r in rows if r[0] == n):.2f} µs an event" for n in names))
+def median(n):
+    vals = [float(r[2]) for r in rows if r[0] == n and r[2] != "n/a"]
+    return f"{statistics.median(vals):.2f} µs an event" if vals else "n/a (no stream answered)"
+print("\nmedians: " + "; ".join(f"{n} {median(n)}" for n in names))
 PY

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! `keel serve` binds its port before it touches the store: one that cannot listen
 //! (the port is taken) exits 2 having pushed nothing, labelled nothing; and it serves
-//! requests on as many threads as `[gateway] worker_threads` says.
+//! requests on as many threads as `[gateway] worker_threads` says (a bad
+//! `TOKIO_WORKER_THREADS` is an error naming it).
 
 mod common;
 
@@ -67,4 +68,18 @@ fn worker_threads_sets_how_many_threads_serve_requests() {
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn a_bad_tokio_worker_threads_is_an_error_that_names_it_not_a_panic() {
+    let (_guard, dir) = quickstart();
+    let o = Keel::with_env(&[("TOKIO_WORKER_THREADS", "0")])
+        .run(&dir, &["serve", "--listen", "127.0.0.1:0"]);
+    let text = stdout_and_stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("TOKIO_WORKER_THREADS=\"0\" is not a thread count"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
 }

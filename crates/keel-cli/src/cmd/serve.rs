@@ -28,9 +28,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         tracing::warn!("{w}");
     }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    // `[gateway] worker_threads`; left out, tokio's default: one per core, or
-    // TOKIO_WORKER_THREADS.
-    if let Some(n) = config.gateway.worker_threads {
+    let workers = keel_core::config::worker_threads(
+        config.gateway.worker_threads,
+        std::env::var_os("TOKIO_WORKER_THREADS").as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    if let Some(n) = workers {
         rt.worker_threads(n.get());
     }
     let rt = rt.enable_all().build()?;

@@ -122,6 +122,33 @@ pub struct GatewaySettings {
 /// switching between them.
 pub const MAX_WORKER_THREADS: u64 = 1024;
 
+/// How many threads `keel serve` runs requests on: `[gateway] worker_threads`, else
+/// `TOKIO_WORKER_THREADS` (read here so a bad value is an error that names it, not a
+/// panic inside the runtime), else `None` (one per core).
+pub fn worker_threads(
+    configured: Option<NonZeroUsize>,
+    env: Option<&std::ffi::OsStr>,
+) -> Result<Option<NonZeroUsize>, String> {
+    if configured.is_some() {
+        return Ok(configured);
+    }
+    let Some(raw) = env else {
+        return Ok(None);
+    };
+    let text = raw.to_string_lossy();
+    text.trim()
+        .parse::<NonZeroUsize>()
+        .ok()
+        .filter(|n| n.get() as u64 <= MAX_WORKER_THREADS)
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "TOKIO_WORKER_THREADS={text:?} is not a thread count: use 1 to \
+                 {MAX_WORKER_THREADS}, set [gateway] worker_threads, or unset it for one thread per core"
+            )
+        })
+}
+
 /// `[registry]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistrySettings {

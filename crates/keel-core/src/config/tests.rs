@@ -1,3 +1,4 @@
+use std::num::NonZeroUsize;
 use std::path::Path;
 
 use super::*;
@@ -121,15 +122,35 @@ fn worker_threads_default_to_one_per_core_and_are_bounded() {
     assert_eq!(load(CONTRACT).unwrap().gateway.worker_threads, None);
     let with =
         |v: &str| load(&CONTRACT.replace("[gateway]", &format!("[gateway]\nworker_threads = {v}")));
-    let c = with("1").unwrap();
-    assert_eq!(c.gateway.worker_threads.map(|n| n.get()), Some(1));
+    for good in [1, 1024] {
+        let c = with(&good.to_string()).unwrap();
+        assert_eq!(c.gateway.worker_threads.map(|n| n.get()), Some(good));
+    }
     for bad in ["0", "1025"] {
         let e = with(bad).unwrap_err().to_string();
         assert!(e.contains("gateway.worker_threads"), "{e}");
         assert!(e.contains(&format!("{bad} is out of range")), "{e}");
+        assert!(e.contains("use 1 to 1024"), "{e}");
     }
     let e = with("-1").unwrap_err().to_string();
     assert!(e.contains("gateway.worker_threads"), "{e}");
+}
+
+#[test]
+fn the_config_key_wins_over_tokio_worker_threads_and_a_bad_variable_is_named() {
+    use std::ffi::OsStr;
+    let two = NonZeroUsize::new(2);
+    let n = |v: &str| worker_threads(None, Some(OsStr::new(v)));
+    assert_eq!(worker_threads(two, Some(OsStr::new("junk"))), Ok(two));
+    assert_eq!(worker_threads(None, None), Ok(None));
+    assert_eq!(n("3"), Ok(NonZeroUsize::new(3)));
+    for bad in ["0", "many", "1025", ""] {
+        let e = n(bad).unwrap_err();
+        assert!(
+            e.contains("TOKIO_WORKER_THREADS") && e.contains("use 1 to 1024"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

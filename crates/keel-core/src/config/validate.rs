@@ -555,15 +555,21 @@ fn validate_gateway(g: &RawGateway, config_dir: &Path, issues: &mut Issues) -> G
             Duration::from_secs(7 * 86_400),
         ),
         worker_threads: match g.worker_threads {
-            Some(n) if n > super::model::MAX_WORKER_THREADS => {
-                issues.add(
-                    "gateway.worker_threads",
-                    format!("{n} is out of range"),
-                    Some("use 1 to 1024 (or leave it out: one thread per core)"),
-                );
-                None
-            }
-            n => n.map(|n| issues.nonzero("gateway.worker_threads", Some(n), 1)),
+            None => None,
+            Some(n) => match usize::try_from(n).ok().and_then(NonZeroUsize::new) {
+                Some(threads) if n <= super::model::MAX_WORKER_THREADS => Some(threads),
+                _ => {
+                    issues.add(
+                        "gateway.worker_threads",
+                        format!("{n} is out of range"),
+                        Some(&format!(
+                            "use 1 to {} (or leave it out: one thread per core)",
+                            super::model::MAX_WORKER_THREADS
+                        )),
+                    );
+                    None
+                }
+            },
         },
         trace_full_wait: match g.trace_full_wait.as_deref() {
             None => Duration::from_millis(50),
