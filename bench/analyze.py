@@ -71,7 +71,7 @@ def main():
     rows, sent_via_keel, rounds, unanswered = [], 0, 0, 0
     nginx_rows = []  # (rate, direct, nginx, keel) when nginx ran in the same rounds
     pg_rows = []  # (rate, direct, keel, keel-pg) when a Keel on PostgreSQL ran beside it
-    all_stats = {}  # (rate, target) -> that target's medians
+    cpu_lines = []  # per rate: each proxy's CPU per call (or per stream and event)
     sent_via_pg = 0
     for rate in sorted({r for r, _ in runs}):
         stats = {}
@@ -94,8 +94,15 @@ def main():
             stats[target]["p99_all"] = [r["p99"] for r in results]
             cpus = [r["cpu_us"] for r in results if r["cpu_us"] is not None]
             stats[target]["cpu_us"] = statistics.median(cpus) if cpus else None
-        for target, st in stats.items():
-            all_stats[(rate, target)] = st
+        parts = []
+        for target, name in (("nginx", "nginx"), ("keel", "Keel"), ("keel-pg", "Keel on PostgreSQL")):
+            st = stats.get(target)
+            if st and st["cpu_us"] is not None:
+                per_event = f"{st['cpu_us'] / st['events']:.1f} µs an event" if st.get("events") else "no events"
+                per = f"{st['cpu_us']:.0f} µs a stream, {per_event}" if STREAM else f"{st['cpu_us']:.1f} µs a call"
+                parts.append(f"{name} {per}")
+        if parts:
+            cpu_lines.append(f"{rate} {'streams/s' if STREAM else 'rps'}: " + "; ".join(parts))
         rows.append((rate, stats["direct"], stats["keel"]))
         if "nginx" in stats:
             nginx_rows.append((rate, stats["direct"], stats["nginx"], stats["keel"]))
@@ -193,17 +200,6 @@ def main():
                 f"| {k['p50'] - d['p50']:+.2f} | {k['p99'] - d['p99']:+.2f} | {k['p99'] - n['p99']:+.2f} "
                 f"| {n['errors']}/{k['errors']} |"
             )
-    cpu_lines = []
-    for rate in sorted({r for r, _ in runs}):
-        parts = []
-        for target, name in (("nginx", "nginx"), ("keel", "Keel"), ("keel-pg", "Keel on PostgreSQL")):
-            st = all_stats.get((rate, target))
-            if st and st["cpu_us"] is not None:
-                per_event = f"{st['cpu_us'] / st['events']:.1f} µs an event" if st.get("events") else "no events"
-                per = f"{st['cpu_us']:.0f} µs a stream, {per_event}" if STREAM else f"{st['cpu_us']:.1f} µs a call"
-                parts.append(f"{name} {per}")
-        if parts:
-            cpu_lines.append(f"{rate} {'streams/s' if STREAM else 'rps'}: " + "; ".join(parts))
     if cpu_lines:
         lines.append("\nCPU used by the proxy process (user + system, all threads and worker processes, read "
                      "before and 0.3 s after each round; median of the rounds) per " + ("stream sent" if STREAM else "call sent")

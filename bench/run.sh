@@ -203,9 +203,14 @@ for rate in $RATES; do
   order=$TARGETS
   if [ $((round % 2)) = 0 ]; then order=${TARGETS/keel keel-pg/keel-pg keel}; fi
   for target in $order; do
-    case "$target" in direct) port=$MOCK_PORT;; nginx) port=$NGINX_PORT;; keel-pg) port=$KEEL_PG_PORT;; *) port=$KEEL_PORT;; esac
+    # The port to drive, and the proxy process whose CPU the round reads (none direct).
+    case "$target" in
+      direct) port=$MOCK_PORT; pid=;;
+      nginx) port=$NGINX_PORT; pid=$NGINX_PID;;
+      keel-pg) port=$KEEL_PG_PORT; pid=$KEEL_PG_PID;;
+      *) port=$KEEL_PORT; pid=$KEEL_PID;;
+    esac
     echo "rate $rate rps, round $round/$ROUNDS, $CONNS connections, $n requests -> $target"
-    case "$target" in nginx) pid=$NGINX_PID;; keel-pg) pid=$KEEL_PG_PID;; keel) pid=$KEEL_PID;; *) pid=;; esac
     cpu0=; if [ -n "$pid" ]; then cpu0=$(cpu_seconds "$pid"); fi
     start=$(date +%s.%N)
     if [ "$API" = stream ]; then

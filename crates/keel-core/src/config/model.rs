@@ -122,6 +122,15 @@ pub struct GatewaySettings {
 /// switching between them.
 pub const MAX_WORKER_THREADS: u64 = 1024;
 
+/// `n` as a worker thread count, when it is one (1 to [`MAX_WORKER_THREADS`]): the one
+/// range check for the config key and the environment variable.
+pub(crate) fn thread_count(n: u64) -> Option<NonZeroUsize> {
+    if n > MAX_WORKER_THREADS {
+        return None;
+    }
+    usize::try_from(n).ok().and_then(NonZeroUsize::new)
+}
+
 /// How many threads `keel serve` runs requests on: `[gateway] worker_threads`, else
 /// `TOKIO_WORKER_THREADS` (read here so a bad value is an error that names it, not a
 /// panic inside the runtime), else `None` (one per core).
@@ -137,9 +146,9 @@ pub fn worker_threads(
     };
     let text = raw.to_string_lossy();
     text.trim()
-        .parse::<NonZeroUsize>()
+        .parse::<u64>()
         .ok()
-        .filter(|n| n.get() as u64 <= MAX_WORKER_THREADS)
+        .and_then(thread_count)
         .map(Some)
         .ok_or_else(|| {
             format!(

@@ -556,9 +556,9 @@ fn validate_gateway(g: &RawGateway, config_dir: &Path, issues: &mut Issues) -> G
         ),
         worker_threads: match g.worker_threads {
             None => None,
-            Some(n) => match usize::try_from(n).ok().and_then(NonZeroUsize::new) {
-                Some(threads) if n <= super::model::MAX_WORKER_THREADS => Some(threads),
-                _ => {
+            Some(n) => match super::model::thread_count(n) {
+                Some(threads) => Some(threads),
+                None => {
                     issues.add(
                         "gateway.worker_threads",
                         format!("{n} is out of range"),
