@@ -25,7 +25,8 @@
 # valgrind's pace: a second run at concurrency 1 (smaller batches) gives its per-trace and
 # per-batch costs, and the report adds the total at a fixed batch of 32 traces.
 #
-# Usage: bash bench/instructions.sh [--no-record]    (CALLS=2000 WARMUP=200 SETTLE=11)
+# Usage: bash bench/instructions.sh [--no-record]    (CALLS=2000 WARMUP=200 SETTLE=11;
+#        KEEL_BIN=path measures that binary instead of a build of the working tree)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -34,8 +35,12 @@ WARMUP=${WARMUP:-200}
 SETTLE=${SETTLE:-11}
 RECORD=${1:-}
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)"; exit 2; }
-cargo build --release --quiet -p keel-cli
-KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
+if [ -n "${KEEL_BIN:-}" ]; then
+  KEEL=$KEEL_BIN  # an A/B: measure that binary (another commit's build) as it is
+else
+  cargo build --release --quiet -p keel-cli
+  KEEL=${CARGO_TARGET_DIR:-$ROOT/target}/release/keel
+fi
 
 WORK=$(mktemp -d)
 source "$ROOT/bench/lib.sh"
