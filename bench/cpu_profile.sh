@@ -5,7 +5,9 @@
 # perf samples the CPU clock (this VM has no hardware counters) of the gateway process
 # only, every thread, at 999 Hz, for the timed run; the report is flat (self time per
 # function, grouped by binary: the kernel, keel, libc), because the release build has no
-# frame pointers for call graphs. It also reads the process's CPU time from /proc before
+# frame pointers for call graphs. The kernel's stacks do unwind (`-g`): its share is
+# broken down by the system call that entered it, and by how much of that went to
+# waking another thread or the peer process on loopback. It also reads the process's CPU time from /proc before
 # and after, so the summary says how many microseconds of CPU one call costs. Written to
 # bench/profiles/cpu-PROFILE-RATE.txt with the date, machine and commit.
 #
@@ -58,19 +60,70 @@ echo "warming up..." >&2
 drive 2000 2000 > /dev/null
 echo "profiling $PROFILE at $RATE rps for $SECS s..." >&2
 T0=$(cpu_ticks)
-perf record -e cpu-clock -F 999 -p "$KEEL_PID" -o "$WORK/perf.data" -- sleep $((SECS + 1)) 2> "$WORK/perf.log" &
+perf record -e cpu-clock -F 999 -g -p "$KEEL_PID" -o "$WORK/perf.data" -- sleep $((SECS + 1)) 2> "$WORK/perf.log" &
 PERF_PID=$!
 sleep 0.5
 drive $((RATE * SECS)) "$RATE" > "$WORK/oha.json"
 T1=$(cpu_ticks)
 wait "$PERF_PID" || true
-perf report -i "$WORK/perf.data" --no-children --sort dso --stdio 2> /dev/null | grep '%' > "$WORK/dso.txt" || true
-perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio 2> /dev/null | grep '%' | head -60 > "$WORK/symbols.txt" || true
+perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none 2> /dev/null | grep '%' > "$WORK/dso.txt" || true
+perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio -g none 2> /dev/null | grep '%' | head -60 > "$WORK/symbols.txt" || true
+perf script -i "$WORK/perf.data" -F ip,sym,dso 2> /dev/null > "$WORK/stacks.txt" || true
 
 OUT="$ROOT/bench/profiles/cpu-$PROFILE-$RATE.txt"
 python3 - "$WORK" "$T0" "$T1" "$((RATE * SECS))" "$PROFILE" "$RATE" "$OUT" <<'PY'
 import datetime, json, os, platform, subprocess, sys
 work, t0, t1, calls, profile, rate, out = sys.argv[1:]
+
+
+def kernel_by_syscall(path):
+    """The kernel's samples by the system call that entered it (the outermost
+    `__x64_sys_*` / `__do_sys_*` frame; none: an interrupt or a fault), and the part of
+    each spent waking another thread (`try_to_wake_up`) or a loopback reader
+    (`sock_def_readable`, which also runs the receiver's TCP input)."""
+    import collections, re
+    total, kernel = 0, collections.Counter()
+    wakes, peer = collections.Counter(), collections.Counter()
+    for sample in open(path).read().split("\n\n"):
+        frames = [l.split(None, 1)[1] if " " in l.strip() else l for l in sample.strip().splitlines()]
+        if not frames:
+            continue
+        total += 1
+        if "kernel.kallsyms" not in frames[0]:
+            continue
+        call = None
+        for f in frames:
+            m = re.search(r"__(?:x64|do)_sys_(\w+)", f)
+            if m:
+                call = m.group(1)
+        stack = " ".join(frames)
+        if call == "write" and "eventfd_write" in stack or call is None and "eventfd_write" in stack:
+            call = "write to an eventfd (waking the worker that waits in epoll_wait)"
+        elif call is None and "page_fault" in stack:
+            call = "(page fault)"
+        elif call is None and ("asm_sysvec" in stack or "asm_common_interrupt" in stack):
+            call = "(interrupt)"
+        elif call is None:
+            # Sampled on the way in or out (no `sys_*` frame): the libc wrapper names it.
+            user = [f for f in frames if "kernel.kallsyms" not in f]
+            name = user[0].split(" (")[0] if user else ""
+            call = re.sub(r"^(__GI___|__libc_|__)+(libc_)?", "", name) or "(other)"
+        kernel[call] += 1
+        wakes[call] += "try_to_wake_up" in stack
+        peer[call] += "sock_def_readable" in stack
+    if not total or not kernel:
+        return []
+    pct = lambda n: f"{100 * n / total:5.1f} %"
+    lines = ["", "## Kernel time by system call (share of all samples)", ""]
+    for call, n in kernel.most_common(12):
+        extra = []
+        if wakes[call]:
+            extra.append(f"waking another thread {pct(wakes[call]).strip()}")
+        if peer[call]:
+            extra.append(f"of which the loopback peer {pct(peer[call]).strip()}")
+        lines.append(f"{pct(n)}  {call}" + (f"  ({'; '.join(extra)})" if extra else ""))
+    return lines
+
 hz = os.sysconf("SC_CLK_TCK")
 cpu_s = (int(t1) - int(t0)) / hz
 d = json.load(open(os.path.join(work, "oha.json")))
@@ -86,11 +139,13 @@ lines = [
     f"{ok} answered 200, p50 {lat['p50'] * 1000:.2f} ms, p99 {lat['p99'] * 1000:.2f} ms.",
     f"# keel serve used {cpu_s:.2f} s of CPU: {cpu_s / int(calls) * 1e6:.0f} µs per call "
     f"({cpu_s / (int(calls) / int(rate)):.2f} cores).",
-    "# perf record -e cpu-clock -F 999 (self time; flat: no frame pointers in the release build).",
+    "# perf record -e cpu-clock -F 999 -g (self time; flat in user space: no frame pointers in the",
+    "# release build; the kernel's stacks unwind).",
     "",
     "## By binary",
     "",
-] + [l.rstrip() for l in open(os.path.join(work, "dso.txt"))] + [
+] + [l.rstrip() for l in open(os.path.join(work, "dso.txt"))] + kernel_by_syscall(
+    os.path.join(work, "stacks.txt")) + [
     "",
     "## Top functions (self)",
     "",
