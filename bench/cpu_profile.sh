@@ -7,9 +7,10 @@
 # function, grouped by binary: the kernel, keel, libc), because the release build has no
 # frame pointers for call graphs. The kernel's stacks do unwind (`-g`): its share is
 # broken down by the system call that entered it, and by how much of that went to
-# waking another thread or the peer process on loopback. It also reads the process's CPU time from /proc before
-# and after, so the summary says how many microseconds of CPU one call costs. Written to
-# bench/profiles/cpu-PROFILE-RATE.txt with the date, machine and commit.
+# waking another thread or to the loopback receiver's TCP input. It also reads the
+# process's CPU time from /proc before and after, so the summary says how many
+# microseconds of CPU one call costs. Written to bench/profiles/cpu-PROFILE-RATE.txt
+# with the date, machine and commit.
 #
 # Usage: bash bench/cpu_profile.sh [plain|governed-redis] [RATE] [SECONDS]
 #        (defaults: plain 5000 10; needs perf: apt-get install linux-perf)
@@ -66,8 +67,8 @@ sleep 0.5
 drive $((RATE * SECS)) "$RATE" > "$WORK/oha.json"
 T1=$(cpu_ticks)
 wait "$PERF_PID" || true
-perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none 2> /dev/null | grep '%' > "$WORK/dso.txt" || true
-perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio -g none 2> /dev/null | grep '%' | head -60 > "$WORK/symbols.txt" || true
+perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none 2> /dev/null | grep '%' | grep -v '^#' > "$WORK/dso.txt" || true
+perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio -g none 2> /dev/null | grep '%' | grep -v '^#' | head -60 > "$WORK/symbols.txt" || true
 perf script -i "$WORK/perf.data" -F ip,sym,dso 2> /dev/null > "$WORK/stacks.txt" || true
 
 OUT="$ROOT/bench/profiles/cpu-$PROFILE-$RATE.txt"
@@ -79,8 +80,10 @@ work, t0, t1, calls, profile, rate, out = sys.argv[1:]
 def kernel_by_syscall(path):
     """The kernel's samples by the system call that entered it (the outermost
     `__x64_sys_*` / `__do_sys_*` frame; none: an interrupt or a fault), and the part of
-    each spent waking another thread (`try_to_wake_up`) or a loopback reader
-    (`sock_def_readable`, which also runs the receiver's TCP input)."""
+    each spent waking another thread (`try_to_wake_up`) or in the loopback receiver's
+    TCP input (`tcp_v4_rcv`, run by the sender's `writev`, waking the reader included).
+    Rust's std and parking_lot enter futex through libc's generic `syscall()`: a sample
+    taken on that way in or out has no `sys_futex` frame and is counted as futex."""
     import collections, re
     total, kernel = 0, collections.Counter()
     wakes, peer = collections.Counter(), collections.Counter()
@@ -97,7 +100,7 @@ def kernel_by_syscall(path):
             if m:
                 call = m.group(1)
         stack = " ".join(frames)
-        if call == "write" and "eventfd_write" in stack or call is None and "eventfd_write" in stack:
+        if call in ("write", None) and "eventfd_write" in stack:
             call = "write to an eventfd (waking the worker that waits in epoll_wait)"
         elif call is None and "page_fault" in stack:
             call = "(page fault)"
@@ -108,19 +111,21 @@ def kernel_by_syscall(path):
             user = [f for f in frames if "kernel.kallsyms" not in f]
             name = user[0].split(" (")[0] if user else ""
             call = re.sub(r"^(__GI___|__libc_|__)+(libc_)?", "", name) or "(other)"
+            if call == "syscall":
+                call = "futex"
         kernel[call] += 1
         wakes[call] += "try_to_wake_up" in stack
-        peer[call] += "sock_def_readable" in stack
+        peer[call] += "tcp_v4_rcv" in stack
     if not total or not kernel:
         return []
     pct = lambda n: f"{100 * n / total:5.1f} %"
     lines = ["", "## Kernel time by system call (share of all samples)", ""]
     for call, n in kernel.most_common(12):
         extra = []
-        if wakes[call]:
+        if 1000 * wakes[call] >= total:
             extra.append(f"waking another thread {pct(wakes[call]).strip()}")
-        if peer[call]:
-            extra.append(f"of which the loopback peer {pct(peer[call]).strip()}")
+        if 1000 * peer[call] >= total:
+            extra.append(f"the loopback receiver's TCP input {pct(peer[call]).strip()}")
         lines.append(f"{pct(n)}  {call}" + (f"  ({'; '.join(extra)})" if extra else ""))
     return lines
 

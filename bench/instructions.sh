@@ -28,6 +28,11 @@
 # Usage: bash bench/instructions.sh [--no-record]    (CALLS=2000 WARMUP=200 SETTLE=11;
 #        KEEL_BIN=path measures that binary instead of a build of the working tree)
 set -euo pipefail
+# KEEL_BIN as an absolute path, before the cd below changes what a relative one means.
+if [ -n "${KEEL_BIN:-}" ]; then
+  KEEL_BIN=$(realpath "$KEEL_BIN")
+  [ "${1:-}" = --no-record ] || { echo "KEEL_BIN measures another build: add --no-record (a record is labelled with this checkout's commit)"; exit 2; }
+fi
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 CALLS=${CALLS:-2000}
