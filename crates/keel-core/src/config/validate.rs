@@ -554,23 +554,20 @@ fn validate_gateway(g: &RawGateway, config_dir: &Path, issues: &mut Issues) -> G
             g.version_memory.as_deref(),
             Duration::from_secs(7 * 86_400),
         ),
-        worker_threads: match g.worker_threads {
-            None => None,
-            Some(n) => match super::model::thread_count(n) {
-                Some(threads) => Some(threads),
-                None => {
-                    issues.add(
-                        "gateway.worker_threads",
-                        format!("{n} is out of range"),
-                        Some(&format!(
-                            "use 1 to {} (or leave it out: one thread per core)",
-                            super::model::MAX_WORKER_THREADS
-                        )),
-                    );
-                    None
-                }
-            },
-        },
+        worker_threads: g.worker_threads.and_then(|n| {
+            let threads = super::model::thread_count(n);
+            if threads.is_none() {
+                issues.add(
+                    "gateway.worker_threads",
+                    format!("{n} is out of range"),
+                    Some(&format!(
+                        "use 1 to {} (or leave it out: one thread per core)",
+                        super::model::MAX_WORKER_THREADS
+                    )),
+                );
+            }
+            threads
+        }),
         trace_full_wait: match g.trace_full_wait.as_deref() {
             None => Duration::from_millis(50),
             Some("0") | Some("0s") | Some("0ms") => Duration::ZERO,

@@ -317,7 +317,7 @@ fn trace_scope(t: &TraceRecord) -> CallScope<'_> {
 /// The request's id and 48 random bits. The request id may come from the client's
 /// header, so two requests can share it: the random bits keep their reservations apart.
 /// Unique, not secret — so from the thread's generator, not a `getrandom` system call
-/// per admitted call (bench/RESULTS.md, 2026-12-07 16:51–17:00).
+/// per admitted call (bench/RESULTS.md, 2026-12-07 16:51–17:29).
 fn reservation_id(request_id: &str) -> String {
     let bits = fastrand::u64(..) & 0xffff_ffff_ffff;
     format!("{request_id}:{bits:012x}")
