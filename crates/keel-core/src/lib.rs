@@ -2,6 +2,7 @@
 //! configuration model and its validation, and the trace record every layer fills in.
 
 pub mod chat;
+mod chat_de;
 pub mod config;
 pub mod embeddings;
 pub mod lifecycle;
