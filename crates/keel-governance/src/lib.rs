@@ -6,7 +6,8 @@
 //! - [`governor`] — the one object the gateway asks per call (auth, admission, spikes,
 //!   downgrades); [`ticket`] — settling a call's reservation;
 //! - [`estimate`] — a call's worst-case tokens and cost, before it is made;
-//! - [`backend`] — budget ledgers and rate limiters, in-process or in Redis (atomic Lua);
+//! - [`backend`] — budget ledgers and rate limiters, in-process or in Redis (atomic Lua;
+//!   settlements sent in pipelines, `backend/settle_batch.rs`);
 //! - [`gcra`] — the rate-limit arithmetic; [`spikes`] — spend-spike detection;
 //! - [`alerts`] — rule evaluation, de-duplication, delivery (webhook, log).
 

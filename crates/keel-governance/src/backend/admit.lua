@@ -36,12 +36,15 @@ for i = 1, nr do
   tats[i] = new_tat
 end
 
--- A lost budget bucket the caller can re-seed from its store: ask before touching any
--- (after the rate limits, which only read: a call they refuse costs no store query).
+-- Whether each budget bucket exists, looked up once. A lost bucket the caller can
+-- re-seed from its store: ask before touching any (after the rate limits, which only
+-- read: a call they refuse costs no store query).
+local exists = {}
 if nb > 0 then
   local missing = {3}
   for j = 1, nb do
-    if tonumber(barg(j, 2)) < 0 and redis.call('EXISTS', hash(j)) == 0 then
+    exists[j] = redis.call('EXISTS', hash(j)) == 1
+    if not exists[j] and tonumber(barg(j, 2)) < 0 then
       table.insert(missing, j)
     end
   end
@@ -58,7 +61,7 @@ if nb > 0 then
   expiry = tonumber(ARGV[base + 4])
   for j = 1, nb do
     local h, z = hash(j), set(j)
-    if redis.call('EXISTS', h) == 0 then
+    if not exists[j] then
       redis.call('HSET', h, 'spent', barg(j, 2), 'reserved', 0)
       local ttl = tonumber(barg(j, 3))
       if ttl > 0 then redis.call('PEXPIRE', h, ttl) end
@@ -76,9 +79,9 @@ if nb > 0 then
   for j = 1, nb do
     local limit = tonumber(barg(j, 1))
     if limit >= 0 then
-      local h = hash(j)
-      local spent = tonumber(redis.call('HGET', h, 'spent') or '0')
-      local reserved = tonumber(redis.call('HGET', h, 'reserved') or '0')
+      local both = redis.call('HMGET', hash(j), 'spent', 'reserved')
+      local spent = tonumber(both[1] or '0')
+      local reserved = tonumber(both[2] or '0')
       if spent + reserved + amount > limit then
         return {2, j, spent, reserved}
       end

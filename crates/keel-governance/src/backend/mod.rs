@@ -11,11 +11,13 @@
 //! A call costs a shared ledger two round trips, whatever it is limited by: one
 //! [`Backend::admit`] (rate limits and budget reservation in one script; a call refused
 //! anywhere is charged nowhere) and one [`Backend::finish`] after the response, off the
-//! request path (token correction and settlement in one script). Only a bucket the
+//! request path (token correction and settlement in one script; on Redis sent in one
+//! pipeline with the other settlements of the same 2 ms). Only a bucket the
 //! ledger lost costs a third: it is re-seeded from the store and asked again.
 
 pub mod local;
 pub mod redis;
+mod settle_batch;
 
 use std::time::Duration;
 

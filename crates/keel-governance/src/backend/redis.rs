@@ -1,9 +1,10 @@
 //! Budgets and rate limits in Redis, shared by every gateway replica.
 //!
-//! A call is two scripts, so two round trips: `admit.lua` (rate limits and budget
-//! reservation together, atomic across replicas: it charges and reserves in every
-//! bucket, or none) and `finish.lua` (token correction and settlement, after the
-//! response). Scripts run by hash (`EVALSHA`), loaded on first use. Reservations carry an expiry, so a replica that dies mid-call
+//! A call is two scripts: `admit.lua` (rate limits and budget reservation together,
+//! atomic across replicas: it charges and reserves in every bucket, or none), one round
+//! trip on the request path, and `finish.lua` (token correction and settlement, after
+//! the response), sent in a pipeline with the other settlements of the same 2 ms
+//! (`settle_batch`). Scripts run by hash (`EVALSHA`), loaded on first use. Reservations carry an expiry, so a replica that dies mid-call
 //! cannot hold budget forever. A bucket that does not exist yet starts from the spend
 //! this replica found in its store at startup (its seed). Keys are
 //! `<prefix>b:<bucket>` (a hash), `<prefix>b:<bucket>:r` (reservations) and
@@ -12,6 +13,8 @@
 //! Every call has `[limits] backend_timeout`; a timeout or connection error is a
 //! [`BackendError`], which the governor turns into fail-closed or fail-open.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -19,6 +22,7 @@ use keel_core::money::Nanos;
 use redis::aio::ConnectionManager;
 use redis::{Client, Script};
 
+use super::settle_batch::{self, SettleBatches};
 use super::{Admit, Ask, BackendError, Settlement};
 use crate::gcra::{RateState, Refusal};
 
@@ -28,7 +32,9 @@ pub struct RedisBackend {
     timeout: Duration,
     seeds: DashMap<String, Nanos>,
     admit: Script,
-    finish: Script,
+    finish: Arc<Script>,
+    settlements: SettleBatches,
+    pipelines: Arc<AtomicU64>,
 }
 
 fn err(e: impl std::fmt::Display) -> BackendError {
@@ -46,13 +52,22 @@ impl RedisBackend {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(err)?;
+        let finish = Arc::new(Script::new(include_str!("finish.lua")));
+        let pipelines = Arc::new(AtomicU64::new(0));
         Ok(RedisBackend {
+            settlements: SettleBatches::new(settle_batch::Sender {
+                conn: conn.clone(),
+                script: finish.clone(),
+                timeout,
+                pipelines: pipelines.clone(),
+            }),
             conn,
             prefix: prefix.to_string(),
             timeout,
             seeds: DashMap::new(),
             admit: Script::new(include_str!("admit.lua")),
-            finish: Script::new(include_str!("finish.lua")),
+            finish,
+            pipelines,
         })
     }
 
@@ -155,7 +170,13 @@ impl RedisBackend {
         }
     }
 
-    /// See [`super::Backend::finish`].
+    /// Pipelines of settlements sent so far (a batch, or one sent on its own).
+    pub fn settlement_pipelines(&self) -> u64 {
+        self.pipelines.load(Ordering::Relaxed)
+    }
+
+    /// See [`super::Backend::finish`]: sent with the other settlements of the moment
+    /// (`settle_batch`).
     pub async fn finish(&self, s: Settlement<'_>) -> Result<Vec<Nanos>, BackendError> {
         let mut inv = self.finish.prepare_invoke();
         inv.arg(s.now_ms.saturating_mul(1000))
@@ -171,7 +192,10 @@ impl RedisBackend {
                 inv.key(&key).key(format!("{key}:r"));
             }
         }
-        let out: Vec<i64> = self.run(inv).await?;
+        let out = self
+            .settlements
+            .settle(redis::Cmd::invoke_script(&inv))
+            .await?;
         Ok(out.into_iter().map(Nanos).collect())
     }
 
@@ -323,6 +347,76 @@ mod tests {
             r.admit(reserve(one, 50, "r3", later, None)).await.unwrap(),
             Admit::Admitted(_)
         ));
+        cleanup(&r).await;
+    }
+
+    /// Settlements that finish together go in one pipeline, each with its own answer;
+    /// a settlement script Redis lost is loaded again and its calls sent once more.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn settlements_of_the_same_moment_share_a_pipeline_and_survive_a_lost_script() {
+        let p = prefix();
+        let Some(r) = redis_or_skip(&p).await else {
+            return;
+        };
+        let r = std::sync::Arc::new(r);
+        let b = BucketSpec {
+            id: "budget|acme|batched".into(),
+            limit: Some(Nanos(1_000_000)),
+            window_end_ms: 10_000_000,
+            source: None,
+        };
+        let one = std::slice::from_ref(&b);
+        let calls = 40;
+        for i in 0..calls {
+            let id = format!("r{i}");
+            let got = r.admit(reserve(one, 100, &id, 1_000, None)).await.unwrap();
+            assert!(matches!(got, Admit::Admitted(_)), "{got:?}");
+        }
+        let before = r.settlement_pipelines();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..calls {
+            let r = r.clone();
+            let one = one.to_vec();
+            tasks.spawn(async move {
+                let id = format!("r{i}");
+                r.finish(settle(&one, &id, 100, 10)).await.unwrap()
+            });
+        }
+        let settled = tasks.join_all().await;
+        let pipelines = r.settlement_pipelines() - before;
+        assert!(
+            (1..=calls / 4).contains(&pipelines),
+            "{calls} settlements at once went in {pipelines} pipelines"
+        );
+        // Each got the spend after its own settlement: every total from 10 to 400, once.
+        let mut totals: Vec<i64> = settled.iter().map(|s| s[0].0).collect();
+        totals.sort_unstable();
+        assert_eq!(
+            totals,
+            (1..=calls as i64).map(|n| n * 10).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            r.usage(std::slice::from_ref(&b.id)).await.unwrap(),
+            vec![(Nanos(10 * calls as i64), Nanos(0))]
+        );
+
+        // Redis restarted (scripts gone): the settlement still lands.
+        assert!(matches!(
+            r.admit(reserve(one, 100, "late", 1_000, None))
+                .await
+                .unwrap(),
+            Admit::Admitted(_)
+        ));
+        let mut conn = r.conn.clone();
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            r.finish(settle(one, "late", 100, 10)).await.unwrap(),
+            vec![Nanos(10 * calls as i64 + 10)]
+        );
         cleanup(&r).await;
     }
 
