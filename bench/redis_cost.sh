@@ -17,6 +17,7 @@
 # Usage: RATE=2000 CALLS=20000 ROUNDS=3 bash bench/redis_cost.sh KEEL_A [KEEL_B]
 #        (defaults: the build of this tree, RATE 2000, CALLS 20000, ROUNDS 1)
 set -euo pipefail
+[ $# -le 2 ] || { echo "usage: bash bench/redis_cost.sh [KEEL_A [KEEL_B]] (one build, or two to compare)"; exit 2; }
 BINS=()
 for b in "$@"; do BINS+=("$(realpath "$b")"); done
 cd "$(dirname "$0")/.."
@@ -25,26 +26,37 @@ source "$ROOT/bench/lib.sh"
 ensure_oha
 command -v redis-cli >/dev/null || { echo "redis-cli is needed (apt-get install redis-tools)"; exit 2; }
 redis-cli ping > /dev/null 2>&1 || { echo "no Redis at 127.0.0.1:6379: start it first"; exit 2; }
-RPID=$(pgrep -x redis-server | head -1) || { echo "redis-server is not running on this machine (its CPU is read from /proc)"; exit 2; }
+# The server on 6379 itself (its CPU is read from /proc, so it must run on this machine).
+RPID=$(redis-cli info server | tr -d '\r' | sed -n 's/^process_id://p')
+[ -n "$RPID" ] && [ -r "/proc/$RPID/stat" ] || { echo "the Redis at 127.0.0.1:6379 does not run on this machine (its CPU is read from /proc)"; exit 2; }
 if [ ${#BINS[@]} -eq 0 ]; then build_keel; BINS=("$KEEL"); fi
 RATE=${RATE:-2000}; CALLS=${CALLS:-20000}; ROUNDS=${ROUNDS:-1}
 TOP=$(mktemp -d)
-trap 'rm -rf "$TOP"' EXIT
+KPID=""; MOCK_PID=""; PREFIX=""
+stop_run() {
+  kill $KPID $MOCK_PID 2>/dev/null || true
+  wait $KPID $MOCK_PID 2>/dev/null || true
+  if [ -n "$PREFIX" ]; then
+    redis-cli --scan --pattern "${PREFIX}*" | xargs -r redis-cli del > /dev/null || true
+  fi
+  KPID=""; MOCK_PID=""; PREFIX=""
+}
+trap 'stop_run; rm -rf "$TOP"' EXIT
 
 # One timed run of binary $1; appends a JSON line to $TOP/runs.jsonl.
 measure() {
   local keel=$1 label=$2
   WORK=$(mktemp -d -p "$TOP")
-  local prefix="keel-redis-cost-$$-$RANDOM:"
+  PREFIX="keel-redis-cost-$$-$RANDOM:"
   MOCK_PORT=$(free_port); KEEL_PORT=$(free_port)
   plain_config "$KEEL_PORT" "$MOCK_PORT" "$WORK/bench.db" > "$WORK/keel.toml"
-  governed_config redis "$prefix" >> "$WORK/keel.toml"
+  governed_config redis "$PREFIX" >> "$WORK/keel.toml"
   local key
   key=$("$keel" keys create --config "$WORK/keel.toml" --tenant bench --reason redis-cost --json \
         | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
   KEEL=$keel start_mock
   KEEL_LOG=warn "$keel" serve --config "$WORK/keel.toml" > "$WORK/keel.log" 2>&1 &
-  local kpid=$!
+  KPID=$!
   wait_healthy 100 "http://127.0.0.1:$MOCK_PORT/health" "http://127.0.0.1:$KEEL_PORT/health"
   echo '{"model":"bench-model","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":64}' > "$WORK/body.json"
   drive() {
@@ -56,14 +68,12 @@ measure() {
   sleep 0.3
   redis-cli info commandstats | tr -d '\r' > "$WORK/stats0"
   local r0 k0 r1 k1
-  r0=$(cpu_seconds "$RPID"); k0=$(cpu_seconds "$kpid")
+  r0=$(cpu_seconds "$RPID"); k0=$(cpu_seconds "$KPID")
   drive "$CALLS" "$RATE" > "$WORK/oha.json"
   sleep 0.3  # the last settlements
-  r1=$(cpu_seconds "$RPID"); k1=$(cpu_seconds "$kpid")
+  r1=$(cpu_seconds "$RPID"); k1=$(cpu_seconds "$KPID")
   redis-cli info commandstats | tr -d '\r' > "$WORK/stats1"
-  kill "$kpid" "$MOCK_PID" 2>/dev/null || true
-  wait "$kpid" "$MOCK_PID" 2>/dev/null || true
-  redis-cli --scan --pattern "${prefix}*" | xargs -r redis-cli del > /dev/null || true
+  stop_run
   python3 - "$label" "$CALLS" "$r0" "$r1" "$k0" "$k1" "$WORK" >> "$TOP/runs.jsonl" <<'PY'
 import json, re, sys
 label, calls, r0, r1, k0, k1, work = sys.argv[1:]
@@ -89,7 +99,7 @@ print(json.dumps({
     "keel_us": 1e6 * (float(k1) - float(k0)) / calls,
     "p50": o["latencyPercentiles"]["p50"] * 1000,
     "p99": o["latencyPercentiles"]["p99"] * 1000,
-    "non200": sum(v for k, v in codes.items() if k != "200") + len(o.get("errorDistribution", {})),
+    "non200": sum(v for k, v in codes.items() if k != "200") + sum(o.get("errorDistribution", {}).values()),
     "commands": per_call,
 }))
 PY

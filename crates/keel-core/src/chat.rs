@@ -7,8 +7,8 @@
 //! client sends and Keel has never heard of still reaches the upstream.
 //!
 //! The types with an `extra` (and the string-or-list enums) are read by the
-//! deserializers in `chat_de`, not derived: serde's `flatten` buffers an object's
-//! entries before reading them (see `chat_de` for what that cost).
+//! deserializers in `chat_de`, not derived: serde's `flatten` and `untagged` read
+//! through a buffer (see `chat_de` for what that cost).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -1,15 +1,15 @@
 //! `Deserialize` for the chat types that keep unknown fields in `extra`, written out
 //! instead of derived.
 //!
-//! Why: serde's derive implements `#[serde(flatten)]` by first buffering the object's
-//! entries into its private `Content` type, then deserializing the known fields out of
-//! that buffer and handing the rest to `extra`; `#[serde(untagged)]` enums (`Content`,
-//! `Stop`) buffer before trying each variant. Here each known field is deserialized
-//! straight from the input into its type, and only unknown ones become a
-//! `serde_json::Value`. Measured with callgrind on the same bodies (2026-12-07): an
-//! upstream's answer (609 bytes) 15.9k → 14.6k instructions and 18 → 15 allocations, a
-//! streamed chunk 7.5k → 7.1k, a 21-message request with a tool 72.6k → 69.3k; the
-//! bench's proxied call 700 instructions and one allocation less.
+//! Why: serde's derive implements `#[serde(flatten)]` by buffering every field it does
+//! not know into its private `Content` type and then deserializing `extra` out of that
+//! buffer through a second deserializer; `#[serde(untagged)]` enums (`Content`, `Stop`)
+//! buffer the whole value before trying each variant. Here unknown fields go straight
+//! into a `serde_json::Value` and the string-or-list enums read their value once.
+//! Measured with callgrind on the same bodies (2026-12-07): an upstream's answer (609
+//! bytes) 15.9k → 14.6k instructions and 18 → 15 allocations, a streamed chunk 7.5k →
+//! 7.1k, a 21-message request with a tool 72.6k → 69.3k; the bench's proxied call 700
+//! instructions and one allocation less.
 //!
 //! What a derive gave is kept: a missing required field or a repeated known one is the
 //! same error (`missing field `model``, `duplicate field `model``), a JSON `null` for an

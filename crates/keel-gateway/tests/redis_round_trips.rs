@@ -1,8 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! How many times a governed call talks to Redis (issue 21, item 2): a call with a
 //! virtual key, a hard tenant budget, a key budget and requests- and tokens-per-minute
-//! limits, all in Redis, costs exactly one round trip to be admitted and one to be
-//! settled after its response. Counted with Redis's `MONITOR`, keeping only the
+//! limits, all in Redis, costs exactly one script run to be admitted (its own round
+//! trip) and one to be settled after its response (a round trip it shares with the
+//! settlements of the same 2 ms, when there are any: `settle_batch.rs`; these calls
+//! are one after another). Counted with Redis's `MONITOR`, keeping only the
 //! commands that name this test's key prefix and were sent by a client (commands a
 //! script runs inside Redis are shown as `[0 lua]` and are not round trips).
 

@@ -8,12 +8,12 @@
 //! settles the reservation to its real cost. So concurrent calls cannot overrun a hard
 //! budget by more than the amount by which their real costs exceed their reservations.
 //!
-//! A call costs a shared ledger two round trips, whatever it is limited by: one
-//! [`Backend::admit`] (rate limits and budget reservation in one script; a call refused
-//! anywhere is charged nowhere) and one [`Backend::finish`] after the response, off the
-//! request path (token correction and settlement in one script; on Redis sent in one
-//! pipeline with the other settlements of the same 2 ms). Only a bucket the
-//! ledger lost costs a third: it is re-seeded from the store and asked again.
+//! A call costs a shared ledger two script runs, whatever it is limited by: one
+//! [`Backend::admit`] (rate limits and budget reservation in one script, its own round
+//! trip; a call refused anywhere is charged nowhere) and one [`Backend::finish`] after
+//! the response, off the request path (token correction and settlement in one script;
+//! on Redis sent in one pipeline with the other settlements of the same 2 ms). Only a
+//! bucket the ledger lost costs a third: it is re-seeded from the store and asked again.
 
 pub mod local;
 pub mod redis;

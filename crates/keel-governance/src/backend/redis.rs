@@ -385,7 +385,7 @@ mod tests {
         let settled = tasks.join_all().await;
         let pipelines = r.settlement_pipelines() - before;
         assert!(
-            (1..=calls / 4).contains(&pipelines),
+            (1..=calls / 2).contains(&pipelines),
             "{calls} settlements at once went in {pipelines} pipelines"
         );
         // Each got the spend after its own settlement: every total from 10 to 400, once.

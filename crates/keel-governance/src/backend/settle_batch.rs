@@ -12,20 +12,24 @@
 //!
 //! What stays as it was: each settlement is still its own `EVALSHA` of `finish.lua`
 //! (atomic on its own, its own answer and its own error), a script Redis lost
-//! (`NOSCRIPT`: a restart or `SCRIPT FLUSH`) is loaded and the calls that missed it
-//! are sent again, and every pipeline has `[limits] backend_timeout`. A settlement that
-//! cannot be queued (the queue is full: Redis is slower than the traffic) is sent at
-//! once on its own, as before. Held settlements are in memory only, as a spawned
-//! settlement task always was: a replica that dies holding them loses at most
-//! [`SETTLE_LINGER`] of them, and their reservations lapse with their hold.
+//! (`NOSCRIPT`: a restart or `SCRIPT FLUSH`) is loaded and the calls that missed it are
+//! sent again, and a pipeline's whole exchange (reload and resend included) has
+//! `[limits] backend_timeout`. A batch is sent once it holds [`SETTLE_BATCH_MAX`] or its
+//! first settlement has waited [`SETTLE_LINGER`]; up to four pipelines are out at once,
+//! so a slow Redis delays the queue behind them by its timeout, not by one per batch. A
+//! settlement that cannot be queued (the queue is full: Redis is slower than the
+//! traffic) is sent at once on its own. Queued settlements are in memory only, as a
+//! spawned settlement task always was: a replica that dies loses those not yet answered
+//! (normally the last 2 ms of calls; more while Redis is behind), and their reservations
+//! lapse with their hold.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::{Cmd, ErrorKind, RedisResult, Script, ServerErrorKind};
-use tokio::sync::{mpsc, oneshot};
+use redis::{Cmd, Script, ServerErrorKind, Value};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::BackendError;
 
@@ -35,6 +39,8 @@ pub const SETTLE_LINGER: Duration = Duration::from_millis(2);
 pub const SETTLE_BATCH_MAX: usize = 64;
 /// Settlements waiting to be sent; past this many, a settlement is sent on its own.
 const QUEUE: usize = 4096;
+/// Pipelines out at once: a slow Redis holds these, and the queue keeps forming the next.
+const IN_FLIGHT: usize = 4;
 
 type Reply = Result<Vec<i64>, BackendError>;
 
@@ -72,11 +78,17 @@ impl SettleBatches {
     /// Settle with `cmd` (an `EVALSHA` of the settlement script): its reply, once the
     /// batch it joined has been answered.
     pub async fn settle(&self, cmd: Cmd) -> Reply {
-        let queue = self.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(run(self.sender.clone(), rx));
-            tx
-        });
+        // The batching task runs in the runtime of the first settlement; polled outside
+        // a Tokio runtime, a settlement goes on its own.
+        let queue = match (self.queue.get(), tokio::runtime::Handle::try_current()) {
+            (Some(q), _) => q,
+            (None, Ok(runtime)) => self.queue.get_or_init(|| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                runtime.spawn(run(self.sender.clone(), rx));
+                tx
+            }),
+            (None, Err(_)) => return alone(&self.sender, cmd).await,
+        };
         let (reply, answer) = oneshot::channel();
         match queue.try_send(Pending { cmd, reply }) {
             Ok(()) => answer.await.unwrap_or_else(|_| {
@@ -85,38 +97,75 @@ impl SettleBatches {
                 ))
             }),
             // Full (Redis is behind) or closed (its runtime ended): on its own, now.
-            Err(e) => {
-                let Pending { cmd, .. } = e.into_inner();
-                let mut out = send(&self.sender, vec![cmd]).await;
-                out.pop()
-                    .unwrap_or_else(|| Err(BackendError("redis: no reply".into())))
-            }
+            Err(e) => alone(&self.sender, e.into_inner().cmd).await,
         }
     }
+}
+
+/// One settlement sent on its own, now.
+async fn alone(sender: &Sender, cmd: Cmd) -> Reply {
+    let mut out = send(sender, vec![cmd]).await;
+    out.pop()
+        .unwrap_or_else(|| Err(BackendError("redis: no reply".into())))
 }
 
 async fn run(sender: Sender, mut queue: mpsc::Receiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(SETTLE_BATCH_MAX);
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     while let Some(first) = queue.recv().await {
+        let mut batch = Vec::with_capacity(SETTLE_BATCH_MAX);
         batch.push(first);
-        tokio::time::sleep(SETTLE_LINGER).await;
-        while batch.len() < SETTLE_BATCH_MAX {
-            match queue.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
+        take_waiting(&mut queue, &mut batch);
+        // Linger only for a batch that is not full already.
+        if batch.len() < SETTLE_BATCH_MAX {
+            tokio::time::sleep(SETTLE_LINGER).await;
+            take_waiting(&mut queue, &mut batch);
         }
-        let (cmds, replies): (Vec<Cmd>, Vec<_>) = batch.drain(..).map(|p| (p.cmd, p.reply)).unzip();
-        for (reply, out) in replies.into_iter().zip(send(&sender, cmds).await) {
-            // The caller may have gone (its task was cancelled): nothing to tell.
-            let _ = reply.send(out);
+        // A slow Redis holds up to IN_FLIGHT batches, not the queue behind them.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let sender = sender.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (cmds, replies): (Vec<Cmd>, Vec<_>) =
+                batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+            for (reply, out) in replies.into_iter().zip(send(&sender, cmds).await) {
+                // The caller may have gone (its task was cancelled): nothing to tell.
+                let _ = reply.send(out);
+            }
+        });
+    }
+}
+
+fn take_waiting(queue: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
+    while batch.len() < SETTLE_BATCH_MAX {
+        match queue.try_recv() {
+            Ok(p) => batch.push(p),
+            Err(_) => break,
         }
     }
 }
 
-/// Send `cmds` in one pipeline; one reply per command, in order. Commands that found
-/// the script missing are sent once more after loading it.
+/// Send `cmds` in one pipeline, all of it (a reload of the script and a resend
+/// included) within `[limits] backend_timeout`; one reply per command, in order.
 async fn send(sender: &Sender, cmds: Vec<Cmd>) -> Vec<Reply> {
+    let n = cmds.len();
+    match tokio::time::timeout(sender.timeout, attempts(sender, cmds)).await {
+        Ok(out) => out,
+        Err(_) => fill(
+            (0..n).map(|_| None).collect(),
+            &format!(
+                "did not answer within {:?} ([limits] backend_timeout)",
+                sender.timeout
+            ),
+        ),
+    }
+}
+
+/// The pipeline, and once more for the commands that found the script missing after
+/// loading it. Each reply is read on its own: one that cannot be read fails its call
+/// alone.
+async fn attempts(sender: &Sender, cmds: Vec<Cmd>) -> Vec<Reply> {
     let mut out: Vec<Option<Reply>> = (0..cmds.len()).map(|_| None).collect();
     let mut todo: Vec<(usize, Cmd)> = cmds.into_iter().enumerate().collect();
     for attempt in 0..2 {
@@ -127,29 +176,25 @@ async fn send(sender: &Sender, cmds: Vec<Cmd>) -> Vec<Reply> {
         }
         sender.pipelines.fetch_add(1, Ordering::Relaxed);
         let mut conn = sender.conn.clone();
-        let replies: Vec<RedisResult<Vec<i64>>> =
-            match tokio::time::timeout(sender.timeout, pipe.query_async(&mut conn)).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => return fill(out, &e.to_string()),
-                Err(_) => {
-                    return fill(
-                        out,
-                        &format!(
-                            "did not answer within {:?} ([limits] backend_timeout)",
-                            sender.timeout
-                        ),
-                    )
-                }
-            };
+        let replies: Vec<Value> = match pipe.query_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) => return fill(out, &e.to_string()),
+        };
         let mut again = Vec::new();
-        for ((i, cmd), r) in todo.into_iter().zip(replies) {
-            match r {
-                Err(e) if attempt == 0 && is_noscript(&e) => again.push((i, cmd)),
-                r => {
-                    if let Some(slot) = out.get_mut(i) {
-                        *slot = Some(r.map_err(|e| BackendError(format!("redis: {e}"))));
-                    }
+        for ((i, cmd), v) in todo.into_iter().zip(replies) {
+            let reply = match v {
+                Value::ServerError(e)
+                    if attempt == 0 && e.kind() == Some(ServerErrorKind::NoScript) =>
+                {
+                    again.push((i, cmd));
+                    continue;
                 }
+                Value::ServerError(e) => Err(BackendError(format!("redis: {e}"))),
+                v => redis::from_redis_value::<Vec<i64>>(v)
+                    .map_err(|e| BackendError(format!("redis: unexpected settlement reply: {e}"))),
+            };
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(reply);
             }
         }
         if again.is_empty() {
@@ -162,10 +207,6 @@ async fn send(sender: &Sender, cmds: Vec<Cmd>) -> Vec<Reply> {
         todo = again;
     }
     fill(out, "no reply for this settlement")
-}
-
-fn is_noscript(e: &redis::RedisError) -> bool {
-    e.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
 /// Every reply not yet given becomes the error `why`.
