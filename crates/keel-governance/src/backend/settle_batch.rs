@@ -78,16 +78,23 @@ impl SettleBatches {
     /// Settle with `cmd` (an `EVALSHA` of the settlement script): its reply, once the
     /// batch it joined has been answered.
     pub async fn settle(&self, cmd: Cmd) -> Reply {
-        // The batching task runs in the runtime of the first settlement; polled outside
-        // a Tokio runtime, a settlement goes on its own.
-        let queue = match (self.queue.get(), tokio::runtime::Handle::try_current()) {
-            (Some(q), _) => q,
-            (None, Ok(runtime)) => self.queue.get_or_init(|| {
-                let (tx, rx) = mpsc::channel(QUEUE);
-                runtime.spawn(run(self.sender.clone(), rx));
-                tx
-            }),
-            (None, Err(_)) => return alone(&self.sender, cmd).await,
+        // The batching task runs in the runtime of the first settlement (the runtime is
+        // looked up once, not per settlement); the callers (`ticket.rs`) only settle
+        // inside one.
+        let queue = match self.queue.get() {
+            Some(q) => q,
+            None => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => self.queue.get_or_init(|| {
+                    let (tx, rx) = mpsc::channel(QUEUE);
+                    runtime.spawn(run(self.sender.clone(), rx));
+                    tx
+                }),
+                Err(_) => {
+                    return Err(BackendError(
+                        "redis: a settlement outside a Tokio runtime".into(),
+                    ))
+                }
+            },
         };
         let (reply, answer) = oneshot::channel();
         match queue.try_send(Pending { cmd, reply }) {
