@@ -28,16 +28,20 @@ command -v redis-cli >/dev/null || { echo "redis-cli is needed (apt-get install 
 redis-cli ping > /dev/null 2>&1 || { echo "no Redis at 127.0.0.1:6379: start it first"; exit 2; }
 # The server on 6379 itself (its CPU is read from /proc, so it must run on this machine).
 RPID=$(redis-cli info server | tr -d '\r' | sed -n 's/^process_id://p')
-[ -n "$RPID" ] && [ -r "/proc/$RPID/stat" ] || { echo "the Redis at 127.0.0.1:6379 does not run on this machine (its CPU is read from /proc)"; exit 2; }
+[ -n "$RPID" ] && [ -r "/proc/$RPID/stat" ] && grep -q '^redis-server' "/proc/$RPID/comm" 2>/dev/null \
+  || { echo "the Redis at 127.0.0.1:6379 does not run on this machine (its CPU is read from /proc; pid '$RPID' is not a redis-server here)"; exit 2; }
 if [ ${#BINS[@]} -eq 0 ]; then build_keel; BINS=("$KEEL"); fi
 RATE=${RATE:-2000}; CALLS=${CALLS:-20000}; ROUNDS=${ROUNDS:-1}
 TOP=$(mktemp -d)
 KPID=""; MOCK_PID=""; PREFIX=""
 stop_run() {
-  kill $KPID $MOCK_PID 2>/dev/null || true
-  wait $KPID $MOCK_PID 2>/dev/null || true
+  # A bare `wait` (both empty) would wait for every child of the script.
+  if [ -n "$KPID$MOCK_PID" ]; then
+    kill $KPID $MOCK_PID 2>/dev/null || true
+    wait $KPID $MOCK_PID 2>/dev/null || true
+  fi
   if [ -n "$PREFIX" ]; then
-    redis-cli --scan --pattern "${PREFIX}*" | xargs -r redis-cli del > /dev/null || true
+    redis-cli --scan --pattern "${PREFIX}*" | xargs -r -d '\n' redis-cli del > /dev/null || true
   fi
   KPID=""; MOCK_PID=""; PREFIX=""
 }

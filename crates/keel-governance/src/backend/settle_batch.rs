@@ -14,14 +14,22 @@
 //! (atomic on its own, its own answer and its own error), a script Redis lost
 //! (`NOSCRIPT`: a restart or `SCRIPT FLUSH`) is loaded and the calls that missed it are
 //! sent again, and a pipeline's whole exchange (reload and resend included) has
-//! `[limits] backend_timeout`. A batch is sent once it holds [`SETTLE_BATCH_MAX`] or its
-//! first settlement has waited [`SETTLE_LINGER`]; up to four pipelines are out at once,
-//! so a slow Redis delays the queue behind them by its timeout, not by one per batch. A
-//! settlement that cannot be queued (the queue is full: Redis is slower than the
-//! traffic) is sent at once on its own. Queued settlements are in memory only, as a
-//! spawned settlement task always was: a replica that dies loses those not yet answered
-//! (normally the last 2 ms of calls; more while Redis is behind), and their reservations
-//! lapse with their hold.
+//! `[limits] backend_timeout`; when it runs out, only the settlements not answered by
+//! then fail.
+//!
+//! When a batch goes: its first settlement waits [`SETTLE_LINGER`] (not at all when the
+//! queue already holds a full batch), then the batch takes what is waiting, up to
+//! [`SETTLE_BATCH_MAX`], and is sent from a task of its own. Up to `IN_FLIGHT` (4)
+//! pipelines are out at once; the next batch keeps filling while it waits for one to
+//! come back. So a slow Redis drains the queue `IN_FLIGHT` × [`SETTLE_BATCH_MAX`]
+//! settlements per timeout: with the queue full, the last one queued can wait ~16 ×
+//! `backend_timeout`. A settlement that finds the queue full (Redis is far behind the
+//! traffic) is sent at once on its own, outside the in-flight cap: it adds a round trip
+//! rather than wait behind 4,096 others.
+//!
+//! What can be lost: queued settlements are in memory only, as a spawned settlement task
+//! always was. A replica that dies loses those not yet sent (normally the last 2 ms of
+//! calls; more while Redis is behind), and their reservations lapse with their hold.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -56,7 +64,8 @@ pub(super) struct Sender {
     pub conn: ConnectionManager,
     pub script: Arc<Script>,
     pub timeout: Duration,
-    /// Pipelines sent (batches and settlements sent on their own), for tests and logs.
+    /// Pipelines sent (batches, settlements sent on their own, and resends after a
+    /// reload of the script), for tests and logs.
     pub pipelines: Arc<AtomicU64>,
 }
 
@@ -131,6 +140,8 @@ async fn run(sender: Sender, mut queue: mpsc::Receiver<Pending>) {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
+        // More may have come while every pipeline was out.
+        take_waiting(&mut queue, &mut batch);
         let sender = sender.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -154,26 +165,27 @@ fn take_waiting(queue: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
 }
 
 /// Send `cmds` in one pipeline, all of it (a reload of the script and a resend
-/// included) within `[limits] backend_timeout`; one reply per command, in order.
+/// included) within `[limits] backend_timeout`; one reply per command, in order. A
+/// timeout fails only the commands not answered by then: a settlement that landed in
+/// the first attempt keeps its reply when the reload or the resend runs out of time.
 async fn send(sender: &Sender, cmds: Vec<Cmd>) -> Vec<Reply> {
-    let n = cmds.len();
-    match tokio::time::timeout(sender.timeout, attempts(sender, cmds)).await {
-        Ok(out) => out,
-        Err(_) => fill(
-            (0..n).map(|_| None).collect(),
-            &format!(
-                "did not answer within {:?} ([limits] backend_timeout)",
-                sender.timeout
-            ),
+    let mut out: Vec<Option<Reply>> = (0..cmds.len()).map(|_| None).collect();
+    let why = match tokio::time::timeout(sender.timeout, attempts(sender, cmds, &mut out)).await {
+        Ok(why) => why,
+        Err(_) => format!(
+            "did not answer within {:?} ([limits] backend_timeout)",
+            sender.timeout
         ),
-    }
+    };
+    out.into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(BackendError(format!("redis: {why}")))))
+        .collect()
 }
 
 /// The pipeline, and once more for the commands that found the script missing after
-/// loading it. Each reply is read on its own: one that cannot be read fails its call
-/// alone.
-async fn attempts(sender: &Sender, cmds: Vec<Cmd>) -> Vec<Reply> {
-    let mut out: Vec<Option<Reply>> = (0..cmds.len()).map(|_| None).collect();
+/// loading it, each reply put in `out` as it is read (one that cannot be read fails its
+/// call alone). Answers why the commands still without a reply have none.
+async fn attempts(sender: &Sender, cmds: Vec<Cmd>, out: &mut [Option<Reply>]) -> String {
     let mut todo: Vec<(usize, Cmd)> = cmds.into_iter().enumerate().collect();
     for attempt in 0..2 {
         let mut pipe = redis::pipe();
@@ -185,7 +197,7 @@ async fn attempts(sender: &Sender, cmds: Vec<Cmd>) -> Vec<Reply> {
         let mut conn = sender.conn.clone();
         let replies: Vec<Value> = match pipe.query_async(&mut conn).await {
             Ok(r) => r,
-            Err(e) => return fill(out, &e.to_string()),
+            Err(e) => return e.to_string(),
         };
         let mut again = Vec::new();
         for ((i, cmd), v) in todo.into_iter().zip(replies) {
@@ -209,16 +221,122 @@ async fn attempts(sender: &Sender, cmds: Vec<Cmd>) -> Vec<Reply> {
         }
         let mut conn = sender.conn.clone();
         if let Err(e) = sender.script.load_async(&mut conn).await {
-            return fill(out, &format!("cannot load the settlement script: {e}"));
+            return format!("cannot load the settlement script: {e}");
         }
         todo = again;
     }
-    fill(out, "no reply for this settlement")
+    "no reply for this settlement".into()
 }
 
-/// Every reply not yet given becomes the error `why`.
-fn fill(out: Vec<Option<Reply>>, why: &str) -> Vec<Reply> {
-    out.into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(BackendError(format!("redis: {why}")))))
-        .collect()
+#[cfg(test)]
+mod tests {
+    //! Against a scripted server on loopback that speaks RESP: a real Redis cannot be
+    //! made to lose a script for some calls of a pipeline and then stall on the reload.
+
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    /// Answers `EVALSHA <sha> 0 ok` with `[7]`, `EVALSHA <sha> 0 lost` with `NOSCRIPT`
+    /// until the script is loaded (`[8]` after), `SCRIPT LOAD` with the hash, or never
+    /// when `load_hangs`; anything else (the client's handshake) with `+OK`.
+    async fn scripted_redis(load_hangs: bool) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                tokio::spawn(serve(sock, load_hangs));
+            }
+        });
+        format!("redis://{addr}")
+    }
+
+    async fn serve(sock: tokio::net::TcpStream, load_hangs: bool) {
+        let (read, mut write) = sock.into_split();
+        let mut read = BufReader::new(read);
+        let mut loaded = false;
+        while let Some(args) = read_command(&mut read).await {
+            let first = args.first().map(|a| a.to_ascii_uppercase());
+            let reply = match (first.as_deref(), args.last().map(String::as_str)) {
+                (Some("EVALSHA"), Some("ok")) => "*1\r\n:7\r\n".to_string(),
+                (Some("EVALSHA"), Some("lost")) if loaded => "*1\r\n:8\r\n".to_string(),
+                (Some("EVALSHA"), Some("lost")) => {
+                    "-NOSCRIPT No matching script. Please use EVAL.\r\n".to_string()
+                }
+                (Some("SCRIPT"), _) if load_hangs => {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    return;
+                }
+                (Some("SCRIPT"), _) => {
+                    loaded = true;
+                    let sha = Script::new("return 1").get_hash().to_string();
+                    format!("${}\r\n{sha}\r\n", sha.len())
+                }
+                _ => "+OK\r\n".to_string(),
+            };
+            if write.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One command: an array of bulk strings.
+    async fn read_command<R: AsyncBufReadExt + Unpin>(read: &mut R) -> Option<Vec<String>> {
+        let mut line = String::new();
+        read.read_line(&mut line).await.ok()?;
+        let n: usize = line.trim().strip_prefix('*')?.parse().ok()?;
+        let mut args = Vec::with_capacity(n);
+        for _ in 0..n {
+            line.clear();
+            read.read_line(&mut line).await.ok()?;
+            let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
+            let mut buf = vec![0u8; len + 2];
+            read.read_exact(&mut buf).await.ok()?;
+            buf.truncate(len);
+            args.push(String::from_utf8(buf).ok()?);
+        }
+        Some(args)
+    }
+
+    async fn sender_to(url: &str, timeout: Duration) -> Sender {
+        let client = redis::Client::open(url).unwrap();
+        let conn = ConnectionManager::new(client).await.unwrap();
+        Sender {
+            conn,
+            script: Arc::new(Script::new("return 1")),
+            timeout,
+            pipelines: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn evalsha(what: &str) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(Script::new("return 1").get_hash()).arg(0).arg(what);
+        cmd
+    }
+
+    #[tokio::test]
+    async fn calls_that_lost_the_script_are_sent_again_and_the_others_answered_once() {
+        let sender = sender_to(&scripted_redis(false).await, Duration::from_secs(5)).await;
+        let out = send(&sender, vec![evalsha("ok"), evalsha("lost"), evalsha("ok")]).await;
+        let out: Vec<_> = out.into_iter().map(|r| r.map_err(|e| e.0)).collect();
+        assert_eq!(out, vec![Ok(vec![7]), Ok(vec![8]), Ok(vec![7])]);
+        // The batch, then the resend of the one that missed the script.
+        assert_eq!(sender.pipelines.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn a_timeout_in_the_reload_fails_only_the_settlements_not_yet_answered() {
+        let timeout = Duration::from_millis(300);
+        let sender = sender_to(&scripted_redis(true).await, timeout).await;
+        let out = send(&sender, vec![evalsha("ok"), evalsha("lost")]).await;
+        assert_eq!(out[0].as_ref().map_err(|e| e.0.clone()), Ok(&vec![7]));
+        let Err(lapsed) = &out[1] else {
+            panic!(
+                "the settlement whose reload stalled was answered: {:?}",
+                out[1]
+            );
+        };
+        assert!(lapsed.0.contains("backend_timeout"), "{}", lapsed.0);
+    }
 }
