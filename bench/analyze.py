@@ -127,7 +127,9 @@ def main():
     lines = [
         f"\n## {now} — commit {commit} — {profile}"
         + ("" if endpoint == "/v1/chat/completions" else f", {endpoint}")
-        + (", streamed" if STREAM else "") + "\n",
+        + (", streamed" if STREAM else "")
+        + (f", worker_threads = {os.environ['BENCH_WORKER_THREADS']}"
+           if os.environ.get("BENCH_WORKER_THREADS") else "") + "\n",
         f"Machine: {os.cpu_count()} cores, {cpu_model()}, {platform.system()} {platform.release()}. "
         "Load tool: oha (global fixed rate, latency correction). Keel: release build, tracing ON "
         f"({'PostgreSQL on this machine' if store_url else 'SQLite WAL'}, full capture). "

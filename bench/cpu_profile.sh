@@ -12,6 +12,10 @@
 # microseconds of CPU one call costs. Written to bench/profiles/cpu-PROFILE-RATE.txt
 # with the date, machine and commit.
 #
+# It also sums the keel binary's self time by crate. PERF_DWARF=1 unwinds user space
+# from DWARF too and adds each Keel function's inclusive share; PERF_KEEP=FILE keeps
+# perf.data (for `perf script` / `perf report` after).
+#
 # Usage: bash bench/cpu_profile.sh [plain|governed-redis] [RATE] [SECONDS]
 #        (defaults: plain 5000 10; needs perf: apt-get install linux-perf)
 set -euo pipefail
@@ -26,6 +30,9 @@ source "$ROOT/bench/lib.sh"
 ensure_oha
 build_keel
 WORK=$(mktemp -d)
+# PERF_DWARF=1: unwind user space from DWARF (the release build carries debug info), so
+# the summary can also say the inclusive share of each Keel function (~10x the data).
+if [ "${PERF_DWARF:-0}" = 1 ]; then CALL_GRAPH=(--call-graph dwarf,16384); else CALL_GRAPH=(-g); fi
 REDIS_PREFIX="keel-profile-$$:"
 MOCK_PORT=$(free_port)
 KEEL_PORT=$(free_port)
@@ -42,6 +49,7 @@ cleanup() {
   if [ "$PROFILE" = governed-redis ]; then
     redis-cli --scan --pattern "${REDIS_PREFIX}*" | xargs -r redis-cli del >/dev/null || true
   fi
+  if [ -n "${PERF_KEEP:-}" ] && [ -f "$WORK/perf.data" ]; then cp "$WORK/perf.data" "$PERF_KEEP"; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -61,7 +69,7 @@ echo "warming up..." >&2
 drive 2000 2000 > /dev/null
 echo "profiling $PROFILE at $RATE rps for $SECS s..." >&2
 T0=$(cpu_ticks)
-perf record -e cpu-clock -F 999 -g -p "$KEEL_PID" -o "$WORK/perf.data" -- sleep $((SECS + 1)) 2> "$WORK/perf.log" &
+perf record -e cpu-clock -F 999 "${CALL_GRAPH[@]}" -p "$KEEL_PID" -o "$WORK/perf.data" -- sleep $((SECS + 1)) 2> "$WORK/perf.log" &
 PERF_PID=$!
 sleep 0.5
 drive $((RATE * SECS)) "$RATE" > "$WORK/oha.json"
@@ -69,7 +77,13 @@ T1=$(cpu_ticks)
 wait "$PERF_PID" || true
 perf report -i "$WORK/perf.data" --no-children --sort dso --stdio -g none 2> /dev/null | grep '%' | grep -v '^#' > "$WORK/dso.txt" || true
 perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio -g none 2> /dev/null | grep '%' | grep -v '^#' | head -60 > "$WORK/symbols.txt" || true
+perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio -g none 2> /dev/null | grep '%' | grep -v '^#' > "$WORK/all_symbols.txt" || true
 perf script -i "$WORK/perf.data" -F ip,sym,dso 2> /dev/null > "$WORK/stacks.txt" || true
+: > "$WORK/children.txt"
+if [ "${PERF_DWARF:-0}" = 1 ]; then
+  perf report -i "$WORK/perf.data" --children --sort symbol --stdio -g none --dsos keel 2> /dev/null \
+    | grep '%' | grep -v '^#' | head -80 > "$WORK/children.txt" || true
+fi
 
 OUT="$ROOT/bench/profiles/cpu-$PROFILE-$RATE.txt"
 python3 - "$WORK" "$T0" "$T1" "$((RATE * SECS))" "$PROFILE" "$RATE" "$OUT" <<'PY'
@@ -129,6 +143,37 @@ def kernel_by_syscall(path):
         lines.append(f"{pct(n)}  {call}" + (f"  ({'; '.join(extra)})" if extra else ""))
     return lines
 
+def by_crate(path):
+    """Self time in the keel binary summed by the crate of each function (the first path
+    segment of its demangled name; `<T as Trait>` names count for T's crate): where the
+    user-space time goes when no single function stands out."""
+    import collections, re
+    crates = collections.Counter()
+    for line in open(path):
+        m = re.match(r"\s*([\d.]+)%\s+keel\s+\[\.\]\s+(.*?)(\s+-\s+-)?\s*$", line)
+        if not m:
+            continue
+        name = m.group(2).lstrip("<&*( ").removeprefix("mut ").removeprefix("dyn ")
+        crate = re.split(r"::|<|\s", name, maxsplit=1)[0] or "?"
+        if crate.startswith(("mi_", "_mi_")):
+            crate = "mimalloc"
+        elif crate.startswith("sqlite3"):
+            crate = "sqlite"
+        crates[crate] += float(m.group(1))
+    if not crates:
+        return []
+    return ["", "## Self time in the keel binary, by crate (share of all samples)", ""] + [
+        f"{v:6.2f} %  {k}" for k, v in crates.most_common(25)]
+
+
+def children(path):
+    lines = [" ".join(l.split()) for l in open(path)]
+    if not lines:
+        return []
+    return ["", "## Inclusive time of Keel's functions (children included; share of all samples)",
+            ""] + lines
+
+
 hz = os.sysconf("SC_CLK_TCK")
 cpu_s = (int(t1) - int(t0)) / hz
 d = json.load(open(os.path.join(work, "oha.json")))
@@ -144,8 +189,10 @@ lines = [
     f"{ok} answered 200, p50 {lat['p50'] * 1000:.2f} ms, p99 {lat['p99'] * 1000:.2f} ms.",
     f"# keel serve used {cpu_s:.2f} s of CPU: {cpu_s / int(calls) * 1e6:.0f} µs per call "
     f"({cpu_s / (int(calls) / int(rate)):.2f} cores).",
-    "# perf record -e cpu-clock -F 999 -g (self time; flat in user space: no frame pointers in the",
-    "# release build; the kernel's stacks unwind).",
+    ("# perf record -e cpu-clock -F 999 --call-graph dwarf (self time, and the inclusive time of "
+     "Keel's functions below)." if os.path.getsize(os.path.join(work, "children.txt")) else
+     "# perf record -e cpu-clock -F 999 -g (self time; flat in user space: no frame pointers in the\n"
+     "# release build; the kernel's stacks unwind)."),
     "",
     "## By binary",
     "",
@@ -154,7 +201,8 @@ lines = [
     "",
     "## Top functions (self)",
     "",
-] + [" ".join(l.split()) for l in open(os.path.join(work, "symbols.txt"))]
+] + [" ".join(l.split()) for l in open(os.path.join(work, "symbols.txt"))] + by_crate(
+    os.path.join(work, "all_symbols.txt")) + children(os.path.join(work, "children.txt"))
 os.makedirs(os.path.dirname(out), exist_ok=True)
 open(out, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines[:30]))

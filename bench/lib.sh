@@ -89,6 +89,7 @@ plain_config() {
 listen = "127.0.0.1:$1"
 store = "$3"
 capture = "full"
+${BENCH_WORKER_THREADS:+worker_threads = $BENCH_WORKER_THREADS}
 
 [providers.up]
 kind = "openai"

@@ -19,6 +19,7 @@
 #        BENCH_API=responses bash bench/run.sh 10 500 1000 2000
 #        BENCH_STORE=postgres bash bench/run.sh 10 500 1000 2000
 #        BENCH_NGINX=0 bash bench/run.sh   (leave out the nginx reference hop)
+#        BENCH_WORKER_THREADS=1 bash bench/run.sh   ([gateway] worker_threads for Keel)
 #
 # BENCH_STORE picks where traces go: sqlite (default, a file in the run's folder) or
 # postgres (a database of its own on the server at 127.0.0.1:5432, user postgres, created

@@ -128,6 +128,16 @@ impl Gateway {
         extensions: Extensions,
     ) -> anyhow::Result<Gateway> {
         let config = Arc::new(config);
+        // The token tables load beside the start (store, migrations, keys), not on the
+        // first calls that count tokens (budgets, tpm limits, streams).
+        let models: Vec<String> = config
+            .models
+            .values()
+            .flat_map(|m| m.deployments.iter().map(|d| d.upstream_model.clone()))
+            .collect();
+        let _ = std::thread::Builder::new()
+            .name("keel-warm-tokens".into())
+            .spawn(move || keel_registry::warm_encodings(models.iter().map(String::as_str)));
         let store = Arc::new(Store::open(&config.gateway.store)?);
         let opts = WriterOptions {
             capacity: config.gateway.trace_queue_capacity.get(),

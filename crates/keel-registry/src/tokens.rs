@@ -61,13 +61,35 @@ fn cl100k() -> Option<&'static CoreBPE> {
         .as_ref()
 }
 
+/// Load the BPE tables that `upstream_models` are counted with (`cl100k_base` for the
+/// estimated ones), so that no call waits for them. A table loads on first use, ~100 ms
+/// of one core, and every call that needs a count meanwhile waits for it: at 2,000 calls
+/// a second the first governed or streamed calls after a start stalled 30–145 ms
+/// (bench/RESULTS.md 2026-12-07). The gateway calls this on a thread of its own at start.
+pub fn warm_encodings<'a>(upstream_models: impl IntoIterator<Item = &'a str>) {
+    let mut wanted = [false; 2];
+    for m in upstream_models {
+        match Encoding::for_model(m) {
+            Encoding::O200kBase => wanted[0] = true,
+            Encoding::Cl100kBase | Encoding::Estimate => wanted[1] = true,
+        }
+    }
+    // `for_model` has loaded the exact ones it found; this loads the estimate's.
+    if wanted[1] {
+        let _ = cl100k();
+    }
+}
+
 impl Encoding {
     /// The encoding for an upstream model id (`gpt-4o-mini-2024-07-18`,
     /// `openai/gpt-4.1`, `claude-sonnet-4-5`); case and a `vendor/` prefix are ignored.
     pub fn for_model(upstream_model: &str) -> Encoding {
         let lower = upstream_model.to_ascii_lowercase();
         let m = lower.rsplit('/').next().unwrap_or(&lower);
-        let family = |p: &str| m == p || m.starts_with(&format!("{p}-"));
+        let family = |p: &str| {
+            m.strip_prefix(p)
+                .is_some_and(|r| r.is_empty() || r.starts_with('-'))
+        };
         let wanted = if ["gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5"]
             .iter()
             .any(|p| m.starts_with(p))

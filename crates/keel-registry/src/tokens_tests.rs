@@ -194,3 +194,23 @@ fn tools_and_schema_count_when_present() {
     );
     assert_eq!(d.delta(), (t_new + s_new) as f64);
 }
+
+#[test]
+fn warming_loads_the_tables_the_models_are_counted_with() {
+    // Estimated models (mock, Claude) are counted with cl100k_base; gpt-4o with o200k.
+    warm_encodings(["mock-model", "gpt-4o-mini"]);
+    assert!(CL100K.get().is_some_and(Option::is_some));
+    assert!(O200K.get().is_some_and(Option::is_some));
+}
+
+#[test]
+fn model_families_match_whole_names_only() {
+    assert_eq!(Encoding::for_model("o3"), Encoding::O200kBase);
+    assert_eq!(
+        Encoding::for_model("o3-mini-2025-01-31"),
+        Encoding::O200kBase
+    );
+    assert_eq!(Encoding::for_model("openai/O1"), Encoding::O200kBase);
+    assert_eq!(Encoding::for_model("o3x"), Encoding::Estimate);
+    assert_eq!(Encoding::for_model("o1mini"), Encoding::Estimate);
+}
