@@ -27,6 +27,16 @@ window = "month"
     )
 }
 
+/// A chat call as tenant `acme` (the budget's scope).
+async fn chat_as_acme(h: &Harness, body: &Value) -> Result<reqwest::Response, reqwest::Error> {
+    h.client
+        .post(h.url("/v1/chat/completions"))
+        .header("x-keel-tenant", "acme")
+        .json(body)
+        .send()
+        .await
+}
+
 /// Read an SSE body until a chunk carries a `finish_reason`, then hang up (before the
 /// usage chunk the upstream sends after it).
 async fn read_answer_then_hang_up(mut resp: reqwest::Response) -> String {
@@ -79,14 +89,7 @@ async fn a_stream_abandoned_after_its_answer_is_billed_and_budgeted_at_the_provi
     for _ in 0..20 {
         let mut b = stream_body("mock-1", "[mock:tokens=500] tell me everything", true);
         b["max_tokens"] = json!(500);
-        let resp = h
-            .client
-            .post(h.url("/v1/chat/completions"))
-            .header("x-keel-tenant", "acme")
-            .json(&b)
-            .send()
-            .await
-            .unwrap();
+        let resp = chat_as_acme(&h, &b).await.unwrap();
         match resp.status().as_u16() {
             200 => {
                 let id = request_id(&resp);
@@ -132,18 +135,12 @@ async fn a_stream_cut_upstream_is_priced_from_the_tokenizer_and_marked_estimated
         ..Options::default()
     })
     .await;
-    let resp = h
-        .client
-        .post(h.url("/v1/chat/completions"))
-        .header("x-keel-tenant", "acme")
-        .json(&stream_body(
-            "mock-1",
-            "[mock:cut] [mock:tokens=40] a story that breaks",
-            true,
-        ))
-        .send()
-        .await
-        .unwrap();
+    let body = stream_body(
+        "mock-1",
+        "[mock:cut] [mock:tokens=40] a story that breaks",
+        true,
+    );
+    let resp = chat_as_acme(&h, &body).await.unwrap();
     assert_eq!(resp.status(), 200);
     let id = request_id(&resp);
     let text = resp.text().await.unwrap();
@@ -198,4 +195,33 @@ async fn a_stream_without_usage_from_the_provider_is_estimated_not_null() {
     assert_eq!(t.error_class.as_deref(), Some("upstream_timeout"));
     assert!(t.usage_estimated);
     assert!(t.cost.is_some_and(|c| c.0 > 0));
+}
+
+/// A cut stream's input tokens: with a budget they are admission's count (not made a
+/// second time), without one they are counted for the stream; the same number either way.
+#[tokio::test]
+async fn a_cut_streams_input_count_is_the_same_with_and_without_admission() {
+    let mut counts = Vec::new();
+    for extra in [budget("1"), String::new()] {
+        let h = Harness::with(Options {
+            extra,
+            ..Options::default()
+        })
+        .await;
+        let body = stream_body(
+            "mock-1",
+            "[mock:cut] [mock:tokens=40] a story that breaks, told at some length",
+            true,
+        );
+        let resp = chat_as_acme(&h, &body).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let id = request_id(&resp);
+        let _ = resp.text().await.unwrap();
+        let (_, traces) = h.finish().await;
+        let t = trace(&traces, &id);
+        assert!(t.usage_estimated);
+        counts.push(t.input_tokens.unwrap());
+    }
+    assert!(counts[0] > 0);
+    assert_eq!(counts[0], counts[1], "budgeted vs not: {counts:?}");
 }

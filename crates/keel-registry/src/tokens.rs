@@ -84,7 +84,13 @@ impl Encoding {
     /// The encoding for an upstream model id (`gpt-4o-mini-2024-07-18`,
     /// `openai/gpt-4.1`, `claude-sonnet-4-5`); case and a `vendor/` prefix are ignored.
     pub fn for_model(upstream_model: &str) -> Encoding {
-        let lower = upstream_model.to_ascii_lowercase();
+        // Called per counted call: no copy unless the id has capitals.
+        let lower: std::borrow::Cow<'_, str> =
+            if upstream_model.bytes().any(|b| b.is_ascii_uppercase()) {
+                upstream_model.to_ascii_lowercase().into()
+            } else {
+                upstream_model.into()
+            };
         let m = lower.rsplit('/').next().unwrap_or(&lower);
         let family = |p: &str| {
             m.strip_prefix(p)

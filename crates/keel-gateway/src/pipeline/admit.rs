@@ -22,6 +22,9 @@ use crate::state::{AppState, ModelRoute};
 pub struct Governed {
     pub ticket: Option<Ticket>,
     pub rate: RateHeaders,
+    /// The input tokens admission counted, when it counted them (budgets, `tpm`
+    /// limits): a stream keeps this count instead of making it again.
+    pub input_tokens: Option<u64>,
 }
 
 /// The dearest price among the models this call may be served by.
@@ -60,18 +63,22 @@ pub async fn admit(
     let limits = &app.governor.config().limits;
     let upstream = first.primary().upstream_model.as_str();
     let price = worst_price(app, first, chain);
+    let counted = std::sync::OnceLock::new();
     let admission = {
         let r: &ChatRequest = req;
         let est = || {
-            estimate(
+            let e = estimate(
                 r,
                 upstream,
                 limits.output_reserve_tokens,
                 limits.input_margin,
-            )
+            );
+            let _ = counted.set(e.input_tokens);
+            e
         };
         app.governor.admit(key, cs, price, &est, &trace.id).await?
     };
+    out.input_tokens = counted.into_inner();
     if let Some(tokens) = admission.cap_output {
         cap_output(req, upstream, tokens);
     }

@@ -93,8 +93,10 @@ pub async fn run(
     }
     let first = call::resolve(app, &req.model)?;
     let guards = input_guardrails(app, first, &mut req, opts, trace).await?;
+    let mut counted = None;
     if let Some(out) = governed {
         admit::admit(app, opts.key, first, plan.chain, &mut req, trace, out).await?;
+        counted = out.input_tokens;
     }
     trace.provider = Some(first.primary().provider_name.clone());
     trace.upstream_model = Some(first.primary().upstream_model.clone());
@@ -106,7 +108,7 @@ pub async fn run(
         }
         trace.cache = Some("miss".into());
     }
-    let stream_end = StreamEnd::prepare(app, first, &plan, &req);
+    let stream_end = StreamEnd::prepare(app, first, &plan, &req, counted);
     let call = route::call_routed(app, first, plan.chain, plan.limits, req, trace);
     let (route, dep, reply) = match plan.limits.total {
         None => call.await?,
@@ -276,6 +278,7 @@ impl StreamEnd {
         first: &crate::state::ModelRoute,
         plan: &function::CallPlan<'_>,
         req: &ChatRequest,
+        counted: Option<u64>,
     ) -> StreamEnd {
         if !req.stream {
             return StreamEnd {
@@ -292,11 +295,16 @@ impl StreamEnd {
                 plan.limits,
             ))
         });
-        let margin = app.governor.config().limits.input_margin;
-        let upstream = &first.primary().upstream_model;
+        // Admission's count when it made one (the same model, margin and messages: only
+        // the output limit may have changed since), else counted here.
+        let input_estimate = counted.unwrap_or_else(|| {
+            let margin = app.governor.config().limits.input_margin;
+            let upstream = &first.primary().upstream_model;
+            keel_governance::estimate::input_tokens(req, upstream, margin).0
+        });
         StreamEnd {
             resume,
-            input_estimate: keel_governance::estimate::input_tokens(req, upstream, margin).0,
+            input_estimate,
         }
     }
 }
