@@ -19,6 +19,8 @@
 # Usage: bash bench/cpu_profile.sh [plain|governed-redis] [RATE] [SECONDS]
 #        (defaults: plain 5000 10; needs perf: apt-get install linux-perf)
 set -euo pipefail
+# A relative PERF_KEEP is the caller's, not the repository's.
+if [ -n "${PERF_KEEP:-}" ]; then PERF_KEEP=$(realpath -m "$PERF_KEEP"); fi
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PROFILE=${1:-plain}
@@ -47,9 +49,11 @@ fi
 cleanup() {
   kill "${KEEL_PID:-}" "${MOCK_PID:-}" 2>/dev/null || true
   if [ "$PROFILE" = governed-redis ]; then
-    redis-cli --scan --pattern "${REDIS_PREFIX}*" | xargs -r redis-cli del >/dev/null || true
+    redis-cli --scan --pattern "${REDIS_PREFIX}*" | xargs -r -d '\n' redis-cli del >/dev/null || true
   fi
-  if [ -n "${PERF_KEEP:-}" ] && [ -f "$WORK/perf.data" ]; then cp "$WORK/perf.data" "$PERF_KEEP"; fi
+  if [ -n "${PERF_KEEP:-}" ] && [ -f "$WORK/perf.data" ]; then
+    cp "$WORK/perf.data" "$PERF_KEEP" || echo "cannot keep perf.data at $PERF_KEEP" >&2
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -86,9 +90,9 @@ if [ "${PERF_DWARF:-0}" = 1 ]; then
 fi
 
 OUT="$ROOT/bench/profiles/cpu-$PROFILE-$RATE.txt"
-python3 - "$WORK" "$T0" "$T1" "$((RATE * SECS))" "$PROFILE" "$RATE" "$OUT" <<'PY'
+python3 - "$WORK" "$T0" "$T1" "$((RATE * SECS))" "$PROFILE" "$RATE" "$OUT" "${PERF_DWARF:-0}" <<'PY'
 import datetime, json, os, platform, subprocess, sys
-work, t0, t1, calls, profile, rate, out = sys.argv[1:]
+work, t0, t1, calls, profile, rate, out, dwarf = sys.argv[1:]
 
 
 def kernel_by_syscall(path):
@@ -190,7 +194,7 @@ lines = [
     f"# keel serve used {cpu_s:.2f} s of CPU: {cpu_s / int(calls) * 1e6:.0f} µs per call "
     f"({cpu_s / (int(calls) / int(rate)):.2f} cores).",
     ("# perf record -e cpu-clock -F 999 --call-graph dwarf (self time, and the inclusive time of "
-     "Keel's functions below)." if os.path.getsize(os.path.join(work, "children.txt")) else
+     "Keel's functions below)." if dwarf == "1" else
      "# perf record -e cpu-clock -F 999 -g (self time; flat in user space: no frame pointers in the\n"
      "# release build; the kernel's stacks unwind)."),
     "",

@@ -29,7 +29,7 @@ redis-cli ping > /dev/null 2>&1 || { echo "no Redis at 127.0.0.1:6379: start it 
 # The server on 6379 itself (its CPU is read from /proc, so it must run on this machine).
 RPID=$(redis-cli info server | tr -d '\r' | sed -n 's/^process_id://p')
 [ -n "$RPID" ] && [ -r "/proc/$RPID/stat" ] && grep -q '^redis-server' "/proc/$RPID/comm" 2>/dev/null \
-  || { echo "the Redis at 127.0.0.1:6379 does not run on this machine (its CPU is read from /proc; pid '$RPID' is not a redis-server here)"; exit 2; }
+  || { echo "the server at 127.0.0.1:6379 is not a redis-server process on this machine (pid '$RPID'): its CPU is read from /proc, so run a local redis-server there"; exit 2; }
 if [ ${#BINS[@]} -eq 0 ]; then build_keel; BINS=("$KEEL"); fi
 RATE=${RATE:-2000}; CALLS=${CALLS:-20000}; ROUNDS=${ROUNDS:-1}
 TOP=$(mktemp -d)

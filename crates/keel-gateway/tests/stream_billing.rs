@@ -197,8 +197,8 @@ async fn a_stream_without_usage_from_the_provider_is_estimated_not_null() {
     assert!(t.cost.is_some_and(|c| c.0 > 0));
 }
 
-/// A cut stream's input tokens: with a budget they are admission's count (not made a
-/// second time), without one they are counted for the stream; the same number either way.
+/// A cut stream's input tokens: with a budget they are admission's count, without one
+/// they are counted for the stream; the same number either way.
 #[tokio::test]
 async fn a_cut_streams_input_count_is_the_same_with_and_without_admission() {
     let mut counts = Vec::new();

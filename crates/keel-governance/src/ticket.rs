@@ -122,7 +122,7 @@ async fn run(inner: Inner, cost: Nanos, tokens: u64) {
                 (true, false) => "a budget reservation",
                 _ => "a token correction",
             };
-            tracing::warn!(error = %e, "cannot settle {what} with the limits backend; a reservation lapses with its hold");
+            tracing::warn!(error = %e, "cannot settle {what} with the limits backend (Redis may still have applied it); if not, a reservation lapses with its hold");
             return;
         }
     };

@@ -30,8 +30,8 @@ pub use load::{
 pub use prompt::{MessageTemplate, Prompt, PromptBody, Role, SnapshotError, VarType, VariableDecl};
 pub use render::RenderError;
 pub use tokens::{
-    render_pair, synthetic_variables, warm_encodings, Encoding, RenderedPair, TokenDelta,
-    VariableSource, MAX_SAMPLES,
+    render_pair, synthetic_variables, tables_for, warm_encodings, Encoding, RenderedPair,
+    TokenDelta, VariableSource, MAX_SAMPLES,
 };
 pub use validate::{OUT_OF_FUEL, QUICK_FUEL, RENDER_FUEL};
 

@@ -61,29 +61,50 @@ fn cl100k() -> Option<&'static CoreBPE> {
         .as_ref()
 }
 
-/// Load the BPE tables that `upstream_models` are counted with (`cl100k_base` for the
-/// estimated ones), so that no call waits for them. A table loads on first use, ~100 ms
-/// of one core, and every call that needs a count meanwhile waits for it: at 2,000 calls
-/// a second the first governed or streamed calls after a start stalled 30–145 ms
-/// (bench/RESULTS.md 2026-12-07). The gateway calls this on a thread of its own at start.
+/// Load the BPE tables that `upstream_models` are counted with ([`tables_for`]), so that
+/// no call waits for them. A table loads on first use, ~100 ms of one core, and every
+/// call that needs a count meanwhile waits for it: at 2,000 calls a second the first
+/// governed or streamed calls after a start stalled 14–146 ms (bench/RESULTS.md
+/// 2026-12-07). The gateway calls this on a thread of its own at start.
 pub fn warm_encodings<'a>(upstream_models: impl IntoIterator<Item = &'a str>) {
-    let mut wanted = [false; 2];
+    for table in tables_for(upstream_models) {
+        let _ = match table {
+            Encoding::O200kBase => o200k(),
+            Encoding::Cl100kBase | Encoding::Estimate => cl100k(),
+        };
+    }
+}
+
+/// The tables `upstream_models` are counted with, each once: `o200k_base`, and
+/// `cl100k_base` (which also counts the estimated models).
+pub fn tables_for<'a>(upstream_models: impl IntoIterator<Item = &'a str>) -> Vec<Encoding> {
+    let mut tables = Vec::new();
     for m in upstream_models {
-        match Encoding::for_model(m) {
-            Encoding::O200kBase => wanted[0] = true,
-            Encoding::Cl100kBase | Encoding::Estimate => wanted[1] = true,
+        let table = match Encoding::wanted_for(m) {
+            Encoding::O200kBase => Encoding::O200kBase,
+            Encoding::Cl100kBase | Encoding::Estimate => Encoding::Cl100kBase,
+        };
+        if !tables.contains(&table) {
+            tables.push(table);
         }
     }
-    // `for_model` has loaded the exact ones it found; this loads the estimate's.
-    if wanted[1] {
-        let _ = cl100k();
-    }
+    tables
 }
 
 impl Encoding {
     /// The encoding for an upstream model id (`gpt-4o-mini-2024-07-18`,
     /// `openai/gpt-4.1`, `claude-sonnet-4-5`); case and a `vendor/` prefix are ignored.
     pub fn for_model(upstream_model: &str) -> Encoding {
+        // An exact encoding whose BPE does not load is honestly an estimate.
+        match Encoding::wanted_for(upstream_model) {
+            Encoding::O200kBase if o200k().is_none() => Encoding::Estimate,
+            Encoding::Cl100kBase if cl100k().is_none() => Encoding::Estimate,
+            other => other,
+        }
+    }
+
+    /// The encoding the model's family is counted with, whether or not its table loads.
+    fn wanted_for(upstream_model: &str) -> Encoding {
         // Called per counted call: no copy unless the id has capitals.
         let lower: std::borrow::Cow<'_, str> =
             if upstream_model.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -96,7 +117,7 @@ impl Encoding {
             m.strip_prefix(p)
                 .is_some_and(|r| r.is_empty() || r.starts_with('-'))
         };
-        let wanted = if ["gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5"]
+        if ["gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5"]
             .iter()
             .any(|p| m.starts_with(p))
             || ["o1", "o3", "o4"].iter().any(|p| family(p))
@@ -106,12 +127,6 @@ impl Encoding {
             Encoding::Cl100kBase
         } else {
             Encoding::Estimate
-        };
-        // An exact encoding whose BPE does not load is honestly an estimate.
-        match wanted {
-            Encoding::O200kBase if o200k().is_none() => Encoding::Estimate,
-            Encoding::Cl100kBase if cl100k().is_none() => Encoding::Estimate,
-            other => other,
         }
     }
 

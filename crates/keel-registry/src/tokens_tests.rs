@@ -196,8 +196,15 @@ fn tools_and_schema_count_when_present() {
 }
 
 #[test]
-fn warming_loads_the_tables_the_models_are_counted_with() {
+fn warming_picks_the_tables_the_models_are_counted_with() {
     // Estimated models (mock, Claude) are counted with cl100k_base; gpt-4o with o200k.
+    assert_eq!(tables_for(["mock-model"]), vec![Encoding::Cl100kBase]);
+    assert_eq!(tables_for(["gpt-4o-mini", "o3"]), vec![Encoding::O200kBase]);
+    assert_eq!(
+        tables_for(["gpt-4o", "claude-sonnet-4-5", "gpt-4-turbo"]),
+        vec![Encoding::O200kBase, Encoding::Cl100kBase]
+    );
+    assert!(tables_for([]).is_empty());
     warm_encodings(["mock-model", "gpt-4o-mini"]);
     assert!(CL100K.get().is_some_and(Option::is_some));
     assert!(O200K.get().is_some_and(Option::is_some));
