@@ -70,7 +70,7 @@ pub struct OpenedStream {
     pub resume: Option<Box<super::resume::Resume>>,
     /// Keel's count of the request's input tokens, for pricing a stream that ends
     /// without the provider's usage (set by the request path, 0 from here).
-    pub input_estimate: super::close::InputCount,
+    pub input_estimate: u64,
 }
 
 pub async fn open_stream(
@@ -104,7 +104,7 @@ pub async fn open_stream(
             first_at: Instant::now(),
             attempt_started,
             resume: None,
-            input_estimate: super::close::InputCount::Counted(0),
+            input_estimate: 0,
         }),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(ProviderError::Timeout(limit).into()),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
-use keel_core::chat::{ChatChunk, ChatRequest, Usage};
+use keel_core::chat::{ChatChunk, Usage};
 use keel_core::trace::{TraceRecord, TraceStatus};
 use keel_providers::ChunkStream;
 
@@ -23,41 +23,6 @@ use super::account;
 use crate::error::GatewayError;
 use crate::guard::stream::StreamGuard;
 use crate::state::AppState;
-
-/// Keel's count of a stream's input tokens, wanted only when the stream ends without
-/// the provider's usage (a cut, a deadline). Counting takes ~13 µs for two short
-/// messages and a millisecond or more for a long prompt, so a stream does not count
-/// before its upstream call: it keeps a copy of the request and counts at such an end —
-/// unless admission counted it already.
-pub enum InputCount {
-    Counted(u64),
-    /// The request as sent upstream (bar its model id), counted for `upstream` with
-    /// `[limits] input_margin` when it is needed.
-    Later {
-        req: Box<ChatRequest>,
-        upstream: String,
-        margin: f64,
-    },
-}
-
-impl InputCount {
-    pub fn tokens(&self) -> u64 {
-        match self {
-            InputCount::Counted(n) => *n,
-            InputCount::Later {
-                req,
-                upstream,
-                margin,
-            } => keel_governance::estimate::input_tokens(req, upstream, *margin).0,
-        }
-    }
-}
-
-impl Default for InputCount {
-    fn default() -> InputCount {
-        InputCount::Counted(0)
-    }
-}
 
 /// A tool call assembled from stream deltas.
 pub struct ToolCallCapture {
@@ -80,7 +45,7 @@ pub struct StreamEnd {
     pub ticket: Option<keel_governance::Ticket>,
     pub guard: Option<Box<StreamGuard>>,
     /// Keel's count of the request's input tokens (prices a stream without usage).
-    pub input_estimate: InputCount,
+    pub input_estimate: u64,
     /// Set when the stream was read on after its client left: a shutdown that cuts the
     /// reading does not make it a `shutdown` trace (the client had already gone).
     pub client_left: bool,
@@ -199,7 +164,7 @@ impl StreamEnd {
             out += keel_governance::estimate::output_tokens(&c.name, upstream)
                 + keel_governance::estimate::output_tokens(&c.arguments, upstream);
         }
-        Usage::new(self.input_estimate.tokens(), out)
+        Usage::new(self.input_estimate, out)
     }
 
     /// Settle usage and cost, run the output guard's last checks, keep the output and

@@ -10,7 +10,6 @@ use keel_core::trace::TraceRecord;
 
 use super::cache::CACHE_HEADER;
 use super::call::{self, OpenedStream};
-use super::close::InputCount;
 use super::function::{self, VARIANT_HEADER};
 use super::resume::Resume;
 use super::route::{self, Reply};
@@ -270,7 +269,7 @@ struct StreamEnd {
     /// With `resume_streams`: how to continue the stream if it is cut.
     resume: Option<Box<Resume>>,
     /// Keel's count of the input tokens: prices a stream that ends without usage.
-    input_estimate: InputCount,
+    input_estimate: u64,
 }
 
 impl StreamEnd {
@@ -284,7 +283,7 @@ impl StreamEnd {
         if !req.stream {
             return StreamEnd {
                 resume: None,
-                input_estimate: InputCount::Counted(0),
+                input_estimate: 0,
             };
         }
         let resume = (first.config.routing.resume_streams && req.n.unwrap_or(1) == 1).then(|| {
@@ -297,16 +296,12 @@ impl StreamEnd {
             ))
         });
         // Admission's count when it made one (the same model, margin and messages: only
-        // the output limit may have changed since), else counted at the end if the
-        // provider's usage is missing then: not before the upstream call.
-        let input_estimate = match counted {
-            Some(n) => InputCount::Counted(n),
-            None => InputCount::Later {
-                req: Box::new(req.clone()),
-                upstream: first.primary().upstream_model.clone(),
-                margin: app.governor.config().limits.input_margin,
-            },
-        };
+        // the output limit may have changed since), else counted here.
+        let input_estimate = counted.unwrap_or_else(|| {
+            let margin = app.governor.config().limits.input_margin;
+            let upstream = &first.primary().upstream_model;
+            keel_governance::estimate::input_tokens(req, upstream, margin).0
+        });
         StreamEnd {
             resume,
             input_estimate,

@@ -72,7 +72,7 @@ pub struct Relay<F: StreamFormat> {
     skip_ws: String,
     /// Keel's count of the request's input tokens (prices a stream that ends without
     /// the provider's usage: `pipeline::close`).
-    input_estimate: super::close::InputCount,
+    input_estimate: u64,
 }
 
 impl<F: StreamFormat> Relay<F> {
@@ -380,7 +380,7 @@ impl<F: StreamFormat> Drop for Relay<F> {
             outcome: self.outcome.take(),
             ticket: self.ticket.take(),
             guard: self.guard.take(),
-            input_estimate: std::mem::take(&mut self.input_estimate),
+            input_estimate: self.input_estimate,
             client_left: false,
         };
         end.close_or_drain(
